@@ -1,0 +1,87 @@
+"""The typed Python API, of which the CLI is a thin shell."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import PersistenceError
+
+from ledger import config, migrations
+from ledger.commands import Command, parse_command, validate_command
+from ledger.config import ConfigurationError, Settings
+from ledger.db import connect
+from ledger.domain.errors import Rejected
+from ledger.results import Result
+from ledger.service import Ledger
+
+
+def settings(database_url: str | None = None, schema: str | None = None) -> Settings:
+    return config.resolve(database_url, schema)
+
+
+def upgrade(settings: Settings) -> list[migrations.Migration]:
+    with connect(settings) as conn:
+        return migrations.upgrade(conn, settings.schema)
+
+
+def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
+    """The write side, once the schema is in place (else a ``ConfigurationError``)."""
+    with connect(settings, autocommit=True) as conn:
+        states = migrations.status(conn, settings.schema)
+    missing = [s.migration.label for s in states if s.applied_at is None]
+    if missing:
+        raise ConfigurationError(
+            f"the database is not migrated (missing {', '.join(missing)}): run `ledger db upgrade`"
+        )
+    try:
+        return Ledger(settings, pool_size)
+    except (PersistenceError, psycopg.Error) as error:
+        raise ConfigurationError(f"cannot open the ledger: {error}") from None
+
+
+def append(ledger: Ledger, command: Command) -> Result:
+    """One command from Python: validated by the same rules as a JSON line."""
+    try:
+        checked = validate_command(command)
+    except Rejected as error:
+        return Result("rejected", error=error)
+    return ledger.execute(checked)
+
+
+def parse_lines(lines: Iterable[str | bytes]) -> Iterator[Command | Rejected]:
+    for line in lines:
+        try:
+            yield parse_command(line)
+        except Rejected as error:
+            yield error
+
+
+def append_lines(
+    ledger: Ledger, lines: Iterable[str | bytes], *, atomic: bool = False
+) -> Iterator[tuple[int, Result]]:
+    """JSON Lines in, (line number, result) out; streaming unless ``atomic``.
+
+    Blank lines are skipped but still counted, so line numbers match the input.
+    """
+    numbered = (
+        [(n, line) for n, line in enumerate(lines, start=1) if line.strip()] if atomic else None
+    )
+    if numbered is not None:
+        items = list(parse_lines(line for _, line in numbered))
+        results = ledger.execute_batch(items, atomic=True)
+        yield from ((n, r) for (n, _), r in zip(numbered, results, strict=True))
+        return
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        item = next(parse_lines([line]))
+        result = (
+            Result("rejected", error=item) if isinstance(item, Rejected) else ledger.execute(item)
+        )
+        yield number, result
+
+
+def result_line(number: int, result: Result) -> dict[str, Any]:
+    return result.as_dict(number)

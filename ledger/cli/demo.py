@@ -1,0 +1,10 @@
+"""``ledger demo``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(groups: Any, common: argparse.ArgumentParser) -> None:
+    return None

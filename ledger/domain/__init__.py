@@ -1,0 +1,1 @@
+"""The domain: aggregates, events and rejections. No SQL, no clock."""

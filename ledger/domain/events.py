@@ -1,0 +1,249 @@
+"""The event catalogue (docs/events.md describes each one).
+
+Events are immutable facts named in the past tense. Each carries ``occurred_at``
+(business time, a canonical UTC string, see ``ledger.domain.clock``) and the
+values the projections need, so that projecting an event is a pure mapping with
+no business rule left to apply. Ids and timestamps are stored as canonical
+strings: the stored JSON stays plain, and decoding in a rebuild needs no
+conversions.
+
+Topics are explicit and stable (``PurchaseCompleted``), not module paths, so the
+code can be reorganised without rewriting history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import AggregateCreated, AggregateEvent
+from eventsourcing.utils import register_topic
+
+
+class LedgerCreated(AggregateCreated):
+    """First event of an aggregate."""
+
+    occurred_at: str
+
+
+class LedgerEvent(AggregateEvent):
+    """A later event of an aggregate; the aggregate's ``when`` evolves its state."""
+
+    occurred_at: str
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.when(self)
+
+
+# --- catalogue -----------------------------------------------------------------
+
+
+class OrganizationRegistered(LedgerCreated):
+    TOPIC = "OrganizationRegistered"
+    organization_id: str
+    name: str
+    fingerprint: str
+
+
+class UserRegistered(LedgerCreated):
+    TOPIC = "UserRegistered"
+    user_id: str
+
+
+class UserDeleted(LedgerEvent):
+    TOPIC = "UserDeleted"
+    user_id: str
+
+
+class ContentPublished(LedgerCreated):
+    TOPIC = "ContentPublished"
+    content_id: str
+    organization_id: str
+    creator_id: str
+    title: str
+    fingerprint: str
+
+
+class ContentDeleted(LedgerEvent):
+    TOPIC = "ContentDeleted"
+    content_id: str
+
+
+# --- purchases -----------------------------------------------------------------
+
+
+class PurchaseOpened(LedgerCreated):
+    """The purchase aggregate exists; what happened to it follows."""
+
+    TOPIC = "PurchaseOpened"
+    stripe_payment_intent_id: str
+
+
+class PurchaseStarted(LedgerEvent):
+    TOPIC = "PurchaseStarted"
+    stripe_payment_intent_id: str
+    customer_id: str
+    content_id: str
+    organization_id: str
+    amount_paid_cents: int
+    currency: str
+    fingerprint: str
+
+
+class PurchaseCompleted(LedgerEvent):
+    TOPIC = "PurchaseCompleted"
+    stripe_payment_intent_id: str
+    customer_id: str
+    content_id: str
+    organization_id: str
+    creator_id: str
+    amount_paid_cents: int
+    currency: str
+    platform_fee_cents: int
+    organization_fee_cents: int
+    creator_payout_cents: int
+    revenue_split_config_id: str | None
+    fingerprint: str
+
+
+class PurchaseFailed(LedgerEvent):
+    TOPIC = "PurchaseFailed"
+    stripe_payment_intent_id: str
+    customer_id: str
+    content_id: str
+    organization_id: str
+    amount_paid_cents: int
+    currency: str
+    fingerprint: str
+
+
+class PurchaseRefunded(LedgerEvent):
+    """A refund, with its cumulative totals and its share of each party.
+
+    ``platform_refund_cents`` and friends are this refund's share, computed by the
+    cumulative rule (after refunds totalling R of A split (p, o, c) the platform has
+    returned floor(R*p/A), the organization floor(R*o/A), the creator the rest), so
+    that the shares of all refunds of a purchase add up exactly.
+    """
+
+    TOPIC = "PurchaseRefunded"
+    stripe_payment_intent_id: str
+    refund_id: str
+    amount_cents: int
+    reason: str | None
+    currency: str
+    organization_id: str
+    content_id: str
+    creator_id: str
+    customer_id: str
+    refunded_amount_cents: int
+    status: str
+    platform_refund_cents: int
+    organization_refund_cents: int
+    creator_refund_cents: int
+
+
+# --- access and playback -----------------------------------------------------------
+
+
+class AccessOpened(LedgerCreated):
+    TOPIC = "AccessOpened"
+    user_id: str
+    content_id: str
+
+
+class AccessGranted(LedgerEvent):
+    """The (user, content) access row takes this grant.
+
+    ``access_type`` is ``purchased`` when a completed purchase grants it
+    (``stripe_payment_intent_id`` names the purchase); ``granted_at`` is the
+    grant's ``occurred_at``.
+    """
+
+    TOPIC = "AccessGranted"
+    user_id: str
+    content_id: str
+    organization_id: str
+    access_type: str
+    expires_at: str | None
+    stripe_payment_intent_id: str | None
+
+
+class AccessRevoked(LedgerEvent):
+    """The (user, content) access row is removed (``reason`` says why)."""
+
+    TOPIC = "AccessRevoked"
+    user_id: str
+    content_id: str
+    reason: str | None
+    stripe_payment_intent_id: str | None
+
+
+class AccessPurchaseReleased(LedgerEvent):
+    """A fully refunded purchase no longer stands behind a ``purchased`` row that
+    another completed purchase still keeps; the row itself does not change."""
+
+    TOPIC = "AccessPurchaseReleased"
+    stripe_payment_intent_id: str
+
+
+class PlaybackOpened(LedgerCreated):
+    TOPIC = "PlaybackOpened"
+    user_id: str
+    content_id: str
+
+
+class PlaybackProgressed(LedgerEvent):
+    """Progress of a (user, content) playback; ``completed`` never turns back."""
+
+    TOPIC = "PlaybackProgressed"
+    user_id: str
+    content_id: str
+    position_seconds: int
+    duration_seconds: int
+    completed: bool
+
+
+# --- idempotency -------------------------------------------------------------------
+
+
+class CommandKeyClaimed(LedgerCreated):
+    """A key (an ``idempotency_key`` or a ``refund_id``) is taken, for ever.
+
+    The aggregate id is derived from the key, and the log's primary key
+    (originator_id, originator_version) lets exactly one command claim it.
+    """
+
+    TOPIC = "CommandKeyClaimed"
+    namespace: str
+    key: str
+    command_type: str
+    fingerprint: str
+
+
+ALL_EVENTS: tuple[type[LedgerCreated] | type[LedgerEvent], ...] = (
+    OrganizationRegistered,
+    UserRegistered,
+    UserDeleted,
+    ContentPublished,
+    ContentDeleted,
+    PurchaseOpened,
+    PurchaseStarted,
+    PurchaseCompleted,
+    PurchaseFailed,
+    PurchaseRefunded,
+    AccessOpened,
+    AccessGranted,
+    AccessRevoked,
+    AccessPurchaseReleased,
+    PlaybackOpened,
+    PlaybackProgressed,
+    CommandKeyClaimed,
+)
+
+EVENTS_BY_TOPIC: dict[str, type[LedgerCreated] | type[LedgerEvent]] = {
+    str(getattr(cls, "TOPIC")): cls  # noqa: B009 (set by each class body)
+    for cls in ALL_EVENTS
+}
+
+for _topic, _cls in EVENTS_BY_TOPIC.items():
+    register_topic(_topic, _cls)

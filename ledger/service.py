@@ -1,0 +1,635 @@
+"""The application service: commands in, events and projected rows out.
+
+Each command is decided against aggregates loaded from the log, then its events and
+the rows they change are appended in one transaction (``LedgerRecorder``). Two
+writers deciding on the same aggregate at once are resolved optimistically: the
+log's primary key lets one append win; the other is reloaded and decided again,
+never lost and never doubled. Aggregates a decision only read are re-checked inside
+the append's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from psycopg import sql
+
+from ledger import commands as cmd
+from ledger.config import Settings
+from ledger.domain import clock, ids
+from ledger.domain import events as ev
+from ledger.domain.aggregates import (
+    Access,
+    CommandKey,
+    Content,
+    Organization,
+    Playback,
+    Purchase,
+    User,
+)
+from ledger.domain.errors import Conflict, InvalidState, NoAccess, NotFound, Rejected
+from ledger.results import DUPLICATE, Result
+from ledger.store import environment
+from projections.registry import changes_for
+
+MAX_ATTEMPTS = 20
+A = TypeVar("A", bound=Aggregate)
+
+
+class Duplicate(Exception):
+    """The command was already applied; nothing to write."""
+
+
+@dataclass
+class UnitOfWork:
+    """The aggregates one decision (or one ``--atomic`` batch) loads and changes."""
+
+    app: Ledger
+    loaded: dict[UUID, Aggregate | None] = field(default_factory=dict)
+    read_versions: dict[UUID, int] = field(default_factory=dict)
+    written: set[UUID] = field(default_factory=set)
+    events: list[Any] = field(default_factory=list)
+
+    def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        if aggregate_id not in self.loaded:
+            try:
+                aggregate: Aggregate | None = self.app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                aggregate = None
+            self.loaded[aggregate_id] = aggregate
+            self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+        found = self.loaded[aggregate_id]
+        if found is not None and not isinstance(found, kind):
+            raise TypeError(f"aggregate {aggregate_id} is a {type(found).__name__}")
+        return found
+
+    def record(self, aggregate: Aggregate) -> None:
+        """Takes the aggregate's new events, in the order they were decided."""
+        self.loaded[aggregate.id] = aggregate
+        self.written.add(aggregate.id)
+        self.events.extend(aggregate.collect_events())
+
+    def guarded_reads(self) -> dict[UUID, int]:
+        return {i: v for i, v in self.read_versions.items() if i not in self.written and v}
+
+
+class Ledger(Application[UUID]):
+    """The ledger's write side. ``name`` makes the library's table ``ledger_events``."""
+
+    name = "Ledger"
+
+    def __init__(self, settings: Settings, pool_size: int = 2) -> None:
+        self.settings = settings
+        super().__init__(env=environment(settings, pool_size))
+        self._handlers: dict[type[cmd.Command], Callable[[UnitOfWork, Any, str, str], None]] = {
+            cmd.RegisterOrganization: self._register_organization,
+            cmd.RegisterUser: self._register_user,
+            cmd.DeleteUser: self._delete_user,
+            cmd.PublishContent: self._publish_content,
+            cmd.DeleteContent: self._delete_content,
+            cmd.StartPurchase: self._start_purchase,
+            cmd.CompletePurchase: self._complete_purchase,
+            cmd.FailPurchase: self._fail_purchase,
+            cmd.RefundPurchase: self._refund_purchase,
+            cmd.GrantAccess: self._grant_access,
+            cmd.RevokeAccess: self._revoke_access,
+            cmd.RecordPlayback: self._record_playback,
+        }
+
+    # --- public API --------------------------------------------------------------
+
+    def execute(self, command: cmd.Command) -> Result:
+        """Decides and appends one command in its own transaction."""
+        return self.execute_batch([command], atomic=False)[0]
+
+    def execute_batch(
+        self, commands: Sequence[cmd.Command | Rejected], *, atomic: bool
+    ) -> list[Result]:
+        """Each command in its own transaction, or (``atomic``) all in one.
+
+        An item that is already a ``Rejected`` (a line that did not parse) is answered
+        as such. In atomic mode any rejection writes nothing, and the lines that were
+        fine are answered ``rolled_back``.
+        """
+        if not atomic:
+            return [
+                Result("rejected", error=item) if isinstance(item, Rejected) else self._one(item)
+                for item in commands
+            ]
+        return self._atomic(commands)
+
+    # --- transactions --------------------------------------------------------------
+
+    def _one(self, command: cmd.Command) -> Result:
+        for _ in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self)
+            try:
+                self._decide(uow, command)
+            except Duplicate:
+                return DUPLICATE
+            except Rejected as error:
+                return Result("rejected", error=error)
+            try:
+                positions = self._append(uow)
+            except IntegrityError:
+                continue  # another writer got there first: decide again on fresh state
+            return Result("accepted", position=max(positions))
+        raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
+
+    def _atomic(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
+        for _ in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self)
+            results: list[Result | None] = []
+            spans: list[tuple[int, int]] = []
+            for item in commands:
+                start = len(uow.events)
+                if isinstance(item, Rejected):
+                    results.append(Result("rejected", error=item))
+                    continue
+                try:
+                    self._decide(uow, item)
+                except Duplicate:
+                    results.append(DUPLICATE)
+                    continue
+                except Rejected as error:
+                    results.append(Result("rejected", error=error))
+                    continue
+                results.append(None)
+                spans.append((len(results) - 1, start))
+            if any(r is not None and r.status == "rejected" for r in results):
+                return [r if r is not None else Result("rolled_back") for r in results]
+            try:
+                positions = self._append(uow) if uow.events else []
+            except IntegrityError:
+                continue
+            ends = [s for _, s in spans[1:]] + [len(uow.events)]
+            for (index, start), end in zip(spans, ends, strict=True):
+                results[index] = Result("accepted", position=max(positions[start:end]))
+            return [r if r is not None else DUPLICATE for r in results]
+        raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
+
+    def _append(self, uow: UnitOfWork) -> list[int]:
+        recordings = self.save(
+            *uow.events,
+            read_versions=uow.guarded_reads(),
+            row_changes=changes_for(uow.events),
+        )
+        return [r.notification.id for r in recordings]
+
+    # --- deciding ---------------------------------------------------------------------
+
+    def _decide(self, uow: UnitOfWork, command: cmd.Command) -> None:
+        """Raises ``Duplicate`` or ``Rejected``, or records the command's events in ``uow``.
+
+        Every check comes before the first event, so a rejection leaves the unit of
+        work as it was (which ``--atomic`` relies on).
+        """
+        occurred = command.occurred(clock.now())
+        fingerprint = command.fingerprint()
+        key = None
+        if command.idempotency_key is not None:
+            key_id = ids.command_key_id("idempotency_key", command.idempotency_key)
+            key = uow.get(key_id, CommandKey)
+            if key is not None:
+                key.check_same(fingerprint, "idempotency_key")
+                raise Duplicate
+        before = len(uow.events)
+        self._handlers[type(command)](uow, command, occurred, fingerprint)
+        if command.idempotency_key is not None and len(uow.events) > before:
+            claim = CommandKey._create(
+                ev.CommandKeyClaimed,
+                id=ids.command_key_id("idempotency_key", command.idempotency_key),
+                namespace="idempotency_key",
+                key=command.idempotency_key,
+                command_type=getattr(command, "type", ""),
+                fingerprint=fingerprint,
+                occurred_at=occurred,
+            )
+            uow.record(claim)
+
+    # catalogue
+
+    def _live_user(self, uow: UnitOfWork, user_id: str, field_name: str) -> User:
+        user = uow.get(ids.user_id(user_id), User)
+        if user is None or user.deleted:
+            state = "was deleted" if user is not None else "is not registered"
+            raise NotFound(f"user {user_id!r} {state}", field_name)
+        return user
+
+    def _live_content(
+        self, uow: UnitOfWork, content_id: str, field_name: str = "content_id"
+    ) -> Content:
+        content = uow.get(ids.content_id(content_id), Content)
+        if content is None or content.deleted:
+            state = "was deleted" if content is not None else "is not published"
+            raise NotFound(f"content {content_id} {state}", field_name)
+        return content
+
+    def _register_organization(
+        self, uow: UnitOfWork, c: cmd.RegisterOrganization, occurred: str, fingerprint: str
+    ) -> None:
+        organization_id = str(c.organization_id)
+        existing = uow.get(ids.organization_id(organization_id), Organization)
+        if existing is not None:
+            if existing.fingerprint == fingerprint:
+                raise Duplicate
+            raise Conflict(
+                f"organization {organization_id} is already registered with other details",
+                "organization_id",
+            )
+        uow.record(
+            Organization._create(
+                ev.OrganizationRegistered,
+                id=ids.organization_id(organization_id),
+                organization_id=organization_id,
+                name=c.name,
+                fingerprint=fingerprint,
+                occurred_at=occurred,
+            )
+        )
+
+    def _register_user(self, uow: UnitOfWork, c: cmd.RegisterUser, occurred: str, _: str) -> None:
+        existing = uow.get(ids.user_id(c.user_id), User)
+        if existing is not None:
+            if existing.deleted:
+                raise InvalidState(
+                    f"user {c.user_id!r} was deleted; a deleted user id cannot be registered again",
+                    "user_id",
+                )
+            raise Duplicate
+        uow.record(
+            User._create(
+                ev.UserRegistered,
+                id=ids.user_id(c.user_id),
+                user_id=c.user_id,
+                occurred_at=occurred,
+            )
+        )
+
+    def _delete_user(self, uow: UnitOfWork, c: cmd.DeleteUser, occurred: str, _: str) -> None:
+        user = uow.get(ids.user_id(c.user_id), User)
+        if user is None:
+            raise NotFound(f"user {c.user_id!r} is not registered", "user_id")
+        if user.deleted:
+            raise Duplicate
+        user.delete(occurred)
+        uow.record(user)
+
+    def _publish_content(
+        self, uow: UnitOfWork, c: cmd.PublishContent, occurred: str, fingerprint: str
+    ) -> None:
+        content_id = str(c.content_id)
+        existing = uow.get(ids.content_id(content_id), Content)
+        if existing is not None:
+            if existing.deleted:
+                raise InvalidState(
+                    f"content {content_id} was deleted; its id cannot be published again",
+                    "content_id",
+                )
+            if existing.fingerprint == fingerprint:
+                raise Duplicate
+            raise Conflict(
+                f"content {content_id} is already published with other details", "content_id"
+            )
+        organization_id = str(c.organization_id)
+        if uow.get(ids.organization_id(organization_id), Organization) is None:
+            raise NotFound(f"organization {organization_id} is not registered", "organization_id")
+        self._live_user(uow, c.creator_id, "creator_id")
+        uow.record(
+            Content._create(
+                ev.ContentPublished,
+                id=ids.content_id(content_id),
+                content_id=content_id,
+                organization_id=organization_id,
+                creator_id=c.creator_id,
+                title=c.title,
+                fingerprint=fingerprint,
+                occurred_at=occurred,
+            )
+        )
+
+    def _delete_content(self, uow: UnitOfWork, c: cmd.DeleteContent, occurred: str, _: str) -> None:
+        content_id = str(c.content_id)
+        content = uow.get(ids.content_id(content_id), Content)
+        if content is None:
+            raise NotFound(f"content {content_id} is not published", "content_id")
+        if content.deleted:
+            raise Duplicate
+        if self._has_purchase_rows(uow, content_id):
+            raise InvalidState(
+                f"content {content_id} has purchases; purchases restrict its deletion",
+                "content_id",
+            )
+        content.delete(occurred)
+        uow.record(content)
+
+    def _has_purchase_rows(self, uow: UnitOfWork, content_id: str) -> bool:
+        """Whether a purchases row of this content exists (the RESTRICT rule).
+
+        Read from the projection, which is consistent with the log (inline); in a
+        batch, this batch's own purchases count too. The foreign key is the backstop
+        against a purchase committed meanwhile: it fails the append, and the retry
+        decides again.
+        """
+        for event in uow.events:
+            if (
+                isinstance(event, ev.PurchaseStarted | ev.PurchaseCompleted | ev.PurchaseFailed)
+                and event.content_id == content_id
+            ):
+                return True
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
+            sql.Identifier(self.settings.schema, "purchases")
+        )
+        with self.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(query, (content_id,)).fetchone()
+        return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
+
+    # purchases
+
+    def _purchase(self, uow: UnitOfWork, payment_intent: str) -> Purchase | None:
+        return uow.get(ids.purchase_id(payment_intent), Purchase)
+
+    @staticmethod
+    def _check_repeat(purchase: Purchase | None, command_type: str, fingerprint: str) -> None:
+        if purchase is None or command_type not in purchase.fingerprints:
+            return
+        if purchase.fingerprints[command_type] == fingerprint:
+            raise Duplicate
+        raise Conflict(
+            f"{command_type} for {purchase.stripe_payment_intent_id} was already recorded "
+            "with a different payload",
+            "stripe_payment_intent_id",
+        )
+
+    @staticmethod
+    def _check_same_purchase(
+        purchase: Purchase, customer_id: str, content_id: str, amount: int, currency: str
+    ) -> None:
+        for name, recorded, given in (
+            ("customer_id", purchase.customer_id, customer_id),
+            ("content_id", purchase.content_id, content_id),
+            ("amount_paid_cents", purchase.amount_paid_cents, amount),
+            ("currency", purchase.currency, currency),
+        ):
+            if recorded != given:
+                raise InvalidState(
+                    f"{name} {given!r} differs from the {recorded!r} recorded for "
+                    f"{purchase.stripe_payment_intent_id}",
+                    name,
+                )
+
+    def _open_purchase(self, payment_intent: str, occurred: str) -> Purchase:
+        return Purchase._create(
+            ev.PurchaseOpened,
+            id=ids.purchase_id(payment_intent),
+            stripe_payment_intent_id=payment_intent,
+            occurred_at=occurred,
+        )
+
+    def _start_purchase(
+        self, uow: UnitOfWork, c: cmd.StartPurchase, occurred: str, fingerprint: str
+    ) -> None:
+        purchase = self._purchase(uow, c.stripe_payment_intent_id)
+        self._check_repeat(purchase, c.type, fingerprint)
+        if purchase is not None:
+            raise InvalidState(
+                f"purchase {c.stripe_payment_intent_id} is already {purchase.status}",
+                "stripe_payment_intent_id",
+            )
+        self._live_user(uow, c.customer_id, "customer_id")
+        content = self._live_content(uow, str(c.content_id))
+        purchase = self._open_purchase(c.stripe_payment_intent_id, occurred)
+        purchase.trigger_event(
+            ev.PurchaseStarted,
+            stripe_payment_intent_id=c.stripe_payment_intent_id,
+            customer_id=c.customer_id,
+            content_id=content.content_id,
+            organization_id=content.organization_id,
+            amount_paid_cents=c.amount_paid_cents,
+            currency=c.currency,
+            fingerprint=fingerprint,
+            occurred_at=occurred,
+        )
+        uow.record(purchase)
+
+    def _complete_purchase(
+        self, uow: UnitOfWork, c: cmd.CompletePurchase, occurred: str, fingerprint: str
+    ) -> None:
+        purchase = self._purchase(uow, c.stripe_payment_intent_id)
+        self._check_repeat(purchase, c.type, fingerprint)
+        content_id = str(c.content_id)
+        if purchase is not None:
+            if purchase.status not in ("pending", "failed"):
+                raise InvalidState(
+                    f"purchase {c.stripe_payment_intent_id} is already {purchase.status}",
+                    "stripe_payment_intent_id",
+                )
+            self._check_same_purchase(
+                purchase, c.customer_id, content_id, c.amount_paid_cents, c.currency
+            )
+        self._live_user(uow, c.customer_id, "customer_id")
+        content = self._live_content(uow, content_id)
+        if c.organization_id is not None and str(c.organization_id) != content.organization_id:
+            raise InvalidState(
+                f"organization_id {c.organization_id} is not the organization of content "
+                f"{content_id} ({content.organization_id})",
+                "organization_id",
+            )
+        access_id = ids.access_id(c.customer_id, content_id)
+        access = uow.get(access_id, Access)
+        if purchase is None:
+            purchase = self._open_purchase(c.stripe_payment_intent_id, occurred)
+        purchase.trigger_event(
+            ev.PurchaseCompleted,
+            stripe_payment_intent_id=c.stripe_payment_intent_id,
+            customer_id=c.customer_id,
+            content_id=content_id,
+            organization_id=content.organization_id,
+            creator_id=content.creator_id,
+            amount_paid_cents=c.amount_paid_cents,
+            currency=c.currency,
+            platform_fee_cents=c.platform_fee_cents,
+            organization_fee_cents=c.organization_fee_cents,
+            creator_payout_cents=c.creator_payout_cents,
+            revenue_split_config_id=(
+                str(c.revenue_split_config_id) if c.revenue_split_config_id else None
+            ),
+            fingerprint=fingerprint,
+            occurred_at=occurred,
+        )
+        uow.record(purchase)
+        if access is None:
+            access = Access._create(
+                ev.AccessOpened,
+                id=access_id,
+                user_id=c.customer_id,
+                content_id=content_id,
+                occurred_at=occurred,
+            )
+        access.grant_purchase(content.organization_id, c.stripe_payment_intent_id, occurred)
+        uow.record(access)
+
+    def _fail_purchase(
+        self, uow: UnitOfWork, c: cmd.FailPurchase, occurred: str, fingerprint: str
+    ) -> None:
+        purchase = self._purchase(uow, c.stripe_payment_intent_id)
+        self._check_repeat(purchase, c.type, fingerprint)
+        given = (c.customer_id, c.content_id, c.amount_paid_cents, c.currency)
+        if purchase is not None:
+            if purchase.status != "pending":
+                raise InvalidState(
+                    f"purchase {c.stripe_payment_intent_id} is {purchase.status}; "
+                    "only a pending purchase can fail",
+                    "stripe_payment_intent_id",
+                )
+            self._check_same_purchase(
+                purchase,
+                c.customer_id if c.customer_id is not None else purchase.customer_id,
+                str(c.content_id) if c.content_id is not None else purchase.content_id,
+                c.amount_paid_cents
+                if c.amount_paid_cents is not None
+                else purchase.amount_paid_cents,
+                c.currency if c.currency is not None else purchase.currency,
+            )
+            customer_id, content_id = purchase.customer_id, purchase.content_id
+            amount, currency = purchase.amount_paid_cents, purchase.currency
+            organization_id = purchase.organization_id
+        else:
+            if (
+                c.customer_id is None
+                or c.content_id is None
+                or c.amount_paid_cents is None
+                or c.currency is None
+            ):
+                missing = [
+                    n
+                    for n, v in zip(
+                        ("customer_id", "content_id", "amount_paid_cents", "currency"),
+                        given,
+                        strict=True,
+                    )
+                    if v is None
+                ]
+                raise NotFound(
+                    f"purchase {c.stripe_payment_intent_id} was never started; to record its "
+                    f"failure give {', '.join(missing)}",
+                    "stripe_payment_intent_id",
+                )
+            self._live_user(uow, c.customer_id, "customer_id")
+            content = self._live_content(uow, str(c.content_id))
+            customer_id, content_id = c.customer_id, content.content_id
+            amount, currency = c.amount_paid_cents, c.currency
+            organization_id = content.organization_id
+            purchase = self._open_purchase(c.stripe_payment_intent_id, occurred)
+        purchase.trigger_event(
+            ev.PurchaseFailed,
+            stripe_payment_intent_id=c.stripe_payment_intent_id,
+            customer_id=customer_id,
+            content_id=content_id,
+            organization_id=organization_id,
+            amount_paid_cents=amount,
+            currency=currency,
+            fingerprint=fingerprint,
+            occurred_at=occurred,
+        )
+        uow.record(purchase)
+
+    def _refund_purchase(
+        self, uow: UnitOfWork, c: cmd.RefundPurchase, occurred: str, fingerprint: str
+    ) -> None:
+        key_id = ids.command_key_id("refund_id", c.refund_id)
+        key = uow.get(key_id, CommandKey)
+        if key is not None:
+            key.check_same(fingerprint, "refund_id")
+            raise Duplicate
+        purchase = self._purchase(uow, c.stripe_payment_intent_id)
+        if purchase is None or purchase.status is None:
+            raise NotFound(
+                f"purchase {c.stripe_payment_intent_id} is not recorded", "stripe_payment_intent_id"
+            )
+        access = None
+        if c.amount_cents == purchase.refundable_cents:
+            access = uow.get(ids.access_id(purchase.customer_id, purchase.content_id), Access)
+        purchase.refund(c.refund_id, c.amount_cents, c.reason, occurred)  # checks, then acts
+        uow.record(purchase)
+        uow.record(
+            CommandKey._create(
+                ev.CommandKeyClaimed,
+                id=key_id,
+                namespace="refund_id",
+                key=c.refund_id,
+                command_type=c.type,
+                fingerprint=fingerprint,
+                occurred_at=occurred,
+            )
+        )
+        if access is not None and purchase.status == "refunded":
+            access.purchase_refunded(c.stripe_payment_intent_id, occurred)
+            uow.record(access)
+
+    # access and playback
+
+    def _grant_access(self, uow: UnitOfWork, c: cmd.GrantAccess, occurred: str, _: str) -> None:
+        self._live_user(uow, c.user_id, "user_id")
+        content = self._live_content(uow, str(c.content_id))
+        access_id = ids.access_id(c.user_id, content.content_id)
+        access = uow.get(access_id, Access)
+        expires_at = clock.canonical(c.expires_at) if c.expires_at is not None else None
+        if access is not None and access.holds(c.access_type, expires_at, occurred):
+            raise Duplicate
+        if access is None:
+            access = Access._create(
+                ev.AccessOpened,
+                id=access_id,
+                user_id=c.user_id,
+                content_id=content.content_id,
+                occurred_at=occurred,
+            )
+        access.grant(content.organization_id, c.access_type, expires_at, occurred)
+        uow.record(access)
+
+    def _revoke_access(self, uow: UnitOfWork, c: cmd.RevokeAccess, occurred: str, _: str) -> None:
+        self._live_user(uow, c.user_id, "user_id")
+        content = self._live_content(uow, str(c.content_id))
+        access = uow.get(ids.access_id(c.user_id, content.content_id), Access)
+        if access is None:
+            raise NotFound(
+                f"{c.user_id!r} has no access to content {content.content_id} to revoke",
+                "content_id",
+            )
+        if not access.present:
+            raise Duplicate
+        access.revoke(c.reason, occurred)
+        uow.record(access)
+
+    def _record_playback(
+        self, uow: UnitOfWork, c: cmd.RecordPlayback, occurred: str, _: str
+    ) -> None:
+        self._live_user(uow, c.user_id, "user_id")
+        content = self._live_content(uow, str(c.content_id))
+        access = uow.get(ids.access_id(c.user_id, content.content_id), Access)
+        if access is None:
+            raise NoAccess(f"{c.user_id!r} has no access to content {content.content_id}")
+        access.check_playable(occurred)
+        playback_id = ids.playback_id(c.user_id, content.content_id)
+        playback = uow.get(playback_id, Playback)
+        if playback is not None and not playback.would_change(
+            c.position_seconds, c.duration_seconds, occurred
+        ):
+            raise Duplicate
+        if playback is None:
+            playback = Playback._create(
+                ev.PlaybackOpened,
+                id=playback_id,
+                user_id=c.user_id,
+                content_id=content.content_id,
+                occurred_at=occurred,
+            )
+        playback.progress(c.position_seconds, c.duration_seconds, occurred)
+        uow.record(playback)

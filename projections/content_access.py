@@ -1,0 +1,49 @@
+"""content_access: the (user, content) access row.
+
+A grant (or a completed purchase) upserts the row, a revoke (or the full refund of
+the purchase behind it) removes it, playback stamps ``last_accessed_at``; rows of
+a deleted user or content leave with them (ON DELETE CASCADE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ledger.domain import events as ev
+from ledger.domain import ids
+from projections.changes import Delete, RowChange, Update, Upsert
+
+TABLE = "content_access"
+KEY = ("user_id", "content_id")
+
+
+def changes(event: Any) -> Iterator[RowChange]:
+    if isinstance(event, ev.AccessGranted):
+        yield Upsert(
+            TABLE,
+            KEY,
+            {
+                "id": str(ids.access_id(event.user_id, event.content_id)),
+                "user_id": event.user_id,
+                "content_id": event.content_id,
+                "organization_id": event.organization_id,
+                "access_type": event.access_type,
+                "granted_at": event.occurred_at,
+                "expires_at": event.expires_at,
+            },
+            event.occurred_at,
+        )
+    elif isinstance(event, ev.AccessRevoked):
+        yield Delete(TABLE, {"user_id": event.user_id, "content_id": event.content_id})
+    elif isinstance(event, ev.PlaybackProgressed):
+        yield Update(
+            TABLE,
+            {"user_id": event.user_id, "content_id": event.content_id},
+            {"last_accessed_at": event.occurred_at},
+            event.occurred_at,
+        )
+    elif isinstance(event, ev.UserDeleted):
+        yield Delete(TABLE, {"user_id": event.user_id})
+    elif isinstance(event, ev.ContentDeleted):
+        yield Delete(TABLE, {"content_id": event.content_id})

@@ -1,0 +1,34 @@
+"""video_playback: the (user, content) playback row, for resuming."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ledger.domain import events as ev
+from ledger.domain import ids
+from projections.changes import Delete, RowChange, Upsert
+
+TABLE = "video_playback"
+KEY = ("user_id", "content_id")
+
+
+def changes(event: Any) -> Iterator[RowChange]:
+    if isinstance(event, ev.PlaybackProgressed):
+        yield Upsert(
+            TABLE,
+            KEY,
+            {
+                "id": str(ids.playback_id(event.user_id, event.content_id)),
+                "user_id": event.user_id,
+                "content_id": event.content_id,
+                "position_seconds": event.position_seconds,
+                "duration_seconds": event.duration_seconds,
+                "completed": event.completed,
+            },
+            event.occurred_at,
+        )
+    elif isinstance(event, ev.UserDeleted):
+        yield Delete(TABLE, {"user_id": event.user_id})
+    elif isinstance(event, ev.ContentDeleted):
+        yield Delete(TABLE, {"content_id": event.content_id})

@@ -1,0 +1,78 @@
+"""Fixtures: a real PostgreSQL for every database test, and a schema of its own per test.
+
+``LEDGER_TEST_DATABASE_URL`` points the suite at a server (CI: the local
+PostgreSQL 15); without it the suite starts the embedded PostgreSQL in a temporary
+``LEDGER_HOME``. Each test gets a fresh schema, migrated, and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ledger import api
+from ledger.config import Settings
+from ledger.service import Ledger
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    home: Path = tmp_path_factory.getbasetemp().parent / "ledger-embedded-home"
+    os.environ["LEDGER_HOME"] = str(home)
+    from ledger import embedded
+
+    return embedded.url()
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def empty_settings(database_url: str) -> Iterator[Settings]:
+    """Settings for a schema of this test's own, not yet migrated."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield Settings(url=database_url, schema=schema)
+    _drop_schema(database_url, schema)
+
+
+@pytest.fixture
+def settings(empty_settings: Settings) -> Settings:
+    """Settings for a migrated schema of this test's own."""
+    api.upgrade(empty_settings)
+    return empty_settings
+
+
+@pytest.fixture
+def ledger_app(settings: Settings) -> Iterator[Ledger]:
+    app = api.open_ledger(settings)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def conn(settings: Settings) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A plain autocommit connection whose search_path is the test's schema."""
+    from ledger.db import connect
+
+    with connect(settings, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for running the ``ledger`` command against the test's schema."""
+    env = dict(os.environ)
+    env["LEDGER_DATABASE_URL"] = settings.url
+    env["LEDGER_SCHEMA"] = settings.schema
+    return env
