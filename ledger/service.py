@@ -72,8 +72,10 @@ class UnitOfWork:
     def record(self, aggregate: Aggregate) -> None:
         """Takes the aggregate's new events, in the order they were decided."""
         self.loaded[aggregate.id] = aggregate
-        self.written.add(aggregate.id)
-        self.events.extend(aggregate.collect_events())
+        new_events = aggregate.collect_events()
+        if new_events:
+            self.written.add(aggregate.id)
+            self.events.extend(new_events)
 
     def guarded_reads(self) -> dict[UUID, int]:
         return {i: v for i, v in self.read_versions.items() if i not in self.written and v}

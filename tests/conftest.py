@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from ledger import api
@@ -21,16 +23,44 @@ from ledger.config import Settings
 from ledger.service import Ledger
 
 
+# Database-backed properties are slow per example: a moderate default, more with
+# HYPOTHESIS_PROFILE=thorough (the manual, larger run).
+hypothesis_settings.register_profile(
+    "default",
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "thorough",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
     if configured:
         return configured
-    home: Path = tmp_path_factory.getbasetemp().parent / "ledger-embedded-home"
-    os.environ["LEDGER_HOME"] = str(home)
+    if not os.environ.get("LEDGER_HOME"):
+        home: Path = tmp_path_factory.getbasetemp().parent / "ledger-embedded-home"
+        os.environ["LEDGER_HOME"] = str(home)
     from ledger import embedded
 
     return embedded.url()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_server_at_exit() -> Iterator[None]:
+    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end."""
+    yield
+    if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
+        from ledger import embedded
+
+        embedded.stop()
 
 
 def _drop_schema(url: str, schema: str) -> None:
