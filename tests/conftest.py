@@ -22,7 +22,6 @@ from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
 
-
 # Database-backed properties are slow per example: a moderate default, more with
 # HYPOTHESIS_PROFILE=thorough (the manual, larger run).
 hypothesis_settings.register_profile(
