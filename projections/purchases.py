@@ -29,6 +29,8 @@ def _row(
         "status": status,
         "amount_paid_cents": event.amount_paid_cents,
         "currency": event.currency,
+        # refunds come only after completion, so every (re)start of the row is at 0
+        "refunded_amount_cents": 0,
     }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
+from ledger.domain import events as ev
 from projections import content, content_access, organizations, purchases, users, video_playback
 from projections.changes import RowChange
 
@@ -20,6 +21,25 @@ PROJECTIONS: tuple[ModuleType, ...] = (
 
 TABLES: tuple[str, ...] = tuple(module.TABLE for module in PROJECTIONS)
 KEYS: dict[str, tuple[str, ...]] = {module.TABLE: module.KEY for module in PROJECTIONS}
+
+# the events some projection maps; a rebuild reads only these from the log
+PROJECTED_TOPICS: tuple[str, ...] = tuple(
+    str(getattr(cls, "TOPIC"))  # noqa: B009
+    for cls in (
+        ev.OrganizationRegistered,
+        ev.UserRegistered,
+        ev.UserDeleted,
+        ev.ContentPublished,
+        ev.ContentDeleted,
+        ev.PurchaseStarted,
+        ev.PurchaseCompleted,
+        ev.PurchaseFailed,
+        ev.PurchaseRefunded,
+        ev.AccessGranted,
+        ev.AccessRevoked,
+        ev.PlaybackProgressed,
+    )
+)
 
 _MAPPERS: tuple[Callable[[Any], Iterator[RowChange]], ...] = tuple(
     module.changes for module in PROJECTIONS

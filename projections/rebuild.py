@@ -1,0 +1,235 @@
+"""``ledger projections rebuild``: replay the log into shadow tables, then swap them in.
+
+Everything happens in one transaction, so a rebuild killed at any moment (even by
+SIGKILL) leaves the live tables untouched and nothing behind that a rerun minds:
+
+1. build the shadow tables from the log up to the head (``projections.shadow``),
+   without any lock on the live tables — readers and appenders go on;
+2. catch up the events appended meanwhile, still without locks;
+3. the switch: take the log's EXCLUSIVE lock (the lock every append takes first, so
+   appends wait, readers do not), apply the last few events, lock the live tables,
+   move them out and the shadow tables in, drop the old ones, commit. Readers see
+   the old tables, complete, until the commit, and the new ones after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import psycopg
+from psycopg import sql
+
+from ledger.config import ConfigurationError, Settings
+from ledger.db import connect
+from projections import shadow, source
+from projections.inline import apply_changes
+from projections.progress import Progress
+from projections.registry import TABLES, changes_for
+
+CATCH_UP_ROUNDS = 5
+SWITCH_TAIL = 1_000  # catch up without locks until fewer events than this remain
+SWITCH_ATTEMPTS = 30
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    tables: tuple[str, ...]
+    position: int
+    events: int
+    rows: dict[str, int]
+    seconds: float
+    switch_lock_ms: float
+
+
+def selected(only: Sequence[str] | None) -> tuple[str, ...]:
+    if not only:
+        return TABLES
+    unknown = [name for name in only if name not in TABLES]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown projection {', '.join(unknown)}; projections: {', '.join(TABLES)}"
+        )
+    return tuple(t for t in TABLES if t in only)
+
+
+def apply_tail(
+    conn: psycopg.Connection[Any],
+    live: str,
+    target: str,
+    tables: tuple[str, ...],
+    after: int,
+    upto: int,
+) -> int:
+    """Applies the events in (after, upto] to the tables in ``target``; returns their count."""
+    count = 0
+    only = frozenset(tables)
+    for batch in source.events(conn, live, after, upto):
+        with conn.cursor() as cursor:
+            apply_changes(cursor, target, changes_for((e for _, e in batch), only))
+        count += len(batch)
+    return count
+
+
+def _exists(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s)",
+        (schema, table),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _incoming_foreign_keys(
+    conn: psycopg.Connection[Any], live: str, tables: tuple[str, ...]
+) -> list[tuple[str, str, str]]:
+    """Foreign keys of live tables not rebuilt that reference rebuilt ones: they must be
+    re-pointed at the new tables (as (table, name, definition) with search_path live)."""
+    rows = conn.execute(
+        "SELECT src.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_class src ON src.oid = c.conrelid JOIN pg_class dst ON dst.oid = c.confrelid "
+        "JOIN pg_namespace n ON n.oid = dst.relnamespace "
+        "WHERE c.contype = 'f' AND n.nspname = %s AND dst.relname = ANY(%s) "
+        "AND NOT (src.relname = ANY(%s)) AND src.relnamespace = dst.relnamespace",
+        (live, list(tables), list(tables)),
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _copy_grants(conn: psycopg.Connection[Any], live: str, target: str, table: str) -> None:
+    rows = conn.execute(
+        "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE a.grantee::regrole::text END, "
+        "a.privilege_type FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace, "
+        "aclexplode(t.relacl) a WHERE n.nspname = %s AND t.relname = %s "
+        "AND a.grantee <> t.relowner",
+        (live, table),
+    ).fetchall()
+    for grantee, privilege in rows:
+        conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}").format(
+                sql.SQL(privilege),
+                sql.Identifier(target, table),
+                sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee.strip('"')),
+            )
+        )
+
+
+def _switch(
+    conn: psycopg.Connection[Any],
+    live: str,
+    shadow_schema: str,
+    tables: tuple[str, ...],
+    after: int,
+) -> int:
+    """Swaps the shadow tables in; returns the position they reflect."""
+    conn.execute("SET LOCAL lock_timeout = '2s'")
+    conn.execute(
+        sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(live, "ledger_events"))
+    )
+    position = source.head(conn, live)
+    apply_tail(conn, live, shadow_schema, tables, after, position)
+    present = [t for t in tables if _exists(conn, live, t)]
+    for table in present:
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(live, table))
+        )
+    incoming = _incoming_foreign_keys(conn, live, tables)
+    for table, name, _ in incoming:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(live, table), sql.Identifier(name)
+            )
+        )
+    retired = f"{live}_retired"
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(retired)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(retired)))
+    for table in present:
+        _copy_grants(conn, live, shadow_schema, table)
+        conn.execute(
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier(live, table), sql.Identifier(retired)
+            )
+        )
+    for table in tables:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier(shadow_schema, table), sql.Identifier(live)
+            )
+        )
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(live)))
+    for table, name, definition in incoming:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.Identifier(live, table), sql.Identifier(name), shadow._trusted(definition)
+            )
+        )
+    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(retired)))
+    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(shadow_schema)))
+    return position
+
+
+def _record(
+    conn: psycopg.Connection[Any],
+    live: str,
+    tables: tuple[str, ...],
+    position: int,
+    seconds: float,
+    lock_ms: float,
+) -> None:
+    if not _exists(conn, live, "ledger_projection_state"):
+        return
+    query = sql.SQL(
+        "INSERT INTO {} (name, rebuilt_position, rebuilt_at, rebuild_seconds, switch_lock_ms) "
+        "VALUES (%s, %s, now(), %s, %s) ON CONFLICT (name) DO UPDATE SET "
+        "rebuilt_position = EXCLUDED.rebuilt_position, rebuilt_at = EXCLUDED.rebuilt_at, "
+        "rebuild_seconds = EXCLUDED.rebuild_seconds, switch_lock_ms = EXCLUDED.switch_lock_ms"
+    ).format(sql.Identifier(live, "ledger_projection_state"))
+    for table in tables:
+        conn.execute(query, (table, position, seconds, lock_ms))
+
+
+def rebuild(
+    settings: Settings, only: Sequence[str] | None = None, stream: TextIO | None = None
+) -> RebuildReport:
+    tables = selected(only)
+    live = settings.schema
+    shadow_schema = f"{live}_rebuild"
+    started = time.monotonic()
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"ledger.rebuild:{live}",)
+        ).fetchone()
+        if not (row and row[0]):
+            raise ConfigurationError("another rebuild of this schema is running")
+        if not _exists(conn, live, "ledger_events"):
+            raise ConfigurationError("the database is not migrated: run `ledger db upgrade`")
+        total = source.head(conn, live)
+        progress = Progress(total, "rebuild", stream)
+        built = shadow.build(conn, live, shadow_schema, tables, total, progress.advance)
+        progress.finish()
+        position = built.position
+        for _ in range(CATCH_UP_ROUNDS):
+            newest = source.head(conn, live)
+            if newest - position < SWITCH_TAIL:
+                break
+            apply_tail(conn, live, shadow_schema, tables, position, newest)
+            position = newest
+        conn.execute("SAVEPOINT ledger_switch")
+        for attempt in range(SWITCH_ATTEMPTS):
+            switch_started = time.monotonic()
+            try:
+                position = _switch(conn, live, shadow_schema, tables, position)
+                break
+            except psycopg.errors.LockNotAvailable:
+                conn.execute("ROLLBACK TO SAVEPOINT ledger_switch")
+                if attempt == SWITCH_ATTEMPTS - 1:
+                    raise ConfigurationError(
+                        "could not take the locks for the switch (long-running readers?)"
+                    ) from None
+                time.sleep(0.5)
+        lock_ms = (time.monotonic() - switch_started) * 1000
+        seconds = time.monotonic() - started
+        _record(conn, live, tables, position, seconds, lock_ms)
+        conn.commit()
+    return RebuildReport(tables, position, built.events, built.rows, seconds, lock_ms)

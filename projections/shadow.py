@@ -1,0 +1,161 @@
+"""Builds projected tables from the log into a shadow schema.
+
+The tables are created by the very migrations that created the live ones (run
+with ``search_path`` set to the shadow schema), their constraints and indexes are
+dropped, the folded rows are loaded with COPY, and the constraints and indexes are
+re-created with their own names: loading into bare tables and indexing once is
+much faster than maintaining indexes row by row. ``rebuild`` swaps the result in;
+``verify`` compares it with the live tables and throws it away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ledger import migrations
+from projections import source
+from projections.fold import Fold
+from projections.registry import TABLES, changes_for
+
+
+@dataclass
+class ShadowBuild:
+    schema: str
+    tables: tuple[str, ...]
+    position: int
+    events: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def _set_path(conn: psycopg.Connection[Any], *schemas: str) -> None:
+    conn.execute(
+        sql.SQL("SET LOCAL search_path TO {}").format(
+            sql.SQL(", ").join(sql.Identifier(s) for s in schemas)
+        )
+    )
+
+
+def _definitions(
+    conn: psycopg.Connection[Any], schema: str, table: str
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """(constraints as (name, type, definition), indexes as (name, definition)),
+    rendered with search_path = ``schema``, so they name its objects unqualified."""
+    constraints = conn.execute(
+        "SELECT c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = %s AND t.relname = %s AND c.contype IN ('p', 'u', 'c', 'f', 'x') "
+        "ORDER BY c.contype = 'f', c.conname",
+        (schema, table),
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+        "JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = %s AND t.relname = %s "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid "
+        "AND c.conrelid = x.indrelid) ORDER BY i.relname",
+        (schema, table),
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in constraints], [(r[0], r[1]) for r in indexes]
+
+
+def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = %s AND t.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (schema, table),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def build(
+    conn: psycopg.Connection[Any],
+    live: str,
+    shadow: str,
+    tables: tuple[str, ...] = TABLES,
+    upto: int | None = None,
+    on_events: Callable[[int], None] | None = None,
+) -> ShadowBuild:
+    """Creates ``shadow`` with ``tables`` folded from the log up to ``upto`` (default:
+    the head now). Runs in the caller's transaction; nothing outside ``shadow`` changes.
+
+    Foreign keys of tables left out of ``tables`` point at the live tables, so a
+    single table can be rebuilt against the live ones it references.
+    """
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(shadow)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(shadow)))
+    _set_path(conn, shadow)
+    for migration in migrations.projection_migrations():
+        conn.execute(migration.up.encode())
+    saved = {t: _definitions(conn, shadow, t) for t in tables}
+    for table in TABLES:
+        if table not in tables:
+            conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(shadow, table)))
+    for table in tables:
+        constraints, indexes = saved[table]
+        for name, _, _ in constraints:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {} CASCADE").format(
+                    sql.Identifier(shadow, table), sql.Identifier(name)
+                )
+            )
+        for name, _ in indexes:
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(shadow, name)))
+
+    position = source.head(conn, live) if upto is None else upto
+    result = ShadowBuild(shadow, tables, position)
+    fold = Fold(tables)
+    only = frozenset(tables)
+    for batch in source.events(conn, live, 0, position):
+        fold.apply(changes_for((event for _, event in batch), only))
+        result.events += len(batch)
+        if on_events is not None:
+            on_events(len(batch))
+
+    for table in tables:
+        columns = _columns(conn, shadow, table)
+        rows = fold.rows[table]
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(shadow, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for key in sorted(rows):
+                row = rows[key]
+                copy.write_row(tuple(row.get(c) for c in columns))
+        result.rows[table] = len(rows)
+        fold.rows[table] = {}  # free as we go
+
+    for table in tables:
+        constraints, indexes = saved[table]
+        for name, kind, definition in constraints:
+            # a foreign key to a table not rebuilt here points at the live table
+            if kind == "f" and _referenced_table(definition) not in tables:
+                _set_path(conn, live)
+            else:
+                _set_path(conn, shadow)
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(shadow, table), sql.Identifier(name), _trusted(definition)
+                )
+            )
+        _set_path(conn, shadow)
+        for _, definition in indexes:
+            conn.execute(_trusted(definition))
+    _set_path(conn, live)
+    return result
+
+
+def _referenced_table(definition: str) -> str:
+    return definition.split("REFERENCES", 1)[1].strip().split("(", 1)[0].strip()
+
+
+def _trusted(definition: str) -> sql.SQL:
+    """DDL that PostgreSQL itself rendered (pg_get_constraintdef, pg_get_indexdef)."""
+    return sql.SQL(definition)
