@@ -1,0 +1,1 @@
+"""Finance's view: the revenue report, and proof that the log was not rewritten."""

@@ -1,0 +1,46 @@
+"""The revenue report as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import orjson
+
+from ledger.audit.revenue import COLUMNS, RevenueReport, RevenueRow
+
+
+def as_json(report: RevenueReport) -> str:
+    return orjson.dumps(report.as_dict()).decode()
+
+
+def as_csv(report: RevenueReport) -> str:
+    """The rows, one per line, with the contract's columns (totals are the JSON's)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in report.rows:
+        values = row.as_dict()
+        writer.writerow(["" if values[c] is None else values[c] for c in COLUMNS])
+    return out.getvalue()
+
+
+def as_table(report: RevenueReport) -> str:
+    def cells(row: RevenueRow) -> list[str]:
+        values = row.as_dict()
+        return ["-" if values[c] is None else str(values[c]) for c in COLUMNS]
+
+    body = [cells(r) for r in report.rows]
+    totals = [["total", "", *cells(r)[2:]] for r in report.totals]
+    header = list(COLUMNS)
+    widths = [max(len(x) for x in column) for column in zip(header, *body, *totals, strict=False)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if i < 3 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    parts = [line(header), rule, *(line(r) for r in body), rule, *(line(t) for t in totals)]
+    return "\n".join(parts)
