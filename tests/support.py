@@ -1,0 +1,200 @@
+"""Helpers shared by the tests: command builders and table dumps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ledger import api
+from ledger.results import Result
+from ledger.service import Ledger
+
+TABLES = ("organizations", "users", "content", "content_access", "purchases", "video_playback")
+ORG = "11111111-1111-4111-8111-111111111111"
+ORG_2 = "22222222-2222-4222-8222-222222222222"
+CONTENT = "33333333-3333-4333-8333-333333333333"
+CONTENT_2 = "44444444-4444-4444-8444-444444444444"
+
+
+def t(day: int, hour: int = 12, minute: int = 0) -> str:
+    """A business time in January 2026 (day 1-31), later months via day > 31."""
+    month, day = divmod(day - 1, 31)
+    return f"2026-{month + 1:02d}-{day + 1:02d}T{hour:02d}:{minute:02d}:00+00:00"
+
+
+def org(
+    organization_id: str = ORG, name: str = "Northwind", at: str | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "organization.register",
+        "organization_id": organization_id,
+        "name": name,
+        "occurred_at": at or t(1, 8),
+    }
+
+
+def user(user_id: str, at: str | None = None) -> dict[str, Any]:
+    return {"type": "user.register", "user_id": user_id, "occurred_at": at or t(1, 9)}
+
+
+def publish(
+    content_id: str = CONTENT,
+    organization_id: str = ORG,
+    creator: str = "creator",
+    title: str = "A video",
+    at: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "content.publish",
+        "content_id": content_id,
+        "organization_id": organization_id,
+        "creator_id": creator,
+        "title": title,
+        "occurred_at": at or t(1, 10),
+    }
+
+
+def complete(
+    intent: str,
+    customer: str = "alice",
+    content_id: str = CONTENT,
+    amount: int = 1999,
+    currency: str = "usd",
+    fees: tuple[int, int] = (199, 800),
+    at: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    platform, organization = fees
+    return {
+        "type": "purchase.complete",
+        "stripe_payment_intent_id": intent,
+        "customer_id": customer,
+        "content_id": content_id,
+        "amount_paid_cents": amount,
+        "currency": currency,
+        "platform_fee_cents": platform,
+        "organization_fee_cents": organization,
+        "creator_payout_cents": amount - platform - organization,
+        "occurred_at": at or t(2),
+        **extra,
+    }
+
+
+def start(
+    intent: str,
+    customer: str = "alice",
+    content_id: str = CONTENT,
+    amount: int = 1999,
+    currency: str = "usd",
+    at: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "purchase.start",
+        "stripe_payment_intent_id": intent,
+        "customer_id": customer,
+        "content_id": content_id,
+        "amount_paid_cents": amount,
+        "currency": currency,
+        "occurred_at": at or t(2, 11),
+    }
+
+
+def refund(
+    intent: str, refund_id: str, amount: int, at: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "type": "purchase.refund",
+        "stripe_payment_intent_id": intent,
+        "refund_id": refund_id,
+        "amount_cents": amount,
+        "occurred_at": at or t(3),
+        **extra,
+    }
+
+
+def grant(
+    user_id: str,
+    content_id: str = CONTENT,
+    access_type: str = "subscription",
+    at: str | None = None,
+    expires: str | None = None,
+) -> dict[str, Any]:
+    command = {
+        "type": "access.grant",
+        "user_id": user_id,
+        "content_id": content_id,
+        "access_type": access_type,
+        "occurred_at": at or t(2),
+    }
+    if expires is not None:
+        command["expires_at"] = expires
+    return command
+
+
+def play(
+    user_id: str,
+    position: int,
+    duration: int = 100,
+    content_id: str = CONTENT,
+    at: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "playback.progress",
+        "user_id": user_id,
+        "content_id": content_id,
+        "position_seconds": position,
+        "duration_seconds": duration,
+        "occurred_at": at or t(4),
+    }
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """An organization, a creator, two customers and one video."""
+    return [org(), user("creator"), user("alice"), user("bob"), publish()]
+
+
+def append(ledger: Ledger, *commands: dict[str, Any] | str) -> list[Result]:
+    lines = [c if isinstance(c, str) else json.dumps(c) for c in commands]
+    return [result for _, result in api.append_lines(ledger, lines)]
+
+
+def statuses(results: list[Result]) -> list[str]:
+    return [r.status if r.error is None else f"{r.status}:{r.error.code}" for r in results]
+
+
+def dump(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
+    """Every row, every column, ordered by primary key: a table's exact content."""
+    query = sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(table))
+    return conn.execute(query).fetchall()
+
+
+def dump_all(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: dump(conn, table) for table in TABLES}
+
+
+def event_count(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+    return int(row[0]) if row else 0
+
+
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+
+
+def answers(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
