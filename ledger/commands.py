@@ -70,10 +70,19 @@ class Command(BaseModel):
         """Identity of the payload: equal for a redelivery, different for any other
         command. ``occurred_at`` and ``idempotency_key`` are left out: a redelivered
         command whose time was defaulted to "now" is still the same command."""
-        payload = self.model_dump(mode="json", exclude={"occurred_at", "idempotency_key"})
-        payload = {k: v for k, v in payload.items() if v is not None}
+        payload = {
+            name: clock.canonical(value) if isinstance(value, datetime) else value
+            for name, value in self.model_dump(exclude={"occurred_at", "idempotency_key"}).items()
+            if value is not None
+        }
         digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
         return digest.hexdigest()
+
+    def identity(self, occurred_at: str) -> str:
+        """The command's payload at its moment: what a redelivery repeats exactly.
+        Commands without a natural key (grant, revoke, playback) are deduplicated
+        by it."""
+        return hashlib.sha256(f"{self.fingerprint()}@{occurred_at}".encode()).hexdigest()
 
     def occurred(self, default: str) -> str:
         return clock.canonical(self.occurred_at) if self.occurred_at is not None else default

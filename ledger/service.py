@@ -582,9 +582,10 @@ class Ledger(Application[UUID]):
         content = self._live_content(uow, str(c.content_id))
         access_id = ids.access_id(c.user_id, content.content_id)
         access = uow.get(access_id, Access)
-        expires_at = clock.canonical(c.expires_at) if c.expires_at is not None else None
-        if access is not None and access.holds(c.access_type, expires_at, occurred):
+        identity = c.identity(occurred)
+        if access is not None and identity in access.seen:
             raise Duplicate
+        expires_at = clock.canonical(c.expires_at) if c.expires_at is not None else None
         if access is None:
             access = Access._create(
                 ev.AccessOpened,
@@ -593,7 +594,7 @@ class Ledger(Application[UUID]):
                 content_id=content.content_id,
                 occurred_at=occurred,
             )
-        access.grant(content.organization_id, c.access_type, expires_at, occurred)
+        access.grant(content.organization_id, c.access_type, expires_at, identity, occurred)
         uow.record(access)
 
     def _revoke_access(self, uow: UnitOfWork, c: cmd.RevokeAccess, occurred: str, _: str) -> None:
@@ -605,9 +606,10 @@ class Ledger(Application[UUID]):
                 f"{c.user_id!r} has no access to content {content.content_id} to revoke",
                 "content_id",
             )
-        if not access.present:
-            raise Duplicate
-        access.revoke(c.reason, occurred)
+        identity = c.identity(occurred)
+        if identity in access.seen or not access.present:
+            raise Duplicate  # redelivered, or the row is already gone: nothing to change
+        access.revoke(c.reason, identity, occurred)
         uow.record(access)
 
     def _record_playback(
@@ -621,9 +623,8 @@ class Ledger(Application[UUID]):
         access.check_playable(occurred)
         playback_id = ids.playback_id(c.user_id, content.content_id)
         playback = uow.get(playback_id, Playback)
-        if playback is not None and not playback.would_change(
-            c.position_seconds, c.duration_seconds, occurred
-        ):
+        identity = c.identity(occurred)
+        if playback is not None and identity in playback.seen:
             raise Duplicate
         if playback is None:
             playback = Playback._create(
@@ -633,5 +634,5 @@ class Ledger(Application[UUID]):
                 content_id=content.content_id,
                 occurred_at=occurred,
             )
-        playback.progress(c.position_seconds, c.duration_seconds, occurred)
+        playback.progress(c.position_seconds, c.duration_seconds, identity, occurred)
         uow.record(playback)

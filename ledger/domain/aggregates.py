@@ -176,8 +176,12 @@ class Access(Aggregate):
         self.expires_at: str | None = None
         # completed purchases that keep a `purchased` row alive
         self.purchases: list[str] = []
+        # identities of the grants and revokes applied: redeliveries are duplicates
+        self.seen: set[str] = set()
 
     def when(self, event: ev.LedgerEvent) -> None:
+        if isinstance(event, ev.AccessGranted | ev.AccessRevoked) and event.identity:
+            self.seen.add(event.identity)
         if isinstance(event, ev.AccessGranted):
             self.present = True
             self.access_type = event.access_type
@@ -196,17 +200,13 @@ class Access(Aggregate):
         elif isinstance(event, ev.AccessPurchaseReleased):
             self.purchases.remove(event.stripe_payment_intent_id)
 
-    def holds(self, access_type: str, expires_at: str | None, granted_at: str) -> bool:
-        """True when the row already is exactly this grant (a redelivery)."""
-        return (
-            self.present
-            and self.access_type == access_type
-            and self.expires_at == expires_at
-            and self.granted_at == granted_at
-        )
-
     def grant(
-        self, organization_id: str, access_type: str, expires_at: str | None, occurred_at: str
+        self,
+        organization_id: str,
+        access_type: str,
+        expires_at: str | None,
+        identity: str,
+        occurred_at: str,
     ) -> None:
         if self.present and self.access_type == "purchased":
             raise InvalidState(
@@ -214,12 +214,12 @@ class Access(Aggregate):
                 "cannot replace a purchase",
                 "access_type",
             )
-        self._grant(organization_id, access_type, expires_at, None, occurred_at)
+        self._grant(organization_id, access_type, expires_at, None, identity, occurred_at)
 
     def grant_purchase(
         self, organization_id: str, stripe_payment_intent_id: str, occurred_at: str
     ) -> None:
-        self._grant(organization_id, "purchased", None, stripe_payment_intent_id, occurred_at)
+        self._grant(organization_id, "purchased", None, stripe_payment_intent_id, None, occurred_at)
 
     def _grant(
         self,
@@ -227,6 +227,7 @@ class Access(Aggregate):
         access_type: str,
         expires_at: str | None,
         stripe_payment_intent_id: str | None,
+        identity: str | None,
         occurred_at: str,
     ) -> None:
         self.trigger_event(
@@ -237,16 +238,18 @@ class Access(Aggregate):
             access_type=access_type,
             expires_at=expires_at,
             stripe_payment_intent_id=stripe_payment_intent_id,
+            identity=identity,
             occurred_at=occurred_at,
         )
 
-    def revoke(self, reason: str | None, occurred_at: str) -> None:
+    def revoke(self, reason: str | None, identity: str, occurred_at: str) -> None:
         self.trigger_event(
             ev.AccessRevoked,
             user_id=self.user_id,
             content_id=self.content_id,
             reason=reason,
             stripe_payment_intent_id=None,
+            identity=identity,
             occurred_at=occurred_at,
         )
 
@@ -263,6 +266,7 @@ class Access(Aggregate):
                 content_id=self.content_id,
                 reason="refunded",
                 stripe_payment_intent_id=stripe_payment_intent_id,
+                identity=None,
                 occurred_at=occurred_at,
             )
         else:
@@ -289,24 +293,18 @@ class Playback(Aggregate):
         self.position_seconds = 0
         self.duration_seconds = 0
         self.completed = False
-        self.last_occurred_at: str | None = None
+        self.seen: set[str] = set()  # identities of the heartbeats applied
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.PlaybackProgressed):
             self.position_seconds = event.position_seconds
             self.duration_seconds = event.duration_seconds
             self.completed = event.completed
-            self.last_occurred_at = event.occurred_at
+            self.seen.add(event.identity)
 
-    def would_change(self, position_seconds: int, duration_seconds: int, occurred_at: str) -> bool:
-        """False for a redelivery: the same progress at the same moment."""
-        return not (
-            self.last_occurred_at == occurred_at
-            and self.position_seconds == position_seconds
-            and self.duration_seconds == duration_seconds
-        )
-
-    def progress(self, position_seconds: int, duration_seconds: int, occurred_at: str) -> None:
+    def progress(
+        self, position_seconds: int, duration_seconds: int, identity: str, occurred_at: str
+    ) -> None:
         """``completed`` turns true at 95% of the video and stays true."""
         completed = self.completed or position_seconds * 100 >= duration_seconds * 95
         self.trigger_event(
@@ -316,6 +314,7 @@ class Playback(Aggregate):
             position_seconds=position_seconds,
             duration_seconds=duration_seconds,
             completed=completed,
+            identity=identity,
             occurred_at=occurred_at,
         )
 

@@ -154,6 +154,10 @@ class AccessOpened(LedgerCreated):
 class AccessGranted(LedgerEvent):
     """The (user, content) access row takes this grant.
 
+    ``identity`` (the command's payload at its moment, see ``Command.identity``)
+    lets a redelivered grant, revoke or heartbeat be recognised for ever; it is
+    None when a purchase or refund caused the event.
+
     ``access_type`` is ``purchased`` when a completed purchase grants it
     (``stripe_payment_intent_id`` names the purchase); ``granted_at`` is the
     grant's ``occurred_at``.
@@ -166,6 +170,7 @@ class AccessGranted(LedgerEvent):
     access_type: str
     expires_at: str | None
     stripe_payment_intent_id: str | None
+    identity: str | None
 
 
 class AccessRevoked(LedgerEvent):
@@ -176,6 +181,7 @@ class AccessRevoked(LedgerEvent):
     content_id: str
     reason: str | None
     stripe_payment_intent_id: str | None
+    identity: str | None
 
 
 class AccessPurchaseReleased(LedgerEvent):
@@ -201,6 +207,7 @@ class PlaybackProgressed(LedgerEvent):
     position_seconds: int
     duration_seconds: int
     completed: bool
+    identity: str
 
 
 # --- idempotency -------------------------------------------------------------------

@@ -196,12 +196,14 @@ def test_refunds_add_up_to_at_most_the_amount_paid(ledger_app: Ledger, conn: Con
         "field": "amount_cents",
     }
     assert conn.execute(
-        "SELECT status, refunded_amount_cents FROM purchases WHERE stripe_payment_intent_id = 'pi_1'"
+        "SELECT status, refunded_amount_cents FROM purchases"
+        " WHERE stripe_payment_intent_id = 'pi_1'"
     ).fetchone() == ("completed", 999)
     assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (1,)
     assert statuses(append(ledger_app, refund("pi_1", "re_4", 1000, at=t(5)))) == ["accepted"]
     assert conn.execute(
-        "SELECT status, refunded_amount_cents, updated_at::text FROM purchases WHERE stripe_payment_intent_id = 'pi_1'"
+        "SELECT status, refunded_amount_cents, updated_at::text FROM purchases"
+        " WHERE stripe_payment_intent_id = 'pi_1'"
     ).fetchone() == ("refunded", 1999, "2026-01-05 12:00:00+00")
     assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (0,)
     assert statuses(append(ledger_app, refund("pi_1", "re_5", 1))) == ["rejected:invalid_state"]
@@ -395,9 +397,7 @@ def test_read_your_writes_from_another_connection(ledger_app: Ledger, settings: 
     with psycopg.connect(settings.url) as other:
         for n in range(5):
             assert append(ledger_app, complete(f"pi_{n}", at=t(2, 12, n)))[0].status == "accepted"
-            count = other.execute(
-                f"SELECT count(*) FROM {settings.schema}.purchases"  # noqa: S608
-            ).fetchone()
+            count = other.execute(f"SELECT count(*) FROM {settings.schema}.purchases").fetchone()
             other.commit()
             assert count == (n + 1,)
 

@@ -1,0 +1,403 @@
+"""An independent model of the contract: expected answers and expected table rows.
+
+Written from ../shared/CONTRACT.md and docs/events.md, not from the service: it
+shares no code with ledger.service or projections (only the uuid5 id derivation,
+which is part of what ids mean).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.domain import ids
+
+Row = dict[str, Any]
+
+
+def _identity(command: dict[str, Any]) -> str:
+    return _fp(command) + "@" + command["occurred_at"]
+
+
+def _fp(command: dict[str, Any]) -> str:
+    payload = {k: v for k, v in command.items() if k not in ("occurred_at", "idempotency_key")}
+    if "currency" in payload and isinstance(payload["currency"], str):
+        payload["currency"] = payload["currency"].lower()
+    return json.dumps(payload, sort_keys=True)
+
+
+class Reject(Exception):
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+
+class Dup(Exception):
+    pass
+
+
+@dataclass
+class Model:
+    organizations: dict[str, Row] = field(default_factory=dict)
+    users: dict[str, Row] = field(default_factory=dict)
+    deleted_users: set[str] = field(default_factory=set)
+    content: dict[str, Row] = field(default_factory=dict)
+    content_meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # incl. deleted
+    purchases: dict[str, Row] = field(default_factory=dict)  # rows (may be gone from table)
+    purchase_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refund_keys: dict[str, str] = field(default_factory=dict)
+    idempotency: dict[str, str] = field(default_factory=dict)
+    access: dict[tuple[str, str], Row] = field(default_factory=dict)
+    access_meta: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    playback: dict[tuple[str, str], Row] = field(default_factory=dict)
+    playback_seen: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    # --- answers ---------------------------------------------------------------
+
+    def apply(self, command: dict[str, Any]) -> str:
+        """'accepted', 'duplicate' or 'rejected:<code>' (the command is well-formed)."""
+        key = command.get("idempotency_key")
+        if key is not None and key in self.idempotency:
+            return "duplicate" if self.idempotency[key] == _fp(command) else "rejected:conflict"
+        try:
+            getattr(self, "_" + command["type"].replace(".", "_"))(command, command["occurred_at"])
+        except Dup:
+            return "duplicate"
+        except Reject as rejection:
+            return f"rejected:{rejection.code}"
+        if key is not None:
+            self.idempotency[key] = _fp(command)
+        return "accepted"
+
+    def _live_user(self, user_id: str) -> None:
+        if user_id not in self.users:
+            raise Reject("not_found")
+
+    def _live_content(self, content_id: str) -> Row:
+        if content_id not in self.content:
+            raise Reject("not_found")
+        return self.content[content_id]
+
+    def _organization_register(self, c: dict[str, Any], at: str) -> None:
+        oid = c["organization_id"]
+        if oid in self.organizations:
+            raise Dup if self.organizations[oid]["name"] == c["name"] else Reject("conflict")
+        self.organizations[oid] = {"id": oid, "name": c["name"], "created_at": at, "updated_at": at}
+
+    def _user_register(self, c: dict[str, Any], at: str) -> None:
+        if c["user_id"] in self.deleted_users:
+            raise Reject("invalid_state")
+        if c["user_id"] in self.users:
+            raise Dup
+        self.users[c["user_id"]] = {"id": c["user_id"], "created_at": at, "updated_at": at}
+
+    def _user_delete(self, c: dict[str, Any], at: str) -> None:
+        u = c["user_id"]
+        if u in self.deleted_users:
+            raise Dup
+        if u not in self.users:
+            raise Reject("not_found")
+        del self.users[u]
+        self.deleted_users.add(u)
+        for row in self.content.values():
+            if row["creator_id"] == u:
+                row["creator_id"] = None
+        for k in [k for k in self.access if k[0] == u]:
+            del self.access[k]
+        for k in [k for k in self.playback if k[0] == u]:
+            del self.playback[k]
+        for pi in [pi for pi, row in self.purchases.items() if row["customer_id"] == u]:
+            del self.purchases[pi]
+
+    def _content_publish(self, c: dict[str, Any], at: str) -> None:
+        cid = c["content_id"]
+        if cid in self.content_meta:
+            meta = self.content_meta[cid]
+            if meta["deleted"]:
+                raise Reject("invalid_state")
+            raise Dup if meta["fp"] == _fp(c) else Reject("conflict")
+        if c["organization_id"] not in self.organizations:
+            raise Reject("not_found")
+        self._live_user(c["creator_id"])
+        self.content_meta[cid] = {"deleted": False, "fp": _fp(c), "creator": c["creator_id"]}
+        self.content[cid] = {
+            "id": cid,
+            "organization_id": c["organization_id"],
+            "creator_id": c["creator_id"],
+            "title": c["title"],
+            "created_at": at,
+            "updated_at": at,
+        }
+
+    def _content_delete(self, c: dict[str, Any], at: str) -> None:
+        cid = c["content_id"]
+        if cid not in self.content_meta:
+            raise Reject("not_found")
+        if self.content_meta[cid]["deleted"]:
+            raise Dup
+        if any(row["content_id"] == cid for row in self.purchases.values()):
+            raise Reject("invalid_state")
+        self.content_meta[cid]["deleted"] = True
+        del self.content[cid]
+        for k in [k for k in self.access if k[1] == cid]:
+            del self.access[k]
+        for k in [k for k in self.playback if k[1] == cid]:
+            del self.playback[k]
+
+    def _purchase_row(self, pi: str, c: dict[str, Any], status: str, at: str, org: str) -> None:
+        row = self.purchases.get(pi)
+        values = {
+            "id": str(ids.purchase_id(pi)),
+            "customer_id": c["customer_id"],
+            "content_id": c["content_id"],
+            "organization_id": org,
+            "stripe_payment_intent_id": pi,
+            "status": status,
+            "amount_paid_cents": c["amount_paid_cents"],
+            "currency": c["currency"].lower(),
+            "refunded_amount_cents": 0,
+        }
+        if row is None:
+            row = {
+                "revenue_split_config_id": None,
+                "platform_fee_cents": None,
+                "organization_fee_cents": None,
+                "creator_payout_cents": None,
+                "created_at": at,
+            }
+            self.purchases[pi] = row
+        row.update(values)
+        row["updated_at"] = at
+
+    def _repeat(self, pi: str, kind: str, c: dict[str, Any]) -> dict[str, Any] | None:
+        meta = self.purchase_meta.get(pi)
+        if meta is not None and kind in meta["fps"]:
+            raise Dup if meta["fps"][kind] == _fp(c) else Reject("conflict")
+        return meta
+
+    def _purchase_start(self, c: dict[str, Any], at: str) -> None:
+        pi = c["stripe_payment_intent_id"]
+        if self._repeat(pi, "start", c) is not None:
+            raise Reject("invalid_state")
+        self._live_user(c["customer_id"])
+        content = self._live_content(c["content_id"])
+        self.purchase_meta[pi] = {
+            "status": "pending",
+            "fps": {"start": _fp(c)},
+            "customer_id": c["customer_id"],
+            "content_id": c["content_id"],
+            "amount": c["amount_paid_cents"],
+            "currency": c["currency"].lower(),
+            "org": content["organization_id"],
+            "refunded": 0,
+        }
+        self._purchase_row(pi, c, "pending", at, content["organization_id"])
+
+    def _same(self, meta: dict[str, Any], c: dict[str, Any]) -> None:
+        if (
+            meta["customer_id"] != c["customer_id"]
+            or meta["content_id"] != c["content_id"]
+            or meta["amount"] != c["amount_paid_cents"]
+            or meta["currency"] != c["currency"].lower()
+        ):
+            raise Reject("invalid_state")
+
+    def _purchase_complete(self, c: dict[str, Any], at: str) -> None:
+        pi = c["stripe_payment_intent_id"]
+        meta = self._repeat(pi, "complete", c)
+        if meta is not None:
+            if meta["status"] not in ("pending", "failed"):
+                raise Reject("invalid_state")
+            self._same(meta, c)
+        self._live_user(c["customer_id"])
+        content = self._live_content(c["content_id"])
+        if c.get("organization_id") not in (None, content["organization_id"]):
+            raise Reject("invalid_state")
+        if meta is None:
+            meta = self.purchase_meta[pi] = {
+                "fps": {},
+                "customer_id": c["customer_id"],
+                "content_id": c["content_id"],
+                "amount": c["amount_paid_cents"],
+                "currency": c["currency"].lower(),
+                "org": content["organization_id"],
+                "refunded": 0,
+            }
+        meta["status"] = "completed"
+        meta["fps"]["complete"] = _fp(c)
+        meta["fees"] = (
+            c["platform_fee_cents"],
+            c["organization_fee_cents"],
+            c["creator_payout_cents"],
+        )
+        self._purchase_row(pi, c, "completed", at, content["organization_id"])
+        self.purchases[pi].update(
+            platform_fee_cents=c["platform_fee_cents"],
+            organization_fee_cents=c["organization_fee_cents"],
+            creator_payout_cents=c["creator_payout_cents"],
+            revenue_split_config_id=c.get("revenue_split_config_id"),
+        )
+        key = (c["customer_id"], c["content_id"])
+        access = self.access_meta.setdefault(key, {"purchases": []})
+        if pi not in access["purchases"]:
+            access["purchases"].append(pi)
+        self._grant_row(key, content["organization_id"], "purchased", None, at)
+
+    def _purchase_fail(self, c: dict[str, Any], at: str) -> None:
+        pi = c["stripe_payment_intent_id"]
+        meta = self._repeat(pi, "fail", c)
+        if meta is not None:
+            if meta["status"] != "pending":
+                raise Reject("invalid_state")
+            given = {
+                **{
+                    "customer_id": meta["customer_id"],
+                    "content_id": meta["content_id"],
+                    "amount_paid_cents": meta["amount"],
+                    "currency": meta["currency"],
+                },
+                **{
+                    k: v
+                    for k, v in c.items()
+                    if k in ("customer_id", "content_id", "amount_paid_cents", "currency")
+                },
+            }
+            self._same(meta, given)
+            meta["status"] = "failed"
+            meta["fps"]["fail"] = _fp(c)
+            self._purchase_row(pi, given, "failed", at, meta["org"])
+            return
+        if any(k not in c for k in ("customer_id", "content_id", "amount_paid_cents", "currency")):
+            raise Reject("not_found")
+        self._live_user(c["customer_id"])
+        content = self._live_content(c["content_id"])
+        self.purchase_meta[pi] = {
+            "status": "failed",
+            "fps": {"fail": _fp(c)},
+            "customer_id": c["customer_id"],
+            "content_id": c["content_id"],
+            "amount": c["amount_paid_cents"],
+            "currency": c["currency"].lower(),
+            "org": content["organization_id"],
+            "refunded": 0,
+        }
+        self._purchase_row(pi, c, "failed", at, content["organization_id"])
+
+    def _purchase_refund(self, c: dict[str, Any], at: str) -> None:
+        if c["refund_id"] in self.refund_keys:
+            raise Dup if self.refund_keys[c["refund_id"]] == _fp(c) else Reject("conflict")
+        pi = c["stripe_payment_intent_id"]
+        meta = self.purchase_meta.get(pi)
+        if meta is None:
+            raise Reject("not_found")
+        if meta["status"] != "completed" or c["amount_cents"] > meta["amount"] - meta["refunded"]:
+            raise Reject("invalid_state")
+        self.refund_keys[c["refund_id"]] = _fp(c)
+        meta["refunded"] += c["amount_cents"]
+        full = meta["refunded"] == meta["amount"]
+        meta["status"] = "refunded" if full else "completed"
+        if pi in self.purchases:
+            self.purchases[pi].update(
+                refunded_amount_cents=meta["refunded"], status=meta["status"], updated_at=at
+            )
+        if full:
+            key = (meta["customer_id"], meta["content_id"])
+            access = self.access_meta.get(key)
+            if access is not None and pi in access["purchases"]:
+                access["purchases"].remove(pi)
+                row = self.access.get(key)
+                if (
+                    row is not None
+                    and row["access_type"] == "purchased"
+                    and not access["purchases"]
+                ):
+                    del self.access[key]
+
+    def _grant_row(
+        self, key: tuple[str, str], org: str, kind: str, expires: str | None, at: str
+    ) -> None:
+        row = self.access.get(key)
+        if row is None:
+            row = self.access[key] = {
+                "id": str(ids.access_id(*key)),
+                "user_id": key[0],
+                "content_id": key[1],
+                "last_accessed_at": None,
+                "created_at": at,
+            }
+        row.update(
+            organization_id=org, access_type=kind, granted_at=at, expires_at=expires, updated_at=at
+        )
+
+    def _access_grant(self, c: dict[str, Any], at: str) -> None:
+        self._live_user(c["user_id"])
+        content = self._live_content(c["content_id"])
+        key = (c["user_id"], c["content_id"])
+        row = self.access.get(key)
+        expires = c.get("expires_at")
+        if row is not None and (row["access_type"], row["expires_at"], row["granted_at"]) == (
+            c["access_type"],
+            expires,
+            at,
+        ):
+            raise Dup
+        if row is not None and row["access_type"] == "purchased":
+            raise Reject("invalid_state")
+        self.access_meta.setdefault(key, {"purchases": []})["purchases"] = []
+        self._grant_row(key, content["organization_id"], c["access_type"], expires, at)
+
+    def _access_revoke(self, c: dict[str, Any], at: str) -> None:
+        self._live_user(c["user_id"])
+        self._live_content(c["content_id"])
+        key = (c["user_id"], c["content_id"])
+        if key not in self.access_meta:
+            raise Reject("not_found")
+        meta = self.access_meta[key]
+        if _identity(c) in meta.setdefault("seen", set()) or key not in self.access:
+            raise Dup
+        del self.access[key]
+        meta["purchases"] = []
+        meta["seen"].add(_identity(c))
+
+    def _playback_progress(self, c: dict[str, Any], at: str) -> None:
+        self._live_user(c["user_id"])
+        self._live_content(c["content_id"])
+        key = (c["user_id"], c["content_id"])
+        access = self.access.get(key)
+        if access is None or (access["expires_at"] is not None and access["expires_at"] <= at):
+            raise Reject("no_access")
+        row = self.playback.get(key)
+        position, duration = c["position_seconds"], c["duration_seconds"]
+        if row is not None and (
+            row["position_seconds"],
+            row["duration_seconds"],
+            row["updated_at"],
+        ) == (position, duration, at):
+            raise Dup
+        completed = (row is not None and row["completed"]) or position * 100 >= duration * 95
+        if row is None:
+            row = self.playback[key] = {
+                "id": str(ids.playback_id(*key)),
+                "user_id": key[0],
+                "content_id": key[1],
+                "created_at": at,
+            }
+        row.update(
+            position_seconds=position, duration_seconds=duration, completed=completed, updated_at=at
+        )
+        access.update(last_accessed_at=at, updated_at=at)
+
+    # --- tables ------------------------------------------------------------------
+
+    def tables(self) -> dict[str, list[Row]]:
+        def ordered(rows: Any) -> list[Row]:
+            return sorted((dict(r) for r in rows), key=lambda r: str(r["id"]))
+
+        return {
+            "organizations": ordered(self.organizations.values()),
+            "users": ordered(self.users.values()),
+            "content": ordered(self.content.values()),
+            "content_access": ordered(self.access.values()),
+            "purchases": ordered(self.purchases.values()),
+            "video_playback": ordered(self.playback.values()),
+        }
