@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import psycopg
+from eventsourcing.persistence import PersistenceError
+
 from ledger.cli import append, audit, db, demo, projections
 from ledger.config import ConfigurationError
+from ledger.migrations import MigrationError
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 
@@ -45,8 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.database_url = args.global_database_url
     try:
         status: int = args.func(args)
-    except ConfigurationError as error:
+    except (ConfigurationError, MigrationError) as error:
         print(f"ledger: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except (psycopg.Error, PersistenceError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"ledger: database error: {first}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("ledger: interrupted", file=sys.stderr)

@@ -1,0 +1,90 @@
+"""The migration runner and ``ledger db``: up, down, up; reruns; edited files; errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledger import migrations
+from ledger.config import Settings
+from ledger.db import connect
+from tests.support import TABLES, answers, catalogue, cli
+
+Conn = psycopg.Connection[Any]
+
+
+def tables(conn: Conn) -> set[str]:
+    return {
+        r[0]
+        for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    }
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    import os
+
+    return dict(os.environ, LEDGER_DATABASE_URL=settings.url, LEDGER_SCHEMA=settings.schema)
+
+
+def test_up_down_up_keeps_the_log(empty_settings: Settings) -> None:
+    env = env_for(empty_settings)
+    first = cli(env, "db", "upgrade")
+    assert first.returncode == 0 and "applied 0001_event_log" in first.stdout
+    again = cli(env, "db", "upgrade")
+    assert again.returncode == 0 and "up to date" in again.stdout
+    import json
+
+    appended = cli(env, "append", stdin="\n".join(json.dumps(c) for c in catalogue()))
+    assert [a["status"] for a in answers(appended.stdout)] == ["accepted"] * 5
+    with connect(empty_settings, autocommit=True) as conn:
+        assert set(TABLES) <= tables(conn)
+        down = cli(env, "db", "downgrade", "--to", "base")
+        assert down.returncode == 0 and "rolled back 0002_projected_tables" in down.stdout
+        assert tables(conn) & set(TABLES) == set()
+        assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == (5,)
+        status = cli(env, "db", "status")
+        assert "0002_projected_tables\tpending" in status.stdout
+        assert cli(env, "db", "upgrade").returncode == 0
+        assert set(TABLES) <= tables(conn)
+
+
+def test_the_log_rolls_back_only_when_empty(empty_settings: Settings) -> None:
+    env = env_for(empty_settings)
+    cli(env, "db", "upgrade")
+    assert cli(env, "append", stdin='{"type": "user.register", "user_id": "u"}').returncode == 0
+    refused = cli(env, "db", "downgrade", "--to", "zero")
+    assert refused.returncode == 2 and "log holds events" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_an_empty_log_rolls_back_to_zero(empty_settings: Settings) -> None:
+    env = env_for(empty_settings)
+    cli(env, "db", "upgrade")
+    assert cli(env, "db", "downgrade", "--to", "zero").returncode == 0
+    with connect(empty_settings, autocommit=True) as conn:
+        assert tables(conn) == {"ledger_schema_migrations"}
+
+
+def test_an_edited_applied_migration_is_refused(settings: Settings, conn: Conn) -> None:
+    conn.execute("UPDATE ledger_schema_migrations SET checksum = 'x' WHERE version = 2")
+    with connect(settings) as other, pytest.raises(migrations.MigrationError, match="edited"):
+        migrations.upgrade(other, settings.schema)
+
+
+def test_migrations_are_numbered_without_gaps_and_reversible() -> None:
+    found = migrations.discover()
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    assert all(m.down.strip() for m in found)
+
+
+def test_connection_failure_is_one_line_and_exit_two(empty_settings: Settings) -> None:
+    env = env_for(empty_settings)
+    done = cli(env, "--database-url", "postgresql://nobody@127.0.0.1:1/none", "db", "status")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_append_on_an_unmigrated_database_exits_two(empty_settings: Settings) -> None:
+    done = cli(env_for(empty_settings), "append", stdin='{"type": "user.register", "user_id": "u"}')
+    assert done.returncode == 2 and "ledger db upgrade" in done.stderr
