@@ -334,17 +334,14 @@ class Model:
         content = self._live_content(c["content_id"])
         key = (c["user_id"], c["content_id"])
         row = self.access.get(key)
-        expires = c.get("expires_at")
-        if row is not None and (row["access_type"], row["expires_at"], row["granted_at"]) == (
-            c["access_type"],
-            expires,
-            at,
-        ):
+        meta = self.access_meta.setdefault(key, {"purchases": []})
+        if _identity(c) in meta.setdefault("seen", set()):
             raise Dup
         if row is not None and row["access_type"] == "purchased":
             raise Reject("invalid_state")
-        self.access_meta.setdefault(key, {"purchases": []})["purchases"] = []
-        self._grant_row(key, content["organization_id"], c["access_type"], expires, at)
+        meta["purchases"] = []
+        meta["seen"].add(_identity(c))
+        self._grant_row(key, content["organization_id"], c["access_type"], c.get("expires_at"), at)
 
     def _access_revoke(self, c: dict[str, Any], at: str) -> None:
         self._live_user(c["user_id"])
@@ -368,12 +365,10 @@ class Model:
             raise Reject("no_access")
         row = self.playback.get(key)
         position, duration = c["position_seconds"], c["duration_seconds"]
-        if row is not None and (
-            row["position_seconds"],
-            row["duration_seconds"],
-            row["updated_at"],
-        ) == (position, duration, at):
+        seen = self.playback_seen.setdefault(key, set())
+        if _identity(c) in seen:
             raise Dup
+        seen.add(_identity(c))
         completed = (row is not None and row["completed"]) or position * 100 >= duration * 95
         if row is None:
             row = self.playback[key] = {
