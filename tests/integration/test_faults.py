@@ -1,0 +1,130 @@
+"""Faults: an appender killed mid-stream, backends terminated under it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from ledger.config import Settings
+from ledger.service import Ledger
+from projections.verify import verify
+from tests.support import answers, append, catalogue, cli, complete
+
+Conn = psycopg.Connection[Any]
+
+
+def stream(count: int, prefix: str) -> str:
+    return "".join(
+        json.dumps(complete(f"{prefix}{n}", customer="alice" if n % 2 else "bob")) + "\n"
+        for n in range(count)
+    )
+
+
+def feed(process: subprocess.Popen[str], payload: str) -> None:
+    """Writes the stream; the appender may be killed while we write."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(payload)
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+def fully_applied(conn: Conn, intents: list[str]) -> None:
+    """Each accepted payment: exactly one completion event, its access grant, its rows."""
+    for intent in intents:
+        events = conn.execute(
+            "SELECT count(*) FILTER (WHERE topic = 'PurchaseCompleted'), count(*) FILTER (WHERE topic = 'AccessGranted')"
+            " FROM ledger_events WHERE convert_from(state, 'UTF8')::jsonb->>'stripe_payment_intent_id' = %s",
+            (intent,),
+        ).fetchone()
+        assert events == (1, 1), intent
+        assert conn.execute(
+            "SELECT status FROM purchases WHERE stripe_payment_intent_id = %s", (intent,)
+        ).fetchone() == ("completed",)
+
+
+def test_sigkill_mid_stream_leaves_nothing_half_applied(
+    ledger_app: Ledger, settings: Settings, cli_env: dict[str, str], conn: Conn
+) -> None:
+    append(ledger_app, *catalogue())
+    runs = int(os.environ.get("LEDGER_FAULT_RUNS", "3"))
+    for seed in range(runs):
+        prefix = f"pi_kill{seed}_"
+        payload = stream(250, prefix)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "append", "-"],
+            env=cli_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        writer = threading.Thread(target=feed, args=(process, payload))
+        writer.start()
+        answered: list[dict[str, Any]] = []
+        stop_after = random.Random(seed).randint(20, 150)
+        for line in process.stdout:
+            answered.append(json.loads(line))
+            if len(answered) >= stop_after:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait()
+        writer.join(timeout=10)
+        accepted = [f"{prefix}{a['line'] - 1}" for a in answered if a["status"] == "accepted"]
+        assert len(accepted) == stop_after
+        fully_applied(conn, accepted)
+        assert verify(settings) == []  # whatever else committed is whole too
+        # delivering the whole stream again completes it: nothing doubled
+        again = cli(cli_env, "append", "-", stdin=payload)
+        assert again.returncode == 0
+        assert {a["status"] for a in answers(again.stdout)} <= {"accepted", "duplicate"}
+        fully_applied(conn, [f"{prefix}{n}" for n in range(250)])
+
+
+def test_terminated_backends_never_double_a_command(
+    ledger_app: Ledger, settings: Settings, cli_env: dict[str, str], conn: Conn
+) -> None:
+    append(ledger_app, *catalogue())
+    payload = stream(150, "pi_term_")
+    env = dict(cli_env, PGAPPNAME="ledger-fault-victim")
+    stop = threading.Event()
+    killed = 0
+
+    def killer() -> None:
+        nonlocal killed
+        with psycopg.connect(settings.url, autocommit=True) as admin:
+            while not stop.is_set():
+                rows = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ledger-fault-victim'"
+                ).fetchall()
+                killed += len(rows)
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        first = cli(env, "append", "-", stdin=payload)
+    finally:
+        stop.set()
+        thread.join()
+    assert killed > 0
+    # the appender answered what it could; an error it could not settle is exit 2
+    assert first.returncode in (0, 2), first.stderr
+    accepted = [
+        f"pi_term_{a['line'] - 1}" for a in answers(first.stdout) if a["status"] == "accepted"
+    ]
+    fully_applied(conn, accepted)
+    assert verify(settings) == []
+    again = cli(cli_env, "append", "-", stdin=payload)
+    assert again.returncode == 0, again.stderr
+    fully_applied(conn, [f"pi_term_{n}" for n in range(150)])
