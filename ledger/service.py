@@ -499,6 +499,9 @@ class Ledger(Application[UUID]):
                 else purchase.amount_paid_cents,
                 c.currency if c.currency is not None else purchase.currency,
             )
+            # the purchases row is gone with a deleted customer: nothing left to fail
+            self._live_user(uow, purchase.customer_id, "customer_id")
+            self._live_content(uow, purchase.content_id)
             customer_id, content_id = purchase.customer_id, purchase.content_id
             amount, currency = purchase.amount_paid_cents, purchase.currency
             organization_id = purchase.organization_id

@@ -263,6 +263,8 @@ class Model:
                 },
             }
             self._same(meta, given)
+            self._live_user(meta["customer_id"])
+            self._live_content(meta["content_id"])
             meta["status"] = "failed"
             meta["fps"]["fail"] = _fp(c)
             self._purchase_row(pi, given, "failed", at, meta["org"])
