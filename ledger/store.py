@@ -5,8 +5,8 @@
 two additions inside the append's transaction:
 
 * it checks that the aggregates a decision only *read* are still at the versions
-  read (the primary key already guards those it writes), so a decision never
-  rests on a stale read;
+  read (``ledger_assert_read_versions``, migration 0004; the primary key already
+  guards those it writes), so a decision never rests on a stale read;
 * it applies the command's projected row changes, so the events and the rows they
   change commit together (read-your-writes).
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor, sql
 from psycopg.conninfo import conninfo_to_dict
@@ -30,45 +30,37 @@ from projections.changes import RowChange
 from projections.inline import apply_changes
 
 
-class StaleRead(IntegrityError):
-    """An aggregate a decision read has moved on; the service re-decides."""
-
-
 class LedgerRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[Any]) -> None:
         return None
 
-    def _fetch_ids_after_insert_events(
+    def _insert_stored_events(
         self, curs: Cursor[Any], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
-        if read_versions:
-            self._check_read_versions(curs, read_versions)
-        row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
-        if row_changes:
-            apply_changes(curs, self.datastore.schema, row_changes)
-            # fetching forces the pipeline to report any error of the changes here,
-            # inside the transaction, rather than at commit
-            curs.execute(sql.SQL("SELECT 1"))
-            curs.fetchone()
-        return notification_ids
+    ) -> None:
+        """Lock, insert the events, then queue the read check and the row changes.
 
-    def _check_read_versions(self, curs: Cursor[Any], read_versions: Mapping[UUID, int]) -> None:
-        # The table lock is held: no other append can commit until we do, so the
-        # versions seen now are the versions at commit.
-        curs.execute(
-            sql.SQL(
-                "SELECT originator_id, max(originator_version) AS version FROM {} "
-                "WHERE originator_id = ANY(%s) GROUP BY originator_id"
-            ).format(sql.Identifier(self.datastore.schema, self.events_table_name)),
-            (list(read_versions),),
-            prepare=True,
+        Everything is queued in the library's pipeline before its single sync, so an
+        append costs two round trips (the statements, then COMMIT) and any failure
+        (a stale read, a constraint) aborts the whole transaction.
+        """
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
+        row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
+        with curs.connection.cursor() as other:
+            if read_versions:
+                # the table lock is held: the versions seen now are those at commit
+                other.execute(
+                    self._assert_read_versions,
+                    (list(read_versions), list(read_versions.values())),
+                    prepare=True,
+                )
+            apply_changes(other, self.datastore.schema, row_changes)
+
+    @property
+    def _assert_read_versions(self) -> sql.Composed:
+        return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
+            sql.Identifier(self.datastore.schema, "ledger_assert_read_versions")
         )
-        current = {row["originator_id"]: row["version"] for row in curs.fetchall()}
-        for aggregate_id, version in read_versions.items():
-            if current.get(aggregate_id, 0) != version:
-                raise StaleRead(f"aggregate {aggregate_id} moved on from version {version}")
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS ledger_assert_read_versions(uuid[], bigint[]);

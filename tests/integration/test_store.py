@@ -1,0 +1,46 @@
+"""The recorder's guard: an append whose decision read a stale aggregate is refused whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from ledger.domain import events as ev
+from ledger.domain import ids
+from ledger.domain.aggregates import User
+from ledger.service import Ledger
+from projections.registry import changes_for
+from tests.support import CONTENT, append, catalogue, grant
+
+Conn = psycopg.Connection[Any]
+
+
+def test_a_stale_read_fails_the_append_and_writes_nothing(ledger_app: Ledger, conn: Conn) -> None:
+    append(ledger_app, *catalogue(), grant("bob"))
+    access_id = ids.access_id("bob", CONTENT)
+    read_version = ledger_app.repository.get(access_id).version
+    append(ledger_app, {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT})
+    events_before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+    zed = User._create(
+        ev.UserRegistered,
+        id=ids.user_id("zed"),
+        user_id="zed",
+        occurred_at="2026-01-01T00:00:00.000000+00:00",
+    )
+    new_events = zed.collect_events()
+    with pytest.raises(IntegrityError, match="moved on"):
+        ledger_app.save(
+            *new_events,
+            read_versions={access_id: read_version},
+            row_changes=changes_for(new_events),
+        )
+    assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == events_before
+    assert conn.execute("SELECT count(*) FROM users WHERE id = 'zed'").fetchone() == (0,)
+    current = ledger_app.repository.get(access_id).version
+    ledger_app.save(
+        *new_events, read_versions={access_id: current}, row_changes=changes_for(new_events)
+    )
+    assert conn.execute("SELECT count(*) FROM users WHERE id = 'zed'").fetchone() == (1,)
