@@ -10,14 +10,16 @@ the append's transaction.
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg import sql
 
 from ledger import commands as cmd
@@ -46,6 +48,55 @@ class Duplicate(Exception):
     """The command was already applied; nothing to write."""
 
 
+class AggregateCache:
+    """Aggregates kept between commands, brought up to date from the log on every read.
+
+    One query fetches, for all the aggregates a decision needs, the events after the
+    cached versions, so a long-lived aggregate (a video watched with many heartbeats)
+    is never replayed from scratch and a decision costs one round trip to read. The
+    cache only ever holds committed state: a decision works on copies, and whatever
+    another process appended is read before deciding (and guarded again at append).
+    """
+
+    def __init__(self, app: Ledger, maxsize: int = 20_000) -> None:
+        self._app = app
+        self._maxsize = maxsize
+        self._cached: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._query = sql.SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version) "
+            "ON e.originator_id = w.id AND e.originator_version > w.version "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(sql.Identifier(app.settings.schema, "ledger_events"))
+
+    def load(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Aggregate | None]:
+        cached = {i: self._cached.get(i) for i in aggregate_ids}
+        versions = [a.version if a is not None else 0 for a in cached.values()]
+        with self._app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(self._query, (list(cached), versions), prepare=True).fetchall()
+        newer: dict[UUID, list[Any]] = {}
+        for row in rows:
+            stored = StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            newer.setdefault(row["originator_id"], []).append(stored)
+        result: dict[UUID, Aggregate | None] = {}
+        for aggregate_id, aggregate in cached.items():
+            for stored in newer.get(aggregate_id, ()):
+                event = self._app.mapper.to_domain_event(stored)
+                aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
+            if aggregate is not None:
+                self._cached[aggregate_id] = aggregate
+                self._cached.move_to_end(aggregate_id)
+            result[aggregate_id] = copy.deepcopy(aggregate)
+        while len(self._cached) > self._maxsize:
+            self._cached.popitem(last=False)
+        return result
+
+
 @dataclass
 class UnitOfWork:
     """The aggregates one decision (or one ``--atomic`` batch) loads and changes."""
@@ -56,14 +107,16 @@ class UnitOfWork:
     written: set[UUID] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)
 
+    def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
+        """Loads the aggregates a decision will need, in one query."""
+        missing = [i for i in dict.fromkeys(aggregate_ids) if i not in self.loaded]
+        if missing:
+            for aggregate_id, aggregate in self.app.aggregates.load(missing).items():
+                self.loaded[aggregate_id] = aggregate
+                self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+
     def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
-        if aggregate_id not in self.loaded:
-            try:
-                aggregate: Aggregate | None = self.app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                aggregate = None
-            self.loaded[aggregate_id] = aggregate
-            self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+        self.prefetch([aggregate_id])
         found = self.loaded[aggregate_id]
         if found is not None and not isinstance(found, kind):
             raise TypeError(f"aggregate {aggregate_id} is a {type(found).__name__}")
@@ -89,6 +142,7 @@ class Ledger(Application[UUID]):
     def __init__(self, settings: Settings, pool_size: int = 2) -> None:
         self.settings = settings
         super().__init__(env=environment(settings, pool_size))
+        self.aggregates = AggregateCache(self)
         self._handlers: dict[type[cmd.Command], Callable[[UnitOfWork, Any, str, str], None]] = {
             cmd.RegisterOrganization: self._register_organization,
             cmd.RegisterUser: self._register_user,
@@ -194,6 +248,7 @@ class Ledger(Application[UUID]):
         """
         occurred = command.occurred(clock.now())
         fingerprint = command.fingerprint()
+        uow.prefetch(_needed(command))
         key = None
         if command.idempotency_key is not None:
             key_id = ids.command_key_id("idempotency_key", command.idempotency_key)
@@ -639,3 +694,47 @@ class Ledger(Application[UUID]):
             )
         playback.progress(c.position_seconds, c.duration_seconds, identity, occurred)
         uow.record(playback)
+
+
+def _needed(command: cmd.Command) -> list[UUID]:
+    """The aggregates a command's decision reads, to load them in one query."""
+    needed: list[UUID] = []
+    if command.idempotency_key is not None:
+        needed.append(ids.command_key_id("idempotency_key", command.idempotency_key))
+    if isinstance(command, cmd.RegisterOrganization):
+        needed.append(ids.organization_id(str(command.organization_id)))
+    elif isinstance(command, cmd.RegisterUser | cmd.DeleteUser):
+        needed.append(ids.user_id(command.user_id))
+    elif isinstance(command, cmd.PublishContent):
+        needed += [
+            ids.content_id(str(command.content_id)),
+            ids.organization_id(str(command.organization_id)),
+            ids.user_id(command.creator_id),
+        ]
+    elif isinstance(command, cmd.DeleteContent):
+        needed.append(ids.content_id(str(command.content_id)))
+    elif isinstance(command, cmd.StartPurchase | cmd.CompletePurchase):
+        content = str(command.content_id)
+        needed += [
+            ids.purchase_id(command.stripe_payment_intent_id),
+            ids.user_id(command.customer_id),
+            ids.content_id(content),
+            ids.access_id(command.customer_id, content),
+        ]
+    elif isinstance(command, cmd.FailPurchase):
+        needed.append(ids.purchase_id(command.stripe_payment_intent_id))
+    elif isinstance(command, cmd.RefundPurchase):
+        needed += [
+            ids.command_key_id("refund_id", command.refund_id),
+            ids.purchase_id(command.stripe_payment_intent_id),
+        ]
+    elif isinstance(command, cmd.GrantAccess | cmd.RevokeAccess | cmd.RecordPlayback):
+        content = str(command.content_id)
+        needed += [
+            ids.user_id(command.user_id),
+            ids.content_id(content),
+            ids.access_id(command.user_id, content),
+        ]
+        if isinstance(command, cmd.RecordPlayback):
+            needed.append(ids.playback_id(command.user_id, content))
+    return needed

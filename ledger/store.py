@@ -81,11 +81,7 @@ def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
         "POSTGRES_LOCK_TIMEOUT": "0",
-        # aggregates stay cached in the process and are fast-forwarded from the log on
-        # every read (one query for the events after the cached version), so a long-lived
-        # aggregate (a video watched with many heartbeats) is not replayed from scratch
-        "AGGREGATE_CACHE_MAXSIZE": "20000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+        # the service keeps its own cache of aggregates (service.AggregateCache)
+        "AGGREGATE_CACHE_MAXSIZE": "",
         "IS_SNAPSHOTTING_ENABLED": "no",
     }
