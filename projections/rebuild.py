@@ -115,6 +115,47 @@ def _copy_grants(conn: psycopg.Connection[Any], live: str, target: str, table: s
         )
 
 
+def _row_security(
+    conn: psycopg.Connection[Any], live: str, tables: list[str]
+) -> list[sql.Composed]:
+    """The statements that give the new tables the live tables' row-level security:
+    the ENABLE flag and every policy (run after the swap, with search_path live)."""
+    statements: list[sql.Composed] = []
+    for table, enabled, forced in conn.execute(
+        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (live, tables),
+    ).fetchall():
+        target = sql.Identifier(live, table)
+        if enabled:
+            statements.append(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+        if forced:
+            statements.append(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(target))
+    for table, name, permissive, roles, command, using, check in conn.execute(
+        "SELECT tablename, policyname, permissive, roles, cmd, qual, with_check FROM pg_policies"
+        " WHERE schemaname = %s AND tablename = ANY(%s)",
+        (live, tables),
+    ).fetchall():
+        parts: list[sql.Composable] = [
+            sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
+                sql.Identifier(name),
+                sql.Identifier(live, table),
+                sql.SQL(permissive),
+                sql.SQL(command),
+                sql.SQL(", ").join(
+                    sql.SQL("PUBLIC") if r == "public" else sql.Identifier(r) for r in roles
+                ),
+            )
+        ]
+        if using is not None:
+            parts.append(sql.SQL(" USING ({})").format(shadow._trusted(using)))
+        if check is not None:
+            parts.append(sql.SQL(" WITH CHECK ({})").format(shadow._trusted(check)))
+        statements.append(sql.Composed(parts))
+    return statements
+
+
 def _switch(
     conn: psycopg.Connection[Any],
     live: str,
@@ -141,6 +182,7 @@ def _switch(
                 sql.Identifier(live, table), sql.Identifier(name)
             )
         )
+    security = _row_security(conn, live, present)
     retired = f"{live}_retired"
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(retired)))
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(retired)))
@@ -164,6 +206,8 @@ def _switch(
                 sql.Identifier(live, table), sql.Identifier(name), shadow._trusted(definition)
             )
         )
+    for statement in security:
+        conn.execute(statement)
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(retired)))
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(shadow_schema)))
     return position

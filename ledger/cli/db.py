@@ -26,6 +26,16 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     down.set_defaults(func=downgrade)
     st = commands.add_parser("status", parents=[common], help="applied and pending migrations")
     st.set_defaults(func=status)
+    roles = commands.add_parser(
+        "roles", parents=[common], help="create the owner, writer, projector and reader roles"
+    )
+    roles.add_argument(
+        "--prefix", default="ledger", help="role names: PREFIX_owner, ... (default ledger)"
+    )
+    roles.add_argument(
+        "--login", action="store_true", help="let the roles log in (else group roles)"
+    )
+    roles.set_defaults(func=create_roles)
 
 
 def upgrade(args: argparse.Namespace) -> int:
@@ -68,4 +78,15 @@ def status(args: argparse.Namespace) -> int:
     for state in states:
         when = state.applied_at.isoformat() if state.applied_at else "pending"
         print(f"{state.migration.label}\t{when}")
+    return 0
+
+
+def create_roles(args: argparse.Namespace) -> int:
+    from ledger import roles
+
+    settings = resolve(args.database_url, args.schema)
+    with connect(settings, autocommit=True) as conn:
+        names = roles.create_roles(conn, settings.schema, args.prefix, args.login)
+    for kind, name in names.items():
+        print(f"{kind}\t{name}")
     return 0
