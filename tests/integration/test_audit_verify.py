@@ -1,0 +1,283 @@
+"""ledger audit verify: an intact log passes; each kind of tampering by a superuser is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from ledger import api, demo
+from ledger.audit.chain import GENESIS, event_hash
+from ledger.service import Ledger
+from tests.support import cli
+
+Conn = psycopg.Connection[Any]
+
+
+def verify(cli_env: dict[str, str], *args: str) -> tuple[int, list[str]]:
+    done = cli(cli_env, "audit", "verify", *args)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def line(lines: list[str], check: str) -> str:
+    return next(x for x in lines if x[5:].startswith(check + ":"))
+
+
+def tamper(conn: Conn, *statements: str, params: Any = None) -> None:
+    """What a superuser can do behind the ledger's back: triggers off, rewrite, triggers on."""
+    with conn.transaction():
+        conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ALL")
+        for statement in statements:
+            conn.execute(statement, params)
+        conn.execute("ALTER TABLE ledger_events ENABLE TRIGGER ALL")
+
+
+def recompute_chain(conn: Conn) -> None:
+    """The strongest forger: rewrites every stored hash so the chain is consistent again."""
+    rows = conn.execute(
+        "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at"
+        " FROM ledger_events ORDER BY notification_id"
+    ).fetchall()
+    previous = GENESIS
+    with conn.transaction():
+        conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ALL")
+        for position, originator, version, topic, state, recorded in rows:
+            previous = event_hash(previous, position, originator, version, topic, state, recorded)
+            conn.execute(
+                "UPDATE ledger_events SET hash = %s WHERE notification_id = %s",
+                (previous, position),
+            )
+        conn.execute("ALTER TABLE ledger_events ENABLE TRIGGER ALL")
+
+
+@pytest.fixture
+def history(ledger_app: Ledger) -> Ledger:
+    commands = list(demo.history(purchases=20))
+    # a customer with purchases is deleted: the table loses them, the log keeps them
+    buyer = next(c["customer_id"] for c in commands if c["type"] == "purchase.complete")
+    commands.append({"type": "user.delete", "user_id": buyer})
+    results = [r for _, r in api.append_lines(ledger_app, [orjson.dumps(c) for c in commands])]
+    assert results[-1].status == "accepted"
+    return ledger_app
+
+
+def position_of(conn: Conn, topic: str, nth: int = 0) -> int:
+    row = conn.execute(
+        "SELECT notification_id FROM ledger_events WHERE topic = %s"
+        " ORDER BY notification_id OFFSET %s LIMIT 1",
+        (topic, nth),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_intact_log_passes(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
+    status, lines = verify(cli_env)
+    assert status == 0, lines
+    assert [x[:4].strip() for x in lines] == ["ok", "ok", "note", "ok"]
+    head = conn.execute(
+        "SELECT notification_id, encode(hash, 'hex') FROM ledger_events"
+        " ORDER BY notification_id DESC LIMIT 1"
+    ).fetchone()
+    assert head is not None
+    assert f"head {head[0]}:{head[1]}" in line(lines, "log")
+    deleted = conn.execute("SELECT count(*) FROM purchases").fetchone()
+    assert deleted is not None and f"({deleted[0]} purchases" in line(lines, "projections")
+
+
+def test_the_python_hash_is_the_triggers_hash(history: Ledger, conn: Conn) -> None:
+    """The definition in ledger.audit.chain, field by field, equals what PostgreSQL stored."""
+    previous = GENESIS
+    rows = conn.execute(
+        "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at,"
+        " hash FROM ledger_events ORDER BY notification_id"
+    ).fetchall()
+    assert len(rows) > 100
+    for position, originator, version, topic, state, recorded, stored in rows:
+        previous = event_hash(previous, position, originator, version, topic, state, recorded)
+        assert previous == stored, position
+
+
+EDIT = "UPDATE ledger_events SET {} WHERE notification_id = %(at)s"
+
+
+@pytest.mark.parametrize(
+    ("statements", "first_bad"),
+    [
+        (
+            [
+                EDIT.format(
+                    "state = convert_to(replace(convert_from(state, 'UTF8'), '99', '98'), 'UTF8')"
+                )
+            ],
+            0,
+        ),
+        ([EDIT.format("recorded_at = recorded_at - interval '1 microsecond'")], 0),
+        ([EDIT.format("topic = 'PurchaseFailed'")], 0),
+        (["DELETE FROM ledger_events WHERE notification_id = %(at)s"], 1),
+        (
+            [  # slipped in before %(at)s, with a hash chained to its predecessor's
+                "UPDATE ledger_events SET notification_id = notification_id + 1000000"
+                " WHERE notification_id >= %(at)s",
+                "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
+                " notification_id, recorded_at, hash)"
+                " SELECT gen_random_uuid(), 1, topic, state, %(at)s, recorded_at, hash"
+                " FROM ledger_events WHERE notification_id = %(at)s - 1",
+                "UPDATE ledger_events SET notification_id = notification_id - 1000000 + 1"
+                " WHERE notification_id > 1000000",
+            ],
+            0,
+        ),
+        (
+            [
+                "UPDATE ledger_events SET notification_id = -notification_id"
+                " WHERE notification_id IN (%(at)s, %(at)s + 1)",
+                "UPDATE ledger_events SET notification_id = %(at)s + 1 WHERE notification_id = -%(at)s",
+                "UPDATE ledger_events SET notification_id = %(at)s WHERE notification_id = -%(at)s - 1",
+            ],
+            0,
+        ),
+    ],
+    ids=["edited-state", "edited-recorded-at", "edited-topic", "deleted", "inserted", "reordered"],
+)
+def test_tampering_names_the_first_bad_position(
+    history: Ledger, cli_env: dict[str, str], conn: Conn, statements: list[str], first_bad: int
+) -> None:
+    at = position_of(conn, "PurchaseCompleted", 3)
+    tamper(conn, *statements, params={"at": at})
+    status, lines = verify(cli_env)
+    assert status == 1
+    assert lines[0].startswith("FAIL log: the hash chain breaks at position ")
+    assert f"breaks at position {at + first_bad}:" in lines[0]
+
+
+def test_a_recomputed_chain_is_caught_by_an_anchor(
+    history: Ledger, cli_env: dict[str, str], conn: Conn, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "anchors.txt"
+    status, lines = verify(cli_env, "--record-head", str(anchors))
+    assert status == 0 and lines[-1].startswith("head ")
+    assert verify(cli_env, "--anchors", str(anchors))[0] == 0
+    # a superuser lowers an early purchase's amount, then recomputes every hash after it
+    at = position_of(conn, "PurchaseCompleted", 1)
+    tamper(
+        conn,
+        EDIT.format(
+            "state = convert_to(jsonb_set(convert_from(state, 'UTF8')::jsonb,"
+            " '{amount_paid_cents}', '1')::text, 'UTF8')"
+        ),
+        params={"at": at},
+    )
+    recompute_chain(conn)
+    status, lines = verify(cli_env, "--anchors", str(anchors))
+    assert status == 1
+    assert line(lines, "log").startswith("ok")  # the chain alone cannot tell
+    assert line(lines, "anchors").startswith("FAIL") and "was rewritten" in line(lines, "anchors")
+    # the purchases table, written when the event was appended, disagrees too
+    assert line(lines, "projections").startswith("FAIL")
+
+
+def test_events_cut_off_the_end(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
+    _, lines = verify(cli_env)
+    head = line(lines, "log").rsplit("head ", 1)[1]
+    tamper(
+        conn,
+        "DELETE FROM ledger_events WHERE notification_id > "
+        "(SELECT max(notification_id) - 3 FROM ledger_events)",
+    )
+    status, lines = verify(cli_env, "--expect-head", head)
+    assert status == 1
+    assert lines[0].startswith("ok   log")  # still a consistent chain
+    assert any(x.startswith("note log: positions were handed out up to") for x in lines)
+    assert "removed from its end" in line(lines, "anchors")
+
+
+def test_guards_left_off_or_replaced(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
+    conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_no_update_delete")
+    status, lines = verify(cli_env)
+    assert status == 1 and line(lines, "guards") == (
+        "FAIL guards: the trigger ledger_events_no_update_delete on ledger_events is disabled"
+    )
+    conn.execute("ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER ledger_events_no_update_delete")
+    conn.execute("ALTER TABLE ledger_events ENABLE TRIGGER ledger_events_hash_chain")
+    assert "not ALWAYS" in line(verify(cli_env)[1], "guards")
+    conn.execute("ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER ledger_events_hash_chain")
+    assert verify(cli_env)[0] == 0
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION ledger_events_chain() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN NEW.hash := '\\x00'; RETURN NEW; END; $$"
+    )
+    status, lines = verify(cli_env)
+    assert status == 1 and "ledger_events_chain is not the one the migrations define" in line(
+        lines, "guards"
+    )
+
+
+FIRST_UNREFUNDED = (
+    "(SELECT min(stripe_payment_intent_id) FROM purchases"
+    " WHERE status = 'completed' AND refunded_amount_cents = 0)"
+)
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        (
+            "UPDATE purchases SET refunded_amount_cents = 1 WHERE stripe_payment_intent_id = "
+            + FIRST_UNREFUNDED,
+            "refunded_cents is {table} in the table but {log} from the log (first: purchase "
+            "{intent}: refunded_amount_cents 1 in the table, 0 in the log)",
+        ),
+        (
+            "DELETE FROM purchases WHERE stripe_payment_intent_id = " + FIRST_UNREFUNDED,
+            "(first: purchase {intent} is in the log but not in the table)",
+        ),
+        (
+            "INSERT INTO purchases (customer_id, content_id, organization_id,"
+            " stripe_payment_intent_id, status, amount_paid_cents, currency)"
+            " SELECT customer_id, content_id, organization_id, 'pi_forged', 'pending', 1, currency"
+            " FROM purchases WHERE stripe_payment_intent_id = " + FIRST_UNREFUNDED,
+            "(first: purchase pi_forged is in the table but not in the log)",
+        ),
+    ],
+    ids=["altered", "removed", "slipped-in"],
+)
+def test_reconciliation_names_an_altered_purchases_row(
+    history: Ledger, cli_env: dict[str, str], conn: Conn, statement: str, expected: str
+) -> None:
+    row = conn.execute("SELECT " + FIRST_UNREFUNDED).fetchone()
+    assert row is not None
+    intent = row[0]
+    organization, currency, refunded = conn.execute(
+        "SELECT organization_id, currency, sum(refunded_amount_cents) OVER"
+        " (PARTITION BY organization_id, currency) FROM purchases"
+        " WHERE stripe_payment_intent_id = %s",
+        (intent,),
+    ).fetchone() or (None, None, None)
+    conn.execute(statement)
+    status, lines = verify(cli_env)
+    assert status == 1
+    assert [x[:4].strip() for x in lines if not x.startswith("note")] == ["ok", "ok", "FAIL"]
+    problem = line(lines, "projections")
+    if "refunded_cents" in expected:
+        expected = expected.format(table=refunded + 1, log=refunded, intent=intent)
+        assert f"organization {organization} in {currency}" in problem
+    assert expected.format(intent=intent) in problem
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--expect-head", "12:abc"], ["--expect-head", "x"], ["--anchors", "/nonexistent/anchors"]],
+)
+def test_bad_anchors_exit_two(cli_env: dict[str, str], args: list[str]) -> None:
+    done = cli(cli_env, "audit", "verify", *args)
+    assert done.returncode == 2 and done.stderr.startswith("ledger: --")
+
+
+def test_an_empty_log_verifies(cli_env: dict[str, str]) -> None:
+    status, lines = verify(cli_env, "--expect-head", "0:" + "0" * 64)
+    assert status == 0 and "0 events" in lines[0] and line(lines, "anchors").startswith("ok")

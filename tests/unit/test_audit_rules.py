@@ -1,0 +1,134 @@
+"""The audit's pure rules: times and ranges, the cumulative refund split, periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from fractions import Fraction
+from math import floor
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.audit.chart import minor_units, periods_between
+from ledger.audit.revenue import RevenueQuery, parse_moment
+from ledger.domain.aggregates import refund_shares
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-02-01", datetime(2026, 2, 1, tzinfo=UTC)),
+        ("2026-02-01T10:30:00Z", datetime(2026, 2, 1, 10, 30, tzinfo=UTC)),
+        ("2026-02-01t10:30:00z", datetime(2026, 2, 1, 10, 30, tzinfo=UTC)),
+        ("2026-02-01 10:30:00.25+00:00", datetime(2026, 2, 1, 10, 30, 0, 250000, tzinfo=UTC)),
+        (
+            "2026-02-01T10:30:00-05:30",
+            datetime(2026, 2, 1, 10, 30, tzinfo=timezone(-timedelta(hours=5, minutes=30))),
+        ),
+    ],
+)
+def test_a_moment_is_a_date_or_an_rfc3339_time(text: str, expected: datetime) -> None:
+    assert parse_moment(text, "--from") == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yesterday",
+        "2026-02-01T10:30:00",  # no offset
+        "2026-13-01",
+        "2026-02-30T10:00:00Z",
+        "2026-2-1",
+        "20260201",
+        "2026-02-01T10:30Z",  # RFC 3339 needs seconds
+        "",
+    ],
+)
+def test_anything_else_is_refused_naming_the_option(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^--to: .*RFC 3339"):
+        parse_moment(text, "--to")
+
+
+def test_a_range_must_not_be_empty_or_reversed() -> None:
+    day = datetime(2026, 2, 1, tzinfo=UTC)
+    RevenueQuery(start=day, end=day + timedelta(microseconds=1))
+    for end in (day, day - timedelta(days=1)):
+        with pytest.raises(ValueError, match=r"--to .* must be later than --from"):
+            RevenueQuery(start=day, end=end)
+    with pytest.raises(ValueError, match="--group-by"):
+        RevenueQuery(group_by="year")  # type: ignore[arg-type]
+
+
+@st.composite
+def refunded_purchases(draw: st.DrawFn) -> tuple[int, int, int, list[int]]:
+    amount = draw(st.integers(1, 2_147_483_647))
+    platform = draw(st.integers(0, amount))
+    organization = draw(st.integers(0, amount - platform))
+    refunds = []
+    left = amount
+    for _ in range(draw(st.integers(1, 6))):
+        if left == 0:
+            break
+        part = draw(st.integers(1, left))
+        refunds.append(part)
+        left -= part
+    if draw(st.booleans()) and left:
+        refunds.append(left)  # refunded in full
+    return amount, platform, organization, refunds
+
+
+@given(refunded_purchases())
+def test_cumulative_shares_never_drift(case: tuple[int, int, int, list[int]]) -> None:
+    """Each refund's shares are differences of floor(R*p/A): the platform's and the
+    organization's never go negative, all three add up to the refund, and a full refund
+    returns exactly the split. The creator takes the remainder, so by the contract's rule
+    its share of one refund can be negative (see the next test)."""
+    amount, platform, organization, refunds = case
+    creator = amount - platform - organization
+    total = 0
+    returned = [0, 0, 0]
+    for part in refunds:
+        before = refund_shares(total, amount, platform, organization)
+        total += part
+        after = refund_shares(total, amount, platform, organization)
+        shares = [a - b for a, b in zip(after, before, strict=True)]
+        assert shares[0] >= 0 and shares[1] >= 0 and sum(shares) == part
+        returned = [r + s for r, s in zip(returned, shares, strict=True)]
+        # the rule as the contract words it, computed exactly with fractions
+        assert returned[0] == floor(Fraction(total * platform, amount))
+        assert returned[1] == floor(Fraction(total * organization, amount))
+        assert returned[2] == total - returned[0] - returned[1]
+    if total == amount:
+        assert returned == [platform, organization, creator]
+
+
+def test_the_creator_remainder_can_step_back() -> None:
+    """A=2 split (1, 1, 0), refunded 1 then 1: the creator returns 1 then gets it back,
+    exactly as the contract's cumulative rule says (floor(1*1/2) = 0 for both fees)."""
+    assert refund_shares(1, 2, 1, 1) == (0, 0, 1)
+    assert refund_shares(2, 2, 1, 1) == (1, 1, 0)
+
+
+def test_the_worked_example_of_docs_audit() -> None:
+    """docs/audit.md: 1000 split (333, 333, 334), refunded 1, then 1, then 998."""
+    shares = []
+    total = 0
+    for part in (1, 1, 998):
+        before = refund_shares(total, 1000, 333, 333)
+        total += part
+        after = refund_shares(total, 1000, 333, 333)
+        shares.append(tuple(a - b for a, b in zip(after, before, strict=True)))
+    assert shares == [(0, 0, 1), (0, 0, 1), (333, 333, 332)]
+    # per-refund rounding would drift: floor(1*333/1000) = 0 twice, then floor(998*333/1000)
+    assert (998 * 333) // 1000 == 332
+
+
+def test_periods_between_fill_the_gaps() -> None:
+    assert periods_between("2025-11", "2026-02") == ["2025-11", "2025-12", "2026-01", "2026-02"]
+    assert periods_between("2024-02-28", "2024-03-01") == ["2024-02-28", "2024-02-29", "2024-03-01"]
+    assert periods_between("2026-05", "2026-05") == ["2026-05"]
+
+
+def test_minor_units() -> None:
+    assert (minor_units("usd"), minor_units("JPY"), minor_units("kwd")) == (2, 0, 3)
