@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -42,6 +42,7 @@ from projections.registry import changes_for
 
 MAX_ATTEMPTS = 20
 A = TypeVar("A", bound=Aggregate)
+R = TypeVar("R")
 
 
 class Duplicate(Exception):
@@ -69,6 +70,32 @@ class AggregateCache:
             "ORDER BY e.originator_id, e.originator_version"
         ).format(sql.Identifier(app.settings.schema, "ledger_events"))
 
+    def cached(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Aggregate | None]:
+        """What the cache holds, and ``None`` for what it does not hold.
+
+        A guess, not a read: a decision made on it is appended only if the guard in the
+        append's transaction finds every aggregate still at the version guessed (absent
+        ones included), so a wrong guess costs a retry, never a wrong answer. The
+        aggregates are lent, not copied (copying cost more than the rest of a decision):
+        one that a decision changed and did not commit must be ``forget``-ten.
+        """
+        return {i: self._cached.get(i) for i in aggregate_ids}
+
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        for aggregate_id in aggregate_ids:
+            self._cached.pop(aggregate_id, None)
+
+    def remember(self, aggregates: Sequence[Aggregate]) -> None:
+        """Keeps aggregates as a committed append left them (the caller drops its copies)."""
+        for aggregate in aggregates:
+            self._cached[aggregate.id] = aggregate
+            self._cached.move_to_end(aggregate.id)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._cached) > self._maxsize:
+            self._cached.popitem(last=False)
+
     def load(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Aggregate | None]:
         cached = {i: self._cached.get(i) for i in aggregate_ids}
         versions = [a.version if a is not None else 0 for a in cached.values()]
@@ -92,16 +119,24 @@ class AggregateCache:
                 self._cached[aggregate_id] = aggregate
                 self._cached.move_to_end(aggregate_id)
             result[aggregate_id] = copy.deepcopy(aggregate)
-        while len(self._cached) > self._maxsize:
-            self._cached.popitem(last=False)
+        self._trim()
         return result
 
 
 @dataclass
 class UnitOfWork:
-    """The aggregates one decision (or one ``--atomic`` batch) loads and changes."""
+    """The aggregates one decision (or one ``--atomic`` batch) loads and changes.
+
+    ``speculative``: take aggregates from the cache, and those it lacks as absent,
+    without a round trip. The append's guard checks every such guess; a decision that
+    ends in a rejection or a duplicate is made again on state read from the log,
+    since nothing is appended that could check it.
+    """
 
     app: Ledger
+    speculative: bool = False
+    lent: set[UUID] = field(default_factory=set)
+    committed: bool = False
     loaded: dict[UUID, Aggregate | None] = field(default_factory=dict)
     read_versions: dict[UUID, int] = field(default_factory=dict)
     written: set[UUID] = field(default_factory=set)
@@ -111,9 +146,13 @@ class UnitOfWork:
         """Loads the aggregates a decision will need, in one query."""
         missing = [i for i in dict.fromkeys(aggregate_ids) if i not in self.loaded]
         if missing:
-            for aggregate_id, aggregate in self.app.aggregates.load(missing).items():
+            cache = self.app.aggregates
+            found = cache.cached(missing) if self.speculative else cache.load(missing)
+            for aggregate_id, aggregate in found.items():
                 self.loaded[aggregate_id] = aggregate
                 self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+                if self.speculative and aggregate is not None:
+                    self.lent.add(aggregate_id)
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
         self.prefetch([aggregate_id])
@@ -131,7 +170,19 @@ class UnitOfWork:
             self.events.extend(new_events)
 
     def guarded_reads(self) -> dict[UUID, int]:
-        return {i: v for i, v in self.read_versions.items() if i not in self.written and v}
+        """Versions of what was read and not written (0: absent); the key guards the rest."""
+        return {i: v for i, v in self.read_versions.items() if i not in self.written}
+
+    def spoiled(self) -> list[UUID]:
+        """The cache's aggregates this decision changed: stale if it does not commit."""
+        return [
+            i
+            for i in self.lent
+            if (a := self.loaded.get(i)) is None or a.version != self.read_versions[i]
+        ]
+
+    def written_aggregates(self) -> list[Aggregate]:
+        return [a for i in self.written if (a := self.loaded[i]) is not None]
 
 
 class Ledger(Application[UUID]):
@@ -183,52 +234,78 @@ class Ledger(Application[UUID]):
     # --- transactions --------------------------------------------------------------
 
     def _one(self, command: cmd.Command) -> Result:
-        for _ in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self)
-            try:
-                self._decide(uow, command)
-            except Duplicate:
-                return DUPLICATE
-            except Rejected as error:
-                return Result("rejected", error=error)
-            try:
-                positions = self._append(uow)
-            except IntegrityError:
-                continue  # another writer got there first: decide again on fresh state
-            return Result("accepted", position=max(positions))
+        for attempt in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self, speculative=attempt == 0)
+            result = self._settled(uow, lambda u: self._try_one(u, command))
+            if result is not None:
+                return result
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
 
+    def _try_one(self, uow: UnitOfWork, command: cmd.Command) -> Result | None:
+        """The command's result, or ``None`` to decide again."""
+        try:
+            self._decide(uow, command)
+        except Duplicate:
+            return None if uow.speculative else DUPLICATE
+        except Rejected as error:
+            return None if uow.speculative else Result("rejected", error=error)
+        try:
+            positions = self._append(uow)
+        except IntegrityError:
+            return None  # another writer got there first: decide again on fresh state
+        return Result("accepted", position=max(positions))
+
     def _atomic(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
-        for _ in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self)
-            results: list[Result | None] = []
-            spans: list[tuple[int, int]] = []
-            for item in commands:
-                start = len(uow.events)
-                if isinstance(item, Rejected):
-                    results.append(Result("rejected", error=item))
-                    continue
-                try:
-                    self._decide(uow, item)
-                except Duplicate:
-                    results.append(DUPLICATE)
-                    continue
-                except Rejected as error:
-                    results.append(Result("rejected", error=error))
-                    continue
-                results.append(None)
-                spans.append((len(results) - 1, start))
-            if any(r is not None and r.status == "rejected" for r in results):
-                return [r if r is not None else Result("rolled_back") for r in results]
-            try:
-                positions = self._append(uow) if uow.events else []
-            except IntegrityError:
-                continue
-            ends = [s for _, s in spans[1:]] + [len(uow.events)]
-            for (index, start), end in zip(spans, ends, strict=True):
-                results[index] = Result("accepted", position=max(positions[start:end]))
-            return [r if r is not None else DUPLICATE for r in results]
+        for attempt in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self, speculative=attempt == 0)
+            results = self._settled(uow, lambda u: self._try_atomic(u, commands))
+            if results is not None:
+                return results
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
+
+    def _try_atomic(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> list[Result] | None:
+        results: list[Result | None] = []
+        spans: list[tuple[int, int]] = []
+        for item in commands:
+            start = len(uow.events)
+            if isinstance(item, Rejected):
+                results.append(Result("rejected", error=item))
+                continue
+            try:
+                self._decide(uow, item)
+            except Duplicate:
+                results.append(DUPLICATE)
+                continue
+            except Rejected as error:
+                results.append(Result("rejected", error=error))
+                continue
+            results.append(None)
+            spans.append((len(results) - 1, start))
+        if uow.speculative and any(r is not None for r in results):
+            return None  # a rejection or a duplicate: decide again on state read from the log
+        if any(r is not None and r.status == "rejected" for r in results):
+            return [r if r is not None else Result("rolled_back") for r in results]
+        try:
+            positions = self._append(uow) if uow.events else []
+        except IntegrityError:
+            return None
+        ends = [s for _, s in spans[1:]] + [len(uow.events)]
+        for (index, start), end in zip(spans, ends, strict=True):
+            results[index] = Result("accepted", position=max(positions[start:end]))
+        return [r if r is not None else DUPLICATE for r in results]
+
+    def _settled(self, uow: UnitOfWork, attempt: Callable[[UnitOfWork], R]) -> R:
+        """Runs one attempt; unless it committed, the cache drops what it changed."""
+        committed = False
+        try:
+            result = attempt(uow)
+            committed = uow.committed
+            return result
+        finally:
+            if not committed:
+                self.aggregates.forget(uow.spoiled())
 
     def _append(self, uow: UnitOfWork) -> list[int]:
         recordings = self.save(
@@ -236,6 +313,8 @@ class Ledger(Application[UUID]):
             read_versions=uow.guarded_reads(),
             row_changes=changes_for(uow.events),
         )
+        uow.committed = True
+        self.aggregates.remember(uow.written_aggregates())
         return [r.notification.id for r in recordings]
 
     # --- deciding ---------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """The event store: the eventsourcing PostgreSQL recorder, extended.
 
 ``LedgerRecorder`` is the library's application recorder (same table shape, same
-``LOCK TABLE ... IN EXCLUSIVE MODE`` that keeps positions in commit order) with
-two additions inside the append's transaction:
+``LOCK TABLE ... IN EXCLUSIVE MODE`` that keeps positions in commit order), with its
+append sent as one message (one round trip instead of two) and two additions inside
+the append's transaction:
 
 * it checks that the aggregates a decision only *read* are still at the versions
-  read (``ledger_assert_read_versions``, migration 0004; the primary key already
-  guards those it writes), so a decision never rests on a stale read;
+  read, absent ones included (``ledger_assert_read_versions``, migration 0004; the
+  primary key already guards those it writes), so a decision never rests on a stale
+  read or on a wrong guess from the service's cache;
 * it applies the command's projected row changes, so the events and the rows they
   change commit together (read-your-writes).
 
@@ -17,50 +19,119 @@ Tables are never created at run time; ``ledger db upgrade`` does that.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg import Cursor, sql
+from eventsourcing.utils import retry
+from psycopg import ClientCursor, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.config import Settings
 from projections.changes import RowChange
-from projections.inline import apply_changes
+from projections.inline import statement
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
-    def _notify_channel(self, curs: Cursor[Any]) -> None:
-        return None
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Lock, insert the events, check the reads, change the rows, commit: one message.
 
-    def _insert_stored_events(
-        self, curs: Cursor[Any], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """Lock, insert the events, then queue the read check and the row changes.
-
-        Everything is queued in the library's pipeline before its single sync, so an
-        append costs two round trips (the statements, then COMMIT) and any failure
-        (a stale read, a constraint) aborts the whole transaction.
+        The library's recorder sends its statements in a pipeline, waits for their
+        results while holding the table lock, then sends COMMIT: two round trips, the
+        lock held across the client's turn. Here the whole transaction is one simple
+        query (several statements, which PostgreSQL runs as one implicit transaction),
+        so an append costs one round trip and the lock is held only while the server
+        works. Values are bound client-side by psycopg (``ClientCursor.mogrify``), the
+        same quoting as ``sql.Literal``; any failure (a stale read, a key already
+        taken, a constraint) rolls the whole transaction back.
         """
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+        if not stored_events:
+            return []
+        with self.datastore.get_connection() as conn:
+            cursor = ClientCursor(conn)
+            cursor.execute(";\n".join(self._script(cursor, stored_events, kwargs)))
+            while cursor.description is None:  # SET LOCAL, LOCK TABLE
+                if not cursor.nextset():
+                    raise ProgrammingError("the insert returned no notification ids")
+            notification_ids = [row["notification_id"] for row in cursor.fetchall()]
+        if len(notification_ids) != len(stored_events):
+            raise ProgrammingError(
+                f"got {len(notification_ids)} notification ids for {len(stored_events)} events"
+            )
+        return notification_ids
+
+    def _script(
+        self,
+        cursor: ClientCursor[Any],
+        stored_events: Sequence[StoredEvent],
+        kwargs: Mapping[str, Any],
+    ) -> list[str]:
+        schema = self.datastore.schema
         read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
         row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
-        with curs.connection.cursor() as other:
-            if read_versions:
-                # the table lock is held: the versions seen now are those at commit
-                other.execute(
-                    self._assert_read_versions,
+        script = [cursor.mogrify(_rendered(q, cursor)) for q in self.lock_table_statements]
+        params: list[Any] = []
+        for event in stored_events:
+            params += (event.originator_id, event.originator_version, event.topic, event.state)
+        insert = _insert_events_sql(schema, len(stored_events))
+        script.append(cursor.mogrify(_rendered(insert, cursor), params))
+        if read_versions:
+            # the table lock is held: the versions seen now are those at commit
+            script.append(
+                cursor.mogrify(
+                    _rendered(_assert_read_versions_sql(schema), cursor),
                     (list(read_versions), list(read_versions.values())),
-                    prepare=True,
                 )
-            apply_changes(other, self.datastore.schema, row_changes)
+            )
+        for change in row_changes:
+            query, values = statement(schema, change)
+            script.append(cursor.mogrify(_rendered(query, cursor), values))
+        return script
 
-    @property
-    def _assert_read_versions(self) -> sql.Composed:
-        return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
-            sql.Identifier(self.datastore.schema, "ledger_assert_read_versions")
-        )
+
+_RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
+
+
+def _rendered(query: Any, cursor: ClientCursor[Any]) -> bytes:
+    """A composed statement's text, rendered once: rendering cost more than binding.
+
+    The statements come from ``lru_cache``-d builders, so the same object recurs; the
+    object is kept with its text, so its ``id`` cannot be reused by another.
+    """
+    if isinstance(query, bytes | str):
+        return query.encode() if isinstance(query, str) else query
+    found = _RENDERED.get(id(query))
+    if found is None or found[0] is not query:
+        if len(_RENDERED) > 1024:
+            _RENDERED.clear()
+        found = _RENDERED[id(query)] = (query, query.as_bytes(cursor))
+    return found[1]
+
+
+@lru_cache(maxsize=64)
+def _insert_events_sql(schema: str, count: int) -> sql.Composed:
+    row = sql.SQL("({}, {}, {}, {})").format(*sql.Placeholder() * 4)
+    return sql.SQL(
+        "INSERT INTO {} (originator_id, originator_version, topic, state) VALUES {} "
+        "RETURNING notification_id"
+    ).format(sql.Identifier(schema, "ledger_events"), sql.SQL(", ").join([row] * count))
+
+
+@lru_cache(maxsize=8)
+def _assert_read_versions_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
+        sql.Identifier(schema, "ledger_assert_read_versions")
+    )
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
