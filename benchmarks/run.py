@@ -1,0 +1,483 @@
+"""The ledger against the physical limit, side by side (``python -m benchmarks``).
+
+Prints a table and writes JSON (benchmarks/results/latest.json by default). Each
+figure is a ratio against its reference measured in the same run on the same server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from ledger import api
+from ledger.config import Settings
+
+ORG = "00000000-0000-4000-8000-0000000000aa"
+
+
+def scratch(url: str) -> Settings:
+    settings = Settings(url=url, schema=f"bench_{uuid.uuid4().hex[:10]}")
+    api.upgrade(settings)
+    return settings
+
+
+def drop(settings: Settings) -> None:
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema))
+        )
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(settings.schema + "_copyref")
+            )
+        )
+
+
+VIDEOS = 50
+
+
+def video(index: int) -> str:
+    return f"00000000-0000-4000-8000-{index:012d}"
+
+
+def setup_lines(users: int) -> list[bytes]:
+    lines = [
+        orjson.dumps({"type": "organization.register", "organization_id": ORG, "name": "Bench"}),
+        orjson.dumps({"type": "user.register", "user_id": "creator"}),
+    ]
+    lines += [
+        orjson.dumps(
+            {
+                "type": "content.publish",
+                "content_id": video(v),
+                "organization_id": ORG,
+                "creator_id": "creator",
+                "title": f"Video {v}",
+            }
+        )
+        for v in range(VIDEOS)
+    ]
+    lines += [orjson.dumps({"type": "user.register", "user_id": f"u{n}"}) for n in range(users)]
+    return lines
+
+
+def purchase_lines(count: int, prefix: str, users: int, first: int = 0) -> list[bytes]:
+    """``count`` purchases, each of another (customer, video) pair from pair ``first`` on."""
+    assert first + count <= users * VIDEOS, "not enough distinct (customer, video) pairs"
+    return [
+        orjson.dumps(
+            {
+                "type": "purchase.complete",
+                "stripe_payment_intent_id": f"{prefix}{n}",
+                "customer_id": f"u{n % users}",
+                "content_id": video(n // users),
+                "amount_paid_cents": 1999,
+                "currency": "usd",
+                "platform_fee_cents": 199,
+                "organization_fee_cents": 800,
+                "creator_payout_cents": 1000,
+            }
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -> float:
+    """Rows per second of single-row INSERT + COMMIT (autocommit), a row of ``payload`` bytes."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, body text)").format(
+                sql.Identifier(schema, "raw_rows")
+            )
+        )
+    statement = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(
+        sql.Identifier(schema, "raw_rows")
+    )
+    body = "x" * payload
+
+    def work(n: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for _ in range(n):
+                conn.execute(statement, (body,), prepare=True)
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(count // threads,)) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return (count // threads * threads) / (time.perf_counter() - started)
+
+
+def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes]) -> float:
+    """Commands per second of one writer, each its own durable transaction, cache warm."""
+    with api.open_ledger(settings) as app:
+        list(api.append_lines(app, warm_up))
+        started = time.perf_counter()
+        results = [r for _, r in api.append_lines(app, lines)]
+        elapsed = time.perf_counter() - started
+    assert all(r.status == "accepted" for r in results), {r.status for r in results}
+    return len(lines) / elapsed
+
+
+def _append_process(
+    url: str, schema: str, warm_up: list[bytes], lines: list[bytes], barrier: Any
+) -> tuple[int, float, float]:
+    """One writer process: warms its cache, waits for the others, then appends.
+
+    Returns (accepted, started, finished) on the shared monotonic clock, so the
+    parent measures from the first start to the last finish, without process start-up.
+    """
+    with api.open_ledger(Settings(url=url, schema=schema)) as app:
+        list(api.append_lines(app, warm_up))
+        barrier.wait()
+        started = time.perf_counter()
+        accepted = sum(1 for _, r in api.append_lines(app, lines) if r.status == "accepted")
+        return accepted, started, time.perf_counter()
+
+
+def bare_eventsourcing(url: str, count: int) -> float:
+    """A plain eventsourcing Application saving one aggregate per command."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class Sale(Aggregate):
+        @event("Completed")
+        def __init__(self, intent: str, amount: int) -> None:
+            self.intent = intent
+            self.amount = amount
+
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    schema = f"bench_es_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params.get("dbname")),
+        "POSTGRES_HOST": str(params.get("host")),
+        "POSTGRES_PORT": str(params.get("port") or 5432),
+        "POSTGRES_USER": str(params.get("user")),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_SCHEMA": schema,
+    }
+    app: Application[Any] = Application(env=env)
+    started = time.perf_counter()
+    for n in range(count):
+        app.save(Sale(f"pi_{n}", 1999))
+    rate = count / (time.perf_counter() - started)
+    app.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    return rate
+
+
+def bench_append(url: str, quick: bool) -> list[dict[str, Any]]:
+    count = 400 if quick else 4000
+    users = 200  # with VIDEOS, 10,000 distinct (customer, video) pairs
+    settings = scratch(url)
+    try:
+        with api.open_ledger(settings) as app:
+            list(api.append_lines(app, setup_lines(users)))
+        # pairs [0, users) warm the caches; then each command buys another (customer, video)
+        warm_up = purchase_lines(users, "pi_warm_", users)
+        lines = purchase_lines(count, "pi_one_", users, first=users)
+        ledger_rate = ledger_appends(settings, warm_up, lines)
+        raw_rate = raw_inserts(url, settings.schema, count, len(lines[0]), 1)
+        bare_rate = bare_eventsourcing(url, count)
+        writers = 8
+        context = multiprocessing.get_context("spawn")
+        manager = context.Manager()
+        barrier = manager.Barrier(writers)
+        jobs = [
+            (
+                url,
+                settings.schema,
+                purchase_lines(users, f"pi_warm{w}_", users),
+                purchase_lines(
+                    count // writers,
+                    f"pi_w{w}_",
+                    users,
+                    first=users + count + w * (count // writers),
+                ),
+                barrier,
+            )
+            for w in range(writers)
+        ]
+        with context.Pool(writers) as pool:
+            outcomes = pool.starmap(_append_process, jobs)
+        manager.shutdown()
+        accepted = sum(o[0] for o in outcomes)
+        assert accepted == count // writers * writers, accepted
+        many_rate = accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
+        raw_many = raw_inserts(url, settings.schema, count, len(lines[0]), writers)
+    finally:
+        drop(settings)
+    return [
+        {
+            "name": "append, 1 writer",
+            "ledger": ledger_rate,
+            "reference": raw_rate,
+            "unit": "commands/s vs raw INSERT+COMMIT rows/s",
+            "ratio": ledger_rate / raw_rate,
+            "target": 0.6,
+        },
+        {
+            "name": "append, 1 writer vs bare eventsourcing",
+            "ledger": ledger_rate,
+            "reference": bare_rate,
+            "unit": "commands/s vs Application.save/s",
+            "ratio": ledger_rate / bare_rate,
+            "target": None,
+        },
+        {
+            "name": "append, 8 writers",
+            "ledger": many_rate,
+            "reference": raw_many,
+            "unit": "commands/s vs raw rows/s (8 threads)",
+            "ratio": many_rate / raw_many,
+            "target": 0.5,
+        },
+    ]
+
+
+def _rebuild_child(url: str, schema: str, queue: Any) -> None:
+    import io
+
+    from projections.rebuild import rebuild
+
+    started = time.perf_counter()
+    report = rebuild(Settings(url=url, schema=schema), stream=io.StringIO())
+    queue.put(
+        (
+            time.perf_counter() - started,
+            report.events,
+            sum(report.rows.values()),
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        )
+    )
+
+
+def bench_rebuild(url: str, sizes: list[int], runner_limit: int) -> list[dict[str, Any]]:
+    """Rebuild vs COPY at each size; vs the library's runner up to ``runner_limit`` events."""
+    from benchmarks import library_runner
+    from benchmarks.synthetic import write_log
+
+    results = []
+    for size in sizes:
+        settings = scratch(url)
+        try:
+            with api.open_ledger(settings) as app, psycopg.connect(url, autocommit=True) as conn:
+                events = write_log(conn, app, settings.schema, size)
+            context = multiprocessing.get_context("spawn")
+            queue = context.Queue()
+            child = context.Process(target=_rebuild_child, args=(url, settings.schema, queue))
+            child.start()
+            seconds, _, rows, peak_kb = queue.get()
+            child.join()
+            copy_seconds = bare_copy(settings)
+            audit_seconds = audit_time(settings)
+            runner_seconds = library_runner.run(settings) if size <= runner_limit else None
+        finally:
+            drop(settings)
+        results.append(
+            {
+                "name": f"rebuild, {events} events",
+                "ledger": events / seconds,
+                "reference": events / copy_seconds,
+                "unit": "events/s (rebuild) vs events/s (COPY of the final rows)",
+                "ratio": copy_seconds / seconds,
+                "target": 0.5,
+                "rows": rows,
+                "seconds": seconds,
+                "copy_seconds": copy_seconds,
+                "peak_rss_mb": peak_kb / 1024,
+            }
+        )
+        if runner_seconds is not None:
+            results.append(
+                {
+                    "name": f"rebuild vs library ProjectionRunner, {events} events",
+                    "ledger": events / seconds,
+                    "reference": events / runner_seconds,
+                    "unit": "events/s (rebuild) vs events/s (ProjectionRunner)",
+                    "ratio": runner_seconds / seconds,
+                    "target": None,
+                    "seconds": seconds,
+                    "runner_seconds": runner_seconds,
+                }
+            )
+        results.append(
+            {
+                "name": f"audit revenue, {events} events",
+                "ledger": audit_seconds,
+                "reference": None,
+                "unit": "seconds",
+                "ratio": None,
+                "target": None,
+            }
+        )
+    return results
+
+
+def bare_copy(settings: Settings) -> float:
+    """COPY the rebuilt tables' rows into fresh tables with the same indexes and constraints."""
+    from ledger import migrations
+
+    target = settings.schema + "_copyref"
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(target)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(target)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(target)))
+        for migration in migrations.projection_migrations():
+            conn.execute(migration.up.encode())
+        dumps = {}
+        for table in (
+            "organizations",
+            "users",
+            "content",
+            "content_access",
+            "purchases",
+            "video_playback",
+        ):
+            buffer = bytearray()
+            with conn.cursor().copy(
+                sql.SQL("COPY {} TO STDOUT").format(sql.Identifier(settings.schema, table))
+            ) as copy:
+                for chunk in copy:
+                    buffer += chunk
+            dumps[table] = bytes(buffer)
+        started = time.perf_counter()
+        with conn.transaction():
+            for table, data in dumps.items():
+                with conn.cursor().copy(
+                    sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(target, table))
+                ) as copy:
+                    copy.write(data)
+        return time.perf_counter() - started
+
+
+def audit_time(settings: Settings) -> float:
+    from ledger.audit.revenue import RevenueQuery, revenue
+
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        started = time.perf_counter()
+        revenue(conn, settings.schema, RevenueQuery(group_by="month"))
+        return time.perf_counter() - started
+
+
+def bench_access_check(url: str, rows: int) -> list[dict[str, Any]]:
+    from ledger.access import can_play
+
+    settings = scratch(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.schema)))
+            conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'Bench')", (ORG,))
+            contents = [f"00000000-0000-4000-8000-{n:012d}" for n in range(100)]
+            with conn.cursor().copy("COPY users (id) FROM STDIN") as copy:
+                for n in range(rows // 100):
+                    copy.write_row((f"u{n}",))
+            with conn.cursor().copy("COPY content (id, organization_id, title) FROM STDIN") as copy:
+                for c in contents:
+                    copy.write_row((c, ORG, "T"))
+            with conn.cursor().copy(
+                "COPY content_access (user_id, content_id, organization_id, access_type) FROM STDIN"
+            ) as copy:
+                for n in range(rows):
+                    copy.write_row((f"u{n // 100}", contents[n % 100], ORG, "purchased"))
+            conn.execute("ANALYZE content_access")
+            samples = []
+            for n in range(2000):
+                user, content = f"u{(n * 7919) % (rows // 100)}", contents[(n * 31) % 100]
+                started = time.perf_counter()
+                can_play(conn, user, content)
+                samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        drop(settings)
+    samples.sort()
+    p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99)]
+    return [
+        {
+            "name": f"access check, {rows} rows",
+            "ledger": p99,
+            "reference": 1.0,
+            "unit": f"p99 ms (p50 {p50:.3f} ms) vs 1 ms budget",
+            "ratio": 1.0 / p99,
+            "target": 1.0,
+            "p50_ms": p50,
+            "p99_ms": p99,
+        }
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", choices=("append", "rebuild", "access"), action="append")
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "latest.json"
+    )
+    parser.add_argument(
+        "--sizes", default=None, help="rebuild/audit log sizes, e.g. 10000,100000,1000000"
+    )
+    parser.add_argument(
+        "--runner-limit",
+        type=int,
+        default=20_000,
+        help="compare with the library's ProjectionRunner on logs up to this size "
+        "(it commits once per event, so it is slow on large logs)",
+    )
+    args = parser.parse_args()
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([5000] if args.quick else [10_000, 100_000])
+    )
+    chosen = set(args.only or ("append", "rebuild", "access"))
+    suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
+        ("append", lambda: bench_append(args.database_url, args.quick)),
+        ("rebuild", lambda: bench_rebuild(args.database_url, sizes, args.runner_limit)),
+        (
+            "access",
+            lambda: bench_access_check(args.database_url, 20_000 if args.quick else 1_000_000),
+        ),
+    ]
+    results: list[dict[str, Any]] = []
+    for name, run in suites:
+        if name in chosen:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results.extend(run())
+    print(f"{'benchmark':<44}{'ledger':>12}{'reference':>12}{'ratio':>8}{'target':>8}  unit")
+    for r in results:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        target = "-" if r["target"] is None else f"{r['target']:.2f}"
+        reference = "-" if r["reference"] is None else f"{r['reference']:.1f}"
+        print(
+            f"{r['name']:<44}{r['ledger']:>12.1f}{reference:>12}{ratio:>8}{target:>8}  {r['unit']}"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+    with psycopg.connect(args.database_url) as conn:
+        machine["postgres"] = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
