@@ -471,9 +471,8 @@ def main() -> int:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         target = "-" if r["target"] is None else f"{r['target']:.2f}"
         reference = "-" if r["reference"] is None else f"{r['reference']:.1f}"
-        print(
-            f"{r['name']:<44}{r['ledger']:>12.1f}{reference:>12}{ratio:>8}{target:>8}  {r['unit']}"
-        )
+        ledger = f"{r['ledger']:.1f}" if r["ledger"] >= 100 else f"{r['ledger']:.3f}"
+        print(f"{r['name']:<44}{ledger:>12}{reference:>12}{ratio:>8}{target:>8}  {r['unit']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     with psycopg.connect(args.database_url) as conn:

@@ -14,6 +14,8 @@ from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "content"
 KEY = ("id",)
+# the events ``changes`` maps (the registry sends it no others)
+EVENTS = (ev.ContentPublished, ev.ContentDeleted, ev.UserDeleted)
 
 
 def changes(event: Any) -> Iterator[RowChange]:

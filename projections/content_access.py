@@ -16,6 +16,14 @@ from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "content_access"
 KEY = ("user_id", "content_id")
+# the events ``changes`` maps (the registry sends it no others)
+EVENTS = (
+    ev.AccessGranted,
+    ev.AccessRevoked,
+    ev.PlaybackProgressed,
+    ev.UserDeleted,
+    ev.ContentDeleted,
+)
 
 
 def changes(event: Any) -> Iterator[RowChange]:

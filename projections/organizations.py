@@ -10,6 +10,8 @@ from projections.changes import RowChange, Upsert
 
 TABLE = "organizations"
 KEY = ("id",)
+# the events ``changes`` maps (the registry sends it no others)
+EVENTS = (ev.OrganizationRegistered,)
 
 
 def changes(event: Any) -> Iterator[RowChange]:

@@ -15,6 +15,14 @@ from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "purchases"
 KEY = ("stripe_payment_intent_id",)
+# the events ``changes`` maps (the registry sends it no others)
+EVENTS = (
+    ev.PurchaseStarted,
+    ev.PurchaseCompleted,
+    ev.PurchaseFailed,
+    ev.PurchaseRefunded,
+    ev.UserDeleted,
+)
 
 
 def _row(

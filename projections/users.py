@@ -10,6 +10,8 @@ from projections.changes import Delete, RowChange, Upsert
 
 TABLE = "users"
 KEY = ("id",)
+# the events ``changes`` maps (the registry sends it no others)
+EVENTS = (ev.UserRegistered, ev.UserDeleted)
 
 
 def changes(event: Any) -> Iterator[RowChange]:

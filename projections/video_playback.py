@@ -11,6 +11,8 @@ from projections.changes import Delete, RowChange, Upsert
 
 TABLE = "video_playback"
 KEY = ("user_id", "content_id")
+# the events ``changes`` maps (the registry sends it no others)
+EVENTS = (ev.PlaybackProgressed, ev.UserDeleted, ev.ContentDeleted)
 
 
 def changes(event: Any) -> Iterator[RowChange]:

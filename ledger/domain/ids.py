@@ -8,12 +8,14 @@ unambiguous.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 NAMESPACE = UUID("6f1c1a9e-4b57-5d1e-9a4c-2b7f3d0e8c41")
 _SEP = "\x1f"
 
 
+@lru_cache(maxsize=1 << 16)  # a rebuild derives the same id for every heartbeat of a row
 def derive(kind: str, *parts: str) -> UUID:
     return uuid5(NAMESPACE, _SEP.join((kind, *parts)))
 
