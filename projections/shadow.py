@@ -10,7 +10,9 @@ much faster than maintaining indexes row by row. ``rebuild`` swaps the result in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,26 +113,8 @@ def build(
 
     position = source.head(conn, live) if upto is None else upto
     result = ShadowBuild(shadow, tables, position)
-    fold = Fold(tables)
-    only = frozenset(tables)
-    for batch in source.events(conn, live, 0, position):
-        fold.apply(changes_for((event for _, event in batch), only))
-        result.events += len(batch)
-        if on_events is not None:
-            on_events(len(batch))
-
-    for table in tables:
-        columns = _columns(conn, shadow, table)
-        rows = fold.rows[table]
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(shadow, table), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            for key in sorted(rows):
-                row = rows[key]
-                copy.write_row(tuple(row.get(c) for c in columns))
-        result.rows[table] = len(rows)
-        fold.rows[table] = {}  # free as we go
+    with _without_cycle_collection():
+        _fold_and_load(conn, live, shadow, tables, result, on_events)
 
     for table in tables:
         constraints, indexes = saved[table]
@@ -150,6 +134,50 @@ def build(
             conn.execute(_trusted(definition))
     _set_path(conn, live)
     return result
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """The fold makes millions of small acyclic objects (events, row changes, rows), all
+    freed by reference counting; the cycle collector only re-scans the growing fold,
+    again and again (40% of a rebuild's time, measured). It is off while folding."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _fold_and_load(
+    conn: psycopg.Connection[Any],
+    live: str,
+    shadow: str,
+    tables: tuple[str, ...],
+    result: ShadowBuild,
+    on_events: Callable[[int], None] | None,
+) -> None:
+    """Folds the log up to ``result.position`` in memory, then COPYs the final rows."""
+    fold = Fold(tables)
+    only = frozenset(tables)
+    for batch in source.events(conn, live, 0, result.position):
+        fold.apply(changes_for((event for _, event in batch), only))
+        result.events += len(batch)
+        if on_events is not None:
+            on_events(len(batch))
+    for table in tables:
+        columns = _columns(conn, shadow, table)
+        rows = fold.rows[table]
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(shadow, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for key in sorted(rows):
+                row = rows[key]
+                copy.write_row(tuple(row.get(c) for c in columns))
+        result.rows[table] = len(rows)
+        fold.rows[table] = {}  # free as we go
 
 
 def _referenced_table(definition: str) -> str:
