@@ -35,6 +35,23 @@ class Fold:
             (t, c): defaultdict(set) for t in self.tables for c in INDEXED.get(t, ())
         }
 
+    def size(self) -> int:
+        """Rows held, all tables together."""
+        return sum(len(rows) for rows in self.rows.values())
+
+    def adopt(self, table: str, key: Key, row: Row) -> None:
+        """Holds a row read back from a table (``projections.spill``)."""
+        self.rows[table][key] = row
+        for column in INDEXED.get(table, ()):
+            self._index[(table, column)][row.get(column)].add(key)
+
+    def drain(self, table: str) -> dict[Key, Row]:
+        """Gives up every row of ``table``."""
+        rows, self.rows[table] = self.rows[table], {}
+        for column in INDEXED.get(table, ()):
+            self._index[(table, column)] = defaultdict(set)
+        return rows
+
     def apply(self, changes: Iterable[RowChange]) -> None:
         for change in changes:
             if change.table not in self.tables:

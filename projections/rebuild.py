@@ -42,6 +42,7 @@ class RebuildReport:
     rows: dict[str, int]
     seconds: float
     switch_lock_ms: float
+    spills: int = 0  # times the fold wrote its rows out to keep memory bounded
 
 
 def selected(only: Sequence[str] | None) -> tuple[str, ...]:
@@ -276,4 +277,4 @@ def rebuild(
         seconds = time.monotonic() - started
         _record(conn, live, tables, position, seconds, lock_ms)
         conn.commit()
-    return RebuildReport(tables, position, built.events, built.rows, seconds, lock_ms)
+    return RebuildReport(tables, position, built.events, built.rows, seconds, lock_ms, built.spills)

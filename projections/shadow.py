@@ -11,6 +11,7 @@ much faster than maintaining indexes row by row. ``rebuild`` swaps the result in
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +22,14 @@ from psycopg import sql
 
 from ledger import migrations
 from projections import source
-from projections.fold import Fold
 from projections.registry import TABLES, changes_for
+from projections.spill import SpillingFold
+
+# Rows the fold holds before it writes them to the shadow tables: bounds the rebuild's
+# memory (about 1 KB a row) whatever the size of the log and the tables. A row touched
+# again after that is read back, so a budget larger than the rows one batch of events
+# touches keeps that rare.
+ROW_BUDGET = int(os.environ.get("LEDGER_REBUILD_ROW_BUDGET", "50000"))
 
 
 @dataclass
@@ -32,6 +39,7 @@ class ShadowBuild:
     position: int
     events: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    spills: int = 0  # times the fold's rows went to the tables to keep memory bounded
 
 
 def _set_path(conn: psycopg.Connection[Any], *schemas: str) -> None:
@@ -158,26 +166,17 @@ def _fold_and_load(
     result: ShadowBuild,
     on_events: Callable[[int], None] | None,
 ) -> None:
-    """Folds the log up to ``result.position`` in memory, then COPYs the final rows."""
-    fold = Fold(tables)
+    """Folds the log up to ``result.position`` into the shadow tables, memory bounded."""
+    columns = {table: _columns(conn, shadow, table) for table in tables}
+    fold = SpillingFold(conn, shadow, tables, columns, ROW_BUDGET)
     only = frozenset(tables)
     for batch in source.events(conn, live, 0, result.position):
         fold.apply(changes_for((event for _, event in batch), only))
         result.events += len(batch)
         if on_events is not None:
             on_events(len(batch))
-    for table in tables:
-        columns = _columns(conn, shadow, table)
-        rows = fold.rows[table]
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(shadow, table), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            for key in sorted(rows):
-                row = rows[key]
-                copy.write_row(tuple(row.get(c) for c in columns))
-        result.rows[table] = len(rows)
-        fold.rows[table] = {}  # free as we go
+    result.rows.update(fold.finish())
+    result.spills = fold.spills
 
 
 def _referenced_table(definition: str) -> str:

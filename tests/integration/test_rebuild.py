@@ -19,6 +19,7 @@ import pytest
 from ledger import api, demo
 from ledger.config import Settings
 from ledger.service import Ledger
+from projections import shadow, source
 from projections.rebuild import rebuild
 from projections.verify import verify
 from tests.support import TABLES, cli, complete, dump_all, t
@@ -45,6 +46,28 @@ def test_rebuild_reproduces_every_row(ledger_app: Ledger, settings: Settings, co
     assert report.tables == TABLES and report.events > 0
     assert dump_all(conn) == before
     assert verify(settings) == []
+
+
+def test_a_rebuild_with_little_memory_reproduces_every_row(
+    ledger_app: Ledger, settings: Settings, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows spilled to the tables and read back, cascades applied in SQL to spilled rows."""
+    load_demo(ledger_app)
+    customers = [r[0] for r in conn.execute("SELECT DISTINCT customer_id FROM purchases LIMIT 3")]
+    content = conn.execute("SELECT content_id FROM video_playback LIMIT 1").fetchone()
+    assert customers and content is not None
+    cascades = [{"type": "user.delete", "user_id": c} for c in customers]
+    cascades.append({"type": "content.delete", "content_id": str(content[0])})
+    answers = [r for _, r in api.append_lines(ledger_app, [orjson.dumps(c) for c in cascades])]
+    assert {a.status for a in answers} <= {"accepted", "rejected"}
+    assert any(a.status == "accepted" for a in answers)
+    before = dump_all(conn)
+    monkeypatch.setattr(shadow, "ROW_BUDGET", 7)
+    monkeypatch.setattr(source, "BATCH", 5)
+    report = quiet_rebuild(settings)
+    assert report.spills > 10
+    assert dump_all(conn) == before
+    assert report.rows == {t: len(before[t]) for t in TABLES}
 
 
 def test_rebuild_of_one_table_against_the_live_others(
