@@ -26,6 +26,7 @@ from psycopg import sql
 
 from ledger import api
 from ledger.config import Settings
+from projections.registry import TABLES
 
 ORG = "00000000-0000-4000-8000-0000000000aa"
 
@@ -346,14 +347,7 @@ def bare_copy(settings: Settings) -> float:
         for migration in migrations.projection_migrations():
             conn.execute(migration.up.encode())
         dumps = {}
-        for table in (
-            "organizations",
-            "users",
-            "content",
-            "content_access",
-            "purchases",
-            "video_playback",
-        ):
+        for table in TABLES:
             buffer = bytearray()
             with conn.cursor().copy(
                 sql.SQL("COPY {} TO STDOUT").format(sql.Identifier(settings.schema, table))

@@ -234,12 +234,7 @@ class Ledger(Application[UUID]):
     # --- transactions --------------------------------------------------------------
 
     def _one(self, command: cmd.Command) -> Result:
-        for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self, speculative=attempt == 0)
-            result = self._settled(uow, lambda u: self._try_one(u, command))
-            if result is not None:
-                return result
-        raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
+        return self._retrying(lambda uow: self._try_one(uow, command))
 
     def _try_one(self, uow: UnitOfWork, command: cmd.Command) -> Result | None:
         """The command's result, or ``None`` to decide again."""
@@ -256,11 +251,15 @@ class Ledger(Application[UUID]):
         return Result("accepted", position=max(positions))
 
     def _atomic(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
-        for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self, speculative=attempt == 0)
-            results = self._settled(uow, lambda u: self._try_atomic(u, commands))
-            if results is not None:
-                return results
+        return self._retrying(lambda uow: self._try_atomic(uow, commands))
+
+    def _retrying(self, attempt: Callable[[UnitOfWork], R | None]) -> R:
+        """Attempts until one answers (``None``: decide again): the first on the cache."""
+        for number in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self, speculative=number == 0)
+            result = self._settled(uow, attempt)
+            if result is not None:
+                return result
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
 
     def _try_atomic(

@@ -1,9 +1,11 @@
 """Applies row changes with SQL, inside the transaction that appends their events.
 
-This is the read-your-writes path: ``LedgerRecorder`` calls ``apply_changes`` after
-inserting a command's events and before committing, so a command is answered
-``accepted`` only once its rows are visible. Statements are composed with
-``psycopg.sql`` (identifiers) and bound parameters (values), and cached by shape.
+This is the read-your-writes path: ``LedgerRecorder`` puts each change's ``statement``
+after the command's events in the append's one transaction, so a command is answered
+``accepted`` only once its rows are visible; a rebuild's catch-up runs them with
+``apply_changes``, and a spilling fold (``projections.spill``) runs the cascades.
+Statements are composed with ``psycopg.sql`` (identifiers) and bound parameters
+(values), and cached by shape.
 """
 
 from __future__ import annotations

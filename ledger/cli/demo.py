@@ -11,6 +11,7 @@ from psycopg import sql
 
 from ledger import api, demo
 from ledger.db import connect
+from projections.registry import TABLES
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
@@ -40,14 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print("  rejections: " + ", ".join(f"{n} {c}" for c, n in sorted(codes.items())))
     with connect(settings, autocommit=True) as conn:
         print("\ntables")
-        for table in (
-            "organizations",
-            "users",
-            "content",
-            "content_access",
-            "purchases",
-            "video_playback",
-        ):
+        for table in TABLES:
             query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
             row = conn.execute(query).fetchone()
             print(f"  {table:<16}{row[0] if row else 0:>8}")

@@ -29,7 +29,7 @@ from hypothesis.stateful import (
 from psycopg import sql
 
 from ledger import api
-from ledger.audit.revenue import RevenueQuery, revenue
+from ledger.audit.revenue import MONEY, RevenueQuery, revenue
 from ledger.config import Settings
 from tests.property.model import Model
 from tests.property.test_model_equivalence import (
@@ -283,22 +283,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def revenue_totals_equal_the_sums(self) -> None:
         report = revenue(self.conn, self.settings.schema, RevenueQuery())
-        got = {
-            row.currency: {
-                name: getattr(row, name)
-                for name in (
-                    "purchases",
-                    "gross_cents",
-                    "refunds",
-                    "refunded_cents",
-                    "net_cents",
-                    "platform_fee_cents",
-                    "organization_fee_cents",
-                    "creator_payout_cents",
-                )
-            }
-            for row in report.totals
-        }
+        got = {row.currency: {name: getattr(row, name) for name in MONEY} for row in report.totals}
         want = {
             currency: {
                 "purchases": t["purchases"],
