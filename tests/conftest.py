@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -105,3 +105,21 @@ def cli_env(settings: Settings) -> dict[str, str]:
     env["LEDGER_DATABASE_URL"] = settings.url
     env["LEDGER_SCHEMA"] = settings.schema
     return env
+
+
+@pytest.fixture
+def fresh(database_url: str) -> Iterator[Callable[[], Settings]]:
+    """A factory of freshly migrated schemas, one per hypothesis example (a function-scoped
+    fixture is shared by all examples); they are dropped at the end of the test."""
+    made: list[str] = []
+
+    def make() -> Settings:
+        settings = Settings(url=database_url, schema=f"t_{uuid.uuid4().hex[:16]}")
+        made.append(settings.schema)
+        api.upgrade(settings)
+        return settings
+
+    yield make
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for schema in made:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

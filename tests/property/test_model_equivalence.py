@@ -11,13 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import sql
 
 from ledger import api
-from ledger.config import Settings
 from ledger.domain import clock
 from ledger.service import Ledger
 from projections import shadow, source
@@ -196,24 +194,6 @@ def model_rows(model: Model) -> dict[str, list[dict[str, Any]]]:
         t: [{k: canon(v) for k, v in row.items()} for row in rows]
         for t, rows in model.tables().items()
     }
-
-
-@pytest.fixture
-def fresh(database_url: str) -> Iterator[Any]:
-    """A factory of freshly migrated schemas, one per hypothesis example."""
-    made: list[str] = []
-
-    def make() -> Settings:
-        schema = f"t_{uuid.uuid4().hex[:16]}"
-        made.append(schema)
-        settings = Settings(url=database_url, schema=schema)
-        api.upgrade(settings)
-        return settings
-
-    yield make
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for schema in made:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def run(app: Ledger, history: list[dict[str, Any]]) -> list[str]:

@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from psycopg import sql
 
 from ledger import api
 from ledger.audit.reconcile import reconcile
@@ -223,23 +221,6 @@ def reported(rows: list[RevenueRow], key: Callable[[RevenueRow], Any]) -> dict[K
         assert (key(row), row.currency) not in out, "one row per key and currency"
         out[(key(row), row.currency)] = {f: getattr(row, f) for f in figures if getattr(row, f)}
     return out
-
-
-@pytest.fixture
-def fresh(database_url: str) -> Iterator[Callable[[], Settings]]:
-    """A new migrated schema per hypothesis example (dropped at the end of the test)."""
-    made: list[str] = []
-
-    def make() -> Settings:
-        settings = Settings(url=database_url, schema=f"t_{uuid.uuid4().hex[:16]}")
-        made.append(settings.schema)
-        api.upgrade(settings)
-        return settings
-
-    yield make
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for schema in made:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def append(
