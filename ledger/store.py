@@ -2,8 +2,8 @@
 
 ``LedgerRecorder`` is the library's application recorder (same table shape, same
 ``LOCK TABLE ... IN EXCLUSIVE MODE`` that keeps positions in commit order), with its
-append sent as one message (one round trip instead of two) and two additions inside
-the append's transaction:
+append sent as one pipeline of prepared statements (one round trip instead of two), and
+two additions inside the append's transaction:
 
 * it checks that the aggregates a decision only *read* are still at the versions
   read, absent ones included (``ledger_assert_read_versions``, migration 0004; the
@@ -31,7 +31,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg import ClientCursor, sql
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.config import Settings
@@ -44,78 +44,58 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Lock, insert the events, check the reads, change the rows, commit: one message.
+        """Lock, insert the events, check the reads, change the rows, commit: one round trip.
 
         The library's recorder sends its statements in a pipeline, waits for their
         results while holding the table lock, then sends COMMIT: two round trips, the
-        lock held across the client's turn. Here the whole transaction is one simple
-        query (several statements, which PostgreSQL runs as one implicit transaction),
-        so an append costs one round trip and the lock is held only while the server
-        works. Values are bound client-side by psycopg (``ClientCursor.mogrify``), the
-        same quoting as ``sql.Literal``; any failure (a stale read, a key already
-        taken, a constraint) rolls the whole transaction back.
+        lock held across the client's turn. Here BEGIN through COMMIT go in one pipeline
+        with one sync, so an append costs one round trip and the lock is held only while
+        the server works. Every statement is prepared once per connection (planning the
+        upserts cost more than running them) and its values are bound by the server. Any
+        failure (a stale read, a key already taken, a constraint) skips the rest of the
+        pipeline, COMMIT included, and the transaction is rolled back.
         """
         if not stored_events:
             return []
+        schema = self.datastore.schema
+        read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
+        row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
+        params: list[Any] = []
+        for event in stored_events:
+            params += (event.originator_id, event.originator_version, event.topic, event.state)
         with self.datastore.get_connection() as conn:
-            cursor = ClientCursor(conn)
-            cursor.execute(";\n".join(self._script(cursor, stored_events, kwargs)))
-            while cursor.description is None:  # SET LOCAL, LOCK TABLE
-                if not cursor.nextset():
-                    raise ProgrammingError("the insert returned no notification ids")
-            notification_ids = [row["notification_id"] for row in cursor.fetchall()]
+            inserted, rest = conn.cursor(), conn.cursor()
+            try:
+                with conn.pipeline():
+                    rest.execute(_BEGIN)
+                    for lock in self.lock_table_statements:
+                        rest.execute(lock)
+                    inserted.execute(
+                        _insert_events_sql(schema, len(stored_events)), params, prepare=True
+                    )
+                    if read_versions:
+                        # the table lock is held: the versions seen now are those at commit
+                        rest.execute(
+                            _assert_read_versions_sql(schema),
+                            (list(read_versions), list(read_versions.values())),
+                            prepare=True,
+                        )
+                    for change in row_changes:
+                        rest.execute(*statement(schema, change), prepare=True)
+                    rest.execute(_COMMIT)
+            except BaseException:
+                conn.rollback()  # a failed statement left the transaction open and aborted
+                raise
+            notification_ids = [row["notification_id"] for row in inserted.fetchall()]
         if len(notification_ids) != len(stored_events):
             raise ProgrammingError(
                 f"got {len(notification_ids)} notification ids for {len(stored_events)} events"
             )
         return notification_ids
 
-    def _script(
-        self,
-        cursor: ClientCursor[Any],
-        stored_events: Sequence[StoredEvent],
-        kwargs: Mapping[str, Any],
-    ) -> list[str]:
-        schema = self.datastore.schema
-        read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
-        row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
-        script = [cursor.mogrify(_rendered(q, cursor)) for q in self.lock_table_statements]
-        params: list[Any] = []
-        for event in stored_events:
-            params += (event.originator_id, event.originator_version, event.topic, event.state)
-        insert = _insert_events_sql(schema, len(stored_events))
-        script.append(cursor.mogrify(_rendered(insert, cursor), params))
-        if read_versions:
-            # the table lock is held: the versions seen now are those at commit
-            script.append(
-                cursor.mogrify(
-                    _rendered(_assert_read_versions_sql(schema), cursor),
-                    (list(read_versions), list(read_versions.values())),
-                )
-            )
-        for change in row_changes:
-            query, values = statement(schema, change)
-            script.append(cursor.mogrify(_rendered(query, cursor), values))
-        return script
 
-
-_RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
-
-
-def _rendered(query: Any, cursor: ClientCursor[Any]) -> bytes:
-    """A composed statement's text, rendered once: rendering cost more than binding.
-
-    The statements come from ``lru_cache``-d builders, so the same object recurs; the
-    object is kept with its text, so its ``id`` cannot be reused by another.
-    """
-    if isinstance(query, bytes | str):
-        return query.encode() if isinstance(query, str) else query
-    found = _RENDERED.get(id(query))
-    if found is None or found[0] is not query:
-        if len(_RENDERED) > 1024:
-            _RENDERED.clear()
-        found = _RENDERED[id(query)] = (query, query.as_bytes(cursor))
-    return found[1]
+_BEGIN = sql.SQL("BEGIN")
+_COMMIT = sql.SQL("COMMIT")
 
 
 @lru_cache(maxsize=64)

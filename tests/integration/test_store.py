@@ -1,4 +1,5 @@
-"""The recorder's guard: an append whose decision read a stale aggregate is refused whole."""
+"""The recorder: an append whose decision read a stale aggregate, or whose rows break a
+constraint, is refused whole."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from typing import Any
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
+from psycopg import pq
 
+from ledger import api
+from ledger.config import Settings
 from ledger.domain import events as ev
 from ledger.domain import ids
 from ledger.domain.aggregates import User
 from ledger.service import Ledger
+from projections.changes import Upsert
 from projections.registry import changes_for
 from tests.support import CONTENT, append, catalogue, grant
 
@@ -44,3 +49,35 @@ def test_a_stale_read_fails_the_append_and_writes_nothing(ledger_app: Ledger, co
         *new_events, read_versions={access_id: current}, row_changes=changes_for(new_events)
     )
     assert conn.execute("SELECT count(*) FROM users WHERE id = 'zed'").fetchone() == (1,)
+
+
+def test_a_row_that_breaks_a_constraint_fails_the_whole_append_and_the_connection_recovers(
+    settings: Settings, conn: Conn
+) -> None:
+    """The append is one pipeline: a failure in its last statement undoes its first ones.
+
+    One pooled connection serves every append here, so the append after the failure
+    proves the failed one left its connection idle, not inside an aborted transaction.
+    """
+    app = api.open_ledger(settings, pool_size=1)
+    try:
+        append(app, *catalogue())
+        events_before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+        zed = User._create(
+            ev.UserRegistered,
+            id=ids.user_id("zed"),
+            user_id="zed",
+            occurred_at="2026-01-01T00:00:00.000000+00:00",
+        )
+        new_events = zed.collect_events()
+        too_long = Upsert("users", ("id",), {"id": "z" * 256}, "2026-01-01T00:00:00+00:00")
+        with pytest.raises(IntegrityError, match="users_id_length"):
+            app.save(*new_events, row_changes=[*changes_for(new_events), too_long])
+        assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == events_before
+        assert conn.execute("SELECT count(*) FROM users WHERE id = 'zed'").fetchone() == (0,)
+        with app.recorder.datastore.get_connection() as pooled:  # type: ignore[attr-defined]
+            assert pooled.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        app.save(*new_events, row_changes=changes_for(new_events))
+        assert conn.execute("SELECT count(*) FROM users WHERE id = 'zed'").fetchone() == (1,)
+    finally:
+        app.close()
