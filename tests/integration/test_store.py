@@ -23,19 +23,24 @@ from tests.support import CONTENT, append, catalogue, grant
 Conn = psycopg.Connection[Any]
 
 
-def test_a_stale_read_fails_the_append_and_writes_nothing(ledger_app: Ledger, conn: Conn) -> None:
-    append(ledger_app, *catalogue(), grant("bob"))
-    access_id = ids.access_id("bob", CONTENT)
-    read_version = ledger_app.repository.get(access_id).version
-    append(ledger_app, {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT})
-    events_before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+def _zed_registered() -> list[Any]:
+    """A new user's events, appended by hand to put the recorder's own checks to work."""
     zed = User._create(
         ev.UserRegistered,
         id=ids.user_id("zed"),
         user_id="zed",
         occurred_at="2026-01-01T00:00:00.000000+00:00",
     )
-    new_events = zed.collect_events()
+    return list(zed.collect_events())
+
+
+def test_a_stale_read_fails_the_append_and_writes_nothing(ledger_app: Ledger, conn: Conn) -> None:
+    append(ledger_app, *catalogue(), grant("bob"))
+    access_id = ids.access_id("bob", CONTENT)
+    read_version = ledger_app.repository.get(access_id).version
+    append(ledger_app, {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT})
+    events_before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+    new_events = _zed_registered()
     with pytest.raises(IntegrityError, match="moved on"):
         ledger_app.save(
             *new_events,
@@ -63,13 +68,7 @@ def test_a_row_that_breaks_a_constraint_fails_the_whole_append_and_the_connectio
     try:
         append(app, *catalogue())
         events_before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
-        zed = User._create(
-            ev.UserRegistered,
-            id=ids.user_id("zed"),
-            user_id="zed",
-            occurred_at="2026-01-01T00:00:00.000000+00:00",
-        )
-        new_events = zed.collect_events()
+        new_events = _zed_registered()
         too_long = Upsert("users", ("id",), {"id": "z" * 256}, "2026-01-01T00:00:00+00:00")
         with pytest.raises(IntegrityError, match="users_id_length"):
             app.save(*new_events, row_changes=[*changes_for(new_events), too_long])
