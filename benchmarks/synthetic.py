@@ -99,7 +99,7 @@ def _events(count: int, seed: int = 1) -> Iterator[Any]:
             content_id=content_id,
             occurred_at=at,
         )
-        access.grant_purchase("00000000-0000-4000-8000-00000000000b", intent, at)
+        access.grant_purchase("00000000-0000-4000-8000-00000000000b", intent, None, at)
         playback = Playback._create(
             ev.PlaybackOpened,
             id=ids.playback_id(user_id, content_id),
@@ -109,7 +109,11 @@ def _events(count: int, seed: int = 1) -> Iterator[Any]:
         )
         for beat in range(12):
             playback.progress(
-                min(600, 50 * (beat + 1)), 600, f"{n}-{beat}", at[:17] + f"{beat:02d}.000000+00:00"
+                min(600, 50 * (beat + 1)),
+                600,
+                f"{n}-{beat}",
+                access.changed_at,
+                at[:17] + f"{beat:02d}.000000+00:00",
             )
         for aggregate in (user, purchase, access, playback):
             batch = aggregate.collect_events()

@@ -58,13 +58,32 @@ def parse_lines(lines: Iterable[str | bytes]) -> Iterator[Command | Rejected]:
             yield error
 
 
+_BOM = "\ufeff"
+
+
+def without_bom(lines: Iterable[str | bytes]) -> Iterator[str | bytes]:
+    """The lines, less a UTF-8 byte order mark at the start of the input (editors on
+    Windows write one); a mark anywhere else is left for the parser to reject."""
+    first = True
+    for line in lines:
+        if first:
+            first = False
+            if isinstance(line, bytes):
+                line = line.removeprefix(_BOM.encode())
+            else:
+                line = line.removeprefix(_BOM)
+        yield line
+
+
 def append_lines(
     ledger: Ledger, lines: Iterable[str | bytes], *, atomic: bool = False
 ) -> Iterator[tuple[int, Result]]:
     """JSON Lines in, (line number, result) out; streaming unless ``atomic``.
 
-    Blank lines are skipped but still counted, so line numbers match the input.
+    One result per non-blank line: blank lines get none but still count, so line
+    numbers match the input. A byte order mark at the start of the input is ignored.
     """
+    lines = without_bom(lines)
     numbered = (
         [(n, line) for n, line in enumerate(lines, start=1) if line.strip()] if atomic else None
     )

@@ -1,14 +1,19 @@
 """The checkout flow's commands, as strict pydantic models.
 
 Strict means: no coercion ("1000" is not 1000, 1000.0 is not 1000, true is not 1),
-no unknown fields, bounds from the contract, ISO 4217 currencies, timestamps with an
-offset. ``parse_command`` turns one JSON Lines line into a command or a
-``ValidationFailed`` naming the field and the rule.
+no unknown fields, no key twice in one object, bounds from the contract, active ISO
+4217 currencies, timestamps with an offset inside the business window, no control
+characters in text, ids without surrounding whitespace. ``parse_command`` turns one
+JSON Lines line into a command or a ``ValidationFailed`` naming the field and the rule.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -25,29 +30,59 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.currencies import ISO_4217
+from ledger.currencies import ACTIVE
 from ledger.domain import clock
 from ledger.domain.errors import ValidationFailed
 
 MAX_INT = 2_147_483_647
 
 
+# C0 controls (newline, ESC, NUL...), DEL and C1 controls; lone surrogates cannot be stored
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _storable(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise ValueError(
+            f"must not contain control characters (U+{ord(control.group()):04X} at "
+            f"character {control.start() + 1})"
+        )
+    if _SURROGATE.search(text) is not None:
+        raise ValueError("must be valid Unicode (no lone surrogates)")
+    return text
+
+
+def _identifier(text: str) -> str:
+    """Ids are compared exactly: " alice" would be another user than "alice"."""
+    if not text.strip():
+        raise ValueError("must not be blank")
+    if text != text.strip():
+        raise ValueError("must not begin or end with whitespace")
     return text
 
 
 def _currency(code: str) -> str:
-    if code.upper() not in ISO_4217:
-        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    if code.upper() not in ACTIVE:
+        raise ValueError(
+            f"{code!r} is not an active ISO 4217 currency (funds, metals, XTS and XXX are not)"
+        )
     return code.lower()
 
 
+def _business_time(moment: datetime) -> datetime:
+    if not clock.within_window(moment):
+        raise ValueError(f"{moment.isoformat()} lies outside the business window, {clock.WINDOW}")
+    return moment
+
+
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=255),
+    AfterValidator(_storable),
+    AfterValidator(_identifier),
+]
 Text255 = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)]
 Text500 = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_storable)]
 Text1000 = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_storable)]
@@ -56,6 +91,38 @@ Fee = Annotated[int, Field(ge=0, le=MAX_INT)]
 Seconds = Annotated[int, Field(ge=0, le=MAX_INT)]
 Duration = Annotated[int, Field(ge=1, le=MAX_INT)]
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+BusinessTime = Annotated[AwareDatetime, AfterValidator(_business_time)]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A command's payload identity, and the forms a redelivery may match.
+
+    ``canonical`` (recorded in the events) leaves out every optional field whose value
+    the ledger derives anyway (``organization_id`` equal to the content's
+    organization...), so a command and its redelivery with that field added are the
+    same command. ``forms`` also holds the payload as given and with the derived values
+    filled in: a fingerprint recorded by an earlier version, which hashed the payload as
+    given, still recognises its redeliveries in either shape.
+    """
+
+    canonical: str
+    forms: frozenset[str]
+
+    def matches(self, recorded: str) -> bool:
+        return recorded in self.forms
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return clock.canonical(value)
+    if isinstance(value, UUID):
+        return str(value)  # what orjson writes for a UUID: the digest is unchanged
+    return value
 
 
 class Command(BaseModel):
@@ -63,20 +130,35 @@ class Command(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    occurred_at: AwareDatetime | None = None
-    idempotency_key: Text255 | None = None
+    occurred_at: BusinessTime | None = None
+    idempotency_key: Id | None = None
 
-    def fingerprint(self) -> str:
-        """Identity of the payload: equal for a redelivery, different for any other
-        command. ``occurred_at`` and ``idempotency_key`` are left out: a redelivered
-        command whose time was defaulted to "now" is still the same command."""
-        payload = {
-            name: clock.canonical(value) if isinstance(value, datetime) else value
+    def payload(self) -> dict[str, Any]:
+        """The fields given, as plain JSON values, without ``occurred_at`` and
+        ``idempotency_key``: a redelivered command whose time was defaulted to "now" is
+        still the same command."""
+        return {
+            name: _plain(value)
             for name, value in self.model_dump(exclude={"occurred_at", "idempotency_key"}).items()
             if value is not None
         }
-        digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
-        return digest.hexdigest()
+
+    def fingerprint(self) -> str:
+        """Identity of the payload as given: equal for a redelivery, different for any
+        other command (for commands with no derived field, the canonical one)."""
+        return _digest(self.payload())
+
+    def fingerprints(self, derived: Mapping[str, Any] | None = None) -> Fingerprint:
+        """The canonical fingerprint given the values the ledger derives for this
+        command's optional fields (``derived``, plain JSON values), and its forms."""
+        given = self.payload()
+        if not derived:
+            digest = _digest(given)
+            return Fingerprint(digest, frozenset((digest,)))
+        dropped = {k: v for k, v in given.items() if not (k in derived and derived[k] == v)}
+        filled = {**derived, **given}
+        canonical = _digest(dropped)
+        return Fingerprint(canonical, frozenset((canonical, _digest(filled), _digest(given))))
 
     def identity(self, occurred_at: str) -> str:
         """The command's payload at its moment: what a redelivery repeats exactly.
@@ -96,19 +178,19 @@ class RegisterOrganization(Command):
 
 class RegisterUser(Command):
     type: Literal["user.register"] = "user.register"
-    user_id: Text255
+    user_id: Id
 
 
 class DeleteUser(Command):
     type: Literal["user.delete"] = "user.delete"
-    user_id: Text255
+    user_id: Id
 
 
 class PublishContent(Command):
     type: Literal["content.publish"] = "content.publish"
     content_id: UUID
     organization_id: UUID
-    creator_id: Text255
+    creator_id: Id
     title: Text500
 
 
@@ -119,8 +201,8 @@ class DeleteContent(Command):
 
 class StartPurchase(Command):
     type: Literal["purchase.start"] = "purchase.start"
-    stripe_payment_intent_id: Text255
-    customer_id: Text255
+    stripe_payment_intent_id: Id
+    customer_id: Id
     content_id: UUID
     amount_paid_cents: Amount
     currency: Currency
@@ -128,8 +210,8 @@ class StartPurchase(Command):
 
 class CompletePurchase(Command):
     type: Literal["purchase.complete"] = "purchase.complete"
-    stripe_payment_intent_id: Text255
-    customer_id: Text255
+    stripe_payment_intent_id: Id
+    customer_id: Id
     content_id: UUID
     amount_paid_cents: Amount
     currency: Currency
@@ -152,8 +234,8 @@ class CompletePurchase(Command):
 
 class FailPurchase(Command):
     type: Literal["purchase.fail"] = "purchase.fail"
-    stripe_payment_intent_id: Text255
-    customer_id: Text255 | None = None
+    stripe_payment_intent_id: Id
+    customer_id: Id | None = None
     content_id: UUID | None = None
     amount_paid_cents: Amount | None = None
     currency: Currency | None = None
@@ -161,30 +243,30 @@ class FailPurchase(Command):
 
 class RefundPurchase(Command):
     type: Literal["purchase.refund"] = "purchase.refund"
-    stripe_payment_intent_id: Text255
-    refund_id: Text255
+    stripe_payment_intent_id: Id
+    refund_id: Id
     amount_cents: Amount
     reason: Text1000 | None = None
 
 
 class GrantAccess(Command):
     type: Literal["access.grant"] = "access.grant"
-    user_id: Text255
+    user_id: Id
     content_id: UUID
     access_type: Literal["subscription", "complimentary", "preview"]
-    expires_at: AwareDatetime | None = None
+    expires_at: BusinessTime | None = None
 
 
 class RevokeAccess(Command):
     type: Literal["access.revoke"] = "access.revoke"
-    user_id: Text255
+    user_id: Id
     content_id: UUID
     reason: Text1000 | None = None
 
 
 class RecordPlayback(Command):
     type: Literal["playback.progress"] = "playback.progress"
-    user_id: Text255
+    user_id: Id
     content_id: UUID
     position_seconds: Seconds
     duration_seconds: Duration
@@ -239,6 +321,35 @@ _MODEL_RULE_FIELDS: dict[str, str] = {
 _ANY_COMMAND: TypeAdapter[Any] = TypeAdapter(AnyCommand)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _check_unique_keys(line: str | bytes, fields: Mapping[str, Any]) -> None:
+    """No object, at any depth, names a key twice (a JSON parser would keep the last
+    value silently, so the command would not be the one the sender meant)."""
+    try:
+        json.loads(line, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
+        raise ValidationFailed(
+            f"{duplicate.key}: the key appears twice in one object",
+            duplicate.key if duplicate.key in fields else None,
+        ) from None
+    except RecursionError:
+        raise ValidationFailed("malformed JSON: nested too deeply") from None
+
+
 def parse_command(line: str | bytes) -> Command:
     """One JSON object (a JSON Lines line) to a command, or ``ValidationFailed``."""
     try:
@@ -247,6 +358,7 @@ def parse_command(line: str | bytes) -> Command:
         raise ValidationFailed(f"malformed JSON: {error}") from None
     if not isinstance(raw, dict):
         raise ValidationFailed("a command must be a JSON object")
+    _check_unique_keys(line, raw)
     command_type = raw.get("type")
     if not isinstance(command_type, str) or command_type not in COMMAND_TYPES:
         allowed = ", ".join(COMMAND_TYPES)
@@ -256,7 +368,7 @@ def parse_command(line: str | bytes) -> Command:
         command = model.model_validate_json(line)
     except ValidationError as error:
         raise _rejection(error, command_type) from None
-    _check_times(command)
+    _check_rules(command)
     return command
 
 
@@ -266,11 +378,27 @@ def validate_command(command: Command) -> Command:
         checked = type(command).model_validate(command.model_dump())
     except ValidationError as error:
         raise _rejection(error, getattr(command, "type", "")) from None
-    _check_times(checked)
+    _check_rules(checked)
     return checked
 
 
-def _check_times(command: Command) -> None:
+# no natural key: a redelivery is recognised by its moment or its idempotency key only
+_WITHOUT_NATURAL_KEY: tuple[type[Command], ...] = (GrantAccess, RevokeAccess, RecordPlayback)
+
+
+def _check_rules(command: Command) -> None:
+    """Rules across fields, checked after the fields themselves."""
+    if (
+        isinstance(command, _WITHOUT_NATURAL_KEY)
+        and command.occurred_at is None
+        and command.idempotency_key is None
+    ):
+        raise ValidationFailed(
+            f"occurred_at: {getattr(command, 'type', '')} has no natural key, so it needs "
+            "occurred_at (or an idempotency_key): without either, a replayed file would "
+            "apply it again",
+            "occurred_at",
+        )
     if isinstance(command, GrantAccess) and command.expires_at is not None:
         occurred = command.occurred_at or datetime.now(command.expires_at.tzinfo)
         if command.expires_at <= occurred:

@@ -194,7 +194,9 @@ class Ledger(Application[UUID]):
         self.settings = settings
         super().__init__(env=environment(settings, pool_size))
         self.aggregates = AggregateCache(self)
-        self._handlers: dict[type[cmd.Command], Callable[[UnitOfWork, Any, str, str], None]] = {
+        self._handlers: dict[
+            type[cmd.Command], Callable[[UnitOfWork, Any, str, cmd.Fingerprint], None]
+        ] = {
             cmd.RegisterOrganization: self._register_organization,
             cmd.RegisterUser: self._register_user,
             cmd.DeleteUser: self._delete_user,
@@ -325,14 +327,14 @@ class Ledger(Application[UUID]):
         work as it was (which ``--atomic`` relies on).
         """
         occurred = command.occurred(clock.now())
-        fingerprint = command.fingerprint()
         uow.prefetch(_needed(command))
+        fingerprint = command.fingerprints(self._derived(uow, command))
         key = None
         if command.idempotency_key is not None:
             key_id = ids.command_key_id("idempotency_key", command.idempotency_key)
             key = uow.get(key_id, CommandKey)
             if key is not None:
-                key.check_same(fingerprint, "idempotency_key")
+                key.check_same(fingerprint.forms, "idempotency_key")
                 raise Duplicate
         before = len(uow.events)
         self._handlers[type(command)](uow, command, occurred, fingerprint)
@@ -343,10 +345,33 @@ class Ledger(Application[UUID]):
                 namespace="idempotency_key",
                 key=command.idempotency_key,
                 command_type=getattr(command, "type", ""),
-                fingerprint=fingerprint,
+                fingerprint=fingerprint.canonical,
                 occurred_at=occurred,
             )
             uow.record(claim)
+
+    @staticmethod
+    def _derived(uow: UnitOfWork, command: cmd.Command) -> dict[str, Any]:
+        """The values the ledger derives for the command's optional fields, as plain JSON
+        values: given or not, they make the same command (the canonical fingerprint).
+
+        Only state that was fixed before the command counts: the content's
+        organization, and the customer, content, amount and currency of a started
+        purchase (a failure that creates its purchase gives them, so they are its own).
+        """
+        if isinstance(command, cmd.CompletePurchase):
+            content = uow.get(ids.content_id(str(command.content_id)), Content)
+            return {"organization_id": content.organization_id} if content else {}
+        if isinstance(command, cmd.FailPurchase):
+            purchase = uow.get(ids.purchase_id(command.stripe_payment_intent_id), Purchase)
+            if purchase is not None and purchase.started:
+                return {
+                    "customer_id": purchase.customer_id,
+                    "content_id": purchase.content_id,
+                    "amount_paid_cents": purchase.amount_paid_cents,
+                    "currency": purchase.currency,
+                }
+        return {}
 
     # catalogue
 
@@ -367,12 +392,16 @@ class Ledger(Application[UUID]):
         return content
 
     def _register_organization(
-        self, uow: UnitOfWork, c: cmd.RegisterOrganization, occurred: str, fingerprint: str
+        self,
+        uow: UnitOfWork,
+        c: cmd.RegisterOrganization,
+        occurred: str,
+        fingerprint: cmd.Fingerprint,
     ) -> None:
         organization_id = str(c.organization_id)
         existing = uow.get(ids.organization_id(organization_id), Organization)
         if existing is not None:
-            if existing.fingerprint == fingerprint:
+            if fingerprint.matches(existing.fingerprint):
                 raise Duplicate
             raise Conflict(
                 f"organization {organization_id} is already registered with other details",
@@ -384,12 +413,14 @@ class Ledger(Application[UUID]):
                 id=ids.organization_id(organization_id),
                 organization_id=organization_id,
                 name=c.name,
-                fingerprint=fingerprint,
+                fingerprint=fingerprint.canonical,
                 occurred_at=occurred,
             )
         )
 
-    def _register_user(self, uow: UnitOfWork, c: cmd.RegisterUser, occurred: str, _: str) -> None:
+    def _register_user(
+        self, uow: UnitOfWork, c: cmd.RegisterUser, occurred: str, _: cmd.Fingerprint
+    ) -> None:
         existing = uow.get(ids.user_id(c.user_id), User)
         if existing is not None:
             if existing.deleted:
@@ -407,7 +438,9 @@ class Ledger(Application[UUID]):
             )
         )
 
-    def _delete_user(self, uow: UnitOfWork, c: cmd.DeleteUser, occurred: str, _: str) -> None:
+    def _delete_user(
+        self, uow: UnitOfWork, c: cmd.DeleteUser, occurred: str, _: cmd.Fingerprint
+    ) -> None:
         user = uow.get(ids.user_id(c.user_id), User)
         if user is None:
             raise NotFound(f"user {c.user_id!r} is not registered", "user_id")
@@ -417,7 +450,7 @@ class Ledger(Application[UUID]):
         uow.record(user)
 
     def _publish_content(
-        self, uow: UnitOfWork, c: cmd.PublishContent, occurred: str, fingerprint: str
+        self, uow: UnitOfWork, c: cmd.PublishContent, occurred: str, fingerprint: cmd.Fingerprint
     ) -> None:
         content_id = str(c.content_id)
         existing = uow.get(ids.content_id(content_id), Content)
@@ -427,7 +460,7 @@ class Ledger(Application[UUID]):
                     f"content {content_id} was deleted; its id cannot be published again",
                     "content_id",
                 )
-            if existing.fingerprint == fingerprint:
+            if fingerprint.matches(existing.fingerprint):
                 raise Duplicate
             raise Conflict(
                 f"content {content_id} is already published with other details", "content_id"
@@ -444,12 +477,14 @@ class Ledger(Application[UUID]):
                 organization_id=organization_id,
                 creator_id=c.creator_id,
                 title=c.title,
-                fingerprint=fingerprint,
+                fingerprint=fingerprint.canonical,
                 occurred_at=occurred,
             )
         )
 
-    def _delete_content(self, uow: UnitOfWork, c: cmd.DeleteContent, occurred: str, _: str) -> None:
+    def _delete_content(
+        self, uow: UnitOfWork, c: cmd.DeleteContent, occurred: str, _: cmd.Fingerprint
+    ) -> None:
         content_id = str(c.content_id)
         content = uow.get(ids.content_id(content_id), Content)
         if content is None:
@@ -491,10 +526,12 @@ class Ledger(Application[UUID]):
         return uow.get(ids.purchase_id(payment_intent), Purchase)
 
     @staticmethod
-    def _check_repeat(purchase: Purchase | None, command_type: str, fingerprint: str) -> None:
+    def _check_repeat(
+        purchase: Purchase | None, command_type: str, fingerprint: cmd.Fingerprint
+    ) -> None:
         if purchase is None or command_type not in purchase.fingerprints:
             return
-        if purchase.fingerprints[command_type] == fingerprint:
+        if fingerprint.matches(purchase.fingerprints[command_type]):
             raise Duplicate
         raise Conflict(
             f"{command_type} for {purchase.stripe_payment_intent_id} was already recorded "
@@ -528,7 +565,7 @@ class Ledger(Application[UUID]):
         )
 
     def _start_purchase(
-        self, uow: UnitOfWork, c: cmd.StartPurchase, occurred: str, fingerprint: str
+        self, uow: UnitOfWork, c: cmd.StartPurchase, occurred: str, fingerprint: cmd.Fingerprint
     ) -> None:
         purchase = self._purchase(uow, c.stripe_payment_intent_id)
         self._check_repeat(purchase, c.type, fingerprint)
@@ -548,13 +585,17 @@ class Ledger(Application[UUID]):
             organization_id=content.organization_id,
             amount_paid_cents=c.amount_paid_cents,
             currency=c.currency,
-            fingerprint=fingerprint,
+            fingerprint=fingerprint.canonical,
             occurred_at=occurred,
         )
         uow.record(purchase)
 
     def _complete_purchase(
-        self, uow: UnitOfWork, c: cmd.CompletePurchase, occurred: str, fingerprint: str
+        self,
+        uow: UnitOfWork,
+        c: cmd.CompletePurchase,
+        occurred: str,
+        fingerprint: cmd.Fingerprint,
     ) -> None:
         purchase = self._purchase(uow, c.stripe_payment_intent_id)
         self._check_repeat(purchase, c.type, fingerprint)
@@ -568,6 +609,7 @@ class Ledger(Application[UUID]):
             self._check_same_purchase(
                 purchase, c.customer_id, content_id, c.amount_paid_cents, c.currency
             )
+            purchase.check_follows(occurred)
         self._live_user(uow, c.customer_id, "customer_id")
         content = self._live_content(uow, content_id)
         if c.organization_id is not None and str(c.organization_id) != content.organization_id:
@@ -595,7 +637,7 @@ class Ledger(Application[UUID]):
             revenue_split_config_id=(
                 str(c.revenue_split_config_id) if c.revenue_split_config_id else None
             ),
-            fingerprint=fingerprint,
+            fingerprint=fingerprint.canonical,
             occurred_at=occurred,
         )
         uow.record(purchase)
@@ -607,11 +649,16 @@ class Ledger(Application[UUID]):
                 content_id=content_id,
                 occurred_at=occurred,
             )
-        access.grant_purchase(content.organization_id, c.stripe_payment_intent_id, occurred)
+        access.grant_purchase(
+            content.organization_id,
+            c.stripe_payment_intent_id,
+            self._last_heartbeat(uow, c.customer_id, content_id),
+            occurred,
+        )
         uow.record(access)
 
     def _fail_purchase(
-        self, uow: UnitOfWork, c: cmd.FailPurchase, occurred: str, fingerprint: str
+        self, uow: UnitOfWork, c: cmd.FailPurchase, occurred: str, fingerprint: cmd.Fingerprint
     ) -> None:
         purchase = self._purchase(uow, c.stripe_payment_intent_id)
         self._check_repeat(purchase, c.type, fingerprint)
@@ -632,6 +679,7 @@ class Ledger(Application[UUID]):
                 else purchase.amount_paid_cents,
                 c.currency if c.currency is not None else purchase.currency,
             )
+            purchase.check_follows(occurred)
             # the purchases row is gone with a deleted customer: nothing left to fail
             self._live_user(uow, purchase.customer_id, "customer_id")
             self._live_content(uow, purchase.content_id)
@@ -673,18 +721,18 @@ class Ledger(Application[UUID]):
             organization_id=organization_id,
             amount_paid_cents=amount,
             currency=currency,
-            fingerprint=fingerprint,
+            fingerprint=fingerprint.canonical,
             occurred_at=occurred,
         )
         uow.record(purchase)
 
     def _refund_purchase(
-        self, uow: UnitOfWork, c: cmd.RefundPurchase, occurred: str, fingerprint: str
+        self, uow: UnitOfWork, c: cmd.RefundPurchase, occurred: str, fingerprint: cmd.Fingerprint
     ) -> None:
         key_id = ids.command_key_id("refund_id", c.refund_id)
         key = uow.get(key_id, CommandKey)
         if key is not None:
-            key.check_same(fingerprint, "refund_id")
+            key.check_same(fingerprint.forms, "refund_id")
             raise Duplicate
         purchase = self._purchase(uow, c.stripe_payment_intent_id)
         if purchase is None or purchase.status is None:
@@ -703,7 +751,7 @@ class Ledger(Application[UUID]):
                 namespace="refund_id",
                 key=c.refund_id,
                 command_type=c.type,
-                fingerprint=fingerprint,
+                fingerprint=fingerprint.canonical,
                 occurred_at=occurred,
             )
         )
@@ -713,7 +761,16 @@ class Ledger(Application[UUID]):
 
     # access and playback
 
-    def _grant_access(self, uow: UnitOfWork, c: cmd.GrantAccess, occurred: str, _: str) -> None:
+    @staticmethod
+    def _last_heartbeat(uow: UnitOfWork, user_id: str, content_id: str) -> str | None:
+        """The heartbeat the (user, content) playback row shows: the access row's
+        ``last_accessed_at`` when it stamped the present row."""
+        playback = uow.get(ids.playback_id(user_id, content_id), Playback)
+        return playback.shown_at if playback is not None else None
+
+    def _grant_access(
+        self, uow: UnitOfWork, c: cmd.GrantAccess, occurred: str, _: cmd.Fingerprint
+    ) -> None:
         self._live_user(uow, c.user_id, "user_id")
         content = self._live_content(uow, str(c.content_id))
         access_id = ids.access_id(c.user_id, content.content_id)
@@ -730,10 +787,19 @@ class Ledger(Application[UUID]):
                 content_id=content.content_id,
                 occurred_at=occurred,
             )
-        access.grant(content.organization_id, c.access_type, expires_at, identity, occurred)
+        access.grant(
+            content.organization_id,
+            c.access_type,
+            expires_at,
+            identity,
+            self._last_heartbeat(uow, c.user_id, content.content_id),
+            occurred,
+        )
         uow.record(access)
 
-    def _revoke_access(self, uow: UnitOfWork, c: cmd.RevokeAccess, occurred: str, _: str) -> None:
+    def _revoke_access(
+        self, uow: UnitOfWork, c: cmd.RevokeAccess, occurred: str, _: cmd.Fingerprint
+    ) -> None:
         self._live_user(uow, c.user_id, "user_id")
         content = self._live_content(uow, str(c.content_id))
         access = uow.get(ids.access_id(c.user_id, content.content_id), Access)
@@ -749,19 +815,19 @@ class Ledger(Application[UUID]):
         uow.record(access)
 
     def _record_playback(
-        self, uow: UnitOfWork, c: cmd.RecordPlayback, occurred: str, _: str
+        self, uow: UnitOfWork, c: cmd.RecordPlayback, occurred: str, _: cmd.Fingerprint
     ) -> None:
         self._live_user(uow, c.user_id, "user_id")
         content = self._live_content(uow, str(c.content_id))
-        access = uow.get(ids.access_id(c.user_id, content.content_id), Access)
-        if access is None:
-            raise NoAccess(f"{c.user_id!r} has no access to content {content.content_id}")
-        access.check_playable(occurred)
         playback_id = ids.playback_id(c.user_id, content.content_id)
         playback = uow.get(playback_id, Playback)
         identity = c.identity(occurred)
         if playback is not None and identity in playback.seen:
-            raise Duplicate
+            raise Duplicate  # recorded already: a replay is a duplicate, access or not
+        access = uow.get(ids.access_id(c.user_id, content.content_id), Access)
+        if access is None:
+            raise NoAccess(f"{c.user_id!r} has no access to content {content.content_id}")
+        access.check_playable(occurred)
         if playback is None:
             playback = Playback._create(
                 ev.PlaybackOpened,
@@ -770,7 +836,9 @@ class Ledger(Application[UUID]):
                 content_id=content.content_id,
                 occurred_at=occurred,
             )
-        playback.progress(c.position_seconds, c.duration_seconds, identity, occurred)
+        playback.progress(
+            c.position_seconds, c.duration_seconds, identity, access.changed_at, occurred
+        )
         uow.record(playback)
 
 
@@ -799,6 +867,8 @@ def _needed(command: cmd.Command) -> list[UUID]:
             ids.content_id(content),
             ids.access_id(command.customer_id, content),
         ]
+        if isinstance(command, cmd.CompletePurchase):
+            needed.append(ids.playback_id(command.customer_id, content))
     elif isinstance(command, cmd.FailPurchase):
         needed.append(ids.purchase_id(command.stripe_payment_intent_id))
     elif isinstance(command, cmd.RefundPurchase):
@@ -813,6 +883,6 @@ def _needed(command: cmd.Command) -> list[UUID]:
             ids.content_id(content),
             ids.access_id(command.user_id, content),
         ]
-        if isinstance(command, cmd.RecordPlayback):
+        if isinstance(command, cmd.RecordPlayback | cmd.GrantAccess):
             needed.append(ids.playback_id(command.user_id, content))
     return needed

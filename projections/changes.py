@@ -18,22 +18,25 @@ class Upsert:
     """Insert the row, or update it where ``key`` matches.
 
     On insert the row gets ``created_at = updated_at = at``; on update every column
-    in ``values`` is set and ``updated_at = at``, while ``created_at`` and the columns
-    not named keep their values.
+    in ``values`` is set and ``updated_at = at`` (unless ``touch`` is false: the event
+    is dated before the row's latest change, so ``updated_at`` stays), while
+    ``created_at`` and the columns not named keep their values.
     """
 
     table: str
     key: tuple[str, ...]
     values: dict[str, Any]
     at: str
+    touch: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Update:
     """Set ``values`` on the rows matching ``match`` (none is fine).
 
-    ``at`` bumps ``updated_at``; ``at=None`` mirrors what a foreign key's
-    ON DELETE SET NULL does, which leaves ``updated_at`` alone.
+    ``at`` bumps ``updated_at``; ``at=None`` leaves ``updated_at`` alone: what a
+    foreign key's ON DELETE SET NULL does, or an event dated before the row's latest
+    change (``updated_at`` never moves back).
     """
 
     table: str

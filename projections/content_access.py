@@ -1,8 +1,10 @@
 """content_access: the (user, content) access row.
 
 A grant (or a completed purchase) upserts the row, a revoke (or the full refund of
-the purchase behind it) removes it, playback stamps ``last_accessed_at``; rows of
-a deleted user or content leave with them (ON DELETE CASCADE).
+the purchase behind it) removes it, the newest heartbeat stamps ``last_accessed_at``
+(an older one arriving late does not: it never moves back); rows of a deleted user or
+content leave with them (ON DELETE CASCADE). A purchase's grant dated before the row's
+latest change (``newest`` false) leaves ``updated_at`` as it is.
 """
 
 from __future__ import annotations
@@ -41,15 +43,16 @@ def changes(event: Any) -> Iterator[RowChange]:
                 "expires_at": event.expires_at,
             },
             event.occurred_at,
+            touch=event.newest,
         )
     elif isinstance(event, ev.AccessRevoked):
         yield Delete(TABLE, {"user_id": event.user_id, "content_id": event.content_id})
-    elif isinstance(event, ev.PlaybackProgressed):
+    elif isinstance(event, ev.PlaybackProgressed) and event.newest:
         yield Update(
             TABLE,
             {"user_id": event.user_id, "content_id": event.content_id},
             {"last_accessed_at": event.occurred_at},
-            event.occurred_at,
+            event.occurred_at if event.access_newest else None,
         )
     elif isinstance(event, ev.UserDeleted):
         yield Delete(TABLE, {"user_id": event.user_id})

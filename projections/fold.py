@@ -77,7 +77,7 @@ class Fold:
                 self._index[(change.table, column)][row.get(column)].add(key)
             return
         values = {c: v for c, v in change.values.items() if c != "id" and c not in change.key}
-        self._set(change.table, key, values, change.at)
+        self._set(change.table, key, values, change.at if change.touch else None)
 
     def _set(self, table: str, key: Key, values: dict[str, Any], at: str | None) -> None:
         row = self.rows[table][key]

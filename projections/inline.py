@@ -21,14 +21,15 @@ from projections.changes import RowChange, Update, Upsert
 
 @lru_cache(maxsize=256)
 def _upsert_sql(
-    schema: str, table: str, key: tuple[str, ...], columns: tuple[str, ...]
+    schema: str, table: str, key: tuple[str, ...], columns: tuple[str, ...], touch: bool
 ) -> sql.Composed:
     insert_columns = (*columns, "created_at", "updated_at")
     updated = [c for c in columns if c not in key and c != "id"]
     assignments: list[sql.Composable] = [
         sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in updated
     ]
-    assignments.append(sql.SQL("updated_at = EXCLUDED.updated_at"))
+    if touch:
+        assignments.append(sql.SQL("updated_at = EXCLUDED.updated_at"))
     return sql.SQL(
         "INSERT INTO {table} ({columns}) VALUES ({values}) "
         "ON CONFLICT ({key}) DO UPDATE SET {assignments}"
@@ -73,7 +74,7 @@ def _delete_sql(schema: str, table: str, match: tuple[str, ...]) -> sql.Composed
 def statement(schema: str, change: RowChange) -> tuple[sql.Composed, list[Any]]:
     if isinstance(change, Upsert):
         columns = tuple(change.values)
-        query = _upsert_sql(schema, change.table, change.key, columns)
+        query = _upsert_sql(schema, change.table, change.key, columns, change.touch)
         return query, [*change.values.values(), change.at, change.at]
     if isinstance(change, Update):
         query = _update_sql(

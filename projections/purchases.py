@@ -61,7 +61,7 @@ def changes(event: Any) -> Iterator[RowChange]:
             TABLE,
             {"stripe_payment_intent_id": event.stripe_payment_intent_id},
             {"refunded_amount_cents": event.refunded_amount_cents, "status": event.status},
-            event.occurred_at,
+            event.occurred_at if event.newest else None,  # a late refund: updated_at stays
         )
     elif isinstance(event, ev.UserDeleted):
         yield Delete(TABLE, {"customer_id": event.user_id})

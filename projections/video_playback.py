@@ -1,4 +1,9 @@
-"""video_playback: the (user, content) playback row, for resuming."""
+"""video_playback: the (user, content) playback row, for resuming.
+
+The row shows the newest heartbeat by ``occurred_at``; the aggregate decides which
+one that is and records it in the event (``newest``). An older heartbeat that arrives
+late changes nothing but ``completed``, which it may turn true (never false).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 from ledger.domain import events as ev
 from ledger.domain import ids
-from projections.changes import Delete, RowChange, Upsert
+from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "video_playback"
 KEY = ("user_id", "content_id")
@@ -16,7 +21,11 @@ EVENTS = (ev.PlaybackProgressed, ev.UserDeleted, ev.ContentDeleted)
 
 
 def changes(event: Any) -> Iterator[RowChange]:
-    if isinstance(event, ev.PlaybackProgressed):
+    if isinstance(event, ev.PlaybackProgressed) and not event.newest:
+        if event.completed:
+            match = {"user_id": event.user_id, "content_id": event.content_id}
+            yield Update(TABLE, match, {"completed": True}, None)
+    elif isinstance(event, ev.PlaybackProgressed):
         yield Upsert(
             TABLE,
             KEY,

@@ -28,6 +28,7 @@ _EXPONENTS = {
     **dict.fromkeys(("CLF", "UYW"), 4),
 }
 GROSS, REFUNDS, NET = "#4C78A8", "#E45756", "#222222"
+MAX_PERIODS = 400
 
 
 def minor_units(currency: str) -> int:
@@ -47,6 +48,32 @@ def periods_between(first: str, last: str) -> list[str]:
     return [(day + timedelta(days=n)).isoformat() for n in range((end - day).days + 1)]
 
 
+def period_count(first: str, last: str) -> int:
+    """How many months or days ``periods_between`` would list, without listing them."""
+    if len(first) == 7:
+        return (int(last[:4]) - int(first[:4])) * 12 + int(last[5:]) - int(first[5:]) + 1
+    return (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+
+
+def check_drawable(report: RevenueReport) -> None:
+    """A chart draws at most ``MAX_PERIODS`` periods: a picture of more is unreadable
+    (and drawing a century of days took minutes and gigabytes). Checked before drawing,
+    with the ways out: a narrower range, or months instead of days."""
+    periods = [r.period for r in report.rows if r.period is not None]
+    if not periods:
+        return
+    first, last = min(periods), max(periods)
+    count = period_count(first, last)
+    if count > MAX_PERIODS:
+        unit = "months" if len(first) == 7 else "days"
+        coarser = "" if unit == "months" else ", or --group-by month"
+        raise ConfigurationError(
+            f"--chart: the selection spans {count} {unit} ({first} to {last}); a chart draws "
+            f"at most {MAX_PERIODS}: narrow it with --from/--to{coarser} (the table, JSON and "
+            "CSV outputs have no such limit)"
+        )
+
+
 def axis_periods(rows: list[RevenueRow]) -> list[str]:
     """Every period from the first to the last with activity, in any currency."""
     periods = [r.period for r in rows if r.period is not None]
@@ -61,6 +88,7 @@ def series(rows: list[RevenueRow], currency: str, periods: list[str]) -> list[Re
 
 def draw(report: RevenueReport, path: Path, title: str, subtitle: str = "") -> None:
     """Writes the chart of ``report`` (rows per month or day) to ``path`` as PNG."""
+    check_drawable(report)
     try:
         import matplotlib
 

@@ -30,10 +30,29 @@ def as_csv(report: RevenueReport) -> str:
     return out.getvalue()
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would not print as itself escaped
+    (``\\x1b``, ``\\n``, ``\\u202e``...): a value stored before control characters were
+    refused, or any other unprintable one, must not move the cursor, clear the screen
+    or break the table's lines. A backslash is doubled, so the escape is unambiguous."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            escaped = repr(char)[1:-1]  # \n, \x1b, \u202e, \U0001f000
+            out.append(escaped if escaped.startswith("\\") else f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
 def as_table(report: RevenueReport) -> str:
     def cells(row: RevenueRow) -> list[str]:
         values = row.as_dict()
-        return ["-" if values[c] is None else str(values[c]) for c in COLUMNS]
+        return ["-" if values[c] is None else printable(str(values[c])) for c in COLUMNS]
 
     body = [cells(r) for r in report.rows]
     totals = [["total", "", *cells(r)[2:]] for r in report.totals]

@@ -2,10 +2,14 @@
 
 Gross counts in the period a purchase completed (``PurchaseCompleted.occurred_at``); a
 refund counts in the period it occurred (``PurchaseRefunded.occurred_at``), so a
-closed month never changes because of a later refund. Each refund event carries its
-parties' shares by the cumulative rule (``ledger.domain.aggregates.refund_shares``), so
-the report only adds them up and splitting never drifts. Currencies are never summed
-together, sums are bigint (an overflow is an error, never a wrap).
+closed month never changes because of a later refund. Each refund's parties' shares are
+computed here from the cumulative amounts and its purchase's split, by the rule of
+``ledger.domain.aggregates.refund_shares`` (the platform ceil(R*p/A), the creator
+floor(R*c/A), the organization the rest), so splitting never drifts and no party ever
+returns more than it was paid. The shares a refund event recorded are not used: events
+recorded before that rule carry the earlier rule's shares, and one rule must hold for
+every refund in the report. Currencies are never summed together, sums are bigint (an
+overflow is an error, never a wrap).
 
 It is one SQL statement over the two topics, read in one snapshot: each event's JSON is
 parsed once (``json_to_record``), rows and per-currency totals come from one pass
@@ -23,6 +27,8 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
+
+from ledger.domain import clock
 
 GroupBy = Literal["month", "day", "content", "creator", "organization"]
 GROUPS: tuple[str, ...] = ("month", "day", "content", "creator", "organization")
@@ -99,21 +105,28 @@ _RFC3339 = re.compile(
 )
 
 
-def parse_moment(text: str, name: str) -> datetime:
-    """A date (midnight UTC that day) or an RFC 3339 time with an offset."""
+def parse_moment(text: str, name: str, *, exclusive: bool = False) -> datetime:
+    """A date (midnight UTC that day) or an RFC 3339 time with an offset, inside the
+    business window (no event lies outside it, and a time outside it could not be
+    converted to UTC); an ``exclusive`` end may be the window's own end, 2100-01-01."""
     candidate = text.strip()
+    moment = None
     try:
         if _DATE.match(candidate):
             day = date.fromisoformat(candidate)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        if _RFC3339.match(candidate):
-            return datetime.fromisoformat(candidate.upper().replace(" ", "T"))
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        elif _RFC3339.match(candidate):
+            moment = datetime.fromisoformat(candidate.upper().replace(" ", "T"))
     except ValueError:
         pass
-    raise ValueError(
-        f"{name}: {text!r} is neither a date (2026-01-31) nor an RFC 3339 time with an offset "
-        "(2026-01-31T09:30:00Z, 2026-01-31T10:30:00+01:00)"
-    )
+    if moment is None:
+        raise ValueError(
+            f"{name}: {text!r} is neither a date (2026-01-31) nor an RFC 3339 time with an "
+            "offset (2026-01-31T09:30:00Z, 2026-01-31T10:30:00+01:00)"
+        )
+    if not (clock.within_window(moment) or (exclusive and moment == clock.WINDOW_END)):
+        raise ValueError(f"{name}: {text!r} lies outside the business window, {clock.WINDOW}")
+    return moment
 
 
 _REPORT = """
@@ -121,24 +134,46 @@ WITH facts AS (
     SELECT e.topic = 'PurchaseCompleted' AS completion, f.*
       FROM {events} e
      CROSS JOIN LATERAL json_to_record(convert_from(e.state, 'UTF8')::json) AS f(
-            occurred_at timestamptz, currency text, organization_id text, content_id text,
-            creator_id text, amount_paid_cents bigint, platform_fee_cents bigint,
-            organization_fee_cents bigint, creator_payout_cents bigint, amount_cents bigint,
+            occurred_at timestamptz, stripe_payment_intent_id text, currency text,
+            organization_id text, content_id text, creator_id text, amount_paid_cents bigint,
+            platform_fee_cents bigint, organization_fee_cents bigint,
+            creator_payout_cents bigint, amount_cents bigint, refunded_amount_cents bigint,
             platform_refund_cents bigint, organization_refund_cents bigint,
             creator_refund_cents bigint)
      WHERE e.topic IN ('PurchaseCompleted', 'PurchaseRefunded')
        AND (%(as_of)s::timestamptz IS NULL OR e.recorded_at <= %(as_of)s::timestamptz)
-), chosen AS (
-    SELECT {period} AS period, {grp} AS grp, currency, completion,
-           CASE WHEN completion THEN amount_paid_cents ELSE 0 END AS gross,
-           CASE WHEN completion THEN 0 ELSE amount_cents END AS refunded,
-           CASE WHEN completion THEN platform_fee_cents ELSE -platform_refund_cents END
-               AS platform,
-           CASE WHEN completion THEN organization_fee_cents ELSE -organization_refund_cents END
-               AS organization,
-           CASE WHEN completion THEN creator_payout_cents ELSE -creator_refund_cents END
-               AS creator
+), refunds AS (
+    -- each refund's shares by the cumulative rule, from its purchase's split: after R
+    -- of A split (p, o, c) the platform has returned ceil(R*p/A), the creator
+    -- floor(R*c/A), the organization the rest; a refund's share is the difference
+    -- before and after it (R*p <= 2^62: bigint holds it)
+    SELECT r.*, s.amount_paid_cents AS a, s.platform_fee_cents AS p,
+           s.creator_payout_cents AS c, r.refunded_amount_cents - r.amount_cents AS before
+      FROM facts r
+      LEFT JOIN facts s
+        ON s.completion AND s.stripe_payment_intent_id = r.stripe_payment_intent_id
+     WHERE NOT r.completion
+), split AS (
+    SELECT completion, occurred_at, currency, organization_id, content_id, creator_id,
+           amount_paid_cents AS gross, 0::bigint AS refunded, platform_fee_cents AS platform,
+           organization_fee_cents AS organization, creator_payout_cents AS creator
       FROM facts
+     WHERE completion
+    UNION ALL
+    SELECT completion, occurred_at, currency, organization_id, content_id, creator_id,
+           0, amount_cents, -platform_share, -(amount_cents - platform_share - creator_share),
+           -creator_share
+      FROM (SELECT *,
+                   -- a refund without its completion in the log (never written by the
+                   -- ledger) keeps the shares it recorded
+                   coalesce((refunded_amount_cents * p + a - 1) / a - (before * p + a - 1) / a,
+                            platform_refund_cents) AS platform_share,
+                   coalesce(refunded_amount_cents * c / a - before * c / a,
+                            creator_refund_cents) AS creator_share
+              FROM refunds) shared
+), chosen AS (
+    SELECT {period} AS period, {grp} AS grp, *
+      FROM split
      WHERE (%(organization)s::text IS NULL OR organization_id = %(organization)s::text)
        AND (%(start)s::timestamptz IS NULL OR occurred_at >= %(start)s::timestamptz)
        AND (%(end)s::timestamptz IS NULL OR occurred_at < %(end)s::timestamptz)

@@ -87,7 +87,7 @@ def _query(args: argparse.Namespace) -> Any:
         return RevenueQuery(
             organization=organization,
             start=parse_moment(args.start, "--from") if args.start else None,
-            end=parse_moment(args.end, "--to") if args.end else None,
+            end=parse_moment(args.end, "--to", exclusive=True) if args.end else None,
             as_of=parse_moment(args.as_of, "--as-of") if args.as_of else None,
             group_by=args.group_by,
         )

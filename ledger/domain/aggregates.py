@@ -7,6 +7,8 @@ service passes ``occurred_at`` in and the events carry it out.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
@@ -64,13 +66,22 @@ def refund_shares(
 ) -> tuple[int, int, int]:
     """What each party has returned after refunds totalling ``refunded_total``.
 
-    The contract's cumulative rule: the platform floor(R*p/A), the organization
-    floor(R*o/A), the creator the rest, so rounding never drifts across refunds.
-    Python integers are exact, so R*p cannot overflow.
+    The contract's cumulative rule: of R refunded of A split (p, o, c), the platform
+    has returned ceil(R*p/A), the creator floor(R*c/A), the organization the rest.
+    Each stays within 0 and its share (the organization's rest lies strictly between
+    R*o/A - 1 and R*o/A + 1), so no party's net goes below zero, and rounding never
+    drifts across refunds. Python integers are exact, so R*p cannot overflow.
     """
-    platform = refunded_total * platform_fee // amount
-    organization = refunded_total * organization_fee // amount
-    return platform, organization, refunded_total - platform - organization
+    creator_fee = amount - platform_fee - organization_fee
+    platform = -(-refunded_total * platform_fee // amount)  # ceil
+    creator = refunded_total * creator_fee // amount
+    return platform, refunded_total - platform - creator, creator
+
+
+def _not_before(occurred_at: str, since: str | None, what: str) -> None:
+    """Business time runs forward: nothing is dated before what it follows."""
+    if since is not None and occurred_at < since:
+        raise InvalidState(f"occurred_at {occurred_at} lies before {what} ({since})", "occurred_at")
 
 
 class Purchase(Aggregate):
@@ -91,6 +102,10 @@ class Purchase(Aggregate):
         self.refunded_amount_cents = 0
         # fingerprint of the accepted command, by command type: the idempotency record
         self.fingerprints: dict[str, str] = {}
+        self.started = False  # a purchase.start fixed customer, content, amount, currency
+        self.changed_at: str | None = None  # the latest start, completion or failure
+        self.completed_at: str | None = None
+        self.updated_at: str | None = None  # the row's: never moves back
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.PurchaseStarted | ev.PurchaseCompleted | ev.PurchaseFailed):
@@ -99,11 +114,17 @@ class Purchase(Aggregate):
             self.organization_id = event.organization_id
             self.amount_paid_cents = event.amount_paid_cents
             self.currency = event.currency
+            self.changed_at = event.occurred_at
+            self.updated_at = event.occurred_at
+        elif isinstance(event, ev.PurchaseRefunded) and event.newest:
+            self.updated_at = event.occurred_at
         if isinstance(event, ev.PurchaseStarted):
             self.status = "pending"
+            self.started = True
             self.fingerprints["purchase.start"] = event.fingerprint
         elif isinstance(event, ev.PurchaseCompleted):
             self.status = "completed"
+            self.completed_at = event.occurred_at
             self.creator_id = event.creator_id
             self.platform_fee_cents = event.platform_fee_cents
             self.organization_fee_cents = event.organization_fee_cents
@@ -120,6 +141,11 @@ class Purchase(Aggregate):
     def refundable_cents(self) -> int:
         return self.amount_paid_cents - self.refunded_amount_cents
 
+    def check_follows(self, occurred_at: str) -> None:
+        """A completion or failure is not dated before the purchase's start or failure."""
+        last = "start" if self.status == "pending" else "latest failure"
+        _not_before(occurred_at, self.changed_at, f"the purchase's {last}")
+
     def refund(
         self, refund_id: str, amount_cents: int, reason: str | None, occurred_at: str
     ) -> None:
@@ -129,6 +155,7 @@ class Purchase(Aggregate):
                 "only a completed purchase can be refunded",
                 "stripe_payment_intent_id",
             )
+        _not_before(occurred_at, self.completed_at, "the purchase's completion")
         if amount_cents > self.refundable_cents:
             raise InvalidState(
                 f"refund of {amount_cents} exceeds the {self.refundable_cents} still refundable",
@@ -160,6 +187,7 @@ class Purchase(Aggregate):
             platform_refund_cents=after[0] - before[0],
             organization_refund_cents=after[1] - before[1],
             creator_refund_cents=after[2] - before[2],
+            newest=self.updated_at is None or occurred_at >= self.updated_at,
             occurred_at=occurred_at,
         )
 
@@ -178,11 +206,18 @@ class Access(Aggregate):
         self.purchases: list[str] = []
         # identities of the grants and revokes applied: redeliveries are duplicates
         self.seen: set[str] = set()
+        self.since: str | None = None  # when the present row was created
+        self.changed_at: str | None = None  # the latest grant or revoke, row or not
 
     def when(self, event: ev.LedgerEvent) -> None:
-        if isinstance(event, ev.AccessGranted | ev.AccessRevoked) and event.identity:
-            self.seen.add(event.identity)
+        if isinstance(event, ev.AccessGranted | ev.AccessRevoked):
+            if event.identity:
+                self.seen.add(event.identity)
+            if self.changed_at is None or event.occurred_at > self.changed_at:
+                self.changed_at = event.occurred_at
         if isinstance(event, ev.AccessGranted):
+            if not self.present:
+                self.since = event.occurred_at
             self.present = True
             self.access_type = event.access_type
             self.granted_at = event.occurred_at
@@ -193,6 +228,7 @@ class Access(Aggregate):
                 self.purchases.append(event.stripe_payment_intent_id)
         elif isinstance(event, ev.AccessRevoked):
             self.present = False
+            self.since = None
             self.access_type = None
             self.granted_at = None
             self.expires_at = None
@@ -206,20 +242,40 @@ class Access(Aggregate):
         access_type: str,
         expires_at: str | None,
         identity: str,
+        last_heartbeat: str | None,
         occurred_at: str,
     ) -> None:
+        """``last_heartbeat``: the newest heartbeat of this user on this content, which
+        stamped the row; a grant dated before it leaves ``updated_at`` alone."""
         if self.present and self.access_type == "purchased":
             raise InvalidState(
                 f"{self.user_id} has purchased this content; a {access_type} grant "
                 "cannot replace a purchase",
                 "access_type",
             )
-        self._grant(organization_id, access_type, expires_at, None, identity, occurred_at)
+        _not_before(occurred_at, self.changed_at, "the access's latest grant or revoke")
+        newest = self._newest(occurred_at, last_heartbeat)
+        self._grant(organization_id, access_type, expires_at, None, identity, newest, occurred_at)
 
     def grant_purchase(
-        self, organization_id: str, stripe_payment_intent_id: str, occurred_at: str
+        self,
+        organization_id: str,
+        stripe_payment_intent_id: str,
+        last_heartbeat: str | None,
+        occurred_at: str,
     ) -> None:
-        self._grant(organization_id, "purchased", None, stripe_payment_intent_id, None, occurred_at)
+        """A purchase's grant is never refused for its date (the payment happened);
+        dated before the row's latest change, it leaves ``updated_at`` alone."""
+        newest = self._newest(occurred_at, last_heartbeat)
+        self._grant(
+            organization_id, "purchased", None, stripe_payment_intent_id, None, newest, occurred_at
+        )
+
+    def _newest(self, occurred_at: str, last_heartbeat: str | None) -> bool:
+        """Is a grant dated at or after the present row's latest change (its grants and
+        the heartbeats that stamped it)? A new row is its own latest change."""
+        latest = max((t for t in (self.changed_at, last_heartbeat) if t is not None), default="")
+        return not self.present or occurred_at >= latest
 
     def _grant(
         self,
@@ -228,6 +284,7 @@ class Access(Aggregate):
         expires_at: str | None,
         stripe_payment_intent_id: str | None,
         identity: str | None,
+        newest: bool,
         occurred_at: str,
     ) -> None:
         self.trigger_event(
@@ -239,10 +296,12 @@ class Access(Aggregate):
             expires_at=expires_at,
             stripe_payment_intent_id=stripe_payment_intent_id,
             identity=identity,
+            newest=newest,
             occurred_at=occurred_at,
         )
 
     def revoke(self, reason: str | None, identity: str, occurred_at: str) -> None:
+        _not_before(occurred_at, self.changed_at, "the access's latest grant or revoke")
         self.trigger_event(
             ev.AccessRevoked,
             user_id=self.user_id,
@@ -279,6 +338,12 @@ class Access(Aggregate):
     def check_playable(self, occurred_at: str) -> None:
         if not self.present:
             raise NoAccess(f"{self.user_id} has no access to content {self.content_id}")
+        if self.since is not None and occurred_at < self.since:
+            raise NoAccess(
+                f"access of {self.user_id} to content {self.content_id} began at "
+                f"{self.since}, after this heartbeat ({occurred_at})",
+                "occurred_at",
+            )
         if self.expires_at is not None and self.expires_at <= occurred_at:
             raise NoAccess(
                 f"access of {self.user_id} to content {self.content_id} expired at "
@@ -294,18 +359,33 @@ class Playback(Aggregate):
         self.duration_seconds = 0
         self.completed = False
         self.seen: set[str] = set()  # identities of the heartbeats applied
+        self.shown_at: str | None = None  # the heartbeat the row shows
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.PlaybackProgressed):
-            self.position_seconds = event.position_seconds
-            self.duration_seconds = event.duration_seconds
+            if event.newest:
+                self.position_seconds = event.position_seconds
+                self.duration_seconds = event.duration_seconds
+                self.shown_at = event.occurred_at
             self.completed = event.completed
             self.seen.add(event.identity)
 
     def progress(
-        self, position_seconds: int, duration_seconds: int, identity: str, occurred_at: str
+        self,
+        position_seconds: int,
+        duration_seconds: int,
+        identity: str,
+        access_changed_at: str | None,
+        occurred_at: str,
     ) -> None:
-        """``completed`` turns true at 95% of the video and stays true."""
+        """Every heartbeat is recorded; the row shows the newest by ``occurred_at``.
+
+        ``completed`` turns true once any heartbeat reaches 95% of the video, whatever
+        its date, and stays true. ``access_changed_at``: the access's latest grant; the
+        newest heartbeat stamps ``last_accessed_at``, and ``updated_at`` unless a grant
+        dated after it already moved the access row on.
+        """
+        newest = self.shown_at is None or occurred_at >= self.shown_at
         completed = self.completed or position_seconds * 100 >= duration_seconds * 95
         self.trigger_event(
             ev.PlaybackProgressed,
@@ -315,6 +395,9 @@ class Playback(Aggregate):
             duration_seconds=duration_seconds,
             completed=completed,
             identity=identity,
+            newest=newest,
+            access_newest=newest
+            and (access_changed_at is None or occurred_at >= access_changed_at),
             occurred_at=occurred_at,
         )
 
@@ -330,8 +413,9 @@ class CommandKey(Aggregate):
         self.command_type = command_type
         self.fingerprint = fingerprint
 
-    def check_same(self, fingerprint: str, field: str) -> None:
-        if fingerprint != self.fingerprint:
+    def check_same(self, forms: Collection[str], field: str) -> None:
+        """``forms``: the fingerprints under which the command is the same command."""
+        if self.fingerprint not in forms:
             raise Conflict(
                 f"{field} {self.key!r} was already used by a different {self.command_type} command",
                 field,

@@ -8,7 +8,10 @@ strings: the stored JSON stays plain, and decoding in a rebuild needs no
 conversions.
 
 Topics are explicit and stable (``PurchaseCompleted``), not module paths, so the
-code can be reorganised without rewriting history.
+code can be reorganised without rewriting history. A field added later has a default
+that reproduces what the events stored before it meant (``newest = True``: the
+earlier version applied every event as the row's latest), so old events decode as
+they were recorded.
 """
 
 from __future__ import annotations
@@ -121,8 +124,14 @@ class PurchaseRefunded(LedgerEvent):
 
     ``platform_refund_cents`` and friends are this refund's share, computed by the
     cumulative rule (after refunds totalling R of A split (p, o, c) the platform has
-    returned floor(R*p/A), the organization floor(R*o/A), the creator the rest), so
-    that the shares of all refunds of a purchase add up exactly.
+    returned ceil(R*p/A), the creator floor(R*c/A), the organization the rest), so
+    that the shares of all refunds of a purchase add up exactly and no party ever
+    returns more than it was paid. Refunds recorded before that rule carry the shares
+    of the earlier rule; the revenue audit recomputes every refund's shares from the
+    cumulative amounts, so one rule holds for all of them.
+
+    ``newest`` is False for a refund dated before the purchase's latest change (refunds
+    may arrive out of order): the row takes its amounts, and keeps its ``updated_at``.
     """
 
     TOPIC = "PurchaseRefunded"
@@ -140,6 +149,7 @@ class PurchaseRefunded(LedgerEvent):
     platform_refund_cents: int
     organization_refund_cents: int
     creator_refund_cents: int
+    newest: bool = True
 
 
 # --- access and playback -----------------------------------------------------------
@@ -161,6 +171,11 @@ class AccessGranted(LedgerEvent):
     ``access_type`` is ``purchased`` when a completed purchase grants it
     (``stripe_payment_intent_id`` names the purchase); ``granted_at`` is the
     grant's ``occurred_at``.
+
+    ``newest`` is False for a grant dated before the present row's latest change (a
+    heartbeat that stamped it, or, for a purchase's grant, any grant: a completion that
+    arrives late is still recorded): the row takes the grant and keeps its
+    ``updated_at``, so ``updated_at`` never moves back.
     """
 
     TOPIC = "AccessGranted"
@@ -171,6 +186,7 @@ class AccessGranted(LedgerEvent):
     expires_at: str | None
     stripe_payment_intent_id: str | None
     identity: str | None
+    newest: bool = True
 
 
 class AccessRevoked(LedgerEvent):
@@ -199,7 +215,16 @@ class PlaybackOpened(LedgerCreated):
 
 
 class PlaybackProgressed(LedgerEvent):
-    """Progress of a (user, content) playback; ``completed`` never turns back."""
+    """A heartbeat of a (user, content) playback.
+
+    Players send heartbeats out of order. ``newest`` says whether this one is dated at
+    or after the heartbeat the row shows: only then does the row take its position
+    (and ``content_access.last_accessed_at`` its time). An older one is still a fact,
+    recorded here. ``access_newest`` says whether the newest heartbeat is also dated at
+    or after the access's latest grant, so that it moves the access row's
+    ``updated_at``. ``completed`` is the row's flag after this heartbeat: true once any
+    heartbeat reached 95% of the video, and never false again.
+    """
 
     TOPIC = "PlaybackProgressed"
     user_id: str
@@ -208,6 +233,8 @@ class PlaybackProgressed(LedgerEvent):
     duration_seconds: int
     completed: bool
     identity: str
+    newest: bool = True
+    access_newest: bool = True
 
 
 # --- idempotency -------------------------------------------------------------------

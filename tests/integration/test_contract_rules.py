@@ -229,7 +229,7 @@ def test_grants_revokes_and_the_purchased_row(ledger_app: Ledger, conn: Conn) ->
         grant("bob", access_type="complimentary", at=t(3)),
         {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT, "occurred_at": t(4)},
         {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT, "occurred_at": t(4)},
-        {"type": "access.revoke", "user_id": "creator", "content_id": CONTENT},
+        {"type": "access.revoke", "user_id": "creator", "content_id": CONTENT, "occurred_at": t(4)},
     )
     assert statuses(results) == [
         "rejected:invalid_state",

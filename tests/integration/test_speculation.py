@@ -71,7 +71,12 @@ def test_an_append_that_fails_leaves_no_trace_in_the_cache(
     assert statuses(append(other, extended)) == ["accepted"]
     # decided on the cached grant, refused by the log's key (the other writer took
     # that version), decided again on the log: the revoke applies to the new grant
-    revoke = {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT}
+    revoke = {
+        "type": "access.revoke",
+        "user_id": "bob",
+        "content_id": CONTENT,
+        "occurred_at": "2026-01-04T12:00:00+00:00",
+    }
     assert statuses(append(ledger_app, revoke)) == ["accepted"]
     assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (0,)
     cached = ledger_app.aggregates.cached([access_id])[access_id]

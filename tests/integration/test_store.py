@@ -18,7 +18,7 @@ from ledger.domain.aggregates import User
 from ledger.service import Ledger
 from projections.changes import Upsert
 from projections.registry import changes_for
-from tests.support import CONTENT, append, catalogue, grant
+from tests.support import CONTENT, append, catalogue, grant, t
 
 Conn = psycopg.Connection[Any]
 
@@ -38,7 +38,10 @@ def test_a_stale_read_fails_the_append_and_writes_nothing(ledger_app: Ledger, co
     append(ledger_app, *catalogue(), grant("bob"))
     access_id = ids.access_id("bob", CONTENT)
     read_version = ledger_app.repository.get(access_id).version
-    append(ledger_app, {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT})
+    append(
+        ledger_app,
+        {"type": "access.revoke", "user_id": "bob", "content_id": CONTENT, "occurred_at": t(3)},
+    )
     events_before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
     new_events = _zed_registered()
     with pytest.raises(IntegrityError, match="moved on"):

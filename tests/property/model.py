@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ledger.domain import ids
@@ -20,11 +21,25 @@ def _identity(command: dict[str, Any]) -> str:
     return _fp(command) + "@" + command["occurred_at"]
 
 
-def _fp(command: dict[str, Any]) -> str:
+def _fp(command: dict[str, Any], derived: dict[str, Any] | None = None) -> str:
+    """The payload without time and key; fields equal to what the ledger derives
+    (``derived``) are left out, so giving them or not is the same command."""
     payload = {k: v for k, v in command.items() if k not in ("occurred_at", "idempotency_key")}
     if "currency" in payload and isinstance(payload["currency"], str):
         payload["currency"] = payload["currency"].lower()
+    for name, value in (derived or {}).items():
+        if payload.get(name) == value:
+            del payload[name]
     return json.dumps(payload, sort_keys=True)
+
+
+def _time(at: str) -> datetime:
+    return datetime.fromisoformat(at)
+
+
+def _before(at: str, since: str | None) -> bool:
+    """Business time runs forward: is ``at`` dated before ``since``?"""
+    return since is not None and _time(at) < _time(since)
 
 
 class Reject(Exception):
@@ -54,11 +69,31 @@ class Model:
 
     # --- answers ---------------------------------------------------------------
 
+    def _derived(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Optional fields the ledger derives from what it recorded before the command."""
+        if command["type"] == "purchase.complete":
+            meta = self.content_meta.get(command["content_id"])
+            return {"organization_id": meta["org"]} if meta else {}
+        if command["type"] == "purchase.fail":
+            meta = self.purchase_meta.get(command["stripe_payment_intent_id"])
+            if meta is not None and "start" in meta["fps"]:
+                return {
+                    "customer_id": meta["customer_id"],
+                    "content_id": meta["content_id"],
+                    "amount_paid_cents": meta["amount"],
+                    "currency": meta["currency"],
+                }
+        return {}
+
+    def _canonical(self, command: dict[str, Any]) -> str:
+        return _fp(command, self._derived(command))
+
     def apply(self, command: dict[str, Any]) -> str:
         """'accepted', 'duplicate' or 'rejected:<code>' (the command is well-formed)."""
         key = command.get("idempotency_key")
+        fingerprint = self._canonical(command)
         if key is not None and key in self.idempotency:
-            return "duplicate" if self.idempotency[key] == _fp(command) else "rejected:conflict"
+            return "duplicate" if self.idempotency[key] == fingerprint else "rejected:conflict"
         try:
             getattr(self, "_" + command["type"].replace(".", "_"))(command, command["occurred_at"])
         except Dup:
@@ -66,7 +101,7 @@ class Model:
         except Reject as rejection:
             return f"rejected:{rejection.code}"
         if key is not None:
-            self.idempotency[key] = _fp(command)
+            self.idempotency[key] = fingerprint
         return "accepted"
 
     def _live_user(self, user_id: str) -> None:
@@ -119,7 +154,12 @@ class Model:
         if c["organization_id"] not in self.organizations:
             raise Reject("not_found")
         self._live_user(c["creator_id"])
-        self.content_meta[cid] = {"deleted": False, "fp": _fp(c), "creator": c["creator_id"]}
+        self.content_meta[cid] = {
+            "deleted": False,
+            "fp": _fp(c),
+            "creator": c["creator_id"],
+            "org": c["organization_id"],
+        }
         self.content[cid] = {
             "id": cid,
             "organization_id": c["organization_id"],
@@ -145,6 +185,7 @@ class Model:
             del self.playback[k]
 
     def _purchase_row(self, pi: str, c: dict[str, Any], status: str, at: str, org: str) -> None:
+        self.purchase_meta[pi]["changed_at"] = self.purchase_meta[pi]["row_at"] = at
         row = self.purchases.get(pi)
         values = {
             "id": str(ids.purchase_id(pi)),
@@ -172,7 +213,7 @@ class Model:
     def _repeat(self, pi: str, kind: str, c: dict[str, Any]) -> dict[str, Any] | None:
         meta = self.purchase_meta.get(pi)
         if meta is not None and kind in meta["fps"]:
-            raise Dup if meta["fps"][kind] == _fp(c) else Reject("conflict")
+            raise Dup if meta["fps"][kind] == self._canonical(c) else Reject("conflict")
         return meta
 
     def _purchase_start(self, c: dict[str, Any], at: str) -> None:
@@ -205,10 +246,13 @@ class Model:
     def _purchase_complete(self, c: dict[str, Any], at: str) -> None:
         pi = c["stripe_payment_intent_id"]
         meta = self._repeat(pi, "complete", c)
+        fingerprint = self._canonical(c)
         if meta is not None:
             if meta["status"] not in ("pending", "failed"):
                 raise Reject("invalid_state")
             self._same(meta, c)
+            if _before(at, meta["changed_at"]):  # dated before its start or failure
+                raise Reject("invalid_state")
         self._live_user(c["customer_id"])
         content = self._live_content(c["content_id"])
         if c.get("organization_id") not in (None, content["organization_id"]):
@@ -224,7 +268,8 @@ class Model:
                 "refunded": 0,
             }
         meta["status"] = "completed"
-        meta["fps"]["complete"] = _fp(c)
+        meta["completed_at"] = at
+        meta["fps"]["complete"] = fingerprint
         meta["fees"] = (
             c["platform_fee_cents"],
             c["organization_fee_cents"],
@@ -241,11 +286,14 @@ class Model:
         access = self.access_meta.setdefault(key, {"purchases": []})
         if pi not in access["purchases"]:
             access["purchases"].append(pi)
-        self._grant_row(key, content["organization_id"], "purchased", None, at)
+        # a late completion is still recorded; it does not move updated_at back
+        touch = self._touches(key, at)
+        self._grant_row(key, content["organization_id"], "purchased", None, at, touch=touch)
 
     def _purchase_fail(self, c: dict[str, Any], at: str) -> None:
         pi = c["stripe_payment_intent_id"]
         meta = self._repeat(pi, "fail", c)
+        fingerprint = self._canonical(c)
         if meta is not None:
             if meta["status"] != "pending":
                 raise Reject("invalid_state")
@@ -263,10 +311,12 @@ class Model:
                 },
             }
             self._same(meta, given)
+            if _before(at, meta["changed_at"]):  # dated before its start
+                raise Reject("invalid_state")
             self._live_user(meta["customer_id"])
             self._live_content(meta["content_id"])
             meta["status"] = "failed"
-            meta["fps"]["fail"] = _fp(c)
+            meta["fps"]["fail"] = fingerprint
             self._purchase_row(pi, given, "failed", at, meta["org"])
             return
         if any(k not in c for k in ("customer_id", "content_id", "amount_paid_cents", "currency")):
@@ -275,7 +325,7 @@ class Model:
         content = self._live_content(c["content_id"])
         self.purchase_meta[pi] = {
             "status": "failed",
-            "fps": {"fail": _fp(c)},
+            "fps": {"fail": fingerprint},
             "customer_id": c["customer_id"],
             "content_id": c["content_id"],
             "amount": c["amount_paid_cents"],
@@ -294,14 +344,19 @@ class Model:
             raise Reject("not_found")
         if meta["status"] != "completed" or c["amount_cents"] > meta["amount"] - meta["refunded"]:
             raise Reject("invalid_state")
+        if _before(at, meta["completed_at"]):
+            raise Reject("invalid_state")
         self.refund_keys[c["refund_id"]] = _fp(c)
         meta["refunded"] += c["amount_cents"]
         full = meta["refunded"] == meta["amount"]
         meta["status"] = "refunded" if full else "completed"
+        newest = not _before(at, meta["row_at"])  # refunds may arrive out of order
+        if newest:
+            meta["row_at"] = at
         if pi in self.purchases:
-            self.purchases[pi].update(
-                refunded_amount_cents=meta["refunded"], status=meta["status"], updated_at=at
-            )
+            self.purchases[pi].update(refunded_amount_cents=meta["refunded"], status=meta["status"])
+            if newest:
+                self.purchases[pi]["updated_at"] = at
         if full:
             key = (meta["customer_id"], meta["content_id"])
             access = self.access_meta.get(key)
@@ -314,10 +369,33 @@ class Model:
                     and not access["purchases"]
                 ):
                     del self.access[key]
+                    self._changed(access, at)
+
+    def _touches(self, key: tuple[str, str], at: str) -> bool:
+        """Is a grant dated at or after the present row's latest change: the latest grant
+        or revoke, or the heartbeat the playback row shows (which stamped the row)?"""
+        if key not in self.access:
+            return True
+        changes = [self.access_meta[key].get("changed_at")]
+        changes.append(self.playback.get(key, {}).get("updated_at"))
+        return not any(_before(at, change) for change in changes)
+
+    @staticmethod
+    def _changed(meta: dict[str, Any], at: str) -> None:
+        """The latest grant or revoke of an access, row or not."""
+        if meta.get("changed_at") is None or _time(at) > _time(meta["changed_at"]):
+            meta["changed_at"] = at
 
     def _grant_row(
-        self, key: tuple[str, str], org: str, kind: str, expires: str | None, at: str
+        self,
+        key: tuple[str, str],
+        org: str,
+        kind: str,
+        expires: str | None,
+        at: str,
+        touch: bool = True,
     ) -> None:
+        self._changed(self.access_meta[key], at)
         row = self.access.get(key)
         if row is None:
             row = self.access[key] = {
@@ -326,10 +404,11 @@ class Model:
                 "content_id": key[1],
                 "last_accessed_at": None,
                 "created_at": at,
+                "updated_at": at,
             }
-        row.update(
-            organization_id=org, access_type=kind, granted_at=at, expires_at=expires, updated_at=at
-        )
+        row.update(organization_id=org, access_type=kind, granted_at=at, expires_at=expires)
+        if touch:
+            row["updated_at"] = at
 
     def _access_grant(self, c: dict[str, Any], at: str) -> None:
         self._live_user(c["user_id"])
@@ -341,9 +420,13 @@ class Model:
             raise Dup
         if row is not None and row["access_type"] == "purchased":
             raise Reject("invalid_state")
+        if _before(at, meta.get("changed_at")):  # older than the latest grant or revoke
+            raise Reject("invalid_state")
         meta["purchases"] = []
         meta["seen"].add(_identity(c))
-        self._grant_row(key, content["organization_id"], c["access_type"], c.get("expires_at"), at)
+        touch = self._touches(key, at)
+        org, kind = content["organization_id"], c["access_type"]
+        self._grant_row(key, org, kind, c.get("expires_at"), at, touch=touch)
 
     def _access_revoke(self, c: dict[str, Any], at: str) -> None:
         self._live_user(c["user_id"])
@@ -354,22 +437,29 @@ class Model:
         meta = self.access_meta[key]
         if _identity(c) in meta.setdefault("seen", set()) or key not in self.access:
             raise Dup
+        if _before(at, meta.get("changed_at")):
+            raise Reject("invalid_state")
         del self.access[key]
         meta["purchases"] = []
         meta["seen"].add(_identity(c))
+        self._changed(meta, at)
 
     def _playback_progress(self, c: dict[str, Any], at: str) -> None:
         self._live_user(c["user_id"])
         self._live_content(c["content_id"])
         key = (c["user_id"], c["content_id"])
+        seen = self.playback_seen.setdefault(key, set())
+        if _identity(c) in seen:
+            raise Dup  # recorded already, whatever the access is now
         access = self.access.get(key)
-        if access is None or (access["expires_at"] is not None and access["expires_at"] <= at):
+        if (
+            access is None
+            or _before(at, access["created_at"])  # the access began after this heartbeat
+            or (access["expires_at"] is not None and _time(access["expires_at"]) <= _time(at))
+        ):
             raise Reject("no_access")
         row = self.playback.get(key)
         position, duration = c["position_seconds"], c["duration_seconds"]
-        seen = self.playback_seen.setdefault(key, set())
-        if _identity(c) in seen:
-            raise Dup
         seen.add(_identity(c))
         completed = (row is not None and row["completed"]) or position * 100 >= duration * 95
         if row is None:
@@ -378,11 +468,14 @@ class Model:
                 "user_id": key[0],
                 "content_id": key[1],
                 "created_at": at,
+                "updated_at": at,
             }
-        row.update(
-            position_seconds=position, duration_seconds=duration, completed=completed, updated_at=at
-        )
-        access.update(last_accessed_at=at, updated_at=at)
+        row["completed"] = completed
+        if not _before(at, row["updated_at"]):  # the newest heartbeat: the row shows it
+            row.update(position_seconds=position, duration_seconds=duration, updated_at=at)
+            access["last_accessed_at"] = at
+            if not _before(at, self.access_meta[key].get("changed_at")):
+                access["updated_at"] = at  # unless a later grant moved the row on
 
     # --- tables ------------------------------------------------------------------
 

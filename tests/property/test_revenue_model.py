@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from fractions import Fraction
+from math import ceil
 from typing import Any
 
 import psycopg
@@ -179,20 +181,19 @@ class Books:
             before = self.refunded[intent]
             after = before + command["amount_cents"]
             self.refunded[intent] = after
-            # after refunds totalling R: platform floor(R*p/A), organization floor(R*o/A)
-            platform = after * bought["platform_fee_cents"] // amount - (
-                before * bought["platform_fee_cents"] // amount
-            )
-            organization = after * bought["organization_fee_cents"] // amount - (
-                before * bought["organization_fee_cents"] // amount
-            )
+            # after refunds totalling R: platform ceil(R*p/A), creator floor(R*c/A),
+            # the organization the rest
+            p, c = bought["platform_fee_cents"], bought["creator_payout_cents"]
+            platform = ceil(Fraction(after * p, amount)) - ceil(Fraction(before * p, amount))
+            creator = after * c // amount - before * c // amount
+            organization = command["amount_cents"] - platform - creator
             if self.keep({**bought, "occurred_at": command["occurred_at"]}, utc):
                 row = self.rows[(self.key(bought, utc), bought["currency"].lower())]
                 row["refunds"] += 1
                 row["refunded_cents"] += command["amount_cents"]
                 row["platform_fee_cents"] -= platform
                 row["organization_fee_cents"] -= organization
-                row["creator_payout_cents"] -= command["amount_cents"] - platform - organization
+                row["creator_payout_cents"] -= creator
 
     def table(self) -> dict[Key, dict[str, int]]:
         out = {}

@@ -11,8 +11,10 @@ paid, and the revenue report's totals equal sums kept here by the contract's rul
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections import defaultdict
+from fractions import Fraction
 from typing import Any
 
 import psycopg
@@ -98,7 +100,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def account(self, command: dict[str, Any]) -> None:
         """The report's totals by the contract: gross when completed, refunds split
-        cumulatively (platform floor(R*p/A), organization floor(R*o/A), creator the rest)."""
+        cumulatively (platform ceil(R*p/A), creator floor(R*c/A), organization the rest)."""
         intent = command.get("stripe_payment_intent_id", "")
         if command["type"] == "purchase.complete":
             currency = command["currency"].lower()
@@ -122,14 +124,17 @@ class LedgerMachine(RuleBasedStateMachine):
             assert after <= amount, "a refund beyond the amount paid was accepted"
             self.refunded[intent] = after
             totals = self.expected[self.currency[intent]]
-            returned_platform = after * platform // amount - before * platform // amount
-            returned_org = after * organization // amount - before * organization // amount
+            creator = amount - platform - organization
+            returned_platform = math.ceil(Fraction(after * platform, amount)) - math.ceil(
+                Fraction(before * platform, amount)
+            )
+            returned_creator = after * creator // amount - before * creator // amount
             totals["refunds"] += 1
             totals["refunded_cents"] += command["amount_cents"]
             totals["platform_fee_cents"] -= returned_platform
-            totals["organization_fee_cents"] -= returned_org
-            totals["creator_payout_cents"] -= (
-                command["amount_cents"] - returned_platform - returned_org
+            totals["creator_payout_cents"] -= returned_creator
+            totals["organization_fee_cents"] -= (
+                command["amount_cents"] - returned_platform - returned_creator
             )
 
     # --- rules ---------------------------------------------------------------------

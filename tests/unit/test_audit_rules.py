@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
-from math import floor
+from math import ceil, floor
 
 import pytest
 from hypothesis import given
@@ -79,11 +79,16 @@ def refunded_purchases(draw: st.DrawFn) -> tuple[int, int, int, list[int]]:
 
 
 @given(refunded_purchases())
-def test_cumulative_shares_never_drift(case: tuple[int, int, int, list[int]]) -> None:
-    """Each refund's shares are differences of floor(R*p/A): the platform's and the
-    organization's never go negative, all three add up to the refund, and a full refund
-    returns exactly the split. The creator takes the remainder, so by the contract's rule
-    its share of one refund can be negative (see the next test)."""
+def test_cumulative_shares_stay_within_each_party_s_share(
+    case: tuple[int, int, int, list[int]],
+) -> None:
+    """After refunds totalling R of A split (p, o, c): the platform has returned
+    ceil(R*p/A), the creator floor(R*c/A), the organization the rest (the contract's
+    rule, computed here exactly with fractions). Each party's cumulative return stays
+    within 0 and its share, whatever the amount, the split and the sequence of partial
+    refunds; each refund's shares add up to it; a full refund returns exactly the split.
+    The platform's and the creator's returns only grow; the organization's rest may
+    step back by a cent (see below), never below 0."""
     amount, platform, organization, refunds = case
     creator = amount - platform - organization
     total = 0
@@ -93,21 +98,31 @@ def test_cumulative_shares_never_drift(case: tuple[int, int, int, list[int]]) ->
         total += part
         after = refund_shares(total, amount, platform, organization)
         shares = [a - b for a, b in zip(after, before, strict=True)]
-        assert shares[0] >= 0 and shares[1] >= 0 and sum(shares) == part
+        assert shares[0] >= 0 and shares[2] >= 0 and sum(shares) == part
         returned = [r + s for r, s in zip(returned, shares, strict=True)]
-        # the rule as the contract words it, computed exactly with fractions
-        assert returned[0] == floor(Fraction(total * platform, amount))
-        assert returned[1] == floor(Fraction(total * organization, amount))
-        assert returned[2] == total - returned[0] - returned[1]
+        assert returned[0] == ceil(Fraction(total * platform, amount))
+        assert returned[2] == floor(Fraction(total * creator, amount))
+        assert returned[1] == total - returned[0] - returned[2]
+        for got, share in zip(returned, (platform, organization, creator), strict=True):
+            assert 0 <= got <= share
     if total == amount:
         assert returned == [platform, organization, creator]
 
 
-def test_the_creator_remainder_can_step_back() -> None:
-    """A=2 split (1, 1, 0), refunded 1 then 1: the creator returns 1 then gets it back,
-    exactly as the contract's cumulative rule says (floor(1*1/2) = 0 for both fees)."""
-    assert refund_shares(1, 2, 1, 1) == (0, 0, 1)
-    assert refund_shares(2, 2, 1, 1) == (1, 1, 0)
+def test_no_party_returns_more_than_it_was_paid() -> None:
+    """The issue's case: 3 cents split (2, 1, 0) refunded 1 cent. The earlier rule
+    (floor for platform and organization, the rest to the creator) had the creator,
+    paid nothing, return 1; now the platform, rounded up, returns it."""
+    assert refund_shares(1, 3, 2, 1) == (1, 0, 0)
+    assert refund_shares(3, 3, 2, 1) == (2, 1, 0)
+
+
+def test_the_organization_rest_can_step_back() -> None:
+    """A=29 split (26, 1, 2): after 14 cents the organization has returned 1, after 15
+    it has returned 0 (the platform's ceiling and the creator's floor moved together);
+    its cumulative return never leaves 0..1."""
+    assert refund_shares(14, 29, 26, 1) == (13, 1, 0)
+    assert refund_shares(15, 29, 26, 1) == (14, 0, 1)
 
 
 def test_the_worked_example_of_docs_audit() -> None:
@@ -119,9 +134,9 @@ def test_the_worked_example_of_docs_audit() -> None:
         total += part
         after = refund_shares(total, 1000, 333, 333)
         shares.append(tuple(a - b for a, b in zip(after, before, strict=True)))
-    assert shares == [(0, 0, 1), (0, 0, 1), (333, 333, 332)]
-    # per-refund rounding would drift: floor(1*333/1000) = 0 twice, then floor(998*333/1000)
-    assert (998 * 333) // 1000 == 332
+    assert shares == [(1, 0, 0), (0, 1, 0), (332, 332, 334)]
+    # per-refund rounding would drift: ceil(1*333/1000) = 1 on each of the first two
+    assert -(-1 * 333 // 1000) == 1
 
 
 def test_periods_between_fill_the_gaps() -> None:

@@ -1,0 +1,84 @@
+"""Business time out of order: whatever order the commands' ``occurred_at`` come in,
+the ledger answers and projects as the model says, and no row ever has ``updated_at``
+before ``created_at``, nor sees ``updated_at`` or ``last_accessed_at`` move back.
+
+The histories are those of ``test_model_equivalence`` (every command type, redeliveries,
+idempotency keys), but each command's time is drawn at random from a few days, so
+completions come before their starts, refunds before their completions, heartbeats and
+grants arrive late, and equal times happen.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger import api
+from tests.property.model import Model
+from tests.property.test_model_equivalence import SETUP, _at, commands, model_rows, table_rows
+from tests.support import TABLES, statuses
+
+
+@st.composite
+def shuffled_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    steps = draw(st.lists(st.one_of(commands, st.integers(0, 1000)), min_size=1, max_size=35))
+    history: list[dict[str, Any]] = [dict(c, occurred_at=_at(0)) for c in SETUP]
+    for step in steps:
+        if isinstance(step, int):
+            history.append(dict(history[step % len(history)]))  # a redelivery
+            continue
+        minute = draw(st.sampled_from([7, 60, 61, 300, 1440, 2000, 4000]))
+        command = dict(step, occurred_at=_at(minute))
+        if "expires_at" in command:
+            command["expires_at"] = _at(minute + command["expires_at"])
+        if draw(st.integers(0, 9)) == 0:
+            command["idempotency_key"] = f"k{draw(st.integers(0, 2))}"
+        history.append(command)
+    return history
+
+
+Stamps = dict[tuple[str, str], tuple[Any, Any, Any]]
+
+
+def stamps(conn: psycopg.Connection[Any]) -> Stamps:
+    """(table, id) -> (created_at, updated_at, last_accessed_at) of every row."""
+    found: Stamps = {}
+    for table in TABLES:
+        for row in table_rows(conn, table):
+            found[(table, str(row["id"]))] = (
+                row["created_at"],
+                row["updated_at"],
+                row.get("last_accessed_at"),
+            )
+    return found
+
+
+@given(history=shuffled_histories())
+def test_out_of_order_times_never_move_a_row_back(
+    fresh: Any, history: list[dict[str, Any]]
+) -> None:
+    settings = fresh()
+    model = Model()
+    with (
+        api.open_ledger(settings) as app,
+        psycopg.connect(settings.url, options=f"-c search_path={settings.schema}") as conn,
+    ):
+        conn.autocommit = True
+        before: Stamps = {}
+        for command in history:
+            expected = model.apply(command)
+            results = [r for _, r in api.append_lines(app, [json.dumps(command)])]
+            assert statuses(results) == [expected], command
+            now = stamps(conn)
+            for key, (created, updated, accessed) in now.items():
+                assert updated >= created, (key, command)
+                if key in before and before[key][0] == created:  # the same row, still there
+                    assert updated >= before[key][1], (key, "updated_at moved back", command)
+                    if before[key][2] is not None:
+                        assert accessed is not None and accessed >= before[key][2], (key, command)
+            before = now
+        assert {t: table_rows(conn, t) for t in TABLES} == model_rows(model)
