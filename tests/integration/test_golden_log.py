@@ -13,15 +13,21 @@ before a field was added decode with a default that reproduces what was recorded
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
+from ledger import api, demo
+from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.config import Settings
 from projections.rebuild import rebuild
-from tests.support import TABLES
+from tests.fixtures.golden import make
+from tests.support import TABLES, statuses
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "v1"
 
@@ -96,3 +102,74 @@ def test_the_golden_log_chains_and_rebuilds_to_the_rows_it_was_written_with(
         assert len(rows) == len(want), table
         for got, wanted in zip(_by_id(rows), want, strict=True):
             assert got == wanted, (table, got["id"])
+
+
+def _golden(settings: Settings, conn: psycopg.Connection[Any]) -> None:
+    _load(conn, _stored_events())
+    with open("/dev/null", "w") as quiet:
+        rebuild(settings, stream=quiet)
+
+
+def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
+    settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    """The fingerprints and identities v1 stored still recognise its commands: the
+    whole history that wrote the golden log, delivered again, is not applied twice;
+    and a completion v1 recorded with ``organization_id`` is the same command without
+    it, or the other way round (the canonical fingerprint)."""
+    _golden(settings, conn)
+    events = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+    history = [*demo.history(purchases=120), *make._edges()]
+    with api.open_ledger(settings) as app:
+        answers = statuses([r for _, r in api.append_lines(app, map(json.dumps, history))])
+        assert "accepted" not in answers
+        assert answers.count("duplicate") > len(history) * 0.9
+        given = next(c for c in make._edges() if c.get("stripe_payment_intent_id") == "pi_gold_2")
+        assert "organization_id" in given
+        without = {k: v for k, v in given.items() if k != "organization_id"}
+        keyless = {k: v for k, v in without.items() if k != "idempotency_key"}
+        completion = next(
+            c for c in demo.history(purchases=120) if c["type"] == "purchase.complete"
+        )
+        assert "organization_id" in completion
+        bare = {k: v for k, v in completion.items() if k != "organization_id"}
+        replays = [without, keyless, bare]
+        assert (
+            statuses([r for _, r in api.append_lines(app, map(json.dumps, replays))])
+            == ["duplicate"] * 3
+        )
+    assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == events
+
+
+def test_the_3_cent_purchase_of_v1_never_shows_a_negative_payout(
+    settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    """pi_gold_1: 3 cents split (2, 1, 0), refunded 1 cent on 2026-03-03 at 10:00, then
+    2 at 11:00. v1 recorded the first refund's shares as (0, 0, 1): the creator, paid
+    nothing, "returned" a cent. The audit recomputes every refund's shares by the
+    current rule (platform ceil, creator floor, organization the rest): (1, 0, 0)."""
+    _golden(settings, conn)
+    stored = conn.execute(
+        "SELECT convert_from(state, 'UTF8')::json ->> 'creator_refund_cents' FROM ledger_events"
+        " WHERE topic = 'PurchaseRefunded'"
+        " AND convert_from(state, 'UTF8')::json ->> 'refund_id' = 're_gold_1'"
+    ).fetchone()
+    assert stored == ("1",), "the golden log holds the earlier rule's shares"
+    query = RevenueQuery(
+        organization=UUID(make.ORG),
+        end=datetime(2026, 3, 3, 10, 30, tzinfo=UTC),
+        group_by="content",
+    )
+    rows = {(r.group, r.currency): r for r in revenue(conn, settings.schema, query).rows}
+    gold = rows[(make.VIDEO, "usd")]  # only pi_gold_1 is in usd on this video
+    assert (gold.purchases, gold.gross_cents, gold.refunds, gold.refunded_cents) == (1, 3, 1, 1)
+    assert (gold.platform_fee_cents, gold.organization_fee_cents, gold.creator_payout_cents) == (
+        1,
+        1,
+        0,
+    )
+    # after the second refund every party has returned exactly its share
+    whole = revenue(conn, settings.schema, replace(query, end=None)).rows
+    gold = {(r.group, r.currency): r for r in whole}[(make.VIDEO, "usd")]
+    assert (gold.net_cents, gold.platform_fee_cents, gold.organization_fee_cents) == (0, 0, 0)
+    assert gold.creator_payout_cents == 0

@@ -96,3 +96,51 @@ def test_without_matplotlib_the_chart_says_how_to_get_it(
     monkeypatch.setattr(builtins, "__import__", refuse)
     with pytest.raises(ConfigurationError, match=r"pip install 'ledger\[chart\]'"):
         draw(REPORT, tmp_path / "x.png", "Revenue")
+
+
+def test_the_table_escapes_what_a_terminal_would_not_print() -> None:
+    """Values stored before control characters were refused (a creator id with an ESC
+    sequence, a newline, a right-to-left override) must not drive the terminal or split
+    a row: the table shows them escaped, one line per row; JSON and CSV keep them."""
+    hostile = "cr\x1b[2J\nat\u202eor\\"
+    grouped = RevenueRow(None, hostile, "usd", 1, 100, 0, 0, 100, 10, 20, 70)
+    report = RevenueReport(rows=[grouped], totals=[row(None, "usd", 100, 0)])
+    table = render.as_table(report)
+    assert "\x1b" not in table and "\u202e" not in table
+    assert "cr\\x1b[2J\\nat\\u202eor\\\\" in table
+    assert len(table.splitlines()) == 5  # header, rule, the row, rule, total
+    assert all(line.isprintable() for line in table.splitlines())
+    assert json.loads(render.as_json(report))["rows"][0]["group"] == hostile
+    assert next(csv.DictReader(io.StringIO(render.as_csv(report))))["group"] == hostile
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", "Zoë 🎬 café", "tab\there", "nul\x00", "c1\x85", "del\x7f", "sep\u2028"]
+)
+def test_printable_output_never_holds_an_unprintable_character(text: str) -> None:
+    shown = render.printable(text)
+    assert shown.isprintable()
+    assert shown == text if text.isprintable() else shown != text
+
+
+def test_a_chart_of_more_than_400_periods_is_refused_with_the_ways_out(tmp_path: Path) -> None:
+    days = RevenueReport(
+        rows=[row("2026-01-01", "usd", 100, 0), row("2027-02-05", "usd", 100, 0)],
+        totals=[row(None, "usd", 200, 0)],
+    )
+    with pytest.raises(ConfigurationError, match=r"401 days .* --from/--to, or --group-by month"):
+        draw(days, tmp_path / "days.png", "t")
+    months = RevenueReport(
+        rows=[row("2000-01", "usd", 100, 0), row("2099-12", "usd", 100, 0)],
+        totals=[row(None, "usd", 200, 0)],
+    )
+    with pytest.raises(ConfigurationError, match=r"1200 months .* --from/--to \("):
+        draw(months, tmp_path / "months.png", "t")
+    assert not list(tmp_path.iterdir())
+    # 400 periods are drawn
+    edge = RevenueReport(
+        rows=[row("2026-01-01", "usd", 100, 0), row("2027-02-04", "usd", 100, 0)],
+        totals=[row(None, "usd", 200, 0)],
+    )
+    draw(edge, tmp_path / "edge.png", "t")
+    assert (tmp_path / "edge.png").stat().st_size > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from fractions import Fraction
 from math import ceil, floor
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.audit.chart import minor_units, periods_between
+from ledger.audit.chart import minor_units, period_count, periods_between
 from ledger.audit.revenue import RevenueQuery, parse_moment
 from ledger.domain.aggregates import refund_shares
 
@@ -147,3 +147,32 @@ def test_periods_between_fill_the_gaps() -> None:
 
 def test_minor_units() -> None:
     assert (minor_units("usd"), minor_units("JPY"), minor_units("kwd")) == (2, 0, 3)
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1999-12-31"]
+)
+def test_moments_outside_the_business_window_are_refused(text: str) -> None:
+    for name in ("--from", "--to", "--as-of"):
+        with pytest.raises(ValueError, match=rf"^{name}: .*outside the business window"):
+            parse_moment(text, name, exclusive=name == "--to")
+
+
+def test_an_exclusive_end_may_be_the_window_s_end() -> None:
+    assert parse_moment("2100-01-01", "--to", exclusive=True) == datetime(2100, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="outside"):
+        parse_moment("2100-01-01", "--from")
+
+
+@given(
+    first=st.dates(date(2000, 1, 1), date(2099, 12, 31)),
+    days=st.integers(0, 800),
+)
+def test_period_counts_without_listing(first: date, days: int) -> None:
+    last = min(first + timedelta(days=days), date(2099, 12, 31))
+    assert period_count(first.isoformat(), last.isoformat()) == len(
+        periods_between(first.isoformat(), last.isoformat())
+    )
+    assert period_count(first.isoformat()[:7], last.isoformat()[:7]) == len(
+        periods_between(first.isoformat()[:7], last.isoformat()[:7])
+    )
