@@ -325,3 +325,31 @@ def test_a_derived_value_given_or_not_is_the_same_command() -> None:
     # a different organization is a different command
     assert not other.fingerprints(derived).matches(given.fingerprint())
     assert not other.fingerprints(derived).matches(bare.fingerprint())
+
+
+@st.composite
+def object_texts(draw: st.DrawFn, depth: int = 0) -> tuple[str, bool]:
+    """A JSON object written by hand (keys may repeat, odd whitespace before colons,
+    strings that look like keys), and whether any object in it repeats a key."""
+    keys = draw(st.lists(st.sampled_from(["k", "v", 'a":', 'b"', "é"]), max_size=4))
+    repeated = len(set(keys)) < len(keys)
+    parts = []
+    for key in keys:
+        space = draw(st.sampled_from(["", " ", "\t", "\r\n "]))
+        if depth < 3 and draw(st.booleans()):
+            inner, inner_repeats = draw(object_texts(depth + 1))
+            value = draw(st.sampled_from(["{}", "[{}]", "[{}, 1]"])).replace("{}", inner)
+            repeated = repeated or inner_repeats
+        else:
+            value = json.dumps(draw(st.sampled_from(['"x": 1', 1, None, '":'])))
+        parts.append(f"{json.dumps(key)}{space}:{space}{value}")
+    return "{" + ", ".join(parts) + "}", repeated
+
+
+@given(extra=object_texts())
+def test_a_repeated_key_is_found_at_any_depth_and_only_then(extra: tuple[str, bool]) -> None:
+    text, repeated = extra
+    line = '{"type": "user.register", "user_id": "a", "x": ' + text + "}"
+    with pytest.raises(Rejected) as caught:
+        parse_command(line)  # "x" is an unknown field anyway
+    assert ("appears twice" in caught.value.message) == repeated, caught.value.message
