@@ -11,12 +11,16 @@ a row keeps what its newest event says: the newest position, ``completed`` once 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import psycopg
 
 from ledger import api
+from ledger.config import Settings
 from ledger.service import Ledger
+from projections.rebuild import rebuild
+from projections.verify import verify
 from tests.support import (
     CONTENT,
     append,
@@ -190,3 +194,31 @@ def test_replaying_a_file_never_regrants_revoked_access(ledger_app: Ledger, conn
     assert (code, field) == ("validation_error", "occurred_at")
     keyed = dict(undated, idempotency_key="grant-bob-1")
     assert statuses(append(ledger_app, keyed, keyed)) == ["accepted", "duplicate"]
+
+
+def test_late_facts_rebuild_to_the_same_rows(
+    ledger_app: Ledger, conn: Conn, settings: Settings
+) -> None:
+    """Every late fact at once (a purchase under a newer grant and heartbeat, a grant
+    between heartbeats, a heartbeat under a newer grant, an old heartbeat, a late
+    refund): the rows the log rebuilds are the rows the appends left."""
+    append(
+        ledger_app,
+        *catalogue(),
+        grant("alice", at=t(3)),
+        play("alice", 10, at=t(6)),
+        complete("pi_1", at=t(2)),
+        grant("bob", at=t(3)),
+        play("bob", 20, at=t(5)),
+        grant("bob", at=t(4), expires=t(20)),
+        grant("bob", at=t(8)),
+        play("bob", 30, at=t(7)),
+        play("bob", 96, at=t(6, 13)),
+        refund("pi_1", "re_2", 10, at=t(9)),
+        refund("pi_1", "re_1", 10, at=t(7)),
+    )
+    live = dump_all(conn)
+    assert verify(settings) == []
+    with open(os.devnull, "w") as quiet:
+        rebuild(settings, stream=quiet)
+    assert dump_all(conn) == live
