@@ -17,40 +17,18 @@ from typing import Any
 
 import psycopg
 from hypothesis import given
-from hypothesis import strategies as st
 
 from ledger import api
 from projections.rebuild import rebuild
 from projections.verify import verify
 from tests.property.model import Model
 from tests.property.test_model_equivalence import (
-    SETUP,
-    _at,
-    commands,
+    histories,
     little_memory,
     model_rows,
     table_rows,
 )
 from tests.support import TABLES, statuses
-
-
-@st.composite
-def shuffled_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
-    steps = draw(st.lists(st.one_of(commands, st.integers(0, 1000)), min_size=1, max_size=35))
-    history: list[dict[str, Any]] = [dict(c, occurred_at=_at(0)) for c in SETUP]
-    for step in steps:
-        if isinstance(step, int):
-            history.append(dict(history[step % len(history)]))  # a redelivery
-            continue
-        minute = draw(st.sampled_from([7, 60, 61, 300, 1440, 2000, 4000]))
-        command = dict(step, occurred_at=_at(minute))
-        if "expires_at" in command:
-            command["expires_at"] = _at(minute + command["expires_at"])
-        if draw(st.integers(0, 9)) == 0:
-            command["idempotency_key"] = f"k{draw(st.integers(0, 2))}"
-        history.append(command)
-    return history
-
 
 Stamps = dict[tuple[str, str], tuple[Any, Any, Any]]
 
@@ -68,7 +46,7 @@ def stamps(conn: psycopg.Connection[Any]) -> Stamps:
     return found
 
 
-@given(history=shuffled_histories())
+@given(history=histories(shuffled=True))
 def test_out_of_order_times_never_move_a_row_back(
     fresh: Any, history: list[dict[str, Any]]
 ) -> None:

@@ -147,18 +147,26 @@ SETUP = (
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """Commands with rising business times; some are earlier ones delivered again, and
-    some carry idempotency keys, so duplicates and conflicts really happen."""
+def histories(draw: st.DrawFn, shuffled: bool = False) -> list[dict[str, Any]]:
+    """Commands with rising business times (``shuffled``: the setup first, then times
+    drawn from a few days in any order, ties included); some are earlier ones delivered
+    again, and some carry idempotency keys, so duplicates and conflicts really happen."""
     steps = draw(st.lists(st.one_of(commands, st.integers(0, 1000)), min_size=1, max_size=35))
     history: list[dict[str, Any]] = []
     minute = 0
-    for step in [*SETUP, *steps] if draw(st.booleans()) else steps:
+    setup = [dict(c, occurred_at=_at(0)) for c in SETUP] if shuffled else list(SETUP)
+    for step in [*setup, *steps] if shuffled or draw(st.booleans()) else steps:
         if isinstance(step, int):
             if history:
                 history.append(dict(history[step % len(history)]))  # a redelivery
             continue
-        minute += 7
+        if "occurred_at" in step:
+            history.append(step)
+            continue
+        if shuffled:
+            minute = draw(st.sampled_from([7, 60, 61, 300, 1440, 2000, 4000]))
+        else:
+            minute += 7
         command = dict(step, occurred_at=_at(minute))
         if "expires_at" in command:
             command["expires_at"] = _at(minute + command["expires_at"])
