@@ -12,6 +12,11 @@ two additions inside the append's transaction:
 * it applies the command's projected row changes, so the events and the rows they
   change commit together (read-your-writes).
 
+It also bounds what an append may cost the other writers: the events go in INSERTs of
+at most ``INSERT_ROWS`` rows (a batch of any size fits the protocol), the wait for the
+lock is bounded by ``LEDGER_LOCK_TIMEOUT``, and a failed attempt never leaves its
+connection inside a transaction (``_settle``).
+
 It does not NOTIFY: nothing here listens, and NOTIFY takes a global lock at commit.
 Tables are never created at run time; ``ledger db upgrade`` does that.
 """
@@ -51,16 +56,17 @@ from projections.inline import statement
 
 
 class LockTimeout(PersistenceError):
-    """The log's lock stayed taken for longer than ``LEDGER_LOCK_TIMEOUT``: nothing was written."""
+    """A lock the append needs (the log's, mostly) stayed taken by another transaction for
+    longer than ``LEDGER_LOCK_TIMEOUT``: nothing was written. Not retried: the holder may
+    hold it for long, and the caller decides whether to wait more."""
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        if not isinstance(datastore, LedgerDatastore):
+            raise TypeError("LedgerRecorder needs a LedgerDatastore: see ledger.store.environment")
         super().__init__(datastore, **kwargs)
-        if isinstance(datastore, LedgerDatastore):
-            self.lock_timeout_ms = datastore.lock_timeout_ms
-        else:
-            self.lock_timeout_ms = datastore.lock_timeout * 1000
+        self.lock_timeout_ms = datastore.lock_timeout_ms
         # the library's lock_table_statements count whole seconds, and its 0 waits for ever
         self.locking: list[sql.Composable] = [
             sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{self.lock_timeout_ms}ms")),
