@@ -37,6 +37,7 @@ from ledger.domain.errors import (
 )
 from ledger.results import Result
 from ledger.service import Ledger
+from ledger.store import LockTimeout
 
 __all__ = [
     "Command",
@@ -49,6 +50,7 @@ __all__ = [
     "GrantAccess",
     "InvalidState",
     "Ledger",
+    "LockTimeout",
     "NoAccess",
     "NotFound",
     "PublishContent",

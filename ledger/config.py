@@ -3,7 +3,9 @@
 ``LEDGER_DATABASE_URL`` (or ``--database-url``) names a PostgreSQL server; with
 neither, an embedded server under ``LEDGER_HOME`` is started on demand and reused.
 ``LEDGER_SCHEMA`` picks the schema (default ``public``): tests give each test its
-own.
+own. ``LEDGER_LOCK_TIMEOUT`` bounds how long an append waits for the log's lock
+(default 5s): a writer that holds it longer makes the others fail with a clear error
+rather than queue behind it for ever.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from dataclasses import dataclass
 from psycopg.conninfo import conninfo_to_dict
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+_DURATION = re.compile(r"^([0-9]{1,10})(ms|s|min|h)$")
+_MILLISECONDS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+_MAX_MILLISECONDS = 2**31 - 1  # PostgreSQL's bound for lock_timeout
+DEFAULT_LOCK_TIMEOUT = "5s"
 
 
 class ConfigurationError(Exception):
@@ -25,6 +31,7 @@ class ConfigurationError(Exception):
 class Settings:
     url: str
     schema: str = "public"
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
 
     def __post_init__(self) -> None:
         if not _SCHEMA_NAME.match(self.schema):
@@ -35,13 +42,41 @@ class Settings:
             conninfo_to_dict(self.url)
         except Exception as error:
             raise ConfigurationError(f"database URL is not valid: {error}") from None
+        lock_timeout_ms(self.lock_timeout)
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        return lock_timeout_ms(self.lock_timeout)
+
+
+def lock_timeout_ms(value: str) -> int:
+    """``LEDGER_LOCK_TIMEOUT`` in milliseconds: a whole number with its unit, as 5s or 500ms.
+
+    A bare number is refused rather than guessed (PostgreSQL would read milliseconds,
+    a person often means seconds), and so are 0 (wait for ever) and anything above
+    PostgreSQL's bound.
+    """
+    found = _DURATION.match(value.strip())
+    milliseconds = int(found[1]) * _MILLISECONDS[found[2]] if found else 0
+    if not 0 < milliseconds <= _MAX_MILLISECONDS:
+        raise ConfigurationError(
+            f"LEDGER_LOCK_TIMEOUT {value!r} is not a lock timeout: give a whole number above 0 "
+            "with its unit, ms, s, min or h (e.g. 5s, 500ms), at most 596h"
+        )
+    return milliseconds
 
 
 def resolve(database_url: str | None = None, schema: str | None = None) -> Settings:
     """Settings from explicit values, then the environment, then the embedded server."""
+    lock_timeout = os.environ.get("LEDGER_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT
+    lock_timeout_ms(lock_timeout)  # a wrong setting is reported before a server is started
     url = database_url or os.environ.get("LEDGER_DATABASE_URL")
     if not url:
         from ledger import embedded
 
         url = embedded.url()
-    return Settings(url=url, schema=schema or os.environ.get("LEDGER_SCHEMA") or "public")
+    return Settings(
+        url=url,
+        schema=schema or os.environ.get("LEDGER_SCHEMA") or "public",
+        lock_timeout=lock_timeout,
+    )

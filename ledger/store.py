@@ -12,34 +12,69 @@ two additions inside the append's transaction:
 * it applies the command's projected row changes, so the events and the rows they
   change commit together (read-your-writes).
 
+It also bounds what an append may cost the other writers: the events go in INSERTs of
+at most ``INSERT_ROWS`` rows (a batch of any size fits the protocol), the wait for the
+lock is bounded by ``LEDGER_LOCK_TIMEOUT``, and a failed attempt never leaves its
+connection inside a transaction (``_settle``).
+
 It does not NOTIFY: nothing here listens, and NOTIFY takes a global lock at commit.
 Tables are never created at run time; ``ledger db upgrade`` does that.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
+    PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg import Connection, sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import Connection, Cursor, pq, sql
+from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings
+from ledger.datastore import (
+    LOCK_TIMEOUT_KEY,
+    POOL_SIZE_KEY,
+    SCHEMA_KEY,
+    URL_KEY,
+    LedgerDatastore,
+    LedgerFactory,
+)
 from projections.changes import RowChange
 from projections.inline import statement
 
 
+class LockTimeout(PersistenceError):
+    """A lock the append needs (the log's, mostly) stayed taken by another transaction for
+    longer than ``LEDGER_LOCK_TIMEOUT``: nothing was written. Not retried: the holder may
+    hold it for long, and the caller decides whether to wait more."""
+
+
 class LedgerRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        if not isinstance(datastore, LedgerDatastore):
+            raise TypeError("LedgerRecorder needs a LedgerDatastore: see ledger.store.environment")
+        super().__init__(datastore, **kwargs)
+        self.lock_timeout_ms = datastore.lock_timeout_ms
+        # the library's lock_table_statements count whole seconds, and its 0 waits for ever
+        self.locking: list[sql.Composable] = [
+            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{self.lock_timeout_ms}ms")),
+            sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                sql.Identifier(self.datastore.schema, self.events_table_name)
+            ),
+        ]
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -55,24 +90,32 @@ class LedgerRecorder(PostgresApplicationRecorder):
         once per connection (planning the upserts cost more than running them) and its values
         are bound by the server. Any failure (a stale read, a key already taken, a constraint)
         skips the rest of the pipeline, COMMIT included, and the transaction is rolled back.
+
+        The events go in INSERTs of at most ``INSERT_ROWS`` rows each, so a batch of any
+        size stays under the protocol's 65,535 parameters per statement. The lock waits
+        at most ``LEDGER_LOCK_TIMEOUT``, then the append fails with ``LockTimeout``. An
+        attempt that fails for any reason leaves its connection idle or closes it
+        (``_settle``) before the exception leaves, so the retry of ``@retry`` never meets
+        a lock that this process still holds.
         """
         if not stored_events:
             return []
         schema = self.datastore.schema
         read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
         row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
-        params: list[Any] = []
-        for event in stored_events:
-            params += (event.originator_id, event.originator_version, event.topic, event.state)
         with self.datastore.get_connection() as conn:
-            inserted, rest = conn.cursor(), conn.cursor()
+            rest = conn.cursor()
+            inserted: list[Cursor[Any]] = []
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
-                    for lock in self.lock_table_statements:
-                        rest.execute(lock)
-                    insert = _rendered(_insert_events_sql(schema, len(stored_events)), conn)
-                    inserted.execute(insert, params, prepare=True)
+                    for lock in self.locking:
+                        rest.execute(_rendered(lock, conn))
+                    for start in range(0, len(stored_events), INSERT_ROWS):
+                        chunk = stored_events[start : start + INSERT_ROWS]
+                        insert = _rendered(_insert_events_sql(schema, len(chunk)), conn)
+                        inserted.append(conn.cursor())
+                        inserted[-1].execute(insert, _insert_params(chunk), prepare=True)
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
                         rest.execute(
@@ -84,10 +127,16 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         query, values = statement(schema, change)
                         rest.execute(_rendered(query, conn), values, prepare=True)
                     rest.execute(_COMMIT)
-            except BaseException:
-                conn.rollback()  # a failed statement left the transaction open and aborted
+            except BaseException as error:
+                _settle(conn, error)
+                if isinstance(error, LockNotAvailable):
+                    raise LockTimeout(
+                        f"waited more than {_duration(self.lock_timeout_ms)} (LEDGER_LOCK_TIMEOUT) "
+                        "for a lock that another transaction holds on the event log or a "
+                        "projected table; nothing was written"
+                    ) from None
                 raise
-            notification_ids = [row["notification_id"] for row in inserted.fetchall()]
+            notification_ids = [row["notification_id"] for c in inserted for row in c.fetchall()]
         if len(notification_ids) != len(stored_events):
             raise ProgrammingError(
                 f"got {len(notification_ids)} notification ids for {len(stored_events)} events"
@@ -95,6 +144,56 @@ class LedgerRecorder(PostgresApplicationRecorder):
         return notification_ids
 
 
+INSERT_ROWS = 1000
+"""Events per INSERT: 4,000 bind parameters, well under the protocol's 65,535 per statement,
+and few enough statement shapes (one per remainder) for psycopg's prepared-statement cache."""
+
+
+def _duration(milliseconds: int) -> str:
+    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
+
+
+def _insert_params(chunk: Sequence[StoredEvent]) -> list[Any]:
+    params: list[Any] = []
+    for event in chunk:
+        params += (event.originator_id, event.originator_version, event.topic, event.state)
+    return params
+
+
+def _settle(conn: Connection[Any], error: BaseException) -> None:
+    """Leaves a failed append's connection outside any transaction, or closes it.
+
+    A statement the server refused (a key taken, a stale read, the lock timeout) has
+    been answered through the pipeline's sync: the transaction is known to be aborted,
+    and a ROLLBACK makes the connection reusable. Anything else (an error raised in the
+    client between statements, a lost connection, an interrupt) may have left the
+    server inside the transaction, holding the log's lock and waiting for statements
+    that will never come, while libpq believes the connection idle: such a connection
+    is closed, which ends the transaction on the server, and the pool replaces it.
+    """
+    refused = (
+        isinstance(error, psycopg.Error)
+        and error.sqlstate is not None
+        and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+        and conn.pgconn.transaction_status
+        in (pq.TransactionStatus.INERROR, pq.TransactionStatus.IDLE)
+    )
+    if refused:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            pass
+        else:
+            if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+                return
+    # a statement still running (a lock wait) would otherwise run on, and even commit;
+    # a server out of reach leaves closing as all there is to do
+    with contextlib.suppress(Exception):
+        conn.cancel_safe(timeout=_CANCEL_TIMEOUT_S)
+    conn.close()
+
+
+_CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
 _RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
@@ -132,23 +231,16 @@ def _assert_read_versions_sql(schema: str) -> sql.Composed:
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
-    """The eventsourcing environment for ``settings``."""
-    params = conninfo_to_dict(settings.url)
+    """The eventsourcing environment for ``settings``: the library's PostgreSQL
+    persistence on a ``LedgerFactory``, which connects with the URL as given."""
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": f"{LedgerFactory.__module__}:{LedgerFactory.__qualname__}",
         "APPLICATION_RECORDER_TOPIC": f"{LedgerRecorder.__module__}:{LedgerRecorder.__qualname__}",
         "CREATE_TABLE": "no",
-        "POSTGRES_DBNAME": str(params.get("dbname") or params.get("user") or "postgres"),
-        "POSTGRES_HOST": str(params.get("host") or "localhost"),
-        "POSTGRES_PORT": str(params.get("port") or "5432"),
-        "POSTGRES_USER": str(params.get("user") or "postgres"),
-        "POSTGRES_PASSWORD": str(params.get("password") or ""),
-        "POSTGRES_SCHEMA": settings.schema,
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": "0",
-        "POSTGRES_CONNECT_TIMEOUT": "10",
-        "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
-        "POSTGRES_LOCK_TIMEOUT": "0",
+        URL_KEY: settings.url,
+        SCHEMA_KEY: settings.schema,
+        POOL_SIZE_KEY: str(pool_size),
+        LOCK_TIMEOUT_KEY: str(settings.lock_timeout_ms),
         # the service keeps its own cache of aggregates (service.AggregateCache)
         "AGGREGATE_CACHE_MAXSIZE": "",
         "IS_SNAPSHOTTING_ENABLED": "no",

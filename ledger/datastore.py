@@ -1,0 +1,95 @@
+"""The write side's connections: the library's datastore, connecting with the URL as given.
+
+The library's ``PostgresDatastore`` is built from five fields (database, host, port,
+user, password), so a URL without a host or user, a unix socket, ``sslmode``,
+``application_name`` or any other libpq parameter would be lost, and the appends would
+connect elsewhere, or otherwise, than every other command. ``LedgerDatastore`` keeps
+the library's datastore (its pool's checks, its error mapping, its ``configure``) and
+gives its pool the whole conninfo instead (``ledger.db.conninfo``), so libpq applies
+the URL, its own defaults and the ``PG*`` environment variables, exactly as for
+``ledger db status``. A URL the server refuses fails here, when the ledger is opened,
+with the same one-line error as the other commands, instead of leaving the pool to
+retry in the background.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import BaseInfrastructureFactory
+from eventsourcing.postgres import ConnectionPool, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment, EnvType
+from psycopg import Connection
+from psycopg.rows import DictRow, dict_row
+
+from ledger.db import cannot_connect, conninfo
+
+POOL_TIMEOUT_S = 10.0  # how long an append waits for a free connection of the pool
+IDLE_IN_TRANSACTION_S = 5  # the library's default: a transaction left idle is ended
+
+# the keys ledger.store.environment() passes to LedgerFactory
+URL_KEY = "LEDGER_DATABASE_URL"
+SCHEMA_KEY = "POSTGRES_SCHEMA"
+POOL_SIZE_KEY = "POSTGRES_POOL_SIZE"
+LOCK_TIMEOUT_KEY = "LEDGER_LOCK_TIMEOUT_MS"
+
+
+class LedgerDatastore(PostgresDatastore):
+    """The library's datastore whose pool connects with ``url`` whole."""
+
+    def __init__(self, url: str, *, schema: str, pool_size: int, lock_timeout_ms: int) -> None:
+        super().__init__(
+            dbname="",
+            host="",
+            port="",
+            user="",
+            password="",
+            connect_timeout=POOL_TIMEOUT_S,
+            idle_in_transaction_session_timeout=IDLE_IN_TRANSACTION_S,
+            pool_size=pool_size,
+            max_overflow=0,
+            schema=schema,
+        )
+        self.conninfo = conninfo(url)
+        self.lock_timeout_ms = lock_timeout_ms
+        # the pool the library built from its five fields is never opened: replace it
+        self.pool = ConnectionPool[Connection[DictRow]](
+            self.conninfo,
+            connection_class=Connection[DictRow],
+            kwargs={"row_factory": dict_row},
+            min_size=pool_size,
+            max_size=pool_size,
+            open=False,
+            configure=self.after_connect_func(),
+            timeout=POOL_TIMEOUT_S,
+        )
+        self._probe()
+
+    def _probe(self) -> None:
+        """Connects once, so that a URL the server refuses fails now, in one line."""
+        try:
+            psycopg.connect(self.conninfo).close()
+        except psycopg.Error as error:
+            raise cannot_connect(error) from None
+
+
+class LedgerFactory(PostgresFactory):
+    """The library's PostgreSQL factory on a ``LedgerDatastore`` (``PERSISTENCE_MODULE``)."""
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        # not the library's __init__: it builds a datastore from five fields of its own
+        BaseInfrastructureFactory.__init__(self, env)
+        self.datastore = LedgerDatastore(
+            _required(self.env, URL_KEY),
+            schema=self.env.get(SCHEMA_KEY) or "public",
+            pool_size=int(_required(self.env, POOL_SIZE_KEY)),
+            lock_timeout_ms=int(_required(self.env, LOCK_TIMEOUT_KEY)),
+        )
+
+
+def _required(env: Environment, key: str) -> str:
+    value: Any = env.get(key)
+    if not value:
+        raise OSError(f"{key} is missing from the ledger's environment")
+    return str(value)
