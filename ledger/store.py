@@ -12,8 +12,11 @@ two additions inside the append's transaction:
 * it applies the command's projected row changes, so the events and the rows they
   change commit together (read-your-writes).
 
-It does not NOTIFY: nothing here listens, and NOTIFY takes a global lock at commit.
-Tables are never created at run time; ``ledger db upgrade`` does that.
+Each append NOTIFYs the channel the library's subscriptions LISTEN on (once per
+transaction, delivered at commit), so ``recorder.subscribe()`` and the library's
+``ProjectionRunner`` follow the live log; the ledger's own readers poll and need no
+notification (docs/stream.md). Tables are never created at run time; ``ledger db
+upgrade`` does that.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         rest.execute(lock)
                     insert = _rendered(_insert_events_sql(schema, len(stored_events)), conn)
                     inserted.execute(insert, params, prepare=True)
+                    rest.execute(_rendered(_notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
                         rest.execute(
@@ -122,6 +126,13 @@ def _insert_events_sql(schema: str, count: int) -> sql.Composed:
         "INSERT INTO {} (originator_id, originator_version, topic, state) VALUES {} "
         "RETURNING notification_id"
     ).format(sql.Identifier(schema, "ledger_events"), sql.SQL(", ").join([row] * count))
+
+
+@lru_cache(maxsize=8)
+def _notify_sql(channel: str) -> sql.Composed:
+    """Wakes the library's subscriptions at commit (not before: PostgreSQL delivers a
+    transaction's notifications when it commits, and drops them if it rolls back)."""
+    return sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
 
 
 @lru_cache(maxsize=8)
