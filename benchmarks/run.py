@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from ledger import api
+from ledger import store as ledger_store
 from ledger.config import Settings
 from projections.registry import TABLES
 
@@ -137,13 +139,21 @@ def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes])
 
 
 def _append_process(
-    url: str, schema: str, warm_up: list[bytes], lines: list[bytes], barrier: Any
+    url: str,
+    schema: str,
+    warm_up: list[bytes],
+    lines: list[bytes],
+    barrier: Any,
+    notify: bool = True,
 ) -> tuple[int, float, float]:
     """One writer process: warms its cache, waits for the others, then appends.
 
     Returns (accepted, started, finished) on the shared monotonic clock, so the
     parent measures from the first start to the last finish, without process start-up.
+    ``notify=False`` measures the append without its NOTIFY (``without_notify``).
     """
+    if not notify:
+        without_notify()
     with api.open_ledger(Settings(url=url, schema=schema)) as app:
         list(api.append_lines(app, warm_up))
         barrier.wait()
@@ -254,6 +264,229 @@ def bench_append(url: str, quick: bool) -> list[dict[str, Any]]:
             "target": 0.5,
         },
     ]
+
+
+def pipelined_commits(url: str, schema: str, count: int, threads: int, notify: bool) -> float:
+    """Transactions per second of ``BEGIN; INSERT; [NOTIFY;] COMMIT`` sent as one pipeline
+    (one round trip, as the recorder sends an append)."""
+    table = sql.Identifier(schema, "notify_rows")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, body text)").format(
+                table
+            )
+        )
+    insert = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(table)
+    notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(f"{schema}_bench"))
+
+    def work(n: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            cursor = conn.cursor()
+            for _ in range(n):
+                with conn.pipeline():
+                    cursor.execute(b"BEGIN")
+                    cursor.execute(insert, ("x" * 200,), prepare=True)
+                    if notify:
+                        cursor.execute(notify_statement)
+                    cursor.execute(b"COMMIT")
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(count // threads,)) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return (count // threads * threads) / (time.perf_counter() - started)
+
+
+def _listener(url: str, channel: str, ready: Any, done: Any) -> None:
+    """A process LISTENing on ``channel`` and draining it, as a library subscriber does."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        ready.set()
+        while not done.is_set():
+            for _ in conn.notifies(timeout=0.2):
+                pass
+
+
+@contextmanager
+def listening(url: str, channel: str) -> Iterator[None]:
+    context = multiprocessing.get_context("spawn")
+    ready, done = context.Event(), context.Event()
+    child = context.Process(target=_listener, args=(url, channel, ready, done))
+    child.start()
+    try:
+        ready.wait(60)
+        yield
+    finally:
+        done.set()
+        child.join()
+
+
+def without_notify() -> None:
+    """Replaces the append's NOTIFY with a statement that does nothing (``SELECT 1``, so
+    the pipeline keeps its shape): the append as it was before it notified."""
+    ledger_store._notify_sql = _no_notify  # type: ignore[assignment]
+
+
+def with_notify() -> None:
+    ledger_store._notify_sql = _NOTIFY
+
+
+def _no_notify(channel: str) -> sql.Composable:
+    return _SELECT_ONE
+
+
+_SELECT_ONE = sql.SQL("SELECT 1")
+_NOTIFY = ledger_store._notify_sql
+
+
+def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
+    """Purchases per second with the append's NOTIFY and without it, rounds alternated:
+    one writer in this process, then eight writer processes."""
+    users = 400  # 20,000 distinct (customer, video) pairs
+    per_round = 100 if quick else 600
+    writers = 8
+    settings = scratch(url)
+    one: dict[bool, list[float]] = {True: [], False: []}
+    many: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        with api.open_ledger(settings) as app:
+            list(api.append_lines(app, setup_lines(users)))
+            list(api.append_lines(app, purchase_lines(users, "pi_n_warm_", users)))
+            first = users
+            for round_ in range(6):
+                notify = round_ % 2 == 0
+                with_notify() if notify else without_notify()
+                lines = purchase_lines(per_round, f"pi_n{round_}_", users, first=first)
+                first += per_round
+                started = time.perf_counter()
+                results = [r for _, r in api.append_lines(app, lines)]
+                one[notify].append(len(lines) / (time.perf_counter() - started))
+                assert all(r.status == "accepted" for r in results)
+            with_notify()
+        context = multiprocessing.get_context("spawn")
+        for round_ in range(4):
+            notify = round_ % 2 == 0
+            manager = context.Manager()
+            barrier = manager.Barrier(writers)
+            jobs = []
+            for w in range(writers):
+                warm = purchase_lines(20, f"pi_nw{round_}_{w}_", users, first=first)
+                first += 20
+                mine = purchase_lines(
+                    per_round // writers * 2, f"pi_nm{round_}_{w}_", users, first=first
+                )
+                first += per_round // writers * 2
+                jobs.append((url, settings.schema, warm, mine, barrier, notify))
+            with context.Pool(writers) as pool:
+                outcomes = pool.starmap(_append_process, jobs)
+            manager.shutdown()
+            accepted = sum(o[0] for o in outcomes)
+            assert accepted == sum(len(j[3]) for j in jobs), accepted
+            many[notify].append(
+                accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
+            )
+    finally:
+        drop(settings)
+    return [
+        {
+            "name": f"append with NOTIFY vs without, {label}",
+            "ledger": statistics.median(rates[True]),
+            "reference": statistics.median(rates[False]),
+            "unit": "commands/s with the NOTIFY vs with SELECT 1 in its place",
+            "ratio": statistics.median(rates[True]) / statistics.median(rates[False]),
+            "target": None,
+        }
+        for label, rates in (("1 writer", one), (f"{writers} writers", many))
+    ]
+
+
+def bench_notify(url: str, quick: bool) -> list[dict[str, Any]]:
+    """What the NOTIFY each append sends (for the library's subscribers) costs: commits
+    with and without it, alternated in rounds, with and without a listening process; and
+    purchases appended with and without a library subscriber following the log."""
+    count = 300 if quick else 2000
+    settings = scratch(url)
+    results = []
+    try:
+        for threads, listen in ((1, False), (1, True), (8, False), (8, True)):
+            plain, notified = [], []
+            with listening(url, f"{settings.schema}_bench") if listen else nullcontext():
+                for _ in range(3):  # alternated, so drift on the machine hits both alike
+                    plain.append(pipelined_commits(url, settings.schema, count, threads, False))
+                    notified.append(pipelined_commits(url, settings.schema, count, threads, True))
+            with_, without = statistics.median(notified), statistics.median(plain)
+            results.append(
+                {
+                    "name": f"NOTIFY per commit, {threads} writer{'s' if threads > 1 else ''}"
+                    + (", a listener" if listen else ""),
+                    "ledger": with_,
+                    "reference": without,
+                    "unit": "commits/s with NOTIFY vs without (BEGIN; INSERT; COMMIT pipelined)",
+                    "ratio": with_ / without,
+                    "target": None,
+                }
+            )
+        results.append(bench_append_with_subscriber(settings, 200 if quick else 1600))
+    finally:
+        drop(settings)
+    return results + bench_append_notify(url, quick)
+
+
+def _subscriber(url: str, schema: str, ready: Any, done: Any) -> None:
+    """A process following the ledger's log with the library's ``recorder.subscribe()``."""
+    with api.open_ledger(Settings(url=url, schema=schema)) as app:
+        recorder = app.recorder
+        with recorder.subscribe(gt=recorder.max_notification_id()) as follower:
+
+            def stop_when_done() -> None:
+                done.wait()
+                follower.stop()
+
+            threading.Thread(target=stop_when_done).start()
+            ready.set()
+            for _ in follower:
+                pass
+
+
+def bench_append_with_subscriber(settings: Settings, count: int) -> dict[str, Any]:
+    """Purchases per second (one writer, warm) while a library subscriber in another
+    process follows the log, vs while none does; rounds alternate."""
+    users = 200
+    context = multiprocessing.get_context("spawn")
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    with api.open_ledger(settings) as app:
+        list(api.append_lines(app, setup_lines(users)))
+        list(api.append_lines(app, purchase_lines(users, "pi_sub_warm_", users)))
+        first = users
+        for round_ in range(6):
+            subscribed = round_ % 2 == 1
+            lines = purchase_lines(count // 6, f"pi_sub{round_}_", users, first=first)
+            first += count // 6
+            ready, done = context.Event(), context.Event()
+            child = context.Process(
+                target=_subscriber, args=(settings.url, settings.schema, ready, done)
+            )
+            if subscribed:
+                child.start()
+                ready.wait(60)
+            started = time.perf_counter()
+            results = [r for _, r in api.append_lines(app, lines)]
+            rates[subscribed].append(len(lines) / (time.perf_counter() - started))
+            assert all(r.status == "accepted" for r in results)
+            if subscribed:
+                done.set()
+                child.join()
+    with_, without = statistics.median(rates[True]), statistics.median(rates[False])
+    return {
+        "name": "append, 1 writer, a library subscriber following",
+        "ledger": with_,
+        "reference": without,
+        "unit": "commands/s with a recorder.subscribe() process following vs none",
+        "ratio": with_ / without,
+        "target": None,
+    }
 
 
 def _rebuild_child(url: str, schema: str, queue: Any) -> None:
@@ -426,7 +659,9 @@ def main() -> int:
         default=os.environ.get("LEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", choices=("append", "rebuild", "access"), action="append")
+    parser.add_argument(
+        "--only", choices=("append", "rebuild", "access", "notify"), action="append"
+    )
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "latest.json"
     )
@@ -446,7 +681,7 @@ def main() -> int:
         if args.sizes
         else ([5000] if args.quick else [10_000, 100_000])
     )
-    chosen = set(args.only or ("append", "rebuild", "access"))
+    chosen = set(args.only or ("append", "rebuild", "access", "notify"))
     suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("append", lambda: bench_append(args.database_url, args.quick)),
         ("rebuild", lambda: bench_rebuild(args.database_url, sizes, args.runner_limit)),
@@ -454,6 +689,7 @@ def main() -> int:
             "access",
             lambda: bench_access_check(args.database_url, 20_000 if args.quick else 1_000_000),
         ),
+        ("notify", lambda: bench_notify(args.database_url, args.quick)),
     ]
     results: list[dict[str, Any]] = []
     for name, run in suites:
