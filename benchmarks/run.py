@@ -118,6 +118,11 @@ def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -
             for _ in range(n):
                 conn.execute(statement, (body,), prepare=True)
 
+    return rate_in_threads(work, count, threads)
+
+
+def rate_in_threads(work: Callable[[int], None], count: int, threads: int) -> float:
+    """Operations per second of ``work`` run in ``threads`` threads, ``count`` in all."""
     started = time.perf_counter()
     workers = [threading.Thread(target=work, args=(count // threads,)) for _ in range(threads)]
     for w in workers:
@@ -125,6 +130,19 @@ def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -
     for w in workers:
         w.join()
     return (count // threads * threads) / (time.perf_counter() - started)
+
+
+def paired(measure: Callable[[bool], float], pairs: int) -> tuple[float, float, float]:
+    """(median with, median without, median of the pairwise ratios) of ``measure(True)``
+    against ``measure(False)``: each pair measures both back to back, the order
+    alternating, so the drift of a shared machine hits both sides alike."""
+    on, off, ratios = [], [], []
+    for n in range(pairs):
+        got = {side: measure(side) for side in ((True, False) if n % 2 == 0 else (False, True))}
+        on.append(got[True])
+        off.append(got[False])
+        ratios.append(got[True] / got[False])
+    return statistics.median(on), statistics.median(off), statistics.median(ratios)
 
 
 def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes]) -> float:
@@ -290,13 +308,158 @@ def pipelined_commits(url: str, schema: str, count: int, threads: int, notify: b
                         cursor.execute(notify_statement)
                     cursor.execute(b"COMMIT")
 
-    started = time.perf_counter()
-    workers = [threading.Thread(target=work, args=(count // threads,)) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return (count // threads * threads) / (time.perf_counter() - started)
+    return rate_in_threads(work, count, threads)
+
+
+def without_notify() -> None:
+    """Replaces the append's NOTIFY with a statement that does nothing (``SELECT 1``, so
+    the pipeline keeps its shape): the append as it was before it notified."""
+    ledger_store._notify_sql = _no_notify  # type: ignore[assignment]
+
+
+def with_notify() -> None:
+    ledger_store._notify_sql = _NOTIFY
+
+
+def _no_notify(channel: str) -> sql.Composable:
+    return _SELECT_ONE
+
+
+_SELECT_ONE = sql.SQL("SELECT 1")
+_NOTIFY = ledger_store._notify_sql
+
+
+def _notify_row(name: str, unit: str, measured: tuple[float, float, float]) -> dict[str, Any]:
+    with_, without, ratio = measured
+    return {
+        "name": name,
+        "ledger": with_,
+        "reference": without,
+        "unit": unit,
+        "ratio": ratio,
+        "target": None,
+    }
+
+
+def bench_notify(url: str, quick: bool) -> list[dict[str, Any]]:
+    """What the NOTIFY each append sends (for the library's subscribers) costs, each side
+    measured against the other in alternating pairs (``paired``): bare commits with and
+    without it (with and without a listening process), purchases with it and with
+    ``SELECT 1`` in its place, and purchases while a library subscriber follows."""
+    count = 100 if quick else 400
+    pairs = 3 if quick else 7
+    settings = scratch(url)
+    results = []
+    try:
+        for threads, listen in ((1, False), (1, True), (8, False), (8, True)):
+            with listening(url, f"{settings.schema}_bench") if listen else nullcontext():
+                measured = paired(
+                    lambda notify, t=threads: pipelined_commits(  # type: ignore[misc]
+                        url, settings.schema, count, t, notify
+                    ),
+                    pairs,
+                )
+            name = f"NOTIFY per commit, {threads} writer{'s' if threads > 1 else ''}"
+            results.append(
+                _notify_row(
+                    name + (", a listener" if listen else ""),
+                    "commits/s with NOTIFY vs without (BEGIN; INSERT; COMMIT pipelined)",
+                    measured,
+                )
+            )
+    finally:
+        drop(settings)
+    return results + bench_append_notify(url, quick)
+
+
+def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
+    """Purchases per second with the append's NOTIFY vs ``SELECT 1`` in its place (one
+    writer in this process, then eight writer processes), and with a library subscriber
+    following the log from another process vs none."""
+    users = 400  # 20,000 distinct (customer, video) pairs
+    per_round = 60 if quick else 150
+    writers = 8
+    settings = scratch(url)
+    pairs = iter(range(20_000))
+
+    def fresh(count: int, prefix: str) -> list[bytes]:
+        first = next(pairs)
+        for _ in range(count - 1):
+            next(pairs)
+        return purchase_lines(count, prefix, users, first=users + first)
+
+    try:
+        with api.open_ledger(settings) as app:
+            list(api.append_lines(app, setup_lines(users)))
+            list(api.append_lines(app, purchase_lines(users, "pi_n_warm_", users)))
+
+            def one_writer(notify: bool) -> float:
+                with_notify() if notify else without_notify()
+                lines = fresh(per_round, f"pi_n{notify}_{time.monotonic_ns()}_")
+                try:
+                    started = time.perf_counter()
+                    results = [r for _, r in api.append_lines(app, lines)]
+                    rate = len(lines) / (time.perf_counter() - started)
+                finally:
+                    with_notify()
+                assert all(r.status == "accepted" for r in results)
+                return rate
+
+            def subscribed(on: bool) -> float:
+                if not on:
+                    return one_writer(True)
+                context = multiprocessing.get_context("spawn")
+                ready, done = context.Event(), context.Event()
+                child = context.Process(
+                    target=_subscriber, args=(settings.url, settings.schema, ready, done)
+                )
+                child.start()
+                try:
+                    ready.wait(60)
+                    return one_writer(True)
+                finally:
+                    done.set()
+                    child.join()
+
+            one = paired(one_writer, 3 if quick else 7)
+            following = paired(subscribed, 2 if quick else 4)
+
+        def many_writers(notify: bool) -> float:
+            context = multiprocessing.get_context("spawn")
+            manager = context.Manager()
+            barrier = manager.Barrier(writers)
+            tag = time.monotonic_ns()
+            jobs = [
+                (
+                    url,
+                    settings.schema,
+                    fresh(10, f"pi_nw{tag}_{w}_"),
+                    fresh(per_round // 2, f"pi_nm{tag}_{w}_"),
+                    barrier,
+                    notify,
+                )
+                for w in range(writers)
+            ]
+            with context.Pool(writers) as pool:
+                outcomes = pool.starmap(_append_process, jobs)
+            manager.shutdown()
+            accepted = sum(o[0] for o in outcomes)
+            assert accepted == sum(len(j[3]) for j in jobs), accepted
+            return accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
+
+        many = paired(many_writers, 1 if quick else 3)
+    finally:
+        drop(settings)
+    unit = "commands/s with the NOTIFY vs with SELECT 1 in its place"
+    return [
+        _notify_row("append with NOTIFY vs without, 1 writer", unit, one),
+        _notify_row(f"append with NOTIFY vs without, {writers} writers", unit, many),
+        _notify_row(
+            "append, 1 writer, a library subscriber following",
+            "commands/s with a recorder.subscribe() process following vs none",
+            following,
+        ),
+    ]
 
 
 def _listener(url: str, channel: str, ready: Any, done: Any) -> None:
@@ -323,117 +486,6 @@ def listening(url: str, channel: str) -> Iterator[None]:
         child.join()
 
 
-def without_notify() -> None:
-    """Replaces the append's NOTIFY with a statement that does nothing (``SELECT 1``, so
-    the pipeline keeps its shape): the append as it was before it notified."""
-    ledger_store._notify_sql = _no_notify  # type: ignore[assignment]
-
-
-def with_notify() -> None:
-    ledger_store._notify_sql = _NOTIFY
-
-
-def _no_notify(channel: str) -> sql.Composable:
-    return _SELECT_ONE
-
-
-_SELECT_ONE = sql.SQL("SELECT 1")
-_NOTIFY = ledger_store._notify_sql
-
-
-def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
-    """Purchases per second with the append's NOTIFY and without it, rounds alternated:
-    one writer in this process, then eight writer processes."""
-    users = 400  # 20,000 distinct (customer, video) pairs
-    per_round = 100 if quick else 600
-    writers = 8
-    settings = scratch(url)
-    one: dict[bool, list[float]] = {True: [], False: []}
-    many: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        with api.open_ledger(settings) as app:
-            list(api.append_lines(app, setup_lines(users)))
-            list(api.append_lines(app, purchase_lines(users, "pi_n_warm_", users)))
-            first = users
-            for round_ in range(6):
-                notify = round_ % 2 == 0
-                with_notify() if notify else without_notify()
-                lines = purchase_lines(per_round, f"pi_n{round_}_", users, first=first)
-                first += per_round
-                started = time.perf_counter()
-                results = [r for _, r in api.append_lines(app, lines)]
-                one[notify].append(len(lines) / (time.perf_counter() - started))
-                assert all(r.status == "accepted" for r in results)
-            with_notify()
-        context = multiprocessing.get_context("spawn")
-        for round_ in range(4):
-            notify = round_ % 2 == 0
-            manager = context.Manager()
-            barrier = manager.Barrier(writers)
-            jobs = []
-            for w in range(writers):
-                warm = purchase_lines(20, f"pi_nw{round_}_{w}_", users, first=first)
-                first += 20
-                mine = purchase_lines(
-                    per_round // writers * 2, f"pi_nm{round_}_{w}_", users, first=first
-                )
-                first += per_round // writers * 2
-                jobs.append((url, settings.schema, warm, mine, barrier, notify))
-            with context.Pool(writers) as pool:
-                outcomes = pool.starmap(_append_process, jobs)
-            manager.shutdown()
-            accepted = sum(o[0] for o in outcomes)
-            assert accepted == sum(len(j[3]) for j in jobs), accepted
-            many[notify].append(
-                accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
-            )
-    finally:
-        drop(settings)
-    return [
-        {
-            "name": f"append with NOTIFY vs without, {label}",
-            "ledger": statistics.median(rates[True]),
-            "reference": statistics.median(rates[False]),
-            "unit": "commands/s with the NOTIFY vs with SELECT 1 in its place",
-            "ratio": statistics.median(rates[True]) / statistics.median(rates[False]),
-            "target": None,
-        }
-        for label, rates in (("1 writer", one), (f"{writers} writers", many))
-    ]
-
-
-def bench_notify(url: str, quick: bool) -> list[dict[str, Any]]:
-    """What the NOTIFY each append sends (for the library's subscribers) costs: commits
-    with and without it, alternated in rounds, with and without a listening process; and
-    purchases appended with and without a library subscriber following the log."""
-    count = 300 if quick else 2000
-    settings = scratch(url)
-    results = []
-    try:
-        for threads, listen in ((1, False), (1, True), (8, False), (8, True)):
-            plain, notified = [], []
-            with listening(url, f"{settings.schema}_bench") if listen else nullcontext():
-                for _ in range(3):  # alternated, so drift on the machine hits both alike
-                    plain.append(pipelined_commits(url, settings.schema, count, threads, False))
-                    notified.append(pipelined_commits(url, settings.schema, count, threads, True))
-            with_, without = statistics.median(notified), statistics.median(plain)
-            results.append(
-                {
-                    "name": f"NOTIFY per commit, {threads} writer{'s' if threads > 1 else ''}"
-                    + (", a listener" if listen else ""),
-                    "ledger": with_,
-                    "reference": without,
-                    "unit": "commits/s with NOTIFY vs without (BEGIN; INSERT; COMMIT pipelined)",
-                    "ratio": with_ / without,
-                    "target": None,
-                }
-            )
-        results.append(bench_append_with_subscriber(settings, 200 if quick else 1600))
-    finally:
-        drop(settings)
-    return results + bench_append_notify(url, quick)
-
-
 def _subscriber(url: str, schema: str, ready: Any, done: Any) -> None:
     """A process following the ledger's log with the library's ``recorder.subscribe()``."""
     with api.open_ledger(Settings(url=url, schema=schema)) as app:
@@ -448,45 +500,6 @@ def _subscriber(url: str, schema: str, ready: Any, done: Any) -> None:
             ready.set()
             for _ in follower:
                 pass
-
-
-def bench_append_with_subscriber(settings: Settings, count: int) -> dict[str, Any]:
-    """Purchases per second (one writer, warm) while a library subscriber in another
-    process follows the log, vs while none does; rounds alternate."""
-    users = 200
-    context = multiprocessing.get_context("spawn")
-    rates: dict[bool, list[float]] = {False: [], True: []}
-    with api.open_ledger(settings) as app:
-        list(api.append_lines(app, setup_lines(users)))
-        list(api.append_lines(app, purchase_lines(users, "pi_sub_warm_", users)))
-        first = users
-        for round_ in range(6):
-            subscribed = round_ % 2 == 1
-            lines = purchase_lines(count // 6, f"pi_sub{round_}_", users, first=first)
-            first += count // 6
-            ready, done = context.Event(), context.Event()
-            child = context.Process(
-                target=_subscriber, args=(settings.url, settings.schema, ready, done)
-            )
-            if subscribed:
-                child.start()
-                ready.wait(60)
-            started = time.perf_counter()
-            results = [r for _, r in api.append_lines(app, lines)]
-            rates[subscribed].append(len(lines) / (time.perf_counter() - started))
-            assert all(r.status == "accepted" for r in results)
-            if subscribed:
-                done.set()
-                child.join()
-    with_, without = statistics.median(rates[True]), statistics.median(rates[False])
-    return {
-        "name": "append, 1 writer, a library subscriber following",
-        "ledger": with_,
-        "reference": without,
-        "unit": "commands/s with a recorder.subscribe() process following vs none",
-        "ratio": with_ / without,
-        "target": None,
-    }
 
 
 def _rebuild_child(url: str, schema: str, queue: Any) -> None:
