@@ -31,9 +31,9 @@ from psycopg import sql
 from ledger.config import Settings
 from ledger.db import connect
 from ledger.stream import (
-    MAX_BATCH,
     Backoff,
     EventRecord,
+    check_size,
     check_topics,
     read_window,
     require_tables,
@@ -97,8 +97,7 @@ def run_consumer(
     """
     name = check_name(consumer.name)
     topics = check_topics(consumer.topics)
-    if not 1 <= size <= MAX_BATCH:
-        raise ValueError(f"size: a batch holds 1 to {MAX_BATCH} positions, not {size}")
+    check_size(size)
     if start_after < 0:
         raise ValueError(f"start_after: a position is 0 or more, not {start_after}")
     stop = stop or threading.Event()

@@ -111,6 +111,11 @@ def check_topics(topics: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(topics))
 
 
+def check_size(size: int) -> None:
+    if not 1 <= size <= MAX_BATCH:
+        raise ValueError(f"size: a batch holds 1 to {MAX_BATCH} positions, not {size}")
+
+
 def check_range(after: int, until: int | None) -> None:
     if after < 0:
         raise ValueError(f"after: a position is 0 or more, not {after}")
@@ -200,8 +205,7 @@ def read_batches(
     """
     check_range(after, until)
     wanted = check_topics(topics)
-    if not 1 <= size <= MAX_BATCH:
-        raise ValueError(f"size: a batch holds 1 to {MAX_BATCH} positions, not {size}")
+    check_size(size)
     stop = stop or threading.Event()
     pause = backoff or Backoff()
     with connect(settings, autocommit=True) as conn:
