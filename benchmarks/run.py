@@ -341,8 +341,9 @@ def _notify_row(name: str, unit: str, measured: tuple[float, float, float]) -> d
     }
 
 
-def bench_notify(url: str, quick: bool) -> list[dict[str, Any]]:
-    """What the NOTIFY each append sends (for the library's subscribers) costs, each side
+def bench_stream(url: str, quick: bool) -> list[dict[str, Any]]:
+    """What the stream's guarantees cost appends: the NOTIFY each append sends (for the
+    library's subscribers) and the trigger that takes the log's lock, each side
     measured against the other in alternating pairs (``paired``): bare commits with and
     without it (with and without a listening process), purchases with it and with
     ``SELECT 1`` in its place, and purchases while a library subscriber follows."""
@@ -374,8 +375,9 @@ def bench_notify(url: str, quick: bool) -> list[dict[str, Any]]:
 
 def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
     """Purchases per second with the append's NOTIFY vs ``SELECT 1`` in its place (one
-    writer in this process, then eight writer processes), and with a library subscriber
-    following the log from another process vs none."""
+    writer in this process, then eight writer processes), with the insert-lock trigger vs
+    without it, and with a library subscriber following the log from another process vs
+    none."""
     users = 400  # 20,000 distinct (customer, video) pairs
     per_round = 60 if quick else 150
     writers = 8
@@ -421,7 +423,18 @@ def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
                     done.set()
                     child.join()
 
+            def insert_lock(on: bool) -> float:
+                state = sql.SQL("ENABLE ALWAYS" if on else "DISABLE")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} {} TRIGGER ledger_events_insert_lock").format(
+                            sql.Identifier(settings.schema, "ledger_events"), state
+                        )
+                    )
+                return one_writer(True)
+
             one = paired(one_writer, 3 if quick else 7)
+            locked = paired(insert_lock, 3 if quick else 7)
             following = paired(subscribed, 2 if quick else 4)
 
         def many_writers(notify: bool) -> float:
@@ -454,6 +467,11 @@ def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
     return [
         _notify_row("append with NOTIFY vs without, 1 writer", unit, one),
         _notify_row(f"append with NOTIFY vs without, {writers} writers", unit, many),
+        _notify_row(
+            "append with the insert-lock trigger vs without, 1 writer",
+            "commands/s with ledger_events_insert_lock vs the trigger disabled",
+            locked,
+        ),
         _notify_row(
             "append, 1 writer, a library subscriber following",
             "commands/s with a recorder.subscribe() process following vs none",
@@ -673,7 +691,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
-        "--only", choices=("append", "rebuild", "access", "notify"), action="append"
+        "--only", choices=("append", "rebuild", "access", "stream"), action="append"
     )
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "latest.json"
@@ -694,7 +712,7 @@ def main() -> int:
         if args.sizes
         else ([5000] if args.quick else [10_000, 100_000])
     )
-    chosen = set(args.only or ("append", "rebuild", "access", "notify"))
+    chosen = set(args.only or ("append", "rebuild", "access", "stream"))
     suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("append", lambda: bench_append(args.database_url, args.quick)),
         ("rebuild", lambda: bench_rebuild(args.database_url, sizes, args.runner_limit)),
@@ -702,7 +720,7 @@ def main() -> int:
             "access",
             lambda: bench_access_check(args.database_url, 20_000 if args.quick else 1_000_000),
         ),
-        ("notify", lambda: bench_notify(args.database_url, args.quick)),
+        ("stream", lambda: bench_stream(args.database_url, args.quick)),
     ]
     results: list[dict[str, Any]] = []
     for name, run in suites:
