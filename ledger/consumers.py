@@ -39,7 +39,7 @@ from ledger.stream import (
     require_tables,
 )
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 
 
 class Consumer(ABC):
@@ -71,7 +71,7 @@ class ConsumerRun:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
             f"name: {name!r} is not a consumer name (1-100 of a-z, 0-9, '_', '.', '-', "
             "starting with a letter or digit)"

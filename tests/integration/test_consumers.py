@@ -102,7 +102,7 @@ def test_a_new_consumer_can_start_after_a_position(
     assert ledger.run_consumer(settings, Tally(), start_after=0).handled == 0, "only when new"
 
 
-@pytest.mark.parametrize("name", ["", "Tally", "-x", "a b", "x" * 101, "é"])
+@pytest.mark.parametrize("name", ["", "Tally", "-x", "a b", "x" * 101, "é", "tally\n"])
 def test_a_bad_name_is_refused_naming_the_rule(settings: Settings, name: str) -> None:
     bad = type("Bad", (Tally,), {"name": name})()
     with pytest.raises(ValueError, match="name"):
