@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from ledger import api
+from ledger import store as ledger_store
 from ledger.config import Settings
 from projections.registry import TABLES
 
@@ -116,6 +118,11 @@ def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -
             for _ in range(n):
                 conn.execute(statement, (body,), prepare=True)
 
+    return rate_in_threads(work, count, threads)
+
+
+def rate_in_threads(work: Callable[[int], None], count: int, threads: int) -> float:
+    """Operations per second of ``work`` run in ``threads`` threads, ``count`` in all."""
     started = time.perf_counter()
     workers = [threading.Thread(target=work, args=(count // threads,)) for _ in range(threads)]
     for w in workers:
@@ -123,6 +130,19 @@ def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -
     for w in workers:
         w.join()
     return (count // threads * threads) / (time.perf_counter() - started)
+
+
+def paired(measure: Callable[[bool], float], pairs: int) -> tuple[float, float, float]:
+    """(median with, median without, median of the pairwise ratios) of ``measure(True)``
+    against ``measure(False)``: each pair measures both back to back, the order
+    alternating, so the drift of a shared machine hits both sides alike."""
+    on, off, ratios = [], [], []
+    for n in range(pairs):
+        got = {side: measure(side) for side in ((True, False) if n % 2 == 0 else (False, True))}
+        on.append(got[True])
+        off.append(got[False])
+        ratios.append(got[True] / got[False])
+    return statistics.median(on), statistics.median(off), statistics.median(ratios)
 
 
 def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes]) -> float:
@@ -137,13 +157,21 @@ def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes])
 
 
 def _append_process(
-    url: str, schema: str, warm_up: list[bytes], lines: list[bytes], barrier: Any
+    url: str,
+    schema: str,
+    warm_up: list[bytes],
+    lines: list[bytes],
+    barrier: Any,
+    notify: bool = True,
 ) -> tuple[int, float, float]:
     """One writer process: warms its cache, waits for the others, then appends.
 
     Returns (accepted, started, finished) on the shared monotonic clock, so the
     parent measures from the first start to the last finish, without process start-up.
+    ``notify=False`` measures the append without its NOTIFY (``without_notify``).
     """
+    if not notify:
+        without_notify()
     with api.open_ledger(Settings(url=url, schema=schema)) as app:
         list(api.append_lines(app, warm_up))
         barrier.wait()
@@ -254,6 +282,242 @@ def bench_append(url: str, quick: bool) -> list[dict[str, Any]]:
             "target": 0.5,
         },
     ]
+
+
+def pipelined_commits(url: str, schema: str, count: int, threads: int, notify: bool) -> float:
+    """Transactions per second of ``BEGIN; INSERT; [NOTIFY;] COMMIT`` sent as one pipeline
+    (one round trip, as the recorder sends an append)."""
+    table = sql.Identifier(schema, "notify_rows")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, body text)").format(
+                table
+            )
+        )
+    insert = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(table)
+    notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(f"{schema}_bench"))
+
+    def work(n: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            cursor = conn.cursor()
+            for _ in range(n):
+                with conn.pipeline():
+                    cursor.execute(b"BEGIN")
+                    cursor.execute(insert, ("x" * 200,), prepare=True)
+                    if notify:
+                        cursor.execute(notify_statement)
+                    cursor.execute(b"COMMIT")
+
+    return rate_in_threads(work, count, threads)
+
+
+def without_notify() -> None:
+    """Replaces the append's NOTIFY with a statement that does nothing (``SELECT 1``, so
+    the pipeline keeps its shape): the append as it was before it notified."""
+    ledger_store._notify_sql = _no_notify  # type: ignore[assignment]
+
+
+def with_notify() -> None:
+    ledger_store._notify_sql = _NOTIFY
+
+
+def _no_notify(channel: str) -> sql.Composable:
+    return _SELECT_ONE
+
+
+_SELECT_ONE = sql.SQL("SELECT 1")
+_NOTIFY = ledger_store._notify_sql
+
+
+def _notify_row(name: str, unit: str, measured: tuple[float, float, float]) -> dict[str, Any]:
+    with_, without, ratio = measured
+    return {
+        "name": name,
+        "ledger": with_,
+        "reference": without,
+        "unit": unit,
+        "ratio": ratio,
+        "target": None,
+    }
+
+
+def bench_stream(url: str, quick: bool) -> list[dict[str, Any]]:
+    """What the stream's guarantees cost appends: the NOTIFY each append sends (for the
+    library's subscribers) and the trigger that takes the log's lock, each side
+    measured against the other in alternating pairs (``paired``): bare commits with and
+    without it (with and without a listening process), purchases with it and with
+    ``SELECT 1`` in its place, and purchases while a library subscriber follows."""
+    count = 100 if quick else 400
+    pairs = 3 if quick else 7
+    settings = scratch(url)
+    results = []
+    try:
+        for threads, listen in ((1, False), (1, True), (8, False), (8, True)):
+            with listening(url, f"{settings.schema}_bench") if listen else nullcontext():
+                measured = paired(
+                    lambda notify, t=threads: pipelined_commits(  # type: ignore[misc]
+                        url, settings.schema, count, t, notify
+                    ),
+                    pairs,
+                )
+            name = f"NOTIFY per commit, {threads} writer{'s' if threads > 1 else ''}"
+            results.append(
+                _notify_row(
+                    name + (", a listener" if listen else ""),
+                    "commits/s with NOTIFY vs without (BEGIN; INSERT; COMMIT pipelined)",
+                    measured,
+                )
+            )
+    finally:
+        drop(settings)
+    return results + bench_append_notify(url, quick)
+
+
+def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
+    """Purchases per second with the append's NOTIFY vs ``SELECT 1`` in its place (one
+    writer in this process, then eight writer processes), with the insert-lock trigger vs
+    without it, and with a library subscriber following the log from another process vs
+    none."""
+    users = 400  # 20,000 distinct (customer, video) pairs
+    per_round = 60 if quick else 150
+    writers = 8
+    settings = scratch(url)
+    pairs = iter(range(20_000))
+
+    def fresh(count: int, prefix: str) -> list[bytes]:
+        first = next(pairs)
+        for _ in range(count - 1):
+            next(pairs)
+        return purchase_lines(count, prefix, users, first=users + first)
+
+    try:
+        with api.open_ledger(settings) as app:
+            list(api.append_lines(app, setup_lines(users)))
+            list(api.append_lines(app, purchase_lines(users, "pi_n_warm_", users)))
+
+            def one_writer(notify: bool) -> float:
+                with_notify() if notify else without_notify()
+                lines = fresh(per_round, f"pi_n{notify}_{time.monotonic_ns()}_")
+                try:
+                    started = time.perf_counter()
+                    results = [r for _, r in api.append_lines(app, lines)]
+                    rate = len(lines) / (time.perf_counter() - started)
+                finally:
+                    with_notify()
+                assert all(r.status == "accepted" for r in results)
+                return rate
+
+            def subscribed(on: bool) -> float:
+                if not on:
+                    return one_writer(True)
+                context = multiprocessing.get_context("spawn")
+                ready, done = context.Event(), context.Event()
+                child = context.Process(
+                    target=_subscriber, args=(settings.url, settings.schema, ready, done)
+                )
+                child.start()
+                try:
+                    ready.wait(60)
+                    return one_writer(True)
+                finally:
+                    done.set()
+                    child.join()
+
+            def insert_lock(on: bool) -> float:
+                state = sql.SQL("ENABLE ALWAYS" if on else "DISABLE")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} {} TRIGGER ledger_events_insert_lock").format(
+                            sql.Identifier(settings.schema, "ledger_events"), state
+                        )
+                    )
+                return one_writer(True)
+
+            one = paired(one_writer, 3 if quick else 7)
+            locked = paired(insert_lock, 3 if quick else 7)
+            following = paired(subscribed, 2 if quick else 4)
+
+        def many_writers(notify: bool) -> float:
+            context = multiprocessing.get_context("spawn")
+            manager = context.Manager()
+            barrier = manager.Barrier(writers)
+            tag = time.monotonic_ns()
+            jobs = [
+                (
+                    url,
+                    settings.schema,
+                    fresh(10, f"pi_nw{tag}_{w}_"),
+                    fresh(per_round // 2, f"pi_nm{tag}_{w}_"),
+                    barrier,
+                    notify,
+                )
+                for w in range(writers)
+            ]
+            with context.Pool(writers) as pool:
+                outcomes = pool.starmap(_append_process, jobs)
+            manager.shutdown()
+            accepted = sum(o[0] for o in outcomes)
+            assert accepted == sum(len(j[3]) for j in jobs), accepted
+            return accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
+
+        many = paired(many_writers, 1 if quick else 3)
+    finally:
+        drop(settings)
+    unit = "commands/s with the NOTIFY vs with SELECT 1 in its place"
+    return [
+        _notify_row("append with NOTIFY vs without, 1 writer", unit, one),
+        _notify_row(f"append with NOTIFY vs without, {writers} writers", unit, many),
+        _notify_row(
+            "append with the insert-lock trigger vs without, 1 writer",
+            "commands/s with ledger_events_insert_lock vs the trigger disabled",
+            locked,
+        ),
+        _notify_row(
+            "append, 1 writer, a library subscriber following",
+            "commands/s with a recorder.subscribe() process following vs none",
+            following,
+        ),
+    ]
+
+
+def _listener(url: str, channel: str, ready: Any, done: Any) -> None:
+    """A process LISTENing on ``channel`` and draining it, as a library subscriber does."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        ready.set()
+        while not done.is_set():
+            for _ in conn.notifies(timeout=0.2):
+                pass
+
+
+@contextmanager
+def listening(url: str, channel: str) -> Iterator[None]:
+    context = multiprocessing.get_context("spawn")
+    ready, done = context.Event(), context.Event()
+    child = context.Process(target=_listener, args=(url, channel, ready, done))
+    child.start()
+    try:
+        ready.wait(60)
+        yield
+    finally:
+        done.set()
+        child.join()
+
+
+def _subscriber(url: str, schema: str, ready: Any, done: Any) -> None:
+    """A process following the ledger's log with the library's ``recorder.subscribe()``."""
+    with api.open_ledger(Settings(url=url, schema=schema)) as app:
+        recorder = app.recorder
+        with recorder.subscribe(gt=recorder.max_notification_id()) as follower:
+
+            def stop_when_done() -> None:
+                done.wait()
+                follower.stop()
+
+            threading.Thread(target=stop_when_done).start()
+            ready.set()
+            for _ in follower:
+                pass
 
 
 def _rebuild_child(url: str, schema: str, queue: Any) -> None:
@@ -426,7 +690,9 @@ def main() -> int:
         default=os.environ.get("LEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", choices=("append", "rebuild", "access"), action="append")
+    parser.add_argument(
+        "--only", choices=("append", "rebuild", "access", "stream"), action="append"
+    )
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "latest.json"
     )
@@ -446,7 +712,7 @@ def main() -> int:
         if args.sizes
         else ([5000] if args.quick else [10_000, 100_000])
     )
-    chosen = set(args.only or ("append", "rebuild", "access"))
+    chosen = set(args.only or ("append", "rebuild", "access", "stream"))
     suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("append", lambda: bench_append(args.database_url, args.quick)),
         ("rebuild", lambda: bench_rebuild(args.database_url, sizes, args.runner_limit)),
@@ -454,6 +720,7 @@ def main() -> int:
             "access",
             lambda: bench_access_check(args.database_url, 20_000 if args.quick else 1_000_000),
         ),
+        ("stream", lambda: bench_stream(args.database_url, args.quick)),
     ]
     results: list[dict[str, Any]] = []
     for name, run in suites:

@@ -7,6 +7,8 @@ The typed API::
     ledger.upgrade(settings)                     # migrations
     with ledger.open_ledger(settings) as app:    # the write side
         ledger.append(app, ledger.RegisterUser(user_id="u1"))
+    for record in ledger.read_events(settings, after=0):   # the log as a stream
+        print(record.position, record.topic, record.data)
 """
 
 from ledger.api import append, append_lines, open_ledger, parse_lines, settings, upgrade
@@ -27,6 +29,7 @@ from ledger.commands import (
     parse_command,
 )
 from ledger.config import ConfigurationError, Settings
+from ledger.consumers import Consumer, ConsumerRun, consumer_position, run_consumer
 from ledger.domain.errors import (
     Conflict,
     InvalidState,
@@ -38,14 +41,20 @@ from ledger.domain.errors import (
 from ledger.results import Result
 from ledger.service import Ledger
 from ledger.store import LockTimeout
+from ledger.stream import Backoff, EventBatch, EventRecord, read_batches, read_events
 
 __all__ = [
+    "Backoff",
     "Command",
     "CompletePurchase",
     "ConfigurationError",
     "Conflict",
+    "Consumer",
+    "ConsumerRun",
     "DeleteContent",
     "DeleteUser",
+    "EventBatch",
+    "EventRecord",
     "FailPurchase",
     "GrantAccess",
     "InvalidState",
@@ -66,9 +75,13 @@ __all__ = [
     "ValidationFailed",
     "append",
     "append_lines",
+    "consumer_position",
     "open_ledger",
     "parse_command",
     "parse_lines",
+    "read_batches",
+    "read_events",
+    "run_consumer",
     "settings",
     "upgrade",
 ]

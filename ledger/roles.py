@@ -8,7 +8,8 @@ schema and turns on row-level security for the reader:
 * writer: appends (INSERT, and the UPDATE privilege the recorder's
   ``LOCK TABLE ... IN EXCLUSIVE MODE`` needs; the log's triggers refuse any real
   UPDATE or DELETE) and writes the projected rows in the same transaction;
-* projector: reads the log and writes the projected rows;
+* projector: reads the log, writes the projected rows and moves consumers'
+  checkpoints (``ledger.run_consumer``; a consumer's own tables are granted by its owner);
 * reader: reads the projected rows of the organization set for its transaction
   (``ledger.tenancy.tenant``), never the log.
 """
@@ -89,6 +90,11 @@ def create_roles(
         conn.execute(
             sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
                 sql.Identifier(schema, "ledger_schema_migrations"), writer, projector
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(
+                sql.Identifier(schema, "ledger_consumer_checkpoints"), projector
             )
         )
         for table in TABLES:

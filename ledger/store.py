@@ -17,8 +17,11 @@ at most ``INSERT_ROWS`` rows (a batch of any size fits the protocol), the wait f
 lock is bounded by ``LEDGER_LOCK_TIMEOUT``, and a failed attempt never leaves its
 connection inside a transaction (``_settle``).
 
-It does not NOTIFY: nothing here listens, and NOTIFY takes a global lock at commit.
-Tables are never created at run time; ``ledger db upgrade`` does that.
+Each append NOTIFYs the channel the library's subscriptions LISTEN on (once per
+transaction, delivered at commit), so ``recorder.subscribe()`` and the library's
+``ProjectionRunner`` follow the live log; the ledger's own readers poll and need no
+notification (docs/stream.md). Tables are never created at run time; ``ledger db
+upgrade`` does that.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         insert = _rendered(_insert_events_sql(schema, len(chunk)), conn)
                         inserted.append(conn.cursor())
                         inserted[-1].execute(insert, _insert_params(chunk), prepare=True)
+                    rest.execute(_rendered(_notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
                         rest.execute(
@@ -221,6 +225,13 @@ def _insert_events_sql(schema: str, count: int) -> sql.Composed:
         "INSERT INTO {} (originator_id, originator_version, topic, state) VALUES {} "
         "RETURNING notification_id"
     ).format(sql.Identifier(schema, "ledger_events"), sql.SQL(", ").join([row] * count))
+
+
+@lru_cache(maxsize=8)
+def _notify_sql(channel: str) -> sql.Composed:
+    """Wakes the library's subscriptions at commit (not before: PostgreSQL delivers a
+    transaction's notifications when it commits, and drops them if it rolls back)."""
+    return sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
 
 
 @lru_cache(maxsize=8)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import psycopg
 from eventsourcing.persistence import PersistenceError
 
-from ledger.cli import append, audit, db, demo, projections
+from ledger.cli import append, audit, db, demo, events, projections
 from ledger.config import ConfigurationError
 from ledger.migrations import MigrationError
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ledger", description="An event-sourced purchase and access ledger.")
     parser.add_argument("--database-url", help=argparse.SUPPRESS, dest="global_database_url")
     groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
-    for module in (db, append, projections, audit, demo):
+    for module in (db, append, projections, audit, demo, events):
         module.register(groups, common)
     return parser
 

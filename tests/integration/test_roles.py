@@ -187,3 +187,26 @@ def test_roles_command_is_safe_to_rerun(settings: Settings, cli_env: dict[str, s
                 name = sql.Identifier(f"{prefix}_{kind}")
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(name))
                 conn.execute(sql.SQL("DROP ROLE {}").format(name))
+
+
+def test_the_projector_runs_a_consumer_and_moves_its_checkpoint(
+    settings: Settings, roles: dict[str, str]
+) -> None:
+    import ledger
+
+    seed(settings, roles)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("CREATE TABLE seen (position bigint PRIMARY KEY)")
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT ON seen TO {}").format(sql.Identifier(roles["projector"]))
+        )
+
+    class Seen(ledger.Consumer):
+        name = "seen"
+
+        def handle(self, conn: Conn, record: ledger.EventRecord) -> None:
+            conn.execute("INSERT INTO seen VALUES (%s)", (record.position,))
+
+    projector = as_role(settings, roles["projector"])
+    run = ledger.run_consumer(projector, Seen())
+    assert run.handled > 0 and ledger.consumer_position(projector, "seen") == run.position

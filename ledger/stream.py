@@ -1,0 +1,304 @@
+"""The log as a stream: its events in position order from any position, and following
+the live log (docs/stream.md).
+
+A reader never skips an event. Every append takes the log's EXCLUSIVE lock before it
+draws a position from the sequence (the recorder's ``LOCK TABLE``; the trigger of the
+consumer-checkpoints migration for any other insert) and keeps it until it has
+committed; PostgreSQL makes a commit visible before it releases the transaction's
+locks. So a position becomes visible only after every lower position has committed
+or rolled back: a snapshot always sees a prefix of the log, and a position missing
+below a visible one (an append that rolled back) is a hole for ever. Reading "after
+the last position seen" is therefore exact, and passes holes without waiting.
+
+Following polls with a backoff rather than LISTENing: a poll cannot miss a
+notification, and it reads what is committed whatever wrote it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from ledger.config import ConfigurationError, Settings
+from ledger.db import connect
+from ledger.domain.clock import canonical
+from ledger.domain.events import EVENTS_BY_TOPIC
+
+MAX_BATCH = 10_000
+_ALL_POSITIONS = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event of the log, as ``ledger events`` prints it.
+
+    ``data`` is the decoded event: the fields its class declares, with the library's
+    own ``timestamp`` and ``originator_topic``; ``None`` only for a stored state that
+    is not a JSON object (never written by the ledger).
+    """
+
+    position: int
+    recorded_at: datetime
+    topic: str
+    originator_id: UUID
+    version: int
+    data: dict[str, Any] | None
+    hash: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "recorded_at": canonical(self.recorded_at),
+            "topic": self.topic,
+            "originator_id": str(self.originator_id),
+            "version": self.version,
+            "data": self.data,
+            "hash": self.hash.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """The records of one read, and the position read up to.
+
+    ``position`` is the checkpoint to store: every position up to it has been read (or
+    was never committed), including those of topics left out, so storing it saves
+    reading them again.
+    """
+
+    records: tuple[EventRecord, ...]
+    position: int
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between polls of a caught-up follower: from ``first`` seconds, times
+    ``factor`` while nothing new arrives, at most ``longest``; back to ``first`` as
+    soon as something does. ``longest`` bounds how late a follower sees an event."""
+
+    first: float = 0.05
+    longest: float = 1.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first <= self.longest or self.factor < 1:
+            raise ValueError("backoff: need 0 < first <= longest and factor >= 1")
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.longest)
+
+
+def check_topics(topics: Sequence[str]) -> tuple[str, ...]:
+    unknown = [t for t in topics if t not in EVENTS_BY_TOPIC]
+    if unknown:
+        raise ValueError(
+            f"topic: unknown {', '.join(map(repr, unknown))}; "
+            f"topics are {', '.join(sorted(EVENTS_BY_TOPIC))}"
+        )
+    return tuple(dict.fromkeys(topics))
+
+
+def check_size(size: int) -> None:
+    if not 1 <= size <= MAX_BATCH:
+        raise ValueError(f"size: a batch holds 1 to {MAX_BATCH} positions, not {size}")
+
+
+def check_range(after: int, until: int | None) -> None:
+    if after < 0:
+        raise ValueError(f"after: a position is 0 or more, not {after}")
+    if until is not None and until < after:
+        raise ValueError(f"until: {until} lies before after ({after})")
+
+
+def require_tables(conn: psycopg.Connection[Any], schema: str, *tables: str) -> None:
+    """A clear error, rather than a database one, when the schema is not migrated."""
+    for table in tables:
+        row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()
+        if row is None or row[0] is None:
+            raise ConfigurationError(
+                f"the database is not migrated (no {table}): run `ledger db upgrade`"
+            )
+
+
+def batch_size(limit: int | None) -> int:
+    """Positions read per query: large, but not far beyond a small ``limit``."""
+    return MAX_BATCH if limit is None else min(MAX_BATCH, max(limit, 100))
+
+
+def read_window(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    after: int,
+    *,
+    until: int | None = None,
+    topics: Sequence[str] = (),
+    size: int = 1000,
+) -> EventBatch | None:
+    """The next window of at most ``size`` positions after ``after``, with the records
+    of ``topics`` (all if empty) among them; ``None`` when nothing lies after ``after``
+    (or ``until`` has been reached). One query; each query sees a prefix of the log
+    (module docstring), so no window can miss a position that commits later.
+    """
+    if until is not None and after >= until:
+        return None
+    rows = conn.execute(
+        _window_sql(schema),
+        (not topics, list(topics), after, size),
+        prepare=True,
+    ).fetchall()
+    if not rows:
+        return None
+    records = []
+    position = after
+    for pos, recorded_at, topic, originator_id, version, state, digest in rows:
+        if until is not None and pos > until:
+            position = until
+            break
+        position = pos
+        if state is not None:
+            records.append(
+                EventRecord(
+                    position=pos,
+                    recorded_at=recorded_at,
+                    topic=topic,
+                    originator_id=originator_id,
+                    version=version,
+                    data=decode(bytes(state)),
+                    hash=bytes(digest),
+                )
+            )
+    if position == after:
+        return None
+    return EventBatch(tuple(records), position)
+
+
+def read_batches(
+    settings: Settings,
+    *,
+    after: int = 0,
+    until: int | None = None,
+    topics: Sequence[str] = (),
+    follow: bool = False,
+    size: int = 1000,
+    stop: threading.Event | None = None,
+    backoff: Backoff | None = None,
+) -> Generator[EventBatch, None, None]:
+    """Windows of the log after ``after``, in position order (``read_window``).
+
+    Without ``follow`` it ends once it has caught up with the log (or reached
+    ``until``); with ``follow`` it then polls for new events, waiting per ``backoff``,
+    until ``until`` is reached or ``stop`` is set. A caller that stores its own
+    checkpoint (in another database, with its own writes) stores ``batch.position``.
+    """
+    check_range(after, until)
+    wanted = check_topics(topics)
+    check_size(size)
+    stop = stop or threading.Event()
+    pause = backoff or Backoff()
+    with connect(settings, autocommit=True) as conn:
+        require_tables(conn, settings.schema, "ledger_events")
+        delays = pause.delays()
+        while not stop.is_set():
+            batch = read_window(conn, settings.schema, after, until=until, topics=wanted, size=size)
+            if batch is None:
+                if not follow or (until is not None and after >= until):
+                    return
+                stop.wait(next(delays))
+                continue
+            delays = pause.delays()
+            after = batch.position
+            yield batch
+
+
+def read_events(
+    settings: Settings,
+    *,
+    after: int = 0,
+    until: int | None = None,
+    topics: Sequence[str] = (),
+    follow: bool = False,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    backoff: Backoff | None = None,
+) -> Generator[EventRecord, None, None]:
+    """The records of the log after ``after`` (up to ``until``, at most ``limit``), in
+    position order: ``ledger events`` in Python. ``follow`` and ``stop`` as for
+    ``read_batches``; a record is yielded once, and every committed event of the
+    chosen topics is yielded."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit: at least 1, not {limit}")
+    count = 0
+    batches = read_batches(
+        settings,
+        after=after,
+        until=until,
+        topics=topics,
+        follow=follow,
+        size=batch_size(limit),
+        stop=stop,
+        backoff=backoff,
+    )
+    with closing(batches):  # a reader that stops early closes the connection now
+        for batch in batches:
+            for record in batch.records:
+                yield record
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+
+def decode(state: bytes) -> dict[str, Any] | None:
+    """A stored event's JSON, with the library's typed values (``{"_type_": ...,
+    "_data_": ...}``) turned into their plain JSON form."""
+    try:
+        value = orjson.loads(state)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    plain = _plain(value)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.keys() == {"_type_", "_data_"}:
+            return _untyped(value["_type_"], _plain(value["_data_"]))
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _untyped(kind: Any, data: Any) -> Any:
+    """The library's transcodings: ISO datetimes and decimal strings stay strings, a
+    UUID's hex becomes its usual form; other types keep their data."""
+    if kind == "uuid_hex" and isinstance(data, str):
+        try:
+            return str(UUID(hex=data))
+        except ValueError:
+            return data
+    return data
+
+
+@lru_cache(maxsize=16)
+def _window_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT notification_id, recorded_at, topic, originator_id, originator_version, "
+        "CASE WHEN %s OR topic = ANY(%s) THEN state END, hash FROM {} "
+        "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    ).format(sql.Identifier(schema, "ledger_events"))
