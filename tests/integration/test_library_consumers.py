@@ -20,9 +20,9 @@ from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.tests import persistence as conformance
-from psycopg.conninfo import conninfo_to_dict
 
 from ledger.config import Settings
+from ledger.datastore import LedgerDatastore
 from ledger.service import Ledger
 from ledger.store import LedgerRecorder, environment
 from tests.support import append, catalogue, user
@@ -45,16 +45,11 @@ class _OnTheLedgersLog:
             datastore.close()
 
     def create_recorder(self) -> LedgerRecorder:
-        params = conninfo_to_dict(self.settings.url)
-        datastore = PostgresDatastore(
-            dbname=str(params.get("dbname") or "postgres"),
-            host=str(params.get("host") or "localhost"),
-            port=str(params.get("port") or "5432"),
-            user=str(params.get("user") or "postgres"),
-            password=str(params.get("password") or ""),
+        datastore = LedgerDatastore(
+            self.settings.url,
             schema=self.settings.schema,
-            pool_size=2,
-            max_overflow=12,  # the suite's concurrent tests use up to 12 at once
+            pool_size=14,  # the suite's concurrent tests use up to 12 at once
+            lock_timeout_ms=5_000,
         )
         self.datastores.append(datastore)
         return LedgerRecorder(datastore, events_table_name="ledger_events")
