@@ -8,9 +8,9 @@ PostgreSQL 15); without it the suite starts the embedded PostgreSQL in a tempora
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -40,13 +40,14 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url() -> str:
     configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
     if configured:
         return configured
     if not os.environ.get("LEDGER_HOME"):
-        home: Path = tmp_path_factory.getbasetemp().parent / "ledger-embedded-home"
-        os.environ["LEDGER_HOME"] = str(home)
+        # in the temporary directory itself: run as root, the server's own account must be
+        # able to reach it (pytest's base temporary directory is closed to other users)
+        os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
     from ledger import embedded
 
     return embedded.url()
