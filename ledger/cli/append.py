@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     settings = api.settings(args.database_url, args.schema)
     try:
         source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
-        total = AppendProgress.total_of(args.file) if sys.stderr.isatty() else None
+        total = AppendProgress.total_of(args.file) if AppendProgress.wanted(sys.stderr) else None
     except OSError as error:
         raise ConfigurationError(f"cannot read {args.file}: {error.strerror}") from None
     tally = _Tally()

@@ -1,8 +1,10 @@
 """Progress of ``ledger append`` on a terminal: lines done, rate, rejected so far.
 
 Drawn by tqdm on stderr, and only when stderr is a terminal: a pipeline or a log file gets
-nothing extra. tqdm rather than our own: it measures the rate, redraws at most ten times a second,
-fits the terminal's width and leaves stdout alone, in one small dependency.
+nothing extra. Not when stdout is a terminal too: the answers would tear the bar apart, and
+they show the progress themselves. tqdm rather than our own: it measures the rate, redraws at
+most ten times a second, fits the terminal's width and leaves stdout alone, in one small
+dependency.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class AppendProgress:
         self._stream = stream if stream is not None else sys.stderr
         self._bar: tqdm[Any] | None = None
         self._rejected = 0
-        if self._stream.isatty():
+        if self.wanted(self._stream):
             self._bar = tqdm(
                 total=total,
                 unit=" lines",
@@ -30,6 +32,10 @@ class AppendProgress:
                 dynamic_ncols=True,
                 postfix="0 rejected",
             )
+
+    @staticmethod
+    def wanted(stream: TextIO) -> bool:
+        return stream.isatty() and not sys.stdout.isatty()
 
     @staticmethod
     def total_of(path: str) -> int | None:

@@ -48,7 +48,13 @@ from ledger.embedded.datadir import (
     write_auth_files,
 )
 from ledger.embedded.pidfile import PidFile, describe, read_pid_file, server_process
-from ledger.embedded.process import PORT, remove_private_socket_dir, socket_dir, start
+from ledger.embedded.process import (
+    PORT,
+    remove_private_socket_dir,
+    socket_dir,
+    start,
+    wait_until_ready,
+)
 from ledger.embedded.process import stop as stop_process
 
 DATABASE = "ledger"
@@ -160,7 +166,7 @@ def _running(pgdata: Path, base: Path, notes: list[str]) -> PidFile | None:
     if info is None:
         return None
     if server_process(info) is not None:
-        return info
+        return wait_until_ready(pgdata, info)
     if not is_complete(pgdata):
         return None  # an unfinished initdb's lock file: the directory goes as a whole
     (pgdata / "postmaster.pid").unlink()

