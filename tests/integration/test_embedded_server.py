@@ -200,6 +200,13 @@ def test_a_stale_postmaster_pid_naming_another_process_is_recognised_and_removed
         assert psutil.pid_exists(unrelated_process)  # nobody signalled it
 
 
+def initdb_running_in(home: Path) -> bool:
+    return any(
+        p.info["name"] == "initdb" and str(home) in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["name", "cmdline"])
+    )
+
+
 def wait_for(condition: object, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():  # type: ignore[operator]
@@ -220,7 +227,7 @@ def test_a_sigkill_during_the_first_initdb_is_recovered() -> None:
         wait_for(lambda: any(home.glob("pgdata.init-*/PG_VERSION")))
         os.killpg(starter.pid, signal.SIGKILL)  # the ledger and its initdb
         starter.wait()
-        wait_for(lambda: not any(p.info["name"] == "initdb" for p in psutil.process_iter(["name"])))
+        wait_for(lambda: not initdb_running_in(home))
         assert list(home.glob("pgdata.init-*")) and not (home / "pgdata").exists()
         done = cli(env, "db", "upgrade")
         assert done.returncode == 0, done.stderr
