@@ -33,29 +33,13 @@ from ledger.cli import main, version
 from ledger.config import Settings
 from ledger.service import Ledger
 from tests.cli_tree import commands
-from tests.support import append, catalogue, cli, complete
+from tests.support import append, appender, catalogue, cli, feed, stream
 
 Conn = psycopg.Connection[Any]
 SUMMARY = re.compile(
     r"^ledger: (?P<why>.+): (?P<answers>\d+) lines? answered, every line up to line "
     r"(?P<last>\d+) settled; the first line not committed is line (?P<next>\d+)(?P<note> \(.*\))?$"
 )
-
-
-def stream(count: int, prefix: str) -> str:
-    return "".join(
-        json.dumps(complete(f"{prefix}{n}", customer="alice" if n % 2 else "bob")) + "\n"
-        for n in range(count)
-    )
-
-
-def feed(process: subprocess.Popen[str], payload: str) -> None:
-    assert process.stdin is not None
-    try:
-        process.stdin.write(payload)
-        process.stdin.close()
-    except (BrokenPipeError, ValueError):
-        pass
 
 
 def recorded(conn: Conn, prefix: str) -> set[str]:
@@ -80,14 +64,7 @@ def test_a_signal_mid_run_leaves_every_committed_line_answered(
     append(ledger_app, *catalogue())
     for seed in range(int(os.environ.get("LEDGER_FAULT_RUNS", "3"))):
         prefix = f"pi_sig{signum}_{seed}_"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "append", "-"],
-            env=cli_env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = appender(cli_env)
         assert process.stdout is not None and process.stderr is not None
         writer = threading.Thread(target=feed, args=(process, stream(400, prefix)))
         writer.start()
@@ -138,14 +115,7 @@ def test_a_database_lost_mid_run_exits_two_after_answering_what_committed(
     role, url = doomed_login
     append(ledger_app, *catalogue())
     prefix = "pi_lost_"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ledger", "append", "-"],
-        env=dict(cli_env, LEDGER_DATABASE_URL=url),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = appender(dict(cli_env, LEDGER_DATABASE_URL=url))
     assert process.stdout is not None and process.stderr is not None
     writer = threading.Thread(target=feed, args=(process, stream(5000, prefix)))
     writer.start()
