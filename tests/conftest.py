@@ -8,6 +8,7 @@ PostgreSQL 15); without it the suite starts the embedded PostgreSQL in a tempora
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +49,7 @@ def database_url() -> str:
         # in the temporary directory itself: run as root, the server's own account must be
         # able to reach it (pytest's base temporary directory is closed to other users)
         os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
+        os.environ["_LEDGER_TEST_HOME_MADE"] = os.environ["LEDGER_HOME"]
     from ledger import embedded
 
     return embedded.url()
@@ -55,12 +57,16 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_embedded_server_at_exit() -> Iterator[None]:
-    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end."""
+    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end (and
+    remove the home, when the suite made it)."""
     yield
     if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
         from ledger import embedded
 
         embedded.stop()
+        made = os.environ.pop("_LEDGER_TEST_HOME_MADE", None)
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _drop_schema(url: str, schema: str) -> None:
