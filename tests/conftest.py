@@ -40,6 +40,9 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+_HOMES_MADE: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
@@ -49,7 +52,7 @@ def database_url() -> str:
         # in the temporary directory itself: run as root, the server's own account must be
         # able to reach it (pytest's base temporary directory is closed to other users)
         os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
-        os.environ["_LEDGER_TEST_HOME_MADE"] = os.environ["LEDGER_HOME"]
+        _HOMES_MADE.append(os.environ["LEDGER_HOME"])
     from ledger import embedded
 
     return embedded.url()
@@ -64,8 +67,7 @@ def _stop_embedded_server_at_exit() -> Iterator[None]:
         from ledger import embedded
 
         embedded.stop()
-        made = os.environ.pop("_LEDGER_TEST_HOME_MADE", None)
-        if made:
+        for made in _HOMES_MADE:
             shutil.rmtree(made, ignore_errors=True)
 
 
