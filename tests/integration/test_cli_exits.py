@@ -304,10 +304,12 @@ _VALUES = st.one_of(
 )
 
 
+_LEAVES = [c for c in commands() if c.leaf and c.words and c.words not in _LEFT_OUT]
+
+
 @st.composite
 def argument_lists(draw: st.DrawFn) -> list[str]:
-    leaves = [c for c in commands() if c.leaf and c.words and c.words not in _LEFT_OUT]
-    command = draw(st.sampled_from(leaves))
+    command = draw(st.sampled_from(_LEAVES))
     argv = list(command.words)
     options = [a for a in command.options() if "--debug" not in a.option_strings]
     for action in draw(st.lists(st.sampled_from(options), max_size=4)):
