@@ -8,9 +8,10 @@ PostgreSQL 15); without it the suite starts the embedded PostgreSQL in a tempora
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -39,14 +40,19 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+_HOMES_MADE: list[str] = []
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url() -> str:
     configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
     if configured:
         return configured
     if not os.environ.get("LEDGER_HOME"):
-        home: Path = tmp_path_factory.getbasetemp().parent / "ledger-embedded-home"
-        os.environ["LEDGER_HOME"] = str(home)
+        # in the temporary directory itself: run as root, the server's own account must be
+        # able to reach it (pytest's base temporary directory is closed to other users)
+        os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
+        _HOMES_MADE.append(os.environ["LEDGER_HOME"])
     from ledger import embedded
 
     return embedded.url()
@@ -54,12 +60,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_embedded_server_at_exit() -> Iterator[None]:
-    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end."""
+    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end (and
+    remove the home, when the suite made it)."""
     yield
     if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
         from ledger import embedded
 
         embedded.stop()
+        for made in _HOMES_MADE:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _drop_schema(url: str, schema: str) -> None:

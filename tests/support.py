@@ -198,3 +198,33 @@ def cli(
 
 def answers(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def stream(count: int, prefix: str) -> str:
+    """``count`` purchase completions as JSON Lines, payment intents ``prefix0``, ``prefix1``..."""
+    return "".join(
+        json.dumps(complete(f"{prefix}{n}", customer="alice" if n % 2 else "bob")) + "\n"
+        for n in range(count)
+    )
+
+
+def feed(process: subprocess.Popen[str], payload: str) -> None:
+    """Writes the stream; the appender may be killed, or stop reading, while we write."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(payload)
+        process.stdin.close()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def appender(env: dict[str, str]) -> subprocess.Popen[str]:
+    """``ledger append -`` running, its stdin, stdout and stderr piped (text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledger", "append", "-"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -1,6 +1,6 @@
 """Gross, refunds and net per period as a picture: one panel per currency.
 
-matplotlib is an optional extra (``pip install 'ledger[chart]'``), imported only when a
+matplotlib is an optional extra (``pip install 'purchase-ledger[chart]'``), imported only when a
 chart is asked for. Amounts are drawn in major units of each currency (cents / 100,
 yen as they are), periods without activity are drawn as zero so the time axis is true.
 """
@@ -97,7 +97,7 @@ def draw(report: RevenueReport, path: Path, title: str, subtitle: str = "") -> N
         from matplotlib.ticker import FuncFormatter
     except ImportError:
         raise ConfigurationError(
-            "--chart needs matplotlib, an optional extra: pip install 'ledger[chart]'"
+            "--chart needs matplotlib, an optional extra: pip install 'purchase-ledger[chart]'"
         ) from None
     currencies = sorted({r.currency for r in report.rows})
     panels = max(1, len(currencies))

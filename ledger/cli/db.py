@@ -1,4 +1,4 @@
-"""``ledger db upgrade | downgrade --to base | status``."""
+"""``ledger db upgrade | downgrade --to base | status | stop | roles``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ledger import migrations
+from ledger.cli import server
 from ledger.config import resolve
 from ledger.db import connect
 
@@ -24,8 +25,13 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         help="'base' (the log alone), a migration number, or 'zero' (only with an empty log)",
     )
     down.set_defaults(func=downgrade)
-    st = commands.add_parser("status", parents=[common], help="applied and pending migrations")
+    st = commands.add_parser(
+        "status",
+        parents=[common],
+        help="applied and pending migrations; whether the embedded server runs",
+    )
     st.set_defaults(func=status)
+    server.register(commands, common)
     roles = commands.add_parser(
         "roles", parents=[common], help="create the owner, writer, projector and reader roles"
     )
@@ -72,8 +78,12 @@ def downgrade(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    if not server.given_url(args) and not server.embedded_status():
+        return 0
     settings = resolve(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
+        found = conn.execute("SHOW server_version").fetchone()
+        print(f"server: PostgreSQL {found[0] if found else 'unknown'}, schema {settings.schema}")
         states = migrations.status(conn, settings.schema)
     for state in states:
         when = state.applied_at.isoformat() if state.applied_at else "pending"

@@ -17,26 +17,9 @@ import psycopg
 from ledger.config import Settings
 from ledger.service import Ledger
 from projections.verify import verify
-from tests.support import answers, append, catalogue, cli, complete
+from tests.support import answers, append, catalogue, cli, feed, stream
 
 Conn = psycopg.Connection[Any]
-
-
-def stream(count: int, prefix: str) -> str:
-    return "".join(
-        json.dumps(complete(f"{prefix}{n}", customer="alice" if n % 2 else "bob")) + "\n"
-        for n in range(count)
-    )
-
-
-def feed(process: subprocess.Popen[str], payload: str) -> None:
-    """Writes the stream; the appender may be killed while we write."""
-    assert process.stdin is not None
-    try:
-        process.stdin.write(payload)
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
 
 
 def fully_applied(conn: Conn, intents: list[str]) -> None:

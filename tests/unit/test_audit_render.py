@@ -94,7 +94,7 @@ def test_without_matplotlib_the_chart_says_how_to_get_it(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", refuse)
-    with pytest.raises(ConfigurationError, match=r"pip install 'ledger\[chart\]'"):
+    with pytest.raises(ConfigurationError, match=r"pip install 'purchase-ledger\[chart\]'"):
         draw(REPORT, tmp_path / "x.png", "Revenue")
 
 

@@ -1,0 +1,57 @@
+"""Private ``LEDGER_HOME`` directories, each with its own embedded server, for the tests of the
+embedded server and of the commands that depend on it (``db stop``, ``db status``, ``demo``).
+
+Homes are made in the temporary directory itself (not under pytest's base directory, which is
+closed to other users): run as root, the server's own account must be able to reach them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ledger import embedded
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """The environment of a command using the embedded server under ``home`` (no URL)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LEDGER_DATABASE_URL", "LEDGER_TEST_DATABASE_URL", "LEDGER_SCHEMA")
+    }
+    env["LEDGER_HOME"] = str(home)
+    return env
+
+
+@contextmanager
+def pointing_at(home: Path) -> Iterator[None]:
+    """``LEDGER_HOME`` set to ``home`` in this process, for the in-process API."""
+    before = os.environ.get("LEDGER_HOME")
+    os.environ["LEDGER_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["LEDGER_HOME"]
+        else:
+            os.environ["LEDGER_HOME"] = before
+
+
+@contextmanager
+def private_home(name: str = "home") -> Iterator[Path]:
+    """A fresh home named ``name`` inside a new temporary directory; its server stopped after."""
+    parent = Path(tempfile.mkdtemp(prefix="ledger-test-"))
+    parent.chmod(0o755)
+    home = parent / name
+    try:
+        yield home
+    finally:
+        with pointing_at(home):
+            if home.exists():
+                embedded.stop()
+        shutil.rmtree(parent, ignore_errors=True)
