@@ -240,9 +240,9 @@ def _drop_retired(conn: psycopg.Connection[Any], retired: str, tables: list[str]
         except psycopg.errors.DependentObjectsStillExist as error:
             detail = (error.diag.message_detail or "").replace("\n", "; ")
             raise ConfigurationError(
-                f"the rebuild cannot replace {', '.join(tables)}: objects that are not the "
-                f"ledger's depend on them ({detail}); drop or re-point them, then rebuild "
-                "(the live tables are unchanged)"
+                f"the rebuild cannot replace the live tables: objects that are not the "
+                f"ledger's depend on them ({detail}); drop them or rebuild the other tables "
+                "with --only (the live tables are unchanged)"
             ) from None
     conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(retired)))
 

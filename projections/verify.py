@@ -115,7 +115,7 @@ def _lock_live_tables(conn: psycopg.Connection[Any], live: str) -> set[str]:
             conn.execute(
                 sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(live, table))
             )
-        except psycopg.errors.UndefinedTable:
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             conn.execute("ROLLBACK TO SAVEPOINT ledger_verify_lock")
         else:
             present.add(table)
