@@ -440,3 +440,33 @@ def test_the_owner_runs_migrations_and_rebuilds(
     ):
         done = cli_run(owner, *args)
         assert done.returncode == 0, (args, done.stderr)
+
+
+def test_what_the_writer_can_do_to_projected_rows_verify_names(
+    settings: Settings, roles: dict[str, str], cli_env: dict[str, str]
+) -> None:
+    """The writer must write projected rows (inline projections), so it can edit them
+    directly: `projections verify` names every such row, `audit verify` the purchases."""
+    seed(settings, roles)
+    with connect(as_role(settings, roles["writer"]), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE purchases SET refunded_amount_cents = 1 WHERE stripe_payment_intent_id = 'pi_1'"
+        )
+        conn.execute("DELETE FROM video_playback")
+        conn.execute("INSERT INTO users (id) VALUES ('forged')")
+    done = cli_run(cli_env, "projections", "verify")
+    assert done.returncode == 1
+    assert (
+        "purchases (stripe_payment_intent_id=pi_1): refunded_amount_cents live=1 log=0"
+        in done.stdout
+    )
+    assert (
+        "video_playback (user_id=alice" in done.stdout
+        and "missing from the live table" in done.stdout
+    )
+    assert "users (id=forged): extra row in the live table" in done.stdout
+    audit = cli_run(cli_env, "audit", "verify")
+    assert audit.returncode == 1 and "FAIL projections" in audit.stdout
+    # and a rebuild puts the rows back as the log says
+    assert cli_run(cli_env, "projections", "rebuild").returncode == 0
+    assert cli_run(cli_env, "projections", "verify").returncode == 0
