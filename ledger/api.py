@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
@@ -33,7 +34,11 @@ def upgrade(settings: Settings, stream: TextIO | None = None) -> list[migrations
     with connect(settings, autocommit=True) as conn:
         stale = list(freshness.stale(conn, settings.schema))
     if stale:
-        rebuild(settings, stale, stream)
+        report = rebuild(settings, stale, stream)
+        out = stream if stream is not None else sys.stderr
+        out.write(
+            f"upgrade: filled {', '.join(report.tables)} from {report.events} events of the log\n"
+        )
     return applied
 
 

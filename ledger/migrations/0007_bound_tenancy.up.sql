@@ -1,6 +1,6 @@
 -- Row-level security for logins bound to one organization (`ledger db roles
 -- --organization UUID --login NAME`). The organization comes from
--- ledger_tenant_logins (migration 0006, owned by the owner role), looked up by the
+-- ledger_tenant_logins (migration log_guards, owned by the owner role), looked up by the
 -- role the query runs as; no setting enters into it. Policies call
 -- `(SELECT ledger_bound_organization())`, so the lookup runs once per query.
 -- plpgsql: its body names a log-side table, which a rebuild's shadow schema lacks.
