@@ -72,23 +72,17 @@ def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 def _own(conn: psycopg.Connection[Any], schema: str, owner: sql.Identifier) -> dict[str, list[str]]:
     """Gives the ledger's own objects to the owner; returns them by kind (as SQL names)."""
     owned = migrations.owned_objects()
-    found: dict[str, list[str]] = {}
-    found["TABLE"] = [
-        r[0]
-        for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)"
-            " ORDER BY 1",
-            (schema, sorted(owned["table"])),
-        ).fetchall()
-    ]
-    found["SEQUENCE"] = [
-        r[0]
-        for r in conn.execute(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = %s"
-            " AND sequencename = ANY(%s) ORDER BY 1",
-            (schema, sorted(owned["sequence"])),
-        ).fetchall()
-    ]
+    found: dict[str, list[str]] = {
+        kind: [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind = %s AND c.relname = ANY(%s) ORDER BY 1",
+                (schema, relkind, sorted(owned[kind.lower()])),
+            ).fetchall()
+        ]
+        for kind, relkind in (("TABLE", "r"), ("SEQUENCE", "S"))
+    }
     for kind, names in found.items():
         for name in names:
             conn.execute(

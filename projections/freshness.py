@@ -23,11 +23,9 @@ MARKS = "ledger_stale_projections"
 
 
 def _has_marks(conn: psycopg.Connection[Any], schema: str) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s)",
-        (schema, MARKS),
-    ).fetchone()
-    return bool(row and row[0])
+    from ledger.migrations import has_table
+
+    return has_table(conn, schema, MARKS)
 
 
 def log_has_events(conn: psycopg.Connection[Any], schema: str) -> bool:

@@ -85,14 +85,6 @@ def apply_tail(
     return count
 
 
-def _exists(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s)",
-        (schema, table),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def _incoming_foreign_keys(
     conn: psycopg.Connection[Any], live: str, tables: tuple[str, ...]
 ) -> list[tuple[str, str, str]]:
@@ -182,7 +174,7 @@ def _switch(
     )
     position = source.head(conn, live)
     apply_tail(conn, live, shadow_schema, tables, after, position)
-    present = [t for t in tables if _exists(conn, live, t)]
+    present = [t for t in tables if migrations.has_table(conn, live, t)]
     for table in present:
         conn.execute(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(live, table))
@@ -255,7 +247,7 @@ def _record(
     seconds: float,
     lock_ms: float,
 ) -> None:
-    if not _exists(conn, live, "ledger_projection_state"):
+    if not migrations.has_table(conn, live, "ledger_projection_state"):
         return
     query = sql.SQL(
         "INSERT INTO {} (name, rebuilt_position, rebuilt_at, rebuild_seconds, switch_lock_ms) "

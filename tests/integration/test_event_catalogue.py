@@ -194,6 +194,7 @@ def test_the_writer_role_cannot_store_garbage(settings: Settings, conn: Conn) ->
     import uuid
 
     from ledger.roles import create_roles, role_names
+    from tests.integration.test_roles import drop_roles
 
     prefix = f"g{uuid.uuid4().hex[:8]}"
     try:
@@ -212,17 +213,7 @@ def test_the_writer_role_cannot_store_garbage(settings: Settings, conn: Conn) ->
                 )
         assert conn.execute("SELECT topic FROM ledger_events").fetchall() == [("UserRegistered",)]
     finally:
-        drop_roles(conn, settings, role_names(prefix).values())
-
-
-def drop_roles(conn: Conn, settings: Settings, names: Any) -> None:
-    conn.execute(
-        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema))
-    )
-    for name in names:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        drop_roles(settings, role_names(prefix).values())
 
 
 def smuggle(conn: Conn, topic: str, state: bytes) -> int:
