@@ -204,7 +204,7 @@ def target(text: str) -> int | Literal["base"]:
         return BASE
     if text == "zero":
         return 0
-    if text.isdigit() and int(text) in versions:
+    if text.isascii() and text.isdigit() and int(text) in versions:
         return int(text)
     raise ValueError(
         f"--to: {text!r} is not 'base', 'zero' or a migration number "

@@ -241,7 +241,7 @@ def test_rebuild_progress_counts_events_not_positions(
     assert last.startswith(f"rebuild: {projected[0]}/{projected[0]} events"), last
 
 
-@pytest.mark.parametrize("target", ["foo", "99", "-1", "", "0002"])
+@pytest.mark.parametrize("target", ["foo", "99", "-1", "", "\u0663", "0002"])
 def test_downgrade_to_an_unknown_target_is_a_usage_error(
     cli_env: dict[str, str], conn: Conn, target: str
 ) -> None:
