@@ -7,7 +7,7 @@ without a default (a field added later with a default is optional, so logs writt
 before it still decode), minus the two the recorder keeps in columns
 (``originator_id``, ``originator_version``). Two things check the shapes:
 
-* the database, at insert (migration ``event_catalogue``: a catalogue table and a
+* the database, at insert (migration ``log_guards``: a catalogue table and a
   trigger), so that no role that may append can store an event that does not decode;
 * the readers of the log in Python (``check``), so that an event stored behind the
   trigger's back (a superuser who disabled it) stops a rebuild or an audit with one line
