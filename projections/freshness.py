@@ -6,9 +6,11 @@ and not filled yet. Such a table is marked in ``ledger_stale_projections`` (migr
 ``log_guards``) in the very transaction that creates it, and the rebuild that fills it
 clears the mark in the transaction of its switch. So a killed upgrade or rebuild leaves
 the mark behind, never an unmarked empty table: appends refuse while any mark is
-there (the log's statement trigger, and ``ledger.api.open_ledger``), ``ledger
-projections status`` reports the table as stale, and the next ``ledger db upgrade``
-fills it.
+there (``ledger.api.open_ledger``, and the log's statement trigger
+``ledger_events_refuse_while_stale``, which is enabled with the first mark and disabled
+with the last, in the same transactions, so that appends pay nothing for it otherwise),
+``ledger projections status`` reports the table as stale, and the next ``ledger db
+upgrade`` fills it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 MARKS = "ledger_stale_projections"
+GATE = "ledger_events_refuse_while_stale"
 
 
 def _has_marks(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -44,6 +47,16 @@ def mark(conn: psycopg.Connection[Any], schema: str, tables: Sequence[str], reas
     ).format(sql.Identifier(schema, MARKS))
     for table in tables:
         conn.execute(query, (table, reason))
+    if tables:
+        _gate(conn, schema, "ENABLE")
+
+
+def _gate(conn: psycopg.Connection[Any], schema: str, verb: str) -> None:
+    conn.execute(
+        sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+            sql.Identifier(schema, "ledger_events"), sql.SQL(verb), sql.Identifier(GATE)
+        )
+    )
 
 
 def stale(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:
@@ -57,10 +70,13 @@ def stale(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:
 
 
 def clear(conn: psycopg.Connection[Any], schema: str, tables: Sequence[str]) -> None:
-    """Clears the marks of ``tables``, in the caller's transaction (a rebuild's switch)."""
+    """Clears the marks of ``tables``, in the caller's transaction (a rebuild's switch,
+    which holds the log's EXCLUSIVE lock); opens the gate once no mark is left."""
     if not _has_marks(conn, schema):
         return
-    conn.execute(
+    cleared = conn.execute(
         sql.SQL("DELETE FROM {} WHERE name = ANY(%s)").format(sql.Identifier(schema, MARKS)),
         (list(tables),),
-    )
+    ).rowcount
+    if cleared and not stale(conn, schema):
+        _gate(conn, schema, "DISABLE")

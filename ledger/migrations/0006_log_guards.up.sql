@@ -96,31 +96,32 @@ ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER ledger_events_check_shape;
 -- 2. Projections known not to reflect the log. `ledger db upgrade` marks the projected
 --    tables it creates over a non-empty log, in the transaction that creates them, and
 --    the rebuild that fills them clears the mark in the transaction of its switch: a
---    killed upgrade leaves the mark, so appends keep refusing (the statement trigger
---    below), `ledger projections status` says stale, and the next upgrade fills them.
+--    killed upgrade leaves the mark, so appends keep refusing (the trigger below),
+--    `ledger projections status` says stale, and the next upgrade fills them.
 CREATE TABLE ledger_stale_projections (
     name text PRIMARY KEY,
     marked_at timestamptz NOT NULL DEFAULT now(),
     reason text NOT NULL
 );
 
+-- Enabled exactly while a mark exists (projections.freshness turns it on with the first
+-- mark and off with the last, in the same transactions), so an append pays nothing for it
+-- the rest of the time.
 CREATE FUNCTION ledger_events_refuse_while_stale() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM ledger_stale_projections) THEN
-        RAISE EXCEPTION 'ledger: the projected tables % do not reflect the log yet: appends wait until `ledger db upgrade` (or `ledger projections rebuild`) has filled them',
-            (SELECT string_agg(name, ', ' ORDER BY name) FROM ledger_stale_projections)
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    RETURN NULL;
+    RAISE EXCEPTION 'ledger: the projected tables % do not reflect the log yet: appends wait until `ledger db upgrade` (or `ledger projections rebuild`) has filled them',
+        coalesce((SELECT string_agg(name, ', ' ORDER BY name) FROM ledger_stale_projections), '')
+        USING ERRCODE = 'object_not_in_prerequisite_state';
 END;
 $$;
 
 CREATE TRIGGER ledger_events_refuse_while_stale
     BEFORE INSERT ON ledger_events
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_refuse_while_stale();
+ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_refuse_while_stale;
 
 -- A database whose projected tables were emptied by a rollback and re-created by an
 -- earlier version (which did not fill them): organizations are never deleted, so an
@@ -134,6 +135,7 @@ BEGIN
         SELECT t, 'empty while the log registers organizations'
           FROM unnest(ARRAY['organizations', 'users', 'content', 'content_access',
                             'purchases', 'video_playback']) t;
+        ALTER TABLE ledger_events ENABLE TRIGGER ledger_events_refuse_while_stale;
     END IF;
 END;
 $$;

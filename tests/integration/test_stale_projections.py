@@ -106,12 +106,13 @@ def test_an_upgrade_killed_during_its_rebuild_is_detected(
     ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
 ) -> None:
     """A real SIGKILL, once the upgrade's migrations have committed and its rebuild
-    waits at the switch (held up by a SHARE lock on the log, which reads do not mind)."""
+    waits at the switch (held up by a ROW SHARE lock on the log, which only the
+    switch's EXCLUSIVE lock minds)."""
     load(ledger_app, 40)
     before = dump_all(conn)
     assert cli(cli_env, "db", "downgrade", "--to", "base").returncode == 0
     with connect(settings, autocommit=True) as holder, holder.transaction():
-        holder.execute("LOCK TABLE ledger_events IN SHARE MODE")
+        holder.execute("LOCK TABLE ledger_events IN ROW SHARE MODE")
         process = subprocess.Popen(
             [sys.executable, "-m", "ledger", "db", "upgrade"],
             env=cli_env,
