@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
@@ -21,19 +22,43 @@ def settings(database_url: str | None = None, schema: str | None = None) -> Sett
     return config.resolve(database_url, schema)
 
 
-def upgrade(settings: Settings) -> list[migrations.Migration]:
+def upgrade(settings: Settings, stream: TextIO | None = None) -> list[migrations.Migration]:
+    """Applies the pending migrations, then fills every projected table marked stale
+    (created over a non-empty log, now or by an upgrade that was killed) from the log,
+    with progress on ``stream`` (default stderr). Returns the migrations applied."""
+    from projections import freshness
+    from projections.rebuild import rebuild
+
     with connect(settings) as conn:
-        return migrations.upgrade(conn, settings.schema)
+        applied = migrations.upgrade(conn, settings.schema)
+    with connect(settings, autocommit=True) as conn:
+        stale = list(freshness.stale(conn, settings.schema))
+    if stale:
+        report = rebuild(settings, stale, stream)
+        out = stream if stream is not None else sys.stderr
+        out.write(
+            f"upgrade: filled {', '.join(report.tables)} from {report.events} events of the log\n"
+        )
+    return applied
 
 
 def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
-    """The write side, once the schema is in place (else a ``ConfigurationError``)."""
+    """The write side, once the schema is in place and its projected tables reflect the
+    log (else a ``ConfigurationError``)."""
+    from projections import freshness
+
     with connect(settings, autocommit=True) as conn:
         states = migrations.status(conn, settings.schema)
+        stale = freshness.stale(conn, settings.schema)
     missing = [s.migration.label for s in states if s.applied_at is None]
     if missing:
         raise ConfigurationError(
             f"the database is not migrated (missing {', '.join(missing)}): run `ledger db upgrade`"
+        )
+    if stale:
+        raise ConfigurationError(
+            f"the projected tables {', '.join(stale)} do not reflect the log yet: "
+            "run `ledger db upgrade` (it fills them) before appending"
         )
     try:
         return Ledger(settings, pool_size)

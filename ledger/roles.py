@@ -1,31 +1,46 @@
-"""``ledger db roles``: the owner, the writer, the projector and the reader.
+"""``ledger db roles``: the owner, the writer, the projector, the reader, and logins
+bound to one organization.
 
 Roles are cluster-wide, so they are created by this command rather than by the
 per-schema migrations; the command also grants each role what it needs in the
-schema and turns on row-level security for the reader:
+schema and turns on row-level security:
 
-* owner: owns the schema and every object in it (DDL, migrations, rebuilds);
+* owner: owns the ledger's objects (DDL, migrations, rebuilds);
 * writer: appends (INSERT, and the UPDATE privilege the recorder's
   ``LOCK TABLE ... IN EXCLUSIVE MODE`` needs; the log's triggers refuse any real
-  UPDATE or DELETE) and writes the projected rows in the same transaction;
+  UPDATE or DELETE, and any event that does not decode) and writes the projected rows
+  in the same transaction;
 * projector: reads the log, writes the projected rows and moves consumers'
   checkpoints (``ledger.run_consumer``; a consumer's own tables are granted by its owner);
-* reader: reads the projected rows of the organization set for its transaction
-  (``ledger.tenancy.tenant``), never the log.
+* reader: reads the projected rows of the organization its transaction sets
+  (``ledger.tenancy.tenant``), never the log. The setting is the reader's own: this is
+  defence in depth for a trusted application pool, not a boundary between tenants;
+* tenant: the group of logins bound to one organization (``bind_login``). Their
+  policies look the organization up in ``ledger_tenant_logins``, which the owner owns
+  and a bound login can only read its own row of, so no setting, ``SET ROLE`` or
+  ``RESET`` of theirs shows them another organization. This is the boundary.
+
+Only the ledger's own objects change: those its migrations created
+(``ledger.migrations.owned_objects``). Another application's tables, functions or
+sequences in the same schema keep their owner and privileges, and a schema the ledger
+did not create (``public``) keeps its owner and its grants to PUBLIC.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
+from ledger import migrations
+from ledger.config import ConfigurationError
 from projections.registry import TABLES
 
-KINDS = ("owner", "writer", "projector", "reader")
+KINDS = ("owner", "writer", "projector", "reader", "tenant")
 
-# table -> the reader's policy expression
+# table -> the reader's policy expression (the transaction's setting)
 TENANT_POLICIES: dict[str, str] = {
     "organizations": "id = ledger_tenant()",
     "users": "ledger_user_in_tenant(id)",
@@ -34,94 +49,244 @@ TENANT_POLICIES: dict[str, str] = {
     "purchases": "organization_id = ledger_tenant()",
     "video_playback": "ledger_content_in_tenant(content_id)",
 }
+# table -> a bound login's policy expression (its binding, looked up once per query)
+_BOUND = "(SELECT ledger_bound_organization())"
+BOUND_POLICIES: dict[str, str] = {
+    "organizations": f"id = {_BOUND}",
+    "users": f"ledger_user_in_organization(id, {_BOUND})",
+    "content": f"organization_id = {_BOUND}",
+    "content_access": f"organization_id = {_BOUND}",
+    "purchases": f"organization_id = {_BOUND}",
+    "video_playback": f"ledger_content_in_organization(content_id, {_BOUND})",
+}
+POLICIES = ("ledger_writers", "ledger_tenant", "ledger_bound")
 
 
 def role_names(prefix: str) -> dict[str, str]:
     return {kind: f"{prefix}_{kind}" for kind in KINDS}
 
 
+def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+
+
+def _own(conn: psycopg.Connection[Any], schema: str, owner: sql.Identifier) -> dict[str, list[str]]:
+    """Gives the ledger's own objects to the owner; returns them by kind (as SQL names)."""
+    owned = migrations.owned_objects()
+    found: dict[str, list[str]] = {
+        kind: [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind = %s AND c.relname = ANY(%s) ORDER BY 1",
+                (schema, relkind, sorted(owned[kind.lower()])),
+            ).fetchall()
+        ]
+        for kind, relkind in (("TABLE", "r"), ("SEQUENCE", "S"))
+    }
+    for kind, names in found.items():
+        for name in names:
+            conn.execute(
+                sql.SQL("ALTER {} {} OWNER TO {}").format(
+                    sql.SQL(kind), sql.Identifier(schema, name), owner
+                )
+            )
+    found["FUNCTION"] = [
+        r[0]
+        for r in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s AND p.proname = ANY(%s) ORDER BY 1",
+            (schema, sorted(owned["function"])),
+        ).fetchall()
+    ]
+    for signature in found["FUNCTION"]:
+        conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(signature), owner))
+    for (name,) in conn.execute(
+        "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+        " JOIN pg_class c ON c.oid = t.typrelid"
+        " WHERE n.nspname = %s AND t.typname = ANY(%s) AND c.relkind = 'c'",
+        (schema, sorted(owned["type"])),
+    ).fetchall():
+        conn.execute(
+            sql.SQL("ALTER TYPE {} OWNER TO {}").format(sql.Identifier(schema, name), owner)
+        )
+    return found
+
+
+def _schema_is_the_ledgers(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute(
+        "SELECT obj_description(oid, 'pg_namespace') = %s FROM pg_namespace WHERE nspname = %s",
+        (migrations.SCHEMA_COMMENT, schema),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def create_roles(
-    conn: psycopg.Connection[Any], schema: str, prefix: str, login: bool
+    conn: psycopg.Connection[Any], schema: str, prefix: str, login: bool | None = None
 ) -> dict[str, str]:
-    """Creates (or updates) the roles and their privileges; safe to rerun."""
+    """Creates (or updates) the roles and their privileges; safe to rerun.
+
+    ``login`` True lets the group roles log in, False makes them group roles only, None
+    (binding a login) leaves existing ones as they are and creates missing ones NOLOGIN.
+    """
     names = role_names(prefix)
     s = sql.Identifier(schema)
     with conn.transaction():
+        migrations.require_log(conn, schema)
         for name in names.values():
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
+            exists = _role_exists(conn, name)
+            if exists and login is None:
+                continue
             conn.execute(
                 sql.SQL("{} ROLE {} {}").format(
-                    sql.SQL(verb), sql.Identifier(name), sql.SQL("LOGIN" if login else "NOLOGIN")
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(name),
+                    sql.SQL("LOGIN" if login else "NOLOGIN"),
                 )
             )
-        owner, writer, projector, reader = (sql.Identifier(names[k]) for k in KINDS)
+        owner, writer, projector, reader, tenant = (sql.Identifier(names[k]) for k in KINDS)
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(owner))
-        conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(s, owner))
-        for kind, query in (
-            ("TABLE", "SELECT tablename FROM pg_tables WHERE schemaname = %s"),
-            ("SEQUENCE", "SELECT sequencename FROM pg_sequences WHERE schemaname = %s"),
-        ):
-            for (name,) in conn.execute(query, (schema,)).fetchall():
+        if _schema_is_the_ledgers(conn, schema):
+            conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(s, owner))
+            conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(s))
+        else:
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(s, owner))
+        # a rebuild creates its shadow schemas: the owner may create schemas
+        conn.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(str(_scalar(conn, "SELECT current_database()"))), owner
+            )
+        )
+        found = _own(conn, schema, owner)
+        everyone = sql.SQL(", ").join([writer, projector, reader, tenant])
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, everyone))
+        for signature in found["FUNCTION"]:
+            conn.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(signature), everyone)
+            )
+        for sequence in found["SEQUENCE"]:
+            conn.execute(
+                sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                    sql.Identifier(schema, sequence), writer
+                )
+            )
+
+        def grant(privileges: str, table: str, *to: sql.Identifier) -> None:
+            if table in found["TABLE"]:
                 conn.execute(
-                    sql.SQL("ALTER {} {} OWNER TO {}").format(
-                        sql.SQL(kind), sql.Identifier(schema, name), owner
+                    sql.SQL("GRANT {} ON {} TO {}").format(
+                        sql.SQL(privileges), sql.Identifier(schema, table), sql.SQL(", ").join(to)
                     )
                 )
-        for (signature,) in conn.execute(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p"
-            " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
-            (schema,),
-        ).fetchall():
-            conn.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(signature), owner))
-        conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(s))
-        conn.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}, {}").format(s, writer, projector, reader)
-        )
-        log = sql.Identifier(schema, "ledger_events")
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(log, writer))
-        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(log, projector))
-        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA {} TO {}").format(s, writer))
-        conn.execute(
-            sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}, {}, {}").format(
-                s, writer, projector, reader
-            )
-        )
-        conn.execute(
-            sql.SQL("GRANT SELECT ON {} TO {}, {}").format(
-                sql.Identifier(schema, "ledger_schema_migrations"), writer, projector
-            )
-        )
-        conn.execute(
-            sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(
-                sql.Identifier(schema, "ledger_consumer_checkpoints"), projector
-            )
-        )
+
+        grant("SELECT, INSERT, UPDATE", "ledger_events", writer)
+        grant("SELECT", "ledger_events", projector)
+        grant("SELECT", "ledger_schema_migrations", writer, projector)
+        # read by the log's insert triggers, which run as the writer
+        grant("SELECT", "ledger_event_catalogue", writer)
+        grant("SELECT", "ledger_stale_projections", writer, projector)
+        grant("SELECT", "ledger_projection_state", projector)
+        grant("SELECT, INSERT, UPDATE", "ledger_consumer_checkpoints", projector)
+        grant("SELECT", "ledger_tenant_logins", tenant)  # its own row only (row security)
         for table in TABLES:
-            target = sql.Identifier(schema, table)
-            conn.execute(
-                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}, {}").format(
-                    target, writer, projector
-                )
-            )
-            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, reader))
-            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
-            for policy in ("ledger_writers", "ledger_tenant"):
-                conn.execute(
-                    sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), target)
-                )
-            conn.execute(
-                sql.SQL(
-                    "CREATE POLICY ledger_writers ON {} FOR ALL TO {}, {} "
-                    "USING (true) WITH CHECK (true)"
-                ).format(target, writer, projector)
-            )
-            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(s))
-            conn.execute(
-                sql.SQL("CREATE POLICY ledger_tenant ON {} FOR SELECT TO {} USING ({})").format(
-                    target,
-                    reader,
-                    sql.SQL(TENANT_POLICIES[table]),
-                )
-            )
+            if table not in found["TABLE"]:
+                continue
+            grant("SELECT, INSERT, UPDATE, DELETE", table, writer, projector)
+            grant("SELECT", table, reader, tenant)
+            _policies(conn, schema, table, names)
     return names
+
+
+def _policies(
+    conn: psycopg.Connection[Any], schema: str, table: str, names: dict[str, str]
+) -> None:
+    target = sql.Identifier(schema, table)
+    conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+    for policy in POLICIES:
+        conn.execute(
+            sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), target)
+        )
+    conn.execute(
+        sql.SQL(
+            "CREATE POLICY ledger_writers ON {} FOR ALL TO {}, {} USING (true) WITH CHECK (true)"
+        ).format(target, sql.Identifier(names["writer"]), sql.Identifier(names["projector"]))
+    )
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    for policy, role, expression in (
+        ("ledger_tenant", names["reader"], TENANT_POLICIES[table]),
+        ("ledger_bound", names["tenant"], BOUND_POLICIES[table]),
+    ):
+        conn.execute(
+            sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING ({})").format(
+                sql.Identifier(policy), target, sql.Identifier(role), sql.SQL(expression)
+            )
+        )
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return row[0] if row else None
+
+
+def bind_login(
+    conn: psycopg.Connection[Any], schema: str, prefix: str, organization: UUID, login: str
+) -> bool:
+    """Creates (or re-binds) the login role ``login``, bound to ``organization``: a member
+    of the tenant group and of nothing else the ledger made. Returns whether the
+    organization is registered in the log (a login bound to an unknown one sees nothing).
+    """
+    names = role_names(prefix)
+    with conn.transaction():
+        if not login or len(login.encode()) > 63:
+            raise ConfigurationError(f"--login: {login!r} must be a role name of 1 to 63 bytes")
+        if login in names.values():
+            raise ConfigurationError(f"--login: {login!r} is one of the ledger's group roles")
+        row = conn.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (login,)
+        ).fetchone()
+        if row is not None and (row[0] or row[1]):
+            raise ConfigurationError(
+                f"--login: {login!r} is a superuser or bypasses row-level security: "
+                "it cannot be bound to one organization"
+            )
+        wider = (
+            conn.execute(
+                "SELECT r.rolname FROM pg_roles r WHERE r.rolname = ANY(%s)"
+                " AND pg_has_role(%s, r.oid, 'MEMBER') ORDER BY 1",
+                ([names[k] for k in ("owner", "writer", "projector", "reader")], login),
+            ).fetchall()
+            if row is not None
+            else []
+        )
+        if wider:
+            raise ConfigurationError(
+                f"--login: {login!r} is a member of {', '.join(r[0] for r in wider)}, "
+                "which sees more than one organization: bind a login of its own"
+            )
+        if row is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(names["tenant"]), sql.Identifier(login))
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (login, organization_id) VALUES (%s, %s) ON CONFLICT (login) "
+                "DO UPDATE SET organization_id = EXCLUDED.organization_id, bound_at = now()"
+            ).format(sql.Identifier(schema, "ledger_tenant_logins")),
+            (login, organization),
+        )
+        known = conn.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE topic = 'OrganizationRegistered' "
+                "AND originator_id = %s)"
+            ).format(sql.Identifier(schema, "ledger_events")),
+            (organization_aggregate(organization),),
+        ).fetchone()
+    return bool(known and known[0])
+
+
+def organization_aggregate(organization: UUID) -> UUID:
+    from ledger.domain import ids
+
+    return ids.organization_id(str(organization))

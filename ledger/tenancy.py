@@ -2,6 +2,11 @@
 
 The setting is transaction-local (``set_config(..., true)``): it ends with the
 transaction, so a pooled connection handed to the next borrower carries no tenant.
+
+This is defence in depth for a trusted caller (the platform's own pool), not a boundary:
+the reader sets the organization itself, so code that can run SQL as the reader can read
+any organization. A login bound with ``ledger db roles --organization UUID --login NAME``
+is the boundary (``ledger.roles.bind_login``).
 """
 
 from __future__ import annotations

@@ -3,17 +3,27 @@
 Everything happens in one transaction, so a rebuild killed at any moment (even by
 SIGKILL) leaves the live tables untouched and nothing behind that a rerun minds:
 
-1. build the shadow tables from the log up to the head (``projections.shadow``),
-   without any lock on the live tables — readers and appenders go on;
+0. take the lock migrations take (``ledger.migrations.lock``: a rebuild and an
+   upgrade or downgrade of the same schema wait for each other) and check that the
+   projection migrations are all applied (a downgrade that won the race leaves
+   nothing to rebuild into);
+1. build the shadow tables from the log up to the head (``projections.shadow``) in a
+   schema of a fresh name, created in this transaction, without any lock on the live
+   tables — readers and appenders go on;
 2. catch up the events appended meanwhile, still without locks;
 3. the switch: take the log's EXCLUSIVE lock (the lock every append takes first, so
    appends wait, readers do not), apply the last few events, lock the live tables,
-   move them out and the shadow tables in, drop the old ones, commit. Readers see
-   the old tables, complete, until the commit, and the new ones after it.
+   move them out (to another fresh schema) and the shadow tables in, drop the old
+   tables by name (never with CASCADE: an object of someone else's that depends on
+   them stops the rebuild instead of vanishing), clear the tables' stale marks, commit.
+   Readers see the old tables, complete, until the commit, and the new ones after it.
+
+The only schemas it drops are the two it created in this transaction.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +32,10 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from ledger import migrations
 from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
-from projections import shadow, source
+from projections import freshness, shadow, source
 from projections.inline import apply_changes
 from projections.progress import Progress
 from projections.registry import TABLES, changes_for
@@ -72,14 +83,6 @@ def apply_tail(
             apply_changes(cursor, target, changes_for((e for _, e in batch), only))
         count += len(batch)
     return count
-
-
-def _exists(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s)",
-        (schema, table),
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _incoming_foreign_keys(
@@ -171,7 +174,7 @@ def _switch(
     )
     position = source.head(conn, live)
     apply_tail(conn, live, shadow_schema, tables, after, position)
-    present = [t for t in tables if _exists(conn, live, t)]
+    present = [t for t in tables if migrations.has_table(conn, live, t)]
     for table in present:
         conn.execute(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(live, table))
@@ -184,9 +187,7 @@ def _switch(
             )
         )
     security = _row_security(conn, live, present)
-    retired = f"{live}_retired"
-    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(retired)))
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(retired)))
+    retired = shadow.create_schema(conn, live, "old")
     for table in present:
         _copy_grants(conn, live, shadow_schema, table)
         conn.execute(
@@ -209,9 +210,33 @@ def _switch(
         )
     for statement in security:
         conn.execute(statement)
-    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(retired)))
+    _drop_retired(conn, retired, present)
+    # the shadow schema was created by this transaction: what is left in it (the
+    # migrations' other objects) is this rebuild's own
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(shadow_schema)))
+    freshness.clear(conn, live, tables)
     return position
+
+
+def _drop_retired(conn: psycopg.Connection[Any], retired: str, tables: list[str]) -> None:
+    """Drops the old tables, all in one statement (their foreign keys to each other go
+    with them) and without CASCADE, then their schema."""
+    if tables:
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("DROP TABLE {}").format(
+                        sql.SQL(", ").join(sql.Identifier(retired, t) for t in tables)
+                    )
+                )
+        except psycopg.errors.DependentObjectsStillExist as error:
+            detail = (error.diag.message_detail or "").replace("\n", "; ")
+            raise ConfigurationError(
+                f"the rebuild cannot replace the live tables: objects that are not the "
+                f"ledger's depend on them ({detail}); drop them or rebuild the other tables "
+                "with --only (the live tables are unchanged)"
+            ) from None
+    conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(retired)))
 
 
 def _record(
@@ -222,7 +247,7 @@ def _record(
     seconds: float,
     lock_ms: float,
 ) -> None:
-    if not _exists(conn, live, "ledger_projection_state"):
+    if not migrations.has_table(conn, live, "ledger_projection_state"):
         return
     query = sql.SQL(
         "INSERT INTO {} (name, rebuilt_position, rebuilt_at, rebuild_seconds, switch_lock_ms) "
@@ -234,23 +259,41 @@ def _record(
         conn.execute(query, (table, position, seconds, lock_ms))
 
 
+def _lock(conn: psycopg.Connection[Any], live: str, stream: TextIO | None) -> None:
+    if not migrations.try_lock(conn, live):
+        out = stream if stream is not None else sys.stderr
+        out.write("rebuild: waiting for another migration or rebuild of this schema\n")
+        out.flush()
+        migrations.lock(conn, live)
+
+
+def _ready(conn: psycopg.Connection[Any], live: str, tables: tuple[str, ...]) -> tuple[str, ...]:
+    """The tables to rebuild: ``tables`` and any other marked stale. Refuses a schema
+    whose migrations are not all applied."""
+    migrations.require_log(conn, live)
+    missing = [m.label for m in migrations.pending(conn, live)]
+    if missing:
+        raise ConfigurationError(
+            f"the database is not fully migrated (pending: {', '.join(missing)}): "
+            "run `ledger db upgrade` (it fills the tables it creates)"
+        )
+    stale = freshness.stale(conn, live)
+    return tuple(t for t in TABLES if t in tables or t in stale)
+
+
 def rebuild(
     settings: Settings, only: Sequence[str] | None = None, stream: TextIO | None = None
 ) -> RebuildReport:
     tables = selected(only)
+    shadow.row_budget()  # a bad LEDGER_REBUILD_ROW_BUDGET is refused before any work
     live = settings.schema
-    shadow_schema = f"{live}_rebuild"
     started = time.monotonic()
     with connect(settings) as conn:
-        row = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"ledger.rebuild:{live}",)
-        ).fetchone()
-        if not (row and row[0]):
-            raise ConfigurationError("another rebuild of this schema is running")
-        if not _exists(conn, live, "ledger_events"):
-            raise ConfigurationError("the database is not migrated: run `ledger db upgrade`")
+        _lock(conn, live, stream)
+        tables = _ready(conn, live, tables)
         total = source.head(conn, live)
-        progress = Progress(total, "rebuild", stream)
+        progress = Progress(source.count(conn, live, 0, total), "rebuild", stream)
+        shadow_schema = shadow.create_schema(conn, live, "new")
         built = shadow.build(conn, live, shadow_schema, tables, total, progress.advance)
         progress.finish()
         position = built.position

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ledger import migrations
+from ledger.config import ConfigurationError
 from projections import source
 from projections.registry import TABLES, changes_for
 from projections.spill import SpillingFold
@@ -28,8 +30,39 @@ from projections.spill import SpillingFold
 # Rows the fold holds before it writes them to the shadow tables: bounds the rebuild's
 # memory (about 1 KB a row) whatever the size of the log and the tables. A row touched
 # again after that is read back, so a budget larger than the rows one batch of events
-# touches keeps that rare.
-ROW_BUDGET = int(os.environ.get("LEDGER_REBUILD_ROW_BUDGET", "50000"))
+# touches keeps that rare. LEDGER_REBUILD_ROW_BUDGET sets it; ROW_BUDGET, when set,
+# overrides it (the tests shrink it).
+DEFAULT_ROW_BUDGET = 50_000
+ROW_BUDGET: int | None = None
+
+
+def row_budget() -> int:
+    """The row budget; a ``ConfigurationError`` naming the variable if it is not a
+    whole number of at least 1."""
+    if ROW_BUDGET is not None:
+        return ROW_BUDGET
+    text = os.environ.get("LEDGER_REBUILD_ROW_BUDGET")
+    if text is None:
+        return DEFAULT_ROW_BUDGET
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(
+            f"LEDGER_REBUILD_ROW_BUDGET={text!r}: a whole number of rows of at least 1 "
+            f"(default {DEFAULT_ROW_BUDGET}), e.g. 20000"
+        )
+    return int(value)
+
+
+def create_schema(conn: psycopg.Connection[Any], live: str, tag: str) -> str:
+    """Creates a schema of a name no one else holds (``<live>_<tag>_<random>``) in the
+    caller's transaction, and returns it: a rebuild or a verify only ever drops the
+    schemas it created itself, in the same transaction."""
+    while True:
+        name = f"{live}_{tag}_{secrets.token_hex(4)}"
+        taken = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone()
+        if taken is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+            return name
 
 
 @dataclass
@@ -93,14 +126,14 @@ def build(
     upto: int | None = None,
     on_events: Callable[[int], None] | None = None,
 ) -> ShadowBuild:
-    """Creates ``shadow`` with ``tables`` folded from the log up to ``upto`` (default:
-    the head now). Runs in the caller's transaction; nothing outside ``shadow`` changes.
+    """Fills ``shadow`` (a schema the caller created with ``create_schema``, empty) with
+    ``tables`` folded from the log up to ``upto`` (default: the head now). Runs in the
+    caller's transaction; nothing outside ``shadow`` changes.
 
     Foreign keys of tables left out of ``tables`` point at the live tables, so a
     single table can be rebuilt against the live ones it references.
     """
-    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(shadow)))
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(shadow)))
+    budget = row_budget()
     _set_path(conn, shadow)
     for migration in migrations.projection_migrations():
         conn.execute(migration.up.encode())
@@ -122,7 +155,7 @@ def build(
     position = source.head(conn, live) if upto is None else upto
     result = ShadowBuild(shadow, tables, position)
     with _without_cycle_collection():
-        _fold_and_load(conn, live, shadow, tables, result, on_events)
+        _fold_and_load(conn, live, shadow, tables, result, on_events, budget)
 
     for table in tables:
         constraints, indexes = saved[table]
@@ -165,10 +198,11 @@ def _fold_and_load(
     tables: tuple[str, ...],
     result: ShadowBuild,
     on_events: Callable[[int], None] | None,
+    budget: int,
 ) -> None:
     """Folds the log up to ``result.position`` into the shadow tables, memory bounded."""
     columns = {table: _columns(conn, shadow, table) for table in tables}
-    fold = SpillingFold(conn, shadow, tables, columns, ROW_BUDGET)
+    fold = SpillingFold(conn, shadow, tables, columns, budget)
     only = frozenset(tables)
     for batch in source.events(conn, live, 0, result.position):
         fold.apply(changes_for((event for _, event in batch), only))

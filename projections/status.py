@@ -1,9 +1,10 @@
 """``ledger projections status``: where each projection stands in the log.
 
 Projections are applied inline, in the transaction that appends their events, so a
-table that exists is at the log's head by construction (lag 0). What can be behind
-is a table that is missing (dropped, or rolled back by ``db downgrade``): it has no
-position until ``ledger projections rebuild`` brings it back.
+table that exists is at the log's head by construction (lag 0), unless it is marked
+stale (``projections.freshness``: created empty over a non-empty log and not filled
+yet, e.g. by an upgrade that was killed). A stale or missing table has no position
+and no lag until ``ledger db upgrade`` or ``ledger projections rebuild`` fills it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 from psycopg import sql
 
+from ledger import migrations
 from ledger.config import Settings
 from ledger.db import connect
-from projections import source
+from projections import freshness, source
 from projections.registry import TABLES
 
 
@@ -23,6 +25,8 @@ from projections.registry import TABLES
 class ProjectionStatus:
     name: str
     exists: bool
+    stale: bool  # the rows do not reflect the log (missing, or marked stale)
+    stale_reason: str | None
     position: int | None
     head: int
     lag: int | None
@@ -36,6 +40,8 @@ class ProjectionStatus:
 def status(settings: Settings) -> list[ProjectionStatus]:
     live = settings.schema
     with connect(settings, autocommit=True) as conn, conn.transaction():
+        migrations.require_log(conn, live)
+        marks = freshness.stale(conn, live)
         head = source.head(conn, live)
         existing = {
             r[0]
@@ -52,14 +58,18 @@ def status(settings: Settings) -> list[ProjectionStatus]:
     result = []
     for table in TABLES:
         exists = table in existing
+        reason = marks.get(table) if exists else "the table is missing"
+        current = reason is None
         last = rebuilt.get(table)
         result.append(
             ProjectionStatus(
                 name=table,
                 exists=exists,
-                position=head if exists else None,
+                stale=not current,
+                stale_reason=reason,
+                position=head if current else None,
                 head=head,
-                lag=0 if exists else None,
+                lag=0 if current else None,
                 rebuilt_position=last[0] if last else None,
                 rebuilt_at=last[1] if last else None,
             )

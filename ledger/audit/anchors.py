@@ -37,11 +37,18 @@ def parse_anchor(text: str, source: str = "--expect-head") -> Anchor:
 
 
 def read_anchors(path: Path) -> list[Anchor]:
-    """One ``POSITION:HASH`` per line, anything after it ignored; blank and ``#`` lines skipped."""
+    """One ``POSITION:HASH`` per line, anything after it ignored; blank and ``#`` lines
+    skipped. A file with no anchor at all reads as an empty list: the caller fails the
+    check (a truncated anchors file is what a tamperer leaves behind)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as error:
         raise ValueError(f"--anchors: cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"--anchors {path}: not UTF-8 text (byte {error.start}): an anchors file holds "
+            "POSITION:HASH lines, as --record-head writes them"
+        ) from None
     anchors = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()

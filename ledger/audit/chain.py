@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,6 +117,9 @@ class ChainWalk:
     """
 
     watch: Collection[int] = ()
+    # called with (topic, state) of each event until it names a problem (a string)
+    inspect: Callable[[bytes, bytes], str | None] | None = None
+    first_undecodable: tuple[int, str, str] | None = None  # (position, topic, problem)
     events: int = 0
     head_position: int = 0
     head_hash: bytes = GENESIS
@@ -154,6 +157,7 @@ class ChainWalk:
         int4 = _INT4.unpack_from
         head_size = _ROW_HEAD.size
         watch = self.watch
+        inspect = self.inspect if self.first_undecodable is None else None
         previous = self.head_hash
         previous_position: int | None = self.head_position if self.events else None
         position = self.head_position
@@ -205,6 +209,13 @@ class ChainWalk:
                     first_break = Break(position, previous_position)
                 if watch and position in watch:
                     self.watched[position] = stored
+                if inspect is not None:
+                    topic = bytes(view[p + head_size : state_at])
+                    problem = inspect(topic, bytes(view[state_at + 4 : tail]))
+                    if problem is not None:
+                        name = topic.decode("utf-8", "replace")
+                        self.first_undecodable = (position, name, problem)
+                        inspect = None
                 previous, previous_position = stored, position
                 count += 1
                 p = tail + 48
@@ -230,22 +241,30 @@ class _Malformed(Exception):
         self.position = position
 
 
-def walk(chunks: Iterable[bytes], watch: Collection[int] = ()) -> ChainWalk:
-    walker = ChainWalk(watch=frozenset(watch))
+def walk(
+    chunks: Iterable[bytes],
+    watch: Collection[int] = (),
+    inspect: Callable[[bytes, bytes], str | None] | None = None,
+) -> ChainWalk:
+    walker = ChainWalk(watch=frozenset(watch), inspect=inspect)
     for chunk in chunks:
         walker.feed(chunk)
     return walker.finish()
 
 
 def verify_chain(
-    conn: psycopg.Connection[Any], schema: str, watch: Collection[int] = ()
+    conn: psycopg.Connection[Any],
+    schema: str,
+    watch: Collection[int] = (),
+    inspect: Callable[[bytes, bytes], str | None] | None = None,
 ) -> ChainWalk:
-    """Streams the whole log in position order (one statement, one snapshot) and walks it."""
+    """Streams the whole log in position order (one statement, one snapshot) and walks
+    it; ``inspect`` sees each event's topic and state on the way (the decode check)."""
     query = sql.SQL(
         "COPY (SELECT notification_id, originator_id, originator_version, topic, state, "
         "recorded_at, hash FROM {} ORDER BY notification_id) TO STDOUT (FORMAT binary)"
     ).format(sql.Identifier(schema, "ledger_events"))
-    walker = ChainWalk(watch=frozenset(watch))
+    walker = ChainWalk(watch=frozenset(watch), inspect=inspect)
     with conn.transaction():
         # the trigger hashes the topic as UTF-8; binary COPY sends text in the client encoding
         conn.execute("SET LOCAL client_encoding TO 'UTF8'")

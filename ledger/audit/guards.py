@@ -1,9 +1,10 @@
 """Are the log's guards still in place, as the migrations left them?
 
-The triggers that refuse UPDATE, DELETE and TRUNCATE and the one that chains each
-appended event are what make the log append-only and tamper-evident; the one that
-takes the log's lock before any insert keeps positions in commit order, which readers
-of the stream rely on (docs/stream.md). A superuser
+The triggers that refuse UPDATE, DELETE and TRUNCATE, the one that refuses an event
+that does not decode, and the one that chains each appended event are what make the
+log append-only, readable and tamper-evident; the one that takes the log's lock before
+any insert keeps positions in commit order, which readers of the stream rely on
+(docs/stream.md). A superuser
 can disable them or replace their functions; a tamperer who forgets to put them back,
 or leaves a forging chain function behind, is named here: each trigger must exist,
 fire ALWAYS (even in replica mode) and call its function, and each function's body
@@ -20,6 +21,7 @@ import psycopg
 from ledger import migrations
 
 TRIGGERS = {
+    "ledger_events_check_shape": "ledger_events_check_shape",
     "ledger_events_no_update_delete": "ledger_events_refuse_change",
     "ledger_events_no_truncate": "ledger_events_refuse_change",
     "ledger_events_hash_chain": "ledger_events_chain",

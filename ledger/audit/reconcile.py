@@ -141,6 +141,13 @@ def reconcile(conn: psycopg.Connection[Any], schema: str) -> Reconciliation:
     )
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # before the snapshot: a rebuild's switch of purchases then either committed
+        # already (the snapshot sees the new table's rows) or waits for this check
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                sql.Identifier(schema, "purchases")
+            )
+        )
         from_table = _sums(conn, prefix, "table_rows")
         from_log = _sums(conn, prefix, "log_rows")
         problem = None

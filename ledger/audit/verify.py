@@ -1,24 +1,28 @@
 """``ledger audit verify``: every check, in the order a problem is best explained.
 
 1. log: the hash chain, recomputed from the stored events (``chain``);
-2. guards: the append-only and chaining triggers are in place (``guards``);
-3. anchors: heads recorded earlier still hold (``anchors``);
-4. projections: the purchases table reconciles with the log (``reconcile``).
+2. events: every stored event decodes into its class (``ledger.event_shapes``),
+   checked on the same pass over the log;
+3. guards: the append-only, shape and chaining triggers are in place (``guards``);
+4. anchors: heads recorded earlier still hold (``anchors``);
+5. projections: the purchases table reconciles with the log (``reconcile``).
 
-Every check runs even after one fails, so one run says everything it can; the first
-failing check is the first problem.
+Every check runs even after one fails, and a check that cannot run (a table missing, a
+database error) fails with its own one-line reason, so one run says everything it can;
+the first failing check is the first problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from ledger import event_shapes, migrations
 from ledger.audit.anchors import Anchor, check
-from ledger.audit.chain import sequence_position, verify_chain
+from ledger.audit.chain import ChainWalk, sequence_position, verify_chain
 from ledger.audit.guards import check_guards
 from ledger.audit.reconcile import reconcile
 
@@ -48,12 +52,52 @@ class Verification:
         return next((c for c in self.checks if c.ok is False), None)
 
 
+def _decodes(topic: bytes, state: bytes) -> str | None:
+    return event_shapes.problem(topic.decode("utf-8", "replace"), state)
+
+
+def _failed(name: str, error: psycopg.Error) -> Check:
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return Check(name, False, f"could not be checked: {first}")
+
+
+def _guarded(name: str, run: Callable[[], Check]) -> Check:
+    """Runs one check; a database error fails it alone, in one line."""
+    try:
+        return run()
+    except psycopg.Error as error:
+        return _failed(name, error)
+
+
 def verify(
-    conn: psycopg.Connection[Any], schema: str, anchors: Sequence[Anchor] = ()
+    conn: psycopg.Connection[Any],
+    schema: str,
+    anchors: Sequence[Anchor] = (),
+    empty_sources: Sequence[str] = (),
 ) -> Verification:
+    """Runs every check. ``empty_sources`` names anchor files that held no anchor: the
+    anchors check fails for them (an emptied file must not pass as "no anchors")."""
+    migrations.require_log(conn, schema)
     checks: list[Check] = []
-    walked = verify_chain(conn, schema, {a.position for a in anchors})
-    head = Anchor(walked.head_position, walked.head_hash.hex())
+    walked: ChainWalk | None = None
+    try:
+        walked = verify_chain(conn, schema, {a.position for a in anchors}, inspect=_decodes)
+    except psycopg.Error as error:
+        checks.append(_failed("log", error))
+    head = Anchor(walked.head_position, walked.head_hash.hex()) if walked else Anchor(0, "")
+    if walked is not None:
+        checks.extend(_log_checks(conn, schema, walked, head))
+    checks.append(_guarded("guards", lambda: _guards(conn, schema)))
+    checks.append(_anchors(anchors, walked, empty_sources))
+    checks.append(_guarded("projections", lambda: _projections(conn, schema)))
+    return Verification(checks, head)
+
+
+def _log_checks(
+    conn: psycopg.Connection[Any], schema: str, walked: ChainWalk, head: Anchor
+) -> list[Check]:
+    checks: list[Check] = []
     if walked.first_break is not None:
         checks.append(Check("log", False, walked.first_break.describe()))
     else:
@@ -75,49 +119,91 @@ def verify(
                 "end (only an anchor can tell)",
             )
         )
-    guard_problem = check_guards(conn, schema)
-    checks.append(
-        Check("guards", False, guard_problem)
-        if guard_problem
-        else Check(
-            "guards",
-            True,
-            "the append-only and hash-chain triggers fire ALWAYS and run the migrated functions",
-        )
-    )
-    if anchors:
-        anchor_problem = check(list(anchors), walked.watched, walked.head_position)
-        latest = max(a.position for a in anchors)
+    if walked.first_undecodable is not None:
+        position, topic, problem = walked.first_undecodable
         checks.append(
-            Check("anchors", False, anchor_problem)
-            if anchor_problem
-            else Check(
-                "anchors",
-                True,
-                f"{len(anchors)} anchor{'s' * (len(anchors) != 1)} hold; history up to "
-                f"position {latest} is as it was anchored",
+            Check(
+                "events",
+                False,
+                f"the event at position {position} ({topic}) does not decode: {problem}; "
+                "rebuilds and audits stop at it",
             )
         )
     else:
         checks.append(
-            Check(
-                "anchors",
-                None,
-                "none given: a chain recomputed by a superuser, or events cut off the end, "
-                "would go unnoticed; keep the head (--record-head FILE) where the database "
-                "cannot reach and pass it back (--anchors FILE)",
-            )
+            Check("events", True, f"all {walked.events} events decode into their classes")
+        )
+    return checks
+
+
+def _guards(conn: psycopg.Connection[Any], schema: str) -> Check:
+    problem = check_guards(conn, schema)
+    if problem:
+        return Check("guards", False, problem)
+    return Check(
+        "guards",
+        True,
+        "the append-only, shape and hash-chain triggers fire ALWAYS and run the migrated functions",
+    )
+
+
+def _anchors(
+    anchors: Sequence[Anchor], walked: ChainWalk | None, empty_sources: Sequence[str]
+) -> Check:
+    if empty_sources:
+        return Check(
+            "anchors",
+            False,
+            f"{', '.join(empty_sources)} holds no anchor (empty, or comments only): an anchors "
+            "file never loses its heads, so it was truncated or is the wrong file",
+        )
+    if not anchors:
+        return Check(
+            "anchors",
+            None,
+            "none given: a chain recomputed by a superuser, or events cut off the end, "
+            "would go unnoticed; keep the head (--record-head FILE) where the database "
+            "cannot reach and pass it back (--anchors FILE)",
+        )
+    if walked is None:
+        return Check("anchors", False, "could not be checked: the log could not be read")
+    problem = check(list(anchors), walked.watched, walked.head_position)
+    if problem:
+        return Check("anchors", False, problem)
+    latest = max(a.position for a in anchors)
+    return Check(
+        "anchors",
+        True,
+        f"{len(anchors)} anchor{'s' * (len(anchors) != 1)} hold; history up to "
+        f"position {latest} is as it was anchored",
+    )
+
+
+def _projections(conn: psycopg.Connection[Any], schema: str) -> Check:
+    from projections import freshness
+
+    if not migrations.has_table(conn, schema, "purchases"):
+        return Check(
+            "projections",
+            False,
+            "the purchases table is missing: `ledger db upgrade` creates and fills it "
+            "(after a rollback), `ledger projections rebuild` restores a dropped one",
+        )
+    stale = freshness.stale(conn, schema)
+    if "purchases" in stale:
+        return Check(
+            "projections",
+            False,
+            f"the purchases table is marked stale ({stale['purchases']}): "
+            "run `ledger db upgrade` to fill it",
         )
     reconciled = reconcile(conn, schema)
-    checks.append(
-        Check("projections", False, reconciled.problem)
-        if reconciled.problem
-        else Check(
-            "projections",
-            True,
-            f"the purchases table reconciles with the log ({reconciled.purchases} purchases, "
-            f"{reconciled.organizations} organizations, {reconciled.currencies} currencies: "
-            "counts by status, gross, refunded, fees)",
-        )
+    if reconciled.problem:
+        return Check("projections", False, reconciled.problem)
+    return Check(
+        "projections",
+        True,
+        f"the purchases table reconciles with the log ({reconciled.purchases} purchases, "
+        f"{reconciled.organizations} organizations, {reconciled.currencies} currencies: "
+        "counts by status, gross, refunded, fees)",
     )
-    return Verification(checks, head)

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+from uuid import UUID
 
-from ledger import migrations
+from ledger import api, migrations
 from ledger.cli import server
-from ledger.config import resolve
+from ledger.config import ConfigurationError, resolve
 from ledger.db import connect
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
     db = groups.add_parser("db", help="migrate the event log and the projected tables")
     commands = db.add_subparsers(dest="db_command", required=True)
-    up = commands.add_parser("upgrade", parents=[common], help="create or migrate (safe to rerun)")
+    up = commands.add_parser(
+        "upgrade",
+        parents=[common],
+        help="create or migrate (safe to rerun); fills tables it creates over a non-empty log",
+    )
     up.set_defaults(func=upgrade)
     down = commands.add_parser(
         "downgrade", parents=[common], help="roll the projected tables back; the log stays"
@@ -22,7 +28,8 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     down.add_argument(
         "--to",
         required=True,
-        help="'base' (the log alone), a migration number, or 'zero' (only with an empty log)",
+        help="'base' (the log and its guards alone), a migration number, "
+        "or 'zero' (only with an empty log)",
     )
     down.set_defaults(func=downgrade)
     st = commands.add_parser(
@@ -33,21 +40,34 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     st.set_defaults(func=status)
     server.register(commands, common)
     roles = commands.add_parser(
-        "roles", parents=[common], help="create the owner, writer, projector and reader roles"
+        "roles",
+        parents=[common],
+        help="create the owner, writer, projector, reader and tenant roles; with "
+        "--organization, a login bound to one organization",
     )
     roles.add_argument(
         "--prefix", default="ledger", help="role names: PREFIX_owner, ... (default ledger)"
     )
     roles.add_argument(
-        "--login", action="store_true", help="let the roles log in (else group roles)"
+        "--organization",
+        metavar="UUID",
+        help="bind the login named by --login to this organization: it sees only its rows",
+    )
+    roles.add_argument(
+        "--login",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="NAME",
+        help="with --organization: the login role to create and bind; alone: let the "
+        "group roles log in (else they are group roles)",
     )
     roles.set_defaults(func=create_roles)
 
 
 def upgrade(args: argparse.Namespace) -> int:
     settings = resolve(args.database_url, args.schema)
-    with connect(settings) as conn:
-        applied = migrations.upgrade(conn, settings.schema)
+    applied = api.upgrade(settings)
     for migration in applied:
         print(f"applied {migration.label}")
     if not applied:
@@ -55,19 +75,12 @@ def upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target(text: str) -> int:
-    if text == "base":
-        return migrations.LOG_VERSION
-    if text == "zero":
-        return 0
-    if text.isdigit():
-        return int(text)
-    raise SystemExit(f"ledger: --to takes 'base', 'zero' or a migration number, not {text!r}")
-
-
 def downgrade(args: argparse.Namespace) -> int:
+    try:
+        target = migrations.target(args.to)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
     settings = resolve(args.database_url, args.schema)
-    target = _target(args.to)
     with connect(settings) as conn:
         undone = migrations.downgrade(conn, settings.schema, target)
     for migration in undone:
@@ -94,9 +107,35 @@ def status(args: argparse.Namespace) -> int:
 def create_roles(args: argparse.Namespace) -> int:
     from ledger import roles
 
+    organization = None
+    if args.organization is not None:
+        try:
+            organization = UUID(args.organization)
+        except ValueError:
+            raise ConfigurationError(
+                f"--organization: {args.organization!r} is not a UUID"
+            ) from None
+        if not isinstance(args.login, str):
+            raise ConfigurationError("--organization needs --login NAME: the login to bind")
+    elif isinstance(args.login, str):
+        raise ConfigurationError(
+            f"--login {args.login}: a login name goes with --organization UUID; "
+            "alone, --login takes no value"
+        )
     settings = resolve(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
-        names = roles.create_roles(conn, settings.schema, args.prefix, args.login)
+        login = None if organization is not None else bool(args.login)
+        names = roles.create_roles(conn, settings.schema, args.prefix, login)
+        if organization is not None:
+            known = roles.bind_login(conn, settings.schema, args.prefix, organization, args.login)
     for kind, name in names.items():
         print(f"{kind}\t{name}")
+    if organization is not None:
+        print(f"login\t{args.login}\tbound to organization {organization}")
+        if not known:
+            print(
+                f"ledger: note: no organization {organization} is registered in the log yet; "
+                f"{args.login} sees nothing until it is",
+                file=sys.stderr,
+            )
     return 0

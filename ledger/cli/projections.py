@@ -46,11 +46,11 @@ def run_rebuild(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from projections.verify import verify
 
-    differences = verify(api.settings(args.database_url, args.schema))
-    for difference in differences:
-        print(difference.describe())
-    if differences:
-        print(f"{len(differences)} difference(s) between the live tables and the log")
+    findings = verify(api.settings(args.database_url, args.schema))
+    for finding in findings:
+        print(finding.describe())
+    if findings:
+        print(f"{len(findings)} difference(s) between the live tables and the log")
         return 1
     print("the live tables equal the log")
     return 0
@@ -65,11 +65,22 @@ def run_status(args: argparse.Namespace) -> int:
             orjson.dumps({"projections": [s.as_dict() for s in states]}).decode() + "\n"
         )
         return 0
-    print(f"{'projection':<16}{'exists':>8}{'position':>10}{'head':>10}{'lag':>6}  last rebuild")
+    print(
+        f"{'projection':<16}{'exists':>8}{'state':>8}{'position':>10}{'head':>10}{'lag':>6}"
+        "  last rebuild"
+    )
     for s in states:
         rebuilt = f"{s.rebuilt_at} at {s.rebuilt_position}" if s.rebuilt_at else "never"
         position = "-" if s.position is None else str(s.position)
         lag = "-" if s.lag is None else str(s.lag)
         exists = "yes" if s.exists else "no"
-        print(f"{s.name:<16}{exists:>8}{position:>10}{s.head:>10}{lag:>6}  {rebuilt}")
+        state = "stale" if s.stale else "current"
+        print(f"{s.name:<16}{exists:>8}{state:>8}{position:>10}{s.head:>10}{lag:>6}  {rebuilt}")
+    for s in states:
+        if s.stale:
+            print(
+                f"ledger: {s.name} does not reflect the log ({s.stale_reason}): "
+                "run `ledger db upgrade` (or `ledger projections rebuild`)",
+                file=sys.stderr,
+            )
     return 0

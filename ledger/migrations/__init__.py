@@ -4,9 +4,17 @@ Each migration is ``NNNN_name.up.sql`` with its rollback ``NNNN_name.down.sql``,
 run with ``search_path`` set to the ledger's schema (so a rebuild can run the same
 files into a shadow schema). Applied migrations are recorded with a checksum in
 ``ledger_schema_migrations``; an edited, already-applied file is refused. An
-advisory lock serialises concurrent upgrades and each run is one transaction, so
-an upgrade applies all of its migrations or none. Why not alembic or yoyo: see
-docs/operations.md.
+advisory lock, shared with rebuilds (``lock``), serialises upgrades, downgrades and
+rebuilds of a schema, and each run is one transaction, so an upgrade applies all of
+its migrations or none. Why not alembic or yoyo: see docs/architecture.md.
+
+A migration belongs to the log or to the projections. One whose up file starts with
+``-- scope: log`` belongs to the log (its guards and bookkeeping): ``downgrade`` to
+"base" keeps it, and a rebuild's shadow schema never runs it. Every other one builds
+projected tables or what they need: "base" rolls it back, and a shadow build runs it.
+
+An upgrade that creates projected tables over a non-empty log marks them stale in its
+own transaction (``projections.freshness``); ``ledger.api.upgrade`` then fills them.
 """
 
 from __future__ import annotations
@@ -16,17 +24,29 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
-LOG_VERSION = 1  # 0001_event_log: "base" is the log alone
+LOG_VERSION = 1  # 0001_event_log: the log itself
+BASE: Literal["base"] = "base"  # the log alone: every log migration, no projection one
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+_LOG_SCOPE = re.compile(r"\A--\s*scope:\s*log\s*$", re.MULTILINE)
+SCHEMA_COMMENT = "created by `ledger db upgrade`"
 
 
 class MigrationError(Exception):
     pass
+
+
+class NotMigrated(MigrationError):
+    """The schema has no event log yet: every command but ``db upgrade`` needs one."""
+
+    def __init__(self, schema: str) -> None:
+        super().__init__(
+            f"the database has no ledger in schema {schema!r} yet: run `ledger db upgrade`"
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,10 @@ class Migration:
     @property
     def label(self) -> str:
         return f"{self.version:04d}_{self.name}"
+
+    @property
+    def scope(self) -> Literal["log", "projections"]:
+        return "log" if self.version == LOG_VERSION or _LOG_SCOPE.match(self.up) else "projections"
 
 
 @dataclass(frozen=True)
@@ -69,9 +93,29 @@ def discover() -> list[Migration]:
     return migrations
 
 
+def lock(conn: psycopg.Connection[Any], schema: str) -> None:
+    """The lock that migrations and rebuilds of ``schema`` share, until the transaction ends:
+    one waits for the other, so neither sees the other's half-done work."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger.schema:{schema}",))
+
+
+def try_lock(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"ledger.schema:{schema}",)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _prepare(conn: psycopg.Connection[Any], schema: str) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger.migrations:{schema}",))
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    lock(conn, schema)
+    if not _schema_exists(conn, schema):
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        # the ledger's own schema: `ledger db roles` may give it to the owner role
+        conn.execute(
+            sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                sql.Identifier(schema), sql.Literal(SCHEMA_COMMENT)
+            )
+        )
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
     conn.execute(
         "CREATE TABLE IF NOT EXISTS ledger_schema_migrations ("
@@ -80,6 +124,13 @@ def _prepare(conn: psycopg.Connection[Any], schema: str) -> None:
         " checksum text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now())"
     )
+
+
+def _schema_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, datetime]]:
@@ -104,14 +155,31 @@ def _check_known(
             raise MigrationError(f"migration {known.label} was edited after it was applied")
 
 
+def _existing_tables(conn: psycopg.Connection[Any], schema: str) -> set[str]:
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+        ).fetchall()
+    }
+
+
 def upgrade(conn: psycopg.Connection[Any], schema: str, to: int | None = None) -> list[Migration]:
-    """Applies pending migrations (up to ``to``); returns those applied. Safe to rerun."""
+    """Applies pending migrations (up to ``to``); returns those applied. Safe to rerun.
+
+    Projected tables it creates over a non-empty log are marked stale in the same
+    transaction, so that nothing appends to them until they are filled.
+    """
+    from projections import freshness
+    from projections.registry import TABLES
+
     migrations = discover()
     done: list[Migration] = []
     with conn.transaction():
         _prepare(conn, schema)
         applied = _applied(conn)
         _check_known(migrations, applied)
+        before = _existing_tables(conn, schema)
         for migration in migrations:
             if migration.version in applied or (to is not None and migration.version > to):
                 continue
@@ -122,20 +190,47 @@ def upgrade(conn: psycopg.Connection[Any], schema: str, to: int | None = None) -
                 (migration.version, migration.name, migration.checksum),
             )
             done.append(migration)
+        after = _existing_tables(conn, schema)
+        created = [t for t in TABLES if t in after and t not in before]
+        if created and freshness.log_has_events(conn, schema):
+            freshness.mark(conn, schema, created, "created empty over a non-empty log")
     return done
 
 
-def downgrade(conn: psycopg.Connection[Any], schema: str, to: int) -> list[Migration]:
-    """Rolls back migrations above version ``to`` (``LOG_VERSION`` is "base": the
-    log stays); returns those rolled back, newest first."""
+def target(text: str) -> int | Literal["base"]:
+    """A ``--to`` value: ``base``, ``zero`` or the number of a known migration."""
+    versions = [m.version for m in discover()]
+    if text == BASE:
+        return BASE
+    if text == "zero":
+        return 0
+    if text.isascii() and text.isdigit() and int(text) in versions:
+        return int(text)
+    raise ValueError(
+        f"--to: {text!r} is not 'base', 'zero' or a migration number "
+        f"({versions[0]}-{versions[-1]}; `ledger db status` lists them)"
+    )
+
+
+def downgrade(
+    conn: psycopg.Connection[Any], schema: str, to: int | Literal["base"]
+) -> list[Migration]:
+    """Rolls back migrations: to ``BASE`` every projection migration (the log and its
+    guards stay), to a number every migration above it; returns those rolled back,
+    newest first."""
     migrations = discover()
     undone: list[Migration] = []
     with conn.transaction():
+        if not has_table(conn, schema, "ledger_schema_migrations"):
+            return undone  # never migrated: nothing to roll back (and nothing created)
         _prepare(conn, schema)
         applied = _applied(conn)
         _check_known(migrations, applied)
         for migration in reversed(migrations):
-            if migration.version <= to or migration.version not in applied:
+            if migration.version not in applied:
+                continue
+            kept = migration.scope == "log" if to == BASE else migration.version <= int(to)
+            if kept:
                 continue
             conn.execute(migration.down.encode())
             conn.execute(
@@ -147,13 +242,27 @@ def downgrade(conn: psycopg.Connection[Any], schema: str, to: int) -> list[Migra
 
 def status(conn: psycopg.Connection[Any], schema: str) -> list[MigrationState]:
     migrations = discover()
-    exists = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_tables"
-        " WHERE schemaname = %s AND tablename = 'ledger_schema_migrations')",
-        (schema,),
-    ).fetchone()
-    applied = _applied_in(conn, schema) if exists and exists[0] else {}
+    known = has_table(conn, schema, "ledger_schema_migrations")
+    applied = _applied_in(conn, schema) if known else {}
     return [MigrationState(m, applied.get(m.version)) for m in migrations]
+
+
+def has_table(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s)",
+        (schema, table),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def require_log(conn: psycopg.Connection[Any], schema: str) -> None:
+    """``NotMigrated`` unless the schema holds the event log."""
+    if not has_table(conn, schema, "ledger_events"):
+        raise NotMigrated(schema)
+
+
+def pending(conn: psycopg.Connection[Any], schema: str) -> list[Migration]:
+    return [s.migration for s in status(conn, schema) if s.applied_at is None]
 
 
 def _applied_in(conn: psycopg.Connection[Any], schema: str) -> dict[int, datetime]:
@@ -170,5 +279,31 @@ def head() -> int:
 
 
 def projection_migrations() -> list[Migration]:
-    """The migrations that build projected tables (all but the log's)."""
-    return [m for m in discover() if m.version > LOG_VERSION]
+    """The migrations that build projected tables: a shadow schema runs these."""
+    return [m for m in discover() if m.scope == "projections"]
+
+
+_CREATED = {
+    "table": re.compile(r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE),
+    "function": re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(", re.IGNORECASE),
+    "type": re.compile(r"\bCREATE\s+TYPE\s+(\w+)", re.IGNORECASE),
+    "sequence": re.compile(r"\bCREATE\s+SEQUENCE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE),
+}
+_TABLE_BODY = re.compile(r"\bCREATE\s+TABLE\s+(\w+)\s*\((.*?)\n\);", re.IGNORECASE | re.DOTALL)
+_SERIAL = re.compile(r"^\s*(\w+)\s+(?:big|small)?serial\b", re.IGNORECASE | re.MULTILINE)
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def owned_objects() -> dict[str, frozenset[str]]:
+    """The names of the objects the migrations create (and the runner's own table), by
+    kind: what `ledger db roles` may take over. Anything else in the schema belongs to
+    someone else. A test checks that a migrated schema holds exactly these."""
+    names: dict[str, set[str]] = {kind: set() for kind in _CREATED}
+    names["table"].add("ledger_schema_migrations")
+    for migration in discover():
+        text = _COMMENT.sub("", migration.up)
+        for kind, pattern in _CREATED.items():
+            names[kind].update(pattern.findall(text))
+        for table, body in _TABLE_BODY.findall(text):
+            names["sequence"].update(f"{table}_{column}_seq" for column in _SERIAL.findall(body))
+    return {kind: frozenset(found) for kind, found in names.items()}

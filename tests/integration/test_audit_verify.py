@@ -78,7 +78,8 @@ def position_of(conn: Conn, topic: str, nth: int = 0) -> int:
 def test_an_intact_log_passes(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
     status, lines = verify(cli_env)
     assert status == 0, lines
-    assert [x[:4].strip() for x in lines] == ["ok", "ok", "note", "ok"]
+    assert [x[:4].strip() for x in lines] == ["ok", "ok", "ok", "note", "ok"]
+    assert line(lines, "events").startswith("ok") and "decode" in line(lines, "events")
     head = conn.execute(
         "SELECT notification_id, encode(hash, 'hex') FROM ledger_events"
         " ORDER BY notification_id DESC LIMIT 1"
@@ -261,7 +262,12 @@ def test_reconciliation_names_an_altered_purchases_row(
     conn.execute(statement)
     status, lines = verify(cli_env)
     assert status == 1
-    assert [x[:4].strip() for x in lines if not x.startswith("note")] == ["ok", "ok", "FAIL"]
+    assert [x[:4].strip() for x in lines if not x.startswith("note")] == [
+        "ok",
+        "ok",
+        "ok",
+        "FAIL",
+    ]
     problem = line(lines, "projections")
     if "refunded_cents" in expected:
         expected = expected.format(table=refunded + 1, log=refunded, intent=intent)

@@ -262,6 +262,9 @@ def test_the_event_log_shape_and_its_always_enabled_triggers(conn: Conn) -> None
         "ledger_events_no_truncate": "A",
         "ledger_events_hash_chain": "A",
         "ledger_events_insert_lock": "A",
+        "ledger_events_check_shape": "A",
+        # not a guard: enabled only while projected tables are marked stale
+        "ledger_events_refuse_while_stale": "D",
     }
     unique = conn.execute(
         "SELECT indisunique FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"

@@ -1,4 +1,6 @@
--- Consumers of the log (docs/stream.md): where each named consumer stands, and the lock
+-- scope: log
+-- A log migration (kept by `ledger db downgrade --to base`, never run in a rebuild's shadow
+-- schema). Consumers of the log (docs/stream.md): where each named consumer stands, and the lock
 -- that keeps positions in commit order for every insert, not only the recorder's.
 
 -- A consumer that shares this database advances its row here in the same transaction as
@@ -28,14 +30,7 @@ BEGIN
 END;
 $$;
 
--- A rebuild runs these files in a shadow schema, which has no log: no trigger there.
-DO $$
-BEGIN
-    IF to_regclass('ledger_events') IS NOT NULL THEN
-        CREATE TRIGGER ledger_events_insert_lock
-            BEFORE INSERT ON ledger_events
-            FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_take_lock();
-        ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER ledger_events_insert_lock;
-    END IF;
-END;
-$$;
+CREATE TRIGGER ledger_events_insert_lock
+    BEFORE INSERT ON ledger_events
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_take_lock();
+ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER ledger_events_insert_lock;
