@@ -25,7 +25,6 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-import orjson
 import psycopg
 from psycopg import sql
 
@@ -33,6 +32,7 @@ from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
 from ledger.domain.clock import canonical
 from ledger.domain.events import EVENTS_BY_TOPIC
+from ledger.event_shapes import UndecodableEvent, check
 
 MAX_BATCH = 10_000
 _ALL_POSITIONS = 2**63 - 1
@@ -43,8 +43,8 @@ class EventRecord:
     """One event of the log, as ``ledger events`` prints it.
 
     ``data`` is the decoded event: the fields its class declares, with the library's
-    own ``timestamp`` and ``originator_topic``; ``None`` only for a stored state that
-    is not a JSON object (never written by the ledger).
+    own ``timestamp`` and ``originator_topic``. An event that does not decode stops the
+    reader (``UndecodableEvent``, naming its position and topic) instead.
     """
 
     position: int
@@ -52,7 +52,7 @@ class EventRecord:
     topic: str
     originator_id: UUID
     version: int
-    data: dict[str, Any] | None
+    data: dict[str, Any]
     hash: bytes
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,8 +167,13 @@ def read_window(
         if until is not None and pos > until:
             position = until
             break
-        position = pos
         if state is not None:
+            try:
+                data = decode(pos, topic, bytes(state))
+            except UndecodableEvent:
+                if position == after:
+                    raise
+                break  # the window ends before it: the next one starts with it, and stops
             records.append(
                 EventRecord(
                     position=pos,
@@ -176,10 +181,11 @@ def read_window(
                     topic=topic,
                     originator_id=originator_id,
                     version=version,
-                    data=decode(bytes(state)),
+                    data=data,
                     hash=bytes(digest),
                 )
             )
+        position = pos
     if position == after:
         return None
     return EventBatch(tuple(records), position)
@@ -260,16 +266,13 @@ def read_events(
                     return
 
 
-def decode(state: bytes) -> dict[str, Any] | None:
+def decode(position: int, topic: str, state: bytes) -> dict[str, Any]:
     """A stored event's JSON, with the library's typed values (``{"_type_": ...,
-    "_data_": ...}``) turned into their plain JSON form."""
-    try:
-        value = orjson.loads(state)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    plain = _plain(value)
+    "_data_": ...}``) turned into their plain JSON form. An event that does not decode
+    into its class (only a superuser can store one, with the log's shape trigger off)
+    stops the reader with ``UndecodableEvent`` naming its position and topic, as every
+    other reader of the log does."""
+    plain = _plain(check(position, topic, state))
     assert isinstance(plain, dict)
     return plain
 

@@ -228,3 +228,16 @@ def appender(env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def foreign_user_state(user_id: str = "foreign") -> str:
+    """A well-formed ``UserRegistered`` state, for tests that insert into the log without
+    the ledger (the log's shape trigger refuses anything that would not decode)."""
+    return json.dumps(
+        {
+            "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"},
+            "originator_topic": "User",
+            "occurred_at": "2026-01-01T00:00:00.000000+00:00",
+            "user_id": user_id,
+        }
+    )

@@ -20,7 +20,7 @@ from ledger import api, migrations
 from ledger.config import Settings
 from ledger.db import connect
 from ledger.service import Ledger
-from tests.support import append, catalogue, cli, complete, refund, user
+from tests.support import append, catalogue, cli, complete, foreign_user_state, refund, user
 
 Conn = psycopg.Connection[Any]
 
@@ -234,7 +234,9 @@ def test_whatever_the_interleaving_each_event_is_handled_exactly_once(
                 with conn.transaction(force_rollback=True):
                     conn.execute(
                         "INSERT INTO ledger_events (originator_id, originator_version, topic,"
-                        " state) VALUES (gen_random_uuid(), 1, 'UserRegistered', '{}')"
+                        " state) VALUES (gen_random_uuid(), 1, 'UserRegistered',"
+                        " convert_to(%s, 'UTF8'))",
+                        (foreign_user_state(),),
                     )
             elif action == "consume":
                 ledger.run_consumer(settings, Tally(), size=n)

@@ -20,6 +20,7 @@ from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.tests import persistence as conformance
+from psycopg import sql
 
 from ledger.config import Settings
 from ledger.datastore import LedgerDatastore
@@ -38,6 +39,16 @@ class _OnTheLedgersLog:
 
     @pytest.fixture(autouse=True)
     def _schema(self, settings: Settings) -> Iterator[None]:
+        """The suite stores its own topics ('topic1') and opaque states (b'state1'), which
+        the ledger's event catalogue refuses at insert (docs/events.md): its trigger is
+        off in the suite's schema; the recorder, its lock, the chain and the NOTIFY are as
+        in production."""
+        with psycopg.connect(settings.url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DISABLE TRIGGER ledger_events_check_shape").format(
+                    sql.Identifier(settings.schema, "ledger_events")
+                )
+            )
         self.settings = settings
         self.datastores = []
         yield

@@ -18,8 +18,20 @@ from hypothesis import strategies as st
 
 import ledger
 from ledger.config import Settings
+from ledger.event_shapes import UndecodableEvent
 from ledger.service import Ledger
-from tests.support import answers, append, catalogue, cli, complete, grant, play, refund, user
+from tests.support import (
+    answers,
+    append,
+    catalogue,
+    cli,
+    complete,
+    foreign_user_state,
+    grant,
+    play,
+    refund,
+    user,
+)
 
 Conn = psycopg.Connection[Any]
 FIELDS = ["position", "recorded_at", "topic", "originator_id", "version", "data", "hash"]
@@ -104,16 +116,26 @@ def test_an_unmigrated_database_is_one_clear_line(empty_settings: Settings) -> N
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_a_state_that_is_not_json_reads_as_null_data(ledger_app: Ledger, conn: Conn) -> None:
-    """Only a foreign writer can store such an event; the stream shows it, and goes on."""
+def test_an_event_that_does_not_decode_stops_the_stream_naming_it(
+    ledger_app: Ledger, conn: Conn, cli_env: dict[str, str]
+) -> None:
+    """Only a superuser can store one, with the log's shape trigger off: the stream names
+    it, as every reader of the log does, instead of passing it on."""
     append(ledger_app, user("alice"))
+    conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_check_shape")
     conn.execute(
         "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
         " VALUES (gen_random_uuid(), 1, 'UserRegistered', '\\xff00')"
     )
+    conn.execute("ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER ledger_events_check_shape")
     append(ledger_app, user("bob"))
-    records = list(ledger.read_events(ledger_app.settings))
-    assert [r.data is None for r in records] == [False, True, False]
+    with pytest.raises(UndecodableEvent, match="position 2") as raised:
+        list(ledger.read_events(ledger_app.settings))
+    assert "UserRegistered" in str(raised.value)
+    done = cli(cli_env, "events")
+    assert done.returncode == 2
+    assert [json.loads(line)["position"] for line in done.stdout.splitlines()] == [1]
+    assert len(done.stderr.splitlines()) == 1 and "position 2" in done.stderr, done.stderr
 
 
 def test_python_arguments_are_checked(settings: Settings) -> None:
@@ -207,7 +229,8 @@ def test_following_until_a_position_stops_there_even_if_it_is_a_hole(
     with conn.transaction(force_rollback=True):
         conn.execute(
             "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
-            " VALUES (gen_random_uuid(), 1, 'UserRegistered', '{}')"
+            " VALUES (gen_random_uuid(), 1, 'UserRegistered', convert_to(%s, 'UTF8'))",
+            (foreign_user_state(),),
         )
     result: list[list[int]] = []
     backoff = ledger.Backoff(first=0.01, longest=0.05)

@@ -28,14 +28,14 @@ import ledger
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
-from tests.support import append, catalogue, complete, grant, play, user
+from tests.support import append, catalogue, complete, foreign_user_state, grant, play, user
 
 Conn = psycopg.Connection[Any]
 WRITERS = 4
 ROUNDS = int(os.environ.get("LEDGER_FAULT_RUNS", "3"))
 RAW_EVENT = (
     "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
-    " VALUES (gen_random_uuid(), 1, 'UserRegistered', '{}')"
+    f" VALUES (gen_random_uuid(), 1, 'UserRegistered', convert_to('{foreign_user_state()}', 'UTF8'))"
 )
 
 
@@ -168,11 +168,20 @@ def test_every_kind_of_insert_takes_the_lock(
             with foreign.cursor().copy(
                 "COPY ledger_events (originator_id, originator_version, topic, state) FROM STDIN"
             ) as copy:
-                copy.write_row(("00000000-0000-4000-8000-000000000001", 1, "UserRegistered", b"{}"))
+                copy.write_row(
+                    (
+                        "00000000-0000-4000-8000-000000000001",
+                        1,
+                        "UserRegistered",
+                        foreign_user_state().encode(),
+                    )
+                )
         else:
             foreign.execute(
                 "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
-                " SELECT gen_random_uuid(), 1, 'UserRegistered', '{}' FROM generate_series(1, 3)"
+                " SELECT gen_random_uuid(), 1, 'UserRegistered', convert_to(%s, 'UTF8')"
+                " FROM generate_series(1, 3)",
+                (foreign_user_state(),),
             )
         locks = conn.execute(
             "SELECT mode FROM pg_locks WHERE pid = %s AND relation = 'ledger_events'::regclass",
