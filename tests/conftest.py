@@ -58,17 +58,31 @@ def database_url() -> str:
     return embedded.url()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_embedded_server_at_exit() -> Iterator[None]:
-    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end (and
-    remove the home, when the suite made it)."""
-    yield
+def _stop_embedded_server() -> None:
     if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
         from ledger import embedded
 
         embedded.stop()
         for made in _HOMES_MADE:
             shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_server_at_exit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end (and
+    remove the home, when the suite made it). Under pytest-xdist, workers given one
+    LEDGER_HOME share one server: the controller stops it once they are all done
+    (``pytest_sessionfinish``); a home a worker made for itself is its own to stop."""
+    yield
+    if not hasattr(request.config, "workerinput") or _HOMES_MADE:
+        _stop_embedded_server()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput") and getattr(
+        session.config.option, "numprocesses", None
+    ):
+        _stop_embedded_server()
 
 
 def _drop_schema(url: str, schema: str) -> None:

@@ -62,7 +62,8 @@ def socket_url(conn: Conn) -> str:
     ).fetchone()
     assert row is not None and row[0], "the server listens on no unix socket"
     directory, port, database = row
-    return make_conninfo(dbname=database, host=directory.strip(), port=port)
+    # a directory with a space is quoted in the setting (the embedded server quotes its own)
+    return make_conninfo(dbname=database, host=directory.strip().strip('"'), port=port)
 
 
 def test_appends_through_a_unix_socket_land_as_the_role_libpq_picks(
