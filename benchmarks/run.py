@@ -639,7 +639,7 @@ def audit_time(settings: Settings) -> float:
 
 
 def bench_access_check(url: str, rows: int) -> list[dict[str, Any]]:
-    from ledger.access import can_play
+    from ledger.read_model import can_play
 
     settings = scratch(url)
     try:

@@ -13,7 +13,7 @@ schema and turns on row-level security:
 * projector: reads the log, writes the projected rows and moves consumers'
   checkpoints (``ledger.run_consumer``; a consumer's own tables are granted by its owner);
 * reader: reads the projected rows of the organization its transaction sets
-  (``ledger.tenancy.tenant``), never the log. The setting is the reader's own: this is
+  (``ledger.read_model.tenant``), never the log. The setting is the reader's own: this is
   defence in depth for a trusted application pool, not a boundary between tenants;
 * tenant: the group of logins bound to one organization (``bind_login``). Their
   policies look the organization up in ``ledger_tenant_logins``, which the owner owns

@@ -45,6 +45,7 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
+from ledger import read_model
 from ledger.config import Settings
 from ledger.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -147,6 +148,29 @@ class LedgerRecorder(PostgresApplicationRecorder):
             )
         return notification_ids
 
+    def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+        """Every event of these aggregates after the versions given, in one query (the
+        service's ``DecisionStore``): a decision costs one round trip to read."""
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(
+                _events_after_sql(self.datastore.schema),
+                (list(versions), list(versions.values())),
+                prepare=True,
+            ).fetchall()
+        return [
+            StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
+
+    def has_purchase_rows(self, content_id: str) -> bool:
+        with self.datastore.get_connection() as conn:
+            return read_model.has_purchase_rows(conn, self.datastore.schema, content_id)
+
 
 INSERT_ROWS = 1000
 """Events per INSERT: 4,000 bind parameters, well under the protocol's 65,535 per statement,
@@ -235,6 +259,16 @@ def _notify_sql(channel: str) -> sql.Composed:
 
 
 @lru_cache(maxsize=8)
+def _events_after_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e "
+        "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version) "
+        "ON e.originator_id = w.id AND e.originator_version > w.version "
+        "ORDER BY e.originator_id, e.originator_version"
+    ).format(sql.Identifier(schema, "ledger_events"))
+
+
+@lru_cache(maxsize=8)
 def _assert_read_versions_sql(schema: str) -> sql.Composed:
     return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
         sql.Identifier(schema, "ledger_assert_read_versions")
@@ -252,7 +286,7 @@ def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
         SCHEMA_KEY: settings.schema,
         POOL_SIZE_KEY: str(pool_size),
         LOCK_TIMEOUT_KEY: str(settings.lock_timeout_ms),
-        # the service keeps its own cache of aggregates (service.AggregateCache)
+        # the service keeps its own cache of aggregates (ledger.service.AggregateCache)
         "AGGREGATE_CACHE_MAXSIZE": "",
         "IS_SNAPSHOTTING_ENABLED": "no",
     }

@@ -13,7 +13,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
 from ledger.domain import events as ev
-from ledger.domain.errors import Conflict, InvalidState, NoAccess
+from ledger.domain import ids
+from ledger.domain.errors import Conflict, Duplicate, InvalidState, NoAccess, NotFound
 
 
 class Organization(Aggregate):
@@ -141,10 +142,206 @@ class Purchase(Aggregate):
     def refundable_cents(self) -> int:
         return self.amount_paid_cents - self.refunded_amount_cents
 
-    def check_follows(self, occurred_at: str) -> None:
+    @classmethod
+    def open(cls, stripe_payment_intent_id: str, occurred_at: str) -> Purchase:
+        """A new purchase, to be started, completed or failed by the same decision."""
+        return cls._create(
+            ev.PurchaseOpened,
+            id=ids.purchase_id(stripe_payment_intent_id),
+            stripe_payment_intent_id=stripe_payment_intent_id,
+            occurred_at=occurred_at,
+        )
+
+    # The checks come before the decision looks at the customer and the content: a
+    # redelivery is a duplicate, and a repeated start is refused, whatever became of them.
+
+    def check_start(self, forms: Collection[str]) -> None:
+        """A recorded purchase is never started again: a duplicate, a conflict or refused."""
+        self._check_repeat("purchase.start", forms)
+        raise InvalidState(
+            f"purchase {self.stripe_payment_intent_id} is already {self.status}",
+            "stripe_payment_intent_id",
+        )
+
+    def check_complete(
+        self,
+        customer_id: str,
+        content_id: str,
+        amount_paid_cents: int,
+        currency: str,
+        forms: Collection[str],
+        occurred_at: str,
+    ) -> None:
+        """A failed attempt may later succeed; a completed or refunded one is final."""
+        self._check_repeat("purchase.complete", forms)
+        if self.status not in ("pending", "failed"):
+            raise InvalidState(
+                f"purchase {self.stripe_payment_intent_id} is already {self.status}",
+                "stripe_payment_intent_id",
+            )
+        self._check_same(customer_id, content_id, amount_paid_cents, currency)
+        self._check_follows(occurred_at)
+
+    def check_fail(
+        self,
+        customer_id: str | None,
+        content_id: str | None,
+        amount_paid_cents: int | None,
+        currency: str | None,
+        forms: Collection[str],
+        occurred_at: str,
+    ) -> None:
+        """Only a pending purchase fails; what the failure gives must be what it recorded."""
+        self._check_repeat("purchase.fail", forms)
+        if self.status != "pending":
+            raise InvalidState(
+                f"purchase {self.stripe_payment_intent_id} is {self.status}; "
+                "only a pending purchase can fail",
+                "stripe_payment_intent_id",
+            )
+        self._check_same(
+            customer_id if customer_id is not None else self.customer_id,
+            content_id if content_id is not None else self.content_id,
+            amount_paid_cents if amount_paid_cents is not None else self.amount_paid_cents,
+            currency if currency is not None else self.currency,
+        )
+        self._check_follows(occurred_at)
+
+    @staticmethod
+    def failure_details(
+        stripe_payment_intent_id: str,
+        customer_id: str | None,
+        content_id: str | None,
+        amount_paid_cents: int | None,
+        currency: str | None,
+    ) -> tuple[str, str, int, str]:
+        """The failure of a purchase never started must say what was being bought."""
+        if (
+            customer_id is None
+            or content_id is None
+            or amount_paid_cents is None
+            or currency is None
+        ):
+            given = {
+                "customer_id": customer_id,
+                "content_id": content_id,
+                "amount_paid_cents": amount_paid_cents,
+                "currency": currency,
+            }
+            missing = [name for name, value in given.items() if value is None]
+            raise NotFound(
+                f"purchase {stripe_payment_intent_id} was never started; to record its "
+                f"failure give {', '.join(missing)}",
+                "stripe_payment_intent_id",
+            )
+        return customer_id, content_id, amount_paid_cents, currency
+
+    def _check_repeat(self, command_type: str, forms: Collection[str]) -> None:
+        """``forms``: the fingerprints under which the command is the same command."""
+        recorded = self.fingerprints.get(command_type)
+        if recorded is None:
+            return
+        if recorded in forms:
+            raise Duplicate
+        raise Conflict(
+            f"{command_type} for {self.stripe_payment_intent_id} was already recorded "
+            "with a different payload",
+            "stripe_payment_intent_id",
+        )
+
+    def _check_same(
+        self, customer_id: str, content_id: str, amount_paid_cents: int, currency: str
+    ) -> None:
+        for name, recorded, given in (
+            ("customer_id", self.customer_id, customer_id),
+            ("content_id", self.content_id, content_id),
+            ("amount_paid_cents", self.amount_paid_cents, amount_paid_cents),
+            ("currency", self.currency, currency),
+        ):
+            if recorded != given:
+                raise InvalidState(
+                    f"{name} {given!r} differs from the {recorded!r} recorded for "
+                    f"{self.stripe_payment_intent_id}",
+                    name,
+                )
+
+    def _check_follows(self, occurred_at: str) -> None:
         """A completion or failure is not dated before the purchase's start or failure."""
         last = "start" if self.status == "pending" else "latest failure"
         _not_before(occurred_at, self.changed_at, f"the purchase's {last}")
+
+    def start(
+        self,
+        customer_id: str,
+        content_id: str,
+        organization_id: str,
+        amount_paid_cents: int,
+        currency: str,
+        fingerprint: str,
+        occurred_at: str,
+    ) -> None:
+        self.trigger_event(
+            ev.PurchaseStarted,
+            stripe_payment_intent_id=self.stripe_payment_intent_id,
+            customer_id=customer_id,
+            content_id=content_id,
+            organization_id=organization_id,
+            amount_paid_cents=amount_paid_cents,
+            currency=currency,
+            fingerprint=fingerprint,
+            occurred_at=occurred_at,
+        )
+
+    def complete(
+        self,
+        customer_id: str,
+        content: Content,
+        amount_paid_cents: int,
+        currency: str,
+        split: tuple[int, int, int],
+        revenue_split_config_id: str | None,
+        fingerprint: str,
+        occurred_at: str,
+    ) -> None:
+        """``split``: the platform's, the organization's and the creator's cents."""
+        self.trigger_event(
+            ev.PurchaseCompleted,
+            stripe_payment_intent_id=self.stripe_payment_intent_id,
+            customer_id=customer_id,
+            content_id=content.content_id,
+            organization_id=content.organization_id,
+            creator_id=content.creator_id,
+            amount_paid_cents=amount_paid_cents,
+            currency=currency,
+            platform_fee_cents=split[0],
+            organization_fee_cents=split[1],
+            creator_payout_cents=split[2],
+            revenue_split_config_id=revenue_split_config_id,
+            fingerprint=fingerprint,
+            occurred_at=occurred_at,
+        )
+
+    def fail(
+        self,
+        customer_id: str,
+        content_id: str,
+        organization_id: str,
+        amount_paid_cents: int,
+        currency: str,
+        fingerprint: str,
+        occurred_at: str,
+    ) -> None:
+        self.trigger_event(
+            ev.PurchaseFailed,
+            stripe_payment_intent_id=self.stripe_payment_intent_id,
+            customer_id=customer_id,
+            content_id=content_id,
+            organization_id=organization_id,
+            amount_paid_cents=amount_paid_cents,
+            currency=currency,
+            fingerprint=fingerprint,
+            occurred_at=occurred_at,
+        )
 
     def refund(
         self, refund_id: str, amount_cents: int, reason: str | None, occurred_at: str
@@ -208,6 +405,17 @@ class Access(Aggregate):
         self.seen: set[str] = set()
         self.since: str | None = None  # when the present row was created
         self.changed_at: str | None = None  # the latest grant or revoke, row or not
+
+    @classmethod
+    def open(cls, user_id: str, content_id: str, occurred_at: str) -> Access:
+        """A new access, to be granted by the same decision."""
+        return cls._create(
+            ev.AccessOpened,
+            id=ids.access_id(user_id, content_id),
+            user_id=user_id,
+            content_id=content_id,
+            occurred_at=occurred_at,
+        )
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.AccessGranted | ev.AccessRevoked):
@@ -360,6 +568,17 @@ class Playback(Aggregate):
         self.completed = False
         self.seen: set[str] = set()  # identities of the heartbeats applied
         self.shown_at: str | None = None  # the heartbeat the row shows
+
+    @classmethod
+    def open(cls, user_id: str, content_id: str, occurred_at: str) -> Playback:
+        """A new playback, to be progressed by the same decision."""
+        return cls._create(
+            ev.PlaybackOpened,
+            id=ids.playback_id(user_id, content_id),
+            user_id=user_id,
+            content_id=content_id,
+            occurred_at=occurred_at,
+        )
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.PlaybackProgressed):

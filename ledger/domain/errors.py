@@ -39,3 +39,11 @@ class InvalidState(Rejected):
 
 class NoAccess(Rejected):
     code = "no_access"
+
+
+class Duplicate(Exception):
+    """The command was already applied; nothing to write (answered ``duplicate``).
+
+    Not a ``Rejected``: a redelivery is answered, not refused. The aggregates raise it
+    where they recognise their own repetition, so it lives beside the rejections.
+    """

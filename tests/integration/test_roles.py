@@ -16,8 +16,8 @@ from psycopg_pool import ConnectionPool
 from ledger import api
 from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
+from ledger.read_model import tenant
 from ledger.roles import bind_login, create_roles, role_names
-from ledger.tenancy import tenant
 from projections.rebuild import rebuild
 from tests.support import (
     CONTENT,

@@ -1,0 +1,68 @@
+"""Reads of the projected tables: the read side's queries, in one place.
+
+``can_play`` answers "may this user play this content now?" with one indexed lookup;
+``tenant`` scopes a reader's transaction to one organization's rows;
+``has_purchase_rows`` is the one read of a table that a decision makes (the RESTRICT
+rule of ``content.delete``), asked through the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+_CAN_PLAY = (
+    "SELECT EXISTS (SELECT 1 FROM content_access WHERE user_id = %s AND content_id = %s"
+    " AND (expires_at IS NULL OR expires_at > coalesce(%s::timestamptz, now())))"
+)
+
+
+def can_play(
+    conn: psycopg.Connection[Any], user_id: str, content_id: str, at: datetime | None = None
+) -> bool:
+    """The (user_id, content_id) access row exists and has not expired at ``at``
+    (default: the database's now). ``conn``'s search_path must name the ledger's schema
+    (``ledger.db.connect`` does)."""
+    row = conn.execute(_CAN_PLAY, (user_id, content_id, at), prepare=True).fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def tenant(
+    conn: psycopg.Connection[Any], organization_id: UUID | str
+) -> Iterator[psycopg.Connection[Any]]:
+    """A transaction in which row-level security shows ``organization_id``'s rows only.
+
+    The setting is transaction-local (``set_config(..., true)``): it ends with the
+    transaction, so a pooled connection handed to the next borrower carries no tenant.
+    This is defence in depth for a trusted caller (the platform's own pool), not a
+    boundary: the reader sets the organization itself, so code that can run SQL as the
+    reader can read any organization. A login bound with ``ledger db roles
+    --organization UUID --login NAME`` is the boundary (``ledger.roles.bind_login``).
+    """
+    with conn.transaction():
+        conn.execute(
+            "SELECT set_config('ledger.organization_id', %s, true)",
+            (str(UUID(str(organization_id))),),
+        )
+        yield conn
+
+
+def has_purchase_rows(conn: psycopg.Connection[Any], schema: str, content_id: str) -> bool:
+    """Whether a purchases row of this content exists in ``schema``."""
+    row = conn.execute(_has_purchase_rows_sql(schema), (content_id,)).fetchone()
+    return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
+
+
+@lru_cache(maxsize=8)
+def _has_purchase_rows_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
+        sql.Identifier(schema, "purchases")
+    )

@@ -1,0 +1,157 @@
+"""Handlers of the catalogue: organizations, users, content."""
+
+from __future__ import annotations
+
+from ledger import commands as cmd
+from ledger.domain import events as ev
+from ledger.domain import ids
+from ledger.domain.aggregates import Content, Organization, User
+from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
+from ledger.service.registry import handles
+from ledger.service.unit_of_work import UnitOfWork
+
+
+def live_user(uow: UnitOfWork, user_id: str, field_name: str) -> User:
+    """A registered user not deleted: what a purchase, grant or heartbeat needs."""
+    user = uow.get(ids.user_id(user_id), User)
+    if user is None or user.deleted:
+        state = "was deleted" if user is not None else "is not registered"
+        raise NotFound(f"user {user_id!r} {state}", field_name)
+    return user
+
+
+def live_content(uow: UnitOfWork, content_id: str, field_name: str = "content_id") -> Content:
+    """Published content not deleted."""
+    content = uow.get(ids.content_id(content_id), Content)
+    if content is None or content.deleted:
+        state = "was deleted" if content is not None else "is not published"
+        raise NotFound(f"content {content_id} {state}", field_name)
+    return content
+
+
+@handles(
+    cmd.RegisterOrganization,
+    needs=lambda command: [ids.organization_id(str(command.organization_id))],
+)
+def register_organization(
+    uow: UnitOfWork,
+    command: cmd.RegisterOrganization,
+    occurred: str,
+    fingerprint: cmd.Fingerprint,
+) -> None:
+    organization_id = str(command.organization_id)
+    existing = uow.get(ids.organization_id(organization_id), Organization)
+    if existing is not None:
+        if fingerprint.matches(existing.fingerprint):
+            raise Duplicate
+        raise Conflict(
+            f"organization {organization_id} is already registered with other details",
+            "organization_id",
+        )
+    uow.record(
+        Organization._create(
+            ev.OrganizationRegistered,
+            id=ids.organization_id(organization_id),
+            organization_id=organization_id,
+            name=command.name,
+            fingerprint=fingerprint.canonical,
+            occurred_at=occurred,
+        )
+    )
+
+
+@handles(cmd.RegisterUser, needs=lambda command: [ids.user_id(command.user_id)])
+def register_user(
+    uow: UnitOfWork, command: cmd.RegisterUser, occurred: str, _: cmd.Fingerprint
+) -> None:
+    existing = uow.get(ids.user_id(command.user_id), User)
+    if existing is not None:
+        if existing.deleted:
+            raise InvalidState(
+                f"user {command.user_id!r} was deleted; a deleted user id cannot be "
+                "registered again",
+                "user_id",
+            )
+        raise Duplicate
+    uow.record(
+        User._create(
+            ev.UserRegistered,
+            id=ids.user_id(command.user_id),
+            user_id=command.user_id,
+            occurred_at=occurred,
+        )
+    )
+
+
+@handles(cmd.DeleteUser, needs=lambda command: [ids.user_id(command.user_id)])
+def delete_user(
+    uow: UnitOfWork, command: cmd.DeleteUser, occurred: str, _: cmd.Fingerprint
+) -> None:
+    user = uow.get(ids.user_id(command.user_id), User)
+    if user is None:
+        raise NotFound(f"user {command.user_id!r} is not registered", "user_id")
+    if user.deleted:
+        raise Duplicate
+    user.delete(occurred)
+    uow.record(user)
+
+
+@handles(
+    cmd.PublishContent,
+    needs=lambda command: [
+        ids.content_id(str(command.content_id)),
+        ids.organization_id(str(command.organization_id)),
+        ids.user_id(command.creator_id),
+    ],
+)
+def publish_content(
+    uow: UnitOfWork, command: cmd.PublishContent, occurred: str, fingerprint: cmd.Fingerprint
+) -> None:
+    content_id = str(command.content_id)
+    existing = uow.get(ids.content_id(content_id), Content)
+    if existing is not None:
+        if existing.deleted:
+            raise InvalidState(
+                f"content {content_id} was deleted; its id cannot be published again",
+                "content_id",
+            )
+        if fingerprint.matches(existing.fingerprint):
+            raise Duplicate
+        raise Conflict(
+            f"content {content_id} is already published with other details", "content_id"
+        )
+    organization_id = str(command.organization_id)
+    if uow.get(ids.organization_id(organization_id), Organization) is None:
+        raise NotFound(f"organization {organization_id} is not registered", "organization_id")
+    live_user(uow, command.creator_id, "creator_id")
+    uow.record(
+        Content._create(
+            ev.ContentPublished,
+            id=ids.content_id(content_id),
+            content_id=content_id,
+            organization_id=organization_id,
+            creator_id=command.creator_id,
+            title=command.title,
+            fingerprint=fingerprint.canonical,
+            occurred_at=occurred,
+        )
+    )
+
+
+@handles(cmd.DeleteContent, needs=lambda command: [ids.content_id(str(command.content_id))])
+def delete_content(
+    uow: UnitOfWork, command: cmd.DeleteContent, occurred: str, _: cmd.Fingerprint
+) -> None:
+    content_id = str(command.content_id)
+    content = uow.get(ids.content_id(content_id), Content)
+    if content is None:
+        raise NotFound(f"content {content_id} is not published", "content_id")
+    if content.deleted:
+        raise Duplicate
+    if uow.has_purchase_rows(content_id):
+        raise InvalidState(
+            f"content {content_id} has purchases; purchases restrict its deletion",
+            "content_id",
+        )
+    content.delete(occurred)
+    uow.record(content)

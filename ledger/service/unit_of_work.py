@@ -1,0 +1,94 @@
+"""The unit of work: the aggregates one decision loads and changes, and its events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from ledger.domain import events as ev
+from ledger.service.cache import AggregateCache, DecisionStore
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass
+class UnitOfWork:
+    """The aggregates one decision (or one ``--atomic`` batch) loads and changes.
+
+    ``speculative``: take aggregates from the cache, and those it lacks as absent,
+    without a round trip. The append's guard checks every such guess; a decision that
+    ends in a rejection or a duplicate is made again on state read from the log,
+    since nothing is appended that could check it.
+    """
+
+    cache: AggregateCache
+    store: DecisionStore
+    speculative: bool = False
+    lent: set[UUID] = field(default_factory=set)
+    committed: bool = False
+    loaded: dict[UUID, Aggregate | None] = field(default_factory=dict)
+    read_versions: dict[UUID, int] = field(default_factory=dict)
+    written: set[UUID] = field(default_factory=set)
+    events: list[Any] = field(default_factory=list)
+
+    def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
+        """Loads the aggregates a decision will need, in one query."""
+        missing = [i for i in dict.fromkeys(aggregate_ids) if i not in self.loaded]
+        if missing:
+            cache = self.cache
+            found = cache.cached(missing) if self.speculative else cache.load(missing)
+            for aggregate_id, aggregate in found.items():
+                self.loaded[aggregate_id] = aggregate
+                self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+                if self.speculative and aggregate is not None:
+                    self.lent.add(aggregate_id)
+
+    def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        self.prefetch([aggregate_id])
+        found = self.loaded[aggregate_id]
+        if found is not None and not isinstance(found, kind):
+            raise TypeError(f"aggregate {aggregate_id} is a {type(found).__name__}")
+        return found
+
+    def record(self, aggregate: Aggregate) -> None:
+        """Takes the aggregate's new events, in the order they were decided."""
+        self.loaded[aggregate.id] = aggregate
+        new_events = aggregate.collect_events()
+        if new_events:
+            self.written.add(aggregate.id)
+            self.events.extend(new_events)
+
+    def has_purchase_rows(self, content_id: str) -> bool:
+        """Whether a purchases row of this content exists (the RESTRICT rule).
+
+        Read from the projection, which is consistent with the log (inline); in a
+        batch, this batch's own purchases count too. The foreign key is the backstop
+        against a purchase committed meanwhile: it fails the append, and the retry
+        decides again.
+        """
+        for event in self.events:
+            if (
+                isinstance(event, ev.PurchaseStarted | ev.PurchaseCompleted | ev.PurchaseFailed)
+                and event.content_id == content_id
+            ):
+                return True
+        return self.store.has_purchase_rows(content_id)
+
+    def guarded_reads(self) -> dict[UUID, int]:
+        """Versions of what was read and not written (0: absent); the key guards the rest."""
+        return {i: v for i, v in self.read_versions.items() if i not in self.written}
+
+    def spoiled(self) -> list[UUID]:
+        """The cache's aggregates this decision changed: stale if it does not commit."""
+        return [
+            i
+            for i in self.lent
+            if (a := self.loaded.get(i)) is None or a.version != self.read_versions[i]
+        ]
+
+    def written_aggregates(self) -> list[Aggregate]:
+        return [a for i in self.written if (a := self.loaded[i]) is not None]
