@@ -11,9 +11,10 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger import config, migrations
 from ledger.commands import Command, parse_command, validate_command
-from ledger.config import ConfigurationError, Settings
+from ledger.config import Settings
 from ledger.db import connect
 from ledger.domain.errors import Rejected
+from ledger.errors import ConfigurationError
 from ledger.results import Result
 from ledger.service import Ledger
 

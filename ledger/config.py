@@ -16,15 +16,14 @@ from dataclasses import dataclass
 
 from psycopg.conninfo import conninfo_to_dict
 
+# ledger.config.ConfigurationError stays importable from here
+from ledger.errors import ConfigurationError as ConfigurationError
+
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 _DURATION = re.compile(r"^([0-9]{1,10})(ms|s|min|h)$")
 _MILLISECONDS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _MAX_MILLISECONDS = 2**31 - 1  # PostgreSQL's bound for lock_timeout
 DEFAULT_LOCK_TIMEOUT = "5s"
-
-
-class ConfigurationError(Exception):
-    """A setting is wrong or the database cannot be reached (exit status 2)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ledger.config import ConfigurationError, Settings
+from ledger.config import Settings
+from ledger.errors import ConfigurationError
 
 CONNECT_TIMEOUT_S = 10
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import orjson
 
-from ledger.config import ConfigurationError
 from ledger.domain.events import EVENTS_BY_TOPIC
+from ledger.errors import ConfigurationError
 
 IN_COLUMNS = frozenset({"originator_id", "originator_version"})
 # JSON types as jsonb_typeof names them, plus "integer": a number without a fraction

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from ledger import migrations
-from ledger.config import ConfigurationError
+from ledger.errors import ConfigurationError
 from projections.registry import TABLES
 
 KINDS = ("owner", "writer", "projector", "reader", "tenant")

@@ -28,10 +28,11 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from ledger.config import ConfigurationError, Settings
+from ledger.config import Settings
 from ledger.db import connect
 from ledger.domain.clock import canonical
 from ledger.domain.events import EVENTS_BY_TOPIC
+from ledger.errors import ConfigurationError
 from ledger.event_shapes import UndecodableEvent, check
 
 MAX_BATCH = 10_000

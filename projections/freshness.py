@@ -26,9 +26,10 @@ GATE = "ledger_events_refuse_while_stale"
 
 
 def _has_marks(conn: psycopg.Connection[Any], schema: str) -> bool:
-    from ledger.migrations import has_table
-
-    return has_table(conn, schema, MARKS)
+    """Whether the schema holds the marks' table (migrated far enough)."""
+    name = sql.Identifier(schema, MARKS).as_string(conn)
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
 
 
 def log_has_events(conn: psycopg.Connection[Any], schema: str) -> bool:

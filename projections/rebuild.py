@@ -33,8 +33,9 @@ import psycopg
 from psycopg import sql
 
 from ledger import migrations
-from ledger.config import ConfigurationError, Settings
+from ledger.config import Settings
 from ledger.db import connect
+from ledger.errors import ConfigurationError
 from projections import freshness, shadow, source
 from projections.inline import apply_changes
 from projections.progress import Progress

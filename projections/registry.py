@@ -24,21 +24,18 @@ KEYS: dict[str, tuple[str, ...]] = {module.TABLE: module.KEY for module in PROJE
 
 # the events some projection maps; a rebuild reads only these from the log
 PROJECTED_TOPICS: tuple[str, ...] = tuple(
-    str(getattr(cls, "TOPIC"))  # noqa: B009
-    for cls in (
-        ev.OrganizationRegistered,
-        ev.UserRegistered,
-        ev.UserDeleted,
-        ev.ContentPublished,
-        ev.ContentDeleted,
-        ev.PurchaseStarted,
-        ev.PurchaseCompleted,
-        ev.PurchaseFailed,
-        ev.PurchaseRefunded,
-        ev.AccessGranted,
-        ev.AccessRevoked,
-        ev.PlaybackProgressed,
-    )
+    dict.fromkeys(str(getattr(cls, "TOPIC")) for m in PROJECTIONS for cls in m.EVENTS)  # noqa: B009
+)
+
+# the events no table shows, on purpose: they carry an aggregate's identity or the
+# aggregate's own bookkeeping, which the event that follows them in the same append
+# shows (a test fails for an event class in neither this nor a projection's EVENTS)
+UNPROJECTED: tuple[type[Any], ...] = (
+    ev.PurchaseOpened,
+    ev.AccessOpened,
+    ev.PlaybackOpened,
+    ev.AccessPurchaseReleased,
+    ev.CommandKeyClaimed,
 )
 
 Mapper = Callable[[Any], Iterator[RowChange]]

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ledger import migrations
-from ledger.config import ConfigurationError
+from ledger.errors import ConfigurationError
 from projections import source
 from projections.registry import TABLES, changes_for
 from projections.spill import SpillingFold

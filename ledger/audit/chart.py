@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.audit.revenue import RevenueReport, RevenueRow
-from ledger.config import ConfigurationError
+from ledger.errors import ConfigurationError
 
 # ISO 4217 minor units where they are not 2 (funds and metals without one: 0)
 _ZERO_DECIMALS = frozenset(

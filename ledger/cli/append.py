@@ -18,7 +18,7 @@ from ledger import api
 from ledger.cli.errors import EXIT_BROKEN_PIPE, report, silence_stdout
 from ledger.cli.progress import AppendProgress
 from ledger.cli.signals import GUARD, Interrupted
-from ledger.config import ConfigurationError
+from ledger.errors import ConfigurationError
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:

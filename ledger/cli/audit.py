@@ -16,8 +16,8 @@ from uuid import UUID
 import psycopg
 
 from ledger import api, migrations
-from ledger.config import ConfigurationError
 from ledger.db import connect
+from ledger.errors import ConfigurationError
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:

@@ -9,8 +9,9 @@ from uuid import UUID
 
 from ledger import api, migrations
 from ledger.cli import server
-from ledger.config import ConfigurationError, resolve
+from ledger.config import resolve
 from ledger.db import connect
+from ledger.errors import ConfigurationError
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:

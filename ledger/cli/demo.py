@@ -20,8 +20,9 @@ from psycopg import sql
 
 from ledger import api, demo, embedded
 from ledger.cli.server import given_url
-from ledger.config import ConfigurationError, Settings
+from ledger.config import Settings
 from ledger.db import connect
+from ledger.errors import ConfigurationError
 from projections.registry import TABLES
 
 

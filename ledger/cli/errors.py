@@ -12,7 +12,7 @@ import traceback
 import psycopg
 from eventsourcing.persistence import PersistenceError
 
-from ledger.config import ConfigurationError
+from ledger.errors import ConfigurationError
 from ledger.migrations import MigrationError
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2

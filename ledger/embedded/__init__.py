@@ -30,7 +30,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from ledger.config import ConfigurationError
 from ledger.embedded.account import (
     Account,
     current_user_name,
@@ -56,6 +55,7 @@ from ledger.embedded.process import (
     wait_until_ready,
 )
 from ledger.embedded.process import stop as stop_process
+from ledger.errors import ConfigurationError
 
 DATABASE = "ledger"
 ROOT_HOME = Path("/var/lib/ledger")

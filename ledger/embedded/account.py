@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.config import ConfigurationError
+from ledger.errors import ConfigurationError
 
 SERVER_USER = "ledger-postgres"
 

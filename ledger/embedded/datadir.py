@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ledger.config import ConfigurationError
 from ledger.embedded.account import Account
 from ledger.embedded.pidfile import read_pid_file, server_process
+from ledger.errors import ConfigurationError
 
 SUPERUSER = "postgres"
 INIT_PREFIX = "pgdata.init-"

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.config import ConfigurationError
 from ledger.embedded.account import Account
 from ledger.embedded.datadir import server_environment
 from ledger.embedded.pidfile import PidFile, read_pid_file, server_process
+from ledger.errors import ConfigurationError
 
 PORT = 5432
 SOCKET_NAME = f".s.PGSQL.{PORT}"
