@@ -1,0 +1,43 @@
+"""One registration per concept: every command has its handler, every event its
+projection or a place among the deliberately unprojected, and the projections stand on
+the domain alone."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from ledger.commands import COMMAND_TYPES
+from ledger.domain import events as ev
+from ledger.service.registry import REGISTRY
+from projections.registry import PROJECTED_TOPICS, PROJECTIONS, UNPROJECTED
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_every_command_type_has_exactly_one_handler() -> None:
+    assert set(REGISTRY) == set(COMMAND_TYPES.values())
+
+
+def test_every_event_class_is_projected_or_deliberately_unprojected() -> None:
+    projected = {cls for module in PROJECTIONS for cls in module.EVENTS}
+    catalogue = set(ev.EVENTS_BY_TOPIC.values())
+    assert catalogue - projected - set(UNPROJECTED) == set()
+    assert projected & set(UNPROJECTED) == set()
+    assert set(PROJECTED_TOPICS) == {str(getattr(cls, "TOPIC")) for cls in projected}  # noqa: B009
+
+
+def test_the_projections_import_nothing_of_the_write_side() -> None:
+    write_side = ("ledger.service", "ledger.store", "ledger.commands", "ledger.api", "ledger.cli")
+    found = []
+    for path in sorted((ROOT / "projections").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            found += [f"{path.name}: {n}" for n in names if n.startswith(write_side)]
+    assert found == []
