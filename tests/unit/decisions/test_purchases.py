@@ -214,5 +214,6 @@ def test_refund_shares_never_exceed_a_partys_share_and_add_up(amount: int, data:
     refunded = data.draw(st.integers(0, amount))
     shares = refund_shares(refunded, amount, platform, organization)
     assert sum(shares) == refunded
-    for share, paid in zip(shares, (platform, organization, amount - platform - organization)):
+    paid_shares = (platform, organization, amount - platform - organization)
+    for share, paid in zip(shares, paid_shares, strict=True):
         assert 0 <= share <= paid
