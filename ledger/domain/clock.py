@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from ledger.domain.errors import InvalidState
+
 WINDOW_START = datetime(2000, 1, 1, tzinfo=UTC)  # inclusive
 WINDOW_END = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive: 2099-12-31 is the last day
 WINDOW = "from 2000-01-01 to 2099-12-31 (UTC)"
@@ -36,3 +38,9 @@ def now() -> str:
 
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def not_before(occurred_at: str, since: str | None, what: str) -> None:
+    """Business time runs forward: nothing is dated before what it follows."""
+    if since is not None and occurred_at < since:
+        raise InvalidState(f"occurred_at {occurred_at} lies before {what} ({since})", "occurred_at")

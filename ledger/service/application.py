@@ -20,7 +20,6 @@ from eventsourcing.persistence import IntegrityError
 from ledger import commands as cmd
 from ledger.config import Settings
 from ledger.domain import clock, ids
-from ledger.domain import events as ev
 from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.results import DUPLICATE, Result
@@ -177,13 +176,11 @@ class Ledger(Application[UUID]):
         before = len(uow.events)
         registry.registration(command).handler(uow, command, occurred, fingerprint)
         if command.idempotency_key is not None and len(uow.events) > before:
-            claim = CommandKey._create(
-                ev.CommandKeyClaimed,
-                id=ids.command_key_id("idempotency_key", command.idempotency_key),
-                namespace="idempotency_key",
-                key=command.idempotency_key,
-                command_type=getattr(command, "type", ""),
-                fingerprint=fingerprint.canonical,
-                occurred_at=occurred,
+            claim = CommandKey.claim(
+                "idempotency_key",
+                command.idempotency_key,
+                getattr(command, "type", ""),
+                fingerprint.canonical,
+                occurred,
             )
             uow.record(claim)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ledger import commands as cmd
-from ledger.domain import events as ev
 from ledger.domain import ids
 from ledger.domain.aggregates import Content, Organization, User
 from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
@@ -49,14 +48,7 @@ def register_organization(
             "organization_id",
         )
     uow.record(
-        Organization._create(
-            ev.OrganizationRegistered,
-            id=ids.organization_id(organization_id),
-            organization_id=organization_id,
-            name=command.name,
-            fingerprint=fingerprint.canonical,
-            occurred_at=occurred,
-        )
+        Organization.register(organization_id, command.name, fingerprint.canonical, occurred)
     )
 
 
@@ -73,14 +65,7 @@ def register_user(
                 "user_id",
             )
         raise Duplicate
-    uow.record(
-        User._create(
-            ev.UserRegistered,
-            id=ids.user_id(command.user_id),
-            user_id=command.user_id,
-            occurred_at=occurred,
-        )
-    )
+    uow.record(User.register(command.user_id, occurred))
 
 
 @handles(cmd.DeleteUser, needs=lambda command: [ids.user_id(command.user_id)])
@@ -125,15 +110,13 @@ def publish_content(
         raise NotFound(f"organization {organization_id} is not registered", "organization_id")
     live_user(uow, command.creator_id, "creator_id")
     uow.record(
-        Content._create(
-            ev.ContentPublished,
-            id=ids.content_id(content_id),
-            content_id=content_id,
-            organization_id=organization_id,
-            creator_id=command.creator_id,
-            title=command.title,
-            fingerprint=fingerprint.canonical,
-            occurred_at=occurred,
+        Content.publish(
+            content_id,
+            organization_id,
+            command.creator_id,
+            command.title,
+            fingerprint.canonical,
+            occurred,
         )
     )
 

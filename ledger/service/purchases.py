@@ -13,9 +13,8 @@ from typing import Any
 from uuid import UUID
 
 from ledger import commands as cmd
-from ledger.domain import events as ev
 from ledger.domain import ids
-from ledger.domain.aggregates import Access, CommandKey, Content, Purchase
+from ledger.domain.aggregates import Access, CommandKey, Content, Purchase, Terms
 from ledger.domain.errors import Duplicate, InvalidState, NotFound
 from ledger.service.access import last_heartbeat
 from ledger.service.catalogue import live_content, live_user
@@ -45,15 +44,14 @@ def start_purchase(
     live_user(uow, command.customer_id, "customer_id")
     content = live_content(uow, str(command.content_id))
     purchase = Purchase.open(payment_intent, occurred)
-    purchase.start(
+    terms = Terms(
         command.customer_id,
         content.content_id,
         content.organization_id,
         command.amount_paid_cents,
         command.currency,
-        fingerprint.canonical,
-        occurred,
     )
+    purchase.start(terms, fingerprint.canonical, occurred)
     uow.record(purchase)
 
 
@@ -100,11 +98,16 @@ def complete_purchase(
     if purchase is None:
         purchase = Purchase.open(payment_intent, occurred)
     split_id = command.revenue_split_config_id
-    purchase.complete(
+    terms = Terms(
         command.customer_id,
-        content,
+        content_id,
+        content.organization_id,
         command.amount_paid_cents,
         command.currency,
+    )
+    purchase.complete(
+        terms,
+        content.creator_id,
         (command.platform_fee_cents, command.organization_fee_cents, command.creator_payout_cents),
         str(split_id) if split_id else None,
         fingerprint.canonical,
@@ -158,9 +161,7 @@ def fail_purchase(
         # the purchases row is gone with a deleted customer: nothing left to fail
         live_user(uow, purchase.customer_id, "customer_id")
         live_content(uow, purchase.content_id)
-        customer_id, content_id = purchase.customer_id, purchase.content_id
-        amount, currency = purchase.amount_paid_cents, purchase.currency
-        organization_id = purchase.organization_id
+        terms = purchase.terms
     else:
         customer_id, given_content, amount, currency = Purchase.failure_details(
             payment_intent,
@@ -171,17 +172,9 @@ def fail_purchase(
         )
         live_user(uow, customer_id, "customer_id")
         content = live_content(uow, given_content)
-        content_id, organization_id = content.content_id, content.organization_id
+        terms = Terms(customer_id, content.content_id, content.organization_id, amount, currency)
         purchase = Purchase.open(payment_intent, occurred)
-    purchase.fail(
-        customer_id,
-        content_id,
-        organization_id,
-        amount,
-        currency,
-        fingerprint.canonical,
-        occurred,
-    )
+    purchase.fail(terms, fingerprint.canonical, occurred)
     uow.record(purchase)
 
 
@@ -210,14 +203,8 @@ def refund_purchase(
     purchase.refund(command.refund_id, command.amount_cents, command.reason, occurred)
     uow.record(purchase)
     uow.record(
-        CommandKey._create(
-            ev.CommandKeyClaimed,
-            id=key_id,
-            namespace="refund_id",
-            key=command.refund_id,
-            command_type=command.type,
-            fingerprint=fingerprint.canonical,
-            occurred_at=occurred,
+        CommandKey.claim(
+            "refund_id", command.refund_id, command.type, fingerprint.canonical, occurred
         )
     )
     if access is not None and purchase.status == "refunded":
