@@ -8,6 +8,8 @@ service passes ``occurred_at`` in and the events carry it out.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TypeVar
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
@@ -115,6 +117,23 @@ class Content(Aggregate):
             self.deleted = True
 
 
+AggregateT = TypeVar("AggregateT", bound=Aggregate)
+
+
+def _opened(
+    kind: type[AggregateT],
+    event: type[ev.LedgerCreated],
+    aggregate_id: UUID,
+    user_id: str,
+    content_id: str,
+    occurred_at: str,
+) -> AggregateT:
+    """A new aggregate of one user and one content (an access, a playback)."""
+    return kind._create(
+        event, id=aggregate_id, user_id=user_id, content_id=content_id, occurred_at=occurred_at
+    )
+
+
 class Access(Aggregate):
     """The access of one user to one content: the content_access row's decisions."""
 
@@ -135,13 +154,8 @@ class Access(Aggregate):
     @classmethod
     def open(cls, user_id: str, content_id: str, occurred_at: str) -> Access:
         """A new access, to be granted by the same decision."""
-        return cls._create(
-            ev.AccessOpened,
-            id=ids.access_id(user_id, content_id),
-            user_id=user_id,
-            content_id=content_id,
-            occurred_at=occurred_at,
-        )
+        aggregate_id = ids.access_id(user_id, content_id)
+        return _opened(cls, ev.AccessOpened, aggregate_id, user_id, content_id, occurred_at)
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.AccessGranted | ev.AccessRevoked):
@@ -298,13 +312,8 @@ class Playback(Aggregate):
     @classmethod
     def open(cls, user_id: str, content_id: str, occurred_at: str) -> Playback:
         """A new playback, to be progressed by the same decision."""
-        return cls._create(
-            ev.PlaybackOpened,
-            id=ids.playback_id(user_id, content_id),
-            user_id=user_id,
-            content_id=content_id,
-            occurred_at=occurred_at,
-        )
+        aggregate_id = ids.playback_id(user_id, content_id)
+        return _opened(cls, ev.PlaybackOpened, aggregate_id, user_id, content_id, occurred_at)
 
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.PlaybackProgressed):

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from ledger import commands as cmd
 from ledger.domain import clock, ids
-from ledger.domain.aggregates import Access, Playback
+from ledger.domain.aggregates import Access, Content, Playback
 from ledger.domain.errors import Duplicate, NoAccess, NotFound
 from ledger.service.catalogue import live_content, live_user
 from ledger.service.registry import handles
@@ -40,13 +40,20 @@ def _viewer_and_playback(command: cmd.GrantAccess | cmd.RecordPlayback) -> list[
     return [*_viewer(command), ids.playback_id(command.user_id, str(command.content_id))]
 
 
+def _access(
+    uow: UnitOfWork, command: cmd.GrantAccess | cmd.RevokeAccess
+) -> tuple[Content, Access | None]:
+    """The live content the command is about, and the user's access to it, if any."""
+    live_user(uow, command.user_id, "user_id")
+    content = live_content(uow, str(command.content_id))
+    return content, uow.get(ids.access_id(command.user_id, content.content_id), Access)
+
+
 @handles(cmd.GrantAccess, needs=_viewer_and_playback)
 def grant_access(
     uow: UnitOfWork, command: cmd.GrantAccess, occurred: str, _: cmd.Fingerprint
 ) -> None:
-    live_user(uow, command.user_id, "user_id")
-    content = live_content(uow, str(command.content_id))
-    access = uow.get(ids.access_id(command.user_id, content.content_id), Access)
+    content, access = _access(uow, command)
     identity = command.identity(occurred)
     if access is not None and identity in access.seen:
         raise Duplicate
@@ -68,9 +75,7 @@ def grant_access(
 def revoke_access(
     uow: UnitOfWork, command: cmd.RevokeAccess, occurred: str, _: cmd.Fingerprint
 ) -> None:
-    live_user(uow, command.user_id, "user_id")
-    content = live_content(uow, str(command.content_id))
-    access = uow.get(ids.access_id(command.user_id, content.content_id), Access)
+    content, access = _access(uow, command)
     if access is None:
         raise NotFound(
             f"{command.user_id!r} has no access to content {content.content_id} to revoke",
