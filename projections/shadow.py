@@ -181,7 +181,8 @@ def build(
 def _without_cycle_collection() -> Iterator[None]:
     """The fold makes millions of small acyclic objects (events, row changes, rows), all
     freed by reference counting; the cycle collector only re-scans the growing fold,
-    again and again (40% of a rebuild's time, measured). It is off while folding."""
+    again and again (a large share of a rebuild's time: docs/performance.md). It is off
+    while folding."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
