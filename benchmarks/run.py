@@ -523,7 +523,7 @@ def _subscriber(url: str, schema: str, ready: Any, done: Any) -> None:
 def _rebuild_child(url: str, schema: str, queue: Any) -> None:
     import io
 
-    from projections.rebuild import rebuild
+    from ledger.upkeep.rebuild import rebuild
 
     started = time.perf_counter()
     report = rebuild(Settings(url=url, schema=schema), stream=io.StringIO())

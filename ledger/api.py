@@ -27,8 +27,8 @@ def upgrade(settings: Settings, stream: TextIO | None = None) -> list[migrations
     """Applies the pending migrations, then fills every projected table marked stale
     (created over a non-empty log, now or by an upgrade that was killed) from the log,
     with progress on ``stream`` (default stderr). Returns the migrations applied."""
+    from ledger.upkeep.rebuild import rebuild
     from projections import freshness
-    from projections.rebuild import rebuild
 
     with connect(settings) as conn:
         applied = migrations.upgrade(conn, settings.schema)

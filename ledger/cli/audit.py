@@ -139,7 +139,7 @@ def _revenue(conn: Any, schema: str, query: Any) -> Any:
     """The report; an event it reads that does not decode (stored behind the insert
     trigger's back) is named by position and topic instead of failing deep in SQL."""
     from ledger.audit.revenue import revenue
-    from projections.source import raise_if_undecodable
+    from ledger.upkeep.source import raise_if_undecodable
 
     try:
         report = revenue(conn, schema, query)

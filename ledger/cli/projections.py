@@ -31,7 +31,7 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
-    from projections.rebuild import rebuild
+    from ledger.upkeep.rebuild import rebuild
 
     report = rebuild(api.settings(args.database_url, args.schema), args.only)
     rows = ", ".join(f"{table} {count}" for table, count in report.rows.items())
@@ -44,7 +44,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from projections.verify import verify
+    from ledger.upkeep.verify import verify
 
     findings = verify(api.settings(args.database_url, args.schema))
     for finding in findings:
@@ -57,7 +57,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from projections.status import status
+    from ledger.upkeep.status import status
 
     states = status(api.settings(args.database_url, args.schema))
     if args.format == "json":

@@ -19,8 +19,8 @@ import psycopg
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
-from projections.rebuild import rebuild
-from projections.verify import verify
+from ledger.upkeep.rebuild import rebuild
+from ledger.upkeep.verify import verify
 from tests.support import (
     CONTENT,
     append,

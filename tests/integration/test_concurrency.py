@@ -12,7 +12,7 @@ import psycopg
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
-from projections.verify import verify
+from ledger.upkeep.verify import verify
 from tests.support import append, catalogue, complete, refund
 
 Conn = psycopg.Connection[Any]

@@ -21,7 +21,7 @@ from psycopg import sql
 from ledger import api, demo, event_shapes
 from ledger.config import Settings
 from ledger.service import Ledger
-from projections.rebuild import rebuild
+from ledger.upkeep.rebuild import rebuild
 from tests.support import TABLES, cli
 
 Conn = psycopg.Connection[Any]

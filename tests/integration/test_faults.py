@@ -16,7 +16,7 @@ import psycopg
 
 from ledger.config import Settings
 from ledger.service import Ledger
-from projections.verify import verify
+from ledger.upkeep.verify import verify
 from tests.support import answers, append, catalogue, cli, feed, stream
 
 Conn = psycopg.Connection[Any]

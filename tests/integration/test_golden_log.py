@@ -25,7 +25,7 @@ from psycopg import sql
 from ledger import api, demo
 from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.config import Settings
-from projections.rebuild import rebuild
+from ledger.upkeep.rebuild import rebuild
 from tests.fixtures.golden import make
 from tests.support import TABLES, statuses
 

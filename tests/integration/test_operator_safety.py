@@ -22,9 +22,9 @@ from ledger import api, demo, migrations
 from ledger.config import Settings
 from ledger.db import connect
 from ledger.service import Ledger
-from projections.rebuild import rebuild
+from ledger.upkeep.rebuild import rebuild
+from ledger.upkeep.verify import verify
 from projections.registry import PROJECTED_TOPICS
-from projections.verify import verify
 from tests.support import answers, cli, dump_all
 
 Conn = psycopg.Connection[Any]

@@ -19,9 +19,9 @@ import pytest
 from ledger import api, demo
 from ledger.config import Settings
 from ledger.service import Ledger
-from projections import shadow, source
-from projections.rebuild import rebuild
-from projections.verify import verify
+from ledger.upkeep import shadow, source
+from ledger.upkeep.rebuild import rebuild
+from ledger.upkeep.verify import verify
 from tests.support import TABLES, cli, complete, dump_all, t
 
 Conn = psycopg.Connection[Any]

@@ -18,7 +18,7 @@ from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
 from ledger.read_model import tenant
 from ledger.roles import bind_login, create_roles, role_names
-from projections.rebuild import rebuild
+from ledger.upkeep.rebuild import rebuild
 from tests.support import (
     CONTENT,
     CONTENT_2,

@@ -11,7 +11,7 @@ import psycopg
 from ledger import api, demo
 from ledger.config import Settings
 from ledger.service import Ledger
-from projections.verify import verify
+from ledger.upkeep.verify import verify
 from tests.support import cli
 
 Conn = psycopg.Connection[Any]

@@ -19,8 +19,8 @@ import psycopg
 from hypothesis import given
 
 from ledger import api
-from projections.rebuild import rebuild
-from projections.verify import verify
+from ledger.upkeep.rebuild import rebuild
+from ledger.upkeep.verify import verify
 from tests.property.model import Model
 from tests.property.test_model_equivalence import (
     histories,

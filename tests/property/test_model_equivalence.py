@@ -18,9 +18,9 @@ from psycopg import sql
 from ledger import api
 from ledger.domain import clock
 from ledger.service import Ledger
-from projections import shadow, source
-from projections.rebuild import rebuild
-from projections.verify import verify
+from ledger.upkeep import shadow, source
+from ledger.upkeep.rebuild import rebuild
+from ledger.upkeep.verify import verify
 from tests.property.model import Model
 from tests.support import TABLES, statuses
 

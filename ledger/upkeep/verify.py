@@ -28,7 +28,8 @@ from ledger import migrations
 from ledger.config import Settings
 from ledger.db import connect
 from ledger.event_shapes import UndecodableEvent
-from projections import freshness, shadow
+from ledger.upkeep import shadow
+from projections import freshness
 from projections.registry import KEYS, TABLES
 
 

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from ledger import migrations
 from ledger.errors import ConfigurationError
-from projections import source
+from ledger.upkeep import source
 from projections.registry import TABLES, changes_for
 from projections.spill import SpillingFold
 

@@ -17,7 +17,8 @@ from psycopg import sql
 from ledger import migrations
 from ledger.config import Settings
 from ledger.db import connect
-from projections import freshness, source
+from ledger.upkeep import source
+from projections import freshness
 from projections.registry import TABLES
 
 

@@ -7,7 +7,7 @@ SIGKILL) leaves the live tables untouched and nothing behind that a rerun minds:
    upgrade or downgrade of the same schema wait for each other) and check that the
    projection migrations are all applied (a downgrade that won the race leaves
    nothing to rebuild into);
-1. build the shadow tables from the log up to the head (``projections.shadow``) in a
+1. build the shadow tables from the log up to the head (``ledger.upkeep.shadow``) in a
    schema of a fresh name, created in this transaction, without any lock on the live
    tables — readers and appenders go on;
 2. catch up the events appended meanwhile, still without locks;
@@ -36,7 +36,8 @@ from ledger import migrations
 from ledger.config import Settings
 from ledger.db import connect
 from ledger.errors import ConfigurationError
-from projections import freshness, shadow, source
+from ledger.upkeep import shadow, source
+from projections import freshness
 from projections.inline import apply_changes
 from projections.progress import Progress
 from projections.registry import TABLES, changes_for
