@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from ledger.config import ConfigurationError
-
+# the service reads both (ledger/http/config.py); the secrets' name is in an error below
 SECRETS_ENV = "LEDGER_STRIPE_WEBHOOK_SECRETS"
 TOLERANCE_ENV = "LEDGER_STRIPE_TOLERANCE_SECONDS"
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -34,28 +31,6 @@ class SignatureError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class StripeSettings:
-    secrets: tuple[str, ...]
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
-
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> StripeSettings:
-    """The endpoint secrets (comma-separated: during a rotation, the old and the new) and
-    the tolerance; a configuration error names the variable."""
-    env = os.environ if environ is None else environ
-    secrets = tuple(s.strip() for s in env.get(SECRETS_ENV, "").split(",") if s.strip())
-    raw = env.get(TOLERANCE_ENV, "").strip()
-    tolerance = DEFAULT_TOLERANCE_SECONDS
-    if raw:
-        if not _TIMESTAMP.fullmatch(raw) or int(raw) < 1:
-            raise ConfigurationError(
-                f"{TOLERANCE_ENV} must be a whole number of seconds, at least 1 (got {raw!r})"
-            )
-        tolerance = int(raw)
-    return StripeSettings(secrets, tolerance)
 
 
 def parse_header(header: str | None) -> tuple[str, list[str]]:

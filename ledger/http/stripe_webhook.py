@@ -107,7 +107,10 @@ def stripe_router(
                 500, "error", "internal_error", "the event was not recorded", retry_after=True
             )
         if on_event is not None:
-            on_event(answer.event_type, answer.outcome)
+            try:
+                on_event(answer.event_type, answer.outcome)
+            except Exception:  # a metric lost is no reason to have Stripe deliver again
+                _log.exception("counting a Stripe event failed")
         return answer.response()
 
     return router
@@ -157,7 +160,7 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     """The raw body, or ``None`` past ``limit`` bytes (read no further: memory stays
     bounded whatever the sender claims or sends)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0

@@ -9,12 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.config import ConfigurationError
 from ledger.http.stripe_signature import (
     DEFAULT_TOLERANCE_SECONDS,
     SignatureError,
     parse_header,
-    settings_from_env,
     sign,
     verify,
 )
@@ -96,21 +94,6 @@ def test_a_non_hex_or_non_ascii_v1_never_matches_and_never_raises_otherwise() ->
 
 def test_the_header_parser_keeps_the_timestamp_as_signed() -> None:
     assert parse_header(f"t={NOW}, v1=a ,v1=b") == (str(NOW), ["a", "b"])
-
-
-def test_settings_from_the_environment() -> None:
-    env = {
-        "LEDGER_STRIPE_WEBHOOK_SECRETS": f" {SECRET} ,,{OTHER_SECRET}",
-        "LEDGER_STRIPE_TOLERANCE_SECONDS": "60",
-    }
-    configured = settings_from_env(env)
-    assert configured.secrets == (SECRET, OTHER_SECRET)
-    assert configured.tolerance_seconds == 60
-    assert settings_from_env({}).tolerance_seconds == DEFAULT_TOLERANCE_SECONDS
-    assert settings_from_env({}).secrets == ()
-    for bad in ("0", "-5", "1.5", "five"):
-        with pytest.raises(ConfigurationError, match="LEDGER_STRIPE_TOLERANCE_SECONDS"):
-            settings_from_env({"LEDGER_STRIPE_TOLERANCE_SECONDS": bad})
 
 
 @given(body=st.binary(max_size=512), data=st.data())
