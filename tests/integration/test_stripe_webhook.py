@@ -4,6 +4,9 @@ signed events in Stripe's shapes, answered by what Stripe does with each status.
 from __future__ import annotations
 
 import asyncio
+import queue
+import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -422,3 +425,91 @@ def test_without_a_secret_the_webhook_is_unavailable(
         assert answer.json()["outcome"] == "not_configured"
         assert "Retry-After" in answer.headers
     assert purchase(conn, "pi_1") is None
+
+
+def test_concurrent_shuffled_redeliveries_record_each_payment_and_refund_once(
+    ledger_app: Ledger, settings: Any, conn: psycopg.Connection[Any]
+) -> None:
+    """Stripe at its worst: every event twice, shuffled, from eight clients at once, into
+    three writers; a 409 goes to the back of the queue as Stripe's retry would."""
+    customers = [f"c{i}" for i in range(10)]
+    support.append(ledger_app, *support.catalogue(), *(support.user(c) for c in customers))
+    events: list[dict[str, Any]] = []
+    for i, customer in enumerate(customers):
+        intent = f"pi_c{i}"
+        events.append(succeeded(f"evt_p{i}", intent, metadata=split_metadata(customer=customer)))
+        first, second = (
+            refund_object(f"re_{i}a", intent, 1000),
+            refund_object(f"re_{i}b", intent, 999),
+        )
+        events.append(event(f"evt_r{i}a", "refund.created", first))
+        events.append(event(f"evt_r{i}b", "charge.refunded", charge(intent, 1999, [second, first])))
+    deliveries = [e for e in events for _ in range(2)]
+    random.Random(17).shuffle(deliveries)
+
+    writers: queue.Queue[Ledger] = queue.Queue()
+    opened = [api.open_ledger(settings) for _ in range(3)]
+    for writer in opened:
+        writers.put(writer)
+
+    def append_with_a_free_writer(command: Command) -> Result:
+        writer = writers.get()
+        try:
+            return api.append(writer, command)
+        finally:
+            writers.put(writer)
+
+    async def submit(command: Command) -> Result:
+        return await asyncio.to_thread(append_with_a_free_writer, command)
+
+    app = FastAPI()
+    app.include_router(stripe_router(submit, [SECRET]))
+    pending: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
+    for delivery in deliveries:
+        pending.put((delivery, 0))
+    answered: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def client(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            webhook = Webhook(http)
+            while True:
+                try:
+                    delivery, attempts = pending.get_nowait()
+                except queue.Empty:
+                    return
+                answer = webhook.post(delivery)
+                if answer.status_code == 409 and attempts < 100:
+                    assert answer.json()["outcome"] == "retry_later"
+                    pending.put((delivery, attempts + 1))
+                    time.sleep(0.01)
+                    continue
+                with lock:
+                    answered.append((delivery["id"], answer.json()["outcome"]))
+
+    try:
+        with serving(app) as url:
+            threads = [threading.Thread(target=client, args=(url,)) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=300)
+    finally:
+        for writer in opened:
+            writer.close()
+
+    assert len(answered) == len(deliveries)
+    for event_id in {e["id"] for e in events}:
+        outcomes = sorted(o for i, o in answered if i == event_id)
+        assert outcomes in (["accepted", "duplicate"], ["duplicate", "duplicate"]), (
+            event_id,
+            outcomes,
+        )
+    rows = conn.execute(
+        "SELECT stripe_payment_intent_id, status, refunded_amount_cents FROM purchases ORDER BY 1"
+    ).fetchall()
+    assert rows == sorted((f"pi_c{i}", "refunded", 1999) for i in range(10))
+    refunds = conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%PurchaseRefunded%",)
+    ).fetchone()
+    assert refunds == (20,)
