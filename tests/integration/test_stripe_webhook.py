@@ -501,10 +501,10 @@ def test_concurrent_shuffled_redeliveries_record_each_payment_and_refund_once(
     assert len(answered) == len(deliveries)
     for event_id in {e["id"] for e in events}:
         outcomes = sorted(o for i, o in answered if i == event_id)
-        assert outcomes in (["accepted", "duplicate"], ["duplicate", "duplicate"]), (
-            event_id,
-            outcomes,
-        )
+        # only a refund.created may find its refund recorded by the charge.refunded first
+        once = ["accepted", "duplicate"]
+        allowed = [once, ["duplicate", "duplicate"]] if event_id.endswith("a") else [once]
+        assert outcomes in allowed, (event_id, outcomes)
     rows = conn.execute(
         "SELECT stripe_payment_intent_id, status, refunded_amount_cents FROM purchases ORDER BY 1"
     ).fetchall()
