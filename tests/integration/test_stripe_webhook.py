@@ -468,6 +468,7 @@ def test_concurrent_shuffled_redeliveries_record_each_payment_and_refund_once(
     for delivery in deliveries:
         pending.put((delivery, 0))
     answered: list[tuple[str, str]] = []
+    retried: list[str] = []
     lock = threading.Lock()
 
     def client(url: str) -> None:
@@ -482,6 +483,8 @@ def test_concurrent_shuffled_redeliveries_record_each_payment_and_refund_once(
                 if answer.status_code == 409 and attempts < 100:
                     assert answer.json()["outcome"] == "retry_later"
                     pending.put((delivery, attempts + 1))
+                    with lock:
+                        retried.append(delivery["id"])
                     time.sleep(0.01)
                     continue
                 with lock:
@@ -499,6 +502,7 @@ def test_concurrent_shuffled_redeliveries_record_each_payment_and_refund_once(
             writer.close()
 
     assert len(answered) == len(deliveries)
+    assert retried and all(i.startswith("evt_r") for i in retried)  # refunds came early
     for event_id in {e["id"] for e in events}:
         outcomes = sorted(o for i, o in answered if i == event_id)
         # only a refund.created may find its refund recorded by the charge.refunded first
