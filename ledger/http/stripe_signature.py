@@ -80,6 +80,7 @@ def verify(
     """The signed timestamp, or ``SignatureError``: accepted when any ``v1`` matches any
     secret and the timestamp lies within ``tolerance_seconds`` of now either way (a
     captured request cannot be replayed later, nor one signed ahead of time used)."""
+    secrets = [s for s in secrets if s]  # an empty key would let anyone sign
     if not secrets:
         raise SignatureError(f"no webhook secret is configured ({SECRETS_ENV})")
     timestamp, candidates = parse_header(header)

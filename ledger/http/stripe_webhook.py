@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ledger.commands import Command, FailPurchase, RefundPurchase, StartPurchase
+from ledger.config import ConfigurationError
 from ledger.domain.errors import ValidationFailed
 from ledger.http.stripe_events import METADATA, Mapped, map_event
 from ledger.http.stripe_signature import (
@@ -83,6 +84,10 @@ def stripe_router(
     """The webhook's route: ``submit`` appends one command (the service's group commit,
     or ``ledger.append`` in a thread); ``on_event(type, outcome)`` is called once per
     request, for the metrics."""
+    if isinstance(secrets, str):  # its characters would each be taken for a secret
+        raise TypeError("secrets: a sequence of secrets, not one string")
+    if any(not secret.strip() for secret in secrets):
+        raise ConfigurationError(f"{SECRETS_ENV}: a secret is blank")
     router = APIRouter()
     keys = tuple(secrets)
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from ledger import api
 from ledger.commands import Command
+from ledger.config import ConfigurationError
 from ledger.http.stripe_webhook import MAX_BODY_BYTES, PATH, RETRY_AFTER_SECONDS, stripe_router
 from ledger.results import Result
 from ledger.service import Ledger
@@ -517,3 +518,13 @@ def test_concurrent_shuffled_redeliveries_record_each_payment_and_refund_once(
         "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%PurchaseRefunded%",)
     ).fetchone()
     assert refunds == (20,)
+
+
+def test_a_blank_secret_or_a_lone_string_is_refused_when_the_router_is_built() -> None:
+    async def submit(command: Command) -> Result:
+        raise AssertionError("never called")
+
+    with pytest.raises(ConfigurationError, match="LEDGER_STRIPE_WEBHOOK_SECRETS"):
+        stripe_router(submit, [SECRET, " "])
+    with pytest.raises(TypeError, match="not one string"):
+        stripe_router(submit, SECRET)

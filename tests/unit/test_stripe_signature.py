@@ -84,6 +84,8 @@ def test_a_malformed_header_is_refused_with_its_reason(value: str | None, expect
 
 def test_without_a_secret_nothing_verifies() -> None:
     assert "no webhook secret is configured" in reason(BODY, header(), [])
+    signed_with_nothing = f"t={NOW},v1={sign(BODY, '', NOW)}"
+    assert "no webhook secret is configured" in reason(BODY, signed_with_nothing, [""])
 
 
 def test_a_non_hex_or_non_ascii_v1_never_matches_and_never_raises_otherwise() -> None:
