@@ -73,6 +73,28 @@ def _error(status: int, outcome: str, code: str, message: str, **extra: Any) -> 
     return _Answer(status, outcome, body={"error": error}, **extra)
 
 
+# the body is read raw (the signature covers its bytes), so the schema is stated here
+_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Stripe-Signature",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "t=<unix seconds>,v1=<HMAC-SHA256 hex>[,v1=...]",
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "a Stripe Event object"}
+            }
+        },
+    },
+}
+
+
 def stripe_router(
     submit: Submit,
     secrets: Sequence[str],
@@ -94,6 +116,7 @@ def stripe_router(
     @router.post(
         PATH,
         summary="Stripe webhook endpoint (authenticated by its Stripe-Signature)",
+        openapi_extra=_OPENAPI,
         responses={
             200: {"description": "recorded, a duplicate, superseded, or not mapped"},
             400: {"description": "bad signature or malformed event"},

@@ -528,3 +528,11 @@ def test_a_blank_secret_or_a_lone_string_is_refused_when_the_router_is_built() -
         stripe_router(submit, [SECRET, " "])
     with pytest.raises(TypeError, match="not one string"):
         stripe_router(submit, SECRET)
+
+
+def test_the_openapi_document_describes_the_raw_signed_body(webhook: Webhook) -> None:
+    document = webhook.client.get("/openapi.json").json()
+    operation = document["paths"][PATH]["post"]
+    assert [p["name"] for p in operation["parameters"]] == ["Stripe-Signature"]
+    assert "application/json" in operation["requestBody"]["content"]
+    assert {"200", "400", "409", "413", "422", "503"} <= set(operation["responses"])
