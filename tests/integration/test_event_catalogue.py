@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from ledger import api, demo, event_shapes
-from ledger.domain import upcasters
 from ledger.config import Settings
+from ledger.domain import upcasters
 from ledger.service import Ledger
 from projections.rebuild import rebuild
 from tests.support import TABLES, cli
