@@ -39,10 +39,10 @@ from ledger.domain.errors import (
     Rejected,
     ValidationFailed,
 )
+from ledger.provenance import Provenance
 from ledger.results import Result
 from ledger.service import Ledger
 from ledger.store import LockTimeout
-from ledger.provenance import Provenance
 from ledger.stream import (
     Backoff,
     EventBatch,
