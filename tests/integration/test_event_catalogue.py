@@ -112,6 +112,8 @@ def test_the_trigger_refuses_what_does_not_decode(
     assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == before
 
 
+# PostgreSQL's jsonb holds no NUL character, in a value or a key: the insert fails before any
+# check, so no reader ever sees one
 JSON = st.recursive(
     st.none()
     | st.booleans()
@@ -119,7 +121,10 @@ JSON = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(st.characters(blacklist_characters="\x00"), max_size=5),
     lambda inner: (
-        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+        st.lists(inner, max_size=2)
+        | st.dictionaries(
+            st.text(st.characters(blacklist_characters="\x00"), max_size=3), inner, max_size=2
+        )
     ),
     max_leaves=4,
 )
