@@ -4,11 +4,14 @@ A stored event is a topic and a JSON state. The event classes of
 ``ledger.domain.events`` say what their states hold; from them this module derives,
 per topic, the *required* fields and the JSON type of each: every field of the class
 without a default (a field added later with a default is optional, so logs written
-before it still decode), minus the two the recorder keeps in columns
-(``originator_id``, ``originator_version``). Two things check the shapes:
+before it still decode) or marked ``stamped`` (provenance, which every event of the
+current version carries), minus the two the recorder keeps in columns (``originator_id``,
+``originator_version``). Each earlier version of a topic has the shape of the next, less
+the fields its upcaster step adds (``versions``). Two things check the shapes:
 
-* the database, at insert (migration ``log_guards``: a catalogue table and a
-  trigger), so that no role that may append can store an event that does not decode;
+* the database, at insert (migrations ``log_guards`` and ``event_provenance``: a
+  catalogue table of every version and a trigger), so that no role that may append can
+  store an event that does not decode, nor a new one of a superseded version;
 * the readers of the log in Python (``check``), so that an event stored behind the
   trigger's back (a superuser who disabled it) stops a rebuild or an audit with one line
   naming its position and topic instead of a traceback deep in a projection.
@@ -165,7 +168,9 @@ def check(position: int, topic: str, state: bytes) -> dict[str, Any]:
     """The decoded state of a stored event; ``UndecodableEvent`` if it is not one.
 
     It runs once per event a rebuild reads: the usual case is one lookup of the tuple
-    of the fields' types (built in C) among those that decode.
+    of the fields' types (built in C) among those that decode. An event stored as an
+    earlier version of its topic is upcast first, so every reader gets the current
+    fields (``ledger.domain.upcasters``); ``class_version`` is not among them.
     """
     fast = _fast().get(topic)
     if fast is None:
