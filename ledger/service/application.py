@@ -20,6 +20,7 @@ from eventsourcing.persistence import IntegrityError
 from ledger import commands as cmd
 from ledger.config import Settings
 from ledger.domain import clock, ids
+from ledger.domain import events as ev
 from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.results import DUPLICATE, Result
@@ -184,3 +185,8 @@ class Ledger(Application[UUID]):
                 occurred,
             )
             uow.record(claim)
+        # provenance: every event the command records says where the command came from
+        uow.events[before:] = [
+            ev.with_provenance(event, command.provenance, command.idempotency_key)
+            for event in uow.events[before:]
+        ]
