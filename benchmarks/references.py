@@ -123,7 +123,8 @@ def recording(capture: Capture) -> Iterator[Capture]:
 
     def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
         pipelined = self.connection.pgconn.pipeline_status != pq.PipelineStatus.OFF
-        capture.current.append(Statement(query, _copied(params), kwargs.get("prepare"), pipelined))
+        text = query.as_bytes(self.connection) if isinstance(query, sql.Composable) else query
+        capture.current.append(Statement(text, _copied(params), kwargs.get("prepare"), pipelined))
         return original(self, query, params, **kwargs)
 
     psycopg.Cursor.execute = execute  # type: ignore[method-assign]
