@@ -52,12 +52,16 @@ def paired(
 
 
 def threaded_appends(
-    app: Any, per_thread: Sequence[Sequence[Command]]
+    app: Any, per_thread: Sequence[Sequence[Command]], groups: list[tuple[int, float]] | None = None
 ) -> tuple[float, list[float]]:
     """(commands/s, per-call latencies in ms) of one thread per list, each calling
-    ``ledger.append(app, command)`` for its commands in turn; every one must be accepted."""
+    ``ledger.append(app, command)`` for its commands in turn; every one must be accepted.
+    Where the ledger group-commits, each group's (size, seconds) goes to ``groups``."""
     latencies: list[list[float]] = [[] for _ in per_thread]
     refused: list[Any] = []
+    observe = getattr(ledger.api, "observe_groups", None)
+    if groups is not None and observe is not None:
+        observe(app, lambda size, seconds: groups.append((size, seconds)))
 
     def work(index: int) -> None:
         mine = latencies[index]
@@ -122,6 +126,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
     beats = 320 if quick else 4000
     raw_rows = 400 if quick else 8000
     latencies: list[float] = []
+    groups: dict[str, list[tuple[int, float]]] = {"purchases": [], "heartbeats": []}
 
     def purchase_side(ledger_side: bool) -> float:
         with workload.scratch_schema(url) as settings:
@@ -132,7 +137,9 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             commands = workload.purchase_commands(purchases, "pi_t_", USERS, first=VIEWERS)
             with ledger.open_ledger(settings) as app:
                 workload.prepare(app, USERS, VIEWERS)
-                rate, ms = threaded_appends(app, [commands[t::threads] for t in range(threads)])
+                rate, ms = threaded_appends(
+                    app, [commands[t::threads] for t in range(threads)], groups["purchases"]
+                )
             latencies.extend(ms)
             return rate
 
@@ -148,7 +155,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
                 workload.prepare(app, USERS, VIEWERS)
                 # each viewer's first heartbeat opens its playback: not the steady state
                 threaded_appends(app, [workload.heartbeat_commands(v, len(v)) for v in mine])
-                rate, _ = threaded_appends(app, per_thread)
+                rate, _ = threaded_appends(app, per_thread, groups["heartbeats"])
             return rate
 
     bought = paired(purchase_side, pairs, f"{threads} threads, purchases")
@@ -166,6 +173,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             f"{sizes['purchase']} B rows)",
             "ratio": bought[2],
             "target": 0.4,
+            **_group_figures(groups["purchases"]),
         },
         {
             "name": f"{threads} threads, one heartbeat per call",
@@ -176,6 +184,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             f"{sizes['heartbeat']} B rows)",
             "ratio": watched[2],
             "target": 0.8,
+            **_group_figures(groups["heartbeats"]),
         },
         {
             "name": f"latency of one call, {threads}-thread purchase load",
@@ -189,6 +198,18 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             "p99_ms": p99,
         },
     ]
+
+
+def _group_figures(groups: list[tuple[int, float]]) -> dict[str, Any]:
+    """Mean commands per committed group and mean milliseconds per group (none where the
+    ledger does not group-commit)."""
+    if not groups:
+        return {"groups": 0}
+    return {
+        "groups": len(groups),
+        "group_size": statistics.mean(g[0] for g in groups),
+        "group_ms": statistics.mean(g[1] for g in groups) * 1000,
+    }
 
 
 def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:

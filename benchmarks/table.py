@@ -55,10 +55,15 @@ def issue16(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for key in ("threads_purchases", "threads_heartbeats"):
         for r in by_key.get(key, []):
+            grouped = (
+                f" (groups of {r['group_size']:.1f} on average, {r['group_ms']:.1f} ms each)"
+                if r.get("groups")
+                else ""
+            )
             rows.append(
                 _ratio_row(
                     r,
-                    f"{r['ledger']:,.0f} commands/s",
+                    f"{r['ledger']:,.0f} commands/s{grouped}",
                     f"{r['reference']:,.0f} rows/s raw INSERT+COMMIT, same threads",
                 )
             )
