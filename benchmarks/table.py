@@ -7,8 +7,6 @@ from typing import Any
 MEMORY_LIMIT_MB = 376
 """The rebuild's peak memory at a million events before the row budget bounded it
 (docs/performance.md): bounded means staying under it at any size."""
-AUDIT_LIMIT_S = 1.0
-"""The audit of a million events took 0.3-0.8 s before issue 16: holding means under 1 s."""
 CURVE_FLOOR = 0.5
 """Linear scale: the rebuild's rate at the largest log at least half its best rate."""
 
@@ -162,10 +160,11 @@ def issue16(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 + " / ".join(f"{r['events']:,}" for r in audits)
                 + " events",
                 "figure": " / ".join(f"{r['ledger']:.3f}" for r in audits) + " s",
-                "reference": "-",
-                "ratio": None,
-                "target": f"< {AUDIT_LIMIT_S:.0f} s at the largest",
-                "met": _met(largest["ledger"] < AUDIT_LIMIT_S),
+                "reference": f"COPY of the {largest['events']:,} events out: "
+                f"{largest['reference']:.2f} s",
+                "ratio": largest["ratio"],
+                "target": ">= 1 (one pass in the server beats reading the log out)",
+                "met": _met(largest["ratio"] >= 1),
                 "value": largest["ledger"],
             }
         )
