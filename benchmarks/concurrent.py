@@ -52,7 +52,10 @@ def paired(
 
 
 def threaded_appends(
-    app: Any, per_thread: Sequence[Sequence[Command]], groups: list[tuple[int, float]] | None = None
+    app: Any,
+    per_thread: Sequence[Sequence[Command]],
+    groups: list[tuple[int, float]] | None = None,
+    meter: references.Meter | None = None,
 ) -> tuple[float, list[float]]:
     """(commands/s, per-call latencies in ms) of one thread per list, each calling
     ``ledger.append(app, command)`` for its commands in turn; every one must be accepted.
@@ -72,7 +75,7 @@ def threaded_appends(
             if result.status != "accepted":
                 refused.append(result)
 
-    seconds = references.in_threads(work, len(per_thread))
+    seconds = references.in_threads(work, len(per_thread), meter)
     assert not refused, refused[:3]
     done = sum(len(x) for x in latencies)
     return done / seconds, [ms for x in latencies for ms in x]
@@ -127,18 +130,35 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
     raw_rows = 400 if quick else 8000
     latencies: list[float] = []
     groups: dict[str, list[tuple[int, float]]] = {"purchases": [], "heartbeats": []}
+    cpu: dict[tuple[str, bool], list[dict[str, float | None]]] = {}
+
+    def metered(kind: str, ledger_side: bool, count: int) -> references.Meter:
+        meter = references.Meter(url)
+        cpu.setdefault((kind, ledger_side), [])
+        pending.append((kind, ledger_side, count, meter))
+        return meter
+
+    pending: list[tuple[str, bool, int, references.Meter]] = []
 
     def purchase_side(ledger_side: bool) -> float:
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
                 return references.raw_inserts(
-                    url, settings.schema, raw_rows, sizes["purchase"], threads
+                    url,
+                    settings.schema,
+                    raw_rows,
+                    sizes["purchase"],
+                    threads,
+                    metered("purchases", False, raw_rows // threads * threads),
                 )
             commands = workload.purchase_commands(purchases, "pi_t_", USERS, first=VIEWERS)
             with ledger.open_ledger(settings) as app:
                 workload.prepare(app, USERS, VIEWERS)
                 rate, ms = threaded_appends(
-                    app, [commands[t::threads] for t in range(threads)], groups["purchases"]
+                    app,
+                    [commands[t::threads] for t in range(threads)],
+                    groups["purchases"],
+                    metered("purchases", True, purchases // threads * threads),
                 )
             latencies.extend(ms)
             return rate
@@ -147,7 +167,12 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
                 return references.raw_inserts(
-                    url, settings.schema, raw_rows, sizes["heartbeat"], threads
+                    url,
+                    settings.schema,
+                    raw_rows,
+                    sizes["heartbeat"],
+                    threads,
+                    metered("heartbeats", False, raw_rows // threads * threads),
                 )
             mine = [range(t, VIEWERS, threads) for t in range(threads)]
             per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
@@ -155,11 +180,18 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
                 workload.prepare(app, USERS, VIEWERS)
                 # each viewer's first heartbeat opens its playback: not the steady state
                 threaded_appends(app, [workload.heartbeat_commands(v, len(v)) for v in mine])
-                rate, _ = threaded_appends(app, per_thread, groups["heartbeats"])
+                rate, _ = threaded_appends(
+                    app,
+                    per_thread,
+                    groups["heartbeats"],
+                    metered("heartbeats", True, beats // threads * threads),
+                )
             return rate
 
     bought = paired(purchase_side, pairs, f"{threads} threads, purchases")
     watched = paired(heartbeat_side, pairs, f"{threads} threads, heartbeats")
+    for kind, side, count, meter in pending:
+        cpu[(kind, side)].append(meter.per(count))
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -174,6 +206,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             "ratio": bought[2],
             "target": 0.4,
             **_group_figures(groups["purchases"]),
+            **_cpu_figures(cpu, "purchases"),
         },
         {
             "name": f"{threads} threads, one heartbeat per call",
@@ -185,6 +218,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             "ratio": watched[2],
             "target": 0.8,
             **_group_figures(groups["heartbeats"]),
+            **_cpu_figures(cpu, "heartbeats"),
         },
         {
             "name": f"latency of one call, {threads}-thread purchase load",
@@ -198,6 +232,18 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
             "p99_ms": p99,
         },
     ]
+
+
+def _cpu_figures(
+    cpu: dict[tuple[str, bool], list[dict[str, float | None]]], kind: str
+) -> dict[str, Any]:
+    """Median CPU milliseconds per command (ledger) and per row (raw), client and server."""
+    out: dict[str, Any] = {}
+    for side, name in ((True, "ledger"), (False, "raw")):
+        for part in ("client_cpu_ms", "server_cpu_ms"):
+            values = [m[part] for m in cpu.get((kind, side), []) if m[part] is not None]
+            out[f"{name}_{part}"] = statistics.median(values) if values else None
+    return out
 
 
 def _group_figures(groups: list[tuple[int, float]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import pq, sql
 
@@ -34,7 +35,62 @@ def event_row_size(settings: Settings) -> int:
     return int(row[0]) if row else 400
 
 
-def in_threads(work: Callable[[int], None], threads: int) -> float:
+class Meter:
+    """CPU seconds spent during a run: by this process (every thread) and by the server
+    backends serving this process's TCP connections (found by their client ports in
+    ``pg_stat_activity``, read from ``/proc``; none over a Unix socket). Tells where a
+    run's time goes on a machine whose cores both work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = 0.0
+        self.server: float | None = None
+        self._before: dict[int, float] = {}
+        self._started = 0.0
+
+    def _backends(self) -> dict[int, float]:
+        ports = [
+            c.laddr.port
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.status == psutil.CONN_ESTABLISHED
+        ]
+        if not ports:
+            return {}
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            pids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,)
+                ).fetchall()
+            ]
+        used = {}
+        for pid in pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            used[pid] = times.user + times.system
+        return used
+
+    def start(self) -> None:
+        self._before = self._backends()
+        self._started = time.process_time()
+
+    def stop(self) -> None:
+        self.client = time.process_time() - self._started
+        after = self._backends()
+        if after:
+            self.server = sum(v - self._before.get(pid, 0.0) for pid, v in after.items())
+
+    def per(self, count: int) -> dict[str, float | None]:
+        """Milliseconds of CPU per operation, client and server."""
+        return {
+            "client_cpu_ms": self.client * 1000 / count,
+            "server_cpu_ms": None if self.server is None else self.server * 1000 / count,
+        }
+
+
+def in_threads(work: Callable[[int], None], threads: int, meter: Meter | None = None) -> float:
     """Seconds from the moment ``threads`` threads are released together until the last
     one finishes ``work(index)``: whatever the caller prepared before (connections,
     commands) is not counted."""
@@ -52,17 +108,23 @@ def in_threads(work: Callable[[int], None], threads: int) -> float:
     workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     for w in workers:
         w.start()
+    if meter is not None:
+        meter.start()
     barrier.wait()
     started = time.perf_counter()
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - started
+    if meter is not None:
+        meter.stop()
     if errors:
         raise errors[0]
     return elapsed
 
 
-def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -> float:
+def raw_inserts(
+    url: str, schema: str, count: int, payload: int, threads: int, meter: Meter | None = None
+) -> float:
     """Rows per second of single-row INSERT + COMMIT (autocommit, prepared), ``count``
     rows of ``payload`` bytes in all, from ``threads`` threads each on its own
     connection (connecting is not counted)."""
@@ -85,7 +147,7 @@ def raw_inserts(url: str, schema: str, count: int, payload: int, threads: int) -
             for _ in range(per_thread):
                 conn.execute(text, (body,), prepare=True)
 
-        seconds = in_threads(work, threads)
+        seconds = in_threads(work, threads, meter)
     finally:
         for conn in connections:
             conn.close()

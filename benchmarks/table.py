@@ -23,7 +23,17 @@ def figures(results: list[dict[str, Any]]) -> str:
         else:
             ledger = f"{r['ledger']:.1f}" if r["ledger"] >= 100 else f"{r['ledger']:.3f}"
         out.append(f"{r['name']:<58}{ledger:>12}{reference:>12}{ratio:>8}{target:>8}  {r['unit']}")
+        if r.get("ledger_client_cpu_ms") is not None:
+            out.append(f"    CPU ms: {_cpu(r, 'ledger')} per command; {_cpu(r, 'raw')} per raw row")
     return "\n".join(out)
+
+
+def _cpu(r: dict[str, Any], side: str) -> str:
+    server, client = r.get(f"{side}_server_cpu_ms"), r.get(f"{side}_client_cpu_ms")
+    if client is None:
+        return "not measured"
+    text = f"client {client:.3f}"
+    return text + (f", server {server:.3f}" if server is not None else "")
 
 
 def _met(ok: bool | None) -> str:
