@@ -75,7 +75,7 @@ def _rebuild_at(url: str, size: int, runner_limit: int, pairs: int) -> list[dict
     in_seconds = statistics.median(c[1] for c in copies)
     results.append(
         {
-            "name": f"rebuild, {events} events",
+            "name": f"rebuild, {events:,} events",
             "key": "rebuild",
             "events": events,
             "ledger": rate,
@@ -95,7 +95,7 @@ def _rebuild_at(url: str, size: int, runner_limit: int, pairs: int) -> list[dict
         seconds = statistics.median(r[0] for r in runs)
         results.append(
             {
-                "name": f"rebuild vs library ProjectionRunner, {events} events",
+                "name": f"rebuild vs library ProjectionRunner, {events:,} events",
                 "ledger": events / seconds,
                 "reference": events / runner_seconds,
                 "unit": "events/s (rebuild) vs events/s (ProjectionRunner)",
@@ -107,7 +107,7 @@ def _rebuild_at(url: str, size: int, runner_limit: int, pairs: int) -> list[dict
         )
     results.append(
         {
-            "name": f"audit revenue, {events} events",
+            "name": f"audit revenue, {events:,} events",
             "key": "audit",
             "events": events,
             "ledger": audit_seconds,
@@ -173,7 +173,7 @@ def bench_access_check(url: str, rows: int) -> list[dict[str, Any]]:
     p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99)]
     return [
         {
-            "name": f"access check, {rows} rows",
+            "name": f"access check, {rows:,} rows",
             "key": "access",
             "ledger": p99,
             "reference": 1.0,

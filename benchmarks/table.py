@@ -198,3 +198,34 @@ def markdown(rows: list[dict[str, Any]], run: dict[str, Any]) -> str:
             f"{row['target']} | {row['met']} |"
         )
     return "\n".join(out)
+
+
+def combined(paths: list[str]) -> str:
+    """Issue 16's table from the results of several runs (``python -m benchmarks.table
+    A.json B.json``): each row comes from the run that measured it, its ratio from that
+    run's pairs; the runs' dates and machines are listed."""
+    import json
+
+    results: list[dict[str, Any]] = []
+    runs = []
+    for path in paths:
+        with open(path) as file:
+            report = json.load(file)
+        results += report["results"]
+        runs.append(report["run"])
+    text = [
+        f"Runs: {'; '.join(_run_line(r) for r in runs)}.",
+        "",
+        *markdown(issue16(results), runs[0]).splitlines()[2:],
+    ]
+    return "\n".join(text)
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    return f"{run['date']} (load {run['load_before']:.1f} -> {run['load_after']:.1f})"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(combined(sys.argv[1:]))
