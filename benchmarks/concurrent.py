@@ -288,19 +288,39 @@ def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:
             if ledger_side:
                 with ledger.open_ledger(settings) as app:
                     workload.prepare(app, USERS, VIEWERS)
+                    meter = metered(True)
                     started = time.perf_counter()
                     for command in commands:
                         ledger.append(app, command)
-                    return count / (time.perf_counter() - started)
+                    seconds = time.perf_counter() - started
+                    meter.stop()
+                    return count / seconds
             moved = [references.retarget(g, source.schema, settings.schema) for g in appends]
             with psycopg.connect(url, autocommit=True) as conn:
                 references.replay(conn, references.retarget(setup, source.schema, settings.schema))
+                meter = metered(False)
                 started = time.perf_counter()
                 for group in moved:
                     references.replay(conn, group)
-                return count / (time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                meter.stop()
+                return count / seconds
+
+    cpu: dict[tuple[str, bool], list[dict[str, float | None]]] = {
+        ("replay", True): [],
+        ("replay", False): [],
+    }
+    meters: list[tuple[bool, references.Meter]] = []
+
+    def metered(ledger_side: bool) -> references.Meter:
+        meter = references.Meter(url)
+        meter.start()
+        meters.append((ledger_side, meter))
+        return meter
 
     measured = paired(side, pairs, "1 writer vs replayed SQL")
+    for ledger_side, meter in meters:
+        cpu[("replay", ledger_side)].append(meter.per(count))
     return [
         {
             "name": "1 writer, one purchase per transaction",
@@ -311,5 +331,6 @@ def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:
             "per append) transactions/s",
             "ratio": measured[2],
             "target": 0.75,
+            **_cpu_figures(cpu, "replay"),
         }
     ]

@@ -24,7 +24,9 @@ def figures(results: list[dict[str, Any]]) -> str:
             ledger = f"{r['ledger']:.1f}" if r["ledger"] >= 100 else f"{r['ledger']:.3f}"
         out.append(f"{r['name']:<58}{ledger:>12}{reference:>12}{ratio:>8}{target:>8}  {r['unit']}")
         if r.get("ledger_client_cpu_ms") is not None:
-            out.append(f"    CPU ms: {_cpu(r, 'ledger')} per command; {_cpu(r, 'raw')} per raw row")
+            out.append(
+                f"    CPU ms: {_cpu(r, 'ledger')} per command; {_cpu(r, 'raw')} per reference operation"
+            )
     return "\n".join(out)
 
 
