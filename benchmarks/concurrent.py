@@ -140,17 +140,15 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
 
     pending: list[tuple[str, bool, int, references.Meter]] = []
 
+    def raw_side(settings: ledger.Settings, kind: str, size: int) -> float:
+        count = raw_rows // threads * threads
+        meter = metered(kind, False, count)
+        return references.raw_inserts(url, settings.schema, count, size, threads, meter)
+
     def purchase_side(ledger_side: bool) -> float:
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
-                return references.raw_inserts(
-                    url,
-                    settings.schema,
-                    raw_rows,
-                    sizes["purchase"],
-                    threads,
-                    metered("purchases", False, raw_rows // threads * threads),
-                )
+                return raw_side(settings, "purchases", sizes["purchase"])
             commands = workload.purchase_commands(purchases, "pi_t_", USERS, first=VIEWERS)
             with ledger.open_ledger(settings) as app:
                 workload.prepare(app, USERS, VIEWERS)
@@ -166,14 +164,7 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
     def heartbeat_side(ledger_side: bool) -> float:
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
-                return references.raw_inserts(
-                    url,
-                    settings.schema,
-                    raw_rows,
-                    sizes["heartbeat"],
-                    threads,
-                    metered("heartbeats", False, raw_rows // threads * threads),
-                )
+                return raw_side(settings, "heartbeats", sizes["heartbeat"])
             mine = [range(t, VIEWERS, threads) for t in range(threads)]
             per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
             with ledger.open_ledger(settings) as app:
@@ -288,35 +279,28 @@ def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:
             if ledger_side:
                 with ledger.open_ledger(settings) as app:
                     workload.prepare(app, USERS, VIEWERS)
-                    meter = metered(True)
-                    started = time.perf_counter()
-                    for command in commands:
-                        ledger.append(app, command)
-                    seconds = time.perf_counter() - started
-                    meter.stop()
-                    return count / seconds
+                    return clocked(lambda: [ledger.append(app, c) for c in commands], True)
             moved = [references.retarget(g, source.schema, settings.schema) for g in appends]
             with psycopg.connect(url, autocommit=True) as conn:
                 references.replay(conn, references.retarget(setup, source.schema, settings.schema))
-                meter = metered(False)
-                started = time.perf_counter()
-                for group in moved:
-                    references.replay(conn, group)
-                seconds = time.perf_counter() - started
-                meter.stop()
-                return count / seconds
+                return clocked(lambda: [references.replay(conn, g) for g in moved], False)
+
+    def clocked(run: Callable[[], object], ledger_side: bool) -> float:
+        """Appends (or replayed transactions) per second of ``run``, its CPU metered."""
+        meter = references.Meter(url)
+        meters.append((ledger_side, meter))
+        meter.start()
+        started = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - started
+        meter.stop()
+        return count / seconds
 
     cpu: dict[tuple[str, bool], list[dict[str, float | None]]] = {
         ("replay", True): [],
         ("replay", False): [],
     }
     meters: list[tuple[bool, references.Meter]] = []
-
-    def metered(ledger_side: bool) -> references.Meter:
-        meter = references.Meter(url)
-        meter.start()
-        meters.append((ledger_side, meter))
-        return meter
 
     measured = paired(side, pairs, "1 writer vs replayed SQL")
     for ledger_side, meter in meters:

@@ -54,6 +54,16 @@ def _append_process(
         return accepted, started, time.perf_counter()
 
 
+def writer_processes(context: Any, manager: Any, jobs: list[tuple[Any, ...]]) -> tuple[int, float]:
+    """(commands accepted, commands/s) of one ``_append_process`` per job, from the first
+    writer's start to the last one's finish; shuts ``manager`` down."""
+    with context.Pool(len(jobs)) as pool:
+        outcomes = pool.starmap(_append_process, jobs)
+    manager.shutdown()
+    accepted = sum(o[0] for o in outcomes)
+    return accepted, accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
+
+
 def bare_eventsourcing(url: str, count: int) -> float:
     """A plain eventsourcing Application saving one aggregate per command."""
     from eventsourcing.application import Application
@@ -121,12 +131,8 @@ def bench_append(url: str, quick: bool) -> list[dict[str, Any]]:
             )
             for w in range(writers)
         ]
-        with context.Pool(writers) as pool:
-            outcomes = pool.starmap(_append_process, jobs)
-        manager.shutdown()
-        accepted = sum(o[0] for o in outcomes)
+        accepted, many_rate = writer_processes(context, manager, jobs)
         assert accepted == count // writers * writers, accepted
-        many_rate = accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
         raw_many = raw_inserts(url, settings.schema, count, len(lines[0]), writers)
     finally:
         drop(settings)

@@ -122,20 +122,25 @@ def in_threads(work: Callable[[int], None], threads: int, meter: Meter | None = 
     return elapsed
 
 
-def raw_inserts(
-    url: str, schema: str, count: int, payload: int, threads: int, meter: Meter | None = None
-) -> float:
-    """Rows per second of single-row INSERT + COMMIT (autocommit, prepared), ``count``
-    rows of ``payload`` bytes in all, from ``threads`` threads each on its own
-    connection (connecting is not counted)."""
-    table = sql.Identifier(schema, "raw_rows")
+def row_table(url: str, schema: str, name: str) -> sql.Composed:
+    """Creates the table ``name`` (a key and a text body) and returns the INSERT of a body."""
+    table = sql.Identifier(schema, name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, body text)").format(
                 table
             )
         )
-    statement = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(table)
+    return sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(table)
+
+
+def raw_inserts(
+    url: str, schema: str, count: int, payload: int, threads: int, meter: Meter | None = None
+) -> float:
+    """Rows per second of single-row INSERT + COMMIT (autocommit, prepared), ``count``
+    rows of ``payload`` bytes in all, from ``threads`` threads each on its own
+    connection (connecting is not counted)."""
+    statement = row_table(url, schema, "raw_rows")
     body = "x" * payload
     per_thread = count // threads
     connections = [psycopg.connect(url, autocommit=True) for _ in range(threads)]

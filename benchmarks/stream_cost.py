@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.concurrent import paired
-from benchmarks.per_command import _append_process, with_notify, without_notify
-from benchmarks.references import in_threads
+from benchmarks.per_command import with_notify, without_notify, writer_processes
+from benchmarks.references import in_threads, row_table
 from benchmarks.workload import drop, purchase_lines, scratch, setup_lines
 from ledger import api
 from ledger.config import Settings
@@ -30,14 +30,7 @@ def rate_in_threads(work: Callable[[int], None], count: int, threads: int) -> fl
 def pipelined_commits(url: str, schema: str, count: int, threads: int, notify: bool) -> float:
     """Transactions per second of ``BEGIN; INSERT; [NOTIFY;] COMMIT`` sent as one pipeline
     (one round trip, as the recorder sends an append)."""
-    table = sql.Identifier(schema, "notify_rows")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, body text)").format(
-                table
-            )
-        )
-    insert = sql.SQL("INSERT INTO {} (body) VALUES (%s)").format(table)
+    insert = row_table(url, schema, "notify_rows")
     notify_statement = sql.SQL("NOTIFY {}").format(sql.Identifier(f"{schema}_bench"))
 
     def work(n: int) -> None:
@@ -178,12 +171,9 @@ def bench_append_notify(url: str, quick: bool) -> list[dict[str, Any]]:
                 )
                 for w in range(writers)
             ]
-            with context.Pool(writers) as pool:
-                outcomes = pool.starmap(_append_process, jobs)
-            manager.shutdown()
-            accepted = sum(o[0] for o in outcomes)
+            accepted, rate = writer_processes(context, manager, jobs)
             assert accepted == sum(len(j[3]) for j in jobs), accepted
-            return accepted / (max(o[2] for o in outcomes) - min(o[1] for o in outcomes))
+            return rate
 
         many = paired(many_writers, 1 if quick else 3)
     finally:

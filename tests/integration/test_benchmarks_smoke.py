@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.cli_batch import batch_available
+
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = (
     "threads_purchases",
@@ -26,16 +28,6 @@ ROWS = (
     "access",
     "audit",
 )
-
-
-def _batch_available() -> bool:
-    shown = subprocess.run(
-        [sys.executable, "-m", "ledger", "append", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return "--batch" in shown.stdout
 
 
 def test_benchmarks_produce_every_row_of_the_table(database_url: str, tmp_path: Path) -> None:
@@ -68,7 +60,7 @@ def test_benchmarks_produce_every_row_of_the_table(database_url: str, tmp_path: 
     report = json.loads(out.read_text())
     rows = {row["key"]: row for row in report["table"]}
     assert tuple(rows) == ROWS
-    batch = _batch_available()
+    batch = batch_available()
     for key, row in rows.items():
         value = row["value"]
         if key == "batch" and not batch:
