@@ -11,7 +11,15 @@ The typed API::
         print(record.position, record.topic, record.data)
 """
 
-from ledger.api import append, append_lines, open_ledger, parse_lines, settings, upgrade
+from ledger.api import (
+    append,
+    append_lines,
+    observe_groups,
+    open_ledger,
+    parse_lines,
+    settings,
+    upgrade,
+)
 from ledger.commands import (
     Command,
     CompletePurchase,
@@ -38,6 +46,7 @@ from ledger.domain.errors import (
     Rejected,
     ValidationFailed,
 )
+from ledger.group_commit import LedgerClosed, Overloaded
 from ledger.results import Result
 from ledger.service import Ledger
 from ledger.store import LockTimeout
@@ -59,9 +68,11 @@ __all__ = [
     "GrantAccess",
     "InvalidState",
     "Ledger",
+    "LedgerClosed",
     "LockTimeout",
     "NoAccess",
     "NotFound",
+    "Overloaded",
     "PublishContent",
     "RecordPlayback",
     "RefundPurchase",
@@ -76,6 +87,7 @@ __all__ = [
     "append",
     "append_lines",
     "consumer_position",
+    "observe_groups",
     "open_ledger",
     "parse_command",
     "parse_lines",

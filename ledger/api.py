@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 import psycopg
@@ -67,12 +67,23 @@ def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
 
 
 def append(ledger: Ledger, command: Command) -> Result:
-    """One command from Python: validated by the same rules as a JSON line."""
+    """One command from Python: validated by the same rules as a JSON line.
+
+    Any number of threads may call it at once on one opened ledger: their commands are
+    group-committed (``ledger.group_commit``), each answered once its group's
+    transaction commits, exactly as it would have been answered alone. Raises
+    ``Overloaded`` when ``LEDGER_QUEUE_MAX`` callers are already waiting.
+    """
     try:
         checked = validate_command(command)
     except Rejected as error:
         return Result("rejected", error=error)
-    return ledger.execute(checked)
+    return ledger.groups.append(checked)
+
+
+def observe_groups(ledger: Ledger, callback: Callable[[int, float], None]) -> None:
+    """``callback(size, seconds)`` after each group that ``append`` commits (metrics)."""
+    ledger.groups.observe(callback)
 
 
 def parse_lines(lines: Iterable[str | bytes]) -> Iterator[Command | Rejected]:

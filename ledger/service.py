@@ -36,6 +36,7 @@ from ledger.domain.aggregates import (
     User,
 )
 from ledger.domain.errors import Conflict, InvalidState, NoAccess, NotFound, Rejected
+from ledger.group_commit import GroupCommitter
 from ledger.results import DUPLICATE, Result
 from ledger.store import environment
 from projections.registry import changes_for
@@ -194,6 +195,7 @@ class Ledger(Application[UUID]):
         self.settings = settings
         super().__init__(env=environment(settings, pool_size))
         self.aggregates = AggregateCache(self)
+        self.groups = GroupCommitter(self.execute_group, settings)
         self._handlers: dict[
             type[cmd.Command], Callable[[UnitOfWork, Any, str, cmd.Fingerprint], None]
         ] = {
@@ -212,6 +214,11 @@ class Ledger(Application[UUID]):
         }
 
     # --- public API --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Answers every caller still queued for a group commit, then closes the pool."""
+        self.groups.close()
+        super().close()
 
     def execute(self, command: cmd.Command) -> Result:
         """Decides and appends one command in its own transaction."""
@@ -232,6 +239,23 @@ class Ledger(Application[UUID]):
                 for item in commands
             ]
         return self._atomic(commands)
+
+    def execute_group(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
+        """Each command decided alone, in order, on the state the ones before it left, and
+        all of them written in one transaction (group commit, ``ledger.group_commit``).
+
+        The answers are those of ``execute_batch(atomic=False)``: a rejection or a
+        duplicate changes nothing and takes only its own command out; a group the log
+        refuses twice (a lost race with another process, a constraint) falls back to one
+        transaction per command. Any other error (a lost connection, ``LockTimeout``)
+        leaves the whole group, and nothing of it may be assumed written or not.
+        """
+        for speculative in (True, False):
+            uow = UnitOfWork(self, speculative=speculative)
+            results = self._settled(uow, lambda u: self._try_group(u, commands))
+            if results is not None:
+                return results
+        return self.execute_batch(commands, atomic=False)
 
     # --- transactions --------------------------------------------------------------
 
@@ -267,8 +291,33 @@ class Ledger(Application[UUID]):
     def _try_atomic(
         self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
     ) -> list[Result] | None:
+        results, spans, decided_no = self._decide_each(uow, commands)
+        if uow.speculative and decided_no:
+            return None  # a rejection or a duplicate: decide again on state read from the log
+        if any(r is not None and r.status == "rejected" for r in results):
+            return [r if r is not None else Result("rolled_back") for r in results]
+        return self._append_answered(uow, results, spans)
+
+    def _try_group(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> list[Result] | None:
+        """Like ``--atomic``, except that a rejection takes only its own command out."""
+        results, spans, decided_no = self._decide_each(uow, commands)
+        if uow.speculative and decided_no:
+            return None
+        return self._append_answered(uow, results, spans)
+
+    def _decide_each(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> tuple[list[Result | None], list[tuple[int, int]], bool]:
+        """Decides the commands in order into one unit of work, each on the state the ones
+        before it left. A rejected or duplicate command leaves the unit of work as it was
+        (``_decide``), so it does not touch the others. Returns each answer (``None``: to
+        be appended), where each appended command's events start, and whether a decision
+        ended in a rejection or a duplicate (on a guess, that must be decided again)."""
         results: list[Result | None] = []
         spans: list[tuple[int, int]] = []
+        decided_no = False
         for item in commands:
             start = len(uow.events)
             if isinstance(item, Rejected):
@@ -278,16 +327,20 @@ class Ledger(Application[UUID]):
                 self._decide(uow, item)
             except Duplicate:
                 results.append(DUPLICATE)
-                continue
             except Rejected as error:
                 results.append(Result("rejected", error=error))
+            else:
+                results.append(None)
+                spans.append((len(results) - 1, start))
                 continue
-            results.append(None)
-            spans.append((len(results) - 1, start))
-        if uow.speculative and any(r is not None for r in results):
-            return None  # a rejection or a duplicate: decide again on state read from the log
-        if any(r is not None and r.status == "rejected" for r in results):
-            return [r if r is not None else Result("rolled_back") for r in results]
+            decided_no = True
+        return results, spans, decided_no
+
+    def _append_answered(
+        self, uow: UnitOfWork, results: list[Result | None], spans: list[tuple[int, int]]
+    ) -> list[Result] | None:
+        """Appends the unit of work; each appended command answered with its last position
+        (``None``: another writer got there first, decide again)."""
         try:
             positions = self._append(uow) if uow.events else []
         except IntegrityError:
