@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 import psycopg
@@ -112,13 +112,20 @@ def without_bom(lines: Iterable[str | bytes]) -> Iterator[str | bytes]:
 
 
 def append_lines(
-    ledger: Ledger, lines: Iterable[str | bytes], *, atomic: bool = False
+    ledger: Ledger, lines: Iterable[str | bytes], *, atomic: bool = False, batch: int = 1
 ) -> Iterator[tuple[int, Result]]:
     """JSON Lines in, (line number, result) out; streaming unless ``atomic``.
 
     One result per non-blank line: blank lines get none but still count, so line
     numbers match the input. A byte order mark at the start of the input is ignored.
+    ``batch``: up to that many lines share a transaction (group commit), each still
+    decided alone and answered as it would be alone, once its transaction commits;
+    the iterable is read ahead by up to ``batch`` lines.
     """
+    if batch > 1 and not atomic:
+        for group in append_line_groups(ledger, _chunks(lines, batch)):
+            yield from group
+        return
     lines = without_bom(lines)
     numbered = (
         [(n, line) for n, line in enumerate(lines, start=1) if line.strip()] if atomic else None
@@ -136,6 +143,46 @@ def append_lines(
             Result("rejected", error=item) if isinstance(item, Rejected) else ledger.execute(item)
         )
         yield number, result
+
+
+def append_line_groups(
+    ledger: Ledger, groups: Iterable[Sequence[str | bytes]]
+) -> Iterator[list[tuple[int, Result]]]:
+    """Consecutive groups of JSON Lines in, each group's non-blank lines in one transaction
+    (``Ledger.execute_group``); out, each group's (line number, result) pairs in input
+    order, once it has committed (a group of blank lines only gives none). Line numbers
+    run on across groups; a byte order mark at the start of the first group is ignored."""
+    number = 0
+    first = True
+    for group in groups:
+        if first and group:
+            group = [*without_bom(group[:1]), *group[1:]]
+            first = False
+        numbered = []
+        for line in group:
+            number += 1
+            if line.strip():
+                numbered.append((number, line))
+        if not numbered:
+            continue
+        items = list(parse_lines(line for _, line in numbered))
+        results = ledger.execute_group(items)
+        yield [(n, r) for (n, _), r in zip(numbered, results, strict=True)]
+
+
+def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[list[str | bytes]]:
+    """Groups of lines holding ``size`` non-blank lines each (the last one fewer)."""
+    group: list[str | bytes] = []
+    count = 0
+    for line in lines:
+        group.append(line)
+        if line.strip():
+            count += 1
+            if count == size:
+                yield group
+                group, count = [], 0
+    if group:
+        yield group
 
 
 def result_line(number: int, result: Result) -> dict[str, Any]:

@@ -345,7 +345,7 @@ class Ledger(Application[UUID]):
             positions = self._append(uow) if uow.events else []
         except IntegrityError:
             return None
-        ends = [s for _, s in spans[1:]] + [len(uow.events)]
+        ends = [s for _, s in spans[1:]] + [len(uow.events)] * bool(spans)
         for (index, start), end in zip(spans, ends, strict=True):
             results[index] = Result("accepted", position=max(positions[start:end]))
         return [r if r is not None else DUPLICATE for r in results]
