@@ -14,6 +14,7 @@ from ledger.commands import Command, parse_command, validate_command
 from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
 from ledger.domain.errors import Rejected
+from ledger.group_commit import GroupFailed
 from ledger.results import Result
 from ledger.service import Ledger
 
@@ -166,7 +167,11 @@ def append_line_groups(
         if not numbered:
             continue
         items = list(parse_lines(line for _, line in numbered))
-        results = ledger.execute_group(items)
+        try:
+            results = ledger.execute_group(items)
+        except GroupFailed as failed:  # committed alone up to a line that met an error
+            yield [(n, r) for (n, _), r in zip(numbered, failed.answered, strict=False)]
+            raise failed.error from None
         yield [(n, r) for (n, _), r in zip(numbered, results, strict=True)]
 
 

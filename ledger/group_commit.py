@@ -50,6 +50,16 @@ class LedgerClosed(RuntimeError):
     """The ledger was closed: nothing was done."""
 
 
+class GroupFailed(Exception):
+    """A group's fallback (one transaction per command) stopped at a command with an error:
+    the commands before it are answered, it and those after it get ``error``."""
+
+    def __init__(self, answered: list[Result], error: Exception) -> None:
+        super().__init__(str(error))
+        self.answered = answered
+        self.error = error
+
+
 class GroupAbandoned(RuntimeError):
     """The thread committing this command's group was stopped (an interrupt) during the
     commit: the command may or may not be recorded; sending it again is safe."""
@@ -73,7 +83,9 @@ class _Call:
 
 class GroupCommitter:
     def __init__(
-        self, execute_group: Callable[[Sequence[Command]], list[Result]], settings: Settings
+        self,
+        execute_group: Callable[[Sequence[Command]], list[Result]],
+        settings: Settings,
     ) -> None:
         self._execute_group = execute_group
         self._group_max = settings.group_max
@@ -93,6 +105,16 @@ class GroupCommitter:
         group is committed and its callers are answered whatever a metric does."""
         with self._lock:
             self._observers.append(callback)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued and not yet taken into a group (a gauge for metrics)."""
+        with self._lock:
+            return len(self._queue)
 
     def append(self, command: Command) -> Result:
         """Queues the command and returns its answer once its group has committed."""
@@ -133,12 +155,21 @@ class GroupCommitter:
         try:
             results = self._execute_group([c.command for c in group])
         except BaseException as error:
-            stopped = error if isinstance(error, Exception) else GroupAbandoned(repr(error))
+            answered: list[Result] = []
+            stopped: Exception
+            if isinstance(error, GroupFailed):
+                answered, stopped = error.answered, error.error
+            elif isinstance(error, Exception):
+                stopped = error
+            else:
+                stopped = GroupAbandoned(repr(error))
             with self._lock:
-                for c in group:
+                for c, result in zip(group, answered, strict=False):
+                    c.result = result
+                for c in group[len(answered) :]:
                     c.error = stopped
                 self._answer(group)
-            if stopped is not error:
+            if not isinstance(error, Exception):
                 raise  # the leader's own interrupt, once its followers are answered
             return
         seconds = time.perf_counter() - started
