@@ -11,6 +11,7 @@ the append's transaction.
 from __future__ import annotations
 
 import copy
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -224,6 +225,8 @@ class Ledger(Application[UUID]):
         self.settings = settings
         super().__init__(env=environment(settings, pool_size))
         self.aggregates = AggregateCache(self)
+        # one decision at a time: the aggregate cache lends its aggregates uncopied
+        self.deciding = threading.RLock()
         self.groups = GroupCommitter(self.execute_group, settings)
         self._handlers: dict[
             type[cmd.Command], Callable[[UnitOfWork, Any, str, cmd.Fingerprint], None]
@@ -262,12 +265,13 @@ class Ledger(Application[UUID]):
         as such. In atomic mode any rejection writes nothing, and the lines that were
         fine are answered ``rolled_back``.
         """
-        if not atomic:
-            return [
-                Result("rejected", error=item) if isinstance(item, Rejected) else self._one(item)
-                for item in commands
-            ]
-        return self._atomic(commands)
+        with self.deciding:
+            if not atomic:
+                return [
+                    Result("rejected", error=i) if isinstance(i, Rejected) else self._one(i)
+                    for i in commands
+                ]
+            return self._atomic(commands)
 
     def execute_group(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
         """Each command decided alone, in order, on the state the ones before it left, and
@@ -280,18 +284,19 @@ class Ledger(Application[UUID]):
         leaves the whole group, and nothing of it may be assumed written or not; in the
         fallback, it stops at the command that met it (``GroupFailed``).
         """
-        for number in range(GROUP_ATTEMPTS):
-            uow = UnitOfWork(self, speculative=number == 0)
-            results = self._settled(uow, lambda u: self._try_group(u, commands))
-            if results is not None:
-                return results
-        answered: list[Result] = []
-        for item in commands:
-            try:
-                answered += self.execute_batch([item], atomic=False)
-            except Exception as error:
-                raise GroupFailed(answered, error) from error
-        return answered
+        with self.deciding:
+            for number in range(GROUP_ATTEMPTS):
+                uow = UnitOfWork(self, speculative=number == 0)
+                results = self._settled(uow, lambda u: self._try_group(u, commands))
+                if results is not None:
+                    return results
+            answered: list[Result] = []
+            for item in commands:
+                try:
+                    answered += self.execute_batch([item], atomic=False)
+                except Exception as error:
+                    raise GroupFailed(answered, error) from error
+            return answered
 
     # --- transactions --------------------------------------------------------------
 
