@@ -1,0 +1,1 @@
+"""The HTTP service: the ASGI application and its routes."""
