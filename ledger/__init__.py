@@ -7,6 +7,7 @@ The typed API::
     ledger.upgrade(settings)                     # migrations
     with ledger.open_ledger(settings) as app:    # the write side
         ledger.append(app, ledger.RegisterUser(user_id="u1"))
+        ledger.append(app, ledger.RegisterUser(user_id="u2").stamped("http", "req-7"))
     for record in ledger.read_events(settings, after=0):   # the log as a stream
         print(record.position, record.topic, record.data)
 """
@@ -47,10 +48,18 @@ from ledger.domain.errors import (
     ValidationFailed,
 )
 from ledger.group_commit import LedgerClosed, Overloaded
+from ledger.provenance import Provenance
 from ledger.results import Result
 from ledger.service import Ledger
 from ledger.store import LockTimeout
-from ledger.stream import Backoff, EventBatch, EventRecord, read_batches, read_events
+from ledger.stream import (
+    Backoff,
+    EventBatch,
+    EventRecord,
+    ProvenanceFilter,
+    read_batches,
+    read_events,
+)
 
 __all__ = [
     "Backoff",
@@ -73,6 +82,8 @@ __all__ = [
     "NoAccess",
     "NotFound",
     "Overloaded",
+    "Provenance",
+    "ProvenanceFilter",
     "PublishContent",
     "RecordPlayback",
     "RefundPurchase",

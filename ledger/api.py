@@ -15,6 +15,7 @@ from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
 from ledger.domain.errors import Rejected
 from ledger.group_commit import GroupFailed
+from ledger.provenance import Provenance, line_id
 from ledger.results import Result
 from ledger.service import Ledger
 
@@ -87,10 +88,23 @@ def observe_groups(ledger: Ledger, callback: Callable[[int, float], None]) -> No
     ledger.groups.observe(callback)
 
 
-def parse_lines(lines: Iterable[str | bytes]) -> Iterator[Command | Rejected]:
-    for line in lines:
+def parse_lines(
+    lines: Iterable[str | bytes],
+    *,
+    source: str | None = None,
+    name: str | None = None,
+    first: int = 1,
+) -> Iterator[Command | Rejected]:
+    """Commands (or their rejections). Given a ``source``, each command is stamped with
+    it, and with its input's ``name`` and line number (counted from ``first``) as its
+    correlation id if the input has a name."""
+    for number, line in enumerate(lines, start=first):
         try:
-            yield parse_command(line)
+            command = parse_command(line)
+            if source is not None:
+                where = None if name is None else line_id(name, number)
+                command = command.stamped(source, where)
+            yield command
         except Rejected as error:
             yield error
 
@@ -113,7 +127,13 @@ def without_bom(lines: Iterable[str | bytes]) -> Iterator[str | bytes]:
 
 
 def append_lines(
-    ledger: Ledger, lines: Iterable[str | bytes], *, atomic: bool = False, batch: int = 1
+    ledger: Ledger,
+    lines: Iterable[str | bytes],
+    *,
+    atomic: bool = False,
+    batch: int = 1,
+    source: str = "api",
+    name: str | None = None,
 ) -> Iterator[tuple[int, Result]]:
     """JSON Lines in, (line number, result) out; streaming unless ``atomic``.
 
@@ -122,9 +142,13 @@ def append_lines(
     ``batch``: up to that many lines share a transaction (group commit), each still
     decided alone and answered as it would be alone, once its transaction commits;
     the iterable is read ahead by up to ``batch`` lines.
+    Each command comes from ``source``; given the input's ``name`` (a file name, ``-``
+    for stdin), its events' correlation id is the name and the line (``orders.jsonl:42``).
     """
+    Provenance(source)  # a bad source is refused before any line is read
     if batch > 1 and not atomic:
-        for group in append_line_groups(ledger, _chunks(lines, batch)):
+        groups = append_line_groups(ledger, _chunks(lines, batch), source=source, name=name)
+        for group in groups:
             yield from group
         return
     lines = without_bom(lines)
@@ -132,14 +156,16 @@ def append_lines(
         [(n, line) for n, line in enumerate(lines, start=1) if line.strip()] if atomic else None
     )
     if numbered is not None:
-        items = list(parse_lines(line for _, line in numbered))
+        items = [
+            next(parse_lines([line], source=source, name=name, first=n)) for n, line in numbered
+        ]
         results = ledger.execute_batch(items, atomic=True)
         yield from ((n, r) for (n, _), r in zip(numbered, results, strict=True))
         return
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        item = next(parse_lines([line]))
+        item = next(parse_lines([line], source=source, name=name, first=number))
         result = (
             Result("rejected", error=item) if isinstance(item, Rejected) else ledger.execute(item)
         )
@@ -147,12 +173,18 @@ def append_lines(
 
 
 def append_line_groups(
-    ledger: Ledger, groups: Iterable[Sequence[str | bytes]]
+    ledger: Ledger,
+    groups: Iterable[Sequence[str | bytes]],
+    *,
+    source: str = "api",
+    name: str | None = None,
 ) -> Iterator[list[tuple[int, Result]]]:
     """Consecutive groups of JSON Lines in, each group's non-blank lines in one transaction
     (``Ledger.execute_group``); out, each group's (line number, result) pairs in input
     order, once it has committed (a group of blank lines only gives none). Line numbers
-    run on across groups; a byte order mark at the start of the first group is ignored."""
+    run on across groups; a byte order mark at the start of the first group is ignored.
+    ``source`` and ``name``: as for ``append_lines``."""
+    Provenance(source)
     number = 0
     first = True
     for group in groups:
@@ -166,7 +198,9 @@ def append_line_groups(
                 numbered.append((number, line))
         if not numbered:
             continue
-        items = list(parse_lines(line for _, line in numbered))
+        items = [
+            next(parse_lines([line], source=source, name=name, first=n)) for n, line in numbered
+        ]
         try:
             results = ledger.execute_group(items)
         except GroupFailed as failed:  # committed alone up to a line that met an error

@@ -106,10 +106,11 @@ def _settled_groups(
     """The answers, a group at a time: a transaction's lines (one, unless ``--batch``)."""
     if args.atomic or args.batch == 1:
         lines = GUARD.released(source)
-        yield from ([answer] for answer in api.append_lines(ledger, lines, atomic=args.atomic))
+        answers = api.append_lines(ledger, lines, atomic=args.atomic, source="cli", name=args.file)
+        yield from ([answer] for answer in answers)
         return
     groups = GUARD.released(ready_groups(source, args.batch, max_bytes))
-    yield from api.append_line_groups(ledger, groups)
+    yield from api.append_line_groups(ledger, groups, source="cli", name=args.file)
 
 
 def run(args: argparse.Namespace) -> int:
