@@ -21,7 +21,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ledger.api import append, append_lines, open_ledger, parse_lines, settings, upgrade
+    from ledger.api import (
+        append,
+        append_lines,
+        observe_groups,
+        open_ledger,
+        parse_lines,
+        settings,
+        upgrade,
+    )
     from ledger.commands import (
         Command,
         CompletePurchase,
@@ -49,6 +57,7 @@ if TYPE_CHECKING:
         ValidationFailed,
     )
     from ledger.errors import ConfigurationError
+    from ledger.group_commit import LedgerClosed, Overloaded
     from ledger.provenance import Provenance
     from ledger.results import Result
     from ledger.service import Ledger
@@ -64,7 +73,15 @@ if TYPE_CHECKING:
 
 # where each name lives: it is imported from there when first used
 _MODULES: dict[str, tuple[str, ...]] = {
-    "ledger.api": ("append", "append_lines", "open_ledger", "parse_lines", "settings", "upgrade"),
+    "ledger.api": (
+        "append",
+        "append_lines",
+        "observe_groups",
+        "open_ledger",
+        "parse_lines",
+        "settings",
+        "upgrade",
+    ),
     "ledger.commands": (
         "Command",
         "CompletePurchase",
@@ -92,6 +109,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "ValidationFailed",
     ),
     "ledger.errors": ("ConfigurationError",),
+    "ledger.group_commit": ("LedgerClosed", "Overloaded"),
     "ledger.provenance": ("Provenance",),
     "ledger.results": ("Result",),
     "ledger.service": ("Ledger",),
@@ -123,9 +141,11 @@ __all__ = [
     "GrantAccess",
     "InvalidState",
     "Ledger",
+    "LedgerClosed",
     "LockTimeout",
     "NoAccess",
     "NotFound",
+    "Overloaded",
     "Provenance",
     "ProvenanceFilter",
     "PublishContent",
@@ -142,6 +162,7 @@ __all__ = [
     "append",
     "append_lines",
     "consumer_position",
+    "observe_groups",
     "open_ledger",
     "parse_command",
     "parse_lines",

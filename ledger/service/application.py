@@ -10,6 +10,7 @@ the append's transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar, cast
 from uuid import UUID
@@ -23,6 +24,7 @@ from ledger.domain import clock, ids
 from ledger.domain import events as ev
 from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
+from ledger.group_commit import GroupCommitter, GroupFailed
 from ledger.results import DUPLICATE, Result
 from ledger.service import registry
 from ledger.service.cache import AggregateCache, DecisionStore
@@ -31,6 +33,9 @@ from ledger.store import environment
 from projections.registry import changes_for
 
 MAX_ATTEMPTS = 20
+GROUP_ATTEMPTS = 2
+"""Attempts of a group as one transaction (the first on the cache) before each of its
+commands is committed alone."""
 R = TypeVar("R")
 
 
@@ -48,8 +53,16 @@ class Ledger(Application[UUID]):
         super().__init__(env=dict(env) if env is not None else environment(settings, pool_size))
         self.store = cast(DecisionStore, self.recorder)
         self.aggregates = AggregateCache(self.store, self.mapper)
+        # one decision at a time: the aggregate cache lends its aggregates uncopied
+        self.deciding = threading.RLock()
+        self.groups = GroupCommitter(self.execute_group, settings)
 
     # --- public API --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Answers every caller still queued for a group commit, then closes the pool."""
+        self.groups.close()
+        super().close()
 
     def execute(self, command: cmd.Command) -> Result:
         """Decides and appends one command in its own transaction."""
@@ -64,12 +77,38 @@ class Ledger(Application[UUID]):
         as such. In atomic mode any rejection writes nothing, and the lines that were
         fine are answered ``rolled_back``.
         """
-        if not atomic:
-            return [
-                Result("rejected", error=item) if isinstance(item, Rejected) else self._one(item)
-                for item in commands
-            ]
-        return self._atomic(commands)
+        with self.deciding:
+            if not atomic:
+                return [
+                    Result("rejected", error=i) if isinstance(i, Rejected) else self._one(i)
+                    for i in commands
+                ]
+            return self._atomic(commands)
+
+    def execute_group(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
+        """Each command decided alone, in order, on the state the ones before it left, and
+        all of them written in one transaction (group commit, ``ledger.group_commit``).
+
+        The answers are those of ``execute_batch(atomic=False)``: a rejection or a
+        duplicate changes nothing and takes only its own command out; a group the log
+        refuses twice (a lost race with another process, a constraint) falls back to one
+        transaction per command. Any other error (a lost connection, ``LockTimeout``)
+        leaves the whole group, and nothing of it may be assumed written or not; in the
+        fallback, it stops at the command that met it (``GroupFailed``).
+        """
+        with self.deciding:
+            for number in range(GROUP_ATTEMPTS):
+                uow = UnitOfWork(self.aggregates, self.store, speculative=number == 0)
+                results = self._settled(uow, lambda u: self._try_group(u, commands))
+                if results is not None:
+                    return results
+            answered: list[Result] = []
+            for item in commands:
+                try:
+                    answered += self.execute_batch([item], atomic=False)
+                except Exception as error:
+                    raise GroupFailed(answered, error) from error
+            return answered
 
     # --- transactions --------------------------------------------------------------
 
@@ -105,8 +144,36 @@ class Ledger(Application[UUID]):
     def _try_atomic(
         self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
     ) -> list[Result] | None:
+        results, spans, decided_no = self._decide_each(uow, commands)
+        if uow.speculative and decided_no:
+            return None  # a rejection or a duplicate: decide again on state read from the log
+        if any(r is not None and r.status == "rejected" for r in results):
+            return [r if r is not None else Result("rolled_back") for r in results]
+        return self._append_answered(uow, results, spans)
+
+    def _try_group(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> list[Result] | None:
+        """Like ``--atomic``, except that a rejection takes only its own command out."""
+        uow.prefetch_group(
+            [i for c in commands if not isinstance(c, Rejected) for i in registry.needed(c)]
+        )
+        results, spans, decided_no = self._decide_each(uow, commands)
+        if uow.speculative and decided_no:
+            return None
+        return self._append_answered(uow, results, spans)
+
+    def _decide_each(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> tuple[list[Result | None], list[tuple[int, int]], bool]:
+        """Decides the commands in order into one unit of work, each on the state the ones
+        before it left. A rejected or duplicate command leaves the unit of work as it was
+        (``_decide``), so it does not touch the others. Returns each answer (``None``: to
+        be appended), where each appended command's events start, and whether a decision
+        ended in a rejection or a duplicate (on a guess, that must be decided again)."""
         results: list[Result | None] = []
         spans: list[tuple[int, int]] = []
+        decided_no = False
         for item in commands:
             start = len(uow.events)
             if isinstance(item, Rejected):
@@ -116,21 +183,25 @@ class Ledger(Application[UUID]):
                 self._decide(uow, item)
             except Duplicate:
                 results.append(DUPLICATE)
-                continue
             except Rejected as error:
                 results.append(Result("rejected", error=error))
+            else:
+                results.append(None)
+                spans.append((len(results) - 1, start))
                 continue
-            results.append(None)
-            spans.append((len(results) - 1, start))
-        if uow.speculative and any(r is not None for r in results):
-            return None  # a rejection or a duplicate: decide again on state read from the log
-        if any(r is not None and r.status == "rejected" for r in results):
-            return [r if r is not None else Result("rolled_back") for r in results]
+            decided_no = True
+        return results, spans, decided_no
+
+    def _append_answered(
+        self, uow: UnitOfWork, results: list[Result | None], spans: list[tuple[int, int]]
+    ) -> list[Result] | None:
+        """Appends the unit of work; each appended command answered with its last position
+        (``None``: another writer got there first, decide again)."""
         try:
             positions = self._append(uow) if uow.events else []
         except IntegrityError:
             return None
-        ends = [s for _, s in spans[1:]] + [len(uow.events)]
+        ends = [s for _, s in spans[1:]] + [len(uow.events)] * bool(spans)
         for (index, start), end in zip(spans, ends, strict=True):
             results[index] = Result("accepted", position=max(positions[start:end]))
         return [r if r is not None else DUPLICATE for r in results]

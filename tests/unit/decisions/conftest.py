@@ -8,7 +8,6 @@ test gets a fresh ledger in microseconds. The rows are the projections folded in
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,8 +16,6 @@ from ledger import api
 from ledger.memory import MemoryRecorder, memory_ledger
 from ledger.service import Ledger
 from tests.support import catalogue
-
-Answer = Callable[..., list[str]]
 
 
 @pytest.fixture
