@@ -1,0 +1,159 @@
+"""The service's side of the ledger: appends on the opened ledger in worker threads, and
+reads on a small pool of autocommit connections.
+
+An append is blocking work (decide, then commit to PostgreSQL), so it runs in a worker
+thread while the event loop keeps accepting and answering. ``writer_slots`` threads may
+append at once; each slot names the ledger it uses. The ledger of the main branch is one
+writer at a time (its aggregate cache is not shared between threads), so its slots are
+distinct ledgers; a ledger whose appends are safe from several threads at once (group
+commit) fills every slot with itself. Reads never touch the write side's pool.
+
+Every database failure is turned into a ``ServiceError`` here: the client sees
+``unavailable`` (503, ``Retry-After``) for a connection or lock problem, and a fixed
+``internal_error`` message for anything else, never the database's text.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import psycopg
+from anyio import CapacityLimiter
+from eventsourcing.persistence import PersistenceError
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ledger import api
+from ledger.commands import Command
+from ledger.config import ConfigurationError, Settings
+from ledger.db import conninfo
+from ledger.domain.errors import Rejected
+from ledger.http.answers import ServiceError, Unavailable
+from ledger.http.config import HttpConfig
+from ledger.http.metrics import Metrics
+from ledger.results import Result
+from ledger.service import Ledger
+from ledger.store import LockTimeout
+
+T = TypeVar("T")
+log = logging.getLogger("ledger.http")
+
+
+class Backend:
+    def __init__(
+        self,
+        settings: Settings,
+        config: HttpConfig,
+        metrics: Metrics,
+        writers: Sequence[Ledger],
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.metrics = metrics
+        self._ledgers = list(dict.fromkeys(writers))
+        self._slots: queue.SimpleQueue[Ledger] = queue.SimpleQueue()
+        for writer in writers:
+            self._slots.put(writer)
+        self._write_limiter = CapacityLimiter(len(writers))
+        self._read_limiter = CapacityLimiter(config.read_pool_size)
+        self._reads = ConnectionPool(
+            conninfo(settings.url),
+            min_size=1,
+            max_size=config.read_pool_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            open=False,
+            timeout=5.0,
+        )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.settings.schema)))
+
+    @classmethod
+    def open(
+        cls, settings: Settings, config: HttpConfig, metrics: Metrics, writers: int = 1
+    ) -> Backend:
+        """Opens the ledger (``ConfigurationError`` when the database is not ready for it)."""
+        ledgers = [api.open_ledger(settings) for _ in range(writers)]
+        backend = cls(settings, config, metrics, ledgers)
+        backend._reads.open(wait=False)
+        return backend
+
+    def close(self) -> None:
+        self._reads.close()
+        for ledger in self._ledgers:
+            ledger.close()
+
+    # --- appends -----------------------------------------------------------------------
+
+    async def submit(self, command: Command) -> Result:
+        """One command appended, as ``ledger.append`` answers it."""
+        result = await self._write(lambda ledger: api.append(ledger, command), "command")
+        self.metrics.count(getattr(command, "type", ""), result)
+        return result
+
+    async def submit_batch(
+        self, numbered: Sequence[tuple[int, Command | Rejected]], *, atomic: bool
+    ) -> list[tuple[int, Result]]:
+        """Parsed lines, each in its own transaction or (``atomic``) all in one, answered
+        as ``ledger append`` answers them."""
+        items = [item for _, item in numbered]
+        results = await self._write(
+            lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
+        )
+        for item, result in zip(items, results, strict=True):
+            self.metrics.count(getattr(item, "type", "unknown"), result)
+        return [(number, result) for (number, _), result in zip(numbered, results, strict=True)]
+
+    async def _write(self, work: Callable[[Ledger], T], kind: str) -> T:
+        def in_thread() -> T:
+            ledger = self._slots.get_nowait()  # the limiter guarantees a free slot
+            started = time.perf_counter()
+            try:
+                with _database_errors():
+                    return work(ledger)
+            finally:
+                self._slots.put(ledger)
+                self.metrics.append_seconds.labels(kind).observe(time.perf_counter() - started)
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._write_limiter)
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        def in_thread() -> T:
+            with _database_errors(), self._reads.connection() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._read_limiter)
+
+    async def call(self, work: Callable[[], T]) -> T:
+        """Blocking work that opens its own connection (``ledger.projections`` status)."""
+
+        def in_thread() -> T:
+            with _database_errors():
+                return work()
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._read_limiter)
+
+
+@contextmanager
+def _database_errors() -> Any:
+    try:
+        yield
+    except ServiceError:
+        raise
+    except (PoolTimeout, LockTimeout, psycopg.OperationalError) as error:
+        log.warning("database unavailable: %s", error)
+        raise Unavailable("the database is unavailable or busy: try again shortly") from None
+    except ConfigurationError as error:  # our own one-line messages: no SQL in them
+        raise Unavailable(str(error)) from None
+    except (psycopg.Error, PersistenceError):
+        log.exception("database error")
+        raise ServiceError("a database error stopped the request; it was logged") from None

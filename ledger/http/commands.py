@@ -1,0 +1,101 @@
+"""``POST /v1/commands`` and ``POST /v1/commands/batch``: the checkout flow's commands,
+parsed and answered exactly as ``ledger append`` parses and answers a line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from ledger import api
+from ledger.commands import Command, parse_command, validate_command
+from ledger.domain.errors import Rejected, ValidationFailed
+from ledger.http import openapi
+from ledger.http.answers import json_response, result_response
+from ledger.http.backend import Backend
+from ledger.http.bodies import batch_lines, read_body
+from ledger.results import Result
+
+router = APIRouter()
+
+
+def with_key(command: Command, header: str | None) -> Command:
+    """The command carrying the ``Idempotency-Key`` header as its ``idempotency_key``;
+    a body that names another key is refused rather than one of the two chosen."""
+    if header is None:
+        return command
+    if command.idempotency_key is not None and command.idempotency_key != header:
+        raise ValidationFailed(
+            "idempotency_key: differs from the Idempotency-Key header (send one, or the same)",
+            "idempotency_key",
+        )
+    return validate_command(command.model_copy(update={"idempotency_key": header}))
+
+
+def stamped(command: Command, request: Request) -> Command:
+    """Provenance of a command from HTTP (placeholder until ``Command.stamped`` exists)."""
+    return command
+
+
+@router.post(
+    "/v1/commands",
+    summary="Append one command",
+    openapi_extra=openapi.command_body(),
+    responses=openapi.COMMAND_RESPONSES,
+    status_code=201,
+)
+async def post_command(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    backend: Backend = request.app.state.backend
+    body = await read_body(request, backend.config.max_command_bytes, "the command")
+    try:
+        command = stamped(with_key(parse_command(body), idempotency_key), request)
+    except Rejected as error:
+        result = Result("rejected", error=error)
+        backend.metrics.count(_declared_type(body), result)
+        return result_response(result)
+    return result_response(await backend.submit(command))
+
+
+@router.post(
+    "/v1/commands/batch",
+    summary="Append a batch of commands (JSON array or JSON Lines)",
+    openapi_extra=openapi.batch_body(),
+    responses=openapi.BATCH_RESPONSES,
+)
+async def post_batch(
+    request: Request,
+    atomic: Annotated[bool, Query(description="all or nothing, in one transaction")] = False,
+) -> Response:
+    backend: Backend = request.app.state.backend
+    body = await read_body(request, backend.config.max_batch_bytes, "the batch")
+    lines = batch_lines(body, request.headers.get("content-type", ""), backend.config)
+    numbered = [
+        (number, stamped(item, request) if isinstance(item, Command) else item)
+        for number, item in enumerate(_parsed(lines), start=1)
+        if item is not None
+    ]
+    answers = await backend.submit_batch(numbered, atomic=atomic)
+    return json_response([result.as_dict(number) for number, result in answers])
+
+
+def _parsed(lines: list[bytes]) -> list[Command | Rejected | None]:
+    """Each line parsed as ``ledger append`` parses it (a byte order mark before the first
+    ignored); ``None`` for a blank line, which has no answer but keeps its number."""
+    return [
+        next(api.parse_lines([text])) if text.strip() else None for text in api.without_bom(lines)
+    ]
+
+
+def _declared_type(body: bytes) -> str:
+    try:
+        import orjson
+
+        parsed = orjson.loads(body)
+    except Exception:
+        return "unknown"
+    value = parsed.get("type") if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else "unknown"
