@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from ledger import api
-from ledger.commands import Command, parse_command, validate_command
+from ledger.commands import Command, parse_command
 from ledger.domain.errors import Rejected, ValidationFailed
 from ledger.http import openapi
 from ledger.http.answers import json_response, result_response
@@ -20,17 +21,28 @@ from ledger.results import Result
 router = APIRouter()
 
 
-def with_key(command: Command, header: str | None) -> Command:
-    """The command carrying the ``Idempotency-Key`` header as its ``idempotency_key``;
-    a body that names another key is refused rather than one of the two chosen."""
+def with_key(body: bytes, header: str | None) -> bytes:
+    """The body carrying the ``Idempotency-Key`` header as its ``idempotency_key``, so
+    the command is parsed (and its rules checked) with it; a body that names another
+    key is refused rather than one of the two chosen."""
     if header is None:
-        return command
-    if command.idempotency_key is not None and command.idempotency_key != header:
-        raise ValidationFailed(
-            "idempotency_key: differs from the Idempotency-Key header (send one, or the same)",
-            "idempotency_key",
-        )
-    return validate_command(command.model_copy(update={"idempotency_key": header}))
+        return body
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # parse_command names the problem
+    if not isinstance(parsed, dict):
+        return body
+    if "idempotency_key" in parsed:
+        if parsed["idempotency_key"] != header:
+            raise ValidationFailed(
+                "idempotency_key: differs from the Idempotency-Key header (send one, or the same)",
+                "idempotency_key",
+            )
+        return body
+    inside = body.lstrip()[1:]
+    separator = b"" if inside.lstrip().startswith(b"}") else b","
+    return b'{"idempotency_key":' + orjson.dumps(header) + separator + inside
 
 
 def stamped(command: Command, request: Request) -> Command:
@@ -52,7 +64,7 @@ async def post_command(
     backend: Backend = request.app.state.backend
     body = await read_body(request, backend.config.max_command_bytes, "the command")
     try:
-        command = stamped(with_key(parse_command(body), idempotency_key), request)
+        command = stamped(parse_command(with_key(body, idempotency_key)), request)
     except Rejected as error:
         result = Result("rejected", error=error)
         backend.metrics.count(_declared_type(body), result)
@@ -92,10 +104,8 @@ def _parsed(lines: list[bytes]) -> list[Command | Rejected | None]:
 
 def _declared_type(body: bytes) -> str:
     try:
-        import orjson
-
         parsed = orjson.loads(body)
-    except Exception:
+    except orjson.JSONDecodeError:
         return "unknown"
     value = parsed.get("type") if isinstance(parsed, dict) else None
     return value if isinstance(value, str) else "unknown"
