@@ -4,6 +4,7 @@ stream, each the same answer as its CLI counterpart (``ledger.access``,
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -53,7 +54,8 @@ async def get_revenue(
         )
     except ValueError as error:
         message = str(error).replace("--as-of", "as_of").replace("--", "")
-        raise BadRequest(message, message.split(":", 1)[0]) from None
+        field = re.match(r"[a-z_]+", message)
+        raise BadRequest(message, field.group() if field else None) from None
 
     def report(conn: Any) -> str:
         try:

@@ -59,9 +59,9 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings, config: HttpConfig, host: str, port: int) -> int:
     """Opens the ledger (a ``ConfigurationError`` if the database is not ready for it),
     serves until a signal, and returns the exit status."""
+    backend = Backend.open(settings, config, Metrics())
     if not config.tokens:
         log.warning("LEDGER_API_TOKENS is empty: every /v1 request but the webhook answers 401")
-    backend = Backend.open(settings, config, Metrics())
     try:
         server = _Server(
             uvicorn.Config(
