@@ -683,6 +683,12 @@ def bench_access_check(url: str, rows: int) -> list[dict[str, Any]]:
     ]
 
 
+def _serve() -> Any:
+    from benchmarks import serve  # imports this module: loaded when chosen
+
+    return serve
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument(
@@ -691,7 +697,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
-        "--only", choices=("append", "rebuild", "access", "stream"), action="append"
+        "--only", choices=("append", "rebuild", "access", "stream", "serve"), action="append"
     )
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "latest.json"
@@ -712,7 +718,7 @@ def main() -> int:
         if args.sizes
         else ([5000] if args.quick else [10_000, 100_000])
     )
-    chosen = set(args.only or ("append", "rebuild", "access", "stream"))
+    chosen = set(args.only or ("append", "rebuild", "access", "stream", "serve"))
     suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("append", lambda: bench_append(args.database_url, args.quick)),
         ("rebuild", lambda: bench_rebuild(args.database_url, sizes, args.runner_limit)),
@@ -721,6 +727,7 @@ def main() -> int:
             lambda: bench_access_check(args.database_url, 20_000 if args.quick else 1_000_000),
         ),
         ("stream", lambda: bench_stream(args.database_url, args.quick)),
+        ("serve", lambda: _serve().bench_serve(args.database_url, args.quick)),
     ]
     results: list[dict[str, Any]] = []
     for name, run in suites:
