@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -45,22 +45,40 @@ T = TypeVar("T")
 log = logging.getLogger("ledger.http")
 
 
+class Writers:
+    """Slots for appending threads, each naming the ledger it uses; a ledger that takes
+    appends from several threads at once fills several slots."""
+
+    def __init__(self, slots: Sequence[Ledger]) -> None:
+        self.ledgers = list(dict.fromkeys(slots))
+        self._free: queue.SimpleQueue[Ledger] = queue.SimpleQueue()
+        for ledger in slots:
+            self._free.put(ledger)
+        self.limiter = CapacityLimiter(len(slots))
+
+    @contextmanager
+    def slot(self) -> Iterator[Ledger]:
+        ledger = self._free.get_nowait()  # the limiter guarantees a free slot
+        try:
+            yield ledger
+        finally:
+            self._free.put(ledger)
+
+
 class Backend:
     def __init__(
         self,
         settings: Settings,
         config: HttpConfig,
         metrics: Metrics,
-        writers: Sequence[Ledger],
+        singles: Writers,
+        batches: Writers,
     ) -> None:
         self.settings = settings
         self.config = config
         self.metrics = metrics
-        self._ledgers = list(dict.fromkeys(writers))
-        self._slots: queue.SimpleQueue[Ledger] = queue.SimpleQueue()
-        for writer in writers:
-            self._slots.put(writer)
-        self._write_limiter = CapacityLimiter(len(writers))
+        self._singles = singles
+        self._batches = batches
         self._read_limiter = CapacityLimiter(config.read_pool_size)
         self._reads = ConnectionPool(
             conninfo(settings.url),
@@ -76,25 +94,26 @@ class Backend:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.settings.schema)))
 
     @classmethod
-    def open(
-        cls, settings: Settings, config: HttpConfig, metrics: Metrics, writers: int = 1
-    ) -> Backend:
-        """Opens the ledger (``ConfigurationError`` when the database is not ready for it)."""
-        ledgers = [api.open_ledger(settings) for _ in range(writers)]
-        backend = cls(settings, config, metrics, ledgers)
+    def open(cls, settings: Settings, config: HttpConfig, metrics: Metrics) -> Backend:
+        """Opens the ledgers (``ConfigurationError`` when the database is not ready)."""
+        ledgers = [api.open_ledger(settings) for _ in range(config.writers)]
+        writers = Writers(ledgers)
+        backend = cls(settings, config, metrics, writers, writers)
         backend._reads.open(wait=False)
         return backend
 
     def close(self) -> None:
         self._reads.close()
-        for ledger in self._ledgers:
+        for ledger in dict.fromkeys([*self._singles.ledgers, *self._batches.ledgers]):
             ledger.close()
 
     # --- appends -----------------------------------------------------------------------
 
     async def submit(self, command: Command) -> Result:
         """One command appended, as ``ledger.append`` answers it."""
-        result = await self._write(lambda ledger: api.append(ledger, command), "command")
+        result = await self._write(
+            self._singles, lambda ledger: api.append(ledger, command), "command"
+        )
         self.metrics.count(getattr(command, "type", ""), result)
         return result
 
@@ -105,24 +124,22 @@ class Backend:
         as ``ledger append`` answers them."""
         items = [item for _, item in numbered]
         results = await self._write(
-            lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
+            self._batches, lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
         )
         for item, result in zip(items, results, strict=True):
             self.metrics.count(getattr(item, "type", "unknown"), result)
         return [(number, result) for (number, _), result in zip(numbered, results, strict=True)]
 
-    async def _write(self, work: Callable[[Ledger], T], kind: str) -> T:
+    async def _write(self, writers: Writers, work: Callable[[Ledger], T], kind: str) -> T:
         def in_thread() -> T:
-            ledger = self._slots.get_nowait()  # the limiter guarantees a free slot
             started = time.perf_counter()
             try:
-                with _database_errors():
+                with _database_errors(), writers.slot() as ledger:
                     return work(ledger)
             finally:
-                self._slots.put(ledger)
                 self.metrics.append_seconds.labels(kind).observe(time.perf_counter() - started)
 
-        return await anyio.to_thread.run_sync(in_thread, limiter=self._write_limiter)
+        return await anyio.to_thread.run_sync(in_thread, limiter=writers.limiter)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -144,7 +161,7 @@ class Backend:
 
 
 @contextmanager
-def _database_errors() -> Any:
+def _database_errors() -> Iterator[None]:
     try:
         yield
     except ServiceError:
