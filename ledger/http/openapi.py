@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from ledger.commands import COMMAND_TYPES
 
 REF = "#/components/schemas/{model}"
+UNGUARDED = frozenset(("/v1/webhooks/stripe",))  # authenticated by its signature
 
 
 class ErrorModel(BaseModel):
@@ -120,7 +121,13 @@ def install(app: FastAPI) -> None:
             _, defs = models_json_schema(
                 [(model, "validation") for model in COMMAND_TYPES.values()], ref_template=REF
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {}).update(defs["$defs"])
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path, operations in schema["paths"].items():
+                if path.startswith("/v1/") and path not in UNGUARDED:
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 

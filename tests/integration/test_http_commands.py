@@ -221,6 +221,8 @@ def test_the_openapi_document_holds_the_command_models(settings: Settings) -> No
     assert set(mapping) == set(COMMAND_TYPES)
     batch = document["paths"]["/v1/commands/batch"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/x-ndjson"} <= set(batch)
+    assert document["paths"]["/v1/events"]["get"]["security"] == [{"bearer": []}]
+    assert "security" not in document["paths"]["/healthz"]["get"]
 
 
 def test_a_request_id_is_echoed_or_made(settings: Settings) -> None:
