@@ -14,6 +14,7 @@ from ledger.http import auth, commands, health, openapi, reads
 from ledger.http.answers import ServiceError, error_body, error_response, json_response
 from ledger.http.backend import Backend
 from ledger.http.gate import Gate
+from ledger.http.stripe_webhook import stripe_router
 
 log = logging.getLogger("ledger.http")
 _REFUSALS = {401: "unauthorized", 413: "too_large", 503: "overloaded"}
@@ -30,11 +31,15 @@ def create_app(backend: Backend) -> FastAPI:
     app.include_router(commands.router, dependencies=guarded)
     app.include_router(reads.router, dependencies=guarded)
     app.include_router(health.router)
-    # --- the Stripe webhook: POST /v1/webhooks/stripe (ledger/http/stripe_webhook.py) ---
-    # Include point for the stripe helper's router, authenticated by its signature only
-    # (no bearer token); wired in at merge:
-    #   app.include_router(stripe_router(backend.submit, backend.config.stripe_secrets,
-    #       backend.config.stripe_tolerance_seconds, backend.metrics.stripe_event))
+    # the Stripe webhook: authenticated by its signature only, no bearer token (docs/stripe.md)
+    app.include_router(
+        stripe_router(
+            backend.submit,
+            backend.config.stripe_secrets,
+            backend.config.stripe_tolerance_seconds,
+            backend.metrics.stripe_event,
+        )
+    )
     _handle_errors(app)
     openapi.install(app)
     app.add_middleware(
