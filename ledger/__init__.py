@@ -7,6 +7,7 @@ The typed API::
     ledger.upgrade(settings)                     # migrations
     with ledger.open_ledger(settings) as app:    # the write side
         ledger.append(app, ledger.RegisterUser(user_id="u1"))
+        ledger.append(app, ledger.RegisterUser(user_id="u2").stamped("http", "req-7"))
     for record in ledger.read_events(settings, after=0):   # the log as a stream
         print(record.position, record.topic, record.data)
 """
@@ -38,10 +39,18 @@ from ledger.domain.errors import (
     Rejected,
     ValidationFailed,
 )
+from ledger.provenance import Provenance
 from ledger.results import Result
 from ledger.service import Ledger
 from ledger.store import LockTimeout
-from ledger.stream import Backoff, EventBatch, EventRecord, read_batches, read_events
+from ledger.stream import (
+    Backoff,
+    EventBatch,
+    EventRecord,
+    ProvenanceFilter,
+    read_batches,
+    read_events,
+)
 
 __all__ = [
     "Backoff",
@@ -62,6 +71,8 @@ __all__ = [
     "LockTimeout",
     "NoAccess",
     "NotFound",
+    "Provenance",
+    "ProvenanceFilter",
     "PublishContent",
     "RecordPlayback",
     "RefundPurchase",

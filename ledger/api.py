@@ -14,6 +14,7 @@ from ledger.commands import Command, parse_command, validate_command
 from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
 from ledger.domain.errors import Rejected
+from ledger.provenance import Provenance, line_id
 from ledger.results import Result
 from ledger.service import Ledger
 
@@ -75,10 +76,23 @@ def append(ledger: Ledger, command: Command) -> Result:
     return ledger.execute(checked)
 
 
-def parse_lines(lines: Iterable[str | bytes]) -> Iterator[Command | Rejected]:
-    for line in lines:
+def parse_lines(
+    lines: Iterable[str | bytes],
+    *,
+    source: str | None = None,
+    name: str | None = None,
+    first: int = 1,
+) -> Iterator[Command | Rejected]:
+    """Commands (or their rejections). Given a ``source``, each command is stamped with
+    it, and with its input's ``name`` and line number (counted from ``first``) as its
+    correlation id if the input has a name."""
+    for number, line in enumerate(lines, start=first):
         try:
-            yield parse_command(line)
+            command = parse_command(line)
+            if source is not None:
+                where = None if name is None else line_id(name, number)
+                command = command.stamped(source, where)
+            yield command
         except Rejected as error:
             yield error
 
@@ -101,26 +115,36 @@ def without_bom(lines: Iterable[str | bytes]) -> Iterator[str | bytes]:
 
 
 def append_lines(
-    ledger: Ledger, lines: Iterable[str | bytes], *, atomic: bool = False
+    ledger: Ledger,
+    lines: Iterable[str | bytes],
+    *,
+    atomic: bool = False,
+    source: str = "api",
+    name: str | None = None,
 ) -> Iterator[tuple[int, Result]]:
     """JSON Lines in, (line number, result) out; streaming unless ``atomic``.
 
     One result per non-blank line: blank lines get none but still count, so line
     numbers match the input. A byte order mark at the start of the input is ignored.
+    Each command comes from ``source``; given the input's ``name`` (a file name, ``-``
+    for stdin), its events' correlation id is the name and the line (``orders.jsonl:42``).
     """
+    Provenance(source)  # a bad source is refused before any line is read
     lines = without_bom(lines)
     numbered = (
         [(n, line) for n, line in enumerate(lines, start=1) if line.strip()] if atomic else None
     )
     if numbered is not None:
-        items = list(parse_lines(line for _, line in numbered))
+        items = [
+            next(parse_lines([line], source=source, name=name, first=n)) for n, line in numbered
+        ]
         results = ledger.execute_batch(items, atomic=True)
         yield from ((n, r) for (n, _), r in zip(numbered, results, strict=True))
         return
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        item = next(parse_lines([line]))
+        item = next(parse_lines([line], source=source, name=name, first=number))
         result = (
             Result("rejected", error=item) if isinstance(item, Rejected) else ledger.execute(item)
         )

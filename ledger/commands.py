@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 import orjson
@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -33,6 +34,7 @@ from pydantic import (
 from ledger.currencies import ACTIVE
 from ledger.domain import clock
 from ledger.domain.errors import ValidationFailed
+from ledger.provenance import DEFAULT, Provenance
 
 MAX_INT = 2_147_483_647
 
@@ -132,6 +134,20 @@ class Command(BaseModel):
 
     occurred_at: BusinessTime | None = None
     idempotency_key: Id | None = None
+    # where the command came from: not a field, so neither its JSON nor its fingerprint
+    _provenance: Provenance = PrivateAttr(default=DEFAULT)
+
+    @property
+    def provenance(self) -> Provenance:
+        return self._provenance
+
+    def stamped(self, source: str, correlation_id: str | None) -> Self:
+        """A copy of the command that came from ``source`` (``cli``, ``api``, ``http``,
+        ``stripe``), answering ``correlation_id``; ``ValidationFailed`` names a bad one.
+        Every event the command records carries both."""
+        copy = self.model_copy()
+        copy._provenance = Provenance(source, correlation_id)
+        return copy
 
     def payload(self) -> dict[str, Any]:
         """The fields given, as plain JSON values, without ``occurred_at`` and
@@ -409,6 +425,7 @@ def validate_command(command: Command) -> Command:
     except ValidationError as error:
         raise _rejection(error, getattr(command, "type", "")) from None
     _check_rules(checked)
+    checked._provenance = command.provenance
     return checked
 
 

@@ -4,11 +4,14 @@ A stored event is a topic and a JSON state. The event classes of
 ``ledger.domain.events`` say what their states hold; from them this module derives,
 per topic, the *required* fields and the JSON type of each: every field of the class
 without a default (a field added later with a default is optional, so logs written
-before it still decode), minus the two the recorder keeps in columns
-(``originator_id``, ``originator_version``). Two things check the shapes:
+before it still decode) or marked ``stamped`` (provenance, which every event of the
+current version carries), minus the two the recorder keeps in columns (``originator_id``,
+``originator_version``). Each earlier version of a topic has the shape of the next, less
+the fields its upcaster step adds (``versions``). Two things check the shapes:
 
-* the database, at insert (migration ``log_guards``: a catalogue table and a
-  trigger), so that no role that may append can store an event that does not decode;
+* the database, at insert (migrations ``log_guards`` and ``event_provenance``: a
+  catalogue table of every version and a trigger), so that no role that may append can
+  store an event that does not decode, nor a new one of a superseded version;
 * the readers of the log in Python (``check``), so that an event stored behind the
   trigger's back (a superuser who disabled it) stops a rebuild or an audit with one line
   naming its position and topic instead of a traceback deep in a projection.
@@ -33,6 +36,7 @@ from typing import Any
 import orjson
 
 from ledger.config import ConfigurationError
+from ledger.domain import upcasters
 from ledger.domain.events import EVENTS_BY_TOPIC
 
 IN_COLUMNS = frozenset({"originator_id", "originator_version"})
@@ -87,7 +91,7 @@ def shape(cls: type) -> Shape:
         if (
             item.default is not dataclasses.MISSING
             or item.default_factory is not dataclasses.MISSING
-        ):
+        ) and not item.metadata.get("stamped"):
             continue
         required[item.name] = _kinds(hints[item.name])
     return required
@@ -95,8 +99,22 @@ def shape(cls: type) -> Shape:
 
 @cache
 def catalogue() -> dict[str, Shape]:
-    """Every topic of the catalogue with its shape."""
+    """Every topic of the catalogue with the shape of its current version."""
     return {topic: shape(cls) for topic, cls in EVENTS_BY_TOPIC.items()}
+
+
+@cache
+def versions() -> dict[tuple[str, int], Shape]:
+    """Every version of every topic with its shape: the current one from the class, each
+    earlier one from the one after it, less the fields its upcaster adds."""
+    found: dict[tuple[str, int], Shape] = {}
+    for topic, current in catalogue().items():
+        later = current
+        found[(topic, upcasters.current_version(topic))] = later
+        for step in reversed(upcasters.chain(topic)):
+            later = {k: v for k, v in later.items() if k not in step.adds}
+            found[(topic, step.to - 1)] = later
+    return dict(sorted(found.items()))
 
 
 _MISSING = object()
@@ -119,6 +137,7 @@ class _Fast:
     names: tuple[str, ...]
     values: Callable[[dict[str, Any]], tuple[Any, ...]]
     types: frozenset[tuple[type, ...]]
+    version: int  # the topic's current version
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -136,7 +155,12 @@ def _fast() -> dict[str, _Fast]:
             for kinds in required.values()
         ]
         names = tuple(required)
-        found[topic] = _Fast(names, _getter(names), frozenset(itertools.product(*choices)))
+        found[topic] = _Fast(
+            names,
+            _getter(names),
+            frozenset(itertools.product(*choices)),
+            upcasters.current_version(topic),
+        )
     return found
 
 
@@ -144,7 +168,9 @@ def check(position: int, topic: str, state: bytes) -> dict[str, Any]:
     """The decoded state of a stored event; ``UndecodableEvent`` if it is not one.
 
     It runs once per event a rebuild reads: the usual case is one lookup of the tuple
-    of the fields' types (built in C) among those that decode.
+    of the fields' types (built in C) among those that decode. An event stored as an
+    earlier version of its topic is upcast first, so every reader gets the current
+    fields (``ledger.domain.upcasters``); ``class_version`` is not among them.
     """
     fast = _fast().get(topic)
     if fast is None:
@@ -155,6 +181,13 @@ def check(position: int, topic: str, state: bytes) -> dict[str, Any]:
         raise UndecodableEvent(position, topic, "its state is not UTF-8 JSON") from None
     if type(decoded) is not dict:
         raise UndecodableEvent(position, topic, "its state is not a JSON object")
+    stored = decoded.pop("class_version", 1)
+    if stored.__class__ is not int or stored != fast.version:  # an earlier version
+        decoded["class_version"] = stored
+        try:
+            upcasters.upcast(topic, decoded)
+        except upcasters.UnknownVersion as error:
+            raise UndecodableEvent(position, topic, str(error)) from None
     try:
         if tuple(map(type, fast.values(decoded))) in fast.types:
             return decoded
@@ -181,21 +214,30 @@ def _slow_check(position: int, topic: str, decoded: dict[str, Any]) -> dict[str,
     return decoded
 
 
-def problem(topic: str, state: bytes) -> str | None:
-    """What keeps a stored state from decoding into an event of ``topic``; None if nothing."""
+def problem(topic: str, state: bytes, *, new: bool = False) -> str | None:
+    """What keeps a stored state from decoding into an event of ``topic``; None if nothing.
+
+    ``new``: as the database judges an event inserted now, which must be of the topic's
+    current version (an earlier one is history: only the readers take it)."""
     try:
         check(0, topic, state)
+        if new:
+            version = upcasters.stored_version(orjson.loads(state))
+            current = upcasters.current_version(topic)
+            if version != current:
+                return f"its version {version} is not the current one ({current})"
     except UndecodableEvent as error:
         return error.problem
     return None
 
 
 def catalogue_rows() -> str:
-    """The catalogue as the VALUES of an INSERT into ``ledger_event_catalogue``."""
+    """Every version of the catalogue as the VALUES (topic, version, fields, shape) of an
+    INSERT into ``ledger_event_catalogue``."""
     rows = []
-    for topic, required in sorted(catalogue().items()):
+    for (topic, version), required in versions().items():
         fields = orjson.dumps({k: list(v) for k, v in required.items()}).decode()
-        rows.append(f"    ('{topic}', '{fields}', '{jsonpath(required)}')")
+        rows.append(f"    ('{topic}', {version}, '{fields}', '{jsonpath(required)}')")
     return ",\n".join(rows)
 
 

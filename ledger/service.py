@@ -349,6 +349,11 @@ class Ledger(Application[UUID]):
                 occurred_at=occurred,
             )
             uow.record(claim)
+        # provenance: every event the command records says where the command came from
+        uow.events[before:] = [
+            ev.with_provenance(event, command.provenance, command.idempotency_key)
+            for event in uow.events[before:]
+        ]
 
     @staticmethod
     def _derived(uow: UnitOfWork, command: cmd.Command) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ledger.db import connect
 from ledger.domain.clock import canonical
 from ledger.domain.events import EVENTS_BY_TOPIC
 from ledger.event_shapes import UndecodableEvent, check
+from ledger.provenance import SOURCES, UNRECORDED
 
 MAX_BATCH = 10_000
 _ALL_POSITIONS = 2**63 - 1
@@ -123,6 +124,35 @@ def check_range(after: int, until: int | None) -> None:
         raise ValueError(f"until: {until} lies before after ({after})")
 
 
+@dataclass(frozen=True)
+class ProvenanceFilter:
+    """Which events to keep, by provenance (None: any). Events stored before provenance
+    read as ``source`` ``unknown`` with neither a correlation id nor a key (their
+    upcaster), so ``source="unknown"`` finds them."""
+
+    source: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is not None and self.source not in (*SOURCES, UNRECORDED):
+            raise ValueError(
+                f"source: one of {', '.join((*SOURCES, UNRECORDED))}, not {self.source!r}"
+            )
+
+    def matches(self, data: dict[str, Any]) -> bool:
+        return (
+            (self.source is None or data.get("source") == self.source)
+            and (self.correlation_id is None or data.get("correlation_id") == self.correlation_id)
+            and (
+                self.idempotency_key is None or data.get("idempotency_key") == self.idempotency_key
+            )
+        )
+
+
+ANY = ProvenanceFilter()
+
+
 def require_tables(conn: psycopg.Connection[Any], schema: str, *tables: str) -> None:
     """A clear error, rather than a database one, when the schema is not migrated."""
     for table in tables:
@@ -146,11 +176,14 @@ def read_window(
     until: int | None = None,
     topics: Sequence[str] = (),
     size: int = 1000,
+    provenance: ProvenanceFilter = ANY,
 ) -> EventBatch | None:
     """The next window of at most ``size`` positions after ``after``, with the records
-    of ``topics`` (all if empty) among them; ``None`` when nothing lies after ``after``
-    (or ``until`` has been reached). One query; each query sees a prefix of the log
-    (module docstring), so no window can miss a position that commits later.
+    of ``topics`` (all if empty) from ``provenance`` among them; ``None`` when nothing
+    lies after ``after`` (or ``until`` has been reached). One query; each query sees a
+    prefix of the log (module docstring), so no window can miss a position that commits
+    later. Provenance is matched on the decoded event, so every stored version is judged
+    by the same (upcast) fields.
     """
     if until is not None and after >= until:
         return None
@@ -174,6 +207,9 @@ def read_window(
                 if position == after:
                     raise
                 break  # the window ends before it: the next one starts with it, and stops
+            if not provenance.matches(data):
+                position = pos
+                continue
             records.append(
                 EventRecord(
                     position=pos,
@@ -201,6 +237,7 @@ def read_batches(
     size: int = 1000,
     stop: threading.Event | None = None,
     backoff: Backoff | None = None,
+    provenance: ProvenanceFilter = ANY,
 ) -> Generator[EventBatch, None, None]:
     """Windows of the log after ``after``, in position order (``read_window``).
 
@@ -218,7 +255,15 @@ def read_batches(
         require_tables(conn, settings.schema, "ledger_events")
         delays = pause.delays()
         while not stop.is_set():
-            batch = read_window(conn, settings.schema, after, until=until, topics=wanted, size=size)
+            batch = read_window(
+                conn,
+                settings.schema,
+                after,
+                until=until,
+                topics=wanted,
+                size=size,
+                provenance=provenance,
+            )
             if batch is None:
                 if not follow or (until is not None and after >= until):
                     return
@@ -239,6 +284,7 @@ def read_events(
     limit: int | None = None,
     stop: threading.Event | None = None,
     backoff: Backoff | None = None,
+    provenance: ProvenanceFilter = ANY,
 ) -> Generator[EventRecord, None, None]:
     """The records of the log after ``after`` (up to ``until``, at most ``limit``), in
     position order: ``ledger events`` in Python. ``follow`` and ``stop`` as for
@@ -256,6 +302,7 @@ def read_events(
         size=batch_size(limit),
         stop=stop,
         backoff=backoff,
+        provenance=provenance,
     )
     with closing(batches):  # a reader that stops early closes the connection now
         for batch in batches:

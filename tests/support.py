@@ -231,13 +231,18 @@ def appender(env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def foreign_user_state(user_id: str = "foreign") -> str:
-    """A well-formed ``UserRegistered`` state, for tests that insert into the log without
-    the ledger (the log's shape trigger refuses anything that would not decode)."""
+    """A well-formed ``UserRegistered`` state of the current version, for tests that insert
+    into the log without the ledger (the log's shape trigger refuses anything that would not
+    decode, and an earlier version as a new event)."""
     return json.dumps(
         {
             "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"},
             "originator_topic": "User",
             "occurred_at": "2026-01-01T00:00:00.000000+00:00",
             "user_id": user_id,
+            "source": "api",
+            "correlation_id": None,
+            "idempotency_key": None,
+            "class_version": 2,
         }
     )

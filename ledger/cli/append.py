@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
             with GUARD.holding():
                 out = sys.stdout.buffer
                 lines = GUARD.released(source)
-                for number, result in api.append_lines(ledger, lines, atomic=args.atomic):
+                for number, result in api.append_lines(
+                    ledger, lines, atomic=args.atomic, source="cli", name=args.file
+                ):
                     tally.settled = number
                     out.write(orjson.dumps(result.as_dict(number)) + b"\n")
                     out.flush()

@@ -16,6 +16,7 @@ from uuid import UUID
 from ledger import api, migrations
 from ledger.config import ConfigurationError
 from ledger.db import connect
+from ledger.provenance import SOURCES, UNRECORDED
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
@@ -36,6 +37,12 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     )
     revenue.add_argument(
         "--group-by", choices=("month", "day", "content", "creator", "organization")
+    )
+    revenue.add_argument(
+        "--source",
+        choices=(*SOURCES, UNRECORDED),
+        help="only completions and refunds recorded from this source "
+        f"({UNRECORDED}: recorded before provenance)",
     )
     revenue.add_argument("--format", choices=("table", "json", "csv"), default="table")
     revenue.add_argument(
@@ -90,6 +97,7 @@ def _query(args: argparse.Namespace) -> Any:
             end=parse_moment(args.end, "--to", exclusive=True) if args.end else None,
             as_of=parse_moment(args.as_of, "--as-of") if args.as_of else None,
             group_by=args.group_by,
+            source=args.source,
         )
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
@@ -153,6 +161,8 @@ def _subtitle(query: Any) -> str:
         parts.append(f"occurred before {query.end.isoformat()}")
     if query.as_of:
         parts.append(f"as recorded by {query.as_of.isoformat()}")
+    if query.source:
+        parts.append(f"recorded from {query.source}")
     return "; ".join(parts) + "; gross in the period of completion, refunds in their own"
 
 

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     answers: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     with api.open_ledger(settings) as ledger:
-        for _, result in api.append_lines(ledger, lines):
+        for _, result in api.append_lines(ledger, lines, source="cli", name="demo"):
             answers[result.status] += 1
             if result.error is not None:
                 codes[result.error.code] += 1

@@ -1,4 +1,5 @@
-"""``ledger events [--after P] [--until P] [--topic T]... [--follow] [--limit N]``.
+"""``ledger events [--after P] [--until P] [--topic T]... [--follow] [--limit N]
+[--source S] [--correlation-id ID] [--idempotency-key KEY]``.
 
 The log in position order as JSON Lines (``ledger.stream``). SIGINT and SIGTERM stop
 it between two lines, never inside one; the last line on stderr then names the last
@@ -24,6 +25,7 @@ import orjson
 import psycopg
 
 from ledger import api, stream
+from ledger.provenance import SOURCES, UNRECORDED
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -56,6 +58,20 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         help="then wait for new events (polls; stop with Ctrl-C or SIGTERM)",
     )
     parser.add_argument("--limit", type=_count, metavar="N", help="at most N events")
+    parser.add_argument(
+        "--source",
+        choices=(*SOURCES, UNRECORDED),
+        help="only events recorded by commands from this source "
+        f"({UNRECORDED}: recorded before provenance)",
+    )
+    parser.add_argument(
+        "--correlation-id",
+        metavar="ID",
+        help="only events with this correlation id (file:line, HTTP request id, Stripe event id)",
+    )
+    parser.add_argument(
+        "--idempotency-key", metavar="KEY", help="only events of the command with this key"
+    )
     parser.set_defaults(func=run)
 
 
@@ -97,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             follow=args.follow,
             size=stream.batch_size(args.limit),
             stop=stopped.event,
+            provenance=stream.ProvenanceFilter(
+                args.source, args.correlation_id, args.idempotency_key
+            ),
         )
         try:
             for batch in batches:

@@ -16,19 +16,43 @@ they were recorded.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from eventsourcing.domain import AggregateCreated, AggregateEvent
 from eventsourcing.utils import register_topic
 
+from ledger.domain.upcasters import PROVENANCE, Step, install
+from ledger.provenance import Provenance
 
-class LedgerCreated(AggregateCreated):
+# a field every event of the current version stores, though it has a default: the
+# aggregate makes the event before the service stamps it (``with_provenance``)
+STAMPED = {"stamped": True}
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """Where the event came from (version 2 on; docs/events.md, "Provenance").
+
+    ``source`` is the entry point of the command that recorded it (``cli``, ``api``,
+    ``http``, ``stripe``; ``unknown`` for an event stored before provenance, by its
+    upcaster), ``correlation_id`` what that entry point was answering (the input file
+    and line, the HTTP request id, the Stripe event id), ``idempotency_key`` the
+    command's own key. Keyword-only, so they follow each class's own fields.
+    """
+
+    source: str = field(default="api", kw_only=True, metadata=STAMPED)
+    correlation_id: str | None = field(default=None, kw_only=True, metadata=STAMPED)
+    idempotency_key: str | None = field(default=None, kw_only=True, metadata=STAMPED)
+
+
+class LedgerCreated(AggregateCreated, Stamped):
     """First event of an aggregate."""
 
     occurred_at: str
 
 
-class LedgerEvent(AggregateEvent):
+class LedgerEvent(AggregateEvent, Stamped):
     """A later event of an aggregate; the aggregate's ``when`` evolves its state."""
 
     occurred_at: str
@@ -281,3 +305,27 @@ EVENTS_BY_TOPIC: dict[str, type[LedgerCreated] | type[LedgerEvent]] = {
 
 for _topic, _cls in EVENTS_BY_TOPIC.items():
     register_topic(_topic, _cls)
+
+# each topic's versions: version 1 (no provenance), version 2 (``Stamped``)
+UPCASTERS: dict[str, tuple[Step, ...]] = {topic: (PROVENANCE,) for topic in EVENTS_BY_TOPIC}
+install(EVENTS_BY_TOPIC, UPCASTERS)
+
+E = TypeVar("E", bound=Stamped)
+
+
+def with_provenance(event: E, provenance: Provenance, idempotency_key: str | None) -> E:
+    """The event as recorded by a command from ``provenance``: a copy, built the way
+    the library's mapper builds an event (the event is frozen, and its other fields
+    are already checked)."""
+    stamped = object.__new__(type(event))
+    object.__setattr__(
+        stamped,
+        "__dict__",
+        {
+            **vars(event),
+            "source": provenance.source,
+            "correlation_id": provenance.correlation_id,
+            "idempotency_key": idempotency_key,
+        },
+    )
+    return stamped

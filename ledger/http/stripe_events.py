@@ -4,14 +4,15 @@ Each command is built as the JSON object a checkout flow would send and parsed b
 ``parse_command``, so it passes exactly the rules of a JSON line; an error names the
 event's own field (``data.object.metadata.platform_fee_cents``), not the command's.
 Every command carries ``stripe:<event id>`` as its idempotency key: a redelivered event
-is a duplicate in the log, for ever, like any other key (docs/stripe.md).
+is a duplicate in the log, for ever, like any other key (docs/stripe.md), and comes from
+source ``stripe`` with the event id as its correlation id (docs/events.md, "Provenance").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -79,7 +80,12 @@ def map_event(event: Any) -> Mapped | Unmapped:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         raise ValidationFailed(f"{OBJECT}: required, an object", OBJECT)
-    return handler(_Event(event_id, event_type, created, obj))
+    found = handler(_Event(event_id, event_type, created, obj))
+    if isinstance(found, Unmapped):
+        return found
+    # provenance: every event the commands record names the Stripe event (docs/events.md)
+    stamped = tuple(command.stamped("stripe", event_id) for command in found.commands)
+    return replace(found, commands=stamped)
 
 
 # --- the event's envelope ---------------------------------------------------------------

@@ -20,6 +20,7 @@ from ledger.commands import (
 )
 from ledger.domain.errors import ValidationFailed
 from ledger.http.stripe_events import Mapped, Unmapped, map_event, whole_number
+from ledger.provenance import Provenance
 from tests import support
 from tests.stripe_support import (
     CREATED,
@@ -316,3 +317,18 @@ def test_only_the_canonical_spelling_of_a_number_in_range_parses(text: str) -> N
         assert not valid
     else:
         assert valid and str(value) == text
+
+
+def test_every_command_comes_from_stripe_and_names_its_event() -> None:
+    """Provenance is outside the command: the webhook's command is still the checkout
+    flow's command, the same fingerprint, and its events name the Stripe event."""
+    found = mapped(
+        event(
+            "evt_prov",
+            "payment_intent.succeeded",
+            payment_intent("pi_1", metadata=split_metadata()),
+        )
+    )
+    assert [c.provenance for c in found.commands] == [Provenance("stripe", "evt_prov")]
+    plain = parse_command(found.commands[0].model_dump_json(exclude_none=True))
+    assert plain.fingerprint() == found.commands[0].fingerprint()
