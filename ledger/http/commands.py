@@ -16,6 +16,7 @@ from ledger.http import openapi
 from ledger.http.answers import json_response, result_response
 from ledger.http.backend import Backend
 from ledger.http.bodies import batch_lines, read_body
+from ledger.http.gate import scope_request_id
 from ledger.results import Result
 
 router = APIRouter()
@@ -46,8 +47,9 @@ def with_key(body: bytes, header: str | None) -> bytes:
 
 
 def stamped(command: Command, request: Request) -> Command:
-    """Provenance of a command from HTTP (placeholder until ``Command.stamped`` exists)."""
-    return command
+    """The command as one from HTTP, answering the request's id (``X-Request-Id`` or
+    the one made for it): every event it records carries both."""
+    return command.stamped("http", scope_request_id(request.scope))
 
 
 @router.post(
@@ -86,19 +88,23 @@ async def post_batch(
     body = await read_body(request, backend.config.max_batch_bytes, "the batch")
     lines = batch_lines(body, request.headers.get("content-type", ""), backend.config)
     numbered = [
-        (number, stamped(item, request) if isinstance(item, Command) else item)
-        for number, item in enumerate(_parsed(lines), start=1)
+        (number, item)
+        for number, item in enumerate(_parsed(lines, scope_request_id(request.scope)), start=1)
         if item is not None
     ]
     answers = await backend.submit_batch(numbered, atomic=atomic)
     return json_response([result.as_dict(number) for number, result in answers])
 
 
-def _parsed(lines: list[bytes]) -> list[Command | Rejected | None]:
+def _parsed(lines: list[bytes], request_id: str) -> list[Command | Rejected | None]:
     """Each line parsed as ``ledger append`` parses it (a byte order mark before the first
-    ignored); ``None`` for a blank line, which has no answer but keeps its number."""
+    ignored), from ``http`` answering ``<request id>:<line>``; ``None`` for a blank
+    line, which has no answer but keeps its number."""
     return [
-        next(api.parse_lines([text])) if text.strip() else None for text in api.without_bom(lines)
+        next(api.parse_lines([text], source="http", name=request_id, first=number))
+        if text.strip()
+        else None
+        for number, text in enumerate(api.without_bom(lines), start=1)
     ]
 
 

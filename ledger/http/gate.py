@@ -10,7 +10,6 @@ service must still say that it is alive and how loaded it is.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,6 +72,6 @@ class Gate:
             self.metrics.in_flight.dec()
 
 
-def scope_request_id(scope: dict[str, Any]) -> str:
+def scope_request_id(scope: Scope) -> str:
     state = scope.get("state") or {}
     return str(state.get("request_id") or uuid.uuid4().hex)

@@ -42,6 +42,7 @@ async def get_revenue(
     end: Annotated[str | None, Query(alias="to", description="exclusive")] = None,
     as_of: Annotated[str | None, Query(description="as the ledger knew it then")] = None,
     group_by: Literal["month", "day", "content", "creator", "organization"] | None = None,
+    source: Annotated[str | None, Query(description="cli, api, http, stripe or unknown")] = None,
 ) -> Response:
     backend: Backend = request.app.state.backend
     try:
@@ -51,6 +52,7 @@ async def get_revenue(
             end=parse_moment(end, "to", exclusive=True) if end else None,
             as_of=parse_moment(as_of, "as_of") if as_of else None,
             group_by=group_by,
+            source=source,
         )
     except ValueError as error:
         message = str(error).replace("--as-of", "as_of").replace("--", "")
@@ -73,12 +75,17 @@ async def get_events(
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
     topic: Annotated[list[str] | None, Query(description="repeatable")] = None,
+    source: Annotated[str | None, Query(description="cli, api, http, stripe or unknown")] = None,
+    correlation_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Response:
     backend: Backend = request.app.state.backend
     try:
         topics = stream.check_topics(topic or [])
+        provenance = stream.ProvenanceFilter(source, correlation_id, idempotency_key)
     except ValueError as error:
-        raise BadRequest(str(error), "topic") from None
+        message = str(error)
+        raise BadRequest(message, message.split(":", 1)[0]) from None
 
     def read(conn: Any) -> dict[str, Any]:
         records: list[dict[str, Any]] = []
@@ -86,7 +93,12 @@ async def get_events(
         while len(records) < limit:
             try:
                 batch = stream.read_window(
-                    conn, backend.settings.schema, position, topics=topics, size=limit
+                    conn,
+                    backend.settings.schema,
+                    position,
+                    topics=topics,
+                    size=limit,
+                    provenance=provenance,
                 )
             except UndecodableEvent as error:
                 if records:

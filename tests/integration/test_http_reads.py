@@ -201,3 +201,33 @@ def test_serve_refuses_an_unmigrated_database_in_one_line(cli_env: dict[str, str
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "not migrated" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_commands_from_http_carry_their_provenance(
+    settings: Settings, cli_env: dict[str, str]
+) -> None:
+    with serve(settings) as served, served.client() as client:
+        batch = client.post(
+            "/v1/commands/batch", json=catalogue(), headers={"X-Request-Id": "load-1"}
+        )
+        assert {a["status"] for a in batch.json()} == {"accepted"}
+        one = client.post("/v1/commands", json=complete("pi_1"), headers={"X-Request-Id": "req-7"})
+        assert one.status_code == 201
+        events = client.get("/v1/events", params={"correlation_id": "req-7"}).json()["events"]
+        assert events == answers(cli(cli_env, "events", "--correlation-id", "req-7").stdout)
+        assert {e["topic"] for e in events} >= {"PurchaseCompleted"}
+        assert {(e["data"]["source"], e["data"]["correlation_id"]) for e in events} == {
+            ("http", "req-7")
+        }
+        lines = client.get("/v1/events", params={"source": "http", "limit": 1000}).json()
+        correlations = [e["data"]["correlation_id"] for e in lines["events"]]
+        assert correlations[:5] == ["load-1:1", "load-1:2", "load-1:3", "load-1:4", "load-1:5"]
+        assert client.get("/v1/events", params={"source": "cli"}).json()["events"] == []
+        bad = client.get("/v1/events", params={"source": "fax"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "source"
+        by_source = client.get("/v1/revenue", params={"source": "http"}).json()
+        expected = json.loads(
+            cli(cli_env, "audit", "revenue", "--format", "json", "--source", "http").stdout
+        )
+        assert by_source == expected and by_source["totals"][0]["purchases"] == 1
+        assert client.get("/v1/revenue", params={"source": "fax"}).status_code == 422
