@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.run import VIDEOS, drop, purchase_lines, scratch, setup_lines, video
+from benchmarks.workload import VIDEOS, drop, purchase_lines, scratch, setup_lines, video
 from ledger import api
 from ledger.commands import parse_command
 from ledger.config import Settings
