@@ -15,9 +15,11 @@ Every database failure is turned into a ``ServiceError`` here: the client sees
 
 from __future__ import annotations
 
+import itertools
 import logging
-import queue
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -46,23 +48,33 @@ log = logging.getLogger("ledger.http")
 
 
 class Writers:
-    """Slots for appending threads, each naming the ledger it uses; a ledger that takes
-    appends from several threads at once fills several slots."""
+    """Ledgers for appending threads, each used by one thread at a time unless it takes
+    appends from several at once (then it stands in several places).
+
+    A command goes to the ledger its customer or user (else its payment intent) maps to:
+    the commands of one viewer or buyer meet the same ledger, so its cache holds their
+    aggregates and two ledgers do not race for the same aggregate (a lost race costs a
+    retry, never a wrong answer: the log's optimistic concurrency decides)."""
 
     def __init__(self, slots: Sequence[Ledger]) -> None:
         self.ledgers = list(dict.fromkeys(slots))
-        self._free: queue.SimpleQueue[Ledger] = queue.SimpleQueue()
-        for ledger in slots:
-            self._free.put(ledger)
-        self.limiter = CapacityLimiter(len(slots))
+        self._slots = list(slots)
+        self._locks = [threading.Lock() for _ in slots]
+        self._next = itertools.count()
 
     @contextmanager
-    def slot(self) -> Iterator[Ledger]:
-        ledger = self._free.get_nowait()  # the limiter guarantees a free slot
-        try:
-            yield ledger
-        finally:
-            self._free.put(ledger)
+    def slot(self, key: str | None) -> Iterator[Ledger]:
+        index = (zlib.crc32(key.encode()) if key else next(self._next)) % len(self._slots)
+        with self._locks[index]:
+            yield self._slots[index]
+
+
+def affinity(command: Command | Rejected) -> str | None:
+    for name in ("customer_id", "user_id", "stripe_payment_intent_id"):
+        value = getattr(command, name, None)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 class Backend:
@@ -79,6 +91,7 @@ class Backend:
         self.metrics = metrics
         self._singles = singles
         self._batches = batches
+        self._write_limiter = CapacityLimiter(config.max_in_flight)
         self._read_limiter = CapacityLimiter(config.read_pool_size)
         self._reads = ConnectionPool(
             conninfo(settings.url),
@@ -112,7 +125,7 @@ class Backend:
     async def submit(self, command: Command) -> Result:
         """One command appended, as ``ledger.append`` answers it."""
         result = await self._write(
-            self._singles, lambda ledger: api.append(ledger, command), "command"
+            self._singles, affinity(command), lambda ledger: api.append(ledger, command), "command"
         )
         self.metrics.count(getattr(command, "type", ""), result)
         return result
@@ -124,22 +137,24 @@ class Backend:
         as ``ledger append`` answers them."""
         items = [item for _, item in numbered]
         results = await self._write(
-            self._batches, lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
+            self._batches, None, lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
         )
         for item, result in zip(items, results, strict=True):
             self.metrics.count(getattr(item, "type", "unknown"), result)
         return [(number, result) for (number, _), result in zip(numbered, results, strict=True)]
 
-    async def _write(self, writers: Writers, work: Callable[[Ledger], T], kind: str) -> T:
+    async def _write(
+        self, writers: Writers, key: str | None, work: Callable[[Ledger], T], kind: str
+    ) -> T:
         def in_thread() -> T:
             started = time.perf_counter()
             try:
-                with _database_errors(), writers.slot() as ledger:
+                with _database_errors(), writers.slot(key) as ledger:
                     return work(ledger)
             finally:
                 self.metrics.append_seconds.labels(kind).observe(time.perf_counter() - started)
 
-        return await anyio.to_thread.run_sync(in_thread, limiter=writers.limiter)
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._write_limiter)
 
     # --- reads -------------------------------------------------------------------------
 
