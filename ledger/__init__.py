@@ -12,7 +12,15 @@ The typed API::
         print(record.position, record.topic, record.data)
 """
 
-from ledger.api import append, append_lines, open_ledger, parse_lines, settings, upgrade
+from ledger.api import (
+    append,
+    append_lines,
+    observe_groups,
+    open_ledger,
+    parse_lines,
+    settings,
+    upgrade,
+)
 from ledger.commands import (
     Command,
     CompletePurchase,
@@ -39,6 +47,7 @@ from ledger.domain.errors import (
     Rejected,
     ValidationFailed,
 )
+from ledger.group_commit import LedgerClosed, Overloaded
 from ledger.provenance import Provenance
 from ledger.results import Result
 from ledger.service import Ledger
@@ -68,9 +77,11 @@ __all__ = [
     "GrantAccess",
     "InvalidState",
     "Ledger",
+    "LedgerClosed",
     "LockTimeout",
     "NoAccess",
     "NotFound",
+    "Overloaded",
     "Provenance",
     "ProvenanceFilter",
     "PublishContent",
@@ -87,6 +98,7 @@ __all__ = [
     "append",
     "append_lines",
     "consumer_position",
+    "observe_groups",
     "open_ledger",
     "parse_command",
     "parse_lines",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 import psycopg
@@ -14,6 +14,7 @@ from ledger.commands import Command, parse_command, validate_command
 from ledger.config import ConfigurationError, Settings
 from ledger.db import connect
 from ledger.domain.errors import Rejected
+from ledger.group_commit import GroupFailed
 from ledger.provenance import Provenance, line_id
 from ledger.results import Result
 from ledger.service import Ledger
@@ -68,12 +69,23 @@ def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
 
 
 def append(ledger: Ledger, command: Command) -> Result:
-    """One command from Python: validated by the same rules as a JSON line."""
+    """One command from Python: validated by the same rules as a JSON line.
+
+    Any number of threads may call it at once on one opened ledger: their commands are
+    group-committed (``ledger.group_commit``), each answered once its group's
+    transaction commits, exactly as it would have been answered alone. Raises
+    ``Overloaded`` when ``LEDGER_QUEUE_MAX`` callers are already waiting.
+    """
     try:
         checked = validate_command(command)
     except Rejected as error:
         return Result("rejected", error=error)
-    return ledger.execute(checked)
+    return ledger.groups.append(checked)
+
+
+def observe_groups(ledger: Ledger, callback: Callable[[int, float], None]) -> None:
+    """``callback(size, seconds)`` after each group that ``append`` commits (metrics)."""
+    ledger.groups.observe(callback)
 
 
 def parse_lines(
@@ -119,6 +131,7 @@ def append_lines(
     lines: Iterable[str | bytes],
     *,
     atomic: bool = False,
+    batch: int = 1,
     source: str = "api",
     name: str | None = None,
 ) -> Iterator[tuple[int, Result]]:
@@ -126,10 +139,18 @@ def append_lines(
 
     One result per non-blank line: blank lines get none but still count, so line
     numbers match the input. A byte order mark at the start of the input is ignored.
+    ``batch``: up to that many lines share a transaction (group commit), each still
+    decided alone and answered as it would be alone, once its transaction commits;
+    the iterable is read ahead by up to ``batch`` lines.
     Each command comes from ``source``; given the input's ``name`` (a file name, ``-``
     for stdin), its events' correlation id is the name and the line (``orders.jsonl:42``).
     """
     Provenance(source)  # a bad source is refused before any line is read
+    if batch > 1 and not atomic:
+        groups = append_line_groups(ledger, _chunks(lines, batch), source=source, name=name)
+        for group in groups:
+            yield from group
+        return
     lines = without_bom(lines)
     numbered = (
         [(n, line) for n, line in enumerate(lines, start=1) if line.strip()] if atomic else None
@@ -149,6 +170,58 @@ def append_lines(
             Result("rejected", error=item) if isinstance(item, Rejected) else ledger.execute(item)
         )
         yield number, result
+
+
+def append_line_groups(
+    ledger: Ledger,
+    groups: Iterable[Sequence[str | bytes]],
+    *,
+    source: str = "api",
+    name: str | None = None,
+) -> Iterator[list[tuple[int, Result]]]:
+    """Consecutive groups of JSON Lines in, each group's non-blank lines in one transaction
+    (``Ledger.execute_group``); out, each group's (line number, result) pairs in input
+    order, once it has committed (a group of blank lines only gives none). Line numbers
+    run on across groups; a byte order mark at the start of the first group is ignored.
+    ``source`` and ``name``: as for ``append_lines``."""
+    Provenance(source)
+    number = 0
+    first = True
+    for group in groups:
+        if first and group:
+            group = [*without_bom(group[:1]), *group[1:]]
+            first = False
+        numbered = []
+        for line in group:
+            number += 1
+            if line.strip():
+                numbered.append((number, line))
+        if not numbered:
+            continue
+        items = [
+            next(parse_lines([line], source=source, name=name, first=n)) for n, line in numbered
+        ]
+        try:
+            results = ledger.execute_group(items)
+        except GroupFailed as failed:  # committed alone up to a line that met an error
+            yield [(n, r) for (n, _), r in zip(numbered, failed.answered, strict=False)]
+            raise failed.error from None
+        yield [(n, r) for (n, _), r in zip(numbered, results, strict=True)]
+
+
+def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[list[str | bytes]]:
+    """Groups of lines holding ``size`` non-blank lines each (the last one fewer)."""
+    group: list[str | bytes] = []
+    count = 0
+    for line in lines:
+        group.append(line)
+        if line.strip():
+            count += 1
+            if count == size:
+                yield group
+                group, count = [], 0
+    if group:
+        yield group
 
 
 def result_line(number: int, result: Result) -> dict[str, Any]:

@@ -6,6 +6,11 @@ neither, an embedded server under ``LEDGER_HOME`` is started on demand and reuse
 own. ``LEDGER_LOCK_TIMEOUT`` bounds how long an append waits for the log's lock
 (default 5s): a writer that holds it longer makes the others fail with a clear error
 rather than queue behind it for ever.
+
+Concurrent appends on one opened ledger are group-committed (``ledger.group_commit``),
+within three bounds: ``LEDGER_GROUP_MAX`` commands and ``LEDGER_GROUP_MAX_BYTES`` bytes
+of commands (their JSON) per transaction, and ``LEDGER_QUEUE_MAX`` callers waiting,
+beyond which an append raises ``Overloaded`` at once rather than queue without end.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ _DURATION = re.compile(r"^([0-9]{1,10})(ms|s|min|h)$")
 _MILLISECONDS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _MAX_MILLISECONDS = 2**31 - 1  # PostgreSQL's bound for lock_timeout
 DEFAULT_LOCK_TIMEOUT = "5s"
+DEFAULT_GROUP_MAX = 256
+DEFAULT_GROUP_MAX_BYTES = 1_048_576
+DEFAULT_QUEUE_MAX = 4096
+_COUNT = re.compile(r"^[0-9]{1,10}$")
+_MAX_COUNT = 2**31 - 1
 
 
 class ConfigurationError(Exception):
@@ -32,6 +42,9 @@ class Settings:
     url: str
     schema: str = "public"
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    group_max: int = DEFAULT_GROUP_MAX
+    group_max_bytes: int = DEFAULT_GROUP_MAX_BYTES
+    queue_max: int = DEFAULT_QUEUE_MAX
 
     def __post_init__(self) -> None:
         if not _SCHEMA_NAME.match(self.schema):
@@ -43,6 +56,12 @@ class Settings:
         except Exception as error:
             raise ConfigurationError(f"database URL is not valid: {error}") from None
         lock_timeout_ms(self.lock_timeout)
+        for name, value in (
+            ("LEDGER_GROUP_MAX", self.group_max),
+            ("LEDGER_GROUP_MAX_BYTES", self.group_max_bytes),
+            ("LEDGER_QUEUE_MAX", self.queue_max),
+        ):
+            count(name, str(value))
 
     @property
     def lock_timeout_ms(self) -> int:
@@ -66,10 +85,33 @@ def lock_timeout_ms(value: str) -> int:
     return milliseconds
 
 
+def count(name: str, value: str) -> int:
+    """A bound given as a whole number above 0 (``LEDGER_GROUP_MAX`` and its kin).
+
+    0 is refused rather than read as "no bound" (the bounds are what keeps memory and
+    the log's lock hold time finite), and so is anything that is not plain digits.
+    """
+    found = _COUNT.match(value.strip())
+    number = int(found[0]) if found else 0
+    if not 0 < number <= _MAX_COUNT:
+        raise ConfigurationError(
+            f"{name} {value!r} is not a bound: give a whole number above 0 (at most {_MAX_COUNT})"
+        )
+    return number
+
+
+def _count_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return count(name, value) if value else default
+
+
 def resolve(database_url: str | None = None, schema: str | None = None) -> Settings:
     """Settings from explicit values, then the environment, then the embedded server."""
     lock_timeout = os.environ.get("LEDGER_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT
     lock_timeout_ms(lock_timeout)  # a wrong setting is reported before a server is started
+    group_max = _count_from_env("LEDGER_GROUP_MAX", DEFAULT_GROUP_MAX)
+    group_max_bytes = _count_from_env("LEDGER_GROUP_MAX_BYTES", DEFAULT_GROUP_MAX_BYTES)
+    queue_max = _count_from_env("LEDGER_QUEUE_MAX", DEFAULT_QUEUE_MAX)
     url = database_url or os.environ.get("LEDGER_DATABASE_URL")
     if not url:
         from ledger import embedded
@@ -79,4 +121,7 @@ def resolve(database_url: str | None = None, schema: str | None = None) -> Setti
         url=url,
         schema=schema or os.environ.get("LEDGER_SCHEMA") or "public",
         lock_timeout=lock_timeout,
+        group_max=group_max,
+        group_max_bytes=group_max_bytes,
+        queue_max=queue_max,
     )

@@ -11,6 +11,7 @@ the append's transaction.
 from __future__ import annotations
 
 import copy
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from ledger.domain.aggregates import (
     User,
 )
 from ledger.domain.errors import Conflict, InvalidState, NoAccess, NotFound, Rejected
+from ledger.group_commit import GroupCommitter, GroupFailed
 from ledger.results import DUPLICATE, Result
 from ledger.store import environment
 from projections.registry import changes_for
@@ -47,6 +49,11 @@ R = TypeVar("R")
 
 class Duplicate(Exception):
     """The command was already applied; nothing to write."""
+
+
+GROUP_ATTEMPTS = 2
+"""Attempts of a group as one transaction (the first on the cache) before each of its
+commands is committed alone."""
 
 
 class AggregateCache:
@@ -154,6 +161,30 @@ class UnitOfWork:
                 if self.speculative and aggregate is not None:
                     self.lent.add(aggregate_id)
 
+    def prefetch_group(self, aggregate_ids: Sequence[UUID]) -> None:
+        """Loads what a group of decisions will need in one query; when speculative, takes
+        what the cache holds and reads only what it lacks from the log.
+
+        A group touches many aggregates; on a cold cache, guessing "absent" for them all
+        would end almost every group's first attempt in a rejection, then read them one
+        decision at a time. A read from the log is no guess, and costs one round trip here.
+        """
+        missing = [i for i in dict.fromkeys(aggregate_ids) if i not in self.loaded]
+        if not self.speculative:
+            self.prefetch(missing)
+            return
+        cache = self.app.aggregates
+        found = cache.cached(missing)
+        lacking = [i for i, a in found.items() if a is None]
+        read = cache.load(lacking) if lacking else {}
+        for aggregate_id, aggregate in found.items():
+            if aggregate is None:
+                aggregate = read[aggregate_id]
+            else:
+                self.lent.add(aggregate_id)
+            self.loaded[aggregate_id] = aggregate
+            self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+
     def get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
         self.prefetch([aggregate_id])
         found = self.loaded[aggregate_id]
@@ -194,6 +225,9 @@ class Ledger(Application[UUID]):
         self.settings = settings
         super().__init__(env=environment(settings, pool_size))
         self.aggregates = AggregateCache(self)
+        # one decision at a time: the aggregate cache lends its aggregates uncopied
+        self.deciding = threading.RLock()
+        self.groups = GroupCommitter(self.execute_group, settings)
         self._handlers: dict[
             type[cmd.Command], Callable[[UnitOfWork, Any, str, cmd.Fingerprint], None]
         ] = {
@@ -213,6 +247,11 @@ class Ledger(Application[UUID]):
 
     # --- public API --------------------------------------------------------------
 
+    def close(self) -> None:
+        """Answers every caller still queued for a group commit, then closes the pool."""
+        self.groups.close()
+        super().close()
+
     def execute(self, command: cmd.Command) -> Result:
         """Decides and appends one command in its own transaction."""
         return self.execute_batch([command], atomic=False)[0]
@@ -226,12 +265,38 @@ class Ledger(Application[UUID]):
         as such. In atomic mode any rejection writes nothing, and the lines that were
         fine are answered ``rolled_back``.
         """
-        if not atomic:
-            return [
-                Result("rejected", error=item) if isinstance(item, Rejected) else self._one(item)
-                for item in commands
-            ]
-        return self._atomic(commands)
+        with self.deciding:
+            if not atomic:
+                return [
+                    Result("rejected", error=i) if isinstance(i, Rejected) else self._one(i)
+                    for i in commands
+                ]
+            return self._atomic(commands)
+
+    def execute_group(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
+        """Each command decided alone, in order, on the state the ones before it left, and
+        all of them written in one transaction (group commit, ``ledger.group_commit``).
+
+        The answers are those of ``execute_batch(atomic=False)``: a rejection or a
+        duplicate changes nothing and takes only its own command out; a group the log
+        refuses twice (a lost race with another process, a constraint) falls back to one
+        transaction per command. Any other error (a lost connection, ``LockTimeout``)
+        leaves the whole group, and nothing of it may be assumed written or not; in the
+        fallback, it stops at the command that met it (``GroupFailed``).
+        """
+        with self.deciding:
+            for number in range(GROUP_ATTEMPTS):
+                uow = UnitOfWork(self, speculative=number == 0)
+                results = self._settled(uow, lambda u: self._try_group(u, commands))
+                if results is not None:
+                    return results
+            answered: list[Result] = []
+            for item in commands:
+                try:
+                    answered += self.execute_batch([item], atomic=False)
+                except Exception as error:
+                    raise GroupFailed(answered, error) from error
+            return answered
 
     # --- transactions --------------------------------------------------------------
 
@@ -267,8 +332,34 @@ class Ledger(Application[UUID]):
     def _try_atomic(
         self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
     ) -> list[Result] | None:
+        results, spans, decided_no = self._decide_each(uow, commands)
+        if uow.speculative and decided_no:
+            return None  # a rejection or a duplicate: decide again on state read from the log
+        if any(r is not None and r.status == "rejected" for r in results):
+            return [r if r is not None else Result("rolled_back") for r in results]
+        return self._append_answered(uow, results, spans)
+
+    def _try_group(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> list[Result] | None:
+        """Like ``--atomic``, except that a rejection takes only its own command out."""
+        uow.prefetch_group([i for c in commands if not isinstance(c, Rejected) for i in _needed(c)])
+        results, spans, decided_no = self._decide_each(uow, commands)
+        if uow.speculative and decided_no:
+            return None
+        return self._append_answered(uow, results, spans)
+
+    def _decide_each(
+        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+    ) -> tuple[list[Result | None], list[tuple[int, int]], bool]:
+        """Decides the commands in order into one unit of work, each on the state the ones
+        before it left. A rejected or duplicate command leaves the unit of work as it was
+        (``_decide``), so it does not touch the others. Returns each answer (``None``: to
+        be appended), where each appended command's events start, and whether a decision
+        ended in a rejection or a duplicate (on a guess, that must be decided again)."""
         results: list[Result | None] = []
         spans: list[tuple[int, int]] = []
+        decided_no = False
         for item in commands:
             start = len(uow.events)
             if isinstance(item, Rejected):
@@ -278,21 +369,25 @@ class Ledger(Application[UUID]):
                 self._decide(uow, item)
             except Duplicate:
                 results.append(DUPLICATE)
-                continue
             except Rejected as error:
                 results.append(Result("rejected", error=error))
+            else:
+                results.append(None)
+                spans.append((len(results) - 1, start))
                 continue
-            results.append(None)
-            spans.append((len(results) - 1, start))
-        if uow.speculative and any(r is not None for r in results):
-            return None  # a rejection or a duplicate: decide again on state read from the log
-        if any(r is not None and r.status == "rejected" for r in results):
-            return [r if r is not None else Result("rolled_back") for r in results]
+            decided_no = True
+        return results, spans, decided_no
+
+    def _append_answered(
+        self, uow: UnitOfWork, results: list[Result | None], spans: list[tuple[int, int]]
+    ) -> list[Result] | None:
+        """Appends the unit of work; each appended command answered with its last position
+        (``None``: another writer got there first, decide again)."""
         try:
             positions = self._append(uow) if uow.events else []
         except IntegrityError:
             return None
-        ends = [s for _, s in spans[1:]] + [len(uow.events)]
+        ends = [s for _, s in spans[1:]] + [len(uow.events)] * bool(spans)
         for (index, start), end in zip(spans, ends, strict=True):
             results[index] = Result("accepted", position=max(positions[start:end]))
         return [r if r is not None else DUPLICATE for r in results]

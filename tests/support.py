@@ -218,10 +218,10 @@ def feed(process: subprocess.Popen[str], payload: str) -> None:
         pass
 
 
-def appender(env: dict[str, str]) -> subprocess.Popen[str]:
-    """``ledger append -`` running, its stdin, stdout and stderr piped (text)."""
+def appender(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``ledger append [args] -`` running, its stdin, stdout and stderr piped (text)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "ledger", "append", "-"],
+        [sys.executable, "-m", "ledger", "append", *args, "-"],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -14,6 +14,9 @@ import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -75,7 +78,7 @@ class Guard:
         finally:
             self._holding = held
 
-    def released(self, items: Iterable[bytes]) -> Iterator[bytes]:
+    def released(self, items: Iterable[T]) -> Iterator[T]:
         """``items``, each read with signals free to stop the command at once."""
         iterator = iter(items)
         while True:

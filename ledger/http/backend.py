@@ -2,11 +2,11 @@
 reads on a small pool of autocommit connections.
 
 An append is blocking work (decide, then commit to PostgreSQL), so it runs in a worker
-thread while the event loop keeps accepting and answering. ``writer_slots`` threads may
-append at once; each slot names the ledger it uses. The ledger of the main branch is one
-writer at a time (its aggregate cache is not shared between threads), so its slots are
-distinct ledgers; a ledger whose appends are safe from several threads at once (group
-commit) fills every slot with itself. Reads never touch the write side's pool.
+thread while the event loop keeps accepting and answering. Single commands all go to one
+opened ledger through ``ledger.append``, whose group commit lets concurrent callers share
+one transaction (``ledger.group_commit``); a batch, a run of commands in order, goes to a
+ledger of its own, as a ``ledger append`` process would. Reads never touch the write
+side's pools.
 
 Every database failure is turned into a ``ServiceError`` here: the client sees
 ``unavailable`` (503, ``Retry-After``) for a connection or lock problem, and a fixed
@@ -36,7 +36,9 @@ from ledger.commands import Command
 from ledger.config import ConfigurationError, Settings
 from ledger.db import conninfo
 from ledger.domain.errors import Rejected
-from ledger.http.answers import ServiceError, Unavailable
+from ledger.group_commit import GroupAbandoned, LedgerClosed
+from ledger.group_commit import Overloaded as QueueFull
+from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
 from ledger.http.metrics import Metrics
 from ledger.results import Result
@@ -108,10 +110,17 @@ class Backend:
 
     @classmethod
     def open(cls, settings: Settings, config: HttpConfig, metrics: Metrics) -> Backend:
-        """Opens the ledgers (``ConfigurationError`` when the database is not ready)."""
-        ledgers = [api.open_ledger(settings) for _ in range(config.writers)]
-        writers = Writers(ledgers)
-        backend = cls(settings, config, metrics, writers, writers)
+        """Opens the ledgers (``ConfigurationError`` when the database is not ready).
+
+        Single commands go to one ledger from as many threads as requests may be in
+        flight: its group commit shares one transaction among the callers waiting, and
+        answers ``Overloaded`` when its queue is full. A batch is a run of commands in
+        order on a ledger of its own (``LEDGER_HTTP_WRITERS`` of them)."""
+        shared = api.open_ledger(settings)
+        api.observe_groups(shared, metrics.group_committed)
+        singles = Writers([shared] * config.max_in_flight)
+        batches = Writers([api.open_ledger(settings) for _ in range(config.writers)])
+        backend = cls(settings, config, metrics, singles, batches)
         backend._reads.open(wait=False)
         return backend
 
@@ -181,6 +190,12 @@ def _database_errors() -> Iterator[None]:
         yield
     except ServiceError:
         raise
+    except QueueFull:
+        raise Overloaded(
+            "the group-commit queue is full (LEDGER_QUEUE_MAX): try again shortly"
+        ) from None
+    except (LedgerClosed, GroupAbandoned):
+        raise Unavailable("the service is stopping: send the command again") from None
     except (PoolTimeout, LockTimeout, psycopg.OperationalError) as error:
         log.warning("database unavailable: %s", error)
         raise Unavailable("the database is unavailable or busy: try again shortly") from None

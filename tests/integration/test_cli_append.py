@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +103,76 @@ def test_connection_errors_exit_two_with_one_line(cli_env: dict[str, str]) -> No
 def test_usage_errors_exit_two(cli_env: dict[str, str]) -> None:
     assert cli(cli_env, "append", "--no-such-flag").returncode == 2
     assert cli(cli_env, "no-such-command").returncode == 2
+
+
+def test_batches_answer_in_input_order_each_line_as_alone(
+    cli_env: dict[str, str], conn: Conn
+) -> None:
+    stdin = (
+        lines(
+            *catalogue(),
+            complete("pi_1", amount=1000, fees=(100, 300)),
+            refund("pi_1", "re_1", 5000),
+            refund("pi_1", "re_2", 400),
+        )
+        + "\n{oops\n"
+        + lines(complete("pi_1", amount=1000, fees=(100, 300)))
+    )
+    one = cli(cli_env, "append", "--batch", "1", stdin=stdin)
+    assert one.returncode == 1
+    events = event_count(conn)
+    for batch in ("2", "3", "100"):
+        # the same input again, in batches: the accepted lines are now duplicates
+        again = cli(cli_env, "append", "--batch", batch, stdin=stdin)
+        assert again.returncode == 1
+        assert [(a["line"], a["status"]) for a in answers(again.stdout)] == [
+            (n, "duplicate") for n in range(1, 7)
+        ] + [(7, "rejected"), (8, "duplicate"), (10, "rejected"), (11, "duplicate")]
+    assert event_count(conn) == events
+    statuses = [(a["line"], a["status"]) for a in answers(one.stdout)]
+    assert statuses == [(n, "accepted") for n in range(1, 7)] + [
+        (7, "rejected"),
+        (8, "accepted"),
+        (10, "rejected"),
+        (11, "duplicate"),
+    ]
+
+
+def test_batch_with_atomic_or_a_bad_size_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    for words in (["--atomic", "--batch", "5"], ["--batch", "0"], ["--batch", "x"]):
+        done = cli(cli_env, "append", *words, stdin=lines(*catalogue()))
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert done.stderr.strip().splitlines()[-1].startswith("ledger: error: argument --")
+
+
+def test_a_producer_waiting_for_each_answer_is_answered_at_once_with_batches(
+    cli_env: dict[str, str],
+) -> None:
+    """A checkout flow writes a line, then waits for its answer before the next: a batch
+    does not wait for the lines the flow will only send later."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "append", "--batch", "100", "-"],
+        env=cli_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    ready = threading.Event()
+    got: list[dict[str, Any]] = []
+    try:
+        for n, command in enumerate(catalogue(), start=1):
+            process.stdin.write(json.dumps(command) + "\n")
+            process.stdin.flush()
+            reader = threading.Thread(
+                target=lambda: (got.append(json.loads(process.stdout.readline())), ready.set())  # type: ignore[union-attr]
+            )
+            reader.start()
+            assert ready.wait(timeout=60), f"line {n} was not answered before the next was sent"
+            ready.clear()
+            assert got[-1]["line"] == n and got[-1]["status"] == "accepted"
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()

@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from ledger.cli import main, version
+from ledger.cli.append import DEFAULT_BATCH
 from ledger.config import Settings
 from ledger.service import Ledger
 from tests.cli_tree import commands
@@ -57,14 +58,15 @@ def accepted(prefix: str, answered: list[dict[str, Any]]) -> set[str]:
     return {f"{prefix}{a['line'] - 1}" for a in answered if a["status"] == "accepted"}
 
 
+@pytest.mark.parametrize("batch", ["1", "7", str(DEFAULT_BATCH)])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_run_leaves_every_committed_line_answered(
-    signum: int, ledger_app: Ledger, cli_env: dict[str, str], conn: Conn
+    signum: int, batch: str, ledger_app: Ledger, cli_env: dict[str, str], conn: Conn
 ) -> None:
     append(ledger_app, *catalogue())
     for seed in range(int(os.environ.get("LEDGER_FAULT_RUNS", "3"))):
         prefix = f"pi_sig{signum}_{seed}_"
-        process = appender(cli_env)
+        process = appender(cli_env, "--batch", batch)
         assert process.stdout is not None and process.stderr is not None
         writer = threading.Thread(target=feed, args=(process, stream(400, prefix)))
         writer.start()
@@ -142,16 +144,19 @@ def test_a_database_lost_mid_run_exits_two_after_answering_what_committed(
     assert int(summary["answers"]) == len(answered)
     next_line = int(summary["next"])
     assert next_line == answered[-1]["line"] + 1 < 5000
-    assert "sending it again is safe" in (summary["note"] or "")
-    # every answered line is whole in the log; of the rest only the line in flight may be
+    assert "again is safe" in (summary["note"] or "")
+    # every answered line is whole in the log; of the rest only the batch in flight may be
+    # (lines next_line .. next_line + 99, payment intents one less)
     in_log = recorded(conn, prefix)
     assert accepted(prefix, answered) <= in_log
-    assert in_log - accepted(prefix, answered) <= {f"{prefix}{next_line - 1}"}
+    in_flight = {f"{prefix}{n - 1}" for n in range(next_line, next_line + DEFAULT_BATCH)}
+    assert in_log - accepted(prefix, answered) <= in_flight
 
 
 def printing_commands() -> list[tuple[str, ...]]:
     return [
         ("append",),
+        ("append", "--batch", "1"),
         ("db", "status"),
         ("db", "upgrade"),
         ("projections", "status"),
@@ -186,7 +191,14 @@ def test_a_closed_standard_output_ends_any_command_quietly(
         assert process.returncode in (0, 141)
     else:
         assert process.returncode == 141
-    if words == ("append",):
+    if words == ("append",):  # the three lines committed together (--batch)
+        assert stderr.strip().splitlines() == [
+            "ledger: standard output was closed: 0 lines answered, every line up to line 0 "
+            "settled; lines 1 to 3 were settled (committed together) but their answers were "
+            "lost; the first line not committed is line 4"
+        ]
+        assert recorded(conn, "pi_pipe_") == {"pi_pipe_0", "pi_pipe_1", "pi_pipe_2"}
+    elif words[0] == "append":
         assert stderr.strip().splitlines() == [
             "ledger: standard output was closed: 0 lines answered, every line up to line 0 "
             "settled; line 1 was settled but its answer was lost; the first line not committed "
@@ -197,13 +209,14 @@ def test_a_closed_standard_output_ends_any_command_quietly(
         assert stderr == ""
 
 
+@pytest.mark.parametrize("batch", ["1", str(DEFAULT_BATCH)])
 def test_append_piped_into_head_stops_quietly_after_the_first_answer(
-    ledger_app: Ledger, cli_env: dict[str, str], conn: Conn
+    batch: str, ledger_app: Ledger, cli_env: dict[str, str], conn: Conn
 ) -> None:
     append(ledger_app, *catalogue())
     done = subprocess.run(
-        ["sh", "-c", f"{sys.executable} -m ledger append - | head -1"],
-        input=stream(200, "pi_head_"),
+        ["sh", "-c", f"{sys.executable} -m ledger append --batch {batch} - | head -1"],
+        input=stream(2000, "pi_head_"),
         env=cli_env,
         capture_output=True,
         text=True,
@@ -214,7 +227,7 @@ def test_append_piped_into_head_stops_quietly_after_the_first_answer(
     assert json.loads(done.stdout)["line"] == 1
     assert "Traceback" not in done.stderr
     assert "standard output was closed" in done.stderr.strip().splitlines()[-1]
-    assert len(recorded(conn, "pi_head_")) < 200  # it stopped
+    assert len(recorded(conn, "pi_head_")) < 2000  # it stopped
 
 
 BOOM = """

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.config import ConfigurationError, Settings, lock_timeout_ms
+from ledger.config import ConfigurationError, Settings, lock_timeout_ms, resolve
 
 UNITS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 
@@ -36,3 +36,48 @@ def test_the_default_is_five_seconds_and_a_bad_value_fails_the_settings() -> Non
     assert Settings(url="postgresql:///x").lock_timeout_ms == 5000
     with pytest.raises(ConfigurationError, match="LEDGER_LOCK_TIMEOUT '0ms'"):
         Settings(url="postgresql:///x", lock_timeout="0ms")
+
+
+BOUNDS = ("LEDGER_GROUP_MAX", "LEDGER_GROUP_MAX_BYTES", "LEDGER_QUEUE_MAX")
+
+
+@given(name=st.sampled_from(BOUNDS), number=st.integers(min_value=1, max_value=2**31 - 1))
+def test_a_bound_is_a_whole_number_above_zero(name: str, number: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(name, f" {number}\n")
+        patch.setenv("LEDGER_DATABASE_URL", "postgresql:///x")
+        settings = resolve()
+    field = {
+        "LEDGER_GROUP_MAX": "group_max",
+        "LEDGER_GROUP_MAX_BYTES": "group_max_bytes",
+        "LEDGER_QUEUE_MAX": "queue_max",
+    }[name]
+    assert getattr(settings, field) == number
+
+
+ENVIRONMENT_TEXT = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12
+)
+
+
+@given(name=st.sampled_from(BOUNDS), value=ENVIRONMENT_TEXT)
+def test_any_other_bound_is_refused_naming_the_variable(name: str, value: str) -> None:
+    stripped = value.strip()
+    if not value or (stripped.isascii() and stripped.isdigit() and 0 < int(stripped) < 2**31):
+        return  # unset (the default) or well-formed: the test above
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(name, value)
+        patch.setenv("LEDGER_DATABASE_URL", "postgresql:///x")
+        with pytest.raises(ConfigurationError, match=rf"^{name} .* is not a bound"):
+            resolve()
+
+
+def test_the_bounds_default_and_are_checked_in_the_settings() -> None:
+    settings = Settings(url="postgresql:///x")
+    assert (settings.group_max, settings.group_max_bytes, settings.queue_max) == (
+        256,
+        1_048_576,
+        4096,
+    )
+    with pytest.raises(ConfigurationError, match="LEDGER_QUEUE_MAX '0'"):
+        Settings(url="postgresql:///x", queue_max=0)

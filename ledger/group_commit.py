@@ -1,0 +1,224 @@
+"""Group commit: concurrent appends on one opened ledger share one durable transaction.
+
+A durable transaction costs a round trip, the log's lock and a WAL flush whatever it
+holds, and eight writers committing one command each saturate the server long before
+the client (docs/performance.md). So callers of ``ledger.append`` queue, and the
+waiting commands are decided and written together: in arrival order, each on the state
+the ones before it left, in one unit of work, then one append (one lock, one round
+trip, one commit), and each caller is answered only after that commit
+(``Ledger.execute_group``, which also keeps every answer what it would have been alone).
+
+Leader/follower, no thread of its own: the first caller to find nobody committing
+leads, takes the queue's head (up to ``LEDGER_GROUP_MAX`` commands and
+``LEDGER_GROUP_MAX_BYTES`` bytes) and commits it, and those who queued meanwhile wait.
+When its group is answered the leader hands the lead to the caller now at the head of
+the queue and returns: nobody commits for others for longer than one group, and there
+is no thread to start, to stop or to leak. One leader at a time also means one
+decision at a time, which is what the service's aggregate cache needs.
+
+The queue is bounded (``LEDGER_QUEUE_MAX``): a caller beyond it gets ``Overloaded`` at
+once, so memory stays bounded under any load and an HTTP front can answer 503.
+Closing the ledger refuses new callers (``LedgerClosed``) and waits until every queued
+caller is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ledger.commands import Command
+from ledger.config import Settings
+from ledger.results import Result
+
+Observer = Callable[[int, float], None]
+"""Called with each committed group's size (commands) and duration (seconds)."""
+
+_log = logging.getLogger(__name__)
+
+
+class Overloaded(Exception):
+    """More callers are waiting than ``LEDGER_QUEUE_MAX``: nothing was done, try again later."""
+
+
+class LedgerClosed(RuntimeError):
+    """The ledger was closed: nothing was done."""
+
+
+class GroupFailed(Exception):
+    """A group's fallback (one transaction per command) stopped at a command with an error:
+    the commands before it are answered, it and those after it get ``error``."""
+
+    def __init__(self, answered: list[Result], error: Exception) -> None:
+        super().__init__(str(error))
+        self.answered = answered
+        self.error = error
+
+
+class GroupAbandoned(RuntimeError):
+    """The thread committing this command's group was stopped (an interrupt) during the
+    commit: the command may or may not be recorded; sending it again is safe."""
+
+
+@dataclass(eq=False)
+class _Call:
+    command: Command
+    size: int
+    state: Literal["waiting", "lead", "taken", "done"] = "waiting"
+    result: Result | None = None
+    error: BaseException | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def answer(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        execute_group: Callable[[Sequence[Command]], list[Result]],
+        settings: Settings,
+    ) -> None:
+        self._execute_group = execute_group
+        self._group_max = settings.group_max
+        self._group_max_bytes = settings.group_max_bytes
+        self._queue_max = settings.queue_max
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queue: deque[_Call] = deque()
+        self._leading = False
+        self._closed = False
+        self._observers: list[Observer] = []
+
+    def observe(self, callback: Observer) -> None:
+        """``callback(size, seconds)`` after each committed group, from the thread that
+        committed it (so from several threads over time, never two at once for one ledger
+        unless the callback is slow). An exception it raises is logged and ignored: the
+        group is committed and its callers are answered whatever a metric does."""
+        with self._lock:
+            self._observers.append(callback)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued and not yet taken into a group (a gauge for metrics)."""
+        with self._lock:
+            return len(self._queue)
+
+    def append(self, command: Command) -> Result:
+        """Queues the command and returns its answer once its group has committed."""
+        call = _Call(command, len(command.__pydantic_serializer__.to_json(command)))
+        with self._lock:
+            if self._closed:
+                raise LedgerClosed("the ledger is closed: nothing was appended")
+            if len(self._queue) >= self._queue_max:
+                raise Overloaded(
+                    f"{len(self._queue)} commands are already waiting (LEDGER_QUEUE_MAX): "
+                    "nothing was appended, try again later"
+                )
+            self._queue.append(call)
+            follow, self._leading = self._leading, True
+        if follow:
+            try:
+                call.wake.wait()
+            except BaseException:
+                self._abandon(call)
+                raise
+            if call.state == "done":
+                return call.answer()
+        self._lead()
+        return call.answer()
+
+    def close(self) -> None:
+        """Refuses new callers and returns once every queued one is answered."""
+        with self._lock:
+            self._closed = True
+            while self._leading:
+                self._idle.wait()
+
+    def _lead(self) -> None:
+        """Commits one group from the head of the queue (this caller's command first)."""
+        with self._lock:
+            group = self._take()
+        started = time.perf_counter()
+        try:
+            results = self._execute_group([c.command for c in group])
+        except BaseException as error:
+            answered: list[Result] = []
+            stopped: Exception
+            if isinstance(error, GroupFailed):
+                answered, stopped = error.answered, error.error
+            elif isinstance(error, Exception):
+                stopped = error
+            else:
+                stopped = GroupAbandoned(repr(error))
+            with self._lock:
+                for c, result in zip(group, answered, strict=False):
+                    c.result = result
+                for c in group[len(answered) :]:
+                    c.error = stopped
+                self._answer(group)
+            if not isinstance(error, Exception):
+                raise  # the leader's own interrupt, once its followers are answered
+            return
+        seconds = time.perf_counter() - started
+        with self._lock:
+            for c, result in zip(group, results, strict=True):
+                c.result = result
+            self._answer(group)
+            observers = list(self._observers)
+        for observer in observers:
+            try:
+                observer(len(group), seconds)
+            except Exception:
+                _log.exception("a group commit observer failed (ignored)")
+
+    def _take(self) -> list[_Call]:
+        """The head of the queue, within the bounds (a command above the byte bound alone)."""
+        group: list[_Call] = []
+        size = 0
+        while self._queue and len(group) < self._group_max:
+            head = self._queue[0]
+            if group and size + head.size > self._group_max_bytes:
+                break
+            self._queue.popleft()
+            head.state = "taken"
+            group.append(head)
+            size += head.size
+        return group
+
+    def _answer(self, group: list[_Call]) -> None:
+        """Wakes the group's callers and hands the lead on (under the lock)."""
+        for c in group:
+            c.state = "done"
+            c.wake.set()
+        self._hand_off()
+
+    def _hand_off(self) -> None:
+        if self._queue:
+            head = self._queue[0]
+            head.state = "lead"
+            head.wake.set()
+        else:
+            self._leading = False
+            self._idle.notify_all()
+
+    def _abandon(self, call: _Call) -> None:
+        """A follower stopped while waiting (an interrupt): a command not yet taken into a
+        group leaves the queue unwritten; the lead it was handed goes to the next."""
+        with self._lock:
+            if call.state in ("waiting", "lead"):
+                self._queue.remove(call)
+            if call.state == "lead":
+                self._hand_off()
