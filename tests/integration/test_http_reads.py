@@ -231,3 +231,27 @@ def test_commands_from_http_carry_their_provenance(
         )
         assert by_source == expected and by_source["totals"][0]["purchases"] == 1
         assert client.get("/v1/revenue", params={"source": "fax"}).status_code == 422
+
+
+def test_a_full_group_commit_queue_answers_503_and_writes_nothing(
+    settings: Settings, conn: Conn
+) -> None:
+    import asyncio
+
+    from tests.support import user
+
+    with serve(settings, LEDGER_QUEUE_MAX="1") as served:
+
+        async def burst() -> list[Any]:
+            async with served.async_client() as client:
+                return await asyncio.gather(
+                    *(client.post("/v1/commands", json=user(f"u{n}")) for n in range(64))
+                )
+
+        answers = asyncio.run(burst())
+    statuses = [a.status_code for a in answers]
+    refused = [a for a in answers if a.status_code == 503]
+    assert refused and set(statuses) <= {201, 503}, statuses
+    assert {a.json()["error"]["code"] for a in refused} == {"overloaded"}
+    assert all(a.headers["retry-after"] == "1" for a in refused)
+    assert conn.execute("SELECT count(*) FROM users").fetchone() == (statuses.count(201),)
