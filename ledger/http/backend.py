@@ -53,10 +53,11 @@ class Writers:
     """Ledgers for appending threads, each used by one thread at a time unless it takes
     appends from several at once (then it stands in several places).
 
-    A command goes to the ledger its customer or user (else its payment intent) maps to:
-    the commands of one viewer or buyer meet the same ledger, so its cache holds their
-    aggregates and two ledgers do not race for the same aggregate (a lost race costs a
-    retry, never a wrong answer: the log's optimistic concurrency decides)."""
+    A command goes to the slot its customer or user (else its payment intent) maps to, so
+    one viewer's or buyer's commands are appended one after the other, in the order they
+    came; where the slots are distinct ledgers, they also meet the same cache and two
+    ledgers do not race for one aggregate (a lost race costs a retry, never a wrong answer:
+    the log's optimistic concurrency decides)."""
 
     def __init__(self, slots: Sequence[Ledger]) -> None:
         self.ledgers = list(dict.fromkeys(slots))
