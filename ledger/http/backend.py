@@ -54,8 +54,8 @@ class Writers:
     appends from several at once (then it stands in several places).
 
     A command goes to the slot its customer or user (else its payment intent) maps to, so
-    one viewer's or buyer's commands are appended one after the other, in the order they
-    came; where the slots are distinct ledgers, they also meet the same cache and two
+    one viewer's or buyer's commands are appended one at a time; where the slots are
+    distinct ledgers, they also meet the same cache and two
     ledgers do not race for one aggregate (a lost race costs a retry, never a wrong answer:
     the log's optimistic concurrency decides)."""
 
