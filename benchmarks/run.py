@@ -25,9 +25,10 @@ from benchmarks.cli_batch import bench_batch
 from benchmarks.concurrent import bench_replay, bench_threads
 from benchmarks.per_command import bench_append
 from benchmarks.scale import bench_access_check, bench_rebuild
+from benchmarks.serve import bench_serve
 from benchmarks.stream_cost import bench_stream
 
-SUITES = ("threads", "replay", "batch", "rebuild", "access", "append", "stream")
+SUITES = ("threads", "replay", "batch", "rebuild", "access", "append", "stream", "serve")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         ("access", lambda: bench_access_check(url, 20_000 if args.quick else 1_000_000)),
         ("append", lambda: bench_append(url, args.quick)),
         ("stream", lambda: bench_stream(url, args.quick)),
+        ("serve", lambda: bench_serve(url, args.quick)),
     ]
     run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **machine(url)}
     results: list[dict[str, Any]] = []

@@ -1,6 +1,7 @@
 """Reads of the projected tables: the read side's queries, in one place.
 
-``can_play`` answers "may this user play this content now?" with one indexed lookup;
+``can_play`` answers "may this user play this content now?" with one indexed lookup,
+``lookup`` the player's whole answer (the HTTP service's);
 ``tenant`` scopes a reader's transaction to one organization's rows;
 ``has_purchase_rows`` is the one read of a table that a decision makes (the RESTRICT
 rule of ``content.delete``), asked through the store.
@@ -18,6 +19,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from ledger.domain.clock import canonical
+
 _CAN_PLAY = (
     "SELECT EXISTS (SELECT 1 FROM content_access WHERE user_id = %s AND content_id = %s"
     " AND (expires_at IS NULL OR expires_at > coalesce(%s::timestamptz, now())))"
@@ -32,6 +35,26 @@ def can_play(
     (``ledger.db.connect`` does)."""
     row = conn.execute(_CAN_PLAY, (user_id, content_id, at), prepare=True).fetchone()
     return bool(row and row[0])
+
+
+_LOOKUP = (
+    "SELECT access_type, expires_at, (expires_at IS NULL OR expires_at > now())"
+    " FROM content_access WHERE user_id = %s AND content_id = %s"
+)
+
+
+def lookup(conn: psycopg.Connection[Any], user_id: str, content_id: str) -> dict[str, Any]:
+    """The player's answer, ``{"allowed", "access_type", "expires_at"}``, at the database's
+    now; the kind and end of an access that has expired are given with ``allowed`` false."""
+    row = conn.execute(_LOOKUP, (user_id, content_id), prepare=True).fetchone()
+    if row is None:
+        return {"allowed": False, "access_type": None, "expires_at": None}
+    access_type, expires_at, current = row
+    return {
+        "allowed": bool(current),
+        "access_type": access_type,
+        "expires_at": None if expires_at is None else canonical(expires_at),
+    }
 
 
 @contextmanager

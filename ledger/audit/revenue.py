@@ -239,3 +239,23 @@ def revenue(conn: psycopg.Connection[Any], schema: str, query: RevenueQuery) -> 
         row = RevenueRow(period, group, currency, *(int(v) for v in amounts))
         (totals if is_total else rows).append(row)
     return RevenueReport(rows=totals if query.group_by is None else rows, totals=totals)
+
+
+REVENUE_TOPICS = ("PurchaseCompleted", "PurchaseRefunded")
+
+
+def checked_revenue(
+    conn: psycopg.Connection[Any], schema: str, query: RevenueQuery
+) -> RevenueReport:
+    """The report; an event it reads that does not decode (stored behind the insert
+    trigger's back) is named by position and topic instead of failing deep in SQL."""
+    from ledger.upkeep.source import raise_if_undecodable
+
+    try:
+        report = revenue(conn, schema, query)
+    except (psycopg.DataError, TypeError, ValueError):
+        raise_if_undecodable(conn, schema, REVENUE_TOPICS)
+        raise
+    if any(row.currency is None for row in report.totals):
+        raise_if_undecodable(conn, schema, REVENUE_TOPICS)
+    return report

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from ledger import api, migrations
 from ledger.db import connect
 from ledger.errors import ConfigurationError
@@ -107,7 +105,7 @@ def _query(args: argparse.Namespace) -> Any:
 
 def run_revenue(args: argparse.Namespace) -> int:
     from ledger.audit import render
-    from ledger.audit.revenue import revenue
+    from ledger.audit.revenue import checked_revenue, revenue
 
     query = _query(args)
     if args.chart is not None and args.chart.suffix.lower() != ".png":
@@ -115,7 +113,7 @@ def run_revenue(args: argparse.Namespace) -> int:
     settings = api.settings(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
         migrations.require_log(conn, settings.schema)
-        report = _revenue(conn, settings.schema, query)
+        report = checked_revenue(conn, settings.schema, query)
         if query.organization is not None and not _registered(conn, settings, query.organization):
             print(
                 f"ledger: no organization {query.organization} is registered in the log: "
@@ -138,25 +136,6 @@ def run_revenue(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render.as_table(report) + "\n")
     return 0
-
-
-REVENUE_TOPICS = ("PurchaseCompleted", "PurchaseRefunded")
-
-
-def _revenue(conn: Any, schema: str, query: Any) -> Any:
-    """The report; an event it reads that does not decode (stored behind the insert
-    trigger's back) is named by position and topic instead of failing deep in SQL."""
-    from ledger.audit.revenue import revenue
-    from ledger.upkeep.source import raise_if_undecodable
-
-    try:
-        report = revenue(conn, schema, query)
-    except (psycopg.DataError, TypeError, ValueError):
-        raise_if_undecodable(conn, schema, REVENUE_TOPICS)
-        raise
-    if any(row.currency is None for row in report.totals):
-        raise_if_undecodable(conn, schema, REVENUE_TOPICS)
-    return report
 
 
 def _registered(conn: Any, settings: Any, organization: UUID) -> bool:

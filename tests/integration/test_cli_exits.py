@@ -284,9 +284,10 @@ def test_version_prints_the_package_version(cli_env: dict[str, str]) -> None:
 # -- no argument list makes a traceback -------------------------------------------------------
 
 # Commands that act beyond the test's schema (roles are the cluster's) or take long (the demo's
-# history) are left out; every other command and option is drawn, but --debug (which exists to
-# show tracebacks).
-_LEFT_OUT = {("demo",), ("db", "roles")}
+# history) are left out, and serve, which serves until a signal by design (its exits are tested
+# in tests/integration/test_http_*.py); every other command and option is drawn, but --debug
+# (which exists to show tracebacks).
+_LEFT_OUT = {("demo",), ("db", "roles"), ("serve",)}
 _VALUES = st.one_of(
     st.sampled_from(
         [

@@ -1,0 +1,253 @@
+"""``python -m benchmarks --only serve``: the HTTP service against today's path, side by side.
+
+The reference is 8 processes each appending its share of the commands one line per
+transaction, as 8 ``ledger append`` processes do. Against it, ``ledger serve`` (a
+subprocess) takes the same commands from 8 and then 32 concurrent HTTP clients, each
+sending one command per request and waiting for its answer; the load generator is a
+process of its own (plain asyncio HTTP/1.1 keep-alive connections: a generator heavier
+than the service would measure itself). Heartbeats (``playback.progress``) first, then
+purchases; throughput and p50/p99 latency per run, on fresh schemas of one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import orjson
+
+from benchmarks.workload import VIDEOS, drop, purchase_lines, scratch, setup_lines, video
+from ledger import api
+from ledger.commands import parse_command
+from ledger.config import Settings
+
+TOKEN = "bench-token"
+PROCESSES = 8
+CLIENT_COUNTS = (8, 32)
+
+
+def heartbeat_lines(count: int, prefix: str, users: int) -> list[bytes]:
+    """``count`` heartbeats of ``users`` viewers, each watching one video."""
+    return [
+        orjson.dumps(
+            {
+                "type": "playback.progress",
+                "user_id": f"u{n % users}",
+                "content_id": video(n % users % VIDEOS),
+                "position_seconds": n // users,
+                "duration_seconds": 36_000,
+                "idempotency_key": f"{prefix}{n}",
+            }
+        )
+        for n in range(count)
+    ]
+
+
+def grant_lines(users: int) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "type": "access.grant",
+                "user_id": f"u{n}",
+                "content_id": video(n % VIDEOS),
+                "access_type": "complimentary",
+                "idempotency_key": f"grant-{n}",
+            }
+        )
+        for n in range(users)
+    ]
+
+
+def prepared(url: str, users: int) -> Settings:
+    settings = scratch(url)
+    with api.open_ledger(settings) as app:
+        results = [
+            r
+            for _, r in api.append_lines(app, setup_lines(users) + grant_lines(users), atomic=True)
+        ]
+    assert all(r.status == "accepted" for r in results), {r.status for r in results}
+    return settings
+
+
+# --- the reference: 8 processes, one line per transaction -------------------------------
+
+
+def _line_process(
+    url: str, schema: str, lines: list[bytes], barrier: Any
+) -> tuple[int, float, float]:
+    with api.open_ledger(Settings(url=url, schema=schema)) as app:
+        commands = [parse_command(line) for line in lines]
+        barrier.wait()
+        started = time.perf_counter()
+        accepted = sum(1 for c in commands if app.execute(c).status == "accepted")
+        return accepted, started, time.perf_counter()
+
+
+def per_line_processes(settings: Settings, lines: list[bytes]) -> float:
+    """Commands per second of ``PROCESSES`` writers, each line its own transaction."""
+    shares = [lines[n::PROCESSES] for n in range(PROCESSES)]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(PROCESSES)
+        with context.Pool(PROCESSES) as pool:
+            done = pool.starmap(
+                _line_process, [(settings.url, settings.schema, s, barrier) for s in shares]
+            )
+    accepted = sum(d[0] for d in done)
+    assert accepted == len(lines), (accepted, len(lines))
+    return accepted / (max(d[2] for d in done) - min(d[1] for d in done))
+
+
+# --- the service and its load -------------------------------------------------------------
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        env = dict(
+            os.environ,
+            LEDGER_DATABASE_URL=settings.url,
+            LEDGER_SCHEMA=settings.schema,
+            LEDGER_API_TOKENS=TOKEN,
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "serve", "--port", "0"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            found = re.search(r"serving on http://([\d.]+):(\d+)", line)
+            if found:
+                self.host, self.port = found.group(1), int(found.group(2))
+                break
+        else:
+            raise RuntimeError(f"ledger serve exited {self.process.wait()}")
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+async def _client(host: str, port: int, bodies: list[bytes], latencies: list[float]) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    head = (
+        f"POST /v1/commands HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    ok = 0
+    for body in bodies:
+        started = time.perf_counter()
+        writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            header = await reader.readline()
+            if header in (b"\r\n", b""):
+                break
+            if header.lower().startswith(b"content-length:"):
+                length = int(header.split(b":", 1)[1])
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - started)
+        ok += status_line.split(b" ", 2)[1] in (b"200", b"201")
+    writer.close()
+    return ok
+
+
+def _load(host: str, port: int, bodies: list[bytes], clients: int, out: Any) -> None:
+    """The load generator's process: ``clients`` connections share ``bodies``."""
+    latencies: list[float] = []
+
+    async def main() -> int:
+        shares = [bodies[n::clients] for n in range(clients)]
+        done = await asyncio.gather(*(_client(host, port, s, latencies) for s in shares))
+        return sum(done)
+
+    started = time.perf_counter()
+    ok = asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    out.put((ok, elapsed, latencies))
+
+
+def over_http(service: Service, lines: list[bytes], clients: int) -> dict[str, float]:
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    generator = context.Process(
+        target=_load, args=(service.host, service.port, lines, clients, out)
+    )
+    generator.start()
+    ok, elapsed, latencies = out.get()
+    generator.join()
+    assert ok == len(lines), f"{len(lines) - ok} requests were not answered 2xx"
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"rate": ok / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+
+
+def _row(
+    name: str, ledger: float, reference: float | None, target: float | None, unit: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "ledger": ledger,
+        "reference": reference,
+        "ratio": None if reference is None else ledger / reference,
+        "target": target,
+        "unit": unit,
+    }
+
+
+def bench_serve(url: str, quick: bool) -> list[dict[str, Any]]:
+    count = 2000 if quick else 8000
+    users = 400
+    rows: list[dict[str, Any]] = []
+    warm = count // 10
+    for kind, make, target in (
+        ("heartbeats", lambda p, n, first: heartbeat_lines(n, p, users), 5.0),
+        ("purchases", lambda p, n, first: purchase_lines(n, p, users, first), 3.0),
+    ):
+        settings = prepared(url, users)
+        try:
+            reference = per_line_processes(settings, make("ref-", count, 0))
+        finally:
+            drop(settings)
+        rows.append(_row(f"serve: {kind}, 8 procs x 1 line/txn", reference, None, None, "cmd/s"))
+        for clients in CLIENT_COUNTS:
+            settings = prepared(url, users)
+            service = Service(settings)
+            try:
+                over_http(service, make("warm-", warm, count), clients)  # warm the caches
+                measured = over_http(service, make(f"c{clients}-", count, 0), clients)
+            finally:
+                service.stop()
+                drop(settings)
+            rows.append(
+                _row(
+                    f"serve: {kind}, {clients} HTTP clients",
+                    measured["rate"],
+                    reference,
+                    target if clients == 32 else None,
+                    "cmd/s",
+                )
+            )
+            for quantile in ("p50_ms", "p99_ms"):
+                limit = 50.0 if clients == 32 and quantile == "p99_ms" else None
+                rows.append(
+                    _row(
+                        f"serve: {kind}, {clients} clients {quantile[:3]}",
+                        measured[quantile],
+                        None,
+                        limit,
+                        "ms",
+                    )
+                )
+    return rows

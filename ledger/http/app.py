@@ -1,0 +1,86 @@
+"""``create_app``: the service as an ASGI application (FastAPI), over an opened
+``Backend``. docs/service.md describes every endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from ledger.http import auth, commands, health, openapi, reads
+from ledger.http.answers import ServiceError, error_body, error_response, json_response
+from ledger.http.backend import Backend
+from ledger.http.gate import Gate
+from ledger.http.stripe_webhook import stripe_router
+
+log = logging.getLogger("ledger.http")
+_REFUSALS = {401: "unauthorized", 413: "too_large", 503: "overloaded"}
+
+
+def create_app(backend: Backend) -> FastAPI:
+    app = FastAPI(
+        title="ledger",
+        version="1",
+        description="The purchase and access ledger over HTTP (docs/service.md).",
+    )
+    app.state.backend = backend
+    guarded = [Depends(auth.require_token)]
+    app.include_router(commands.router, dependencies=guarded)
+    app.include_router(reads.router, dependencies=guarded)
+    app.include_router(health.router)
+    # the Stripe webhook: authenticated by its signature only, no bearer token (docs/stripe.md)
+    app.include_router(
+        stripe_router(
+            backend.submit,
+            backend.config.stripe_secrets,
+            backend.config.stripe_tolerance_seconds,
+            backend.metrics.stripe_event,
+        )
+    )
+    _handle_errors(app)
+    openapi.install(app)
+    app.add_middleware(
+        Gate,
+        metrics=backend.metrics,
+        limit=backend.config.max_in_flight,
+        retry_after=backend.config.retry_after_seconds,
+    )
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every error answer is a result object; none carries a traceback or SQL."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, error: ServiceError) -> Response:
+        if error.status in _REFUSALS and error.code != "unavailable":
+            request.app.state.backend.metrics.refused.labels(_REFUSALS[error.status]).inc()
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ())]
+        field = location[-1] if location else None
+        where = ".".join(location[1:]) if len(location) > 1 else (field or "request")
+        return json_response(
+            error_body("validation_error", f"{where}: {first.get('msg', 'invalid')}", field), 422
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        code = "not_found" if error.status_code == 404 else "http_error"
+        return json_response(
+            error_body(code, str(error.detail)), error.status_code, getattr(error, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.error("unexpected error", exc_info=error)
+        return json_response(
+            error_body("internal_error", "an unexpected error stopped the request; it was logged"),
+            500,
+        )

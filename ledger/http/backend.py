@@ -1,0 +1,208 @@
+"""The service's side of the ledger: appends on the opened ledger in worker threads, and
+reads on a small pool of autocommit connections.
+
+An append is blocking work (decide, then commit to PostgreSQL), so it runs in a worker
+thread while the event loop keeps accepting and answering. Single commands all go to one
+opened ledger through ``ledger.append``, whose group commit lets concurrent callers share
+one transaction (``ledger.group_commit``); a batch, a run of commands in order, goes to a
+ledger of its own, as a ``ledger append`` process would. Reads never touch the write
+side's pools.
+
+Every database failure is turned into a ``ServiceError`` here: the client sees
+``unavailable`` (503, ``Retry-After``) for a connection or lock problem, and a fixed
+``internal_error`` message for anything else, never the database's text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import psycopg
+from anyio import CapacityLimiter
+from eventsourcing.persistence import PersistenceError
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ledger import api
+from ledger.commands import Command
+from ledger.config import Settings
+from ledger.db import conninfo
+from ledger.domain.errors import Rejected
+from ledger.errors import ConfigurationError
+from ledger.group_commit import GroupAbandoned, LedgerClosed
+from ledger.group_commit import Overloaded as QueueFull
+from ledger.http.answers import Overloaded, ServiceError, Unavailable
+from ledger.http.config import HttpConfig
+from ledger.http.metrics import Metrics
+from ledger.results import Result
+from ledger.service import Ledger
+from ledger.store import LockTimeout
+
+T = TypeVar("T")
+log = logging.getLogger("ledger.http")
+
+
+class Writers:
+    """Ledgers for appending threads, each used by one thread at a time unless it takes
+    appends from several at once (then it stands in several places).
+
+    A command goes to the slot its customer or user (else its payment intent) maps to, so
+    one viewer's or buyer's commands are appended one at a time; where the slots are
+    distinct ledgers, they also meet the same cache and two
+    ledgers do not race for one aggregate (a lost race costs a retry, never a wrong answer:
+    the log's optimistic concurrency decides)."""
+
+    def __init__(self, slots: Sequence[Ledger]) -> None:
+        self.ledgers = list(dict.fromkeys(slots))
+        self._slots = list(slots)
+        self._locks = [threading.Lock() for _ in slots]
+        self._next = itertools.count()
+
+    @contextmanager
+    def slot(self, key: str | None) -> Iterator[Ledger]:
+        index = (zlib.crc32(key.encode()) if key else next(self._next)) % len(self._slots)
+        with self._locks[index]:
+            yield self._slots[index]
+
+
+def affinity(command: Command | Rejected) -> str | None:
+    for name in ("customer_id", "user_id", "stripe_payment_intent_id"):
+        value = getattr(command, name, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+class Backend:
+    def __init__(
+        self,
+        settings: Settings,
+        config: HttpConfig,
+        metrics: Metrics,
+        singles: Writers,
+        batches: Writers,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.metrics = metrics
+        self._singles = singles
+        self._batches = batches
+        self._write_limiter = CapacityLimiter(config.max_in_flight)
+        self._read_limiter = CapacityLimiter(config.read_pool_size)
+        self._reads = ConnectionPool(
+            conninfo(settings.url),
+            min_size=1,
+            max_size=config.read_pool_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            open=False,
+            timeout=5.0,
+        )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.settings.schema)))
+
+    @classmethod
+    def open(cls, settings: Settings, config: HttpConfig, metrics: Metrics) -> Backend:
+        """Opens the ledgers (``ConfigurationError`` when the database is not ready).
+
+        Single commands go to one ledger from as many threads as requests may be in
+        flight: its group commit shares one transaction among the callers waiting, and
+        answers ``Overloaded`` when its queue is full. A batch is a run of commands in
+        order on a ledger of its own (``LEDGER_HTTP_WRITERS`` of them)."""
+        shared = api.open_ledger(settings)
+        api.observe_groups(shared, metrics.group_committed)
+        singles = Writers([shared] * config.max_in_flight)
+        batches = Writers([api.open_ledger(settings) for _ in range(config.writers)])
+        backend = cls(settings, config, metrics, singles, batches)
+        backend._reads.open(wait=False)
+        return backend
+
+    def close(self) -> None:
+        self._reads.close()
+        for ledger in dict.fromkeys([*self._singles.ledgers, *self._batches.ledgers]):
+            ledger.close()
+
+    # --- appends -----------------------------------------------------------------------
+
+    async def submit(self, command: Command) -> Result:
+        """One command appended, as ``ledger.append`` answers it."""
+        result = await self._write(
+            self._singles, affinity(command), lambda ledger: api.append(ledger, command), "command"
+        )
+        self.metrics.count(getattr(command, "type", ""), result)
+        return result
+
+    async def submit_batch(
+        self, numbered: Sequence[tuple[int, Command | Rejected]], *, atomic: bool
+    ) -> list[tuple[int, Result]]:
+        """Parsed lines, each in its own transaction or (``atomic``) all in one, answered
+        as ``ledger append`` answers them."""
+        items = [item for _, item in numbered]
+        results = await self._write(
+            self._batches, None, lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
+        )
+        for item, result in zip(items, results, strict=True):
+            self.metrics.count(getattr(item, "type", "unknown"), result)
+        return [(number, result) for (number, _), result in zip(numbered, results, strict=True)]
+
+    async def _write(
+        self, writers: Writers, key: str | None, work: Callable[[Ledger], T], kind: str
+    ) -> T:
+        def in_thread() -> T:
+            started = time.perf_counter()
+            try:
+                with _database_errors(), writers.slot(key) as ledger:
+                    return work(ledger)
+            finally:
+                self.metrics.append_seconds.labels(kind).observe(time.perf_counter() - started)
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._write_limiter)
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        def in_thread() -> T:
+            with _database_errors(), self._reads.connection() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._read_limiter)
+
+    async def call(self, work: Callable[[], T]) -> T:
+        """Blocking work that opens its own connection (``ledger.projections`` status)."""
+
+        def in_thread() -> T:
+            with _database_errors():
+                return work()
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._read_limiter)
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except ServiceError:
+        raise
+    except QueueFull:
+        raise Overloaded(
+            "the group-commit queue is full (LEDGER_QUEUE_MAX): try again shortly"
+        ) from None
+    except (LedgerClosed, GroupAbandoned):
+        raise Unavailable("the service is stopping: send the command again") from None
+    except (PoolTimeout, LockTimeout, psycopg.OperationalError) as error:
+        log.warning("database unavailable: %s", error)
+        raise Unavailable("the database is unavailable or busy: try again shortly") from None
+    except ConfigurationError as error:  # our own one-line messages: no SQL in them
+        raise Unavailable(str(error)) from None
+    except (psycopg.Error, PersistenceError):
+        log.exception("database error")
+        raise ServiceError("a database error stopped the request; it was logged") from None

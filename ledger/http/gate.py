@@ -1,0 +1,77 @@
+"""The outermost layer of the service: a request id for every request, and the bound
+on requests in flight.
+
+A request beyond ``limit`` is answered 503 with ``Retry-After`` before its body is
+read, so load beyond what the ledger can take costs a short answer, never a queue that
+grows without bound. The probes and the metrics are outside the bound: an overloaded
+service must still say that it is alive and how loaded it is.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledger.http.answers import Overloaded, error_response
+from ledger.http.metrics import Metrics
+
+UNBOUNDED_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
+REQUEST_ID = b"x-request-id"
+MAX_REQUEST_ID = 200
+
+
+def request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-Id`` when it is short printable ASCII, else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID:
+            if 0 < len(value) <= MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in value):
+                return str(value.decode("ascii"))
+            break
+    return uuid.uuid4().hex
+
+
+class Gate:
+    def __init__(self, app: ASGIApp, metrics: Metrics, limit: int, retry_after: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.limit = limit
+        self.retry_after = retry_after
+        self.in_flight = 0  # one event loop: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(scope)
+        scope.setdefault("state", {})["request_id"] = rid
+        tag = (REQUEST_ID, rid.encode())
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), tag]}
+            await send(message)
+
+        if scope["path"] in UNBOUNDED_PATHS:
+            await self.app(scope, receive, tagged)
+            return
+        if self.in_flight >= self.limit:
+            self.metrics.refused.labels("overloaded").inc()
+            refusal = Overloaded(
+                f"{self.in_flight} requests are in flight, the limit: try again shortly",
+                self.retry_after,
+            )
+            await error_response(refusal)(scope, receive, tagged)
+            return
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, tagged)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+
+def scope_request_id(scope: Scope) -> str:
+    state = scope.get("state") or {}
+    return str(state.get("request_id") or uuid.uuid4().hex)

@@ -1,0 +1,61 @@
+"""``/healthz`` (the process answers), ``/readyz`` (it can do its work: the database
+answers, every migration is applied, no projected table is stale) and ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ledger import migrations
+from ledger.http.answers import ServiceError, json_response
+from ledger.http.backend import Backend
+from ledger.http.metrics import CONTENT_TYPE
+from ledger.upkeep import status as projection_status
+from projections import freshness
+
+router = APIRouter()
+log = logging.getLogger("ledger.http")
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+def _checks(conn: Any, schema: str) -> dict[str, str]:
+    missing = [s.migration.label for s in migrations.status(conn, schema) if s.applied_at is None]
+    stale = sorted(freshness.stale(conn, schema))
+    return {
+        "database": "ok",
+        "migrations": f"missing {', '.join(missing)}" if missing else "ok",
+        "projections": f"stale {', '.join(stale)}" if stale else "ok",
+    }
+
+
+@router.get("/readyz", summary="Database reachable, migrations current, projections fresh")
+async def readyz(request: Request) -> Response:
+    backend: Backend = request.app.state.backend
+    try:
+        checks = await backend.read(lambda conn: _checks(conn, backend.settings.schema))
+    except ServiceError as error:
+        checks = {"database": error.message}
+    ready = all(value == "ok" for value in checks.values()) and len(checks) == 3
+    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    backend: Backend = request.app.state.backend
+    try:
+        statuses = await backend.call(lambda: projection_status.status(backend.settings))
+    except ServiceError as error:
+        log.warning("metrics: projection status not read: %s", error.message)
+    else:
+        for state in statuses:
+            lag = state.lag if state.lag is not None else state.head
+            backend.metrics.projection_lag.labels(state.name).set(lag)
+            backend.metrics.projection_stale.labels(state.name).set(1 if state.stale else 0)
+    return Response(backend.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,116 @@
+"""The read endpoints: the player's access check, the revenue report and the log as a
+stream, each the same answer as its CLI counterpart (``ledger.read_model``,
+``audit revenue --format json``, ``ledger events``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from ledger import read_model, stream
+from ledger.audit import render
+from ledger.audit.revenue import RevenueQuery, checked_revenue, parse_moment
+from ledger.event_shapes import UndecodableEvent
+from ledger.http import openapi
+from ledger.http.answers import BadRequest, ServiceError, json_response
+from ledger.http.backend import Backend
+
+router = APIRouter()
+MAX_EVENTS = 1000
+
+
+@router.get(
+    "/v1/access/{user_id}/{content_id}",
+    summary="May this user play this content now?",
+    responses=openapi.ACCESS_RESPONSES,
+)
+async def get_access(request: Request, user_id: str, content_id: UUID) -> Response:
+    backend: Backend = request.app.state.backend
+    answer = await backend.read(lambda conn: read_model.lookup(conn, user_id, str(content_id)))
+    return json_response(answer)
+
+
+@router.get("/v1/revenue", summary="The revenue report (audit revenue --format json)")
+async def get_revenue(
+    request: Request,
+    organization: UUID | None = None,
+    start: Annotated[str | None, Query(alias="from", description="inclusive")] = None,
+    end: Annotated[str | None, Query(alias="to", description="exclusive")] = None,
+    as_of: Annotated[str | None, Query(description="as the ledger knew it then")] = None,
+    group_by: Literal["month", "day", "content", "creator", "organization"] | None = None,
+    source: Annotated[str | None, Query(description="cli, api, http, stripe or unknown")] = None,
+) -> Response:
+    backend: Backend = request.app.state.backend
+    try:
+        query = RevenueQuery(
+            organization=organization,
+            start=parse_moment(start, "from") if start else None,
+            end=parse_moment(end, "to", exclusive=True) if end else None,
+            as_of=parse_moment(as_of, "as_of") if as_of else None,
+            group_by=group_by,
+            source=source,
+        )
+    except ValueError as error:
+        message = str(error).replace("--as-of", "as_of").replace("--", "")
+        field = re.match(r"[a-z_]+", message)
+        raise BadRequest(message, field.group() if field else None) from None
+
+    def report(conn: Any) -> str:
+        try:
+            return render.as_json(checked_revenue(conn, backend.settings.schema, query))
+        except UndecodableEvent as error:
+            raise ServiceError(str(error)) from None
+
+    body = await backend.read(report)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/v1/events", summary="The log in position order (ledger events)")
+async def get_events(
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
+    topic: Annotated[list[str] | None, Query(description="repeatable")] = None,
+    source: Annotated[str | None, Query(description="cli, api, http, stripe or unknown")] = None,
+    correlation_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> Response:
+    backend: Backend = request.app.state.backend
+    try:
+        topics = stream.check_topics(topic or [])
+        provenance = stream.ProvenanceFilter(source, correlation_id, idempotency_key)
+    except ValueError as error:
+        message = str(error)
+        raise BadRequest(message, message.split(":", 1)[0]) from None
+
+    def read(conn: Any) -> dict[str, Any]:
+        records: list[dict[str, Any]] = []
+        position = after
+        while len(records) < limit:
+            try:
+                batch = stream.read_window(
+                    conn,
+                    backend.settings.schema,
+                    position,
+                    topics=topics,
+                    size=limit,
+                    provenance=provenance,
+                )
+            except UndecodableEvent as error:
+                if records:
+                    break
+                raise ServiceError(str(error)) from None
+            if batch is None:
+                break
+            for record in batch.records[: limit - len(records)]:
+                records.append(record.as_dict())
+                position = record.position
+            if len(records) < limit:
+                position = batch.position
+        return {"events": records, "next_after": position}
+
+    return json_response(await backend.read(read))

@@ -1,0 +1,146 @@
+"""Stopping the service: SIGTERM answers what is in flight (committed) and exits 0;
+SIGKILL under load loses nothing that was answered 2xx and leaves nothing half-applied."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import psycopg
+
+from ledger.config import Settings
+from tests.serving import TOKEN, Served, serve
+from tests.support import catalogue, cli, complete, user
+
+Conn = psycopg.Connection[Any]
+CUSTOMERS = 50
+
+
+def setup(served: Served) -> None:
+    with served.client() as client:
+        commands = [*catalogue(), *(user(f"c{n}") for n in range(CUSTOMERS))]
+        answers = client.post("/v1/commands/batch", json=commands).json()
+        assert {a["status"] for a in answers} == {"accepted"}
+
+
+def purchase(n: int) -> dict[str, Any]:
+    """Purchase ``n``: its own (customer, content) pair, so each is accepted."""
+    import uuid
+
+    content = str(uuid.UUID(int=n + 1, version=4))
+    return complete(f"pi_{n}", customer=f"c{n % CUSTOMERS}", content_id=content)
+
+
+def publish_all(served: Served, count: int) -> None:
+    from tests.support import publish
+
+    with served.client() as client:
+        for first in range(0, count, 1000):
+            batch = [
+                publish(str(purchase(n)["content_id"]))
+                for n in range(first, min(count, first + 1000))
+            ]
+            assert {
+                a["status"]
+                for a in client.post("/v1/commands/batch?atomic=true", json=batch).json()
+            } == {"accepted"}
+
+
+def wait_in_flight(served: Served, at_least: int) -> None:
+    deadline = time.monotonic() + 30
+    with served.client(None) as probe:
+        while True:
+            text = probe.get("/metrics").text
+            line = next(
+                x for x in text.splitlines() if x.startswith("ledger_http_requests_in_flight ")
+            )
+            if float(line.split()[1]) >= at_least:
+                return
+            assert time.monotonic() < deadline, "the request never got in flight"
+            time.sleep(0.01)
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits_zero(
+    settings: Settings, conn: Conn
+) -> None:
+    with serve(settings) as served:
+        setup(served)
+        publish_all(served, 1000)
+        answers: list[httpx.Response] = []
+
+        def big_batch() -> None:
+            with served.client() as client:
+                batch = [purchase(n) for n in range(1000)]
+                answers.append(client.post("/v1/commands/batch?atomic=true", json=batch))
+
+        sender = threading.Thread(target=big_batch)
+        sender.start()
+        wait_in_flight(served, 1)
+        served.process.send_signal(signal.SIGTERM)
+        status = served.process.wait(60)
+        sender.join()
+        assert status == 0, served.log()
+        assert "Traceback" not in served.log()
+        assert len(answers) == 1 and answers[0].status_code == 200
+        assert {a["status"] for a in answers[0].json()} == {"accepted"}
+        try:
+            httpx.get(served.url + "/healthz", timeout=2)
+            raise AssertionError("the server still answers after SIGTERM")
+        except httpx.TransportError:
+            pass
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1000,)
+
+
+def test_sigkill_under_load_keeps_every_answered_append(
+    settings: Settings, conn: Conn, cli_env: dict[str, str]
+) -> None:
+    total = 1000
+    answered: dict[str, int] = {}
+    with serve(settings) as served:
+        setup(served)
+        publish_all(served, total)
+        next_n = iter(range(total))
+
+        async def client_loop() -> None:
+            async with httpx.AsyncClient(
+                base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+            ) as client:
+                for n in next_n:
+                    try:
+                        answer = await client.post("/v1/commands", json=purchase(n))
+                    except httpx.TransportError:
+                        return  # the server is gone
+                    if answer.is_success:
+                        answered[f"pi_{n}"] = answer.json()["position"]
+
+        def killer() -> None:
+            while len(answered) < 100:
+                time.sleep(0.01)
+            served.process.send_signal(signal.SIGKILL)
+
+        async def load() -> None:
+            kill = asyncio.get_running_loop().run_in_executor(None, killer)
+            await asyncio.gather(*(client_loop() for _ in range(16)))
+            await kill
+
+        asyncio.run(load())
+        assert served.process.wait(30) == -signal.SIGKILL
+    assert 100 <= len(answered) < total
+    logged = dict(
+        conn.execute(
+            "SELECT convert_from(state, 'UTF8')::jsonb ->> 'stripe_payment_intent_id', notification_id "
+            "FROM ledger_events WHERE topic = 'PurchaseCompleted'"
+        ).fetchall()
+    )
+    positions = {r[0] for r in conn.execute("SELECT notification_id FROM ledger_events").fetchall()}
+    assert set(answered) <= set(logged)  # every purchase answered 2xx is in the log...
+    assert set(answered.values()) <= positions  # ...with the position its answer named
+    assert all(logged[k] <= answered[k] for k in answered)  # its last event's position
+    rows = {r[0] for r in conn.execute("SELECT stripe_payment_intent_id FROM purchases").fetchall()}
+    assert rows == set(logged)  # every logged purchase has its row, and no row lacks its event
+    verified = cli(cli_env, "projections", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

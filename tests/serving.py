@@ -1,0 +1,103 @@
+"""The real service for the HTTP tests: ``ledger serve --port 0`` in a subprocess on the
+test's schema, found by the port it prints, and a real HTTP client (httpx)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+
+from ledger.config import Settings
+
+TOKEN = "test-token-1"
+SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str
+    stderr: list[str] = field(default_factory=list)
+
+    def client(self, token: str | None = TOKEN, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def async_client(self, token: str | None = TOKEN, **kwargs: object) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return "".join(self.stderr)
+
+
+def server_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LEDGER_DATABASE_URL=settings.url,
+        LEDGER_SCHEMA=settings.schema,
+        LEDGER_API_TOKENS=f"{TOKEN},test-token-2",
+    )
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def serve(settings: Settings, **extra: str) -> Iterator[Served]:
+    """The service on an ephemeral loopback port until the block ends (then SIGTERM)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "serve", "--port", "0"],
+        env=server_env(settings, extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            match = SERVING.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not ready.wait(0.1):
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("ledger serve did not start: " + "".join(lines))
+    if not found:
+        process.wait(10)
+        raise AssertionError(f"ledger serve exited {process.returncode}: {''.join(lines)}")
+    served = Served(process, found[0], lines)
+    try:
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
