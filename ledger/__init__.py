@@ -56,9 +56,9 @@ if TYPE_CHECKING:
         Rejected,
         ValidationFailed,
     )
+    from ledger.domain.provenance import Provenance
     from ledger.errors import ConfigurationError
     from ledger.group_commit import LedgerClosed, Overloaded
-    from ledger.provenance import Provenance
     from ledger.results import Result
     from ledger.service import Ledger
     from ledger.store import LockTimeout
@@ -110,7 +110,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "ledger.errors": ("ConfigurationError",),
     "ledger.group_commit": ("LedgerClosed", "Overloaded"),
-    "ledger.provenance": ("Provenance",),
+    "ledger.domain.provenance": ("Provenance",),
     "ledger.results": ("Result",),
     "ledger.service": ("Ledger",),
     "ledger.store": ("LockTimeout",),

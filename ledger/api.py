@@ -14,9 +14,9 @@ from ledger.commands import Command, parse_command, validate_command
 from ledger.config import Settings
 from ledger.db import connect
 from ledger.domain.errors import Rejected
+from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupFailed
-from ledger.provenance import Provenance, line_id
 from ledger.results import Result
 from ledger.service import Ledger
 

@@ -35,7 +35,7 @@ from pydantic import (
 from ledger.currencies import ACTIVE
 from ledger.domain import clock
 from ledger.domain.errors import ValidationFailed
-from ledger.provenance import DEFAULT, Provenance
+from ledger.domain.provenance import DEFAULT, Provenance
 
 MAX_INT = 2_147_483_647
 

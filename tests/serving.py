@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -57,10 +58,13 @@ def server_env(settings: Settings, extra: Mapping[str, str] | None = None) -> di
 
 
 @contextmanager
-def serve(settings: Settings, **extra: str) -> Iterator[Served]:
-    """The service on an ephemeral loopback port until the block ends (then SIGTERM)."""
+def serve(settings: Settings, script: Path | None = None, **extra: str) -> Iterator[Served]:
+    """The service on an ephemeral loopback port until the block ends (then SIGTERM);
+    ``script``: run by that script, a stand-in for ``python -m ledger`` that plants a
+    fault first (tests/faulty_serve.py)."""
+    entry = [str(script)] if script else ["-m", "ledger"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "ledger", "serve", "--port", "0"],
+        [sys.executable, *entry, "serve", "--port", "0"],
         env=server_env(settings, extra),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

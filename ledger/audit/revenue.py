@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.domain import clock
-from ledger.provenance import SOURCES, UNRECORDED
+from ledger.domain.provenance import SOURCES, UNRECORDED
 
 GroupBy = Literal["month", "day", "content", "creator", "organization"]
 GROUPS: tuple[str, ...] = ("month", "day", "content", "creator", "organization")

@@ -15,8 +15,8 @@ from uuid import UUID
 
 from ledger import api, migrations
 from ledger.db import connect
+from ledger.domain.provenance import SOURCES, UNRECORDED
 from ledger.errors import ConfigurationError
-from ledger.provenance import SOURCES, UNRECORDED
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ import orjson
 import psycopg
 
 from ledger import api, stream
-from ledger.provenance import SOURCES, UNRECORDED
+from ledger.domain.provenance import SOURCES, UNRECORDED
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 

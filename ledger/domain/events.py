@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from eventsourcing.domain import AggregateCreated, AggregateEvent
 from eventsourcing.utils import register_topic
 
+from ledger.domain.provenance import Provenance
 from ledger.domain.upcasters import PROVENANCE, Step, install
-from ledger.provenance import Provenance
 
 # a field every event of the current version stores, though it has a default: the
 # aggregate makes the event before the service stamps it (``with_provenance``)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.provenance import UNRECORDED
+from ledger.domain.provenance import UNRECORDED
 
 State = dict[str, Any]
 

@@ -15,6 +15,7 @@ from ledger.http.answers import ServiceError, error_body, error_response, json_r
 from ledger.http.backend import Backend
 from ledger.http.gate import Gate
 from ledger.http.stripe_webhook import stripe_router
+from ledger.http.unexpected import CatchUnexpected
 
 log = logging.getLogger("ledger.http")
 _REFUSALS = {401: "unauthorized", 413: "too_large", 503: "overloaded"}
@@ -53,6 +54,7 @@ def create_app(backend: Backend) -> FastAPI:
 
 def _handle_errors(app: FastAPI) -> None:
     """Every error answer is a result object; none carries a traceback or SQL."""
+    app.add_middleware(CatchUnexpected)  # added before the gate, so inside it (unexpected.py)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> Response:

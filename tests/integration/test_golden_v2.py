@@ -20,7 +20,7 @@ import ledger
 from ledger import api
 from ledger.commands import parse_command
 from ledger.config import Settings
-from ledger.provenance import UNRECORDED
+from ledger.domain.provenance import UNRECORDED
 from ledger.upkeep.rebuild import rebuild
 from tests.fixtures.golden import make
 from tests.integration.test_golden_log import _by_id, _load, _rows

@@ -1,5 +1,6 @@
-"""Stopping the service: SIGTERM answers what is in flight (committed) and exits 0;
-SIGKILL under load loses nothing that was answered 2xx and leaves nothing half-applied."""
+"""Stopping the service: SIGTERM answers what is in flight (committed) and exits 0, SIGINT
+the same with 130; SIGKILL under load loses nothing that was answered 2xx and leaves
+nothing half-applied."""
 
 from __future__ import annotations
 
@@ -64,34 +65,57 @@ def wait_in_flight(served: Served, at_least: int) -> None:
             time.sleep(0.01)
 
 
+def stop_with_batches_in_flight(served: Served, signum: int) -> int:
+    """Sends ``signum`` while two atomic batches of 500 purchases each are in flight, and
+    checks what must hold whatever the signal: both answered, every purchase accepted, no
+    traceback, and nothing listening afterwards. The exit status is the caller's to judge."""
+    setup(served)
+    publish_all(served, 1000)
+    answers: list[httpx.Response] = []
+
+    def big_batch(first: int) -> None:
+        with served.client() as client:
+            batch = [purchase(n) for n in range(first, first + 500)]
+            answers.append(client.post("/v1/commands/batch?atomic=true", json=batch))
+
+    senders = [threading.Thread(target=big_batch, args=(first,)) for first in (0, 500)]
+    for sender in senders:
+        sender.start()
+    wait_in_flight(served, 2)
+    served.process.send_signal(signum)
+    status = served.process.wait(60)
+    for sender in senders:
+        sender.join()
+    assert "Traceback" not in served.log()
+    assert [a.status_code for a in answers] == [200, 200], served.log()
+    assert {a["status"] for answer in answers for a in answer.json()} == {"accepted"}
+    try:
+        httpx.get(served.url + "/healthz", timeout=2)
+        raise AssertionError(f"the server still answers after {signal.Signals(signum).name}")
+    except httpx.TransportError:
+        pass
+    return status
+
+
 def test_sigterm_answers_the_requests_in_flight_then_exits_zero(
     settings: Settings, conn: Conn
 ) -> None:
     with serve(settings) as served:
-        setup(served)
-        publish_all(served, 1000)
-        answers: list[httpx.Response] = []
-
-        def big_batch() -> None:
-            with served.client() as client:
-                batch = [purchase(n) for n in range(1000)]
-                answers.append(client.post("/v1/commands/batch?atomic=true", json=batch))
-
-        sender = threading.Thread(target=big_batch)
-        sender.start()
-        wait_in_flight(served, 1)
-        served.process.send_signal(signal.SIGTERM)
-        status = served.process.wait(60)
-        sender.join()
+        status = stop_with_batches_in_flight(served, signal.SIGTERM)
         assert status == 0, served.log()
-        assert "Traceback" not in served.log()
-        assert len(answers) == 1 and answers[0].status_code == 200
-        assert {a["status"] for a in answers[0].json()} == {"accepted"}
-        try:
-            httpx.get(served.url + "/healthz", timeout=2)
-            raise AssertionError("the server still answers after SIGTERM")
-        except httpx.TransportError:
-            pass
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1000,)
+
+
+def test_sigint_answers_the_requests_in_flight_then_exits_130(
+    settings: Settings, conn: Conn
+) -> None:
+    """Ctrl-C on ``ledger serve`` stops it as SIGTERM does, with the status of an
+    interruption: a shell or a supervisor can tell the two apart."""
+    with serve(settings) as served:
+        status = stop_with_batches_in_flight(served, signal.SIGINT)
+        assert status == 130, served.log()
+        # the service's own shutdown, not the CLI's KeyboardInterrupt (also 130)
+        assert "interrupted" not in served.log()
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1000,)
 
 

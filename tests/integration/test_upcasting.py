@@ -22,8 +22,8 @@ from eventsourcing.persistence import StoredEvent
 from ledger import event_shapes
 from ledger.domain import upcasters
 from ledger.domain.events import EVENTS_BY_TOPIC
+from ledger.domain.provenance import UNRECORDED
 from ledger.event_shapes import UndecodableEvent
-from ledger.provenance import UNRECORDED
 from ledger.service import Ledger
 from ledger.upkeep.source import decode
 from tests.support import foreign_user_state

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import api
-from ledger.provenance import SOURCES
+from ledger.domain.provenance import SOURCES
 from tests.property.model import Model
 from tests.property.test_model_equivalence import histories, model_rows, table_rows
 from tests.support import TABLES, statuses

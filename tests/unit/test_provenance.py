@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ledger.commands import RegisterUser, parse_command, validate_command
 from ledger.domain.errors import ValidationFailed
-from ledger.provenance import MAX_CORRELATION_ID, SOURCES, Provenance, line_id
+from ledger.domain.provenance import MAX_CORRELATION_ID, SOURCES, Provenance, line_id
 
 USER = '{"type": "user.register", "user_id": "alice", "idempotency_key": "k-1"}'
 

@@ -19,8 +19,8 @@ from ledger.commands import (
     parse_command,
 )
 from ledger.domain.errors import ValidationFailed
+from ledger.domain.provenance import Provenance
 from ledger.http.stripe_events import Mapped, Unmapped, map_event, whole_number
-from ledger.provenance import Provenance
 from tests import support
 from tests.stripe_support import (
     CREATED,

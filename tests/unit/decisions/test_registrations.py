@@ -1,6 +1,7 @@
 """One registration per concept: every command has its handler, every event its
 projection or a place among the deliberately unprojected, and the projections stand on
-the domain alone (never on the write side, nor on the database's upkeep)."""
+the domain alone (never on the write side, nor on the database's upkeep), which stands on
+nothing above it."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def test_every_event_class_is_projected_or_deliberately_unprojected() -> None:
     assert set(PROJECTED_TOPICS) == {str(getattr(cls, "TOPIC")) for cls in projected}  # noqa: B009
 
 
-def test_the_projections_import_nothing_of_the_ledger_but_its_domain() -> None:
+def _ledger_imports_outside_the_domain(folder: Path) -> list[str]:
     found = []
-    for path in sorted((ROOT / "projections").glob("*.py")):
+    for path in sorted(folder.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = (
                 [node.module or ""]
@@ -43,4 +44,14 @@ def test_the_projections_import_nothing_of_the_ledger_but_its_domain() -> None:
                 for n in names
                 if (n == "ledger" or n.startswith("ledger.")) and not n.startswith("ledger.domain")
             ]
-    assert found == []
+    return found
+
+
+def test_the_projections_import_nothing_of_the_ledger_but_its_domain() -> None:
+    assert _ledger_imports_outside_the_domain(ROOT / "projections") == []
+
+
+def test_the_domain_imports_nothing_of_the_ledger_outside_it() -> None:
+    """The layer the projections stand on must not stand on anything above it, or they
+    would too (``ledger.provenance`` once was such an import)."""
+    assert _ledger_imports_outside_the_domain(ROOT / "ledger" / "domain") == []
