@@ -84,6 +84,15 @@ def append(ledger: Ledger, command: Command) -> Result:
     return ledger.groups.append(checked)
 
 
+def append_parsed(ledger: Ledger, commands: Sequence[Command]) -> list[Result | BaseException]:
+    """Commands that ``parse_command`` made (so already checked by every rule), appended
+    as ``append`` appends them, in this order, by one caller: each one's ``Result``, or
+    the error that stopped its group. For a front that gathers concurrent requests itself
+    (the HTTP service's event loop), so one thread waits for all of them. Raises
+    ``Overloaded`` when the queue has no room for them all (then nothing is queued)."""
+    return ledger.groups.append_all(commands)
+
+
 def observe_groups(ledger: Ledger, callback: Callable[[int, float], None]) -> None:
     """``callback(size, seconds)`` after each group that ``append`` commits (metrics)."""
     ledger.groups.observe(callback)

@@ -118,27 +118,49 @@ class GroupCommitter:
 
     def append(self, command: Command) -> Result:
         """Queues the command and returns its answer once its group has committed."""
-        call = _Call(command, len(command.__pydantic_serializer__.to_json(command)))
+        (answer,) = self.append_all([command])
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def append_all(self, commands: Sequence[Command]) -> list[Result | BaseException]:
+        """Queues the commands in order, as one caller, and returns each one's answer (a
+        ``Result``, or the error that stopped its group) once they have all committed.
+
+        For a front that collects concurrent requests itself (the HTTP service's event
+        loop): one thread waits for them all, where one thread per command would cost a
+        thread switch and a wake-up each. They are decided exactly as if each had been
+        appended by a caller of its own, in this order. ``Overloaded`` if the queue has
+        no room for all of them (then none is queued).
+        """
+        calls = [_Call(c, len(c.__pydantic_serializer__.to_json(c))) for c in commands]
+        if not calls:
+            return []
         with self._lock:
             if self._closed:
                 raise LedgerClosed("the ledger is closed: nothing was appended")
-            if len(self._queue) >= self._queue_max:
+            if len(self._queue) + len(calls) > self._queue_max:
                 raise Overloaded(
                     f"{len(self._queue)} commands are already waiting (LEDGER_QUEUE_MAX): "
                     "nothing was appended, try again later"
                 )
-            self._queue.append(call)
+            self._queue.extend(calls)
             follow, self._leading = self._leading, True
-        if follow:
+        for index, call in enumerate(calls):
             try:
-                call.wake.wait()
+                if follow or index > 0:
+                    call.wake.wait()
+                    if call.state == "done":
+                        continue
+                # this caller leads: its next command is at the head of the queue
+                self._lead()
             except BaseException:
-                self._abandon(call)
+                # an interrupt: what is not yet taken into a group leaves the queue, and a
+                # lead handed to one of these commands goes on to the next caller
+                for rest in calls[index:]:
+                    self._abandon(rest)
                 raise
-            if call.state == "done":
-                return call.answer()
-        self._lead()
-        return call.answer()
+        return [c.error if c.error is not None else c.answer() for c in calls]
 
     def close(self) -> None:
         """Refuses new callers and returns once every queued one is answered."""

@@ -115,9 +115,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     rest.execute(_BEGIN)
                     for lock in self.locking:
                         rest.execute(_rendered(lock, conn))
+                    insert = _rendered(_insert_events_sql(schema), conn)
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
-                        insert = _rendered(_insert_events_sql(schema, len(chunk)), conn)
                         inserted.append(conn.cursor())
                         inserted[-1].execute(insert, _insert_params(chunk), prepare=True)
                     rest.execute(_rendered(_notify_sql(self.channel_name), conn))
@@ -173,19 +173,22 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
 
 INSERT_ROWS = 1000
-"""Events per INSERT: 4,000 bind parameters, well under the protocol's 65,535 per statement,
-and few enough statement shapes (one per remainder) for psycopg's prepared-statement cache."""
+"""Events per INSERT: one statement of four arrays whatever the count (prepared once, its
+text parsed once by psycopg), and a message of bounded size however large the batch."""
 
 
 def _duration(milliseconds: int) -> str:
     return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
-def _insert_params(chunk: Sequence[StoredEvent]) -> list[Any]:
-    params: list[Any] = []
-    for event in chunk:
-        params += (event.originator_id, event.originator_version, event.topic, event.state)
-    return params
+def _insert_params(chunk: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """The chunk's columns, each an array bound in binary (``_insert_events_sql``)."""
+    return (
+        [e.originator_id for e in chunk],
+        [e.originator_version for e in chunk],
+        [e.topic for e in chunk],
+        [e.state for e in chunk],
+    )
 
 
 def _settle(conn: Connection[Any], error: BaseException) -> None:
@@ -242,13 +245,19 @@ def _rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
     return found[1]
 
 
-@lru_cache(maxsize=64)
-def _insert_events_sql(schema: str, count: int) -> sql.Composed:
-    row = sql.SQL("({}, {}, {}, {})").format(*sql.Placeholder() * 4)
+@lru_cache(maxsize=8)
+def _insert_events_sql(schema: str) -> sql.Composed:
+    """The events as four arrays, inserted in their order (``unnest`` of several arrays
+    zips them; ``WITH ORDINALITY`` and ``ORDER BY`` make the order explicit, so the chain
+    trigger and the positions follow the list). One statement for any number of events:
+    a ``VALUES`` list of one placeholder per column and row was a new statement text for
+    every count, which psycopg parsed on every append (too long for its cache)."""
     return sql.SQL(
-        "INSERT INTO {} (originator_id, originator_version, topic, state) VALUES {} "
+        "INSERT INTO {} (originator_id, originator_version, topic, state) "
+        "SELECT i, v, t, s FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+        "WITH ORDINALITY AS e(i, v, t, s, n) ORDER BY n "
         "RETURNING notification_id"
-    ).format(sql.Identifier(schema, "ledger_events"), sql.SQL(", ").join([row] * count))
+    ).format(sql.Identifier(schema, "ledger_events"))
 
 
 @lru_cache(maxsize=8)

@@ -1,5 +1,6 @@
-"""``create_app``: the service as an ASGI application (FastAPI), over an opened
-``Backend``. docs/service.md describes every endpoint."""
+"""``create_app``: the service as an ASGI application (FastAPI, with the one-command
+route in front of it), over an opened ``Backend``. docs/service.md describes every
+endpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger.http import auth, commands, health, openapi, reads
 from ledger.http.answers import ServiceError, error_body, error_response, json_response
@@ -18,10 +20,11 @@ from ledger.http.stripe_webhook import stripe_router
 from ledger.http.unexpected import CatchUnexpected
 
 log = logging.getLogger("ledger.http")
-_REFUSALS = {401: "unauthorized", 413: "too_large", 503: "overloaded"}
 
 
-def create_app(backend: Backend) -> FastAPI:
+def create_app(backend: Backend) -> ASGIApp:
+    """The gate (request ids, the bound on requests in flight) around everything; behind
+    it ``POST /v1/commands`` goes straight to its own handler and the rest to FastAPI."""
     app = FastAPI(
         title="ledger",
         version="1",
@@ -43,23 +46,37 @@ def create_app(backend: Backend) -> FastAPI:
     )
     _handle_errors(app)
     openapi.install(app)
-    app.add_middleware(
-        Gate,
+    return Gate(
+        Front(app, CatchUnexpected(commands.CommandEndpoint(backend))),
         metrics=backend.metrics,
         limit=backend.config.max_in_flight,
         retry_after=backend.config.retry_after_seconds,
     )
-    return app
+
+
+class Front:
+    """Sends ``POST /v1/commands`` to its plain ASGI handler (``CommandEndpoint``: the
+    hot path, one command a request) and every other request to FastAPI."""
+
+    def __init__(self, app: FastAPI, command: ASGIApp) -> None:
+        self.app = app
+        self.command = command
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = scope["type"] == "http" and scope["path"] == "/v1/commands"
+        if hot and scope["method"] == "POST":
+            await self.command(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _handle_errors(app: FastAPI) -> None:
     """Every error answer is a result object; none carries a traceback or SQL."""
-    app.add_middleware(CatchUnexpected)  # added before the gate, so inside it (unexpected.py)
+    app.add_middleware(CatchUnexpected)  # inside the gate (unexpected.py)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> Response:
-        if error.status in _REFUSALS and error.code != "unavailable":
-            request.app.state.backend.metrics.refused.labels(_REFUSALS[error.status]).inc()
+        request.app.state.backend.metrics.refuse(error)
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)

@@ -11,9 +11,15 @@ from starlette.requests import Request
 from ledger.http.answers import Unauthorized
 
 
-def require_token(request: Request) -> None:
-    tokens: tuple[str, ...] = request.app.state.backend.config.tokens
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+async def require_token(request: Request) -> None:
+    """A coroutine, not a plain function: FastAPI runs a plain dependency in a worker
+    thread, a thread hop per request for a check that never blocks."""
+    check_token(request.app.state.backend.config.tokens, request.headers.get("authorization", ""))
+
+
+def check_token(tokens: tuple[str, ...], authorization: str) -> None:
+    """``Unauthorized`` unless ``authorization`` is ``Bearer <one of tokens>``."""
+    scheme, _, given = authorization.partition(" ")
     presented = given.strip().encode()
     matched = False
     for token in tokens:

@@ -1,12 +1,12 @@
 """The service's side of the ledger: appends on the opened ledger in worker threads, and
 reads on a small pool of autocommit connections.
 
-An append is blocking work (decide, then commit to PostgreSQL), so it runs in a worker
-thread while the event loop keeps accepting and answering. Single commands all go to one
-opened ledger through ``ledger.append``, whose group commit lets concurrent callers share
-one transaction (``ledger.group_commit``); a batch, a run of commands in order, goes to a
-ledger of its own, as a ``ledger append`` process would. Reads never touch the write
-side's pools.
+An append is blocking work (decide, then commit to PostgreSQL), so it runs off the event
+loop while the loop keeps accepting and answering. Single commands all go to one opened
+ledger's group commit, which lets concurrent requests share one transaction: the loop
+queues them and one thread hands them over together (``ledger.http.feed``). A batch, a
+run of commands in order, goes to a ledger of its own in a worker thread, as a ``ledger
+append`` process would. Reads never touch the write side's pools.
 
 Every database failure is turned into a ``ServiceError`` here: the client sees
 ``unavailable`` (503, ``Retry-After``) for a connection or lock problem, and a fixed
@@ -19,7 +19,6 @@ import itertools
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -41,6 +40,7 @@ from ledger.group_commit import GroupAbandoned, LedgerClosed
 from ledger.group_commit import Overloaded as QueueFull
 from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
+from ledger.http.feed import Feed
 from ledger.http.metrics import Metrics
 from ledger.results import Result
 from ledger.service import Ledger
@@ -51,34 +51,19 @@ log = logging.getLogger("ledger.http")
 
 
 class Writers:
-    """Ledgers for appending threads, each used by one thread at a time unless it takes
-    appends from several at once (then it stands in several places).
+    """The ledgers that batches are appended on, each used by one thread at a time: a
+    batch is a run of commands in order, as one ``ledger append`` process appends it."""
 
-    A command goes to the slot its customer or user (else its payment intent) maps to, so
-    one viewer's or buyer's commands are appended one at a time; where the slots are
-    distinct ledgers, they also meet the same cache and two
-    ledgers do not race for one aggregate (a lost race costs a retry, never a wrong answer:
-    the log's optimistic concurrency decides)."""
-
-    def __init__(self, slots: Sequence[Ledger]) -> None:
-        self.ledgers = list(dict.fromkeys(slots))
-        self._slots = list(slots)
-        self._locks = [threading.Lock() for _ in slots]
+    def __init__(self, ledgers: Sequence[Ledger]) -> None:
+        self.ledgers = list(ledgers)
+        self._locks = [threading.Lock() for _ in ledgers]
         self._next = itertools.count()
 
     @contextmanager
-    def slot(self, key: str | None) -> Iterator[Ledger]:
-        index = (zlib.crc32(key.encode()) if key else next(self._next)) % len(self._slots)
+    def slot(self) -> Iterator[Ledger]:
+        index = next(self._next) % len(self.ledgers)
         with self._locks[index]:
-            yield self._slots[index]
-
-
-def affinity(command: Command | Rejected) -> str | None:
-    for name in ("customer_id", "user_id", "stripe_payment_intent_id"):
-        value = getattr(command, name, None)
-        if isinstance(value, str):
-            return value
-    return None
+            yield self.ledgers[index]
 
 
 class Backend:
@@ -87,13 +72,14 @@ class Backend:
         settings: Settings,
         config: HttpConfig,
         metrics: Metrics,
-        singles: Writers,
+        shared: Ledger,
         batches: Writers,
     ) -> None:
         self.settings = settings
         self.config = config
         self.metrics = metrics
-        self._singles = singles
+        self._shared = shared
+        self._feed = Feed(lambda commands: api.append_parsed(shared, commands), settings.queue_max)
         self._batches = batches
         self._write_limiter = CapacityLimiter(config.max_in_flight)
         self._read_limiter = CapacityLimiter(config.read_pool_size)
@@ -114,30 +100,33 @@ class Backend:
     def open(cls, settings: Settings, config: HttpConfig, metrics: Metrics) -> Backend:
         """Opens the ledgers (``ConfigurationError`` when the database is not ready).
 
-        Single commands go to one ledger from as many threads as requests may be in
-        flight: its group commit shares one transaction among the callers waiting, and
-        answers ``Overloaded`` when its queue is full. A batch is a run of commands in
-        order on a ledger of its own (``LEDGER_HTTP_WRITERS`` of them)."""
+        Single commands go to one ledger's group commit, which shares one transaction
+        among the requests waiting and answers ``Overloaded`` when its queue is full. A
+        batch is a run of commands in order on a ledger of its own (``LEDGER_HTTP_WRITERS``
+        of them)."""
         shared = api.open_ledger(settings)
         api.observe_groups(shared, metrics.group_committed)
-        singles = Writers([shared] * config.max_in_flight)
         batches = Writers([api.open_ledger(settings) for _ in range(config.writers)])
-        backend = cls(settings, config, metrics, singles, batches)
+        backend = cls(settings, config, metrics, shared, batches)
         backend._reads.open(wait=False)
         return backend
 
     def close(self) -> None:
         self._reads.close()
-        for ledger in dict.fromkeys([*self._singles.ledgers, *self._batches.ledgers]):
+        self._feed.close()
+        for ledger in dict.fromkeys([self._shared, *self._batches.ledgers]):
             ledger.close()
 
     # --- appends -----------------------------------------------------------------------
 
     async def submit(self, command: Command) -> Result:
-        """One command appended, as ``ledger.append`` answers it."""
-        result = await self._write(
-            self._singles, affinity(command), lambda ledger: api.append(ledger, command), "command"
-        )
+        """One command (made by ``parse_command``) appended, as ``ledger.append`` answers it."""
+        started = time.perf_counter()
+        try:
+            with _database_errors():
+                result = await self._feed.submit(command)
+        finally:
+            self.metrics.append_seconds.labels("command").observe(time.perf_counter() - started)
         self.metrics.count(getattr(command, "type", ""), result)
         return result
 
@@ -148,19 +137,17 @@ class Backend:
         as ``ledger append`` answers them."""
         items = [item for _, item in numbered]
         results = await self._write(
-            self._batches, None, lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
+            self._batches, lambda ledger: ledger.execute_batch(items, atomic=atomic), "batch"
         )
         for item, result in zip(items, results, strict=True):
             self.metrics.count(getattr(item, "type", "unknown"), result)
         return [(number, result) for (number, _), result in zip(numbered, results, strict=True)]
 
-    async def _write(
-        self, writers: Writers, key: str | None, work: Callable[[Ledger], T], kind: str
-    ) -> T:
+    async def _write(self, writers: Writers, work: Callable[[Ledger], T], kind: str) -> T:
         def in_thread() -> T:
             started = time.perf_counter()
             try:
-                with _database_errors(), writers.slot(key) as ledger:
+                with _database_errors(), writers.slot() as ledger:
                     return work(ledger)
             finally:
                 self.metrics.append_seconds.labels(kind).observe(time.perf_counter() - started)

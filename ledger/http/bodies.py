@@ -11,6 +11,7 @@ an NDJSON body into its lines.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 
@@ -22,17 +23,24 @@ _WHITESPACE = " \t\n\r"
 
 
 async def read_body(request: Request, limit: int, what: str) -> bytes:
-    declared = request.headers.get("content-length")
+    return await read_bounded(request.headers.get("content-length"), request.stream(), limit, what)
+
+
+async def read_bounded(
+    declared: str | None, chunks: AsyncIterator[bytes], limit: int, what: str
+) -> bytes:
+    """The body from its chunks, refused (``TooLarge``) at once when its declared length
+    passes ``limit``, else as soon as what arrived does."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"{what} is {int(declared)} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"{what} is more than {limit} bytes, the limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def batch_lines(body: bytes, content_type: str, config: HttpConfig) -> list[bytes]:

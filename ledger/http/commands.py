@@ -3,19 +3,23 @@ parsed and answered exactly as ``ledger append`` parses and answers a line."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ledger import api
 from ledger.commands import Command, parse_command
 from ledger.domain.errors import Rejected, ValidationFailed
 from ledger.http import openapi
-from ledger.http.answers import json_response, result_response
+from ledger.http.answers import ServiceError, error_response, json_response, result_response
+from ledger.http.auth import check_token
 from ledger.http.backend import Backend
-from ledger.http.bodies import batch_lines, read_body
+from ledger.http.bodies import batch_lines, read_body, read_bounded
 from ledger.http.gate import scope_request_id
 from ledger.results import Result
 
@@ -46,12 +50,6 @@ def with_key(body: bytes, header: str | None) -> bytes:
     return b'{"idempotency_key":' + orjson.dumps(header) + separator + inside
 
 
-def stamped(command: Command, request: Request) -> Command:
-    """The command as one from HTTP, answering the request's id (``X-Request-Id`` or
-    the one made for it): every event it records carries both."""
-    return command.stamped("http", scope_request_id(request.scope))
-
-
 @router.post(
     "/v1/commands",
     summary="Append one command",
@@ -63,15 +61,83 @@ async def post_command(
     request: Request,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
+    """The route as FastAPI declares it (for the OpenAPI document); the service answers
+    it through ``CommandEndpoint``, which runs the same ``answer_command``."""
     backend: Backend = request.app.state.backend
     body = await read_body(request, backend.config.max_command_bytes, "the command")
+    return await answer_command(backend, body, idempotency_key, scope_request_id(request.scope))
+
+
+async def answer_command(
+    backend: Backend, body: bytes, idempotency_key: str | None, request_id: str
+) -> Response:
+    """One command's body (and ``Idempotency-Key`` header) -> its result as an answer."""
     try:
-        command = stamped(parse_command(with_key(body, idempotency_key)), request)
+        command = parse_command(with_key(body, idempotency_key)).stamped("http", request_id)
     except Rejected as error:
         result = Result("rejected", error=error)
         backend.metrics.count(_declared_type(body), result)
         return result_response(result)
     return result_response(await backend.submit(command))
+
+
+class CommandEndpoint:
+    """``POST /v1/commands`` as a plain ASGI handler, in front of FastAPI.
+
+    It is the path every checkout, heartbeat and webhook-free caller takes, one command a
+    request: FastAPI's middleware, routing and dependency solving cost about as much CPU
+    per request as parsing and deciding the command (docs/performance.md, "The HTTP
+    service"). The same checks run here, in the same order: the bearer token, the body's
+    bound, the ``Idempotency-Key`` header, then ``answer_command``.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        backend = self.backend
+        headers = _headers(scope, (b"authorization", b"content-length", b"idempotency-key"))
+        try:
+            check_token(backend.config.tokens, headers.get(b"authorization", ""))
+            body = await read_bounded(
+                headers.get(b"content-length"),
+                _chunks(receive),
+                backend.config.max_command_bytes,
+                "the command",
+            )
+        except ServiceError as error:
+            backend.metrics.refuse(error)
+            await error_response(error)(scope, receive, send)
+            return
+        except ClientDisconnect:
+            return  # nobody to answer, nothing was appended
+        try:
+            answer = await answer_command(
+                backend, body, headers.get(b"idempotency-key"), scope_request_id(scope)
+            )
+        except ServiceError as error:
+            backend.metrics.refuse(error)
+            answer = error_response(error)
+        await answer(scope, receive, send)
+
+
+def _headers(scope: Scope, names: tuple[bytes, ...]) -> dict[bytes, str]:
+    """The first value of each header named (lower case, as ASGI gives them)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in names and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 @router.post(

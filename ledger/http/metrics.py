@@ -14,12 +14,14 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ledger.commands import COMMAND_TYPES
+from ledger.http.answers import ServiceError
 from ledger.results import Result
 
 MAX_STRIPE_TYPES = 64
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_REFUSALS = {401: "unauthorized", 413: "too_large", 503: "overloaded"}
 
 
 def outcome(result: Result) -> str:
@@ -89,6 +91,13 @@ class Metrics:
     def count(self, command_type: str, result: Result) -> None:
         known = command_type if command_type in COMMAND_TYPES else "unknown"
         self.commands.labels(known, outcome(result)).inc()
+
+    def refuse(self, error: ServiceError) -> None:
+        """A request refused by the service itself (401, 413, 503 overloaded); the
+        database being unavailable is not a refusal and is not counted here."""
+        reason = _REFUSALS.get(error.status)
+        if reason is not None and error.code != "unavailable":
+            self.refused.labels(reason).inc()
 
     def stripe_event(self, event_type: str, outcome: str) -> None:
         """The webhook's callback: one delivery of ``event_type`` ended in ``outcome``."""

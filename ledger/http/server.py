@@ -75,6 +75,9 @@ def serve(settings: Settings, config: HttpConfig, host: str, port: int) -> int:
                 # memory for connections even before the service's own bound applies
                 limit_concurrency=config.max_in_flight * 4 + 64,
                 server_header=False,
+                # the service reads no client address, so X-Forwarded-* is not parsed
+                # (that middleware ran on every request)
+                proxy_headers=False,
             )
         )
         server.run()

@@ -130,7 +130,7 @@ def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
             raise failure("injected: sending the pipeline failed")
         return (yield from real_communicate(pgconn, commands))
 
-    def insert_sql(schema: str, count: int) -> Any:
+    def insert_sql(schema: str) -> Any:
         """Called inside the pipeline, after the lock statement was queued."""
         if not failed_holder:
             assert wait_for(lambda: bool(lock_holders(conn))), "the lock was never taken"
@@ -139,7 +139,7 @@ def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
             # the retry would wait for ever on its own process's lock: end it, and fail
             leaked.append(failed_holder[0])
             conn.execute("SELECT pg_terminate_backend(%s)", (failed_holder[0],))
-        return original_sql(schema, count)
+        return original_sql(schema)
 
     monkeypatch.setattr(psycopg._pipeline_base, "pipeline_communicate", communicate)
     monkeypatch.setattr(store, "_insert_events_sql", insert_sql)
