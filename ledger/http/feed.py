@@ -51,6 +51,8 @@ class Feed:
             )
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
+        # an error answered to a request that is gone counts as seen (no "never retrieved")
+        answer.add_done_callback(_seen)
         self._queued.append((command, answer))
         if self._handing is None:
             self._handing = loop.create_task(self._hand_over())
@@ -94,3 +96,8 @@ class Feed:
         (the ledger's own close waits for that)."""
         self._closed = True
         self._thread.shutdown(wait=True)
+
+
+def _seen(future: asyncio.Future[Result]) -> None:
+    if not future.cancelled():
+        future.exception()
