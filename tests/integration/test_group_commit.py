@@ -11,6 +11,8 @@ import json
 import signal
 import sys
 import threading
+import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -23,7 +25,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 import ledger
-from ledger import api
+from ledger import api, group_commit
 from ledger.commands import Command, parse_command
 from ledger.config import Settings
 from ledger.db import connect
@@ -596,3 +598,69 @@ def test_an_interrupt_of_a_list_while_it_leads_hands_the_lead_past_its_own_comma
     assert conn.execute(
         "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
     ).fetchone() == (0,)
+
+
+def test_an_interrupt_after_the_leader_took_its_group_answers_it_and_hands_the_lead_on(
+    settings: Settings, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt can land between any two steps of the leader, and one that lands after
+    it took its group from the queue, before it began the commit, must still answer that
+    group (``GroupAbandoned``: nothing was written, sending again is safe) and hand the
+    lead on; otherwise the group's other callers, every later caller and ``close`` wait
+    for ever. The interrupt is injected at the leader's first step after the take (reading
+    the clock), in the thread that leads that group, as test_append_limits injects one
+    into the commit's pipeline."""
+    app = api.open_ledger(settings)
+    append(app, *catalogue())
+    outcomes: dict[str, list[Result | BaseException] | BaseException] = {}
+    started: list[threading.Thread] = []
+
+    def caller(name: str, cmds: list[Command]) -> threading.Thread:
+        def call() -> None:
+            try:
+                outcomes[name] = api.append_parsed(app, cmds)
+            except BaseException as error:
+                outcomes[name] = error
+
+        thread = threading.Thread(target=call, daemon=True)  # never keeps pytest alive
+        started.append(thread)
+        thread.start()
+        return thread
+
+    injected: list[str] = []
+    victim: list[threading.Thread] = []
+    clock = time.perf_counter
+
+    def perf_counter() -> float:
+        if victim and threading.current_thread() is victim[0] and not injected:
+            injected.append(victim[0].name)
+            raise KeyboardInterrupt("injected: an interrupt after the take")
+        return clock()
+
+    monkeypatch.setattr(group_commit, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    with log_locked(settings):
+        caller("leader", [command(user("x"))])
+        wait_for(lambda: waiting_for_the_log(conn) == 1)
+        victim.append(caller("interrupted", [command(user("u1"))]))  # leads the next group
+        wait_for(lambda: app.groups.waiting == 1)
+        caller("follower", [command(user("u2")), command(user("u3"))])
+        wait_for(lambda: app.groups.waiting == 3)
+    for thread in started:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), f"a caller was left waiting: {outcomes}"
+    assert injected, "the interrupt was never injected: the leader no longer reads the clock"
+    assert isinstance(outcomes["interrupted"], KeyboardInterrupt)
+    follower = outcomes["follower"]
+    assert isinstance(follower, list)
+    assert all(isinstance(a, group_commit.GroupAbandoned) for a in follower), follower
+    later = caller("later", [command(user("u2"))])  # the lead was handed on: a new group
+    later.join(timeout=60)
+    assert not later.is_alive()
+    assert statuses(outcomes["later"]) == ["accepted"]  # type: ignore[arg-type]
+    closer = threading.Thread(target=app.close, daemon=True)
+    closer.start()
+    closer.join(timeout=60)
+    assert not closer.is_alive()
+    assert statuses(outcomes["leader"]) == ["accepted"]  # type: ignore[arg-type]
+    users = conn.execute("SELECT id FROM users WHERE id IN ('u1', 'u2', 'u3')").fetchall()
+    assert users == [("u2",)]
