@@ -21,9 +21,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import orjson
+import psutil
 
 from benchmarks.workload import VIDEOS, drop, purchase_lines, scratch, setup_lines, video
 from ledger import api
@@ -179,18 +181,54 @@ def _load(host: str, port: int, bodies: list[bytes], clients: int, out: Any) -> 
     out.put((ok, elapsed, latencies))
 
 
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    used = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        used += times.user + times.system
+    return used
+
+
+def _group_totals(service: Service) -> tuple[float, float]:
+    """(groups committed, commands in them) so far, from the service's /metrics."""
+    with urllib.request.urlopen(f"http://{service.host}:{service.port}/metrics") as answer:
+        text = answer.read().decode()
+    found = dict(re.findall(r"^ledger_group_commit_size_(count|sum) (\S+)$", text, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
 def over_http(service: Service, lines: list[bytes], clients: int) -> dict[str, float]:
+    """Throughput and latency of ``lines`` sent by ``clients`` clients, and where the CPU
+    went: the service's process and every PostgreSQL process (its backends, and the WAL
+    writer that flushes the commits), per command; the mean group commit."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     generator = context.Process(
         target=_load, args=(service.host, service.port, lines, clients, out)
     )
+    served = psutil.Process(service.process.pid)
+    server = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
+    groups_before = _group_totals(service)
+    cpu_before = _cpu_seconds([served]), _cpu_seconds(server)
     generator.start()
     ok, elapsed, latencies = out.get()
     generator.join()
+    cpu_after = _cpu_seconds([served]), _cpu_seconds(server)
+    groups_after = _group_totals(service)
     assert ok == len(lines), f"{len(lines) - ok} requests were not answered 2xx"
     cuts = statistics.quantiles(latencies, n=100)
-    return {"rate": ok / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+    groups = groups_after[0] - groups_before[0]
+    return {
+        "rate": ok / elapsed,
+        "p50_ms": cuts[49] * 1000,
+        "p99_ms": cuts[98] * 1000,
+        "service_cpu_ms": (cpu_after[0] - cpu_before[0]) / ok * 1000,
+        "postgres_cpu_ms": (cpu_after[1] - cpu_before[1]) / ok * 1000,
+        "group": (groups_after[1] - groups_before[1]) / groups if groups else 0.0,
+    }
 
 
 def _row(
@@ -206,8 +244,9 @@ def _row(
     }
 
 
-def bench_serve(url: str, quick: bool) -> list[dict[str, Any]]:
-    count = 2000 if quick else 8000
+def bench_serve(url: str, quick: bool, count: int | None = None) -> list[dict[str, Any]]:
+    """``count`` commands a run (default 8,000; 2,000 when ``quick``)."""
+    count = count or (2000 if quick else 8000)
     users = 400
     rows: list[dict[str, Any]] = []
     warm = count // 10
@@ -248,6 +287,20 @@ def bench_serve(url: str, quick: bool) -> list[dict[str, Any]]:
                         None,
                         limit,
                         "ms",
+                    )
+                )
+            for figure, label, unit in (
+                ("service_cpu_ms", "service CPU per command", "ms"),
+                ("postgres_cpu_ms", "PostgreSQL CPU per command", "ms"),
+                ("group", "mean group commit", "cmd"),
+            ):
+                rows.append(
+                    _row(
+                        f"serve: {kind}, {clients} clients {label}",
+                        measured[figure],
+                        None,
+                        None,
+                        unit,
                     )
                 )
     return rows

@@ -9,6 +9,7 @@ it; this server does not, so the exit status is ours.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -56,10 +57,29 @@ class _Server(uvicorn.Server):
                 print(f"ledger: serving on http://{host}:{port}", file=sys.stderr, flush=True)
 
 
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def _spread_garbage_collection() -> None:
+    """Fewer, cheaper pauses of Python's cycle collector.
+
+    Under load the service allocates fast, and with the default thresholds (700, 10, 10)
+    a full collection ran every few seconds over everything alive: the modules, the
+    command models and the aggregate cache of tens of thousands of aggregates. Each
+    stopped every request for tens of milliseconds, which was the whole p99 at 32 clients
+    (80 ms against 40 ms; docs/performance.md, "The HTTP service"). What exists once the
+    service is open is moved out of the collector's sight (``gc.freeze``), and young
+    objects are collected every 50,000 allocations instead of 700; cycles are still
+    collected, less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(settings: Settings, config: HttpConfig, host: str, port: int) -> int:
     """Opens the ledger (a ``ConfigurationError`` if the database is not ready for it),
     serves until a signal, and returns the exit status."""
     backend = Backend.open(settings, config, Metrics())
+    _spread_garbage_collection()
     if not config.tokens:
         log.warning("LEDGER_API_TOKENS is empty: every /v1 request but the webhook answers 401")
     try:

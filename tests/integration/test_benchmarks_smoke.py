@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.cli_batch import batch_available
+from benchmarks.serve import bench_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = (
@@ -74,3 +75,23 @@ def test_benchmarks_produce_every_row_of_the_table(database_url: str, tmp_path: 
     # the table is printed too, with the run's date and machine
     assert "| benchmark | figure | reference | ratio | target | met |" in done.stdout
     assert report["run"]["date"] in done.stdout
+
+
+def test_the_serve_benchmark_reports_rates_latencies_and_where_the_cpu_went(
+    database_url: str,
+) -> None:
+    """The serve suite at a tiny size: every run answered (it asserts that itself), and
+    each figure the table and docs/performance.md quote is there and plausible."""
+    rows = {r["name"]: r for r in bench_serve(database_url, quick=True, count=160)}
+    for kind in ("heartbeats", "purchases"):
+        assert rows[f"serve: {kind}, 8 procs x 1 line/txn"]["ledger"] > 0
+        for clients in (8, 32):
+            run = f"serve: {kind}, {clients}"
+            assert rows[f"{run} HTTP clients"]["ratio"] > 0
+            assert 0 < rows[f"{run} clients p50"]["ledger"] <= rows[f"{run} clients p99"]["ledger"]
+            assert rows[f"{run} clients service CPU per command"]["ledger"] > 0
+            assert rows[f"{run} clients PostgreSQL CPU per command"]["ledger"] > 0
+            assert rows[f"{run} clients mean group commit"]["ledger"] >= 1
+    assert rows["serve: purchases, 32 HTTP clients"]["target"] == 3.0
+    assert rows["serve: heartbeats, 32 HTTP clients"]["target"] == 5.0
+    assert rows["serve: heartbeats, 32 clients p99"]["target"] == 50.0
