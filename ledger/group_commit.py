@@ -171,10 +171,13 @@ class GroupCommitter:
 
     def _lead(self) -> None:
         """Commits one group from the head of the queue (this caller's command first)."""
-        with self._lock:
-            group = self._take()
-        started = time.perf_counter()
+        group: list[_Call] = []
         try:
+            # inside the try: an interrupt landing once the group is taken must still answer
+            # it and hand the lead on, or its callers and every later one wait for ever
+            with self._lock:
+                group = self._take()
+            started = time.perf_counter()
             results = self._execute_group([c.command for c in group])
         except BaseException as error:
             answered: list[Result] = []

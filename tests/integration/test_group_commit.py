@@ -8,7 +8,11 @@ and the others gather behind it: what is grouped is then certain, not a matter o
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import threading
+import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -16,9 +20,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 import ledger
-from ledger import api
+from ledger import api, group_commit
 from ledger.commands import Command, parse_command
 from ledger.config import Settings
 from ledger.db import connect
@@ -31,6 +38,7 @@ from tests.support import (
     complete,
     dump_all,
     event_count,
+    play,
     refund,
     statuses,
     user,
@@ -275,3 +283,384 @@ def test_an_error_of_the_group_reaches_each_of_its_callers_and_a_failing_observe
     assert isinstance(outcomes[0], ledger.LockTimeout)
     assert all(isinstance(outcomes[n], ledger.LockTimeout) for n in (1, 2))
     assert conn.execute("SELECT count(*) FROM users WHERE id IN ('a','b','c')").fetchone() == (0,)
+
+
+# --- append_all: several commands queued as one caller ---------------------------------
+
+VIEWERS = ("alice", "bob")
+PAID = complete("pi_0", customer="alice", amount=1000, fees=(100, 300))
+
+
+def choices() -> st.SearchStrategy[dict[str, Any]]:
+    """Commands over a few ids, so that any list mixes acceptances, duplicates (the same
+    command again, or the same idempotency key), conflicts and rejections."""
+    customers = st.sampled_from(["alice", "bob", "bob", "carol", "nobody"])
+    intents = st.sampled_from(["pi_0", "pi_0", "pi_1", "pi_2"])
+    return st.one_of(
+        st.sampled_from(["alice", "carol", "dave"]).map(user),
+        st.builds(
+            lambda intent, customer, amount: complete(
+                intent, customer=customer, amount=amount, fees=(100, 300)
+            ),
+            intents,
+            customers,
+            st.sampled_from([1000, 1999]),
+        ),
+        st.builds(
+            lambda intent, n, amount: refund(intent, f"re_{n}", amount),
+            intents,
+            st.integers(0, 2),
+            st.sampled_from([300, 1500]),
+        ),
+        st.builds(
+            lambda viewer, position, key: play(viewer, position) | {"idempotency_key": key},
+            st.sampled_from(VIEWERS),
+            st.integers(0, 100),
+            st.sampled_from(["hb-1", "hb-2", "hb-3"]),
+        ),
+    )
+
+
+def log_of(conn: Conn) -> list[tuple[Any, ...]]:
+    """The log's events in order, without what the clock stamps (the state's timestamp)."""
+    return conn.execute(
+        "SELECT notification_id, originator_id, originator_version, topic "
+        "FROM ledger_events ORDER BY notification_id"
+    ).fetchall()
+
+
+@hyp_settings(max_examples=12)
+@given(
+    fields=st.lists(choices(), min_size=4, max_size=16),
+    group_max=st.sampled_from([1, 2, 3, 256]),
+)
+def test_append_all_answers_and_writes_as_execute_batch_one_by_one(
+    fresh: Callable[[], Settings], fields: list[dict[str, Any]], group_max: int
+) -> None:
+    """Whatever the mix and however the group bound cuts the list into groups, the
+    answers, positions, rows and log are those of the same commands one by one."""
+    commands = [command(f) for f in fields]
+    grouped_at, alone_at = replace(fresh(), group_max=group_max), fresh()
+    with (
+        api.open_ledger(grouped_at) as grouped,
+        api.open_ledger(alone_at) as alone,
+        connect(grouped_at, autocommit=True) as grouped_conn,
+        connect(alone_at, autocommit=True) as alone_conn,
+    ):
+        for app in (grouped, alone):
+            append(app, *catalogue(), PAID)
+        answers = api.append_parsed(grouped, commands)
+        expected = alone.execute_batch(commands, atomic=False)
+        assert all(isinstance(a, Result) for a in answers)
+        assert [a.as_dict() for a in answers] == [e.as_dict() for e in expected]  # type: ignore[union-attr]
+        assert dump_all(grouped_conn) == dump_all(alone_conn)
+        assert log_of(grouped_conn) == log_of(alone_conn)
+
+
+class ListCallers(Callers):
+    """Threads each calling ``ledger.append_parsed`` with a list once."""
+
+    def __init__(self, app: Ledger) -> None:
+        super().__init__(app)
+        self.lists: dict[int, list[Result | BaseException] | BaseException] = {}
+
+    def start_list(self, key: int, cmds: list[Command]) -> None:
+        def call() -> None:
+            try:
+                self.lists[key] = api.append_parsed(self.app, cmds)
+            except BaseException as error:
+                self.lists[key] = error
+
+        thread = threading.Thread(target=call)
+        self.threads.append(thread)
+        thread.start()
+
+
+def registered_once(conn: Conn) -> dict[str, int]:
+    rows = conn.execute("SELECT id, count(*) FROM users GROUP BY id").fetchall()
+    return {str(user_id): int(n) for user_id, n in rows}
+
+
+def test_lists_and_single_appends_queued_together_are_each_answered_once(
+    settings: Settings, conn: Conn
+) -> None:
+    """Lists from several threads and single commands from others, all queued behind one
+    group while the log is locked, with a group bound that cuts lists apart and hands the
+    lead from one caller to another in the middle of a list: every command is answered,
+    every user is registered once whoever registered it first, and nobody is left
+    waiting."""
+    with api.open_ledger(replace(settings, group_max=3)) as app:
+        append(app, *catalogue())
+        before = event_count(conn)
+        callers = ListCallers(app)
+        lists = {
+            key: [command(user(f"shared{(key + n) % 4}")) for n in range(2)]
+            + [command(user(f"l{key}_{n}")) for n in range(key + 1)]
+            for key in range(4)
+        }
+        with log_locked(settings):
+            callers.start(100, command(user("first")))
+            wait_for(lambda: waiting_for_the_log(conn) == 1)
+            queued = 0
+            for key, cmds in lists.items():
+                callers.start_list(key, cmds)
+                queued += len(cmds)
+                callers.start(200 + key, command(user(f"shared{key}")))
+                queued += 1
+                wait_for(lambda q=queued: app.groups.waiting == q)  # type: ignore[misc]
+        singles = callers.join()
+        assert app.groups.waiting == 0
+    names: list[tuple[str, Result]] = []
+    for key, outcome in singles.items():
+        assert isinstance(outcome, Result), outcome
+        names.append(("first" if key == 100 else f"shared{key - 200}", outcome))
+    for key, cmds in lists.items():
+        answered = callers.lists[key]
+        assert isinstance(answered, list) and len(answered) == len(cmds)
+        for cmd, outcome in zip(cmds, answered, strict=True):
+            assert isinstance(outcome, Result), outcome
+            names.append((cmd.user_id, outcome))  # type: ignore[attr-defined]
+        # one caller's commands are decided and written in its list's order
+        positions = [r.position for r in answered if isinstance(r, Result) and r.position]
+        assert positions == sorted(positions)
+    accepted = sorted(name for name, r in names if r.status == "accepted")
+    assert accepted == sorted({name for name, _ in names})  # each user accepted once
+    assert {r.status for _, r in names} == {"accepted", "duplicate"}
+    assert registered_once(conn) == dict.fromkeys([*accepted, "alice", "bob", "creator"], 1)
+    assert event_count(conn) == before + len(accepted)
+
+
+def test_lists_and_single_appends_running_freely_are_each_answered_once(
+    settings: Settings, conn: Conn
+) -> None:
+    """The same without the lock to line callers up: whatever interleaving the threads
+    find, each command gets one answer and each user is registered once."""
+    with api.open_ledger(replace(settings, group_max=4)) as app:
+        append(app, *catalogue())
+        callers = ListCallers(app)
+        lists = {
+            key: [command(user(f"u{(key * 5 + n) % 23}")) for n in range(7)] for key in range(6)
+        }
+        for key, cmds in lists.items():
+            callers.start_list(key, cmds)
+            for n in range(3):
+                callers.start(key * 10 + n, command(user(f"u{(key * 3 + n) % 23}")))
+        singles = callers.join()
+        assert app.groups.waiting == 0
+    outcomes: list[tuple[str, Result | BaseException]] = [
+        (f"u{(key // 10 * 3 + key % 10) % 23}", outcome) for key, outcome in singles.items()
+    ]
+    for key, cmds in lists.items():
+        answered = callers.lists[key]
+        assert isinstance(answered, list) and len(answered) == len(cmds)
+        outcomes.extend((c.user_id, r) for c, r in zip(cmds, answered, strict=True))  # type: ignore[attr-defined]
+    assert all(isinstance(r, Result) for _, r in outcomes), outcomes
+    accepted = [name for name, r in outcomes if isinstance(r, Result) and r.status == "accepted"]
+    names = {name for name, _ in outcomes}
+    assert sorted(accepted) == sorted(names)
+    assert registered_once(conn) == dict.fromkeys([*names, "alice", "bob", "creator"], 1)
+
+
+def test_a_list_without_room_in_the_queue_is_refused_whole_and_writes_nothing(
+    settings: Settings, conn: Conn
+) -> None:
+    with api.open_ledger(replace(settings, queue_max=4)) as app:
+        append(app, *catalogue())
+        before = event_count(conn)
+        with pytest.raises(ledger.Overloaded, match="LEDGER_QUEUE_MAX"):
+            api.append_parsed(app, [command(user(f"big{n}")) for n in range(5)])  # never fits
+        assert app.groups.waiting == 0
+        callers = ListCallers(app)
+        with log_locked(settings):
+            callers.start(0, command(user("u0")))
+            wait_for(lambda: waiting_for_the_log(conn) == 1)  # taken: no longer queued
+            callers.start_list(1, [command(user("u1")), command(user("u2"))])
+            wait_for(lambda: app.groups.waiting == 2)
+            with pytest.raises(ledger.Overloaded, match="LEDGER_QUEUE_MAX"):
+                api.append_parsed(app, [command(user(f"r{n}")) for n in range(3)])
+            assert app.groups.waiting == 2  # none of the three was queued
+            callers.start_list(2, [command(user("u3")), command(user("u4"))])  # just fits
+            wait_for(lambda: app.groups.waiting == 4)
+        outcomes = callers.join()
+        assert statuses([outcomes[0]]) == ["accepted"]  # type: ignore[list-item]
+        for key in (1, 2):
+            assert statuses(callers.lists[key]) == ["accepted"] * 2  # type: ignore[arg-type]
+        assert app.groups.waiting == 0
+        assert api.append_parsed(app, []) == []  # an empty list: nothing to queue, no error
+    assert event_count(conn) == before + 5
+    refused = conn.execute(
+        "SELECT count(*) FROM users WHERE id LIKE 'r%' OR id LIKE 'big%'"
+    ).fetchone()
+    assert refused == (0,)
+
+
+def waiting_in_append_all(thread: threading.Thread) -> bool:
+    """The thread is blocked on its wake-up in ``append_all`` (not between queueing and
+    waiting, where an interrupt would be outside the code that handles it)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names[:2] == ["wait", "wait"] and "append_all" in names
+
+
+@contextmanager
+def interrupted_when(condition: Callable[[], bool]) -> Iterator[list[str]]:
+    """SIGINT to this (the main) thread once ``condition`` holds, as Ctrl-C reaches a
+    program: the interrupt is real, not raised by the test. It is sent even if the
+    condition never holds (then the list yielded names the failure), so the block never
+    waits for ever."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    main = threading.main_thread()
+    assert threading.current_thread() is main
+    failures: list[str] = []
+
+    def interrupt() -> None:
+        try:
+            wait_for(condition)
+        except AssertionError as error:
+            failures.append(str(error))
+        finally:
+            signal.pthread_kill(main.ident or 0, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    try:
+        yield failures
+    finally:
+        interrupter.join(timeout=60)
+        assert not interrupter.is_alive()
+
+
+def test_an_interrupt_of_a_list_waiting_in_the_queue_takes_out_only_its_commands(
+    settings: Settings, conn: Conn
+) -> None:
+    """Ctrl-C reaches a caller whose list waits between other callers' commands: its
+    commands leave the queue unwritten, and the callers before and after it are answered
+    as if it had never queued (the lead passes over its commands)."""
+    with api.open_ledger(replace(settings, group_max=2)) as app:
+        append(app, *catalogue())
+        before = event_count(conn)
+        callers = ListCallers(app)
+        main = threading.main_thread()
+        with log_locked(settings):
+            callers.start(0, command(user("a")))
+            wait_for(lambda: waiting_for_the_log(conn) == 1)
+            callers.start_list(1, [command(user("b1")), command(user("b2"))])
+            wait_for(lambda: app.groups.waiting == 2)
+
+            def queued_behind() -> bool:
+                if app.groups.waiting == 5 and not callers.outcomes and len(callers.threads) == 2:
+                    callers.start(2, command(user("c")))  # after the interrupted list
+                return app.groups.waiting == 6 and waiting_in_append_all(main)
+
+            with interrupted_when(queued_behind) as failures, pytest.raises(KeyboardInterrupt):
+                api.append_parsed(app, [command(user(f"m{n}")) for n in range(3)])
+            assert failures == []
+            assert app.groups.waiting == 3  # b1, b2 and c: the three m left the queue
+        outcomes = callers.join()
+        assert app.groups.waiting == 0
+    assert statuses([outcomes[0], outcomes[2]]) == ["accepted"] * 2  # type: ignore[list-item]
+    assert statuses(callers.lists[1]) == ["accepted"] * 2  # type: ignore[arg-type]
+    assert event_count(conn) == before + 4
+    assert conn.execute("SELECT count(*) FROM users WHERE id LIKE 'm%'").fetchone() == (0,)
+
+
+def test_an_interrupt_of_a_list_while_it_leads_hands_the_lead_past_its_own_commands(
+    settings: Settings, conn: Conn
+) -> None:
+    """Ctrl-C reaches a caller while it commits a group of its own list (waiting for the
+    log's lock): that group is abandoned and not written, the lead it hands on lands on
+    its own next command, which must pass it to the next caller, who commits."""
+    with api.open_ledger(replace(settings, group_max=2)) as app:
+        append(app, *catalogue())
+        before = event_count(conn)
+        callers = ListCallers(app)
+        with log_locked(settings):
+
+            def leading_and_followed() -> bool:
+                if waiting_for_the_log(conn) == 1 and not callers.threads:
+                    callers.start(0, command(user("c")))  # behind the list's third
+                return waiting_for_the_log(conn) == 1 and app.groups.waiting == 2
+
+            with (
+                interrupted_when(leading_and_followed) as failures,
+                pytest.raises(KeyboardInterrupt),
+            ):
+                api.append_parsed(app, [command(user(f"m{n}")) for n in range(3)])
+            assert failures == []
+            wait_for(lambda: app.groups.waiting == 0)  # c took the lead, waits for the log
+        outcomes = callers.join()
+    assert statuses([outcomes[0]]) == ["accepted"]  # type: ignore[list-item]
+    assert event_count(conn) == before + 1
+    assert conn.execute("SELECT count(*) FROM users WHERE id LIKE 'm%'").fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
+    ).fetchone() == (0,)
+
+
+def test_an_interrupt_after_the_leader_took_its_group_answers_it_and_hands_the_lead_on(
+    settings: Settings, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt can land between any two steps of the leader, and one that lands after
+    it took its group from the queue, before it began the commit, must still answer that
+    group (``GroupAbandoned``: nothing was written, sending again is safe) and hand the
+    lead on; otherwise the group's other callers, every later caller and ``close`` wait
+    for ever. The interrupt is injected at the leader's first step after the take (reading
+    the clock), in the thread that leads that group, as test_append_limits injects one
+    into the commit's pipeline."""
+    app = api.open_ledger(settings)
+    append(app, *catalogue())
+    outcomes: dict[str, list[Result | BaseException] | BaseException] = {}
+    started: list[threading.Thread] = []
+
+    def caller(name: str, cmds: list[Command]) -> threading.Thread:
+        def call() -> None:
+            try:
+                outcomes[name] = api.append_parsed(app, cmds)
+            except BaseException as error:
+                outcomes[name] = error
+
+        thread = threading.Thread(target=call, daemon=True)  # never keeps pytest alive
+        started.append(thread)
+        thread.start()
+        return thread
+
+    injected: list[str] = []
+    victim: list[threading.Thread] = []
+    clock = time.perf_counter
+
+    def perf_counter() -> float:
+        if victim and threading.current_thread() is victim[0] and not injected:
+            injected.append(victim[0].name)
+            raise KeyboardInterrupt("injected: an interrupt after the take")
+        return clock()
+
+    monkeypatch.setattr(group_commit, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    with log_locked(settings):
+        caller("leader", [command(user("x"))])
+        wait_for(lambda: waiting_for_the_log(conn) == 1)
+        victim.append(caller("interrupted", [command(user("u1"))]))  # leads the next group
+        wait_for(lambda: app.groups.waiting == 1)
+        caller("follower", [command(user("u2")), command(user("u3"))])
+        wait_for(lambda: app.groups.waiting == 3)
+    for thread in started:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), f"a caller was left waiting: {outcomes}"
+    assert injected, "the interrupt was never injected: the leader no longer reads the clock"
+    assert isinstance(outcomes["interrupted"], KeyboardInterrupt)
+    follower = outcomes["follower"]
+    assert isinstance(follower, list)
+    assert all(isinstance(a, group_commit.GroupAbandoned) for a in follower), follower
+    later = caller("later", [command(user("u2"))])  # the lead was handed on: a new group
+    later.join(timeout=60)
+    assert not later.is_alive()
+    assert statuses(outcomes["later"]) == ["accepted"]  # type: ignore[arg-type]
+    closer = threading.Thread(target=app.close, daemon=True)
+    closer.start()
+    closer.join(timeout=60)
+    assert not closer.is_alive()
+    assert statuses(outcomes["leader"]) == ["accepted"]  # type: ignore[arg-type]
+    users = conn.execute("SELECT id FROM users WHERE id IN ('u1', 'u2', 'u3')").fetchall()
+    assert users == [("u2",)]
