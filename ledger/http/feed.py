@@ -13,8 +13,9 @@ is how group commit works anyway: the queue is the group.
 
 The order and the answers are those of ``ledger.append`` called by one thread per
 request in arrival order. The queue is bounded (``LEDGER_QUEUE_MAX``): beyond it a
-request is answered ``Overloaded`` at once. A request whose client goes away still has
-its command committed (it was accepted for appending), and its answer is dropped.
+request is answered ``Overloaded`` at once. A request whose client goes away once its
+body was read still has its command committed (it was queued for appending), and its
+answer is dropped.
 """
 
 from __future__ import annotations
