@@ -146,20 +146,22 @@ class GroupCommitter:
                 )
             self._queue.extend(calls)
             follow, self._leading = self._leading, True
-        for index, call in enumerate(calls):
-            try:
+            if not follow:
+                calls[0].state = "lead"  # so that an interrupt before it leads hands the lead on
+        try:
+            for index, call in enumerate(calls):
                 if follow or index > 0:
                     call.wake.wait()
                     if call.state == "done":
                         continue
                 # this caller leads: its next command is at the head of the queue
                 self._lead()
-            except BaseException:
-                # an interrupt: what is not yet taken into a group leaves the queue, and a
-                # lead handed to one of these commands goes on to the next caller
-                for rest in calls[index:]:
-                    self._abandon(rest)
-                raise
+        except BaseException:
+            # an interrupt: what is not yet taken into a group leaves the queue, and a lead
+            # held by (or handed to) one of these commands goes on to the next caller
+            for call in calls:
+                self._abandon(call)
+            raise
         return [c.error if c.error is not None else c.answer() for c in calls]
 
     def close(self) -> None:
@@ -179,7 +181,15 @@ class GroupCommitter:
                 group = self._take()
             started = time.perf_counter()
             results = self._execute_group([c.command for c in group])
+            seconds = time.perf_counter() - started
+            with self._lock:
+                for c, result in zip(group, results, strict=True):
+                    c.result = result
+                self._answer(group)
+                observers = list(self._observers)
         except BaseException as error:
+            if group and group[-1].state == "done":
+                raise  # an interrupt once the group was answered: nothing is left to do
             answered: list[Result] = []
             stopped: Exception
             if isinstance(error, GroupFailed):
@@ -197,12 +207,6 @@ class GroupCommitter:
             if not isinstance(error, Exception):
                 raise  # the leader's own interrupt, once its followers are answered
             return
-        seconds = time.perf_counter() - started
-        with self._lock:
-            for c, result in zip(group, results, strict=True):
-                c.result = result
-            self._answer(group)
-            observers = list(self._observers)
         for observer in observers:
             try:
                 observer(len(group), seconds)
