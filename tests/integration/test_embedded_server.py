@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger import embedded
 from ledger.embedded.account import SERVER_USER, server_account
-from ledger.embedded.datadir import is_complete, wheel_binaries
+from ledger.embedded.datadir import binaries_for, is_complete, wheel_binaries
 from ledger.embedded.pidfile import read_pid_file
 from tests.homes import home_env, pointing_at, private_home
 from tests.support import answers, cli
@@ -242,8 +242,10 @@ def test_a_data_directory_an_earlier_version_left_unfinished_is_recovered() -> N
         pgdata.mkdir(parents=True)
         account = server_account(pgdata)
         account.give(pgdata)
+        # the binaries the account can run: a copy when the installation is closed to it
+        # (a virtual environment under a 0700 directory, as a clone in `mktemp -d`)
         initdb = subprocess.Popen(
-            [str(wheel_binaries() / "initdb"), "-D", str(pgdata), "-U", "postgres"],
+            [str(binaries_for(account, home) / "initdb"), "-D", str(pgdata), "-U", "postgres"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
