@@ -181,15 +181,25 @@ def _load(host: str, port: int, bodies: list[bytes], clients: int, out: Any) -> 
     out.put((ok, elapsed, latencies))
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
-    used = 0.0
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    used: dict[int, float] = {}
     for process in processes:
         try:
             times = process.cpu_times()
         except psutil.Error:
             continue
-        used += times.user + times.system
+        used[process.pid] = times.user + times.system
     return used
+
+
+def _postgres() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings: a process that started meanwhile counts whole, one
+    that ended meanwhile is lost (a backend's last moments), never counted negative."""
+    return sum(max(0.0, spent - before.get(pid, 0.0)) for pid, spent in after.items())
 
 
 def _group_totals(service: Service) -> tuple[float, float]:
@@ -210,13 +220,12 @@ def over_http(service: Service, lines: list[bytes], clients: int) -> dict[str, f
         target=_load, args=(service.host, service.port, lines, clients, out)
     )
     served = psutil.Process(service.process.pid)
-    server = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
     groups_before = _group_totals(service)
-    cpu_before = _cpu_seconds([served]), _cpu_seconds(server)
+    cpu_before = _cpu_seconds([served]), _cpu_seconds(_postgres())
     generator.start()
     ok, elapsed, latencies = out.get()
     generator.join()
-    cpu_after = _cpu_seconds([served]), _cpu_seconds(server)
+    cpu_after = _cpu_seconds([served]), _cpu_seconds(_postgres())
     groups_after = _group_totals(service)
     assert ok == len(lines), f"{len(lines) - ok} requests were not answered 2xx"
     cuts = statistics.quantiles(latencies, n=100)
@@ -225,8 +234,8 @@ def over_http(service: Service, lines: list[bytes], clients: int) -> dict[str, f
         "rate": ok / elapsed,
         "p50_ms": cuts[49] * 1000,
         "p99_ms": cuts[98] * 1000,
-        "service_cpu_ms": (cpu_after[0] - cpu_before[0]) / ok * 1000,
-        "postgres_cpu_ms": (cpu_after[1] - cpu_before[1]) / ok * 1000,
+        "service_cpu_ms": _used(cpu_before[0], cpu_after[0]) / ok * 1000,
+        "postgres_cpu_ms": _used(cpu_before[1], cpu_after[1]) / ok * 1000,
         "group": (groups_after[1] - groups_before[1]) / groups if groups else 0.0,
     }
 
