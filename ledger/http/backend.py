@@ -1,5 +1,5 @@
-"""The service's side of the ledger: appends on the opened ledger in worker threads, and
-reads on a small pool of autocommit connections.
+"""The service's side of the ledger: appends off the event loop, and reads on a small
+pool of autocommit connections.
 
 An append is blocking work (decide, then commit to PostgreSQL), so it runs off the event
 loop while the loop keeps accepting and answering. Single commands all go to one opened

@@ -71,7 +71,10 @@ async def post_command(
 async def answer_command(
     backend: Backend, body: bytes, idempotency_key: str | None, request_id: str
 ) -> Response:
-    """One command's body (and ``Idempotency-Key`` header) -> its result as an answer."""
+    """One command's body (and ``Idempotency-Key`` header) -> its result as an answer.
+
+    The command is stamped as one from ``http`` answering ``request_id`` (``X-Request-Id``
+    or the one made for it): every event it records carries both."""
     try:
         command = parse_command(with_key(body, idempotency_key)).stamped("http", request_id)
     except Rejected as error:
@@ -84,9 +87,9 @@ async def answer_command(
 class CommandEndpoint:
     """``POST /v1/commands`` as a plain ASGI handler, in front of FastAPI.
 
-    It is the path every checkout, heartbeat and webhook-free caller takes, one command a
-    request: FastAPI's middleware, routing and dependency solving cost about as much CPU
-    per request as parsing and deciding the command (docs/performance.md, "The HTTP
+    It is the path the checkout flow and the player take, one command a request:
+    FastAPI's middleware, routing and dependency solving cost about as much CPU per
+    request as parsing and deciding the command (docs/performance.md, "The HTTP
     service"). The same checks run here, in the same order: the bearer token, the body's
     bound, the ``Idempotency-Key`` header, then ``answer_command``.
     """
