@@ -17,6 +17,7 @@ from ledger.http.answers import ServiceError, error_body, error_response, json_r
 from ledger.http.backend import Backend
 from ledger.http.gate import Gate
 from ledger.http.stripe_webhook import stripe_router
+from ledger.http.unexpected import MESSAGE as UNEXPECTED
 from ledger.http.unexpected import CatchUnexpected
 
 log = logging.getLogger("ledger.http")
@@ -99,7 +100,4 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.error("unexpected error", exc_info=error)
-        return json_response(
-            error_body("internal_error", "an unexpected error stopped the request; it was logged"),
-            500,
-        )
+        return error_response(ServiceError(UNEXPECTED))

@@ -108,19 +108,14 @@ class CommandEndpoint:
                 backend.config.max_command_bytes,
                 "the command",
             )
-        except ServiceError as error:
-            backend.metrics.refuse(error)
-            await error_response(error)(scope, receive, send)
-            return
-        except ClientDisconnect:
-            return  # nobody to answer, nothing was appended
-        try:
             answer = await answer_command(
                 backend, body, headers.get(b"idempotency-key"), scope_request_id(scope)
             )
         except ServiceError as error:
             backend.metrics.refuse(error)
             answer = error_response(error)
+        except ClientDisconnect:
+            return  # nobody to answer, nothing was appended
         await answer(scope, receive, send)
 
 

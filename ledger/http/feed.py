@@ -61,10 +61,6 @@ class Feed:
         # hand-over its command is part of
         return await asyncio.shield(answer)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._queued)
-
     async def _hand_over(self) -> None:
         loop = asyncio.get_running_loop()
         try:
