@@ -13,9 +13,13 @@ worker that holds it by reading the shard table there, not through the coordinat
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -55,6 +59,12 @@ class Placement:
 class CitusCluster:
     url: str  # the coordinator
     version: str
+    directory: str | None = None  # the servers' data (LEDGER_CITUS_DIR), to stop a worker
+    binaries: str | None = None  # their pg_ctl (LEDGER_CITUS_BIN)
+
+    @property
+    def port(self) -> int:
+        return int(conninfo_to_dict(self.url)["port"] or 5432)
 
     def workers(self) -> list[Worker]:
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -108,6 +118,46 @@ class CitusCluster:
                 (value,),
             ).fetchone()
         return int(row[0]) if row else 0
+
+    @contextmanager
+    def stopped(self, worker: Worker) -> Iterator[None]:
+        """The worker's server stopped (as a lost machine would be) for the block, started
+        again after it, and reachable from the coordinator before the block's end returns.
+        Tests that use it must not share the cluster with others running at the same time:
+        .ci/run runs the tests marked citus one at a time."""
+        if not self.directory or not self.binaries:
+            raise RuntimeError(
+                "stopping a worker needs LEDGER_CITUS_DIR and LEDGER_CITUS_BIN "
+                "(`.ci/citus run` sets them; `eval $(.ci/citus env)` for a cluster started apart)"
+            )
+        data = Path(self.directory) / f"worker{worker.port - self.port}"
+        if not (data / "PG_VERSION").is_file():
+            raise RuntimeError(f"no data folder of worker {worker.port} at {data}")
+        self._pg_ctl("-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
+        try:
+            yield
+        finally:
+            self._pg_ctl("-D", str(data), "-l", f"{data}.log", "-w", "-t", "60", "start")
+            self._wait_reachable(worker)
+
+    def _pg_ctl(self, *arguments: str) -> None:
+        command = [str(Path(self.binaries or "") / "pg_ctl"), *arguments]
+        if os.geteuid() == 0:  # the servers run as the account citus (.ci/citus)
+            command = ["runuser", "-u", "citus", "--", *command]
+        subprocess.run(command, cwd="/", check=True, capture_output=True, timeout=120)
+
+    def _wait_reachable(self, worker: Worker, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                row = conn.execute(
+                    "SELECT citus_check_connection_to_node(%s, %s)", (worker.host, worker.port)
+                ).fetchone()
+                if row and row[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker {worker.port} is not reachable again")
+                time.sleep(0.1)
 
 
 def organizations() -> Iterator[uuid.UUID]:

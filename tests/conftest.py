@@ -95,7 +95,12 @@ def citus(database_url: str) -> citus_support.CitusCluster:
     """The Citus cluster the suite runs against (tests marked ``citus`` only)."""
     version = _citus_version(database_url)
     assert version is not None, "only tests marked citus use this fixture"
-    return citus_support.CitusCluster(url=database_url, version=version)
+    return citus_support.CitusCluster(
+        url=database_url,
+        version=version,
+        directory=os.environ.get("LEDGER_CITUS_DIR"),
+        binaries=os.environ.get("LEDGER_CITUS_BIN"),
+    )
 
 
 def _stop_embedded_server() -> None:

@@ -110,3 +110,37 @@ def _rows_in_shards(on_worker: psycopg.Connection[Any], schema: str, organizatio
         ).fetchone()
         total += int(row[0]) if row else 0
     return total
+
+
+def test_a_stopped_worker_fails_its_organizations_and_no_other(
+    citus: CitusCluster, conn: psycopg.Connection[Any], settings: Settings
+) -> None:
+    """A lost worker: an append of an organization it holds is refused with a connection
+    failure (SQLSTATE 08006, psycopg ``ConnectionFailure``, naming the remote node), which the
+    ledger can answer as a retryable error; another worker's organizations keep appending; and
+    once the worker is back, its organizations append again."""
+    table = sql.Identifier(settings.schema, "organization_rows")
+    name = f"{settings.schema}.organization_rows"
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {} (organization_id uuid NOT NULL, n integer NOT NULL,"
+            " PRIMARY KEY (organization_id, n))"
+        ).format(table)
+    )
+    conn.execute("SELECT create_distributed_table(%s, 'organization_id')", (name,))
+    lost, kept = citus.on_distinct_workers(conn, name, islice(citus_support.organizations(), 64), 2)
+    insert = sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(table)
+
+    with citus.stopped(citus.placement(conn, name, lost).worker):
+        conn.execute(insert, (kept, 1))
+        with pytest.raises(psycopg.errors.ConnectionFailure) as refused:
+            conn.execute(insert, (lost, 1))
+        assert refused.value.sqlstate == "08006"
+        assert "connection to the remote node" in str(refused.value)
+        conn.execute(insert, (kept, 2))
+
+    conn.execute(insert, (lost, 1))
+    rows = conn.execute(
+        sql.SQL("SELECT organization_id, count(*) FROM {} GROUP BY 1").format(table)
+    ).fetchall()
+    assert dict(rows) == {kept: 2, lost: 1}
