@@ -46,8 +46,8 @@ if TYPE_CHECKING:
         StartPurchase,
         parse_command,
     )
+    from ledger.commands.results import Result
     from ledger.config import Settings
-    from ledger.consumers import Consumer, ConsumerRun, consumer_position, run_consumer
     from ledger.domain.errors import (
         Conflict,
         InvalidState,
@@ -58,11 +58,9 @@ if TYPE_CHECKING:
     )
     from ledger.domain.provenance import Provenance
     from ledger.errors import ConfigurationError
-    from ledger.group_commit import LedgerClosed, Overloaded
-    from ledger.results import Result
-    from ledger.service import Ledger
-    from ledger.store import LockTimeout
-    from ledger.stream import (
+    from ledger.log.recorder import LockTimeout
+    from ledger.reading.consumers import Consumer, ConsumerRun, consumer_position, run_consumer
+    from ledger.reading.stream import (
         Backoff,
         EventBatch,
         EventRecord,
@@ -70,6 +68,8 @@ if TYPE_CHECKING:
         read_batches,
         read_events,
     )
+    from ledger.service import Ledger
+    from ledger.service.group_commit import LedgerClosed, Overloaded
 
 # where each name lives: it is imported from there when first used
 _MODULES: dict[str, tuple[str, ...]] = {
@@ -99,7 +99,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "parse_command",
     ),
     "ledger.config": ("Settings",),
-    "ledger.consumers": ("Consumer", "ConsumerRun", "consumer_position", "run_consumer"),
+    "ledger.reading.consumers": ("Consumer", "ConsumerRun", "consumer_position", "run_consumer"),
     "ledger.domain.errors": (
         "Conflict",
         "InvalidState",
@@ -109,12 +109,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "ValidationFailed",
     ),
     "ledger.errors": ("ConfigurationError",),
-    "ledger.group_commit": ("LedgerClosed", "Overloaded"),
+    "ledger.service.group_commit": ("LedgerClosed", "Overloaded"),
     "ledger.domain.provenance": ("Provenance",),
-    "ledger.results": ("Result",),
+    "ledger.commands.results": ("Result",),
     "ledger.service": ("Ledger",),
-    "ledger.store": ("LockTimeout",),
-    "ledger.stream": (
+    "ledger.log.recorder": ("LockTimeout",),
+    "ledger.reading.stream": (
         "Backoff",
         "EventBatch",
         "EventRecord",

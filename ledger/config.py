@@ -7,7 +7,7 @@ own. ``LEDGER_LOCK_TIMEOUT`` bounds how long an append waits for the log's lock
 (default 5s): a writer that holds it longer makes the others fail with a clear error
 rather than queue behind it for ever.
 
-Concurrent appends on one opened ledger are group-committed (``ledger.group_commit``),
+Concurrent appends on one opened ledger are group-committed (``ledger.service.group_commit``),
 within three bounds: ``LEDGER_GROUP_MAX`` commands and ``LEDGER_GROUP_MAX_BYTES`` bytes
 of commands (their JSON) per transaction, and ``LEDGER_QUEUE_MAX`` callers waiting,
 beyond which an append raises ``Overloaded`` at once rather than queue without end.
@@ -113,7 +113,7 @@ def resolve(database_url: str | None = None, schema: str | None = None) -> Setti
     queue_max = _count_from_env("LEDGER_QUEUE_MAX", DEFAULT_QUEUE_MAX)
     url = database_url or os.environ.get("LEDGER_DATABASE_URL")
     if not url:
-        from ledger import embedded
+        from ledger.database import embedded
 
         url = embedded.url()
     return Settings(

@@ -7,10 +7,11 @@ import sys
 from typing import Any
 from uuid import UUID
 
-from ledger import api, migrations
+from ledger import api
 from ledger.cli import server
 from ledger.config import resolve
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
 
 
@@ -106,7 +107,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def create_roles(args: argparse.Namespace) -> int:
-    from ledger import roles
+    from ledger.database import roles
 
     organization = None
     if args.organization is not None:

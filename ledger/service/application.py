@@ -19,17 +19,17 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
 from ledger import commands as cmd
+from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
 from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
-from ledger.group_commit import GroupCommitter, GroupFailed
-from ledger.results import DUPLICATE, Result
+from ledger.log.recorder import environment
 from ledger.service import registry
 from ledger.service.cache import AggregateCache, DecisionStore
+from ledger.service.group_commit import GroupCommitter, GroupFailed
 from ledger.service.unit_of_work import UnitOfWork
-from ledger.store import environment
 from projections.registry import changes_for
 
 MAX_ATTEMPTS = 20
@@ -48,7 +48,8 @@ class Ledger(Application[UUID]):
         self, settings: Settings, pool_size: int = 2, *, env: Mapping[str, str] | None = None
     ) -> None:
         """``env``: the library's persistence settings, by default PostgreSQL at
-        ``settings`` (``ledger.store.environment``); ``ledger.memory`` gives one in memory."""
+        ``settings`` (``ledger.log.recorder.environment``); ``ledger.service.memory`` gives
+        one in memory."""
         self.settings = settings
         super().__init__(env=dict(env) if env is not None else environment(settings, pool_size))
         self.store = cast(DecisionStore, self.recorder)
@@ -87,7 +88,7 @@ class Ledger(Application[UUID]):
 
     def execute_group(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
         """Each command decided alone, in order, on the state the ones before it left, and
-        all of them written in one transaction (group commit, ``ledger.group_commit``).
+        all of them written in one transaction (group commit, ``ledger.service.group_commit``).
 
         The answers are those of ``execute_batch(atomic=False)``: a rejection or a
         duplicate changes nothing and takes only its own command out; a group the log

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.commands import COMMAND_TYPES, MAX_INT, parse_command, validate_command
-from ledger.currencies import ACTIVE
+from ledger.commands.currencies import ACTIVE
 from ledger.domain import clock
 from ledger.domain.errors import Rejected
 

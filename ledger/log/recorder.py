@@ -45,9 +45,8 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
-from ledger import read_model
 from ledger.config import Settings
-from ledger.datastore import (
+from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
     SCHEMA_KEY,
@@ -55,6 +54,7 @@ from ledger.datastore import (
     LedgerDatastore,
     LedgerFactory,
 )
+from ledger.reading import tables
 from projections.changes import RowChange
 from projections.inline import statement
 
@@ -68,7 +68,9 @@ class LockTimeout(PersistenceError):
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         if not isinstance(datastore, LedgerDatastore):
-            raise TypeError("LedgerRecorder needs a LedgerDatastore: see ledger.store.environment")
+            raise TypeError(
+                "LedgerRecorder needs a LedgerDatastore: see ledger.log.recorder.environment"
+            )
         super().__init__(datastore, **kwargs)
         self.lock_timeout_ms = datastore.lock_timeout_ms
         # the library's lock_table_statements count whole seconds, and its 0 waits for ever
@@ -169,7 +171,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
     def has_purchase_rows(self, content_id: str) -> bool:
         with self.datastore.get_connection() as conn:
-            return read_model.has_purchase_rows(conn, self.datastore.schema, content_id)
+            return tables.has_purchase_rows(conn, self.datastore.schema, content_id)
 
 
 INSERT_ROWS = 1000

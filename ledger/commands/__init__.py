@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.currencies import ACTIVE
+from ledger.commands.currencies import ACTIVE
 from ledger.domain import clock
 from ledger.domain.errors import ValidationFailed
 from ledger.domain.provenance import DEFAULT, Provenance

@@ -32,7 +32,7 @@ def can_play(
 ) -> bool:
     """The (user_id, content_id) access row exists and has not expired at ``at``
     (default: the database's now). ``conn``'s search_path must name the ledger's schema
-    (``ledger.db.connect`` does)."""
+    (``ledger.database.connections.connect`` does)."""
     row = conn.execute(_CAN_PLAY, (user_id, content_id, at), prepare=True).fetchone()
     return bool(row and row[0])
 
@@ -68,7 +68,7 @@ def tenant(
     This is defence in depth for a trusted caller (the platform's own pool), not a
     boundary: the reader sets the organization itself, so code that can run SQL as the
     reader can read any organization. A login bound with ``ledger db roles
-    --organization UUID --login NAME`` is the boundary (``ledger.roles.bind_login``).
+    --organization UUID --login NAME`` is the boundary (``ledger.database.roles.bind_login``).
     """
     with conn.transaction():
         conn.execute(
