@@ -23,7 +23,15 @@ from ledger.service.group_commit import GroupFailed
 
 
 def settings(database_url: str | None = None, schema: str | None = None) -> Settings:
-    return config.resolve(database_url, schema)
+    """Settings from explicit values, then the environment, then the embedded server
+    (started on demand under ``LEDGER_HOME``, and reused)."""
+    return config.resolve(database_url, schema, server=_embedded_url)
+
+
+def _embedded_url() -> str:
+    from ledger.database import embedded
+
+    return embedded.url()
 
 
 def upgrade(settings: Settings, stream: TextIO | None = None) -> list[migrations.Migration]:

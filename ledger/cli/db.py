@@ -9,7 +9,6 @@ from uuid import UUID
 
 from ledger import api
 from ledger.cli import server
-from ledger.config import resolve
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
@@ -68,7 +67,7 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
 
 
 def upgrade(args: argparse.Namespace) -> int:
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     applied = api.upgrade(settings)
     for migration in applied:
         print(f"applied {migration.label}")
@@ -82,7 +81,7 @@ def downgrade(args: argparse.Namespace) -> int:
         target = migrations.target(args.to)
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     with connect(settings) as conn:
         undone = migrations.downgrade(conn, settings.schema, target)
     for migration in undone:
@@ -95,7 +94,7 @@ def downgrade(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     if not server.given_url(args) and not server.embedded_status():
         return 0
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
         found = conn.execute("SHOW server_version").fetchone()
         print(f"server: PostgreSQL {found[0] if found else 'unknown'}, schema {settings.schema}")
@@ -124,7 +123,7 @@ def create_roles(args: argparse.Namespace) -> int:
             f"--login {args.login}: a login name goes with --organization UUID; "
             "alone, --login takes no value"
         )
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
         login = None if organization is not None else bool(args.login)
         names = roles.create_roles(conn, settings.schema, args.prefix, login)

@@ -54,7 +54,6 @@ from ledger.log.datastore import (
     LedgerDatastore,
     LedgerFactory,
 )
-from ledger.reading import tables
 from projections.changes import RowChange
 from projections.inline import statement
 
@@ -170,8 +169,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ]
 
     def has_purchase_rows(self, content_id: str) -> bool:
+        """Whether a purchases row of this content exists: the one read of a projected
+        table that a decision makes (the RESTRICT rule of ``content.delete``)."""
         with self.datastore.get_connection() as conn:
-            return tables.has_purchase_rows(conn, self.datastore.schema, content_id)
+            query = _has_purchase_rows_sql(self.datastore.schema)
+            row = conn.execute(query, (content_id,)).fetchone()
+        return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
 
 
 INSERT_ROWS = 1000
@@ -283,6 +286,13 @@ def _events_after_sql(schema: str) -> sql.Composed:
 def _assert_read_versions_sql(schema: str) -> sql.Composed:
     return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
         sql.Identifier(schema, "ledger_assert_read_versions")
+    )
+
+
+@lru_cache(maxsize=8)
+def _has_purchase_rows_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
+        sql.Identifier(schema, "purchases")
     )
 
 
