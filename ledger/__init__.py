@@ -30,21 +30,21 @@ if TYPE_CHECKING:
         settings,
         upgrade,
     )
-    from ledger.commands import (
-        Command,
-        CompletePurchase,
+    from ledger.commands.access import GrantAccess, RecordPlayback, RevokeAccess
+    from ledger.commands.base import Command
+    from ledger.commands.catalogue import (
         DeleteContent,
         DeleteUser,
-        FailPurchase,
-        GrantAccess,
         PublishContent,
-        RecordPlayback,
-        RefundPurchase,
         RegisterOrganization,
         RegisterUser,
-        RevokeAccess,
+    )
+    from ledger.commands.parsing import parse_command
+    from ledger.commands.purchases import (
+        CompletePurchase,
+        FailPurchase,
+        RefundPurchase,
         StartPurchase,
-        parse_command,
     )
     from ledger.commands.results import Result
     from ledger.config import Settings
@@ -82,21 +82,21 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "settings",
         "upgrade",
     ),
-    "ledger.commands": (
-        "Command",
-        "CompletePurchase",
+    "ledger.commands.access": ("GrantAccess", "RecordPlayback", "RevokeAccess"),
+    "ledger.commands.base": ("Command",),
+    "ledger.commands.catalogue": (
         "DeleteContent",
         "DeleteUser",
-        "FailPurchase",
-        "GrantAccess",
         "PublishContent",
-        "RecordPlayback",
-        "RefundPurchase",
         "RegisterOrganization",
         "RegisterUser",
-        "RevokeAccess",
+    ),
+    "ledger.commands.parsing": ("parse_command",),
+    "ledger.commands.purchases": (
+        "CompletePurchase",
+        "FailPurchase",
+        "RefundPurchase",
         "StartPurchase",
-        "parse_command",
     ),
     "ledger.config": ("Settings",),
     "ledger.reading.consumers": ("Consumer", "ConsumerRun", "consumer_position", "run_consumer"),

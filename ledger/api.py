@@ -10,7 +10,8 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 
 from ledger import config
-from ledger.commands import Command, parse_command, validate_command
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command, validate_command
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database import migrations

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger import api
-from ledger.commands import Command
+from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database.connections import conninfo

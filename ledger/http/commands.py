@@ -13,7 +13,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ledger import api
-from ledger.commands import Command, parse_command
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command
 from ledger.commands.results import Result
 from ledger.domain.errors import Rejected, ValidationFailed
 from ledger.http import openapi

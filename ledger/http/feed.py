@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ledger.commands import Command
+from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.service.group_commit import GroupAbandoned, LedgerClosed, Overloaded
 

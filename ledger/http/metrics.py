@@ -13,7 +13,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ledger.commands import COMMAND_TYPES
+from ledger.commands.by_type import COMMAND_TYPES
 from ledger.commands.results import Result
 from ledger.http.answers import ServiceError
 

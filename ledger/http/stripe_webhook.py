@@ -20,7 +20,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ledger.commands import Command, FailPurchase, RefundPurchase, StartPurchase
+from ledger.commands.base import Command
+from ledger.commands.purchases import FailPurchase, RefundPurchase, StartPurchase
 from ledger.commands.results import Result
 from ledger.domain.errors import ValidationFailed
 from ledger.errors import ConfigurationError

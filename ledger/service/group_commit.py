@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ledger.commands import Command
+from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.config import Settings
 

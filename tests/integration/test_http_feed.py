@@ -22,7 +22,7 @@ import psycopg
 
 import ledger
 from ledger import api
-from ledger.commands import parse_command
+from ledger.commands.parsing import parse_command
 from ledger.config import Settings
 from ledger.database.connections import connect
 from tests.serving import TOKEN, serve
