@@ -57,7 +57,7 @@ def database_url() -> str:
         # able to reach it (pytest's base temporary directory is closed to other users)
         os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
         _HOMES_MADE.append(os.environ["LEDGER_HOME"])
-    from ledger import embedded
+    from ledger.database import embedded
 
     return embedded.url()
 
@@ -105,7 +105,7 @@ def citus(database_url: str) -> citus_support.CitusCluster:
 
 def _stop_embedded_server() -> None:
     if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
-        from ledger import embedded
+        from ledger.database import embedded
 
         embedded.stop()
         for made in _HOMES_MADE:
@@ -160,7 +160,7 @@ def ledger_app(settings: Settings) -> Iterator[Ledger]:
 @pytest.fixture
 def conn(settings: Settings) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A plain autocommit connection whose search_path is the test's schema."""
-    from ledger.db import connect
+    from ledger.database.connections import connect
 
     with connect(settings, autocommit=True) as connection:
         yield connection

@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
 from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
+from ledger.domain.topics import topic
 
 
 def refund_shares(
@@ -47,6 +48,7 @@ class Terms:
     currency: str
 
 
+@topic("Purchase")
 class Purchase(Aggregate):
     """A purchase, keyed by its Stripe payment intent."""
 

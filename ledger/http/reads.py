@@ -1,5 +1,5 @@
 """The read endpoints: the player's access check, the revenue report and the log as a
-stream, each the same answer as its CLI counterpart (``ledger.read_model``,
+stream, each the same answer as its CLI counterpart (``ledger.reading.tables``,
 ``audit revenue --format json``, ``ledger events``)."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from ledger import read_model, stream
 from ledger.audit import render
 from ledger.audit.revenue import RevenueQuery, checked_revenue, parse_moment
-from ledger.event_shapes import UndecodableEvent
 from ledger.http import openapi
 from ledger.http.answers import BadRequest, ServiceError, json_response
 from ledger.http.backend import Backend
+from ledger.log.shapes import UndecodableEvent
+from ledger.reading import stream, tables
 
 router = APIRouter()
 MAX_EVENTS = 1000
@@ -30,7 +30,7 @@ MAX_EVENTS = 1000
 )
 async def get_access(request: Request, user_id: str, content_id: UUID) -> Response:
     backend: Backend = request.app.state.backend
-    answer = await backend.read(lambda conn: read_model.lookup(conn, user_id, str(content_id)))
+    answer = await backend.read(lambda conn: tables.lookup(conn, user_id, str(content_id)))
     return json_response(answer)
 
 

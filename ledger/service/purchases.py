@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from ledger import commands as cmd
+from ledger.commands.base import Fingerprint
+from ledger.commands.purchases import CompletePurchase, FailPurchase, RefundPurchase, StartPurchase
 from ledger.domain import ids
 from ledger.domain.aggregates import Access, CommandKey, Content, Purchase, Terms
 from ledger.domain.errors import Duplicate, InvalidState, NotFound
@@ -22,7 +23,7 @@ from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
 
 
-def _bought(command: cmd.StartPurchase | cmd.CompletePurchase) -> list[UUID]:
+def _bought(command: StartPurchase | CompletePurchase) -> list[UUID]:
     """The purchase, its customer, its content, and the customer's access to it."""
     content_id = str(command.content_id)
     return [
@@ -33,9 +34,9 @@ def _bought(command: cmd.StartPurchase | cmd.CompletePurchase) -> list[UUID]:
     ]
 
 
-@handles(cmd.StartPurchase, needs=_bought)
+@handles(StartPurchase, needs=_bought)
 def start_purchase(
-    uow: UnitOfWork, command: cmd.StartPurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: StartPurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
@@ -55,14 +56,14 @@ def start_purchase(
     uow.record(purchase)
 
 
-def _completion_derived(uow: UnitOfWork, command: cmd.CompletePurchase) -> dict[str, Any]:
+def _completion_derived(uow: UnitOfWork, command: CompletePurchase) -> dict[str, Any]:
     """The content's organization: ``organization_id`` given equal to it or not."""
     content = uow.get(ids.content_id(str(command.content_id)), Content)
     return {"organization_id": content.organization_id} if content else {}
 
 
 @handles(
-    cmd.CompletePurchase,
+    CompletePurchase,
     needs=lambda command: [
         *_bought(command),
         ids.playback_id(command.customer_id, str(command.content_id)),
@@ -70,7 +71,7 @@ def _completion_derived(uow: UnitOfWork, command: cmd.CompletePurchase) -> dict[
     derived=_completion_derived,
 )
 def complete_purchase(
-    uow: UnitOfWork, command: cmd.CompletePurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: CompletePurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     content_id = str(command.content_id)
@@ -125,7 +126,7 @@ def complete_purchase(
     uow.record(access)
 
 
-def _failure_derived(uow: UnitOfWork, command: cmd.FailPurchase) -> dict[str, Any]:
+def _failure_derived(uow: UnitOfWork, command: FailPurchase) -> dict[str, Any]:
     """What a started purchase fixed: the failure may repeat it or leave it out."""
     purchase = uow.get(ids.purchase_id(command.stripe_payment_intent_id), Purchase)
     if purchase is None or not purchase.started:
@@ -139,12 +140,12 @@ def _failure_derived(uow: UnitOfWork, command: cmd.FailPurchase) -> dict[str, An
 
 
 @handles(
-    cmd.FailPurchase,
+    FailPurchase,
     needs=lambda command: [ids.purchase_id(command.stripe_payment_intent_id)],
     derived=_failure_derived,
 )
 def fail_purchase(
-    uow: UnitOfWork, command: cmd.FailPurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: FailPurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
@@ -179,14 +180,14 @@ def fail_purchase(
 
 
 @handles(
-    cmd.RefundPurchase,
+    RefundPurchase,
     needs=lambda command: [
         ids.command_key_id("refund_id", command.refund_id),
         ids.purchase_id(command.stripe_payment_intent_id),
     ],
 )
 def refund_purchase(
-    uow: UnitOfWork, command: cmd.RefundPurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: RefundPurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     key_id = ids.command_key_id("refund_id", command.refund_id)
     key = uow.get(key_id, CommandKey)

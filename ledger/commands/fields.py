@@ -1,0 +1,76 @@
+"""The commands' field types, each with its rule.
+
+Strict means: no coercion ("1000" is not 1000, 1000.0 is not 1000, true is not 1),
+bounds from the contract, active ISO 4217 currencies, timestamps with an offset inside
+the business window, no control characters in text, ids without surrounding whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field
+
+from ledger.commands.currencies import ACTIVE
+from ledger.domain import clock
+
+MAX_INT = 2_147_483_647
+
+
+# C0 controls (newline, ESC, NUL...), DEL and C1 controls; lone surrogates cannot be stored
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise ValueError(
+            f"must not contain control characters (U+{ord(control.group()):04X} at "
+            f"character {control.start() + 1})"
+        )
+    if _SURROGATE.search(text) is not None:
+        raise ValueError("must be valid Unicode (no lone surrogates)")
+    return text
+
+
+def _identifier(text: str) -> str:
+    """Ids are compared exactly: " alice" would be another user than "alice"."""
+    if not text.strip():
+        raise ValueError("must not be blank")
+    if text != text.strip():
+        raise ValueError("must not begin or end with whitespace")
+    return text
+
+
+def _currency(code: str) -> str:
+    if code.upper() not in ACTIVE:
+        raise ValueError(
+            f"{code!r} is not an active ISO 4217 currency (funds, metals, XTS and XXX are not)"
+        )
+    return code.lower()
+
+
+def _business_time(moment: datetime) -> datetime:
+    if not clock.within_window(moment):
+        raise ValueError(f"{moment.isoformat()} lies outside the business window, {clock.WINDOW}")
+    return moment
+
+
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=255),
+    AfterValidator(_storable),
+    AfterValidator(_identifier),
+]
+Text255 = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)]
+Text500 = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_storable)]
+Text1000 = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_storable)]
+Amount = Annotated[int, Field(ge=1, le=MAX_INT)]
+Fee = Annotated[int, Field(ge=0, le=MAX_INT)]
+Seconds = Annotated[int, Field(ge=0, le=MAX_INT)]
+Duration = Annotated[int, Field(ge=1, le=MAX_INT)]
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+BusinessTime = Annotated[AwareDatetime, AfterValidator(_business_time)]
