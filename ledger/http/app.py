@@ -5,6 +5,7 @@ endpoint."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,9 +24,10 @@ from ledger.http.unexpected import CatchUnexpected
 log = logging.getLogger("ledger.http")
 
 
-def create_app(backend: Backend) -> ASGIApp:
-    """The gate (request ids, the bound on requests in flight) around everything; behind
-    it ``POST /v1/commands`` goes straight to its own handler and the rest to FastAPI."""
+def create_app(backend: Backend, crowded: Callable[[], bool] | None = None) -> ASGIApp:
+    """The gate (request ids, the bounds on requests in flight and, through ``crowded``,
+    on connections) around everything; behind it ``POST /v1/commands`` goes straight to
+    its own handler and the rest to FastAPI."""
     app = FastAPI(
         title="ledger",
         version="1",
@@ -52,6 +54,7 @@ def create_app(backend: Backend) -> ASGIApp:
         metrics=backend.metrics,
         limit=backend.config.max_in_flight,
         retry_after=backend.config.retry_after_seconds,
+        **({"crowded": crowded} if crowded is not None else {}),
     )
 
 

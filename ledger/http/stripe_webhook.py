@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from ledger.commands import Command, FailPurchase, RefundPurchase, StartPurchase
 from ledger.domain.errors import ValidationFailed
@@ -129,6 +130,8 @@ def stripe_router(
     async def stripe_webhook(request: Request) -> JSONResponse:
         try:
             answer = await _handle(request, submit, keys, tolerance_seconds, max_body_bytes)
+        except ClientDisconnect:
+            raise  # gone before its body arrived: nothing to record, nobody to answer
         except Exception:  # never a traceback to the client: Stripe will deliver again
             _log.exception("the Stripe webhook failed")
             answer = _error(
