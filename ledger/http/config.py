@@ -48,8 +48,8 @@ class HttpConfig:
     def __post_init__(self) -> None:
         if not MIN_HEADER_BYTES <= self.max_header_bytes <= MAX_HEADER_BYTES:
             raise ConfigurationError(
-                f"{_env('max_header_bytes')}: must lie from {MIN_HEADER_BYTES} to {MAX_HEADER_BYTES}, "
-                f"not {self.max_header_bytes}"
+                f"{_env('max_header_bytes')}: must lie from {MIN_HEADER_BYTES} to "
+                f"{MAX_HEADER_BYTES}, not {self.max_header_bytes}"
             )
         if self.connections < 1:
             raise ConfigurationError(

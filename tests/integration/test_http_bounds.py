@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 
 import psutil
 
@@ -136,10 +136,8 @@ def test_many_header_floods_at_once_leave_memory_bounded(settings: Settings) -> 
                 sock.sendall(b"POST /v1/commands HTTP/1.1\r\nHost: ledger\r\nX-Flood: ")
             for _ in range(4):
                 for sock in socks:
-                    try:
+                    with suppress(BrokenPipeError, ConnectionResetError):
                         sock.sendall(b"b" * MIB)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
             statuses = [read_answer(sock)[0] for sock in socks]
         finally:
             for sock in socks:
@@ -204,7 +202,9 @@ def test_beyond_the_connections_served_answers_stay_json_and_healthz_answers(
 ) -> None:
     """Finding 2: before, connections beyond the limit got uvicorn's plain-text 503
     without Retry-After, /healthz included, so the liveness probe failed."""
-    with serve(settings, LEDGER_HTTP_MAX_CONNECTIONS="8", LEDGER_HTTP_HEADER_TIMEOUT="60") as served:
+    with serve(
+        settings, LEDGER_HTTP_MAX_CONNECTIONS="8", LEDGER_HTTP_HEADER_TIMEOUT="60"
+    ) as served:
         holders = [connect(served) for _ in range(12)]
         try:
             for sock in holders:
