@@ -9,8 +9,12 @@ run of commands in order, goes to a ledger of its own in a worker thread, as a `
 append`` process would. Reads never touch the write side's pools.
 
 Every database failure is turned into a ``ServiceError`` here: the client sees
-``unavailable`` (503, ``Retry-After``) for a connection or lock problem, and a fixed
-``internal_error`` message for anything else, never the database's text.
+``unavailable`` (503, ``Retry-After``) for a connection or lock problem, whichever
+library reports it (psycopg, its pool, the ``eventsourcing`` datastore's own
+``OperationalError`` and ``InterfaceError``), and a fixed ``internal_error`` message for
+anything else, never the database's text. Both pools check a connection that has been
+idle before handing it out (``ledger.datastore.CheckIdle``), so after a restart or a
+failover the service carries on by itself: a dead connection is replaced, not used.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import psycopg
 from anyio import CapacityLimiter
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from eventsourcing.persistence import PersistenceError
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -33,6 +39,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ledger import api
 from ledger.commands import Command
 from ledger.config import Settings
+from ledger.datastore import CheckIdle
 from ledger.db import conninfo
 from ledger.domain.errors import Rejected
 from ledger.errors import ConfigurationError
@@ -83,12 +90,15 @@ class Backend:
         self._batches = batches
         self._write_limiter = CapacityLimiter(config.max_in_flight)
         self._read_limiter = CapacityLimiter(config.read_pool_size)
+        checked = CheckIdle()
         self._reads = ConnectionPool(
             conninfo(settings.url),
             min_size=1,
             max_size=config.read_pool_size,
             kwargs={"autocommit": True},
             configure=self._configure,
+            check=checked.check,
+            reset=checked.reset,
             open=False,
             timeout=5.0,
         )
@@ -185,7 +195,14 @@ def _database_errors() -> Iterator[None]:
         ) from None
     except (LedgerClosed, GroupAbandoned):
         raise Unavailable("the service is stopping: send the command again") from None
-    except (PoolTimeout, LockTimeout, psycopg.OperationalError) as error:
+    except (
+        PoolTimeout,
+        LockTimeout,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        LibraryOperationalError,
+        LibraryInterfaceError,
+    ) as error:
         log.warning("database unavailable: %s", error)
         raise Unavailable("the database is unavailable or busy: try again shortly") from None
     except ConfigurationError as error:  # our own one-line messages: no SQL in them
