@@ -14,6 +14,7 @@ import hashlib
 import json
 import operator
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,12 +59,29 @@ def _storable(text: str) -> str:
 
 
 def _identifier(text: str) -> str:
-    """Ids are compared exactly: " alice" would be another user than "alice"."""
+    """Ids are compared exactly: " alice" would be another user than "alice", and an id
+    holding an invisible or bidirectional format character (Unicode Cf: U+200B, U+202E)
+    would look like another, or like nothing at all."""
     if not text.strip():
         raise ValueError("must not be blank")
     if text != text.strip():
         raise ValueError("must not begin or end with whitespace")
+    if not text.isprintable():  # C: the rare id that is not is looked at closely
+        for at, char in enumerate(text, start=1):
+            if unicodedata.category(char) == "Cf":
+                raise ValueError(
+                    f"must not contain format characters (U+{ord(char):04X} at character {at})"
+                )
     return text
+
+
+def check_id(text: str) -> str:
+    """An id (a user's, a payment intent's...) by the rules of a command's id field:
+    1 to 255 characters, no control or format character, not blank, no surrounding
+    whitespace; ``ValueError`` says which rule it breaks."""
+    if not 1 <= len(text) <= 255:
+        raise ValueError("must be 1 to 255 characters")
+    return _identifier(_storable(text))
 
 
 def _currency(code: str) -> str:

@@ -13,8 +13,10 @@ schema and turns on row-level security:
 * projector: reads the log, writes the projected rows and moves consumers'
   checkpoints (``ledger.run_consumer``; a consumer's own tables are granted by its owner);
 * reader: reads the projected rows of the organization its transaction sets
-  (``ledger.read_model.tenant``), never the log. The setting is the reader's own: this is
-  defence in depth for a trusted application pool, not a boundary between tenants;
+  (``ledger.read_model.tenant``), and the events of the log that name it (the service's
+  reads for a token bound to one organization: its revenue and its events), nothing
+  else of the log. The setting is the reader's own: this is defence in depth for a
+  trusted application pool, not a boundary between tenants;
 * tenant: the group of logins bound to one organization (``bind_login``). Their
   policies look the organization up in ``ledger_tenant_logins``, which the owner owns
   and a bound login can only read its own row of, so no setting, ``SET ROLE`` or
@@ -60,6 +62,14 @@ BOUND_POLICIES: dict[str, str] = {
     "video_playback": f"ledger_content_in_organization(content_id, {_BOUND})",
 }
 POLICIES = ("ledger_writers", "ledger_tenant", "ledger_bound")
+# the reader's policy on the log: the events that name its transaction's organization
+# (migration 0010); the writer and the projector read and append the whole log. The
+# setting is read here, not through ledger_tenant(): the log outlives the projected
+# tables' migrations (``downgrade --to base``), which that function belongs to
+LOG_TENANT_POLICY = (
+    "ledger_event_organization(state) = "
+    "nullif(current_setting('ledger.organization_id', true), '')::uuid::text"
+)
 
 
 def role_names(prefix: str) -> dict[str, str]:
@@ -195,7 +205,32 @@ def create_roles(
             grant("SELECT, INSERT, UPDATE, DELETE", table, writer, projector)
             grant("SELECT", table, reader, tenant)
             _policies(conn, schema, table, names)
+        if any(f.startswith("ledger_event_organization(") for f in found["FUNCTION"]):
+            grant("SELECT", "ledger_events", reader)
+            _log_policies(conn, schema, names)
     return names
+
+
+def _log_policies(conn: psycopg.Connection[Any], schema: str, names: dict[str, str]) -> None:
+    """Row security on the log: the writer and the projector see all of it, the reader
+    the events naming its transaction's organization; the owner is not subject to it."""
+    target = sql.Identifier(schema, "ledger_events")
+    conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+    for policy in POLICIES:
+        conn.execute(
+            sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), target)
+        )
+    conn.execute(
+        sql.SQL(
+            "CREATE POLICY ledger_writers ON {} FOR ALL TO {}, {} USING (true) WITH CHECK (true)"
+        ).format(target, sql.Identifier(names["writer"]), sql.Identifier(names["projector"]))
+    )
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL("CREATE POLICY ledger_tenant ON {} FOR SELECT TO {} USING ({})").format(
+            target, sql.Identifier(names["reader"]), sql.SQL(LOG_TENANT_POLICY)
+        )
+    )
 
 
 def _policies(

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.http import auth, commands, health, openapi, reads
+from ledger.http import auth, commands, health, inputs, openapi, reads
 from ledger.http.answers import ServiceError, error_body, error_response, json_response
 from ledger.http.backend import Backend
 from ledger.http.gate import Gate
@@ -34,9 +34,9 @@ def create_app(backend: Backend, crowded: Callable[[], bool] | None = None) -> A
         description="The purchase and access ledger over HTTP (docs/service.md).",
     )
     app.state.backend = backend
-    guarded = [Depends(auth.require_token)]
-    app.include_router(commands.router, dependencies=guarded)
-    app.include_router(reads.router, dependencies=guarded)
+    strict = Depends(inputs.strict_query)
+    app.include_router(commands.router, dependencies=[Depends(auth.require("commands")), strict])
+    app.include_router(reads.router, dependencies=[strict])  # each read names its scope
     app.include_router(health.router)
     # the Stripe webhook: authenticated by its signature only, no bearer token (docs/stripe.md)
     app.include_router(

@@ -45,6 +45,7 @@ from ledger.domain.errors import Rejected
 from ledger.errors import ConfigurationError
 from ledger.group_commit import GroupAbandoned, LedgerClosed
 from ledger.group_commit import Overloaded as QueueFull
+from ledger.http import tenancy
 from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
 from ledger.http.feed import Feed
@@ -119,6 +120,13 @@ class Backend:
         batches = Writers([api.open_ledger(settings) for _ in range(config.writers)])
         backend = cls(settings, config, metrics, shared, batches)
         backend._reads.open(wait=False)
+        if any(token.organization for token in config.tokens):
+            try:
+                with backend._reads.connection() as conn:
+                    tenancy.check_role(conn, config.tenant_role)
+            except BaseException:
+                backend.close()
+                raise
         return backend
 
     def close(self) -> None:
@@ -164,9 +172,25 @@ class Backend:
 
         return await anyio.to_thread.run_sync(in_thread, limiter=self._write_limiter)
 
+    async def check_tenancy(
+        self, organization: str, commands: Sequence[tuple[int | None, Command]]
+    ) -> None:
+        """``Forbidden`` unless every command is about ``organization`` (``tenancy``)."""
+        role, schema = self.config.tenant_role, self.settings.schema
+        await self.read(
+            lambda conn: tenancy.check_commands(conn, schema, role, organization, commands)
+        )
+
     # --- reads -------------------------------------------------------------------------
 
-    async def read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    async def read(
+        self, work: Callable[[psycopg.Connection[Any]], T], organization: str | None = None
+    ) -> T:
+        """``work`` on a read connection; with ``organization``, as its reader, so that
+        row-level security shows it that organization's rows only."""
+        if organization is not None:
+            work = tenancy.tenant_read(self.config.tenant_role, organization, work)
+
         def in_thread() -> T:
             with _database_errors(), self._reads.connection() as conn:
                 return work(conn)

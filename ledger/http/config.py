@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ledger.errors import ConfigurationError
+from ledger.http.auth import Token, parse_tokens
+from ledger.http.tenancy import DEFAULT_TENANT_ROLE, TENANT_ROLE_ENV
 
 MIB = 1024 * 1024
 # a header section's bound: enough for a bearer token, a Stripe signature and a proxy's
@@ -22,7 +24,7 @@ MIN_HEADER_BYTES, MAX_HEADER_BYTES = 1024, MIB
 
 @dataclass(frozen=True)
 class HttpConfig:
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[Token, ...] = ()
     stripe_secrets: tuple[str, ...] = ()
     stripe_tolerance_seconds: int = 300
     max_command_bytes: int = MIB
@@ -37,6 +39,7 @@ class HttpConfig:
     body_timeout_seconds: int = 30
     keep_alive_seconds: int = 5
     max_connections: int | None = None  # None: four times max_in_flight, and 64 more
+    tenant_role: str = DEFAULT_TENANT_ROLE
 
     @property
     def connections(self) -> int:
@@ -111,7 +114,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> HttpConfig:
     env = os.environ if environ is None else environ
     numbers = {field: _whole(name, env[name]) for name, field in _NUMBERS if env.get(name)}
     return HttpConfig(
-        tokens=_listed(env.get("LEDGER_API_TOKENS", "")),
+        tokens=parse_tokens(env.get("LEDGER_API_TOKENS", "")),
         stripe_secrets=_listed(env.get("LEDGER_STRIPE_WEBHOOK_SECRETS", "")),
+        tenant_role=env.get(TENANT_ROLE_ENV, "").strip() or DEFAULT_TENANT_ROLE,
         **numbers,
     )
