@@ -101,7 +101,8 @@ def check_commands(
         where = f"line {line}: " if line is not None else ""
         if subject.organization == ANY_ORGANIZATION:
             raise Forbidden(
-                f"{where}{getattr(command, 'type', 'this command')} concerns every organization: it needs a token bound to none"
+                f"{where}{getattr(command, 'type', 'this command')} concerns every "
+                "organization: it needs a token bound to none"
             )
         if subject.organization is not None and subject.organization != organization:
             raise Forbidden(

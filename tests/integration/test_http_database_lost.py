@@ -100,10 +100,12 @@ def test_reads_check_their_connection_before_use(settings: Settings) -> None:
     succeed at once (the check replaces the dead connection before the read uses it)."""
     application = f"ledger_test_{uuid.uuid4().hex[:12]}"
     url = make_conninfo(settings.url, application_name=application)
-    with serve(settings, LEDGER_DATABASE_URL=url, LEDGER_HTTP_READ_POOL_SIZE="1") as served:
-        with served.client() as client:
-            assert client.get("/v1/revenue").status_code == 200
-            time.sleep(1.5)  # the connection has been idle: it will be checked
-            assert terminate(settings.url, application) > 0
-            answers: list[Any] = [client.get("/v1/revenue").status_code for _ in range(3)]
+    with (
+        serve(settings, LEDGER_DATABASE_URL=url, LEDGER_HTTP_READ_POOL_SIZE="1") as served,
+        served.client() as client,
+    ):
+        assert client.get("/v1/revenue").status_code == 200
+        time.sleep(1.5)  # the connection has been idle: it will be checked
+        assert terminate(settings.url, application) > 0
+        answers: list[Any] = [client.get("/v1/revenue").status_code for _ in range(3)]
     assert answers == [200, 200, 200]

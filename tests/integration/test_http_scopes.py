@@ -75,31 +75,34 @@ def forbidden(answer: httpx.Response) -> dict[str, Any]:
 
 
 def test_each_scope_opens_its_endpoints_only(settings: Settings) -> None:
-    with serve(settings, LEDGER_API_TOKENS=tokens(bound=False)) as served:
-        with served.client(FULL) as full, served.client(PLAYER) as player:
-            with served.client(FINANCE) as finance:
-                assert full.post("/v1/commands/batch", json=catalogue()).status_code == 200
-                before = event_count(full)
-                # the player's token checks access, and nothing else
-                assert player.get(f"/v1/access/alice/{CONTENT}").status_code == 200
-                forbidden(player.post("/v1/commands", json=user("mallory")))
-                forbidden(player.post("/v1/commands/batch", json=[user("mallory")]))
-                forbidden(player.get("/v1/revenue"))
-                forbidden(player.get("/v1/events"))
-                # finance reads revenue and events, and writes nothing
-                assert finance.get("/v1/revenue").status_code == 200
-                assert finance.get("/v1/events").status_code == 200
-                forbidden(finance.post("/v1/commands", json=user("mallory")))
-                forbidden(finance.get(f"/v1/access/alice/{CONTENT}"))
-                assert event_count(full) == before
-                metrics = full.get("/metrics").text
+    with serve(settings, LEDGER_API_TOKENS=tokens(bound=False)) as served:  # noqa: SIM117
+        with (
+            served.client(FULL) as full,
+            served.client(PLAYER) as player,
+            served.client(FINANCE) as finance,
+        ):
+            assert full.post("/v1/commands/batch", json=catalogue()).status_code == 200
+            before = event_count(full)
+            # the player's token checks access, and nothing else
+            assert player.get(f"/v1/access/alice/{CONTENT}").status_code == 200
+            forbidden(player.post("/v1/commands", json=user("mallory")))
+            forbidden(player.post("/v1/commands/batch", json=[user("mallory")]))
+            forbidden(player.get("/v1/revenue"))
+            forbidden(player.get("/v1/events"))
+            # finance reads revenue and events, and writes nothing
+            assert finance.get("/v1/revenue").status_code == 200
+            assert finance.get("/v1/events").status_code == 200
+            forbidden(finance.post("/v1/commands", json=user("mallory")))
+            forbidden(finance.get(f"/v1/access/alice/{CONTENT}"))
+            assert event_count(full) == before
+            metrics = full.get("/metrics").text
         assert 'ledger_http_refused_total{reason="forbidden"} 6.0' in metrics
 
 
 def test_a_token_bound_to_an_organization_writes_and_reads_only_its_own(
     settings: Settings, reader_role: str
 ) -> None:
-    with serve(settings, LEDGER_API_TOKENS=tokens(), LEDGER_HTTP_TENANT_ROLE=reader_role) as served:
+    with serve(settings, LEDGER_API_TOKENS=tokens(), LEDGER_HTTP_TENANT_ROLE=reader_role) as served:  # noqa: SIM117
         with served.client(FULL) as full, served.client(BOUND) as bound:
             setup = [
                 *catalogue(),
