@@ -75,7 +75,7 @@ def forbidden(answer: httpx.Response) -> dict[str, Any]:
 
 
 def test_each_scope_opens_its_endpoints_only(settings: Settings) -> None:
-    with serve(settings, LEDGER_API_TOKENS=tokens(bound=False)) as served:  # noqa: SIM117
+    with serve(settings, LEDGER_API_TOKENS=tokens(bound=False)) as served:
         with (
             served.client(FULL) as full,
             served.client(PLAYER) as player,
