@@ -23,7 +23,7 @@ import psycopg
 
 import ledger
 from benchmarks import references, workload
-from ledger.commands import Command
+from ledger.commands.base import Command
 
 USERS = 200  # with workload.VIDEOS, 10,000 distinct (customer, video) pairs
 VIEWERS = 200  # customers who bought video 0, pairs [0, VIEWERS)

@@ -18,10 +18,10 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
 from psycopg import sql
 
-from ledger import migrations
 from ledger.config import Settings
+from ledger.database import migrations
+from ledger.log.recorder import environment
 from ledger.service import Ledger
-from ledger.store import environment
 from projections.changes import RowChange
 from projections.inline import statement
 from projections.registry import PROJECTED_TOPICS, changes_for

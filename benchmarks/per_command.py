@@ -15,8 +15,8 @@ from psycopg import sql
 from benchmarks.references import raw_inserts
 from benchmarks.workload import drop, purchase_lines, scratch, setup_lines
 from ledger import api
-from ledger import store as ledger_store
 from ledger.config import Settings
+from ledger.log import recorder as ledger_store
 
 
 def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes]) -> float:

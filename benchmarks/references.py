@@ -243,7 +243,7 @@ def copy_out_and_in(settings: Settings) -> tuple[float, float]:
     """(seconds to COPY the log's events out, seconds to COPY the projected tables' final
     rows into fresh tables with the same indexes and constraints), in one transaction
     each, the client receiving and sending every byte."""
-    from ledger import migrations
+    from ledger.database import migrations
 
     target = settings.schema + "_copyref"
     with psycopg.connect(settings.url, autocommit=True) as conn:

@@ -141,7 +141,7 @@ def audit_time(settings: Settings) -> float:
 
 
 def bench_access_check(url: str, rows: int) -> list[dict[str, Any]]:
-    from ledger.read_model import can_play
+    from ledger.reading.tables import can_play
 
     settings = scratch(url)
     try:

@@ -29,7 +29,7 @@ import psutil
 
 from benchmarks.workload import VIDEOS, drop, purchase_lines, scratch, setup_lines, video
 from ledger import api
-from ledger.commands import parse_command
+from ledger.commands.parsing import parse_command
 from ledger.config import Settings
 
 TOKEN = "bench-token"

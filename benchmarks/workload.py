@@ -18,7 +18,8 @@ import psycopg
 from psycopg import sql
 
 from ledger import api
-from ledger.commands import Command, parse_command
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command
 from ledger.config import Settings
 
 ORG = "00000000-0000-4000-8000-0000000000aa"

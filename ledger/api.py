@@ -9,20 +9,30 @@ from typing import Any, TextIO
 import psycopg
 from eventsourcing.persistence import PersistenceError
 
-from ledger import config, migrations
-from ledger.commands import Command, parse_command, validate_command
+from ledger import config
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command, validate_command
+from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.domain.errors import Rejected
 from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
-from ledger.group_commit import GroupFailed
-from ledger.results import Result
 from ledger.service import Ledger
+from ledger.service.group_commit import GroupFailed
 
 
 def settings(database_url: str | None = None, schema: str | None = None) -> Settings:
-    return config.resolve(database_url, schema)
+    """Settings from explicit values, then the environment, then the embedded server
+    (started on demand under ``LEDGER_HOME``, and reused)."""
+    return config.resolve(database_url, schema, server=_embedded_url)
+
+
+def _embedded_url() -> str:
+    from ledger.database import embedded
+
+    return embedded.url()
 
 
 def upgrade(settings: Settings, stream: TextIO | None = None) -> list[migrations.Migration]:
@@ -73,7 +83,7 @@ def append(ledger: Ledger, command: Command) -> Result:
     """One command from Python: validated by the same rules as a JSON line.
 
     Any number of threads may call it at once on one opened ledger: their commands are
-    group-committed (``ledger.group_commit``), each answered once its group's
+    group-committed (``ledger.service.group_commit``), each answered once its group's
     transaction commits, exactly as it would have been answered alone. Raises
     ``Overloaded`` when ``LEDGER_QUEUE_MAX`` callers are already waiting.
     """

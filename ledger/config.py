@@ -1,13 +1,15 @@
 """Where the ledger's database is: a URL, or the embedded server.
 
 ``LEDGER_DATABASE_URL`` (or ``--database-url``) names a PostgreSQL server; with
-neither, an embedded server under ``LEDGER_HOME`` is started on demand and reused.
+neither, an embedded server under ``LEDGER_HOME`` is started on demand and reused
+(``ledger.api.settings`` gives ``resolve`` that server: the settings stand beneath the
+database package, so they never import it).
 ``LEDGER_SCHEMA`` picks the schema (default ``public``): tests give each test its
 own. ``LEDGER_LOCK_TIMEOUT`` bounds how long an append waits for the log's lock
 (default 5s): a writer that holds it longer makes the others fail with a clear error
 rather than queue behind it for ever.
 
-Concurrent appends on one opened ledger are group-committed (``ledger.group_commit``),
+Concurrent appends on one opened ledger are group-committed (``ledger.service.group_commit``),
 within three bounds: ``LEDGER_GROUP_MAX`` commands and ``LEDGER_GROUP_MAX_BYTES`` bytes
 of commands (their JSON) per transaction, and ``LEDGER_QUEUE_MAX`` callers waiting,
 beyond which an append raises ``Overloaded`` at once rather than queue without end.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg.conninfo import conninfo_to_dict
@@ -104,8 +107,14 @@ def _count_from_env(name: str, default: int) -> int:
     return count(name, value) if value else default
 
 
-def resolve(database_url: str | None = None, schema: str | None = None) -> Settings:
-    """Settings from explicit values, then the environment, then the embedded server."""
+def resolve(
+    database_url: str | None = None,
+    schema: str | None = None,
+    *,
+    server: Callable[[], str] | None = None,
+) -> Settings:
+    """Settings from explicit values, then the environment, then ``server()``: the URL of
+    a server started on demand (``ledger.api.settings`` passes the embedded one's)."""
     lock_timeout = os.environ.get("LEDGER_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT
     lock_timeout_ms(lock_timeout)  # a wrong setting is reported before a server is started
     group_max = _count_from_env("LEDGER_GROUP_MAX", DEFAULT_GROUP_MAX)
@@ -113,9 +122,9 @@ def resolve(database_url: str | None = None, schema: str | None = None) -> Setti
     queue_max = _count_from_env("LEDGER_QUEUE_MAX", DEFAULT_QUEUE_MAX)
     url = database_url or os.environ.get("LEDGER_DATABASE_URL")
     if not url:
-        from ledger import embedded
-
-        url = embedded.url()
+        if server is None:
+            raise ConfigurationError("no database: set LEDGER_DATABASE_URL or give --database-url")
+        url = server()
     return Settings(
         url=url,
         schema=schema or os.environ.get("LEDGER_SCHEMA") or "public",

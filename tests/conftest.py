@@ -61,14 +61,14 @@ def database_url() -> str:
     configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
     if configured:
         return configured
-    from ledger import embedded
+    from ledger.database import embedded
 
     return embedded.url()
 
 
 def _stop_embedded_server() -> None:
     if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
-        from ledger import embedded
+        from ledger.database import embedded
 
         embedded.stop()
         for made in _HOMES_MADE:
@@ -122,7 +122,7 @@ def ledger_app(settings: Settings) -> Iterator[Ledger]:
 @pytest.fixture
 def conn(settings: Settings) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A plain autocommit connection whose search_path is the test's schema."""
-    from ledger.db import connect
+    from ledger.database.connections import connect
 
     with connect(settings, autocommit=True) as connection:
         yield connection

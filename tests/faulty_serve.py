@@ -13,7 +13,7 @@ starts it like the real service.
 from __future__ import annotations
 
 from ledger.cli import run
-from ledger.commands import Command
+from ledger.commands.base import Command
 
 FAULT = "fault-"
 # what the planted error says: SQL and a name a client must never see in an answer

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ledger import embedded
+from ledger.database import embedded
 
 
 def home_env(home: Path) -> dict[str, str]:

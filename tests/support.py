@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from ledger import api
-from ledger.results import Result
+from ledger.commands.results import Result
 from ledger.service import Ledger
 
 TABLES = ("organizations", "users", "content", "content_access", "purchases", "video_playback")

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ledger import migrations
+from ledger.database import migrations
 
 TRIGGERS = {
     "ledger_events_check_shape": "ledger_events_check_shape",

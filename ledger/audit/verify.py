@@ -1,7 +1,7 @@
 """``ledger audit verify``: every check, in the order a problem is best explained.
 
 1. log: the hash chain, recomputed from the stored events (``chain``);
-2. events: every stored event decodes into its class (``ledger.event_shapes``),
+2. events: every stored event decodes into its class (``ledger.log.shapes``),
    checked on the same pass over the log;
 3. guards: the append-only, shape and chaining triggers are in place (``guards``);
 4. anchors: heads recorded earlier still hold (``anchors``);
@@ -20,11 +20,12 @@ from typing import Any
 
 import psycopg
 
-from ledger import event_shapes, migrations
 from ledger.audit.anchors import Anchor, check
 from ledger.audit.chain import ChainWalk, sequence_position, verify_chain
 from ledger.audit.guards import check_guards
 from ledger.audit.reconcile import reconcile
+from ledger.database import migrations
+from ledger.log import shapes
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Verification:
 
 
 def _decodes(topic: bytes, state: bytes) -> str | None:
-    return event_shapes.problem(topic.decode("utf-8", "replace"), state)
+    return shapes.problem(topic.decode("utf-8", "replace"), state)
 
 
 def _failed(name: str, error: psycopg.Error) -> Check:

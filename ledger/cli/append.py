@@ -21,8 +21,8 @@ from ledger.cli.batches import ready_groups
 from ledger.cli.errors import EXIT_BROKEN_PIPE, report, silence_stdout
 from ledger.cli.progress import AppendProgress
 from ledger.cli.signals import GUARD, Interrupted
+from ledger.commands.results import Result
 from ledger.errors import ConfigurationError
-from ledger.results import Result
 from ledger.service import Ledger
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from ledger import api, migrations
-from ledger.db import connect
+from ledger import api
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.domain.provenance import SOURCES, UNRECORDED
 from ledger.errors import ConfigurationError
 
@@ -141,7 +142,7 @@ def run_revenue(args: argparse.Namespace) -> int:
 def _registered(conn: Any, settings: Any, organization: UUID) -> bool:
     from psycopg import sql
 
-    from ledger.roles import organization_aggregate
+    from ledger.database.roles import organization_aggregate
 
     row = conn.execute(
         sql.SQL(

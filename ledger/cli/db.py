@@ -7,10 +7,10 @@ import sys
 from typing import Any
 from uuid import UUID
 
-from ledger import api, migrations
+from ledger import api
 from ledger.cli import server
-from ledger.config import resolve
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
 
 
@@ -67,7 +67,7 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
 
 
 def upgrade(args: argparse.Namespace) -> int:
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     applied = api.upgrade(settings)
     for migration in applied:
         print(f"applied {migration.label}")
@@ -81,7 +81,7 @@ def downgrade(args: argparse.Namespace) -> int:
         target = migrations.target(args.to)
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     with connect(settings) as conn:
         undone = migrations.downgrade(conn, settings.schema, target)
     for migration in undone:
@@ -94,7 +94,7 @@ def downgrade(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     if not server.given_url(args) and not server.embedded_status():
         return 0
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
         found = conn.execute("SHOW server_version").fetchone()
         print(f"server: PostgreSQL {found[0] if found else 'unknown'}, schema {settings.schema}")
@@ -106,7 +106,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def create_roles(args: argparse.Namespace) -> int:
-    from ledger import roles
+    from ledger.database import roles
 
     organization = None
     if args.organization is not None:
@@ -123,7 +123,7 @@ def create_roles(args: argparse.Namespace) -> int:
             f"--login {args.login}: a login name goes with --organization UUID; "
             "alone, --login takes no value"
         )
-    settings = resolve(args.database_url, args.schema)
+    settings = api.settings(args.database_url, args.schema)
     with connect(settings, autocommit=True) as conn:
         login = None if organization is not None else bool(args.login)
         names = roles.create_roles(conn, settings.schema, args.prefix, login)

@@ -18,10 +18,12 @@ from typing import Any
 import orjson
 from psycopg import sql
 
-from ledger import api, demo, embedded
+from ledger import api
 from ledger.cli.server import given_url
+from ledger.commands import demo
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import embedded
+from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
 from projections.registry import TABLES
 

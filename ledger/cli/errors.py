@@ -12,8 +12,8 @@ import traceback
 import psycopg
 from eventsourcing.persistence import PersistenceError
 
+from ledger.database.migrations import MigrationError
 from ledger.errors import ConfigurationError
-from ledger.migrations import MigrationError
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool stopped by SIGPIPE

@@ -1,7 +1,7 @@
 """``ledger events [--after P] [--until P] [--topic T]... [--follow] [--limit N]
 [--source S] [--correlation-id ID] [--idempotency-key KEY]``.
 
-The log in position order as JSON Lines (``ledger.stream``). SIGINT and SIGTERM stop
+The log in position order as JSON Lines (``ledger.reading.stream``). SIGINT and SIGTERM stop
 it between two lines, never inside one; the last line on stderr then names the last
 position written, to resume from with ``--after``. Exit status: 0 at the end of the
 log, at ``--until`` or ``--limit``, on SIGTERM (how a supervisor stops a follower) and
@@ -24,8 +24,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from ledger import api, stream
+from ledger import api
 from ledger.domain.provenance import SOURCES, UNRECORDED
+from ledger.reading import stream
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 

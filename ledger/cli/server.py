@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from ledger import embedded
+from ledger.database import embedded
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:

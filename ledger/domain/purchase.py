@@ -25,6 +25,7 @@ from eventsourcing.domain import Aggregate
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
 from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
+from ledger.domain.topics import topic
 
 
 def refund_shares(
@@ -55,6 +56,7 @@ class Terms:
     currency: str
 
 
+@topic("Purchase")
 class Purchase(Aggregate):
     """A purchase, keyed by its Stripe payment intent."""
 

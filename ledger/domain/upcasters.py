@@ -10,14 +10,14 @@ event was stored with (``class_version`` in its state; absent means 1, as the
 Every reader of the log goes through this one chain: the library's mapper (aggregates)
 calls the ``upcast_vN_vN+1`` methods ``install`` gives each event class, and the
 readers that decode without the mapper (rebuilds, verify, the stream, export) call
-``upcast`` through ``ledger.event_shapes.check``. The SQL audits read a few named
+``upcast`` through ``ledger.log.shapes.check``. The SQL audits read a few named
 fields of the stored JSON; a field a step adds has its SQL form beside the step (the
 revenue audit reads ``source`` as ``coalesce(source, 'unknown')``).
 
 A step changes the state dict in place (the library's convention) and only ever adds
 what the later version carries, with the value that says what the earlier one meant.
 It declares the fields it adds, so the catalogue can state each earlier version's shape
-(``ledger.event_shapes.versions``) and the database accept it for history.
+(``ledger.log.shapes.versions``) and the database accept it for history.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from ledger.results import Result
+from ledger.commands.results import Result
 
 # the result's error code -> the HTTP status (issue 17)
 STATUS_OF_CODE: dict[str, int] = {

@@ -37,22 +37,22 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger import api
-from ledger.commands import Command
+from ledger.commands.base import Command
+from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.datastore import CheckIdle
-from ledger.db import conninfo
+from ledger.database.connections import conninfo
 from ledger.domain.errors import Rejected
 from ledger.errors import ConfigurationError
-from ledger.group_commit import GroupAbandoned, LedgerClosed
-from ledger.group_commit import Overloaded as QueueFull
 from ledger.http import tenancy
+from ledger.log.datastore import CheckIdle
 from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
 from ledger.http.feed import Feed
 from ledger.http.metrics import Metrics
-from ledger.results import Result
+from ledger.log.recorder import LockTimeout
 from ledger.service import Ledger
-from ledger.store import LockTimeout
+from ledger.service.group_commit import GroupAbandoned, LedgerClosed
+from ledger.service.group_commit import Overloaded as QueueFull
 
 T = TypeVar("T")
 log = logging.getLogger("ledger.http")

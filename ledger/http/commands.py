@@ -13,7 +13,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ledger import api
-from ledger.commands import Command, parse_command
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command
+from ledger.commands.results import Result
 from ledger.domain.errors import Rejected, ValidationFailed
 from ledger.http import openapi
 from ledger.http.answers import (
@@ -27,7 +29,6 @@ from ledger.http.auth import Token, check_scope, check_token
 from ledger.http.backend import Backend
 from ledger.http.bodies import batch_lines, read_body, read_bounded
 from ledger.http.gate import scope_request_id
-from ledger.results import Result
 
 router = APIRouter()
 

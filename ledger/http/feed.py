@@ -24,9 +24,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ledger.commands import Command
-from ledger.group_commit import GroupAbandoned, LedgerClosed, Overloaded
-from ledger.results import Result
+from ledger.commands.base import Command
+from ledger.commands.results import Result
+from ledger.service.group_commit import GroupAbandoned, LedgerClosed, Overloaded
 
 Append = Callable[[Sequence[Command]], list[Result | BaseException]]
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ledger import migrations
+from ledger.database import migrations
 from ledger.http.answers import ServiceError, json_response
 from ledger.http.backend import Backend
 from ledger.http.metrics import CONTENT_TYPE

@@ -13,9 +13,9 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ledger.commands import COMMAND_TYPES
+from ledger.commands.by_type import COMMAND_TYPES
+from ledger.commands.results import Result
 from ledger.http.answers import ServiceError
-from ledger.results import Result
 
 MAX_STRIPE_TYPES = 64
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ledger.commands import COMMAND_TYPES
+from ledger.commands.by_type import COMMAND_TYPES
 
 REF = "#/components/schemas/{model}"
 UNGUARDED = frozenset(("/v1/webhooks/stripe",))  # authenticated by its signature

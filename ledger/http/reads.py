@@ -1,5 +1,5 @@
 """The read endpoints: the player's access check, the revenue report and the log as a
-stream, each the same answer as its CLI counterpart (``ledger.read_model``,
+stream, each the same answer as its CLI counterpart (``ledger.reading.tables``,
 ``audit revenue --format json``, ``ledger events``)."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from ledger import read_model, stream
 from ledger.audit import render
 from ledger.audit.revenue import RevenueQuery, checked_revenue, parse_moment
-from ledger.event_shapes import UndecodableEvent
 from ledger.http import openapi
 from ledger.http.answers import BadRequest, Forbidden, ServiceError, json_response
 from ledger.http.auth import Token, require
 from ledger.http.backend import Backend
 from ledger.http.inputs import checked_id
+from ledger.log.shapes import UndecodableEvent
+from ledger.reading import stream, tables
 
 router = APIRouter()
 MAX_EVENTS = 1000
@@ -38,7 +38,7 @@ async def get_access(request: Request, user_id: str, content_id: UUID) -> Respon
     user_id = checked_id(user_id, "user_id")
     token: Token = request.state.token
     answer = await backend.read(
-        lambda conn: read_model.lookup(conn, user_id, str(content_id)), token.organization
+        lambda conn: tables.lookup(conn, user_id, str(content_id)), token.organization
     )
     return json_response(answer)
 

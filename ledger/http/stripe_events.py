@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 import orjson
 
-from ledger.commands import MAX_INT, Command, parse_command
+from ledger.commands.base import Command
+from ledger.commands.fields import MAX_INT
+from ledger.commands.parsing import parse_command
 from ledger.domain import clock
 from ledger.domain.errors import ValidationFailed
 

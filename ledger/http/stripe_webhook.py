@@ -21,7 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from ledger.commands import Command, FailPurchase, RefundPurchase, StartPurchase
+from ledger.commands.base import Command
+from ledger.commands.purchases import FailPurchase, RefundPurchase, StartPurchase
+from ledger.commands.results import Result
 from ledger.domain.errors import ValidationFailed
 from ledger.errors import ConfigurationError
 from ledger.http.stripe_events import METADATA, Mapped, map_event
@@ -31,7 +33,6 @@ from ledger.http.stripe_signature import (
     SignatureError,
     verify,
 )
-from ledger.results import Result
 
 PATH = "/v1/webhooks/stripe"
 MAX_BODY_BYTES = 1024 * 1024

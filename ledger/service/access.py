@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from ledger import commands as cmd
+from ledger.commands.access import GrantAccess, RecordPlayback, RevokeAccess
+from ledger.commands.base import Fingerprint
 from ledger.domain import clock, ids
 from ledger.domain.aggregates import Access, Content, Playback
 from ledger.domain.errors import Duplicate, NoAccess, NotFound
@@ -25,7 +26,7 @@ def last_heartbeat(uow: UnitOfWork, user_id: str, content_id: str) -> str | None
 
 
 def _viewer(
-    command: cmd.GrantAccess | cmd.RevokeAccess | cmd.RecordPlayback,
+    command: GrantAccess | RevokeAccess | RecordPlayback,
 ) -> list[UUID]:
     """The user, the content and the user's access to it."""
     content_id = str(command.content_id)
@@ -36,23 +37,19 @@ def _viewer(
     ]
 
 
-def _viewer_and_playback(command: cmd.GrantAccess | cmd.RecordPlayback) -> list[UUID]:
+def _viewer_and_playback(command: GrantAccess | RecordPlayback) -> list[UUID]:
     return [*_viewer(command), ids.playback_id(command.user_id, str(command.content_id))]
 
 
-def _access(
-    uow: UnitOfWork, command: cmd.GrantAccess | cmd.RevokeAccess
-) -> tuple[Content, Access | None]:
+def _access(uow: UnitOfWork, command: GrantAccess | RevokeAccess) -> tuple[Content, Access | None]:
     """The live content the command is about, and the user's access to it, if any."""
     live_user(uow, command.user_id, "user_id")
     content = live_content(uow, str(command.content_id))
     return content, uow.get(ids.access_id(command.user_id, content.content_id), Access)
 
 
-@handles(cmd.GrantAccess, needs=_viewer_and_playback)
-def grant_access(
-    uow: UnitOfWork, command: cmd.GrantAccess, occurred: str, _: cmd.Fingerprint
-) -> None:
+@handles(GrantAccess, needs=_viewer_and_playback)
+def grant_access(uow: UnitOfWork, command: GrantAccess, occurred: str, _: Fingerprint) -> None:
     content, access = _access(uow, command)
     identity = command.identity(occurred)
     if access is not None and identity in access.seen:
@@ -71,10 +68,8 @@ def grant_access(
     uow.record(access)
 
 
-@handles(cmd.RevokeAccess, needs=_viewer)
-def revoke_access(
-    uow: UnitOfWork, command: cmd.RevokeAccess, occurred: str, _: cmd.Fingerprint
-) -> None:
+@handles(RevokeAccess, needs=_viewer)
+def revoke_access(uow: UnitOfWork, command: RevokeAccess, occurred: str, _: Fingerprint) -> None:
     content, access = _access(uow, command)
     if access is None:
         raise NotFound(
@@ -88,9 +83,9 @@ def revoke_access(
     uow.record(access)
 
 
-@handles(cmd.RecordPlayback, needs=_viewer_and_playback)
+@handles(RecordPlayback, needs=_viewer_and_playback)
 def record_playback(
-    uow: UnitOfWork, command: cmd.RecordPlayback, occurred: str, _: cmd.Fingerprint
+    uow: UnitOfWork, command: RecordPlayback, occurred: str, _: Fingerprint
 ) -> None:
     live_user(uow, command.user_id, "user_id")
     content = live_content(uow, str(command.content_id))

@@ -18,18 +18,18 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
-from ledger import commands as cmd
+from ledger.commands.base import Command
+from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
 from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
-from ledger.group_commit import GroupCommitter, GroupFailed
-from ledger.results import DUPLICATE, Result
+from ledger.log.recorder import environment
 from ledger.service import registry
 from ledger.service.cache import AggregateCache, DecisionStore
+from ledger.service.group_commit import GroupCommitter, GroupFailed
 from ledger.service.unit_of_work import UnitOfWork
-from ledger.store import environment
 from projections.registry import changes_for
 
 MAX_ATTEMPTS = 20
@@ -48,7 +48,8 @@ class Ledger(Application[UUID]):
         self, settings: Settings, pool_size: int = 2, *, env: Mapping[str, str] | None = None
     ) -> None:
         """``env``: the library's persistence settings, by default PostgreSQL at
-        ``settings`` (``ledger.store.environment``); ``ledger.memory`` gives one in memory."""
+        ``settings`` (``ledger.log.recorder.environment``); ``ledger.service.memory`` gives
+        one in memory."""
         self.settings = settings
         super().__init__(env=dict(env) if env is not None else environment(settings, pool_size))
         self.store = cast(DecisionStore, self.recorder)
@@ -64,12 +65,12 @@ class Ledger(Application[UUID]):
         self.groups.close()
         super().close()
 
-    def execute(self, command: cmd.Command) -> Result:
+    def execute(self, command: Command) -> Result:
         """Decides and appends one command in its own transaction."""
         return self.execute_batch([command], atomic=False)[0]
 
     def execute_batch(
-        self, commands: Sequence[cmd.Command | Rejected], *, atomic: bool
+        self, commands: Sequence[Command | Rejected], *, atomic: bool
     ) -> list[Result]:
         """Each command in its own transaction, or (``atomic``) all in one.
 
@@ -85,9 +86,9 @@ class Ledger(Application[UUID]):
                 ]
             return self._atomic(commands)
 
-    def execute_group(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
+    def execute_group(self, commands: Sequence[Command | Rejected]) -> list[Result]:
         """Each command decided alone, in order, on the state the ones before it left, and
-        all of them written in one transaction (group commit, ``ledger.group_commit``).
+        all of them written in one transaction (group commit, ``ledger.service.group_commit``).
 
         The answers are those of ``execute_batch(atomic=False)``: a rejection or a
         duplicate changes nothing and takes only its own command out; a group the log
@@ -112,10 +113,10 @@ class Ledger(Application[UUID]):
 
     # --- transactions --------------------------------------------------------------
 
-    def _one(self, command: cmd.Command) -> Result:
+    def _one(self, command: Command) -> Result:
         return self._retrying(lambda uow: self._try_one(uow, command))
 
-    def _try_one(self, uow: UnitOfWork, command: cmd.Command) -> Result | None:
+    def _try_one(self, uow: UnitOfWork, command: Command) -> Result | None:
         """The command's result, or ``None`` to decide again."""
         try:
             self._decide(uow, command)
@@ -129,7 +130,7 @@ class Ledger(Application[UUID]):
             return None  # another writer got there first: decide again on fresh state
         return Result("accepted", position=max(positions))
 
-    def _atomic(self, commands: Sequence[cmd.Command | Rejected]) -> list[Result]:
+    def _atomic(self, commands: Sequence[Command | Rejected]) -> list[Result]:
         return self._retrying(lambda uow: self._try_atomic(uow, commands))
 
     def _retrying(self, attempt: Callable[[UnitOfWork], R | None]) -> R:
@@ -142,7 +143,7 @@ class Ledger(Application[UUID]):
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
 
     def _try_atomic(
-        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+        self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
@@ -152,7 +153,7 @@ class Ledger(Application[UUID]):
         return self._append_answered(uow, results, spans)
 
     def _try_group(
-        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+        self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
         """Like ``--atomic``, except that a rejection takes only its own command out."""
         uow.prefetch_group(
@@ -164,7 +165,7 @@ class Ledger(Application[UUID]):
         return self._append_answered(uow, results, spans)
 
     def _decide_each(
-        self, uow: UnitOfWork, commands: Sequence[cmd.Command | Rejected]
+        self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> tuple[list[Result | None], list[tuple[int, int]], bool]:
         """Decides the commands in order into one unit of work, each on the state the ones
         before it left. A rejected or duplicate command leaves the unit of work as it was
@@ -233,7 +234,7 @@ class Ledger(Application[UUID]):
 
     # --- deciding ---------------------------------------------------------------------
 
-    def _decide(self, uow: UnitOfWork, command: cmd.Command) -> None:
+    def _decide(self, uow: UnitOfWork, command: Command) -> None:
         """Raises ``Duplicate`` or ``Rejected``, or records the command's events in ``uow``.
 
         Every check comes before the first event, so a rejection leaves the unit of

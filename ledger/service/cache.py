@@ -15,7 +15,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 class DecisionStore(Protocol):
     """What deciding reads from the store besides the aggregates' own events: the
     write side's only reads, so that a store in memory can stand in for PostgreSQL
-    (``ledger.store.LedgerRecorder``, ``ledger.memory.MemoryRecorder``)."""
+    (``ledger.log.recorder.LedgerRecorder``, ``ledger.service.memory.MemoryRecorder``)."""
 
     def events_after(self, versions: Mapping[UUID, int]) -> Sequence[StoredEvent]:
         """Every event of these aggregates after the versions given, in order."""

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ledger import commands as cmd
+from ledger.commands.base import Fingerprint
+from ledger.commands.catalogue import (
+    DeleteContent,
+    DeleteUser,
+    PublishContent,
+    RegisterOrganization,
+    RegisterUser,
+)
 from ledger.domain import ids
 from ledger.domain.aggregates import Content, Organization, User
 from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
@@ -29,14 +36,14 @@ def live_content(uow: UnitOfWork, content_id: str, field_name: str = "content_id
 
 
 @handles(
-    cmd.RegisterOrganization,
+    RegisterOrganization,
     needs=lambda command: [ids.organization_id(str(command.organization_id))],
 )
 def register_organization(
     uow: UnitOfWork,
-    command: cmd.RegisterOrganization,
+    command: RegisterOrganization,
     occurred: str,
-    fingerprint: cmd.Fingerprint,
+    fingerprint: Fingerprint,
 ) -> None:
     organization_id = str(command.organization_id)
     existing = uow.get(ids.organization_id(organization_id), Organization)
@@ -52,10 +59,8 @@ def register_organization(
     )
 
 
-@handles(cmd.RegisterUser, needs=lambda command: [ids.user_id(command.user_id)])
-def register_user(
-    uow: UnitOfWork, command: cmd.RegisterUser, occurred: str, _: cmd.Fingerprint
-) -> None:
+@handles(RegisterUser, needs=lambda command: [ids.user_id(command.user_id)])
+def register_user(uow: UnitOfWork, command: RegisterUser, occurred: str, _: Fingerprint) -> None:
     existing = uow.get(ids.user_id(command.user_id), User)
     if existing is not None:
         if existing.deleted:
@@ -68,10 +73,8 @@ def register_user(
     uow.record(User.register(command.user_id, occurred))
 
 
-@handles(cmd.DeleteUser, needs=lambda command: [ids.user_id(command.user_id)])
-def delete_user(
-    uow: UnitOfWork, command: cmd.DeleteUser, occurred: str, _: cmd.Fingerprint
-) -> None:
+@handles(DeleteUser, needs=lambda command: [ids.user_id(command.user_id)])
+def delete_user(uow: UnitOfWork, command: DeleteUser, occurred: str, _: Fingerprint) -> None:
     user = uow.get(ids.user_id(command.user_id), User)
     if user is None:
         raise NotFound(f"user {command.user_id!r} is not registered", "user_id")
@@ -82,7 +85,7 @@ def delete_user(
 
 
 @handles(
-    cmd.PublishContent,
+    PublishContent,
     needs=lambda command: [
         ids.content_id(str(command.content_id)),
         ids.organization_id(str(command.organization_id)),
@@ -90,7 +93,7 @@ def delete_user(
     ],
 )
 def publish_content(
-    uow: UnitOfWork, command: cmd.PublishContent, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: PublishContent, occurred: str, fingerprint: Fingerprint
 ) -> None:
     content_id = str(command.content_id)
     existing = uow.get(ids.content_id(content_id), Content)
@@ -121,10 +124,8 @@ def publish_content(
     )
 
 
-@handles(cmd.DeleteContent, needs=lambda command: [ids.content_id(str(command.content_id))])
-def delete_content(
-    uow: UnitOfWork, command: cmd.DeleteContent, occurred: str, _: cmd.Fingerprint
-) -> None:
+@handles(DeleteContent, needs=lambda command: [ids.content_id(str(command.content_id))])
+def delete_content(uow: UnitOfWork, command: DeleteContent, occurred: str, _: Fingerprint) -> None:
     content_id = str(command.content_id)
     content = uow.get(ids.content_id(content_id), Content)
     if content is None:

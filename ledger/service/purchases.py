@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from ledger import commands as cmd
+from ledger.commands.base import Command, Fingerprint
+from ledger.commands.purchases import CompletePurchase, FailPurchase, RefundPurchase, StartPurchase
 from ledger.domain import ids
 from ledger.domain.aggregates import Access, CommandKey, Content, Purchase, Terms
 from ledger.domain.errors import Duplicate, InvalidState, NotFound
@@ -23,7 +24,7 @@ from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
 
 
-def _bought(command: cmd.StartPurchase | cmd.CompletePurchase) -> list[UUID]:
+def _bought(command: StartPurchase | CompletePurchase) -> list[UUID]:
     """The purchase, its customer, its content, and the customer's access to it."""
     content_id = str(command.content_id)
     return [
@@ -34,9 +35,9 @@ def _bought(command: cmd.StartPurchase | cmd.CompletePurchase) -> list[UUID]:
     ]
 
 
-@handles(cmd.StartPurchase, needs=_bought)
+@handles(StartPurchase, needs=_bought)
 def start_purchase(
-    uow: UnitOfWork, command: cmd.StartPurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: StartPurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
@@ -57,7 +58,7 @@ def start_purchase(
 
 
 def _processor_time(
-    command: cmd.Command, purchase: Purchase | None, occurred: str
+    command: Command, purchase: Purchase | None, occurred: str
 ) -> tuple[str, str | None]:
     """The business time a completion, failure or refund takes, and the processor's own
     time when the payment processor reported it (``Purchase.effective_time``)."""
@@ -68,14 +69,14 @@ def _processor_time(
     return purchase.effective_time(occurred, from_processor=True), occurred
 
 
-def _completion_derived(uow: UnitOfWork, command: cmd.CompletePurchase) -> dict[str, Any]:
+def _completion_derived(uow: UnitOfWork, command: CompletePurchase) -> dict[str, Any]:
     """The content's organization: ``organization_id`` given equal to it or not."""
     content = uow.get(ids.content_id(str(command.content_id)), Content)
     return {"organization_id": content.organization_id} if content else {}
 
 
 @handles(
-    cmd.CompletePurchase,
+    CompletePurchase,
     needs=lambda command: [
         *_bought(command),
         ids.playback_id(command.customer_id, str(command.content_id)),
@@ -83,7 +84,7 @@ def _completion_derived(uow: UnitOfWork, command: cmd.CompletePurchase) -> dict[
     derived=_completion_derived,
 )
 def complete_purchase(
-    uow: UnitOfWork, command: cmd.CompletePurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: CompletePurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     content_id = str(command.content_id)
@@ -140,7 +141,7 @@ def complete_purchase(
     uow.record(access)
 
 
-def _failure_derived(uow: UnitOfWork, command: cmd.FailPurchase) -> dict[str, Any]:
+def _failure_derived(uow: UnitOfWork, command: FailPurchase) -> dict[str, Any]:
     """What a started purchase fixed: the failure may repeat it or leave it out."""
     purchase = uow.get(ids.purchase_id(command.stripe_payment_intent_id), Purchase)
     if purchase is None or not purchase.started:
@@ -154,12 +155,12 @@ def _failure_derived(uow: UnitOfWork, command: cmd.FailPurchase) -> dict[str, An
 
 
 @handles(
-    cmd.FailPurchase,
+    FailPurchase,
     needs=lambda command: [ids.purchase_id(command.stripe_payment_intent_id)],
     derived=_failure_derived,
 )
 def fail_purchase(
-    uow: UnitOfWork, command: cmd.FailPurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: FailPurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
@@ -195,14 +196,14 @@ def fail_purchase(
 
 
 @handles(
-    cmd.RefundPurchase,
+    RefundPurchase,
     needs=lambda command: [
         ids.command_key_id("refund_id", command.refund_id),
         ids.purchase_id(command.stripe_payment_intent_id),
     ],
 )
 def refund_purchase(
-    uow: UnitOfWork, command: cmd.RefundPurchase, occurred: str, fingerprint: cmd.Fingerprint
+    uow: UnitOfWork, command: RefundPurchase, occurred: str, fingerprint: Fingerprint
 ) -> None:
     key_id = ids.command_key_id("refund_id", command.refund_id)
     key = uow.get(key_id, CommandKey)

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from ledger import commands as cmd
+from ledger.commands.base import Command, Fingerprint
 from ledger.domain import ids
 from ledger.service.unit_of_work import UnitOfWork
 
-C = TypeVar("C", bound=cmd.Command)
+C = TypeVar("C", bound=Command)
 
-Handler = Callable[[UnitOfWork, C, str, cmd.Fingerprint], None]
+Handler = Callable[[UnitOfWork, C, str, Fingerprint], None]
 """Decides a command: gets its aggregates from the unit of work, calls their methods
 (which check their rules, then trigger events) and records them. Raises ``Duplicate``
 or a ``Rejected`` before recording anything."""
@@ -37,7 +37,7 @@ class Registration(Generic[C]):
     state fixed before the command counts."""
 
 
-REGISTRY: dict[type[cmd.Command], Registration[Any]] = {}
+REGISTRY: dict[type[Command], Registration[Any]] = {}
 
 
 def handles(
@@ -57,11 +57,11 @@ def handles(
     return register
 
 
-def registration(command: cmd.Command) -> Registration[Any]:
+def registration(command: Command) -> Registration[Any]:
     return REGISTRY[type(command)]
 
 
-def needed(command: cmd.Command) -> list[UUID]:
+def needed(command: Command) -> list[UUID]:
     """The aggregates a command's decision reads, its idempotency key's claim included."""
     found = registration(command).needs(command)
     if command.idempotency_key is not None:
@@ -69,6 +69,6 @@ def needed(command: cmd.Command) -> list[UUID]:
     return found
 
 
-def derived(uow: UnitOfWork, command: cmd.Command) -> dict[str, Any]:
+def derived(uow: UnitOfWork, command: Command) -> dict[str, Any]:
     derive = registration(command).derived
     return derive(uow, command) if derive is not None else {}

@@ -3,7 +3,7 @@
 Everything happens in one transaction, so a rebuild killed at any moment (even by
 SIGKILL) leaves the live tables untouched and nothing behind that a rerun minds:
 
-0. take the lock migrations take (``ledger.migrations.lock``: a rebuild and an
+0. take the lock migrations take (``ledger.database.migrations.lock``: a rebuild and an
    upgrade or downgrade of the same schema wait for each other) and check that the
    projection migrations are all applied (a downgrade that won the race leaves
    nothing to rebuild into);
@@ -32,9 +32,9 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
-from ledger import migrations
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
 from ledger.upkeep import shadow, source
 from projections import freshness

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger import migrations
+from ledger.database import migrations
 from ledger.errors import ConfigurationError
 from ledger.upkeep import source
 from projections.registry import TABLES, changes_for

@@ -3,7 +3,7 @@
 Only the topics a projection maps are read. An event object is built without
 the library's mapper (no transcoding): the projections read plain fields only, so
 ``object.__new__`` plus the decoded dict is all they need. Each state is checked
-against its class's shape first (``ledger.event_shapes``): an event that does not
+against its class's shape first (``ledger.log.shapes``): an event that does not
 decode stops the reader with one line naming its position and topic
 (``UndecodableEvent``), never a traceback from deep inside a projection.
 """
@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.domain.events import EVENTS_BY_TOPIC
-from ledger.event_shapes import check
+from ledger.log.shapes import check
 from projections.registry import PROJECTED_TOPICS
 
 BATCH = 20_000

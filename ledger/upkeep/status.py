@@ -14,9 +14,9 @@ from typing import Any
 
 from psycopg import sql
 
-from ledger import migrations
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.upkeep import source
 from projections import freshness
 from projections.registry import TABLES

@@ -24,10 +24,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger import migrations
 from ledger.config import Settings
-from ledger.db import connect
-from ledger.event_shapes import UndecodableEvent
+from ledger.database import migrations
+from ledger.database.connections import connect
+from ledger.log.shapes import UndecodableEvent
 from ledger.upkeep import shadow
 from projections import freshness
 from projections.registry import KEYS, TABLES

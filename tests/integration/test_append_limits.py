@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from psycopg import pq
 
 import ledger
-from ledger import api, store
+from ledger import api
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database.connections import connect
 from ledger.domain import ids
+from ledger.log import recorder
 from ledger.service import Ledger
 from tests.support import answers, append, cli, event_count, statuses, user
 
@@ -63,7 +64,7 @@ def test_every_event_of_a_split_insert_is_answered_with_its_own_position(
     fresh: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch, count: int, rows: int
 ) -> None:
     """Whatever the chunk size, each line gets the position of its own event."""
-    monkeypatch.setattr(store, "INSERT_ROWS", rows)
+    monkeypatch.setattr(recorder, "INSERT_ROWS", rows)
     settings = fresh()
     with api.open_ledger(settings) as app, connect(settings, autocommit=True) as conn:
         results = [r for _, r in api.append_lines(app, map(json.dumps, users(count)), atomic=True)]
@@ -118,7 +119,7 @@ def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
     transaction itself, before any retry (``psycopg.OperationalError`` is retried), and
     leave every pooled connection idle."""
     real_communicate = psycopg._pipeline_base.pipeline_communicate
-    original_sql = store._insert_events_sql
+    original_sql = recorder._insert_events_sql
     broken: list[object] = []  # the pgconn whose sends fail, from when the lock is held
     failed_holder: list[int] = []
     leaked: list[int] = []
@@ -142,7 +143,7 @@ def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
         return original_sql(schema)
 
     monkeypatch.setattr(psycopg._pipeline_base, "pipeline_communicate", communicate)
-    monkeypatch.setattr(store, "_insert_events_sql", insert_sql)
+    monkeypatch.setattr(recorder, "_insert_events_sql", insert_sql)
     app = api.open_ledger(settings)
     try:
         if failure is psycopg.OperationalError:

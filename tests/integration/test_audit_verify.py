@@ -9,8 +9,9 @@ import orjson
 import psycopg
 import pytest
 
-from ledger import api, demo
+from ledger import api
 from ledger.audit.chain import GENESIS, event_hash
+from ledger.commands import demo
 from ledger.service import Ledger
 from tests.support import cli
 

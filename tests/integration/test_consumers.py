@@ -16,9 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ledger
-from ledger import api, migrations
+from ledger import api
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.service import Ledger
 from tests.support import append, catalogue, cli, complete, foreign_user_state, refund, user
 

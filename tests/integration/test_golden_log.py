@@ -22,8 +22,9 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from ledger import api, demo
+from ledger import api
 from ledger.audit.revenue import RevenueQuery, revenue
+from ledger.commands import demo
 from ledger.config import Settings
 from ledger.upkeep.rebuild import rebuild
 from tests.fixtures.golden import make

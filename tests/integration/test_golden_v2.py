@@ -18,7 +18,7 @@ import psycopg
 
 import ledger
 from ledger import api
-from ledger.commands import parse_command
+from ledger.commands.parsing import parse_command
 from ledger.config import Settings
 from ledger.domain.provenance import UNRECORDED
 from ledger.upkeep.rebuild import rebuild

@@ -25,12 +25,13 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 import ledger
-from ledger import api, group_commit
-from ledger.commands import Command, parse_command
+from ledger import api
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command
+from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.db import connect
-from ledger.results import Result
-from ledger.service import Ledger
+from ledger.database.connections import connect
+from ledger.service import Ledger, group_commit
 from ledger.service import application as service
 from tests.support import (
     append,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from ledger.commands import COMMAND_TYPES
+from ledger.commands.by_type import COMMAND_TYPES
 from ledger.config import Settings
 from tests.serving import serve
 from tests.support import (

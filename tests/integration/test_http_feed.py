@@ -22,9 +22,9 @@ import psycopg
 
 import ledger
 from ledger import api
-from ledger.commands import parse_command
+from ledger.commands.parsing import parse_command
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database.connections import connect
 from tests.serving import TOKEN, serve
 from tests.support import append as append_lines
 from tests.support import (

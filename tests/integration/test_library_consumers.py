@@ -23,9 +23,9 @@ from eventsourcing.tests import persistence as conformance
 from psycopg import sql
 
 from ledger.config import Settings
-from ledger.datastore import LedgerDatastore
+from ledger.log.datastore import LedgerDatastore
+from ledger.log.recorder import LedgerRecorder, environment
 from ledger.service import Ledger
-from ledger.store import LedgerRecorder, environment
 from tests.support import append, catalogue, user
 
 WATCHDOG_SECONDS = 60

@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger import migrations
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from tests.support import TABLES, answers, catalogue, cli
 
 Conn = psycopg.Connection[Any]

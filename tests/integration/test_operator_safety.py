@@ -18,9 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ledger import api, demo, migrations
+from ledger import api
+from ledger.commands import demo
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify

@@ -11,7 +11,7 @@ import psycopg
 
 import ledger
 from ledger import api
-from ledger.commands import parse_command
+from ledger.commands.parsing import parse_command
 from ledger.service import Ledger
 from tests.support import answers, append, catalogue, cli, complete, grant, refund
 

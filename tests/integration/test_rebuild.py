@@ -16,7 +16,8 @@ import orjson
 import psycopg
 import pytest
 
-from ledger import api, demo
+from ledger import api
+from ledger.commands import demo
 from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep import shadow, source

@@ -15,9 +15,9 @@ from psycopg_pool import ConnectionPool
 
 from ledger import api
 from ledger.config import ConfigurationError, Settings
-from ledger.db import connect
-from ledger.read_model import tenant
-from ledger.roles import bind_login, create_roles, role_names
+from ledger.database.connections import connect
+from ledger.database.roles import bind_login, create_roles, role_names
+from ledger.reading.tables import tenant
 from ledger.upkeep.rebuild import rebuild
 from tests.support import (
     CONTENT,
@@ -397,7 +397,7 @@ def _owners_and_grants(conn: Conn, schema: str) -> dict[tuple[str, str], tuple[s
 
 
 def test_the_migrations_create_exactly_the_objects_roles_may_take_over(conn: Conn) -> None:
-    from ledger import migrations
+    from ledger.database import migrations
 
     owned = migrations.owned_objects()
     found = {

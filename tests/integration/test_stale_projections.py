@@ -19,9 +19,11 @@ import orjson
 import psycopg
 import pytest
 
-from ledger import api, demo, migrations
+from ledger import api
+from ledger.commands import demo
 from ledger.config import ConfigurationError, Settings
-from ledger.db import connect
+from ledger.database import migrations
+from ledger.database.connections import connect
 from ledger.service import Ledger
 from tests.support import TABLES, answers, cli, dump_all, refund
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import ledger
 from ledger.config import Settings
-from ledger.event_shapes import UndecodableEvent
+from ledger.log.shapes import UndecodableEvent
 from ledger.service import Ledger
 from tests.support import (
     answers,

@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 
 from ledger import api
-from ledger.commands import Command
+from ledger.commands.base import Command
+from ledger.commands.results import Result
 from ledger.config import ConfigurationError
 from ledger.http.stripe_webhook import MAX_BODY_BYTES, PATH, RETRY_AFTER_SECONDS, stripe_router
-from ledger.results import Result
 from ledger.service import Ledger
 from tests import support
 from tests.stripe_support import (

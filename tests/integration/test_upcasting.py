@@ -3,7 +3,7 @@ an earlier version only as history.
 
 Version 1 of every topic carries no provenance; version 2 (``class_version`` 2 in the
 state) does. The chain (``ledger.domain.upcasters``) is the one rule: the library's
-mapper and ``event_shapes.check`` give the same event for the same stored bytes.
+mapper and ``shapes.check`` give the same event for the same stored bytes.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from ledger import event_shapes
 from ledger.domain import upcasters
 from ledger.domain.events import EVENTS_BY_TOPIC
 from ledger.domain.provenance import UNRECORDED
-from ledger.event_shapes import UndecodableEvent
+from ledger.log import shapes
+from ledger.log.shapes import UndecodableEvent
 from ledger.service import Ledger
 from ledger.upkeep.source import decode
 from tests.support import foreign_user_state
@@ -116,7 +116,7 @@ def test_a_version_the_catalogue_does_not_know_is_refused_and_unreadable(
     with pytest.raises(psycopg.errors.DataException, match=message), conn.transaction():
         conn.execute(INSERT, ("UserRegistered", orjson.dumps(state), datetime.now(UTC)))
     with pytest.raises(UndecodableEvent, match="version"):
-        event_shapes.check(7, "UserRegistered", orjson.dumps(state))
+        shapes.check(7, "UserRegistered", orjson.dumps(state))
 
 
 def test_an_upcast_never_rewrites_the_stored_bytes(ledger_app: Ledger, conn: Conn) -> None:
@@ -125,17 +125,17 @@ def test_an_upcast_never_rewrites_the_stored_bytes(ledger_app: Ledger, conn: Con
     with conn.transaction():
         conn.execute(INSERT, ("UserRegistered", orjson.dumps(v1_state()), before))
     stored = conn.execute("SELECT state, hash FROM ledger_events").fetchall()
-    event_shapes.check(1, "UserRegistered", bytes(stored[0][0]))
+    shapes.check(1, "UserRegistered", bytes(stored[0][0]))
     assert conn.execute("SELECT state, hash FROM ledger_events").fetchall() == stored
 
 
 def test_every_earlier_shape_is_the_later_less_what_its_step_adds() -> None:
-    shapes = event_shapes.versions()
+    versions = shapes.versions()
     for topic in EVENTS_BY_TOPIC:
         current = upcasters.current_version(topic)
-        assert shapes[(topic, current)] == event_shapes.catalogue()[topic]
+        assert versions[(topic, current)] == shapes.catalogue()[topic]
         for step in upcasters.chain(topic):
-            later, earlier = shapes[(topic, step.to)], shapes[(topic, step.to - 1)]
+            later, earlier = versions[(topic, step.to)], versions[(topic, step.to - 1)]
             assert set(later) - set(earlier) == set(step.adds), topic
             state: dict[str, Any] = {name: None for name in earlier}
             step.apply(state)

@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from ledger import api, demo
+from ledger import api
+from ledger.commands import demo
 from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify

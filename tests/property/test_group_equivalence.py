@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 import ledger
 from ledger import api
 from ledger.cli.batches import ready_groups
-from ledger.commands import Command, parse_command
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command
+from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.domain.errors import Rejected
-from ledger.results import Result
 from tests.property.test_model_equivalence import histories, table_rows
 from tests.support import TABLES
 

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.commands import COMMAND_TYPES, MAX_INT, parse_command, validate_command
-from ledger.currencies import ACTIVE
+from ledger.commands.by_type import COMMAND_TYPES
+from ledger.commands.currencies import ACTIVE
+from ledger.commands.fields import MAX_INT
+from ledger.commands.parsing import parse_command, validate_command
 from ledger.domain import clock
 from ledger.domain.errors import Rejected
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.commands import RegisterUser, parse_command, validate_command
+from ledger.commands.catalogue import RegisterUser
+from ledger.commands.parsing import parse_command, validate_command
 from ledger.domain.errors import ValidationFailed
 from ledger.domain.provenance import MAX_CORRELATION_ID, SOURCES, Provenance, line_id
 

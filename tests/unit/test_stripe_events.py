@@ -10,14 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.commands import (
-    MAX_INT,
-    CompletePurchase,
-    FailPurchase,
-    RefundPurchase,
-    StartPurchase,
-    parse_command,
-)
+from ledger.commands.fields import MAX_INT
+from ledger.commands.parsing import parse_command
+from ledger.commands.purchases import CompletePurchase, FailPurchase, RefundPurchase, StartPurchase
 from ledger.domain.errors import ValidationFailed
 from ledger.domain.provenance import Provenance
 from ledger.http.stripe_events import Mapped, Unmapped, map_event, whole_number

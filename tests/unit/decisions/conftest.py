@@ -1,4 +1,4 @@
-"""Decisions in memory: the ledger on the library's POPO persistence (``ledger.memory``).
+"""Decisions in memory: the ledger on the library's POPO persistence (``ledger.service.memory``).
 
 The same application, handlers and aggregates as in production, without PostgreSQL: each
 test gets a fresh ledger in microseconds. The rows are the projections folded in memory
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ledger import api
-from ledger.memory import MemoryRecorder, memory_ledger
 from ledger.service import Ledger
+from ledger.service.memory import MemoryRecorder, memory_ledger
 from tests.support import catalogue
 
 

@@ -8,8 +8,8 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from ledger.domain import ids
-from ledger.memory import MemoryRecorder
 from ledger.service import Ledger
+from ledger.service.memory import MemoryRecorder
 from tests.support import CONTENT, grant, play, t
 from tests.unit.decisions.conftest import answers
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from ledger.commands import COMMAND_TYPES
+from ledger.commands.by_type import COMMAND_TYPES
 from ledger.domain import events as ev
 from ledger.service.registry import REGISTRY
 from projections.registry import PROJECTED_TOPICS, PROJECTIONS, UNPROJECTED

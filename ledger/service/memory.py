@@ -1,7 +1,7 @@
 """The write side in memory: the library's POPO persistence, with what the ledger's
 PostgreSQL recorder adds.
 
-``MemoryRecorder`` keeps the two promises of ``ledger.store.LedgerRecorder`` that
+``MemoryRecorder`` keeps the two promises of ``ledger.log.recorder.LedgerRecorder`` that
 decisions rest on: an append fails with ``IntegrityError`` when an aggregate the
 decision only read has moved on (absent ones included), and the append's row changes
 are applied with it (to rows in memory, ``projections.fold``), so the read a decision

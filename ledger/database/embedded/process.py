@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.embedded.account import Account
-from ledger.embedded.datadir import server_environment
-from ledger.embedded.pidfile import PidFile, read_pid_file, server_process
+from ledger.database.embedded.account import Account
+from ledger.database.embedded.datadir import server_environment
+from ledger.database.embedded.pidfile import PidFile, read_pid_file, server_process
 from ledger.errors import ConfigurationError
 
 PORT = 5432

@@ -45,9 +45,8 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
-from ledger import read_model
 from ledger.config import Settings
-from ledger.datastore import (
+from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
     SCHEMA_KEY,
@@ -68,7 +67,9 @@ class LockTimeout(PersistenceError):
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         if not isinstance(datastore, LedgerDatastore):
-            raise TypeError("LedgerRecorder needs a LedgerDatastore: see ledger.store.environment")
+            raise TypeError(
+                "LedgerRecorder needs a LedgerDatastore: see ledger.log.recorder.environment"
+            )
         super().__init__(datastore, **kwargs)
         self.lock_timeout_ms = datastore.lock_timeout_ms
         # the library's lock_table_statements count whole seconds, and its 0 waits for ever
@@ -168,8 +169,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ]
 
     def has_purchase_rows(self, content_id: str) -> bool:
+        """Whether a purchases row of this content exists: the one read of a projected
+        table that a decision makes (the RESTRICT rule of ``content.delete``)."""
         with self.datastore.get_connection() as conn:
-            return read_model.has_purchase_rows(conn, self.datastore.schema, content_id)
+            query = _has_purchase_rows_sql(self.datastore.schema)
+            row = conn.execute(query, (content_id,)).fetchone()
+        return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
 
 
 INSERT_ROWS = 1000
@@ -281,6 +286,13 @@ def _events_after_sql(schema: str) -> sql.Composed:
 def _assert_read_versions_sql(schema: str) -> sql.Composed:
     return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
         sql.Identifier(schema, "ledger_assert_read_versions")
+    )
+
+
+@lru_cache(maxsize=8)
+def _has_purchase_rows_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
+        sql.Identifier(schema, "purchases")
     )
 
 

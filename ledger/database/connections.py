@@ -1,7 +1,7 @@
 """Connections to the ledger's database, made from its URL exactly as given.
 
 Every connection the ledger opens (the operator commands here, the write side's pool
-in ``ledger.datastore``) goes through ``conninfo``: the URL is passed to libpq whole,
+in ``ledger.log.datastore``) goes through ``conninfo``: the URL is passed to libpq whole,
 so its host or socket, user, ``sslmode``, ``application_name`` and every other
 parameter apply, and what it leaves out comes from libpq's own defaults and
 ``PG*`` environment variables.

@@ -29,8 +29,8 @@ import psycopg
 from psycopg import sql
 
 from ledger.config import Settings
-from ledger.db import connect
-from ledger.stream import (
+from ledger.database.connections import connect
+from ledger.reading.stream import (
     Backoff,
     EventRecord,
     check_size,

@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ledger.commands import Command
+from ledger.commands.base import Command
+from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.results import Result
 
 Observer = Callable[[int, float], None]
 """Called with each committed group's size (commands) and duration (seconds)."""

@@ -17,7 +17,7 @@ the fields its upcaster step adds (``versions``). Two things check the shapes:
   naming its position and topic instead of a traceback deep in a projection.
 
 The test ``tests/integration/test_event_catalogue.py`` keeps the database's catalogue
-equal to ``catalogue()``; ``python -m ledger.event_shapes`` prints the SQL rows for a
+equal to ``catalogue()``; ``python -m ledger.log.shapes`` prints the SQL rows for a
 migration that changes the catalogue.
 """
 

@@ -29,12 +29,12 @@ import psycopg
 from psycopg import sql
 
 from ledger.config import Settings
-from ledger.db import connect
+from ledger.database.connections import connect
 from ledger.domain.clock import canonical
 from ledger.domain.events import EVENTS_BY_TOPIC
 from ledger.domain.provenance import SOURCES, UNRECORDED
 from ledger.errors import ConfigurationError
-from ledger.event_shapes import UndecodableEvent, check
+from ledger.log.shapes import UndecodableEvent, check
 
 MAX_BATCH = 10_000
 _ALL_POSITIONS = 2**63 - 1

@@ -2,9 +2,9 @@
 
 ``can_play`` answers "may this user play this content now?" with one indexed lookup,
 ``lookup`` the player's whole answer (the HTTP service's);
-``tenant`` scopes a reader's transaction to one organization's rows;
-``has_purchase_rows`` is the one read of a table that a decision makes (the RESTRICT
-rule of ``content.delete``), asked through the store.
+``tenant`` scopes a reader's transaction to one organization's rows. (The one read of
+a table that a decision makes, ``has_purchase_rows``, belongs to the write side's store:
+``ledger.log.recorder``.)
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import sql
 
 from ledger.domain.clock import canonical
 
@@ -32,7 +30,7 @@ def can_play(
 ) -> bool:
     """The (user_id, content_id) access row exists and has not expired at ``at``
     (default: the database's now). ``conn``'s search_path must name the ledger's schema
-    (``ledger.db.connect`` does)."""
+    (``ledger.database.connections.connect`` does)."""
     row = conn.execute(_CAN_PLAY, (user_id, content_id, at), prepare=True).fetchone()
     return bool(row and row[0])
 
@@ -68,7 +66,7 @@ def tenant(
     This is defence in depth for a trusted caller (the platform's own pool), not a
     boundary: the reader sets the organization itself, so code that can run SQL as the
     reader can read any organization. A login bound with ``ledger db roles
-    --organization UUID --login NAME`` is the boundary (``ledger.roles.bind_login``).
+    --organization UUID --login NAME`` is the boundary (``ledger.database.roles.bind_login``).
     """
     with conn.transaction():
         conn.execute(
@@ -76,16 +74,3 @@ def tenant(
             (str(UUID(str(organization_id))),),
         )
         yield conn
-
-
-def has_purchase_rows(conn: psycopg.Connection[Any], schema: str, content_id: str) -> bool:
-    """Whether a purchases row of this content exists in ``schema``."""
-    row = conn.execute(_has_purchase_rows_sql(schema), (content_id,)).fetchone()
-    return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
-
-
-@lru_cache(maxsize=8)
-def _has_purchase_rows_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
-        sql.Identifier(schema, "purchases")
-    )

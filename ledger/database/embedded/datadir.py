@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ledger.embedded.account import Account
-from ledger.embedded.pidfile import read_pid_file, server_process
+from ledger.database.embedded.account import Account
+from ledger.database.embedded.pidfile import read_pid_file, server_process
 from ledger.errors import ConfigurationError
 
 SUPERUSER = "postgres"

@@ -30,13 +30,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from ledger.embedded.account import (
+from ledger.database.embedded.account import (
     Account,
     current_user_name,
     running_as_root,
     server_account,
 )
-from ledger.embedded.datadir import (
+from ledger.database.embedded.datadir import (
     SUPERUSER,
     binaries_for,
     data_version,
@@ -46,15 +46,15 @@ from ledger.embedded.datadir import (
     wheel_binaries,
     write_auth_files,
 )
-from ledger.embedded.pidfile import PidFile, describe, read_pid_file, server_process
-from ledger.embedded.process import (
+from ledger.database.embedded.pidfile import PidFile, describe, read_pid_file, server_process
+from ledger.database.embedded.process import (
     PORT,
     remove_private_socket_dir,
     socket_dir,
     start,
     wait_until_ready,
 )
-from ledger.embedded.process import stop as stop_process
+from ledger.database.embedded.process import stop as stop_process
 from ledger.errors import ConfigurationError
 
 DATABASE = "ledger"

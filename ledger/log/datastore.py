@@ -5,8 +5,8 @@ user, password), so a URL without a host or user, a unix socket, ``sslmode``,
 ``application_name`` or any other libpq parameter would be lost, and the appends would
 connect elsewhere, or otherwise, than every other command. ``LedgerDatastore`` keeps
 the library's datastore (its pool's checks, its error mapping, its ``configure``) and
-gives its pool the whole conninfo instead (``ledger.db.conninfo``), so libpq applies
-the URL, its own defaults and the ``PG*`` environment variables, exactly as for
+gives its pool the whole conninfo instead (``ledger.database.connections.conninfo``), so
+libpq applies the URL, its own defaults and the ``PG*`` environment variables, exactly as for
 ``ledger db status``. A URL the server refuses fails here, when the ledger is opened,
 with the same one-line error as the other commands, instead of leaving the pool to
 retry in the background.
@@ -24,14 +24,14 @@ from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
-from ledger.db import cannot_connect, conninfo
+from ledger.database.connections import cannot_connect, conninfo
 
 POOL_TIMEOUT_S = 10.0  # how long an append waits for a free connection of the pool
 IDLE_IN_TRANSACTION_S = 5  # the library's default: a transaction left idle is ended
 
 CHECK_IDLE_S = 1.0  # a connection idle this long is checked before it is handed out
 
-# the keys ledger.store.environment() passes to LedgerFactory
+# the keys ledger.log.recorder.environment() passes to LedgerFactory
 URL_KEY = "LEDGER_DATABASE_URL"
 SCHEMA_KEY = "POSTGRES_SCHEMA"
 POOL_SIZE_KEY = "POSTGRES_POOL_SIZE"

@@ -13,17 +13,17 @@ schema and turns on row-level security:
 * projector: reads the log, writes the projected rows and moves consumers'
   checkpoints (``ledger.run_consumer``; a consumer's own tables are granted by its owner);
 * reader: reads the projected rows of the organization its transaction sets
-  (``ledger.read_model.tenant``), and the events of the log that name it (the service's
-  reads for a token bound to one organization: its revenue and its events), nothing
-  else of the log. The setting is the reader's own: this is defence in depth for a
-  trusted application pool, not a boundary between tenants;
+  (``ledger.reading.tables.tenant``), and the events of the log that name it (the
+  service's reads for a token bound to one organization: its revenue and its events),
+  nothing else of the log. The setting is the reader's own: this is defence in depth for
+  a trusted application pool, not a boundary between tenants;
 * tenant: the group of logins bound to one organization (``bind_login``). Their
   policies look the organization up in ``ledger_tenant_logins``, which the owner owns
   and a bound login can only read its own row of, so no setting, ``SET ROLE`` or
   ``RESET`` of theirs shows them another organization. This is the boundary.
 
 Only the ledger's own objects change: those its migrations created
-(``ledger.migrations.owned_objects``). Another application's tables, functions or
+(``ledger.database.migrations.owned_objects``). Another application's tables, functions or
 sequences in the same schema keep their owner and privileges, and a schema the ledger
 did not create (``public``) keeps its owner and its grants to PUBLIC.
 """
@@ -36,7 +36,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from ledger import migrations
+from ledger.database import migrations
 from ledger.errors import ConfigurationError
 from projections.registry import TABLES
 

@@ -1,0 +1,155 @@
+"""One JSON Lines line to a command, or a ``ValidationFailed`` naming the field and the
+rule; and the same rules for a command built in Python.
+
+Besides each field's own rule: no key twice in one object (a JSON parser would keep
+the last value silently), and the rules across fields (``_check_rules``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ledger.commands.access import GrantAccess, RecordPlayback, RevokeAccess
+from ledger.commands.base import Command
+from ledger.commands.by_type import COMMAND_TYPES
+from ledger.domain.errors import ValidationFailed
+
+# the field a model-level rule is about, for the error's "field"
+_MODEL_RULE_FIELDS: dict[str, str] = {
+    "purchase.complete": "amount_paid_cents",
+    "playback.progress": "position_seconds",
+}
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+# the end of a key: its closing quote, then the colon (JSON whitespace between)
+_KEY_END = re.compile(r'"[ \t\n\r]*:')
+_KEY_END_BYTES = re.compile(rb'"[ \t\n\r]*:')
+
+
+_CONTAINERS = frozenset((dict, list))  # what orjson parses objects and arrays into
+
+
+def _key_count(parsed: dict[str, Any]) -> int:
+    """Keys in every object of a parsed command (iterative: nesting may be deep; a
+    command is usually flat, so that case costs one pass over its values)."""
+    count = len(parsed)
+    pending = [v for v in parsed.values() if v.__class__ in _CONTAINERS]
+    while pending:
+        item = pending.pop()
+        values = item.values() if item.__class__ is dict else item
+        if item.__class__ is dict:
+            count += len(item)
+        pending.extend(v for v in values if v.__class__ in _CONTAINERS)
+    return count
+
+
+def _check_unique_keys(line: str | bytes, parsed: dict[str, Any]) -> None:
+    """No object, at any depth, names a key twice (a JSON parser would keep the last
+    value silently, so the command would not be the one the sender meant).
+
+    Every key in the text ends with a quote and a colon, so when the text holds no more
+    such endings than the parsed objects hold keys, no key was dropped: the common case
+    costs a regular expression instead of a second parse.
+    """
+    endings = _KEY_END_BYTES if isinstance(line, bytes) else _KEY_END
+    if len(endings.findall(line)) <= _key_count(parsed):  # type: ignore[arg-type]
+        return
+    try:
+        json.loads(line, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
+        raise ValidationFailed(
+            f"{duplicate.key}: the key appears twice in one object",
+            duplicate.key if duplicate.key in parsed else None,
+        ) from None
+    except RecursionError:
+        raise ValidationFailed("malformed JSON: nested too deeply") from None
+
+
+def parse_command(line: str | bytes) -> Command:
+    """One JSON object (a JSON Lines line) to a command, or ``ValidationFailed``."""
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise ValidationFailed(f"malformed JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ValidationFailed("a command must be a JSON object")
+    _check_unique_keys(line, raw)
+    command_type = raw.get("type")
+    if not isinstance(command_type, str) or command_type not in COMMAND_TYPES:
+        allowed = ", ".join(COMMAND_TYPES)
+        raise ValidationFailed(f"type must be one of: {allowed}", "type")
+    model = COMMAND_TYPES[command_type]
+    try:
+        command = model.model_validate_json(line)
+    except ValidationError as error:
+        raise _rejection(error, command_type) from None
+    _check_rules(command)
+    return command
+
+
+def validate_command(command: Command) -> Command:
+    """Re-checks a command built in Python (the typed API) by the same rules."""
+    try:
+        checked = type(command).model_validate(command.model_dump())
+    except ValidationError as error:
+        raise _rejection(error, getattr(command, "type", "")) from None
+    _check_rules(checked)
+    checked._provenance = command.provenance
+    return checked
+
+
+# no natural key: a redelivery is recognised by its moment or its idempotency key only
+_WITHOUT_NATURAL_KEY: tuple[type[Command], ...] = (GrantAccess, RevokeAccess, RecordPlayback)
+
+
+def _check_rules(command: Command) -> None:
+    """Rules across fields, checked after the fields themselves."""
+    if (
+        isinstance(command, _WITHOUT_NATURAL_KEY)
+        and command.occurred_at is None
+        and command.idempotency_key is None
+    ):
+        raise ValidationFailed(
+            f"occurred_at: {getattr(command, 'type', '')} has no natural key, so it needs "
+            "occurred_at (or an idempotency_key): without either, a replayed file would "
+            "apply it again",
+            "occurred_at",
+        )
+    if isinstance(command, GrantAccess) and command.expires_at is not None:
+        occurred = command.occurred_at or datetime.now(command.expires_at.tzinfo)
+        if command.expires_at <= occurred:
+            raise ValidationFailed("expires_at must lie after occurred_at", "expires_at")
+
+
+def _rejection(error: ValidationError, command_type: str) -> ValidationFailed:
+    first = error.errors(include_url=False)[0]
+    location = [str(part) for part in first["loc"]]
+    field = location[0] if location else _MODEL_RULE_FIELDS.get(command_type)
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    label = ".".join(location) if location else field
+    return ValidationFailed(f"{label}: {message}" if label else message, field)
