@@ -143,6 +143,7 @@ def create_roles(
     names = role_names(prefix)
     s = sql.Identifier(schema)
     with conn.transaction():
+        _one_at_a_time(conn)
         migrations.require_log(conn, schema)
         for name in names.values():
             exists = _role_exists(conn, name)
@@ -264,6 +265,13 @@ def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
     return row[0] if row else None
 
 
+def _one_at_a_time(conn: psycopg.Connection[Any]) -> None:
+    """Two ``ledger db roles`` at once (on any schema of the cluster) take turns: their
+    grants on the same database and roles would otherwise fail with PostgreSQL's "tuple
+    concurrently updated". Held until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger db roles'))")
+
+
 def bind_login(
     conn: psycopg.Connection[Any], schema: str, prefix: str, organization: UUID, login: str
 ) -> bool:
@@ -273,6 +281,7 @@ def bind_login(
     """
     names = role_names(prefix)
     with conn.transaction():
+        _one_at_a_time(conn)
         if not login or len(login.encode()) > 63:
             raise ConfigurationError(f"--login: {login!r} must be a role name of 1 to 63 bytes")
         if login in names.values():

@@ -44,11 +44,11 @@ from ledger.database.connections import conninfo
 from ledger.domain.errors import Rejected
 from ledger.errors import ConfigurationError
 from ledger.http import tenancy
-from ledger.log.datastore import CheckIdle
 from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
 from ledger.http.feed import Feed
 from ledger.http.metrics import Metrics
+from ledger.log.datastore import CheckIdle
 from ledger.log.recorder import LockTimeout
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupAbandoned, LedgerClosed

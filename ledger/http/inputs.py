@@ -10,7 +10,7 @@ import unicodedata
 
 from starlette.requests import Request
 
-from ledger.commands import check_id
+from ledger.commands.fields import check_id
 from ledger.http.answers import BadRequest
 
 REPEATABLE = frozenset({"topic"})  # the query parameters that are lists

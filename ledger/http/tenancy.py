@@ -30,15 +30,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.commands import (
-    Command,
-    DeleteUser,
-    FailPurchase,
-    PublishContent,
-    RefundPurchase,
-    RegisterOrganization,
-    RegisterUser,
-)
+from ledger.commands.base import Command
+from ledger.commands.catalogue import DeleteUser, PublishContent, RegisterOrganization, RegisterUser
+from ledger.commands.purchases import FailPurchase, RefundPurchase
 from ledger.errors import ConfigurationError
 from ledger.http.answers import Forbidden
 

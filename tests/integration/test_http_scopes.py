@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from ledger.config import Settings
-from ledger.db import connect
-from ledger.roles import create_roles
+from ledger.database.connections import connect
+from ledger.database.roles import create_roles
+from tests.integration.test_roles import drop_roles
 from tests.serving import serve, server_env
 from tests.support import (
     CONTENT,
@@ -47,13 +46,7 @@ def reader_role(settings: Settings) -> Iterator[str]:
     with connect(settings, autocommit=True) as conn:
         names = create_roles(conn, settings.schema, prefix)
     yield names["reader"]
-    with psycopg.connect(settings.url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema))
-        )
-        for name in names.values():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    drop_roles(settings, names.values())
 
 
 def tokens(bound: bool = True) -> str:

@@ -50,8 +50,10 @@ def roles(settings: Settings) -> Iterator[dict[str, str]]:
 
 
 def drop_roles(settings: Settings, names: Iterable[str]) -> None:
-    """The test's schema first (its objects), then the roles and what they still own."""
-    with psycopg.connect(settings.url, autocommit=True) as conn:
+    """The test's schema first (its objects), then the roles and what they still own,
+    taking turns with ``ledger db roles`` elsewhere (both change the database's grants)."""
+    with psycopg.connect(settings.url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger db roles'))")
         conn.execute(
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema))
         )

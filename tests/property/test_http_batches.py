@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from ledger.config import ConfigurationError
 from ledger.http.answers import BadRequest, TooLarge
-from ledger.http.bodies import batch_lines
 from ledger.http.auth import ALL_SCOPES
+from ledger.http.bodies import batch_lines
 from ledger.http.config import HttpConfig, from_env
 
 JSON = st.recursive(
