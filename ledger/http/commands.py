@@ -102,12 +102,11 @@ async def answer_command(
 
 
 def _utf8_key(values: list[bytes]) -> str | None:
-    """The ``Idempotency-Key`` header as UTF-8 text (as the body's key is), one at most;
-    its rules are the body's (``parse_command``: no control or format character...)."""
+    """The ``Idempotency-Key`` header as UTF-8 text (as the body's key is); given twice,
+    the first one; its rules are the body's (``parse_command``: no control or format
+    character...)."""
     if not values:
         return None
-    if len(values) > 1:
-        raise BadRequest("Idempotency-Key: give the header once", "idempotency_key")
     try:
         return values[0].decode("utf-8")
     except UnicodeDecodeError:
@@ -136,7 +135,9 @@ class CommandEndpoint:
             token = check_token(backend.config.tokens, headers.get(b"authorization", ""))
             check_scope(token, "commands")
             if scope["query_string"]:
-                raise BadRequest("POST /v1/commands takes no query parameters")
+                name = scope["query_string"].split(b"&", 1)[0].split(b"=", 1)[0]
+                field = name.decode("latin-1")[:100]
+                raise BadRequest(f"{field}: POST /v1/commands takes no query parameters", field)
             key = _utf8_key(keys) if keys else None
             body = await read_bounded(
                 headers.get(b"content-length"),
@@ -158,7 +159,7 @@ _READ = (b"authorization", b"content-length")
 
 def _headers(scope: Scope) -> tuple[dict[bytes, str], list[bytes]]:
     """The first value of the headers the endpoint reads (lower case, as ASGI gives
-    them), and every value of ``Idempotency-Key``, as bytes (it is UTF-8 text)."""
+    them), and the values of ``Idempotency-Key``, as bytes (it is UTF-8 text)."""
     found: dict[bytes, str] = {}
     keys: list[bytes] = []
     for name, value in scope["headers"]:

@@ -93,15 +93,6 @@ def test_the_idempotency_key_header_is_utf8_like_the_bodys(settings: Settings) -
         )
         assert status == 422, body
         assert b'"field":"idempotency_key"' in body
-        # given twice
-        status, body = raw(
-            served,
-            b"POST /v1/commands HTTP/1.1\r\nHost: l\r\nAuthorization: Bearer "
-            + TOKEN.encode()
-            + b"\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\n"
-            b"Content-Length: 2\r\n\r\n{}",
-        )
-        assert status == 422, body
 
 
 def test_unknown_or_repeated_query_parameters_are_422(settings: Settings) -> None:
