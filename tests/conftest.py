@@ -2,10 +2,11 @@
 
 ``LEDGER_TEST_DATABASE_URL`` points the suite at a server (CI: the local
 PostgreSQL 15, then a Citus coordinator started by ``.ci/citus run``); without it the suite
-starts the embedded PostgreSQL in a temporary ``LEDGER_HOME``. Each test gets a fresh schema,
-migrated, and dropped afterwards. Tests marked ``citus`` need a Citus cluster: skipped on a
-single server, failed (never skipped) when ``LEDGER_TEST_CITUS=1`` says the run is on one
-(``tests/citus_support.py``).
+starts the embedded PostgreSQL in a temporary ``LEDGER_HOME`` of its own, made once per run and
+shared by the xdist workers, never the home a user has exported (whose server the suite would
+otherwise use, fill and stop). Each test gets a fresh schema, migrated, and dropped afterwards.
+Tests marked ``citus`` need a Citus cluster: skipped on a single server, failed (never skipped)
+when ``LEDGER_TEST_CITUS=1`` says the run is on one (``tests/citus_support.py``).
 """
 
 from __future__ import annotations
@@ -47,16 +48,22 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 _HOMES_MADE: list[str] = []
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's own embedded home, made by the controller before any worker starts
+    (workers inherit it with the environment)."""
+    if os.environ.get("LEDGER_TEST_DATABASE_URL") or hasattr(config, "workerinput"):
+        return
+    # in the temporary directory itself: run as root, the server's own account must be
+    # able to reach it (pytest's base temporary directory is closed to other users)
+    os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
+    _HOMES_MADE.append(os.environ["LEDGER_HOME"])
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
     if configured:
         return configured
-    if not os.environ.get("LEDGER_HOME"):
-        # in the temporary directory itself: run as root, the server's own account must be
-        # able to reach it (pytest's base temporary directory is closed to other users)
-        os.environ["LEDGER_HOME"] = tempfile.mkdtemp(prefix="ledger-test-home-")
-        _HOMES_MADE.append(os.environ["LEDGER_HOME"])
     from ledger.database import embedded
 
     return embedded.url()
@@ -114,10 +121,9 @@ def _stop_embedded_server() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_embedded_server_at_exit(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The suite's embedded server lives in a temporary LEDGER_HOME: stop it at the end (and
-    remove the home, when the suite made it). Under pytest-xdist, workers given one
-    LEDGER_HOME share one server: the controller stops it once they are all done
-    (``pytest_sessionfinish``); a home a worker made for itself is its own to stop."""
+    """The suite's embedded server lives in the run's temporary LEDGER_HOME: stop it at the
+    end and remove the home. Under pytest-xdist, the workers share the controller's home
+    and server: the controller stops it once they are all done (``pytest_sessionfinish``)."""
     yield
     if not hasattr(request.config, "workerinput") or _HOMES_MADE:
         _stop_embedded_server()

@@ -2,12 +2,14 @@
 
 Strict means: no coercion ("1000" is not 1000, 1000.0 is not 1000, true is not 1),
 bounds from the contract, active ISO 4217 currencies, timestamps with an offset inside
-the business window, no control characters in text, ids without surrounding whitespace.
+the business window, no control characters in text, ids without surrounding whitespace
+or format characters.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -37,12 +39,29 @@ def _storable(text: str) -> str:
 
 
 def _identifier(text: str) -> str:
-    """Ids are compared exactly: " alice" would be another user than "alice"."""
+    """Ids are compared exactly: " alice" would be another user than "alice", and an id
+    holding an invisible or bidirectional format character (Unicode Cf: U+200B, U+202E)
+    would look like another, or like nothing at all."""
     if not text.strip():
         raise ValueError("must not be blank")
     if text != text.strip():
         raise ValueError("must not begin or end with whitespace")
+    if not text.isprintable():  # C: the rare id that is not is looked at closely
+        for at, char in enumerate(text, start=1):
+            if unicodedata.category(char) == "Cf":
+                raise ValueError(
+                    f"must not contain format characters (U+{ord(char):04X} at character {at})"
+                )
     return text
+
+
+def check_id(text: str) -> str:
+    """An id (a user's, a payment intent's...) by the rules of a command's id field:
+    1 to 255 characters, no control or format character, not blank, no surrounding
+    whitespace; ``ValueError`` says which rule it breaks."""
+    if not 1 <= len(text) <= 255:
+        raise ValueError("must be 1 to 255 characters")
+    return _identifier(_storable(text))
 
 
 def _currency(code: str) -> str:

@@ -13,8 +13,10 @@ schema and turns on row-level security:
 * projector: reads the log, writes the projected rows and moves consumers'
   checkpoints (``ledger.run_consumer``; a consumer's own tables are granted by its owner);
 * reader: reads the projected rows of the organization its transaction sets
-  (``ledger.reading.tables.tenant``), never the log. The setting is the reader's own: this is
-  defence in depth for a trusted application pool, not a boundary between tenants;
+  (``ledger.reading.tables.tenant``), and the events of the log that name it (the
+  service's reads for a token bound to one organization: its revenue and its events),
+  nothing else of the log. The setting is the reader's own: this is defence in depth for
+  a trusted application pool, not a boundary between tenants;
 * tenant: the group of logins bound to one organization (``bind_login``). Their
   policies look the organization up in ``ledger_tenant_logins``, which the owner owns
   and a bound login can only read its own row of, so no setting, ``SET ROLE`` or
@@ -60,6 +62,14 @@ BOUND_POLICIES: dict[str, str] = {
     "video_playback": f"ledger_content_in_organization(content_id, {_BOUND})",
 }
 POLICIES = ("ledger_writers", "ledger_tenant", "ledger_bound")
+# the reader's policy on the log: the events that name its transaction's organization
+# (migration 0010); the writer and the projector read and append the whole log. The
+# setting is read here, not through ledger_tenant(): the log outlives the projected
+# tables' migrations (``downgrade --to base``), which that function belongs to
+LOG_TENANT_POLICY = (
+    "ledger_event_organization(state) = "
+    "nullif(current_setting('ledger.organization_id', true), '')::uuid::text"
+)
 
 
 def role_names(prefix: str) -> dict[str, str]:
@@ -133,6 +143,7 @@ def create_roles(
     names = role_names(prefix)
     s = sql.Identifier(schema)
     with conn.transaction():
+        _one_at_a_time(conn)
         migrations.require_log(conn, schema)
         for name in names.values():
             exists = _role_exists(conn, name)
@@ -195,7 +206,32 @@ def create_roles(
             grant("SELECT, INSERT, UPDATE, DELETE", table, writer, projector)
             grant("SELECT", table, reader, tenant)
             _policies(conn, schema, table, names)
+        if any(f.startswith("ledger_event_organization(") for f in found["FUNCTION"]):
+            grant("SELECT", "ledger_events", reader)
+            _log_policies(conn, schema, names)
     return names
+
+
+def _log_policies(conn: psycopg.Connection[Any], schema: str, names: dict[str, str]) -> None:
+    """Row security on the log: the writer and the projector see all of it, the reader
+    the events naming its transaction's organization; the owner is not subject to it."""
+    target = sql.Identifier(schema, "ledger_events")
+    conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
+    for policy in POLICIES:
+        conn.execute(
+            sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), target)
+        )
+    conn.execute(
+        sql.SQL(
+            "CREATE POLICY ledger_writers ON {} FOR ALL TO {}, {} USING (true) WITH CHECK (true)"
+        ).format(target, sql.Identifier(names["writer"]), sql.Identifier(names["projector"]))
+    )
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL("CREATE POLICY ledger_tenant ON {} FOR SELECT TO {} USING ({})").format(
+            target, sql.Identifier(names["reader"]), sql.SQL(LOG_TENANT_POLICY)
+        )
+    )
 
 
 def _policies(
@@ -229,6 +265,13 @@ def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
     return row[0] if row else None
 
 
+def _one_at_a_time(conn: psycopg.Connection[Any]) -> None:
+    """Two ``ledger db roles`` at once (on any schema of the cluster) take turns: their
+    grants on the same database and roles would otherwise fail with PostgreSQL's "tuple
+    concurrently updated". Held until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger db roles'))")
+
+
 def bind_login(
     conn: psycopg.Connection[Any], schema: str, prefix: str, organization: UUID, login: str
 ) -> bool:
@@ -238,6 +281,7 @@ def bind_login(
     """
     names = role_names(prefix)
     with conn.transaction():
+        _one_at_a_time(conn)
         if not login or len(login.encode()) > 63:
             raise ConfigurationError(f"--login: {login!r} must be a role name of 1 to 63 bytes")
         if login in names.values():

@@ -23,7 +23,7 @@ from eventsourcing.domain import AggregateCreated, AggregateEvent
 from eventsourcing.utils import register_topic
 
 from ledger.domain.provenance import Provenance
-from ledger.domain.upcasters import PROVENANCE, Step, install
+from ledger.domain.upcasters import PROCESSOR_TIME, PROVENANCE, Step, install
 
 # a field every event of the current version stores, though it has a default: the
 # aggregate makes the event before the service stamps it (``with_provenance``)
@@ -116,7 +116,18 @@ class PurchaseStarted(LedgerEvent):
     fingerprint: str
 
 
-class PurchaseCompleted(LedgerEvent):
+@dataclass(frozen=True)
+class ProcessorTime:
+    """The payment processor's own time of a money fact (version 3 on; docs/events.md,
+    "Business time from the payment processor"): set on a completion, failure or refund
+    that came from the processor (source ``stripe``), whose ``occurred_at`` is the later of
+    this time and the purchase's last event's; null for every other source (then
+    ``occurred_at`` is the command's own). Keyword-only, after each class's own fields."""
+
+    processor_occurred_at: str | None = field(default=None, kw_only=True, metadata=STAMPED)
+
+
+class PurchaseCompleted(ProcessorTime, LedgerEvent):
     TOPIC = "PurchaseCompleted"
     stripe_payment_intent_id: str
     customer_id: str
@@ -132,7 +143,7 @@ class PurchaseCompleted(LedgerEvent):
     fingerprint: str
 
 
-class PurchaseFailed(LedgerEvent):
+class PurchaseFailed(ProcessorTime, LedgerEvent):
     TOPIC = "PurchaseFailed"
     stripe_payment_intent_id: str
     customer_id: str
@@ -143,7 +154,7 @@ class PurchaseFailed(LedgerEvent):
     fingerprint: str
 
 
-class PurchaseRefunded(LedgerEvent):
+class PurchaseRefunded(ProcessorTime, LedgerEvent):
     """A refund, with its cumulative totals and its share of each party.
 
     ``platform_refund_cents`` and friends are this refund's share, computed by the
@@ -306,8 +317,13 @@ EVENTS_BY_TOPIC: dict[str, type[LedgerCreated] | type[LedgerEvent]] = {
 for _topic, _cls in EVENTS_BY_TOPIC.items():
     register_topic(_topic, _cls)
 
-# each topic's versions: version 1 (no provenance), version 2 (``Stamped``)
-UPCASTERS: dict[str, tuple[Step, ...]] = {topic: (PROVENANCE,) for topic in EVENTS_BY_TOPIC}
+# each topic's versions: version 1 (no provenance), version 2 (``Stamped``); version 3 of
+# the processor's money facts (``ProcessorTime``)
+PROCESSOR_FACTS = ("PurchaseCompleted", "PurchaseFailed", "PurchaseRefunded")
+UPCASTERS: dict[str, tuple[Step, ...]] = {
+    topic: (PROVENANCE, PROCESSOR_TIME) if topic in PROCESSOR_FACTS else (PROVENANCE,)
+    for topic in EVENTS_BY_TOPIC
+}
 install(EVENTS_BY_TOPIC, UPCASTERS)
 
 E = TypeVar("E", bound=Stamped)

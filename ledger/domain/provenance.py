@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from ledger.domain.errors import ValidationFailed
 
 SOURCES = ("cli", "api", "http", "stripe")
+# the payment processor: its money facts take the business time ``Purchase.effective_time``
+# gives them (docs/events.md, "Business time from the payment processor")
+PROCESSOR = "stripe"
 # what an event recorded before provenance existed reads as (its upcaster sets it)
 UNRECORDED = "unknown"
 MAX_CORRELATION_ID = 255

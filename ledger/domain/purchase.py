@@ -5,6 +5,14 @@ the purchase's own state and repetition (``check_start``, ``check_complete``,
 ``check_fail``) before the service looks at the customer and the content, then
 records its event (``start``, ``complete``, ``fail``); ``refund`` checks and records
 in one call.
+
+Business time from the payment processor (``effective_time``): a completion, failure or
+refund that the processor reports (Stripe's webhook) is never refused for its order
+against a time this ledger stamped itself. Stripe's clock has whole seconds and its own
+skew, and every redelivery repeats the same time, so a refusal would be for ever while
+the customer has paid. Such a fact takes the later of its own time and the purchase's
+last event's as its ``occurred_at``, and keeps its own as ``processor_occurred_at``.
+Facts from any other source keep the rule that business time runs forward.
 """
 
 from __future__ import annotations
@@ -105,6 +113,15 @@ class Purchase(Aggregate):
     @property
     def refundable_cents(self) -> int:
         return self.amount_paid_cents - self.refunded_amount_cents
+
+    def effective_time(self, occurred_at: str, from_processor: bool) -> str:
+        """The business time a completion, failure or refund takes: its own, or, for a
+        fact from the payment processor dated before the purchase's last event, that
+        event's time (the processor's own is kept beside it in the event)."""
+        last = self.updated_at
+        if from_processor and last is not None and occurred_at < last:
+            return last
+        return occurred_at
 
     @classmethod
     def open(cls, stripe_payment_intent_id: str, occurred_at: str) -> Purchase:
@@ -255,13 +272,16 @@ class Purchase(Aggregate):
         revenue_split_config_id: str | None,
         fingerprint: str,
         occurred_at: str,
+        processor_occurred_at: str | None = None,
     ) -> None:
-        """``split``: the platform's, the organization's and the creator's cents."""
+        """``split``: the platform's, the organization's and the creator's cents;
+        ``processor_occurred_at``: the processor's own time of a fact it reported."""
         self._trigger(
             ev.PurchaseCompleted,
             terms,
             fingerprint,
             occurred_at,
+            processor_occurred_at=processor_occurred_at,
             creator_id=creator_id,
             platform_fee_cents=split[0],
             organization_fee_cents=split[1],
@@ -269,8 +289,20 @@ class Purchase(Aggregate):
             revenue_split_config_id=revenue_split_config_id,
         )
 
-    def fail(self, terms: Terms, fingerprint: str, occurred_at: str) -> None:
-        self._trigger(ev.PurchaseFailed, terms, fingerprint, occurred_at)
+    def fail(
+        self,
+        terms: Terms,
+        fingerprint: str,
+        occurred_at: str,
+        processor_occurred_at: str | None = None,
+    ) -> None:
+        self._trigger(
+            ev.PurchaseFailed,
+            terms,
+            fingerprint,
+            occurred_at,
+            processor_occurred_at=processor_occurred_at,
+        )
 
     def _trigger(
         self,
@@ -290,8 +322,22 @@ class Purchase(Aggregate):
         )
 
     def refund(
-        self, refund_id: str, amount_cents: int, reason: str | None, occurred_at: str
+        self,
+        refund_id: str,
+        amount_cents: int,
+        reason: str | None,
+        occurred_at: str,
+        processor_occurred_at: str | None = None,
     ) -> None:
+        """A refund of a fully refunded purchase exceeds what is left (nothing): it is
+        refused for its amount, like any refund above what is left, and no later
+        delivery of it can succeed; one of a purchase not completed yet may, later."""
+        if self.status == "refunded":
+            raise InvalidState(
+                f"refund of {amount_cents} exceeds the 0 still refundable: purchase "
+                f"{self.stripe_payment_intent_id} is fully refunded",
+                "amount_cents",
+            )
         if self.status != "completed":
             raise InvalidState(
                 f"purchase {self.stripe_payment_intent_id} is {self.status}; "
@@ -332,4 +378,5 @@ class Purchase(Aggregate):
             creator_refund_cents=after[2] - before[2],
             newest=self.updated_at is None or occurred_at >= self.updated_at,
             occurred_at=occurred_at,
+            processor_occurred_at=processor_occurred_at,
         )

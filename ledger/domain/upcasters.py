@@ -58,6 +58,16 @@ def _add_provenance(state: State) -> None:
 
 PROVENANCE = Step(2, ("source", "correlation_id", "idempotency_key"), _add_provenance)
 
+
+def _add_processor_time(state: State) -> None:
+    """Version 3 of a completion, failure or refund keeps the payment processor's own time
+    beside the business time it took (``Purchase.effective_time``). An earlier event was
+    never lifted: its ``occurred_at`` is its own, and no processor time was kept."""
+    state.setdefault("processor_occurred_at", None)
+
+
+PROCESSOR_TIME = Step(3, ("processor_occurred_at",), _add_processor_time)
+
 _CHAINS: dict[str, tuple[Step, ...]] = {}  # filled by ``install``
 
 

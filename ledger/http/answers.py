@@ -49,6 +49,12 @@ class Unauthorized(ServiceError):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class Forbidden(ServiceError):
+    """A valid token without the scope, or outside the organization, the request needs."""
+
+    status, code = 403, "forbidden"
+
+
 class TooLarge(ServiceError):
     status, code = 413, "too_large"
 

@@ -5,6 +5,7 @@ endpoint."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.http import auth, commands, health, openapi, reads
+from ledger.http import auth, commands, health, inputs, openapi, reads
 from ledger.http.answers import ServiceError, error_body, error_response, json_response
 from ledger.http.backend import Backend
 from ledger.http.gate import Gate
@@ -23,18 +24,19 @@ from ledger.http.unexpected import CatchUnexpected
 log = logging.getLogger("ledger.http")
 
 
-def create_app(backend: Backend) -> ASGIApp:
-    """The gate (request ids, the bound on requests in flight) around everything; behind
-    it ``POST /v1/commands`` goes straight to its own handler and the rest to FastAPI."""
+def create_app(backend: Backend, crowded: Callable[[], bool] | None = None) -> ASGIApp:
+    """The gate (request ids, the bounds on requests in flight and, through ``crowded``,
+    on connections) around everything; behind it ``POST /v1/commands`` goes straight to
+    its own handler and the rest to FastAPI."""
     app = FastAPI(
         title="ledger",
         version="1",
         description="The purchase and access ledger over HTTP (docs/service.md).",
     )
     app.state.backend = backend
-    guarded = [Depends(auth.require_token)]
-    app.include_router(commands.router, dependencies=guarded)
-    app.include_router(reads.router, dependencies=guarded)
+    strict = Depends(inputs.strict_query)
+    app.include_router(commands.router, dependencies=[Depends(auth.require("commands")), strict])
+    app.include_router(reads.router, dependencies=[strict])  # each read names its scope
     app.include_router(health.router)
     # the Stripe webhook: authenticated by its signature only, no bearer token (docs/stripe.md)
     app.include_router(
@@ -52,6 +54,7 @@ def create_app(backend: Backend) -> ASGIApp:
         metrics=backend.metrics,
         limit=backend.config.max_in_flight,
         retry_after=backend.config.retry_after_seconds,
+        **({"crowded": crowded} if crowded is not None else {}),
     )
 
 

@@ -9,8 +9,12 @@ run of commands in order, goes to a ledger of its own in a worker thread, as a `
 append`` process would. Reads never touch the write side's pools.
 
 Every database failure is turned into a ``ServiceError`` here: the client sees
-``unavailable`` (503, ``Retry-After``) for a connection or lock problem, and a fixed
-``internal_error`` message for anything else, never the database's text.
+``unavailable`` (503, ``Retry-After``) for a connection or lock problem, whichever
+library reports it (psycopg, its pool, the ``eventsourcing`` datastore's own
+``OperationalError`` and ``InterfaceError``), and a fixed ``internal_error`` message for
+anything else, never the database's text. Both pools check a connection that has been
+idle before handing it out (``ledger.datastore.CheckIdle``), so after a restart or a
+failover the service carries on by itself: a dead connection is replaced, not used.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import psycopg
 from anyio import CapacityLimiter
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from eventsourcing.persistence import PersistenceError
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -37,10 +43,12 @@ from ledger.config import Settings
 from ledger.database.connections import conninfo
 from ledger.domain.errors import Rejected
 from ledger.errors import ConfigurationError
+from ledger.http import tenancy
 from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
 from ledger.http.feed import Feed
 from ledger.http.metrics import Metrics
+from ledger.log.datastore import CheckIdle
 from ledger.log.recorder import LockTimeout
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupAbandoned, LedgerClosed
@@ -83,12 +91,15 @@ class Backend:
         self._batches = batches
         self._write_limiter = CapacityLimiter(config.max_in_flight)
         self._read_limiter = CapacityLimiter(config.read_pool_size)
+        checked = CheckIdle()
         self._reads = ConnectionPool(
             conninfo(settings.url),
             min_size=1,
             max_size=config.read_pool_size,
             kwargs={"autocommit": True},
             configure=self._configure,
+            check=checked.check,
+            reset=checked.reset,
             open=False,
             timeout=5.0,
         )
@@ -109,6 +120,13 @@ class Backend:
         batches = Writers([api.open_ledger(settings) for _ in range(config.writers)])
         backend = cls(settings, config, metrics, shared, batches)
         backend._reads.open(wait=False)
+        if any(token.organization for token in config.tokens):
+            try:
+                with backend._reads.connection() as conn:
+                    tenancy.check_role(conn, config.tenant_role)
+            except BaseException:
+                backend.close()
+                raise
         return backend
 
     def close(self) -> None:
@@ -154,9 +172,25 @@ class Backend:
 
         return await anyio.to_thread.run_sync(in_thread, limiter=self._write_limiter)
 
+    async def check_tenancy(
+        self, organization: str, commands: Sequence[tuple[int | None, Command]]
+    ) -> None:
+        """``Forbidden`` unless every command is about ``organization`` (``tenancy``)."""
+        role, schema = self.config.tenant_role, self.settings.schema
+        await self.read(
+            lambda conn: tenancy.check_commands(conn, schema, role, organization, commands)
+        )
+
     # --- reads -------------------------------------------------------------------------
 
-    async def read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    async def read(
+        self, work: Callable[[psycopg.Connection[Any]], T], organization: str | None = None
+    ) -> T:
+        """``work`` on a read connection; with ``organization``, as its reader, so that
+        row-level security shows it that organization's rows only."""
+        if organization is not None:
+            work = tenancy.tenant_read(self.config.tenant_role, organization, work)
+
         def in_thread() -> T:
             with _database_errors(), self._reads.connection() as conn:
                 return work(conn)
@@ -185,7 +219,14 @@ def _database_errors() -> Iterator[None]:
         ) from None
     except (LedgerClosed, GroupAbandoned):
         raise Unavailable("the service is stopping: send the command again") from None
-    except (PoolTimeout, LockTimeout, psycopg.OperationalError) as error:
+    except (
+        PoolTimeout,
+        LockTimeout,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        LibraryOperationalError,
+        LibraryInterfaceError,
+    ) as error:
         log.warning("database unavailable: %s", error)
         raise Unavailable("the database is unavailable or busy: try again shortly") from None
     except ConfigurationError as error:  # our own one-line messages: no SQL in them

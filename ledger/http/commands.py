@@ -18,8 +18,14 @@ from ledger.commands.parsing import parse_command
 from ledger.commands.results import Result
 from ledger.domain.errors import Rejected, ValidationFailed
 from ledger.http import openapi
-from ledger.http.answers import ServiceError, error_response, json_response, result_response
-from ledger.http.auth import check_token
+from ledger.http.answers import (
+    BadRequest,
+    ServiceError,
+    error_response,
+    json_response,
+    result_response,
+)
+from ledger.http.auth import Token, check_scope, check_token
 from ledger.http.backend import Backend
 from ledger.http.bodies import batch_lines, read_body, read_bounded
 from ledger.http.gate import scope_request_id
@@ -66,23 +72,47 @@ async def post_command(
     it through ``CommandEndpoint``, which runs the same ``answer_command``."""
     backend: Backend = request.app.state.backend
     body = await read_body(request, backend.config.max_command_bytes, "the command")
-    return await answer_command(backend, body, idempotency_key, scope_request_id(request.scope))
+    key = request.headers.getlist("idempotency-key")
+    return await answer_command(
+        backend,
+        request.state.token,
+        body,
+        _utf8_key([value.encode("latin-1") for value in key]),
+        scope_request_id(request.scope),
+    )
 
 
 async def answer_command(
-    backend: Backend, body: bytes, idempotency_key: str | None, request_id: str
+    backend: Backend, token: Token, body: bytes, idempotency_key: str | None, request_id: str
 ) -> Response:
     """One command's body (and ``Idempotency-Key`` header) -> its result as an answer.
 
     The command is stamped as one from ``http`` answering ``request_id`` (``X-Request-Id``
-    or the one made for it): every event it records carries both."""
+    or the one made for it): every event it records carries both. A token bound to an
+    organization sends only commands about it (``ledger.http.tenancy``)."""
     try:
         command = parse_command(with_key(body, idempotency_key)).stamped("http", request_id)
     except Rejected as error:
         result = Result("rejected", error=error)
         backend.metrics.count(_declared_type(body), result)
         return result_response(result)
+    if token.organization is not None:
+        await backend.check_tenancy(token.organization, [(None, command)])
     return result_response(await backend.submit(command))
+
+
+def _utf8_key(values: list[bytes]) -> str | None:
+    """The ``Idempotency-Key`` header as UTF-8 text (as the body's key is); given twice,
+    the first one; its rules are the body's (``parse_command``: no control or format
+    character...)."""
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "Idempotency-Key: the header is not UTF-8 text", "idempotency_key"
+        ) from None
 
 
 class CommandEndpoint:
@@ -100,18 +130,22 @@ class CommandEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         backend = self.backend
-        headers = _headers(scope, (b"authorization", b"content-length", b"idempotency-key"))
+        headers, keys = _headers(scope)
         try:
-            check_token(backend.config.tokens, headers.get(b"authorization", ""))
+            token = check_token(backend.config.tokens, headers.get(b"authorization", ""))
+            check_scope(token, "commands")
+            if scope["query_string"]:
+                name = scope["query_string"].split(b"&", 1)[0].split(b"=", 1)[0]
+                field = name.decode("latin-1")[:100]
+                raise BadRequest(f"{field}: POST /v1/commands takes no query parameters", field)
+            key = _utf8_key(keys) if keys else None
             body = await read_bounded(
                 headers.get(b"content-length"),
                 _chunks(receive),
                 backend.config.max_command_bytes,
                 "the command",
             )
-            answer = await answer_command(
-                backend, body, headers.get(b"idempotency-key"), scope_request_id(scope)
-            )
+            answer = await answer_command(backend, token, body, key, scope_request_id(scope))
         except ServiceError as error:
             backend.metrics.refuse(error)
             answer = error_response(error)
@@ -120,13 +154,20 @@ class CommandEndpoint:
         await answer(scope, receive, send)
 
 
-def _headers(scope: Scope, names: tuple[bytes, ...]) -> dict[bytes, str]:
-    """The first value of each header named (lower case, as ASGI gives them)."""
+_READ = (b"authorization", b"content-length")
+
+
+def _headers(scope: Scope) -> tuple[dict[bytes, str], list[bytes]]:
+    """The first value of the headers the endpoint reads (lower case, as ASGI gives
+    them), and the values of ``Idempotency-Key``, as bytes (it is UTF-8 text)."""
     found: dict[bytes, str] = {}
+    keys: list[bytes] = []
     for name, value in scope["headers"]:
-        if name in names and name not in found:
+        if name in _READ and name not in found:
             found[name] = value.decode("latin-1")
-    return found
+        elif name == b"idempotency-key":
+            keys.append(value)
+    return found, keys
 
 
 async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
@@ -157,6 +198,10 @@ async def post_batch(
         for number, item in enumerate(_parsed(lines, scope_request_id(request.scope)), start=1)
         if item is not None
     ]
+    token: Token = request.state.token
+    if token.organization is not None:
+        commands = [(n, item) for n, item in numbered if isinstance(item, Command)]
+        await backend.check_tenancy(token.organization, commands)
     answers = await backend.submit_batch(numbered, atomic=atomic)
     return json_response([result.as_dict(number) for number, result in answers])
 

@@ -1,10 +1,12 @@
-"""The outermost layer of the service: a request id for every request, and the bound
-on requests in flight.
+"""The outermost layer of the service: a request id for every request, and the bounds
+on requests in flight and on connections.
 
-A request beyond ``limit`` is answered 503 with ``Retry-After`` before its body is
-read, so load beyond what the ledger can take costs a short answer, never a queue that
-grows without bound. The probes and the metrics are outside the bound: an overloaded
-service must still say that it is alive and how loaded it is.
+A request beyond ``limit``, or on a connection beyond the connections served
+(``crowded``), is answered 503 with ``Retry-After`` before its body is read, so load
+beyond what the ledger can take costs a short answer, never a queue that grows without
+bound; a crowded connection is closed after its answer, to free its place. The probes
+and the metrics are outside both bounds: an overloaded service must still say that it
+is alive and how loaded it is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,12 +55,24 @@ def request_id(scope: Scope) -> str:
     return new_request_id()
 
 
+def _never() -> bool:
+    return False
+
+
 class Gate:
-    def __init__(self, app: ASGIApp, metrics: Metrics, limit: int, retry_after: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        limit: int,
+        retry_after: int,
+        crowded: Callable[[], bool] = _never,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.limit = limit
         self.retry_after = retry_after
+        self.crowded = crowded
         self.in_flight = 0  # one event loop: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,13 +91,23 @@ class Gate:
         if scope["path"] in UNBOUNDED_PATHS:
             await self.app(scope, receive, tagged)
             return
-        if self.in_flight >= self.limit:
+        if self.in_flight >= self.limit or self.crowded():
             self.metrics.refused.labels("overloaded").inc()
-            refusal = Overloaded(
-                f"{self.in_flight} requests are in flight, the limit: try again shortly",
-                self.retry_after,
-            )
-            await error_response(refusal)(scope, receive, tagged)
+            if self.in_flight >= self.limit:
+                refusal = Overloaded(
+                    f"{self.in_flight} requests are in flight, the limit: try again shortly",
+                    self.retry_after,
+                )
+                answer = error_response(refusal)
+            else:
+                refusal = Overloaded(
+                    "more connections are open than the service serves "
+                    "(LEDGER_HTTP_MAX_CONNECTIONS): try again shortly",
+                    self.retry_after,
+                )
+                answer = error_response(refusal)
+                answer.headers["Connection"] = "close"
+            await answer(scope, receive, tagged)
             return
         self.in_flight += 1
         self.metrics.in_flight.inc()

@@ -21,7 +21,7 @@ MAX_STRIPE_TYPES = 64
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-_REFUSALS = {401: "unauthorized", 413: "too_large", 503: "overloaded"}
+_REFUSALS = {401: "unauthorized", 403: "forbidden", 413: "too_large", 503: "overloaded"}
 
 
 def outcome(result: Result) -> str:

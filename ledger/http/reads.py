@@ -8,14 +8,16 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ledger.audit import render
 from ledger.audit.revenue import RevenueQuery, checked_revenue, parse_moment
 from ledger.http import openapi
-from ledger.http.answers import BadRequest, ServiceError, json_response
+from ledger.http.answers import BadRequest, Forbidden, ServiceError, json_response
+from ledger.http.auth import Token, require
 from ledger.http.backend import Backend
+from ledger.http.inputs import checked_id
 from ledger.log.shapes import UndecodableEvent
 from ledger.reading import stream, tables
 
@@ -27,14 +29,25 @@ MAX_EVENTS = 1000
     "/v1/access/{user_id}/{content_id}",
     summary="May this user play this content now?",
     responses=openapi.ACCESS_RESPONSES,
+    dependencies=[Depends(require("access"))],
 )
 async def get_access(request: Request, user_id: str, content_id: UUID) -> Response:
+    """With a token bound to an organization, only that organization's access rows are
+    seen (row-level security): another organization's content is never allowed."""
     backend: Backend = request.app.state.backend
-    answer = await backend.read(lambda conn: tables.lookup(conn, user_id, str(content_id)))
+    user_id = checked_id(user_id, "user_id")
+    token: Token = request.state.token
+    answer = await backend.read(
+        lambda conn: tables.lookup(conn, user_id, str(content_id)), token.organization
+    )
     return json_response(answer)
 
 
-@router.get("/v1/revenue", summary="The revenue report (audit revenue --format json)")
+@router.get(
+    "/v1/revenue",
+    summary="The revenue report (audit revenue --format json)",
+    dependencies=[Depends(require("read"))],
+)
 async def get_revenue(
     request: Request,
     organization: UUID | None = None,
@@ -45,6 +58,15 @@ async def get_revenue(
     source: Annotated[str | None, Query(description="cli, api, http, stripe or unknown")] = None,
 ) -> Response:
     backend: Backend = request.app.state.backend
+    token: Token = request.state.token
+    if token.organization is not None:
+        if organization is not None and str(organization) != token.organization:
+            raise Forbidden(
+                f"organization {organization} is not this token's organization "
+                f"{token.organization}",
+                "organization",
+            )
+        organization = UUID(token.organization)
     try:
         query = RevenueQuery(
             organization=organization,
@@ -65,11 +87,15 @@ async def get_revenue(
         except UndecodableEvent as error:
             raise ServiceError(str(error)) from None
 
-    body = await backend.read(report)
+    body = await backend.read(report, token.organization)
     return Response(body, media_type="application/json")
 
 
-@router.get("/v1/events", summary="The log in position order (ledger events)")
+@router.get(
+    "/v1/events",
+    summary="The log in position order (ledger events)",
+    dependencies=[Depends(require("read"))],
+)
 async def get_events(
     request: Request,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
@@ -79,7 +105,10 @@ async def get_events(
     correlation_id: str | None = None,
     idempotency_key: str | None = None,
 ) -> Response:
+    """With a token bound to an organization, only the events that name it are read
+    (row-level security on the log: ``ledger db roles``)."""
     backend: Backend = request.app.state.backend
+    token: Token = request.state.token
     try:
         topics = stream.check_topics(topic or [])
         provenance = stream.ProvenanceFilter(source, correlation_id, idempotency_key)
@@ -113,4 +142,4 @@ async def get_events(
                 position = batch.position
         return {"events": records, "next_after": position}
 
-    return json_response(await backend.read(read))
+    return json_response(await backend.read(read, token.organization))

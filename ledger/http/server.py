@@ -24,9 +24,13 @@ from ledger.http.app import create_app
 from ledger.http.backend import Backend
 from ledger.http.config import HttpConfig
 from ledger.http.metrics import Metrics
+from ledger.http.protocol import Limits, bounded_protocol
 
 log = logging.getLogger("ledger.http")
-GRACE_SECONDS = 30  # the longest a request in flight is waited for at shutdown
+# at shutdown, a request in flight is waited for as long as its body may still take to
+# arrive (LEDGER_HTTP_BODY_TIMEOUT, then it is answered 408), and this much more for its
+# append to commit (LEDGER_LOCK_TIMEOUT bounds the wait for the log's lock)
+GRACE_MARGIN_SECONDS = 15
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 
@@ -82,18 +86,29 @@ def serve(settings: Settings, config: HttpConfig, host: str, port: int) -> int:
     _spread_garbage_collection()
     if not config.tokens:
         log.warning("LEDGER_API_TOKENS is empty: every /v1 request but the webhook answers 401")
+    limits = Limits(
+        max_header_bytes=config.max_header_bytes,
+        header_timeout=config.header_timeout_seconds,
+        body_timeout=config.body_timeout_seconds,
+        max_connections=config.connections,
+        refused=backend.metrics.refused,
+    )
     try:
         server = _Server(
             uvicorn.Config(
-                create_app(backend),
+                create_app(backend, crowded=limits.over),
                 host=host,
                 port=port,
+                # the connection with its bounds: header size and time, body time, idle
+                # connections, and connections (ledger/http/protocol.py); uvicorn's own
+                # bound on connections answered in plain text, the probes included, so
+                # the gate applies it instead
+                http=bounded_protocol(limits),
+                limit_concurrency=None,
+                timeout_keep_alive=config.keep_alive_seconds,
                 log_level="warning",
                 access_log=False,
-                timeout_graceful_shutdown=GRACE_SECONDS,
-                # connections beyond this are refused by uvicorn itself (503): a bound on
-                # memory for connections even before the service's own bound applies
-                limit_concurrency=config.max_in_flight * 4 + 64,
+                timeout_graceful_shutdown=config.body_timeout_seconds + GRACE_MARGIN_SECONDS,
                 server_header=False,
                 # the service reads no client address, so X-Forwarded-* is not parsed
                 # (that middleware ran on every request)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from ledger.commands.base import Command
 from ledger.commands.purchases import FailPurchase, RefundPurchase, StartPurchase
@@ -130,6 +131,8 @@ def stripe_router(
     async def stripe_webhook(request: Request) -> JSONResponse:
         try:
             answer = await _handle(request, submit, keys, tolerance_seconds, max_body_bytes)
+        except ClientDisconnect:
+            raise  # gone before its body arrived: nothing to record, nobody to answer
         except Exception:  # never a traceback to the client: Stripe will deliver again
             _log.exception("the Stripe webhook failed")
             answer = _error(

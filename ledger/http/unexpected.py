@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.http.answers import ServiceError, error_response
@@ -39,6 +40,8 @@ class CatchUnexpected:
 
         try:
             await self.app(scope, receive, watched)
+        except ClientDisconnect:
+            return
         except Exception:
             if started:
                 raise

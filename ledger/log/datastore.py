@@ -14,6 +14,7 @@ retry in the background.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -28,11 +29,37 @@ from ledger.database.connections import cannot_connect, conninfo
 POOL_TIMEOUT_S = 10.0  # how long an append waits for a free connection of the pool
 IDLE_IN_TRANSACTION_S = 5  # the library's default: a transaction left idle is ended
 
+CHECK_IDLE_S = 1.0  # a connection idle this long is checked before it is handed out
+
 # the keys ledger.log.recorder.environment() passes to LedgerFactory
 URL_KEY = "LEDGER_DATABASE_URL"
 SCHEMA_KEY = "POSTGRES_SCHEMA"
 POOL_SIZE_KEY = "POSTGRES_POOL_SIZE"
 LOCK_TIMEOUT_KEY = "LEDGER_LOCK_TIMEOUT_MS"
+
+
+class CheckIdle:
+    """A pool's ``check`` and ``reset`` that ask the server whether a connection still
+    works before handing it out, when it has been idle for ``CHECK_IDLE_S`` or more.
+
+    A server restart or a failover ends every connection, and a pool would hand out the
+    dead ones, each failing its request once. Checking every connection at every
+    checkout (``ConnectionPool.check_connection``) costs a round trip per append or read;
+    a connection in steady use was working a moment ago, and one that dies in use fails
+    its request with a connection error (503) and is discarded by the pool.
+    """
+
+    def __init__(self, idle_seconds: float = CHECK_IDLE_S) -> None:
+        self.idle_seconds = idle_seconds
+
+    def check(self, conn: Connection[Any]) -> None:
+        used = getattr(conn, "_ledger_returned", None)
+        if used is not None and time.monotonic() - used < self.idle_seconds and not conn.closed:
+            return
+        ConnectionPool.check_connection(conn)
+
+    def reset(self, conn: Connection[Any]) -> None:
+        conn._ledger_returned = time.monotonic()  # type: ignore[attr-defined]
 
 
 class LedgerDatastore(PostgresDatastore):
@@ -54,6 +81,7 @@ class LedgerDatastore(PostgresDatastore):
         self.conninfo = conninfo(url)
         self.lock_timeout_ms = lock_timeout_ms
         # the pool the library built from its five fields is never opened: replace it
+        checked = CheckIdle()
         self.pool = ConnectionPool[Connection[DictRow]](
             self.conninfo,
             connection_class=Connection[DictRow],
@@ -62,6 +90,8 @@ class LedgerDatastore(PostgresDatastore):
             max_size=pool_size,
             open=False,
             configure=self.after_connect_func(),
+            check=checked.check,
+            reset=checked.reset,
             timeout=POOL_TIMEOUT_S,
         )
         self._probe()

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from ledger.commands.base import Fingerprint
+from ledger.commands.base import Command, Fingerprint
 from ledger.commands.purchases import CompletePurchase, FailPurchase, RefundPurchase, StartPurchase
 from ledger.domain import ids
 from ledger.domain.aggregates import Access, CommandKey, Content, Purchase, Terms
 from ledger.domain.errors import Duplicate, InvalidState, NotFound
+from ledger.domain.provenance import PROCESSOR
 from ledger.service.access import last_heartbeat
 from ledger.service.catalogue import live_content, live_user
 from ledger.service.registry import handles
@@ -56,6 +57,18 @@ def start_purchase(
     uow.record(purchase)
 
 
+def _processor_time(
+    command: Command, purchase: Purchase | None, occurred: str
+) -> tuple[str, str | None]:
+    """The business time a completion, failure or refund takes, and the processor's own
+    time when the payment processor reported it (``Purchase.effective_time``)."""
+    if command.provenance.source != PROCESSOR:
+        return occurred, None
+    if purchase is None:
+        return occurred, occurred
+    return purchase.effective_time(occurred, from_processor=True), occurred
+
+
 def _completion_derived(uow: UnitOfWork, command: CompletePurchase) -> dict[str, Any]:
     """The content's organization: ``organization_id`` given equal to it or not."""
     content = uow.get(ids.content_id(str(command.content_id)), Content)
@@ -76,6 +89,7 @@ def complete_purchase(
     payment_intent = command.stripe_payment_intent_id
     content_id = str(command.content_id)
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
+    occurred, processor_time = _processor_time(command, purchase, occurred)
     if purchase is not None:
         purchase.check_complete(
             command.customer_id,
@@ -113,6 +127,7 @@ def complete_purchase(
         str(split_id) if split_id else None,
         fingerprint.canonical,
         occurred,
+        processor_time,
     )
     uow.record(purchase)
     if access is None:
@@ -149,6 +164,7 @@ def fail_purchase(
 ) -> None:
     payment_intent = command.stripe_payment_intent_id
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
+    occurred, processor_time = _processor_time(command, purchase, occurred)
     given_content = str(command.content_id) if command.content_id is not None else None
     if purchase is not None:
         purchase.check_fail(
@@ -175,7 +191,7 @@ def fail_purchase(
         content = live_content(uow, given_content)
         terms = Terms(customer_id, content.content_id, content.organization_id, amount, currency)
         purchase = Purchase.open(payment_intent, occurred)
-    purchase.fail(terms, fingerprint.canonical, occurred)
+    purchase.fail(terms, fingerprint.canonical, occurred, processor_time)
     uow.record(purchase)
 
 
@@ -198,10 +214,13 @@ def refund_purchase(
     purchase = uow.get(ids.purchase_id(payment_intent), Purchase)
     if purchase is None or purchase.status is None:
         raise NotFound(f"purchase {payment_intent} is not recorded", "stripe_payment_intent_id")
+    occurred, processor_time = _processor_time(command, purchase, occurred)
     access = None
     if command.amount_cents == purchase.refundable_cents:
         access = uow.get(ids.access_id(purchase.customer_id, purchase.content_id), Access)
-    purchase.refund(command.refund_id, command.amount_cents, command.reason, occurred)
+    purchase.refund(
+        command.refund_id, command.amount_cents, command.reason, occurred, processor_time
+    )
     uow.record(purchase)
     uow.record(
         CommandKey.claim(

@@ -309,9 +309,13 @@ def test_the_fast_path_echoes_the_request_id_on_every_answer(settings: Settings)
 
 def test_only_post_v1_commands_takes_the_fast_path(settings: Settings) -> None:
     """Another method on the same path, or another path, is FastAPI's: 405 and 404 as
-    result objects; a query string does not change the path."""
+    result objects; a query string does not change the path: the fast path refuses it,
+    as every endpoint refuses a query parameter it does not declare (issue 24)."""
     with serve(settings) as served, served.client() as client:
-        assert client.post("/v1/commands?x=1", json=user("a")).status_code == 201
+        refused = client.post("/v1/commands?x=1", json=user("a"))
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "x"
+        assert client.post("/v1/commands", json=user("a")).status_code == 201
         wrong_method = client.get("/v1/commands")
         assert wrong_method.status_code == 405
         assert wrong_method.json()["status"] == "rejected"

@@ -50,8 +50,10 @@ def roles(settings: Settings) -> Iterator[dict[str, str]]:
 
 
 def drop_roles(settings: Settings, names: Iterable[str]) -> None:
-    """The test's schema first (its objects), then the roles and what they still own."""
-    with psycopg.connect(settings.url, autocommit=True) as conn:
+    """The test's schema first (its objects), then the roles and what they still own,
+    taking turns with ``ledger db roles`` elsewhere (both change the database's grants)."""
+    with psycopg.connect(settings.url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger db roles'))")
         conn.execute(
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema))
         )
@@ -112,13 +114,29 @@ def test_the_projector_reads_the_log_and_cannot_append(
             conn.execute("DROP TABLE purchases")
 
 
-def test_the_reader_sees_only_its_organization_and_never_the_log(
+def test_the_reader_sees_only_its_organization_and_the_events_naming_it(
     settings: Settings, roles: dict[str, str]
 ) -> None:
+    """Its rows of the projected tables, and of the log only the events that name its
+    organization (issue 24: a token bound to one organization reads its revenue and
+    events through this role); nothing without a tenant."""
     seed(settings, roles)
     with connect(as_role(settings, roles["reader"]), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT * FROM ledger_events")
+        assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == (0,)
+        for organization, intent in ((ORG, "pi_1"), (ORG_2, "pi_2")):
+            with tenant(conn, organization):
+                named = conn.execute(
+                    "SELECT DISTINCT convert_from(state, 'UTF8')::json ->> 'organization_id'"
+                    " FROM ledger_events"
+                ).fetchall()
+                assert named == [(organization,)]
+                completed = conn.execute(
+                    "SELECT convert_from(state, 'UTF8')::json ->> 'stripe_payment_intent_id'"
+                    " FROM ledger_events WHERE topic = 'PurchaseCompleted'"
+                ).fetchall()
+                assert completed == [(intent,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("DELETE FROM ledger_events")
         assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (
             0,
         )  # no tenant: nothing

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ledger.config import ConfigurationError
 from ledger.http.answers import BadRequest, TooLarge
+from ledger.http.auth import ALL_SCOPES
 from ledger.http.bodies import batch_lines
 from ledger.http.config import HttpConfig, from_env
 
@@ -69,7 +70,9 @@ def test_settings_from_the_environment() -> None:
             "LEDGER_HTTP_WRITERS": "2",
         }
     )
-    assert (config.tokens, config.max_in_flight, config.writers) == (("a", "b"), 7, 2)
+    assert [t.secret for t in config.tokens] == [b"a", b"b"]
+    assert {t.scopes for t in config.tokens} == {ALL_SCOPES}
+    assert (config.max_in_flight, config.writers) == (7, 2)
     for bad in ("0", "-1", "1.5", "many", "9" * 13):
         with pytest.raises(ConfigurationError, match="LEDGER_HTTP_MAX_IN_FLIGHT"):
             from_env({"LEDGER_HTTP_MAX_IN_FLIGHT": bad})
