@@ -1,10 +1,12 @@
 """Fixtures: a real PostgreSQL for every database test, and a schema of its own per test.
 
 ``LEDGER_TEST_DATABASE_URL`` points the suite at a server (CI: the local
-PostgreSQL 15); without it the suite starts the embedded PostgreSQL in a temporary
-``LEDGER_HOME`` of its own, made once per run and shared by the xdist workers, never the
-home a user has exported (whose server the suite would otherwise use, fill and stop).
-Each test gets a fresh schema, migrated, and dropped afterwards.
+PostgreSQL 15, then a Citus coordinator started by ``.ci/citus run``); without it the suite
+starts the embedded PostgreSQL in a temporary ``LEDGER_HOME`` of its own, made once per run and
+shared by the xdist workers, never the home a user has exported (whose server the suite would
+otherwise use, fill and stop). Each test gets a fresh schema, migrated, and dropped afterwards.
+Tests marked ``citus`` need a Citus cluster: skipped on a single server, failed (never skipped)
+when ``LEDGER_TEST_CITUS=1`` says the run is on one (``tests/citus_support.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from psycopg import sql
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
+from tests import citus_support
 
 # Database-backed properties are slow per example: a moderate default, more with
 # HYPOTHESIS_PROFILE=thorough (the manual, larger run).
@@ -64,6 +67,47 @@ def database_url() -> str:
     from ledger.database import embedded
 
     return embedded.url()
+
+
+_CITUS: dict[str, str | None] = {}
+
+
+def _citus_version(url: str) -> str | None:
+    """The server's Citus version (None: a single PostgreSQL), asked once per process."""
+    if url not in _CITUS:
+        _CITUS[url] = citus_support.citus_version(url)
+    return _CITUS[url]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``citus`` runs only against a Citus coordinator; with
+    ``LEDGER_TEST_CITUS=1`` a server without Citus fails it rather than skipping it."""
+    if item.get_closest_marker("citus") is None:
+        return
+    url = os.environ.get("LEDGER_TEST_DATABASE_URL")
+    version = _citus_version(url) if url else None
+    if version is not None:
+        return
+    if citus_support.required():
+        pytest.fail(
+            f"{citus_support.REQUIRED_ENV}=1 but LEDGER_TEST_DATABASE_URL ({url or 'unset'}) "
+            "is not a Citus coordinator: run the suite with `.ci/citus run -- ...`",
+            pytrace=False,
+        )
+    pytest.skip("needs a Citus coordinator: `.ci/citus run -- python -m pytest -m citus`")
+
+
+@pytest.fixture(scope="session")
+def citus(database_url: str) -> citus_support.CitusCluster:
+    """The Citus cluster the suite runs against (tests marked ``citus`` only)."""
+    version = _citus_version(database_url)
+    assert version is not None, "only tests marked citus use this fixture"
+    return citus_support.CitusCluster(
+        url=database_url,
+        version=version,
+        directory=os.environ.get("LEDGER_CITUS_DIR"),
+        binaries=os.environ.get("LEDGER_CITUS_BIN"),
+    )
 
 
 def _stop_embedded_server() -> None:

@@ -1,0 +1,169 @@
+"""The Citus cluster behind ``LEDGER_TEST_DATABASE_URL``, for the tests marked ``citus``.
+
+``.ci/citus run -- python -m pytest -m citus`` starts a coordinator and two workers, points
+``LEDGER_TEST_DATABASE_URL`` at the coordinator and sets ``LEDGER_TEST_CITUS=1``. A test marked
+``@pytest.mark.citus`` then runs; on a single server it is skipped, and with
+``LEDGER_TEST_CITUS=1`` against a server without Citus every such test fails instead, so a CI
+stage meant for the cluster can never pass by skipping them (``tests/conftest.py``).
+
+What lives where is asked of the cluster itself (``citus_shards``), and a row is counted on the
+worker that holds it by reading the shard table there, not through the coordinator.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+REQUIRED_ENV = "LEDGER_TEST_CITUS"
+
+
+def required() -> bool:
+    """Whether the run says it is against a Citus cluster (``.ci/citus run`` sets it)."""
+    return os.environ.get(REQUIRED_ENV, "") not in ("", "0")
+
+
+def citus_version(url: str) -> str | None:
+    """The Citus extension's version on the server at ``url``, or None without Citus."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
+    return None if row is None else str(row[0])
+
+
+@dataclass(frozen=True)
+class Worker:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one value of a distributed table's distribution column lives."""
+
+    shard_table: str  # schema-qualified name of the shard's table on its worker
+    worker: Worker
+
+
+@dataclass(frozen=True)
+class CitusCluster:
+    url: str  # the coordinator
+    version: str
+    directory: str | None = None  # the servers' data (LEDGER_CITUS_DIR), to stop a worker
+    binaries: str | None = None  # their pg_ctl (LEDGER_CITUS_BIN)
+
+    @property
+    def port(self) -> int:
+        return int(conninfo_to_dict(self.url)["port"] or 5432)
+
+    def workers(self) -> list[Worker]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT node_name, node_port FROM citus_get_active_worker_nodes() ORDER BY 2"
+            ).fetchall()
+        return [Worker(str(host), int(port)) for host, port in rows]
+
+    def placement(self, conn: psycopg.Connection[Any], table: str, value: object) -> Placement:
+        """Where the rows of ``table`` (schema-qualified) whose distribution column equals
+        ``value`` are stored."""
+        row = conn.execute(
+            "SELECT s.shard_name::text, s.nodename, s.nodeport FROM citus_shards s"
+            " WHERE s.shardid = get_shard_id_for_distribution_column(%s::regclass, %s::text)",
+            (table, str(value)),
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"{table} has no shard for {value!r}: is it distributed?")
+        return Placement(str(row[0]), Worker(str(row[1]), int(row[2])))
+
+    def on_distinct_workers(
+        self, conn: psycopg.Connection[Any], table: str, candidates: Iterable[object], count: int
+    ) -> list[object]:
+        """The first ``count`` candidates whose rows of ``table`` live on ``count`` different
+        workers (Citus places by hash, so which values split is found, not assumed)."""
+        chosen: dict[Worker, object] = {}
+        for value in candidates:
+            worker = self.placement(conn, table, value).worker
+            chosen.setdefault(worker, value)
+            if len(chosen) == count:
+                return list(chosen.values())
+        raise LookupError(f"fewer than {count} workers hold rows of {table}")
+
+    def connect_worker(self, worker: Worker) -> psycopg.Connection[Any]:
+        """A connection to one worker itself, the coordinator's user and database, with the
+        shard tables visible (Citus hides them from ordinary queries on a worker)."""
+        params = conninfo_to_dict(self.url)
+        params.update(host=worker.host, port=str(worker.port))
+        conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
+        conn.execute("SET citus.override_table_visibility TO off")
+        return conn
+
+    def count_on_worker(self, placement: Placement, column: str, value: object) -> int:
+        """Rows of one shard with ``column = value``, counted on the worker that stores it."""
+        schema, _, table = placement.shard_table.rpartition(".")
+        with self.connect_worker(placement.worker) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+                    sql.Identifier(schema.strip('"'), table.strip('"')), sql.Identifier(column)
+                ),
+                (value,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def stopped(self, worker: Worker) -> Iterator[None]:
+        """The worker's server stopped (as a lost machine would be) for the block, started
+        again after it, and reachable from the coordinator before the block's end returns.
+        Tests that use it must not share the cluster with others running at the same time:
+        .ci/run runs the tests marked citus one at a time."""
+        if not self.directory or not self.binaries:
+            raise RuntimeError(
+                "stopping a worker needs LEDGER_CITUS_DIR and LEDGER_CITUS_BIN "
+                "(`.ci/citus run` sets them; `eval $(.ci/citus env)` for a cluster started apart)"
+            )
+        data = Path(self.directory) / f"worker{worker.port - self.port}"
+        if not (data / "PG_VERSION").is_file():
+            raise RuntimeError(f"no data folder of worker {worker.port} at {data}")
+        self._pg_ctl("-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
+        try:
+            yield
+        finally:
+            self._pg_ctl("-D", str(data), "-l", f"{data}.log", "-w", "-t", "60", "start")
+            self._wait_reachable(worker)
+
+    def _pg_ctl(self, *arguments: str) -> None:
+        command = [str(Path(self.binaries or "") / "pg_ctl"), *arguments]
+        if os.geteuid() == 0:  # the servers run as the account citus (.ci/citus)
+            command = ["runuser", "-u", "citus", "--", *command]
+        subprocess.run(command, cwd="/", check=True, capture_output=True, timeout=120)
+
+    def _wait_reachable(self, worker: Worker, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                row = conn.execute(
+                    "SELECT citus_check_connection_to_node(%s, %s)", (worker.host, worker.port)
+                ).fetchone()
+                if row and row[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker {worker.port} is not reachable again")
+                time.sleep(0.1)
+
+
+def organizations() -> Iterator[uuid.UUID]:
+    """An endless supply of organization ids, the same on every run."""
+    namespace = uuid.UUID("6c1f8a3e-5d1b-4f8e-9a51-1c2d3e4f5a6b")
+    n = 0
+    while True:
+        yield uuid.uuid5(namespace, f"organization-{n}")
+        n += 1
