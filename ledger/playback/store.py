@@ -1,0 +1,271 @@
+"""The playback store on PostgreSQL: a group of heartbeats decided and written set-based.
+
+One statement reads what every heartbeat of the group needs (the user, the content, the
+access row at its time, the compacted horizon, whether it is stored already, its
+idempotency key), with the arrays bound once and ``unnest``; ``decide`` gives the answers;
+then a few statements write the accepted ones (keys, records, the ``video_playback`` rows
+by a guarded upsert, ``content_access.last_accessed_at``) in one transaction. Never the
+log's lock: a heartbeat commits while another connection holds ``ledger_events`` locked.
+
+Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on the row
+(``completed`` only ever turns true), so two processes racing on one (user, content) leave
+the newest whichever commits last. Positions (the stream's order) are drawn under a
+transaction-level advisory lock held to the commit, so they commit in order and a reader
+following the stream never skips one (what ``ledger_events``' lock does for the log, here
+only among heartbeat writers). A lost race (the same heartbeat or key committed meanwhile
+by another process, a user deleted meanwhile) rolls the group back and decides it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from ledger.commands.access import RecordPlayback
+from ledger.commands.results import Result
+from ledger.domain import clock, ids
+from ledger.playback import partitions
+from ledger.playback.decide import Facts, Heartbeat, decide, newest
+
+ATTEMPTS = 5
+ADVISORY_LOCK = 0x1ED6E726  # the stream's order: one heartbeat writer draws at a time
+
+Explain = Callable[[str, str], str]
+"""``explain(kind, id)``: why a user or content without a row is not live (the log knows)."""
+LogKey = Callable[[str], tuple[str, str] | None]
+"""``log_key(key)``: the fingerprint and command type of a key the money log holds."""
+
+
+class _Raced(Exception):
+    """Another writer committed what this group read as absent: decide again."""
+
+
+@lru_cache(maxsize=16)
+def _statements(schema: str) -> dict[str, sql.Composed]:
+    def t(name: str) -> sql.Identifier:
+        return sql.Identifier(schema, name)
+
+    return {
+        "facts": sql.SQL(
+            "SELECT i.n, u.id IS NOT NULL AS user_live, c.organization_id, "
+            "a.created_at AS access_since, a.expires_at AS access_expires, b.horizon, "
+            "EXISTS (SELECT 1 FROM {hb} h WHERE h.identity = i.identity "
+            "AND h.occurred_at = i.occurred_at) AS seen, k.fingerprint AS key_fingerprint, "
+            "(i.key_id IS NOT NULL AND k.fingerprint IS NULL AND EXISTS "
+            "(SELECT 1 FROM {events} e WHERE e.originator_id = i.key_id)) AS log_key "
+            "FROM unnest(%s::int[], %s::text[], %s::uuid[], %s::timestamptz[], %s::text[], "
+            "%s::text[], %s::uuid[]) AS i(n, user_id, content_id, occurred_at, identity, "
+            "key, key_id) "
+            "LEFT JOIN {users} u ON u.id = i.user_id "
+            "LEFT JOIN {content} c ON c.id = i.content_id "
+            "LEFT JOIN {access} a ON a.user_id = i.user_id AND a.content_id = i.content_id "
+            "LEFT JOIN {base} b ON b.user_id = i.user_id AND b.content_id = i.content_id "
+            "LEFT JOIN {keys} k ON k.idempotency_key = i.key ORDER BY i.n"
+        ).format(
+            hb=t("playback_heartbeats"),
+            events=t("ledger_events"),
+            users=t("users"),
+            content=t("content"),
+            access=t("content_access"),
+            base=t("playback_base"),
+            keys=t("playback_keys"),
+        ),
+        "keys": sql.SQL(
+            "INSERT INTO {keys} (idempotency_key, fingerprint) "
+            "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+        ).format(keys=t("playback_keys")),
+        "records": sql.SQL(
+            "INSERT INTO {hb} (identity, occurred_at, user_id, content_id, organization_id, "
+            "position_seconds, duration_seconds, completed, idempotency_key) "
+            "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::uuid[], "
+            "%s::uuid[], %s::int[], %s::int[], %s::bool[], %s::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING identity, occurred_at, position"
+        ).format(hb=t("playback_heartbeats")),
+        "rows": sql.SQL(
+            "INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
+            "duration_seconds, completed, updated_at, created_at) "
+            "SELECT i.id, i.user_id, i.content_id, i.p, i.d, i.c, i.at, i.at "
+            "FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[], "
+            "%s::bool[], %s::timestamptz[]) AS i(id, user_id, content_id, p, d, c, at) "
+            "ON CONFLICT (user_id, content_id) DO UPDATE SET "
+            "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
+            "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
+            "duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
+            "THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END, "
+            "completed = v.completed OR EXCLUDED.completed, "
+            "updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)"
+        ).format(vp=t("video_playback")),
+        "access": sql.SQL(
+            "UPDATE {access} a SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
+            "updated_at = GREATEST(a.updated_at, i.at) "
+            "FROM unnest(%s::text[], %s::uuid[], %s::timestamptz[]) AS i(user_id, content_id, at) "
+            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id"
+        ).format(access=t("content_access")),
+    }
+
+
+class PlaybackStore:
+    """Heartbeats on PostgreSQL, through the write side's pool."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Any],
+        schema: str,
+        explain: Explain,
+        log_key: LogKey,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._explain = explain
+        self._log_key = log_key
+        self._days: set[date] = set()
+
+    def record(self, commands: Sequence[RecordPlayback]) -> list[Result]:
+        """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
+        now = clock.now()
+        heartbeats = [Heartbeat.of(c, now) for c in commands]
+        for _ in range(ATTEMPTS - 1):
+            try:
+                return self._attempt(heartbeats)
+            except (_Raced, psycopg.errors.ForeignKeyViolation):
+                continue
+            except psycopg.errors.CheckViolation:
+                self._days.clear()  # a partition was dropped meanwhile (compaction)
+        return self._attempt(heartbeats)
+
+    def check(self, commands: Sequence[RecordPlayback]) -> list[Result | None]:
+        """What each heartbeat would get now (``None``: accepted), writing nothing: an
+        ``--atomic`` batch's heartbeats are checked before its money commands commit."""
+        now = clock.now()
+        heartbeats = [Heartbeat.of(c, now) for c in commands]
+        with self._pool.connection() as conn, conn.transaction():
+            facts = self._facts(conn, _statements(self._schema)["facts"], heartbeats)
+        return decide(heartbeats, facts).results
+
+    def _attempt(self, heartbeats: list[Heartbeat]) -> list[Result]:
+        sql_ = _statements(self._schema)
+        with self._pool.connection() as conn:
+            with conn.transaction():
+                facts = self._facts(conn, sql_["facts"], heartbeats)
+            decided = decide(heartbeats, facts)
+            if not decided.accepted:
+                return [r for r in decided.results if r is not None]
+            self._partitions(conn, [h for h, _ in decided.accepted])
+            with conn.transaction():
+                positions = self._write(conn, sql_, decided.accepted)
+        answers: list[Result] = []
+        accepted = iter(decided.accepted)
+        for result in decided.results:
+            if result is None:
+                h, _ = next(accepted)
+                result = Result("accepted", position=positions[(h.identity, h.occurred_at)])
+            answers.append(result)
+        return answers
+
+    def _facts(
+        self, conn: psycopg.Connection[Any], query: sql.Composed, heartbeats: list[Heartbeat]
+    ) -> list[Facts]:
+        keys = [h.key for h in heartbeats]
+        rows = conn.execute(
+            query,
+            (
+                list(range(len(heartbeats))),
+                [h.user_id for h in heartbeats],
+                [h.content_id for h in heartbeats],
+                [h.occurred_at for h in heartbeats],
+                [h.identity for h in heartbeats],
+                keys,
+                [ids.command_key_id("idempotency_key", k) if k else None for k in keys],
+            ),
+        ).fetchall()
+        facts: list[Facts] = []
+        for h, row in zip(heartbeats, rows, strict=True):
+            org = row["organization_id"]
+            fact = Facts(
+                user=None if row["user_live"] else self._explain("user", h.user_id),
+                content=None if org is not None else self._explain("content", h.content_id),
+                organization_id=str(org) if org is not None else None,
+                access_since=row["access_since"],
+                access_expires=row["access_expires"],
+                horizon=row["horizon"],
+                seen=row["seen"],
+                key_fingerprint=row["key_fingerprint"],
+            )
+            if row["log_key"] and h.key is not None:
+                used = self._log_key(h.key)
+                if used is not None:
+                    fact.key_fingerprint, fact.key_type = used
+            facts.append(fact)
+        return facts
+
+    def _partitions(self, conn: psycopg.Connection[Any], heartbeats: list[Heartbeat]) -> None:
+        needed = {partitions.day(h.occurred_at) for h in heartbeats} - self._days
+        if not needed:
+            return
+        self._days |= set(partitions.existing(conn, self._schema))
+        missing = needed - self._days
+        if missing:
+            conn.commit()  # DDL in a transaction of its own, outside the group's
+            partitions.create(conn, self._schema, missing)
+            conn.commit()
+            self._days |= missing
+
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        sql_: dict[str, sql.Composed],
+        accepted: list[tuple[Heartbeat, str]],
+    ) -> dict[tuple[str, Any], int]:
+        keyed = [(h.key, h.fingerprint) for h, _ in accepted if h.key is not None]
+        with conn.cursor() as cur:
+            if keyed:
+                cur.execute(sql_["keys"], ([k for k, _ in keyed], [f for _, f in keyed]))
+                if cur.rowcount != len(keyed):
+                    raise _Raced
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+            cur.execute(
+                sql_["records"],
+                (
+                    [h.identity for h, _ in accepted],
+                    [h.occurred_at for h, _ in accepted],
+                    [h.user_id for h, _ in accepted],
+                    [h.content_id for h, _ in accepted],
+                    [org for _, org in accepted],
+                    [h.command.position_seconds for h, _ in accepted],
+                    [h.command.duration_seconds for h, _ in accepted],
+                    [h.completed for h, _ in accepted],
+                    [h.key for h, _ in accepted],
+                ),
+            )
+            positions = {(r["identity"], r["occurred_at"]): r["position"] for r in cur}
+            if len(positions) != len(accepted):
+                raise _Raced
+            shown = sorted(newest([h for h, _ in accepted]).items())
+            cur.execute(
+                sql_["rows"],
+                (
+                    [ids.playback_id(u, c) for (u, c), _ in shown],
+                    [u for (u, _), _ in shown],
+                    [UUID(c) for (_, c), _ in shown],
+                    [h.command.position_seconds for _, (h, _) in shown],
+                    [h.command.duration_seconds for _, (h, _) in shown],
+                    [done for _, (_, done) in shown],
+                    [h.occurred_at for _, (h, _) in shown],
+                ),
+            )
+            cur.execute(
+                sql_["access"],
+                (
+                    [u for (u, _), _ in shown],
+                    [UUID(c) for (_, c), _ in shown],
+                    [h.occurred_at for _, (h, _) in shown],
+                ),
+            )
+        return positions
