@@ -154,16 +154,24 @@ def _check(
         )
 
 
-def newest(heartbeats: Sequence[Heartbeat]) -> dict[tuple[str, str], tuple[Heartbeat, bool]]:
-    """Per (user, content): the newest heartbeat by ``occurred_at`` (the later one on a
-    tie, as the log had it) and whether any of them reached 95 %."""
-    rows: dict[tuple[str, str], tuple[Heartbeat, bool]] = {}
+@dataclass(frozen=True)
+class Shown:
+    """What a group's heartbeats of one (user, content) make of its row."""
+
+    heartbeat: Heartbeat  # the newest by occurred_at (the later one on a tie)
+    completed: bool  # any of them reached 95 %
+    first: datetime  # the first one's time: a new row's created_at
+
+
+def newest(heartbeats: Sequence[Heartbeat]) -> dict[tuple[str, str], Shown]:
+    """Per (user, content), in the order given."""
+    rows: dict[tuple[str, str], Shown] = {}
     for h in heartbeats:
         pair = (h.user_id, h.content_id)
         before = rows.get(pair)
         if before is None:
-            rows[pair] = (h, h.completed)
+            rows[pair] = Shown(h, h.completed, h.occurred_at)
         else:
-            shown = h if h.occurred_at >= before[0].occurred_at else before[0]
-            rows[pair] = (shown, before[1] or h.completed)
+            shown = h if h.occurred_at >= before.heartbeat.occurred_at else before.heartbeat
+            rows[pair] = Shown(shown, before.completed or h.completed, before.first)
     return rows

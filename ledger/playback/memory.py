@@ -96,7 +96,8 @@ class MemoryPlayback:
 
     def _project(self, heartbeats: list[Heartbeat]) -> None:
         fold = self._rows()
-        for (user_id, content_id), (shown, done) in sorted(newest(heartbeats).items()):
+        for (user_id, content_id), made in sorted(newest(heartbeats).items()):
+            shown, done = made.heartbeat, made.completed
             at = clock.canonical(shown.occurred_at)
             row = fold.rows["video_playback"].get((user_id, content_id))
             values: dict[str, Any] = {
@@ -115,6 +116,10 @@ class MemoryPlayback:
                 values["completed"] = row["completed"] or done
             key = ("user_id", "content_id")
             fold.apply([Upsert("video_playback", key, values, at, not older)])
+            if row is None:
+                fold.rows["video_playback"][(user_id, content_id)]["created_at"] = clock.canonical(
+                    made.first
+                )
             access = fold.rows["content_access"].get((user_id, content_id))
             if access is not None:
                 stamped = max(at, access.get("last_accessed_at") or at)

@@ -91,9 +91,10 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         "rows": sql.SQL(
             "INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
             "duration_seconds, completed, updated_at, created_at) "
-            "SELECT i.id, i.user_id, i.content_id, i.p, i.d, i.c, i.at, i.at "
+            "SELECT i.id, i.user_id, i.content_id, i.p, i.d, i.c, i.at, i.first "
             "FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[], "
-            "%s::bool[], %s::timestamptz[]) AS i(id, user_id, content_id, p, d, c, at) "
+            "%s::bool[], %s::timestamptz[], %s::timestamptz[]) "
+            "AS i(id, user_id, content_id, p, d, c, at, first) "
             "ON CONFLICT (user_id, content_id) DO UPDATE SET "
             "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
             "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
@@ -254,10 +255,11 @@ class PlaybackStore:
                     [ids.playback_id(u, c) for (u, c), _ in shown],
                     [u for (u, _), _ in shown],
                     [UUID(c) for (_, c), _ in shown],
-                    [h.command.position_seconds for _, (h, _) in shown],
-                    [h.command.duration_seconds for _, (h, _) in shown],
-                    [done for _, (_, done) in shown],
-                    [h.occurred_at for _, (h, _) in shown],
+                    [r.heartbeat.command.position_seconds for _, r in shown],
+                    [r.heartbeat.command.duration_seconds for _, r in shown],
+                    [r.completed for _, r in shown],
+                    [r.heartbeat.occurred_at for _, r in shown],
+                    [r.first for _, r in shown],
                 ),
             )
             cur.execute(
@@ -265,7 +267,7 @@ class PlaybackStore:
                 (
                     [u for (u, _), _ in shown],
                     [UUID(c) for (_, c), _ in shown],
-                    [h.occurred_at for _, (h, _) in shown],
+                    [r.heartbeat.occurred_at for _, r in shown],
                 ),
             )
         return positions

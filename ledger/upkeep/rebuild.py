@@ -36,6 +36,7 @@ from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
+from ledger.playback import fold as playback
 from ledger.upkeep import shadow, source
 from projections import freshness
 from projections.inline import apply_changes
@@ -181,6 +182,8 @@ def _switch(
         conn.execute(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(live, table))
         )
+    # heartbeats recorded since the build: the live tables are locked, so none is missed
+    playback.overlay(conn, live, shadow_schema, tables)
     incoming = _incoming_foreign_keys(conn, live, tables)
     for table, name, _ in incoming:
         conn.execute(
