@@ -19,13 +19,14 @@ from psycopg import sql
 from ledger.database import migrations
 from ledger.domain import ids
 
+# the base row stands for its shown heartbeat and its first one, each at its position
 _RECORDS = """
     SELECT user_id, content_id, position_seconds, duration_seconds, completed,
-           occurred_at, first_at, -1::bigint AS seq
+           occurred_at, shown_position AS seq, first_at, first_position AS first_seq
     FROM {base}
     UNION ALL
     SELECT user_id, content_id, position_seconds, duration_seconds, completed,
-           occurred_at, occurred_at, position
+           occurred_at, position, occurred_at, position
     FROM {records}
 """
 
@@ -33,7 +34,7 @@ _PLAYBACK = """
     WITH r AS ({records}),
     pair AS (
         SELECT user_id, content_id, bool_or(completed) AS completed,
-               (array_agg(first_at ORDER BY seq, first_at))[1] AS first_at
+               (array_agg(first_at ORDER BY first_seq, first_at))[1] AS first_at
         FROM r GROUP BY user_id, content_id
     ),
     shown AS (

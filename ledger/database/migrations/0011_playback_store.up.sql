@@ -41,7 +41,9 @@ CREATE TABLE playback_base (
     duration_seconds integer NOT NULL,
     completed boolean NOT NULL,
     occurred_at timestamptz NOT NULL, -- the newest heartbeat folded in
+    shown_position bigint NOT NULL, -- its position (the later wins a tie of occurred_at)
     first_at timestamptz NOT NULL, -- the first one recorded (video_playback.created_at)
+    first_position bigint NOT NULL, -- its position (0: recorded in the log, before the store)
     horizon timestamptz NOT NULL,
     PRIMARY KEY (user_id, content_id)
 );
@@ -69,8 +71,8 @@ INSERT INTO playback_state DEFAULT VALUES;
 -- never counted twice; rebuilds fold video_playback from the store only.
 INSERT INTO playback_base
     (user_id, content_id, organization_id, position_seconds, duration_seconds, completed,
-     occurred_at, first_at, horizon)
+     occurred_at, shown_position, first_at, first_position, horizon)
 SELECT v.user_id, v.content_id, c.organization_id, v.position_seconds, v.duration_seconds,
-       v.completed, v.updated_at, v.created_at, v.updated_at + interval '1 microsecond'
+       v.completed, v.updated_at, 0, v.created_at, 0, v.updated_at + interval '1 microsecond'
 FROM video_playback v
 JOIN content c ON c.id = v.content_id;
