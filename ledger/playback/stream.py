@@ -24,7 +24,8 @@ POLL_SECONDS = 0.5
 _READ = (
     "SELECT position, occurred_at, recorded_at, user_id, content_id, organization_id, "
     "position_seconds, duration_seconds, completed, idempotency_key "
-    "FROM {records} WHERE position > %s ORDER BY position LIMIT %s"
+    "FROM {records} WHERE position > %s AND (%s::uuid IS NULL OR organization_id = %s::uuid) "
+    "ORDER BY position LIMIT %s"
 )
 
 
@@ -44,12 +45,17 @@ def as_dict(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def read(
-    conn: psycopg.Connection[Any], schema: str, after: int, limit: int = BATCH
+    conn: psycopg.Connection[Any],
+    schema: str,
+    after: int,
+    limit: int = BATCH,
+    organization: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` records after position ``after`` (``conn`` in autocommit)."""
+    """Up to ``limit`` records after position ``after``; with ``organization``, only its
+    content's (the HTTP service's tokens bound to one organization)."""
     query = sql.SQL(_READ).format(records=sql.Identifier(schema, PARENT))
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(query, (after, limit))
+        cur.execute(query, (after, organization, organization, limit))
         return [as_dict(row) for row in cur]
 
 
