@@ -56,18 +56,11 @@ def existing(conn: psycopg.Connection[Any], schema: str) -> dict[date, str]:
 
 
 def create(conn: psycopg.Connection[Any], schema: str, days: Iterable[date]) -> None:
-    """Creates the days' partitions that are missing (``conn`` in autocommit). Another
+    """Creates the days' partitions that are missing (``conn`` in autocommit), through the
+    migration's ``playback_create_partition`` (it runs as the parent's owner). Another
     process creating the same one at the same moment is no error."""
+    function = sql.Identifier(schema, "playback_create_partition")
     for d in sorted(set(days)):
-        start, end = bounds(d)
-        statement = sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {part} PARTITION OF {parent} FOR VALUES FROM ({s}) TO ({e})"
-        ).format(
-            part=sql.Identifier(schema, name(d)),
-            parent=sql.Identifier(schema, PARENT),
-            s=sql.Literal(start),
-            e=sql.Literal(end),
-        )
         # created by another process meanwhile: no error
         with contextlib.suppress(psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
-            conn.execute(statement)
+            conn.execute(sql.SQL("SELECT {}(%s)").format(function), (d,))

@@ -13,3 +13,5 @@ DROP TABLE playback_state;
 DROP TABLE playback_keys;
 DROP TABLE playback_base;
 DROP TABLE playback_heartbeats;
+DROP SEQUENCE playback_positions;
+DROP FUNCTION playback_create_partition(date);

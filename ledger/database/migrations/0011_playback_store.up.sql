@@ -24,7 +24,29 @@ CREATE TABLE playback_heartbeats (
     recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (identity, occurred_at)
 ) PARTITION BY RANGE (occurred_at);
-ALTER SEQUENCE playback_positions OWNED BY playback_heartbeats.position;
+
+-- A day's partition, created on demand by the writer (ledger/playback/partitions.py). Only the
+-- parent's owner may attach a partition, so the writer asks this function, which runs as its
+-- owner (`ledger db roles` gives it to the owner role and lets the writer execute it).
+CREATE FUNCTION playback_create_partition(day date) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    part text := 'playback_heartbeats_p' || to_char(day, 'YYYYMMDD');
+BEGIN
+    IF to_regclass(quote_ident(part)) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format(
+        'CREATE TABLE %I PARTITION OF playback_heartbeats FOR VALUES FROM (%L) TO (%L)',
+        part,
+        (day::timestamp AT TIME ZONE 'UTC'),
+        ((day + 1)::timestamp AT TIME ZONE 'UTC')
+    );
+END;
+$$;
 -- the stream (`ledger playback events --after P`) reads in position order
 CREATE INDEX playback_heartbeats_position ON playback_heartbeats (position);
 CREATE INDEX playback_heartbeats_user_content ON playback_heartbeats (user_id, content_id);
