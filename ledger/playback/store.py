@@ -14,11 +14,14 @@ transaction-level advisory lock held to the commit, so they commit in order and 
 following the stream never skips one (what ``ledger_events``' lock does for the log, here
 only among heartbeat writers). A lost race (the same heartbeat or key committed meanwhile
 by another process, a user deleted meanwhile) rolls the group back and decides it again.
+The transaction takes two round trips (pipeline mode): the facts, then every write and the
+commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -43,8 +46,24 @@ LogKey = Callable[[str], tuple[str, str] | None]
 """``log_key(key)``: the fingerprint and command type of a key the money log holds."""
 
 
-class _Raced(Exception):
-    """Another writer committed what this group read as absent: decide again."""
+@dataclass
+class _Lookups:
+    """What the log said, asked once per group: why a user or content is not live, and
+    the fingerprint and type of a key the log holds (``None``: none)."""
+
+    why: dict[tuple[str, str], str] = field(default_factory=dict)
+    keys: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+
+
+class _Missing(Exception):
+    """The group needs the log's answers, or partitions, first: asked with no connection
+    held, then the group is decided again."""
+
+    def __init__(self, days: set[date] | None = None) -> None:
+        super().__init__("lookups or partitions needed")
+        self.days = days or set()
+        self.why: set[tuple[str, str]] = set()
+        self.keys: set[str] = set()
 
 
 @lru_cache(maxsize=16)
@@ -79,14 +98,14 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         ),
         "keys": sql.SQL(
             "INSERT INTO {keys} (idempotency_key, fingerprint) "
-            "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+            "SELECT * FROM unnest(%s::text[], %s::text[])"
         ).format(keys=t("playback_keys")),
         "records": sql.SQL(
             "INSERT INTO {hb} (identity, occurred_at, user_id, content_id, organization_id, "
             "position_seconds, duration_seconds, completed, idempotency_key) "
             "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::uuid[], "
             "%s::uuid[], %s::int[], %s::int[], %s::bool[], %s::text[]) "
-            "ON CONFLICT DO NOTHING RETURNING identity, occurred_at, position"
+            "RETURNING identity, occurred_at, position"
         ).format(hb=t("playback_heartbeats")),
         "rows": sql.SQL(
             "INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
@@ -132,35 +151,54 @@ class PlaybackStore:
         """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
         now = clock.now()
         heartbeats = [Heartbeat.of(c, now) for c in commands]
-        for _ in range(ATTEMPTS - 1):
+        lookups = _Lookups()
+        for attempt in range(ATTEMPTS):
             try:
-                return self._attempt(heartbeats)
-            except (_Raced, psycopg.errors.ForeignKeyViolation):
-                continue
+                return self._attempt(heartbeats, lookups)
+            except _Missing as missing:
+                # asked with no connection held: the log's reads use the same pool
+                self._look_up(missing, lookups)
+                if missing.days:
+                    self._create(missing.days)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+                if attempt == ATTEMPTS - 1:
+                    raise  # raced ATTEMPTS times: the caller's error
             except psycopg.errors.CheckViolation:
                 self._days.clear()  # a partition was dropped meanwhile (compaction)
-        return self._attempt(heartbeats)
+                if attempt == ATTEMPTS - 1:
+                    raise
+        raise RuntimeError(f"gave up after {ATTEMPTS} attempts")
 
     def check(self, commands: Sequence[RecordPlayback]) -> list[Result | None]:
         """What each heartbeat would get now (``None``: accepted), writing nothing: an
         ``--atomic`` batch's heartbeats are checked before its money commands commit."""
         now = clock.now()
         heartbeats = [Heartbeat.of(c, now) for c in commands]
-        with self._pool.connection() as conn, conn.transaction():
-            facts = self._facts(conn, _statements(self._schema)["facts"], heartbeats)
-        return decide(heartbeats, facts).results
+        lookups = _Lookups()
+        for _ in range(2):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    rows = self._read(conn, heartbeats)
+                    facts = self._facts(heartbeats, rows, lookups)
+                return decide(heartbeats, facts).results
+            except _Missing as missing:
+                self._look_up(missing, lookups)
+        raise RuntimeError("the log's answers about users, content or keys kept changing")
 
-    def _attempt(self, heartbeats: list[Heartbeat]) -> list[Result]:
+    def _attempt(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
+        """One transaction in two round trips (pipeline mode): the facts, then the writes
+        and the commit. A lost race raises (the transaction is rolled back)."""
         sql_ = _statements(self._schema)
-        with self._pool.connection() as conn:
-            with conn.transaction():
-                facts = self._facts(conn, sql_["facts"], heartbeats)
+        with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            facts = self._facts(heartbeats, self._read(conn, heartbeats), lookups)
             decided = decide(heartbeats, facts)
             if not decided.accepted:
                 return [r for r in decided.results if r is not None]
-            self._partitions(conn, [h for h, _ in decided.accepted])
-            with conn.transaction():
-                positions = self._write(conn, sql_, decided.accepted)
+            days = {partitions.day(h.occurred_at) for h, _ in decided.accepted} - self._days
+            if days:
+                raise _Missing(days=days)
+            records = self._write(conn, sql_, decided.accepted)
+        positions = {(r["identity"], r["occurred_at"]): r["position"] for r in records.fetchall()}
         answers: list[Result] = []
         accepted = iter(decided.accepted)
         for result in decided.results:
@@ -170,12 +208,10 @@ class PlaybackStore:
             answers.append(result)
         return answers
 
-    def _facts(
-        self, conn: psycopg.Connection[Any], query: sql.Composed, heartbeats: list[Heartbeat]
-    ) -> list[Facts]:
+    def _read(self, conn: psycopg.Connection[Any], heartbeats: list[Heartbeat]) -> list[Any]:
         keys = [h.key for h in heartbeats]
-        rows = conn.execute(
-            query,
+        return conn.execute(
+            _statements(self._schema)["facts"],
             (
                 list(range(len(heartbeats))),
                 [h.user_id for h in heartbeats],
@@ -186,12 +222,19 @@ class PlaybackStore:
                 [ids.command_key_id("idempotency_key", k) if k else None for k in keys],
             ),
         ).fetchall()
+
+    def _facts(
+        self, heartbeats: list[Heartbeat], rows: list[Any], lookups: _Lookups
+    ) -> list[Facts]:
+        """The facts of each heartbeat; ``_Missing`` when the log must be asked first
+        (why a user or content is not live, a key only the log holds)."""
         facts: list[Facts] = []
+        missing = _Missing()
         for h, row in zip(heartbeats, rows, strict=True):
             org = row["organization_id"]
             fact = Facts(
-                user=None if row["user_live"] else self._explain("user", h.user_id),
-                content=None if org is not None else self._explain("content", h.content_id),
+                user=None,
+                content=None,
                 organization_id=str(org) if org is not None else None,
                 access_since=row["access_since"],
                 access_expires=row["access_expires"],
@@ -199,75 +242,88 @@ class PlaybackStore:
                 seen=row["seen"],
                 key_fingerprint=row["key_fingerprint"],
             )
+            if not row["user_live"]:
+                fact.user = lookups.why.get(("user", h.user_id))
+                if fact.user is None:
+                    missing.why.add(("user", h.user_id))
+            if org is None:
+                fact.content = lookups.why.get(("content", h.content_id))
+                if fact.content is None:
+                    missing.why.add(("content", h.content_id))
             if row["log_key"] and h.key is not None:
-                used = self._log_key(h.key)
-                if used is not None:
+                if h.key not in lookups.keys:
+                    missing.keys.add(h.key)
+                elif (used := lookups.keys[h.key]) is not None:
                     fact.key_fingerprint, fact.key_type = used
             facts.append(fact)
+        if missing.why or missing.keys:
+            raise missing
         return facts
 
-    def _partitions(self, conn: psycopg.Connection[Any], heartbeats: list[Heartbeat]) -> None:
-        needed = {partitions.day(h.occurred_at) for h in heartbeats} - self._days
-        if not needed:
-            return
-        self._days |= set(partitions.existing(conn, self._schema))
-        missing = needed - self._days
-        if missing:
-            conn.commit()  # DDL in a transaction of its own, outside the group's
-            partitions.create(conn, self._schema, missing)
+    def _look_up(self, missing: _Missing, lookups: _Lookups) -> None:
+        for kind, entity in missing.why:
+            lookups.why[(kind, entity)] = self._explain(kind, entity)
+        for key in missing.keys:
+            lookups.keys[key] = self._log_key(key)
+
+    def _create(self, days: set[date]) -> None:
+        """Creates the days' partitions, in a short transaction of their own."""
+        with self._pool.connection() as conn:
+            self._days |= set(partitions.existing(conn, self._schema))
             conn.commit()
-            self._days |= missing
+            if days - self._days:
+                partitions.create(conn, self._schema, days - self._days)
+                conn.commit()
+            self._days |= days
 
     def _write(
         self,
         conn: psycopg.Connection[Any],
         sql_: dict[str, sql.Composed],
         accepted: list[tuple[Heartbeat, str]],
-    ) -> dict[tuple[str, Any], int]:
+    ) -> psycopg.Cursor[Any]:
+        """Queues the group's writes (pipeline mode); returns the cursor of the records'
+        positions, read once the transaction has committed. The same heartbeat or key
+        committed meanwhile by another writer is a ``UniqueViolation`` at the commit."""
         keyed = [(h.key, h.fingerprint) for h, _ in accepted if h.key is not None]
-        with conn.cursor() as cur:
-            if keyed:
-                cur.execute(sql_["keys"], ([k for k, _ in keyed], [f for _, f in keyed]))
-                if cur.rowcount != len(keyed):
-                    raise _Raced
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
-            cur.execute(
-                sql_["records"],
-                (
-                    [h.identity for h, _ in accepted],
-                    [h.occurred_at for h, _ in accepted],
-                    [h.user_id for h, _ in accepted],
-                    [h.content_id for h, _ in accepted],
-                    [org for _, org in accepted],
-                    [h.command.position_seconds for h, _ in accepted],
-                    [h.command.duration_seconds for h, _ in accepted],
-                    [h.completed for h, _ in accepted],
-                    [h.key for h, _ in accepted],
-                ),
-            )
-            positions = {(r["identity"], r["occurred_at"]): r["position"] for r in cur}
-            if len(positions) != len(accepted):
-                raise _Raced
-            shown = sorted(newest([h for h, _ in accepted]).items())
-            cur.execute(
-                sql_["rows"],
-                (
-                    [ids.playback_id(u, c) for (u, c), _ in shown],
-                    [u for (u, _), _ in shown],
-                    [UUID(c) for (_, c), _ in shown],
-                    [r.heartbeat.command.position_seconds for _, r in shown],
-                    [r.heartbeat.command.duration_seconds for _, r in shown],
-                    [r.completed for _, r in shown],
-                    [r.heartbeat.occurred_at for _, r in shown],
-                    [r.first for _, r in shown],
-                ),
-            )
-            cur.execute(
-                sql_["access"],
-                (
-                    [u for (u, _), _ in shown],
-                    [UUID(c) for (_, c), _ in shown],
-                    [r.heartbeat.occurred_at for _, r in shown],
-                ),
-            )
-        return positions
+        if keyed:
+            conn.execute(sql_["keys"], ([k for k, _ in keyed], [f for _, f in keyed]))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        records = conn.cursor()
+        records.execute(
+            sql_["records"],
+            (
+                [h.identity for h, _ in accepted],
+                [h.occurred_at for h, _ in accepted],
+                [h.user_id for h, _ in accepted],
+                [h.content_id for h, _ in accepted],
+                [org for _, org in accepted],
+                [h.command.position_seconds for h, _ in accepted],
+                [h.command.duration_seconds for h, _ in accepted],
+                [h.completed for h, _ in accepted],
+                [h.key for h, _ in accepted],
+            ),
+        )
+        shown = sorted(newest([h for h, _ in accepted]).items())
+        conn.execute(
+            sql_["rows"],
+            (
+                [ids.playback_id(u, c) for (u, c), _ in shown],
+                [u for (u, _), _ in shown],
+                [UUID(c) for (_, c), _ in shown],
+                [r.heartbeat.command.position_seconds for _, r in shown],
+                [r.heartbeat.command.duration_seconds for _, r in shown],
+                [r.completed for _, r in shown],
+                [r.heartbeat.occurred_at for _, r in shown],
+                [r.first for _, r in shown],
+            ),
+        )
+        conn.execute(
+            sql_["access"],
+            (
+                [u for (u, _), _ in shown],
+                [UUID(c) for (_, c), _ in shown],
+                [r.heartbeat.occurred_at for _, r in shown],
+            ),
+        )
+        return records
