@@ -86,7 +86,8 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             "LEFT JOIN {content} c ON c.id = i.content_id "
             "LEFT JOIN {access} a ON a.user_id = i.user_id AND a.content_id = i.content_id "
             "LEFT JOIN {base} b ON b.user_id = i.user_id AND b.content_id = i.content_id "
-            "LEFT JOIN {keys} k ON k.idempotency_key = i.key ORDER BY i.n"
+            "LEFT JOIN {keys} k ON k.idempotency_key = i.key "
+            "CROSS JOIN (SELECT pg_advisory_xact_lock(%s)) AS stream_order ORDER BY i.n"
         ).format(
             hb=t("playback_heartbeats"),
             events=t("ledger_events"),
@@ -96,38 +97,42 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             base=t("playback_base"),
             keys=t("playback_keys"),
         ),
-        "keys": sql.SQL(
-            "INSERT INTO {keys} (idempotency_key, fingerprint) "
-            "SELECT * FROM unnest(%s::text[], %s::text[])"
-        ).format(keys=t("playback_keys")),
-        "records": sql.SQL(
-            "INSERT INTO {hb} (identity, occurred_at, user_id, content_id, organization_id, "
-            "position_seconds, duration_seconds, completed, idempotency_key) "
-            "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::uuid[], "
-            "%s::uuid[], %s::int[], %s::int[], %s::bool[], %s::text[]) "
-            "RETURNING identity, occurred_at, position"
-        ).format(hb=t("playback_heartbeats")),
-        "rows": sql.SQL(
-            "INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
+        # every write of a group in one statement (data-modifying CTEs, each on its own
+        # table): the keys, the records (their positions drawn under the advisory lock the
+        # facts statement took), the video_playback rows, the access rows
+        "write": sql.SQL(
+            "WITH keys AS (INSERT INTO {keys} (idempotency_key, fingerprint) "
+            "SELECT k, f FROM unnest(%(k)s::text[], %(f)s::text[]) AS i(k, f)), "
+            "records AS (INSERT INTO {hb} (identity, occurred_at, user_id, content_id, "
+            "organization_id, position_seconds, duration_seconds, completed, idempotency_key) "
+            "SELECT * FROM unnest(%(identity)s::text[], %(at)s::timestamptz[], %(user)s::text[], "
+            "%(content)s::uuid[], %(org)s::uuid[], %(p)s::int[], %(d)s::int[], %(c)s::bool[], "
+            "%(key)s::text[]) RETURNING identity, occurred_at, position), "
+            "shown AS (INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
             "duration_seconds, completed, updated_at, created_at) "
-            "SELECT i.id, i.user_id, i.content_id, i.p, i.d, i.c, i.at, i.first "
-            "FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[], "
-            "%s::bool[], %s::timestamptz[], %s::timestamptz[]) "
-            "AS i(id, user_id, content_id, p, d, c, at, first) "
+            "SELECT * FROM unnest(%(rid)s::uuid[], %(ru)s::text[], %(rc)s::uuid[], "
+            "%(rp)s::int[], %(rd)s::int[], %(rdone)s::bool[], %(rat)s::timestamptz[], "
+            "%(rfirst)s::timestamptz[]) "
             "ON CONFLICT (user_id, content_id) DO UPDATE SET "
             "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
             "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
             "duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
             "THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END, "
             "completed = v.completed OR EXCLUDED.completed, "
-            "updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)"
-        ).format(vp=t("video_playback")),
-        "access": sql.SQL(
-            "UPDATE {access} a SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
+            "updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)), "
+            "stamped AS (UPDATE {access} a "
+            "SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
             "updated_at = GREATEST(a.updated_at, i.at) "
-            "FROM unnest(%s::text[], %s::uuid[], %s::timestamptz[]) AS i(user_id, content_id, at) "
-            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id"
-        ).format(access=t("content_access")),
+            "FROM unnest(%(ru)s::text[], %(rc)s::uuid[], %(rat)s::timestamptz[]) "
+            "AS i(user_id, content_id, at) "
+            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id) "
+            "SELECT identity, occurred_at, position FROM records"
+        ).format(
+            keys=t("playback_keys"),
+            hb=t("playback_heartbeats"),
+            vp=t("video_playback"),
+            access=t("content_access"),
+        ),
     }
 
 
@@ -220,7 +225,9 @@ class PlaybackStore:
                 [h.identity for h in heartbeats],
                 keys,
                 [ids.command_key_id("idempotency_key", k) if k else None for k in keys],
+                ADVISORY_LOCK,
             ),
+            prepare=True,
         ).fetchall()
 
     def _facts(
@@ -282,48 +289,35 @@ class PlaybackStore:
         sql_: dict[str, sql.Composed],
         accepted: list[tuple[Heartbeat, str]],
     ) -> psycopg.Cursor[Any]:
-        """Queues the group's writes (pipeline mode); returns the cursor of the records'
-        positions, read once the transaction has committed. The same heartbeat or key
-        committed meanwhile by another writer is a ``UniqueViolation`` at the commit."""
+        """Queues the group's one write statement (pipeline mode); returns its cursor, the
+        records' positions, read once the transaction has committed. The same heartbeat or
+        key committed meanwhile by another writer is a ``UniqueViolation``."""
         keyed = [(h.key, h.fingerprint) for h, _ in accepted if h.key is not None]
-        if keyed:
-            conn.execute(sql_["keys"], ([k for k, _ in keyed], [f for _, f in keyed]))
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        shown = sorted(newest([h for h, _ in accepted]).items())
         records = conn.cursor()
         records.execute(
-            sql_["records"],
-            (
-                [h.identity for h, _ in accepted],
-                [h.occurred_at for h, _ in accepted],
-                [h.user_id for h, _ in accepted],
-                [h.content_id for h, _ in accepted],
-                [org for _, org in accepted],
-                [h.command.position_seconds for h, _ in accepted],
-                [h.command.duration_seconds for h, _ in accepted],
-                [h.completed for h, _ in accepted],
-                [h.key for h, _ in accepted],
-            ),
-        )
-        shown = sorted(newest([h for h, _ in accepted]).items())
-        conn.execute(
-            sql_["rows"],
-            (
-                [ids.playback_id(u, c) for (u, c), _ in shown],
-                [u for (u, _), _ in shown],
-                [UUID(c) for (_, c), _ in shown],
-                [r.heartbeat.command.position_seconds for _, r in shown],
-                [r.heartbeat.command.duration_seconds for _, r in shown],
-                [r.completed for _, r in shown],
-                [r.heartbeat.occurred_at for _, r in shown],
-                [r.first for _, r in shown],
-            ),
-        )
-        conn.execute(
-            sql_["access"],
-            (
-                [u for (u, _), _ in shown],
-                [UUID(c) for (_, c), _ in shown],
-                [r.heartbeat.occurred_at for _, r in shown],
-            ),
+            sql_["write"],
+            {
+                "k": [k for k, _ in keyed],
+                "f": [f for _, f in keyed],
+                "identity": [h.identity for h, _ in accepted],
+                "at": [h.occurred_at for h, _ in accepted],
+                "user": [h.user_id for h, _ in accepted],
+                "content": [h.content_id for h, _ in accepted],
+                "org": [org for _, org in accepted],
+                "p": [h.command.position_seconds for h, _ in accepted],
+                "d": [h.command.duration_seconds for h, _ in accepted],
+                "c": [h.completed for h, _ in accepted],
+                "key": [h.key for h, _ in accepted],
+                "rid": [ids.playback_id(u, c) for (u, c), _ in shown],
+                "ru": [u for (u, _), _ in shown],
+                "rc": [UUID(c) for (_, c), _ in shown],
+                "rp": [r.heartbeat.command.position_seconds for _, r in shown],
+                "rd": [r.heartbeat.command.duration_seconds for _, r in shown],
+                "rdone": [r.completed for _, r in shown],
+                "rat": [r.heartbeat.occurred_at for _, r in shown],
+                "rfirst": [r.first for _, r in shown],
+            },
+            prepare=True,
         )
         return records
