@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ledger.database import migrations
+from ledger.errors import ConfigurationError
 from ledger.http.answers import ServiceError, json_response
 from ledger.http.backend import Backend
 from ledger.http.metrics import CONTENT_TYPE
@@ -74,7 +75,11 @@ def _playback(conn: Any, schema: str) -> dict[str, float]:
     """The store's gauges (none before migration 0011)."""
     if not migrations.has_table(conn, schema, "playback_base"):
         return {}
-    report = compact.status(conn, schema)
+    try:
+        report = compact.status(conn, schema)
+    except ConfigurationError as error:  # a bad LEDGER_PLAYBACK_RETENTION: said once, no 500
+        log.warning("metrics: playback store not read: %s", error)
+        return {}
     oldest = report["oldest"]
     age = (datetime.now(UTC) - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0
     return {
