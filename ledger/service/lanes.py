@@ -59,24 +59,26 @@ class Lanes:
         return self._lane(command).append(command)
 
     def append_all(self, commands: Sequence[Command]) -> list[Result | BaseException]:
-        """As ``GroupCommitter.append_all``: each lane's commands in their order, the
-        money first (a grant then a heartbeat in one call: the heartbeat sees it)."""
-        by_lane: dict[int, list[int]] = {}
-        lanes = self._all()
-        for index, command in enumerate(commands):
-            by_lane.setdefault(lanes.index(self._lane(command)), []).append(index)
-        if len(by_lane) <= 1:
-            return self._lane(commands[0]).append_all(commands) if commands else []
-        answers: list[Result | BaseException | None] = [None] * len(commands)
-        for lane_no in sorted(by_lane):
-            indexes = by_lane[lane_no]
+        """As ``GroupCommitter.append_all``, in this order: the commands in runs of one
+        lane, each run queued once the one before it is answered (a grant then a
+        heartbeat in one call: the heartbeat sees the grant; a list of one kind is one
+        call of its lane)."""
+        answers: list[Result | BaseException] = []
+        start = 0
+        while start < len(commands):
+            lane = self._lane(commands[start])
+            end = start + 1
+            while end < len(commands) and self._lane(commands[end]) is lane:
+                end += 1
+            run = commands[start:end]
             try:
-                got = lanes[lane_no].append_all([commands[i] for i in indexes])
-            except Exception as error:  # Overloaded, closed: these commands only
-                got = [error] * len(indexes)
-            for i, answer in zip(indexes, got, strict=True):
-                answers[i] = answer
-        return [a for a in answers if a is not None]
+                answers += lane.append_all(run)
+            except Exception as error:  # Overloaded, closed: only if nothing was queued yet
+                if not answers:
+                    raise
+                answers += [error] * len(run)
+            start = end
+        return answers
 
     def close(self) -> None:
         for lane in self._all():
