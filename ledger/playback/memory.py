@@ -18,7 +18,7 @@ from ledger.commands.access import RecordPlayback
 from ledger.commands.results import Result
 from ledger.domain import clock, ids
 from ledger.playback.decide import Facts, Heartbeat, decide, newest
-from ledger.playback.store import Explain, LogKey
+from ledger.playback.store import Explain, Legacy, LogKey
 from projections.changes import Update, Upsert
 from projections.fold import Fold
 
@@ -36,8 +36,14 @@ def _time(value: Any) -> datetime | None:
 
 class MemoryPlayback:
     def __init__(
-        self, rows: Callable[[], Fold], explain: Explain, log_key: LogKey, lock: Any
+        self,
+        rows: Callable[[], Fold],
+        explain: Explain,
+        log_key: LogKey,
+        legacy: Legacy,
+        lock: Any,
     ) -> None:
+        self._legacy = legacy
         self._rows = rows
         self._explain = explain
         self._log_key = log_key
@@ -85,7 +91,8 @@ class MemoryPlayback:
             seen=any(
                 r.heartbeat.identity == h.identity and r.heartbeat.occurred_at == h.occurred_at
                 for r in self.records
-            ),
+            )
+            or h.identity in self._legacy(h.user_id, h.content_id),
             key_fingerprint=self.keys.get(h.key) if h.key is not None else None,
         )
         if h.key is not None and fact.key_fingerprint is None:

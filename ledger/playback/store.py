@@ -44,6 +44,9 @@ Explain = Callable[[str, str], str]
 """``explain(kind, id)``: why a user or content without a row is not live (the log knows)."""
 LogKey = Callable[[str], tuple[str, str] | None]
 """``log_key(key)``: the fingerprint and command type of a key the money log holds."""
+Legacy = Callable[[str, str], frozenset[str]]
+"""``legacy(user, content)``: the identities of the heartbeats the log recorded for the pair
+before the store (its ``Playback`` aggregate): sent again, they are ``duplicate``."""
 
 
 @dataclass
@@ -53,6 +56,7 @@ class _Lookups:
 
     why: dict[tuple[str, str], str] = field(default_factory=dict)
     keys: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+    legacy: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
 
 class _Missing(Exception):
@@ -64,6 +68,7 @@ class _Missing(Exception):
         self.days = days or set()
         self.why: set[tuple[str, str]] = set()
         self.keys: set[str] = set()
+        self.legacy: set[tuple[str, str]] = set()
 
 
 @lru_cache(maxsize=16)
@@ -78,10 +83,11 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             "EXISTS (SELECT 1 FROM {hb} h WHERE h.identity = i.identity "
             "AND h.occurred_at = i.occurred_at) AS seen, k.fingerprint AS key_fingerprint, "
             "(i.key_id IS NOT NULL AND k.fingerprint IS NULL AND EXISTS "
-            "(SELECT 1 FROM {events} e WHERE e.originator_id = i.key_id)) AS log_key "
+            "(SELECT 1 FROM {events} e WHERE e.originator_id = i.key_id)) AS log_key, "
+            "EXISTS (SELECT 1 FROM {events} e WHERE e.originator_id = i.playback_id) AS legacy "
             "FROM unnest(%s::int[], %s::text[], %s::uuid[], %s::timestamptz[], %s::text[], "
-            "%s::text[], %s::uuid[]) AS i(n, user_id, content_id, occurred_at, identity, "
-            "key, key_id) "
+            "%s::text[], %s::uuid[], %s::uuid[]) AS i(n, user_id, content_id, occurred_at, "
+            "identity, key, key_id, playback_id) "
             "LEFT JOIN {users} u ON u.id = i.user_id "
             "LEFT JOIN {content} c ON c.id = i.content_id "
             "LEFT JOIN {access} a ON a.user_id = i.user_id AND a.content_id = i.content_id "
@@ -145,7 +151,9 @@ class PlaybackStore:
         schema: str,
         explain: Explain,
         log_key: LogKey,
+        legacy: Legacy,
     ) -> None:
+        self._legacy = legacy
         self._pool = pool
         self._schema = schema
         self._explain = explain
@@ -225,6 +233,7 @@ class PlaybackStore:
                 [h.identity for h in heartbeats],
                 keys,
                 [ids.command_key_id("idempotency_key", k) if k else None for k in keys],
+                [ids.playback_id(h.user_id, h.content_id) for h in heartbeats],
                 ADVISORY_LOCK,
             ),
             prepare=True,
@@ -257,13 +266,19 @@ class PlaybackStore:
                 fact.content = lookups.why.get(("content", h.content_id))
                 if fact.content is None:
                     missing.why.add(("content", h.content_id))
+            if row["legacy"]:  # heartbeats of this pair recorded in the log, before the store
+                pair = (h.user_id, h.content_id)
+                if pair not in lookups.legacy:
+                    missing.legacy.add(pair)
+                else:
+                    fact.seen = fact.seen or h.identity in lookups.legacy[pair]
             if row["log_key"] and h.key is not None:
                 if h.key not in lookups.keys:
                     missing.keys.add(h.key)
                 elif (used := lookups.keys[h.key]) is not None:
                     fact.key_fingerprint, fact.key_type = used
             facts.append(fact)
-        if missing.why or missing.keys:
+        if missing.why or missing.keys or missing.legacy:
             raise missing
         return facts
 
@@ -272,6 +287,8 @@ class PlaybackStore:
             lookups.why[(kind, entity)] = self._explain(kind, entity)
         for key in missing.keys:
             lookups.keys[key] = self._log_key(key)
+        for pair in missing.legacy:
+            lookups.legacy[pair] = self._legacy(*pair)
 
     def _create(self, days: set[date]) -> None:
         """Creates the days' partitions, in a short transaction of their own."""

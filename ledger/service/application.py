@@ -24,7 +24,7 @@ from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
-from ledger.domain.aggregates import CommandKey, Content, User
+from ledger.domain.aggregates import CommandKey, Content, Playback, User
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
@@ -64,11 +64,13 @@ class Ledger(Application[UUID]):
         rows = getattr(self.recorder, "rows", None)
         if rows is not None:  # the memory recorder (ledger.service.memory)
             self.playback = MemoryPlayback(
-                lambda: rows, self._not_live, self._log_key, threading.RLock()
+                lambda: rows, self._not_live, self._log_key, self._legacy, threading.RLock()
             )
         else:
             pool = self.recorder.datastore.pool  # type: ignore[attr-defined]
-            self.playback = PlaybackStore(pool, settings.schema, self._not_live, self._log_key)
+            self.playback = PlaybackStore(
+                pool, settings.schema, self._not_live, self._log_key, self._legacy
+            )
         self.groups = Lanes(self.execute_group, self.playback.record, settings)
 
     # --- public API --------------------------------------------------------------
@@ -194,6 +196,14 @@ class Ledger(Application[UUID]):
         if isinstance(found, User | Content) and found.deleted:
             return "was deleted"
         return "is not registered" if kind == "user" else "is not published"
+
+    def _legacy(self, user_id: str, content_id: str) -> frozenset[str]:
+        """The heartbeats the log recorded for the pair before the store (identities)."""
+        try:
+            playback: object = self.repository.get(ids.playback_id(user_id, content_id))
+        except AggregateNotFoundError:
+            return frozenset()
+        return frozenset(playback.seen) if isinstance(playback, Playback) else frozenset()
 
     def _log_key(self, key: str) -> tuple[str, str] | None:
         """An idempotency key the money log holds (a money command's, or a heartbeat's from
