@@ -324,5 +324,18 @@ def rebuild(
         lock_ms = (time.monotonic() - switch_started) * 1000
         seconds = time.monotonic() - started
         _record(conn, live, tables, position, seconds, lock_ms)
+        rows = _counted(conn, live, tables)
         conn.commit()
-    return RebuildReport(tables, position, built.events, built.rows, seconds, lock_ms, built.spills)
+    return RebuildReport(tables, position, built.events, rows, seconds, lock_ms, built.spills)
+
+
+def _counted(conn: psycopg.Connection[Any], live: str, tables: tuple[str, ...]) -> dict[str, int]:
+    """The rows each table holds as switched in: the fold's own count misses the playback
+    store's rows, which are folded in by SQL after it (``ledger.playback.fold.overlay``)."""
+    counted: dict[str, int] = {}
+    for table in tables:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(live, table))
+        ).fetchone()
+        counted[table] = int(row[0]) if row else 0
+    return counted
