@@ -45,10 +45,11 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
-from ledger.config import Settings
+from ledger.config import Settings, pool_timeout_ms
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
+    POOL_TIMEOUT_KEY,
     SCHEMA_KEY,
     URL_KEY,
     LedgerDatastore,
@@ -307,6 +308,7 @@ def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
         SCHEMA_KEY: settings.schema,
         POOL_SIZE_KEY: str(pool_size),
         LOCK_TIMEOUT_KEY: str(settings.lock_timeout_ms),
+        POOL_TIMEOUT_KEY: str(pool_timeout_ms(settings.pool_timeout)),
         # the service keeps its own cache of aggregates (ledger.service.AggregateCache)
         "AGGREGATE_CACHE_MAXSIZE": "",
         "IS_SNAPSHOTTING_ENABLED": "no",
