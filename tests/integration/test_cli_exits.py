@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -367,7 +366,6 @@ def test_no_argument_list_makes_a_traceback(
 ) -> None:
     lines = "\n".join(json.dumps(c) for c in catalogue()) + "\n{oops\n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode())))
-    started = time.monotonic()
     message = ""
     try:
         status = main(argv)
@@ -380,5 +378,4 @@ def test_no_argument_list_makes_a_traceback(
     assert status in (0, 1, 2), (argv, status, err)
     if status == 2:
         assert err.strip(), argv  # a reason is given
-    assert time.monotonic() - started < 120
     event(f"{argv[0]} exit {status}")
