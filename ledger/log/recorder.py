@@ -169,12 +169,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
             for row in rows
         ]
 
-    def has_purchase_rows(self, content_id: str) -> bool:
-        """Whether a purchases row of this content exists: the one read of a projected
-        table that a decision makes (the RESTRICT rule of ``content.delete``)."""
+    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
+        """Whether a purchases row of this content exists, of a customer other than those
+        ``excluding``: the one read of a projected table that a decision makes (the
+        RESTRICT rule of ``content.delete``)."""
         with self.datastore.get_connection() as conn:
             query = _has_purchase_rows_sql(self.datastore.schema)
-            row = conn.execute(query, (content_id,)).fetchone()
+            row = conn.execute(query, (content_id, list(excluding))).fetchone()
         return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
 
 
@@ -292,9 +293,10 @@ def _assert_read_versions_sql(schema: str) -> sql.Composed:
 
 @lru_cache(maxsize=8)
 def _has_purchase_rows_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
-        sql.Identifier(schema, "purchases")
-    )
+    return sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s"
+        " AND customer_id <> ALL(%s::text[]))"
+    ).format(sql.Identifier(schema, "purchases"))
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
