@@ -294,8 +294,7 @@ def _assert_read_versions_sql(schema: str) -> sql.Composed:
 @lru_cache(maxsize=8)
 def _has_purchase_rows_sql(schema: str) -> sql.Composed:
     return sql.SQL(
-        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s"
-        " AND customer_id <> ALL(%s::text[]))"
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s AND customer_id <> ALL(%s::text[]))"
     ).format(sql.Identifier(schema, "purchases"))
 
 
