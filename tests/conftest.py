@@ -90,9 +90,35 @@ def _on_citus() -> bool:
     return url is not None and url != "" and _citus_version(url) is not None
 
 
+# the modules of the longest tests (``--durations``, docs/testing.md), run first: with
+# ``--dist worksteal`` a long test started last would otherwise leave one worker idle
+LONGEST_FIRST = (
+    "tests/integration/test_faults.py",
+    "tests/integration/test_benchmarks_smoke.py",
+    "tests/property/test_model_equivalence.py",
+    "tests/property/test_business_time.py",
+    "tests/property/test_state_machine.py",
+    "tests/integration/test_cli_exits.py",
+    "tests/integration/test_http_database_lost.py",
+    "tests/integration/test_consumers.py",
+    "tests/property/test_revenue_model.py",
+    "tests/property/test_group_equivalence.py",
+    "tests/integration/test_http_bounds.py",
+    "tests/integration/test_stream_order.py",
+    "tests/integration/test_rebuild.py",
+)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    module = item.nodeid.split("::", 1)[0]
+    return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``citus`` are deselected on a single server (no skip shows: they are not
-    this run's tests); with ``LEDGER_TEST_CITUS=1`` they stay, and fail in setup below."""
+    """The longest tests' modules first (the rest in their order). Tests marked ``citus``
+    are deselected on a single server (no skip shows: they are not this run's tests);
+    with ``LEDGER_TEST_CITUS=1`` they stay, and fail in setup below."""
+    items.sort(key=_longest_first)
     marked = [item for item in items if item.get_closest_marker("citus") is not None]
     if not marked or citus_support.required() or _on_citus():
         return
