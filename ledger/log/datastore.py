@@ -26,6 +26,7 @@ from psycopg.rows import DictRow, dict_row
 
 from ledger.database.connections import cannot_connect, conninfo
 
+POOL_TIMEOUT_S = 10.0  # LEDGER_POOL_TIMEOUT's default: how long an append waits for the pool
 IDLE_IN_TRANSACTION_S = 5  # the library's default: a transaction left idle is ended
 
 CHECK_IDLE_S = 1.0  # a connection idle this long is checked before it is handed out
@@ -66,7 +67,13 @@ class LedgerDatastore(PostgresDatastore):
     """The library's datastore whose pool connects with ``url`` whole."""
 
     def __init__(
-        self, url: str, *, schema: str, pool_size: int, lock_timeout_ms: int, pool_timeout_s: float
+        self,
+        url: str,
+        *,
+        schema: str,
+        pool_size: int,
+        lock_timeout_ms: int,
+        pool_timeout_s: float = POOL_TIMEOUT_S,
     ) -> None:
         super().__init__(
             dbname="",
