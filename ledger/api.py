@@ -6,7 +6,7 @@ import sys
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
@@ -23,6 +23,9 @@ from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupFailed
+
+if TYPE_CHECKING:
+    from ledger.reading.stream import Stop
 
 
 def settings(database_url: str | None = None, schema: str | None = None) -> Settings:
@@ -286,7 +289,7 @@ def playback_events(
     *,
     follow: bool = False,
     limit: int | None = None,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
 ) -> Generator[list[dict[str, Any]]]:
     """The store's records still retained after position ``after``, in batches."""
     from ledger.playback import stream

@@ -8,7 +8,6 @@ Compaction removes records: a reader behind the horizon resumes at the oldest re
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from psycopg import sql
 
 from ledger.domain import clock
 from ledger.playback.partitions import PARENT
+from ledger.reading.stream import Stop
 
 BATCH = 1000
 POLL_SECONDS = 0.5
@@ -66,7 +66,7 @@ def follow(
     *,
     keep_following: bool,
     limit: int | None,
-    stop: threading.Event,
+    stop: Stop,
 ) -> Iterator[list[dict[str, Any]]]:
     """Batches of records after ``after``; with ``keep_following``, waits (polling) for
     new ones until ``stop`` is set."""
