@@ -23,6 +23,7 @@ from psycopg import sql
 
 from ledger.database import migrations
 from ledger.errors import ConfigurationError
+from ledger.playback import fold as playback
 from ledger.upkeep import source
 from projections.registry import TABLES, changes_for
 from projections.spill import SpillingFold
@@ -174,6 +175,7 @@ def build(
         for _, definition in indexes:
             conn.execute(_trusted(definition))
     _set_path(conn, live)
+    playback.overlay(conn, live, shadow, tables)  # heartbeats live in the playback store
     return result
 
 
