@@ -58,10 +58,13 @@ class MemoryRecorder(POPOApplicationRecorder):
                 for stored in self.select_events(aggregate_id, gt=version)
             ]
 
-    def has_purchase_rows(self, content_id: str) -> bool:
+    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
         with self._database_lock:
             purchases = self.rows.rows["purchases"].values()
-            return any(row.get("content_id") == content_id for row in purchases)
+            return any(
+                row.get("content_id") == content_id and row.get("customer_id") not in excluding
+                for row in purchases
+            )
 
 
 class MemoryFactory(POPOFactory):
