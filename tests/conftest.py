@@ -193,8 +193,17 @@ def empty_settings(database_url: str) -> Iterator[Settings]:
 
 @pytest.fixture
 def settings(empty_settings: Settings) -> Settings:
-    """Settings for a migrated schema of this test's own."""
+    """Settings for a migrated schema of this test's own; with ``LEDGER_TEST_DISTRIBUTE=1``
+    on a Citus coordinator, in the distributed layout too (``ledger db distribute``), so the
+    ledger's own tests run against it (.ci/run, docs/scaling.md)."""
     api.upgrade(empty_settings)
+    if citus_support.distribute_requested() and _citus_version(empty_settings.url) is not None:
+        from ledger.database import distribution
+        from ledger.database.connections import connect
+
+        with connect(empty_settings) as conn:
+            distribution.distribute(conn, empty_settings.schema)
+            conn.commit()
     return empty_settings
 
 
