@@ -124,7 +124,9 @@ def test_a_stopped_worker_fails_its_organizations_groups_and_no_other(
     lost, kept, worker = _two_organizations(citus, conn, settings.schema)
     lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
     with api.open_ledger(settings) as app:
-        assert app.groups._partition is not None  # a distributed layout groups per organization
+        assert (
+            app.groups.money._partition is not None
+        )  # a distributed layout groups per organization
         setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
         setup += [publish(lost_content, lost), publish(kept_content, kept)]
         assert set(statuses(append(app, *setup))) == {"accepted"}
