@@ -29,7 +29,7 @@ from ledger import api
 from ledger.config import Settings
 
 # the tables a migration fills: never emptied (their rows are compared instead)
-FILLED = ("ledger_schema_migrations", "ledger_event_catalogue")
+FILLED = ("ledger_schema_migrations", "ledger_event_catalogue", "playback_state")
 # a schema still in use (a lock held) is not waited for: it is replaced
 _LOCK_TIMEOUT = "500ms"
 # the log's trigger that refuses an UPDATE or a DELETE

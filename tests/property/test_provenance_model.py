@@ -33,7 +33,8 @@ def test_the_source_never_changes_an_answer_and_every_event_names_its_delivery(
             name = f"delivery-{number}"
             [(_, result)] = api.append_lines(app, [json.dumps(command)], source=source, name=name)
             answers.append(result)
-            if result.status == "accepted":
+            # heartbeats are recorded in the playback store, which keeps no provenance
+            if result.status == "accepted" and command["type"] != "playback.progress":
                 delivered[f"{name}:1"] = (source, command.get("idempotency_key"))
     assert statuses(answers) == expected
     with psycopg.connect(settings.url, options=f"-c search_path={settings.schema}") as conn:
