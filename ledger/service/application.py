@@ -26,7 +26,8 @@ from ledger.domain import events as ev
 from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
-from ledger.service import registry
+from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
+from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupCommitter, GroupFailed
 from ledger.service.unit_of_work import UnitOfWork
@@ -54,6 +55,7 @@ class Ledger(Application[UUID]):
         super().__init__(env=dict(env) if env is not None else environment(settings, pool_size))
         self.store = cast(DecisionStore, self.recorder)
         self.aggregates = AggregateCache(self.store, self.mapper)
+        self.subjects = Subjects(cast(SubjectStore, self.recorder))
         # one decision at a time: the aggregate cache lends its aggregates uncopied
         self.deciding = threading.RLock()
         self.groups = GroupCommitter(self.execute_group, settings)
@@ -156,9 +158,9 @@ class Ledger(Application[UUID]):
         self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
         """Like ``--atomic``, except that a rejection takes only its own command out."""
-        uow.prefetch_group(
-            [i for c in commands if not isinstance(c, Rejected) for i in registry.needed(c)]
-        )
+        deciding = [c for c in commands if not isinstance(c, Rejected)]
+        pseudonyms.warm(self.subjects, deciding)
+        uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
             return None
@@ -223,12 +225,25 @@ class Ledger(Application[UUID]):
         # protocols, a tenth of a group's time in Python: the events are known to be events
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.events.extend(uow.events)
+        changes = changes_for(uow.events)
+        named = subjects_in(changes)
+        if named:  # the projected tables name people by their ids (docs/privacy.md)
+            names = {s: u for s, u in uow.named.items() if s in named}
+            rest = named - names.keys()
+            changes = resolve(changes, {**names, **self.subjects.users_of(rest)} if rest else names)
         processing.saved_kwargs.update(
-            read_versions=uow.guarded_reads(), row_changes=changes_for(uow.events)
+            read_versions=uow.guarded_reads(),
+            row_changes=changes,
+            subject_changes=uow.subject_changes,
         )
         recordings = self._record(processing)
         self._notify(recordings)
         uow.committed = True
+        if uow.subject_changes:
+            self.subjects.remember(uow.added.items())
+            self.subjects.forget(
+                c.subject for c in uow.subject_changes if isinstance(c, SubjectErased)
+            )
         self.aggregates.remember(uow.written_aggregates())
         return [r.notification.id for r in recordings]
 
@@ -241,6 +256,17 @@ class Ledger(Application[UUID]):
         work as it was (which ``--atomic`` relies on).
         """
         occurred = command.occurred(clock.now())
+        command, named = pseudonyms.pseudonymous(uow, self.subjects, command)
+        uow.named.update(named)
+        try:
+            self._decide_as(uow, command, occurred, named)
+        except Rejected as error:
+            raise pseudonyms.renamed(error, named) from None
+
+    def _decide_as(
+        self, uow: UnitOfWork, command: Command, occurred: str, named: Mapping[str, str]
+    ) -> None:
+        """``_decide`` of a command whose people are their subjects."""
         uow.prefetch(registry.needed(command))
         fingerprint = command.fingerprints(registry.derived(uow, command))
         key = None
@@ -252,6 +278,7 @@ class Ledger(Application[UUID]):
                 raise Duplicate
         before = len(uow.events)
         registry.registration(command).handler(uow, command, occurred, fingerprint)
+        pseudonyms.settle(uow, command, named, len(uow.events) > before)
         if command.idempotency_key is not None and len(uow.events) > before:
             claim = CommandKey.claim(
                 "idempotency_key",

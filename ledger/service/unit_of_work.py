@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain import events as ev
+from ledger.privacy.subjects import SubjectChange
 from ledger.service.cache import AggregateCache, DecisionStore
 
 A = TypeVar("A", bound=Aggregate)
@@ -34,6 +35,11 @@ class UnitOfWork:
     read_versions: dict[UUID, int] = field(default_factory=dict)
     written: set[UUID] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)
+    # subjects drawn or erased by this decision (``ledger.privacy.subjects``), appended
+    # with its events; ``added``: each id registered here, by its new subject
+    subject_changes: list[SubjectChange] = field(default_factory=list)
+    added: dict[str, str] = field(default_factory=dict)
+    named: dict[str, str] = field(default_factory=dict)  # each subject met, to its id
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""

@@ -1,0 +1,66 @@
+"""``ledger_subjects`` in SQL (migration 0011): who each subject is, read by the service
+and the projections' upkeep, written only with the log's events (``LedgerRecorder``)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from functools import lru_cache
+from typing import Any
+
+from psycopg import Connection, sql
+from psycopg.rows import tuple_row
+
+from ledger.privacy.subjects import SubjectAdded, SubjectChange
+
+TABLE = "ledger_subjects"
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(schema: str) -> sql.Composed:
+    # no ON CONFLICT: two registrations of one id at once draw two subjects, and the
+    # primary key fails the second append, which is decided again (a duplicate)
+    return sql.SQL("INSERT INTO {} (user_id, subject) VALUES (%s, %s)").format(
+        sql.Identifier(schema, TABLE)
+    )
+
+
+@lru_cache(maxsize=16)
+def _delete_sql(schema: str) -> sql.Composed:
+    return sql.SQL("DELETE FROM {} WHERE subject = %s").format(sql.Identifier(schema, TABLE))
+
+
+def subject_statement(schema: str, change: SubjectChange) -> tuple[sql.Composed, list[Any]]:
+    """The statement that writes ``change``, in the append's transaction."""
+    if isinstance(change, SubjectAdded):
+        return _insert_sql(schema), [change.user_id, change.subject]
+    return _delete_sql(schema), [change.subject]
+
+
+def subjects_of(conn: Connection[Any], schema: str, user_ids: Collection[str]) -> dict[str, str]:
+    query = sql.SQL("SELECT user_id, subject FROM {} WHERE user_id = ANY(%s)").format(
+        sql.Identifier(schema, TABLE)
+    )
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        return dict(cursor.execute(query, (list(user_ids),), prepare=True).fetchall())
+
+
+def users_of(conn: Connection[Any], schema: str, subjects: Collection[str]) -> dict[str, str]:
+    query = sql.SQL("SELECT subject, user_id FROM {} WHERE subject = ANY(%s)").format(
+        sql.Identifier(schema, TABLE)
+    )
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        return dict(cursor.execute(query, (list(subjects),), prepare=True).fetchall())
+
+
+def all_names(conn: Connection[Any], schema: str) -> dict[str, str]:
+    """Every subject to its id: what a rebuild or a verify resolves the log's people by
+    (none before migration 0011)."""
+    exists = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".{TABLE}',)).fetchone()
+    if (
+        exists is None
+        or (exists[0] if not isinstance(exists, dict) else exists["to_regclass"]) is None
+    ):
+        return {}
+    query = sql.SQL("SELECT subject, user_id FROM {}").format(sql.Identifier(schema, TABLE))
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        return dict(cursor.execute(query).fetchall())
