@@ -64,3 +64,18 @@ def all_names(conn: Connection[Any], schema: str) -> dict[str, str]:
     query = sql.SQL("SELECT subject, user_id FROM {}").format(sql.Identifier(schema, TABLE))
     with conn.cursor(row_factory=tuple_row) as cursor:
         return dict(cursor.execute(query).fetchall())
+
+
+def clear_identities(conn: Connection[Any], schema: str) -> int:
+    """How many events of the log name a person by their id, in the clear: events written
+    before subjects (docs/privacy.md, "Older events"). A full read of the log, as the
+    chain's walk is."""
+    query = sql.SQL(
+        "SELECT count(*) FROM {} e"
+        " CROSS JOIN LATERAL (SELECT convert_from(e.state, 'UTF8')::jsonb AS s) j"
+        " WHERE EXISTS (SELECT 1 FROM unnest(ARRAY['user_id', 'customer_id', 'creator_id']) f"
+        " WHERE jsonb_typeof(j.s -> f) = 'string' AND left(j.s ->> f, 8) <> 'subject:')"
+    ).format(sql.Identifier(schema, "ledger_events"))
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(query).fetchone()
+    return int(row[0]) if row is not None else 0

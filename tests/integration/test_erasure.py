@@ -23,7 +23,6 @@ from tests.support import (
     append,
     complete,
     dump_all,
-    grant,
     org,
     play,
     publish,
@@ -74,7 +73,6 @@ def history(person: str) -> list[dict[str, Any]]:
         complete("pi_bob", customer="bob"),
         refund("pi_erased", "re_1", 500),
         play(person, 40),
-        grant("bob", at=t(3)),
         {
             "type": "purchase.start",
             "stripe_payment_intent_id": "pi_pending",
