@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,7 +51,12 @@ _HOMES_MADE: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     """The run's own embedded home, made by the controller before any worker starts
-    (workers inherit it with the environment)."""
+    (workers inherit it with the environment). Ctrl-C restored to Python's own handler:
+    a suite started in the background of a non-interactive shell inherits SIGINT ignored,
+    which its children would inherit too, and the tests of what an interrupt does would
+    test nothing (a handler, unlike an ignored signal, is reset to the default by exec)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get("LEDGER_TEST_DATABASE_URL") or hasattr(config, "workerinput"):
         return
     # in the temporary directory itself: run as root, the server's own account must be
