@@ -4,7 +4,8 @@
 
 The person's rows come from the projected tables, by their id; their events from the log,
 by their subject (or, for a person registered before subjects, by their id), each with
-its position and times, the subject shown as the id it stands for. One repeatable-read
+its position and times, the subject shown as the id it stands for (another person's
+as ``another person``). One repeatable-read
 transaction, so the rows and the events are one moment of the ledger. An erased or
 unknown id has neither a subject nor a row: ``None`` (answered ``not_found``).
 """
@@ -19,6 +20,9 @@ from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
 from ledger.privacy.store import subjects_of
+from ledger.privacy.subjects import is_subject
+
+ANOTHER = "another person"
 
 # each table and the column that names the person
 _ROWS = (
@@ -43,7 +47,11 @@ def _swapped(value: Any, subject: str, user_id: str) -> Any:
         return {k: _swapped(v, subject, user_id) for k, v in value.items()}
     if isinstance(value, list):
         return [_swapped(v, subject, user_id) for v in value]
-    return user_id if value == subject else value
+    if value == subject:
+        return user_id
+    if is_subject(value):
+        return ANOTHER  # another person's pseudonym is theirs, not this person's data
+    return value
 
 
 def export(conn: Connection[Any], schema: str, user_id: str) -> dict[str, Any] | None:
