@@ -27,6 +27,7 @@ from threading import Lock
 from typing import Protocol
 from uuid import uuid4
 
+from ledger.domain import ids
 from projections.changes import Delete, RowChange, Update, Upsert
 
 PREFIX = "subject:"
@@ -183,10 +184,21 @@ def _swap(
     return out
 
 
+# the tables whose row id is derived from the person and the content: derived again from
+# the person's id, so a row's id is what it was before subjects, the same in every ledger
+# (the row names the person anyway, and goes with them)
+_ROW_IDS = {"content_access": ids.access_id, "video_playback": ids.playback_id}
+
+
 def _resolved(change: RowChange, names: Mapping[str, str]) -> RowChange | None:
     if isinstance(change, Upsert):
         values = _swap(change.values, names, change.table, nullable=True)
-        return None if values is None else replace(change, values=values)
+        if values is None:
+            return None
+        derive = _ROW_IDS.get(change.table)
+        if derive is not None and "id" in values:
+            values["id"] = str(derive(str(values["user_id"]), str(values["content_id"])))
+        return replace(change, values=values)
     if isinstance(change, Update):
         match = _swap(change.match, names, change.table, nullable=False)
         values = _swap(change.values, names, change.table, nullable=True)

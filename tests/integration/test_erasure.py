@@ -56,10 +56,15 @@ def traces(person: str) -> list[str]:
 
 
 def pg_dump(settings: Settings) -> str:
-    done = subprocess.run(
-        ["pg_dump", "--no-owner", settings.url], capture_output=True, text=True, check=True
-    )
-    return done.stdout
+    """The whole database, as ``pg_dump`` writes it. Other tests create and drop schemas
+    meanwhile, and a dump that meets a table dropped under it fails: it is taken again."""
+    for _ in range(20):
+        done = subprocess.run(
+            ["pg_dump", "--no-owner", settings.url], capture_output=True, text=True
+        )
+        if done.returncode == 0:
+            return done.stdout
+    raise AssertionError(f"pg_dump failed twenty times: {done.stderr}")
 
 
 def history(person: str) -> list[dict[str, Any]]:
