@@ -7,7 +7,9 @@ database package, so they never import it).
 ``LEDGER_SCHEMA`` picks the schema (default ``public``): tests give each test its
 own. ``LEDGER_LOCK_TIMEOUT`` bounds how long an append waits for the log's lock
 (default 5s): a writer that holds it longer makes the others fail with a clear error
-rather than queue behind it for ever.
+rather than queue behind it for ever. ``LEDGER_POOL_TIMEOUT`` bounds how long an append waits
+for a working connection of the write side's pool (default 10s): when the server is lost, each
+try gives up after it.
 
 Concurrent appends on one opened ledger are group-committed (``ledger.service.group_commit``),
 within three bounds: ``LEDGER_GROUP_MAX`` commands and ``LEDGER_GROUP_MAX_BYTES`` bytes
@@ -32,6 +34,7 @@ _DURATION = re.compile(r"^([0-9]{1,10})(ms|s|min|h)$")
 _MILLISECONDS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _MAX_MILLISECONDS = 2**31 - 1  # PostgreSQL's bound for lock_timeout
 DEFAULT_LOCK_TIMEOUT = "5s"
+DEFAULT_POOL_TIMEOUT = "10s"
 DEFAULT_GROUP_MAX = 256
 DEFAULT_GROUP_MAX_BYTES = 1_048_576
 DEFAULT_QUEUE_MAX = 4096
@@ -47,6 +50,7 @@ class Settings:
     group_max: int = DEFAULT_GROUP_MAX
     group_max_bytes: int = DEFAULT_GROUP_MAX_BYTES
     queue_max: int = DEFAULT_QUEUE_MAX
+    pool_timeout: str = DEFAULT_POOL_TIMEOUT
 
     def __post_init__(self) -> None:
         if not _SCHEMA_NAME.match(self.schema):
@@ -58,6 +62,7 @@ class Settings:
         except Exception as error:
             raise ConfigurationError(f"database URL is not valid: {error}") from None
         lock_timeout_ms(self.lock_timeout)
+        pool_timeout_ms(self.pool_timeout)
         for name, value in (
             ("LEDGER_GROUP_MAX", self.group_max),
             ("LEDGER_GROUP_MAX_BYTES", self.group_max_bytes),
@@ -68,6 +73,10 @@ class Settings:
     @property
     def lock_timeout_ms(self) -> int:
         return lock_timeout_ms(self.lock_timeout)
+
+    @property
+    def pool_timeout_s(self) -> float:
+        return pool_timeout_ms(self.pool_timeout) / 1000
 
 
 def lock_timeout_ms(value: str) -> int:
@@ -83,6 +92,18 @@ def lock_timeout_ms(value: str) -> int:
         raise ConfigurationError(
             f"LEDGER_LOCK_TIMEOUT {value!r} is not a lock timeout: give a whole number above 0 "
             "with its unit, ms, s, min or h (e.g. 5s, 500ms), at most 596h"
+        )
+    return milliseconds
+
+
+def pool_timeout_ms(value: str) -> int:
+    """``LEDGER_POOL_TIMEOUT`` in milliseconds, written as ``LEDGER_LOCK_TIMEOUT`` is."""
+    found = _DURATION.match(value.strip())
+    milliseconds = int(found[1]) * _MILLISECONDS[found[2]] if found else 0
+    if not 0 < milliseconds <= _MAX_MILLISECONDS:
+        raise ConfigurationError(
+            f"LEDGER_POOL_TIMEOUT {value!r} is not a timeout: give a whole number above 0 "
+            "with its unit, ms, s, min or h (e.g. 10s, 500ms), at most 596h"
         )
     return milliseconds
 
@@ -117,6 +138,8 @@ def resolve(
     a server started on demand (``ledger.api.settings`` passes the embedded one's)."""
     lock_timeout = os.environ.get("LEDGER_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT
     lock_timeout_ms(lock_timeout)  # a wrong setting is reported before a server is started
+    pool_timeout = os.environ.get("LEDGER_POOL_TIMEOUT") or DEFAULT_POOL_TIMEOUT
+    pool_timeout_ms(pool_timeout)
     group_max = _count_from_env("LEDGER_GROUP_MAX", DEFAULT_GROUP_MAX)
     group_max_bytes = _count_from_env("LEDGER_GROUP_MAX_BYTES", DEFAULT_GROUP_MAX_BYTES)
     queue_max = _count_from_env("LEDGER_QUEUE_MAX", DEFAULT_QUEUE_MAX)
@@ -132,4 +155,5 @@ def resolve(
         group_max=group_max,
         group_max_bytes=group_max_bytes,
         queue_max=queue_max,
+        pool_timeout=pool_timeout,
     )

@@ -2,7 +2,7 @@
 
 ``.ci/citus run -- python -m pytest -m citus`` starts a coordinator and two workers, points
 ``LEDGER_TEST_DATABASE_URL`` at the coordinator and sets ``LEDGER_TEST_CITUS=1``. A test marked
-``@pytest.mark.citus`` then runs; on a single server it is skipped, and with
+``@pytest.mark.citus`` then runs; on a single server it is deselected, and with
 ``LEDGER_TEST_CITUS=1`` against a server without Citus every such test fails instead, so a CI
 stage meant for the cluster can never pass by skipping them (``tests/conftest.py``).
 

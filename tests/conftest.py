@@ -5,7 +5,7 @@ PostgreSQL 15, then a Citus coordinator started by ``.ci/citus run``); without i
 starts the embedded PostgreSQL in a temporary ``LEDGER_HOME`` of its own, made once per run and
 shared by the xdist workers, never the home a user has exported (whose server the suite would
 otherwise use, fill and stop). Each test gets a fresh schema, migrated, and dropped afterwards.
-Tests marked ``citus`` need a Citus cluster: skipped on a single server, failed (never skipped)
+Tests marked ``citus`` need a Citus cluster: deselected on a single server, failed (never skipped)
 when ``LEDGER_TEST_CITUS=1`` says the run is on one (``tests/citus_support.py``).
 """
 
@@ -85,22 +85,58 @@ def _citus_version(url: str) -> str | None:
     return _CITUS[url]
 
 
+def _on_citus() -> bool:
+    url = os.environ.get("LEDGER_TEST_DATABASE_URL")
+    return url is not None and url != "" and _citus_version(url) is not None
+
+
+# the modules of the longest tests (``--durations``, docs/testing.md), run first: with
+# ``--dist worksteal`` a long test started last would otherwise leave one worker idle
+LONGEST_FIRST = (
+    "tests/integration/test_faults.py",
+    "tests/integration/test_benchmarks_smoke.py",
+    "tests/property/test_model_equivalence.py",
+    "tests/property/test_business_time.py",
+    "tests/property/test_state_machine.py",
+    "tests/integration/test_cli_exits.py",
+    "tests/integration/test_http_database_lost.py",
+    "tests/integration/test_consumers.py",
+    "tests/property/test_revenue_model.py",
+    "tests/property/test_group_equivalence.py",
+    "tests/integration/test_http_bounds.py",
+    "tests/integration/test_stream_order.py",
+    "tests/integration/test_rebuild.py",
+)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    module = item.nodeid.split("::", 1)[0]
+    return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest tests' modules first (the rest in their order). Tests marked ``citus``
+    are deselected on a single server (no skip shows: they are not this run's tests);
+    with ``LEDGER_TEST_CITUS=1`` they stay, and fail in setup below."""
+    items.sort(key=_longest_first)
+    marked = [item for item in items if item.get_closest_marker("citus") is not None]
+    if not marked or citus_support.required() or _on_citus():
+        return
+    config.hook.pytest_deselected(items=marked)
+    items[:] = [item for item in items if item.get_closest_marker("citus") is None]
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test marked ``citus`` runs only against a Citus coordinator; with
-    ``LEDGER_TEST_CITUS=1`` a server without Citus fails it rather than skipping it."""
-    if item.get_closest_marker("citus") is None:
+    ``LEDGER_TEST_CITUS=1`` a server without Citus fails it (never skips it)."""
+    if item.get_closest_marker("citus") is None or _on_citus():
         return
     url = os.environ.get("LEDGER_TEST_DATABASE_URL")
-    version = _citus_version(url) if url else None
-    if version is not None:
-        return
-    if citus_support.required():
-        pytest.fail(
-            f"{citus_support.REQUIRED_ENV}=1 but LEDGER_TEST_DATABASE_URL ({url or 'unset'}) "
-            "is not a Citus coordinator: run the suite with `.ci/citus run -- ...`",
-            pytrace=False,
-        )
-    pytest.skip("needs a Citus coordinator: `.ci/citus run -- python -m pytest -m citus`")
+    pytest.fail(
+        f"{citus_support.REQUIRED_ENV}=1 but LEDGER_TEST_DATABASE_URL ({url or 'unset'}) "
+        "is not a Citus coordinator: run the suite with `.ci/citus run -- ...`",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from psycopg import sql
 from ledger import api
 from ledger.commands.results import Result
 from ledger.service import Ledger
+from tests import commandline
 
 TABLES = ("organizations", "users", "content", "content_access", "purchases", "video_playback")
 ORG = "11111111-1111-4111-8111-111111111111"
@@ -185,6 +186,14 @@ def event_count(conn: psycopg.Connection[Any]) -> int:
 def cli(
     env: dict[str, str], *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """The ``ledger`` command, run in this process (``tests.commandline``)."""
+    return commandline.run(env, *args, stdin=stdin)
+
+
+def cli_process(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``ledger`` command in a process of its own: where the process is what is tested."""
     return subprocess.run(
         [sys.executable, "-m", "ledger", *args],
         input=stdin,

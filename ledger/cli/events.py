@@ -15,7 +15,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -25,6 +24,7 @@ import orjson
 import psycopg
 
 from ledger import api
+from ledger.cli.signals import SignalStop
 from ledger.domain.provenance import SOURCES, UNRECORDED
 from ledger.reading import stream
 
@@ -150,7 +150,7 @@ def _resume_hint(last: int) -> None:
 
 class _Stopped:
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.event = SignalStop()  # not a threading.Event: set from a signal handler
         self.signal: int | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
@@ -171,6 +171,7 @@ def _stopping() -> Iterator[_Stopped]:
     finally:
         for signum, handler in zip(signals, previous, strict=True):
             signal.signal(signum, handler)
+        stopped.event.close()
 
 
 def _silence_stdout() -> None:

@@ -10,6 +10,9 @@ once: whoever presses Ctrl-C twice prefers stopping now to the last answer.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -88,6 +91,39 @@ class Guard:
                 except StopIteration:
                     return
             yield item
+
+
+class SignalStop:
+    """A stop flag that a signal handler may set: ``set`` takes no lock.
+
+    A handler runs in the main thread between two bytecodes, possibly while that thread
+    is inside ``threading.Event.wait`` holding the event's lock: an ``Event.set`` there
+    waits for ever for that lock (``ledger events --follow`` once hung on SIGTERM so).
+    ``set`` writes a byte to a pipe instead, and ``wait`` waits on the pipe with
+    ``select``, so a signal during the wait wakes it at once.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(OSError):  # the pipe full (already woken) or closed
+            os.write(self._write, b"x")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._set:
+            select.select([self._read], [], [], timeout)
+        return self._set
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            os.close(fd)
 
 
 GUARD = Guard()

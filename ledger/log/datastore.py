@@ -26,7 +26,7 @@ from psycopg.rows import DictRow, dict_row
 
 from ledger.database.connections import cannot_connect, conninfo
 
-POOL_TIMEOUT_S = 10.0  # how long an append waits for a free connection of the pool
+POOL_TIMEOUT_S = 10.0  # LEDGER_POOL_TIMEOUT's default: how long an append waits for the pool
 IDLE_IN_TRANSACTION_S = 5  # the library's default: a transaction left idle is ended
 
 CHECK_IDLE_S = 1.0  # a connection idle this long is checked before it is handed out
@@ -36,6 +36,7 @@ URL_KEY = "LEDGER_DATABASE_URL"
 SCHEMA_KEY = "POSTGRES_SCHEMA"
 POOL_SIZE_KEY = "POSTGRES_POOL_SIZE"
 LOCK_TIMEOUT_KEY = "LEDGER_LOCK_TIMEOUT_MS"
+POOL_TIMEOUT_KEY = "LEDGER_POOL_TIMEOUT_MS"  # LEDGER_POOL_TIMEOUT: how long an append waits
 
 
 class CheckIdle:
@@ -65,14 +66,22 @@ class CheckIdle:
 class LedgerDatastore(PostgresDatastore):
     """The library's datastore whose pool connects with ``url`` whole."""
 
-    def __init__(self, url: str, *, schema: str, pool_size: int, lock_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str,
+        pool_size: int,
+        lock_timeout_ms: int,
+        pool_timeout_s: float = POOL_TIMEOUT_S,
+    ) -> None:
         super().__init__(
             dbname="",
             host="",
             port="",
             user="",
             password="",
-            connect_timeout=POOL_TIMEOUT_S,
+            connect_timeout=pool_timeout_s,
             idle_in_transaction_session_timeout=IDLE_IN_TRANSACTION_S,
             pool_size=pool_size,
             max_overflow=0,
@@ -92,7 +101,7 @@ class LedgerDatastore(PostgresDatastore):
             configure=self.after_connect_func(),
             check=checked.check,
             reset=checked.reset,
-            timeout=POOL_TIMEOUT_S,
+            timeout=pool_timeout_s,
         )
         self._probe()
 
@@ -115,6 +124,7 @@ class LedgerFactory(PostgresFactory):
             schema=self.env.get(SCHEMA_KEY) or "public",
             pool_size=int(_required(self.env, POOL_SIZE_KEY)),
             lock_timeout_ms=int(_required(self.env, LOCK_TIMEOUT_KEY)),
+            pool_timeout_s=int(_required(self.env, POOL_TIMEOUT_KEY)) / 1000,
         )
 
 

@@ -45,10 +45,11 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
-from ledger.config import Settings
+from ledger.config import Settings, pool_timeout_ms
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
+    POOL_TIMEOUT_KEY,
     SCHEMA_KEY,
     URL_KEY,
     LedgerDatastore,
@@ -184,12 +185,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             return users_of(conn, self.datastore.schema, subjects)
 
-    def has_purchase_rows(self, content_id: str) -> bool:
-        """Whether a purchases row of this content exists: the one read of a projected
-        table that a decision makes (the RESTRICT rule of ``content.delete``)."""
+    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
+        """Whether a purchases row of this content exists, of a customer other than those
+        ``excluding``: the one read of a projected table that a decision makes (the
+        RESTRICT rule of ``content.delete``)."""
         with self.datastore.get_connection() as conn:
             query = _has_purchase_rows_sql(self.datastore.schema)
-            row = conn.execute(query, (content_id,)).fetchone()
+            row = conn.execute(query, (content_id, list(excluding))).fetchone()
         return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
 
 
@@ -307,9 +309,9 @@ def _assert_read_versions_sql(schema: str) -> sql.Composed:
 
 @lru_cache(maxsize=8)
 def _has_purchase_rows_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s)").format(
-        sql.Identifier(schema, "purchases")
-    )
+    return sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s AND customer_id <> ALL(%s::text[]))"
+    ).format(sql.Identifier(schema, "purchases"))
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
@@ -323,6 +325,7 @@ def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:
         SCHEMA_KEY: settings.schema,
         POOL_SIZE_KEY: str(pool_size),
         LOCK_TIMEOUT_KEY: str(settings.lock_timeout_ms),
+        POOL_TIMEOUT_KEY: str(pool_timeout_ms(settings.pool_timeout)),
         # the service keeps its own cache of aggregates (ledger.service.AggregateCache)
         "AGGREGATE_CACHE_MAXSIZE": "",
         "IS_SNAPSHOTTING_ENABLED": "no",

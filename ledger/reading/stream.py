@@ -22,7 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -80,6 +80,15 @@ class EventBatch:
 
     records: tuple[EventRecord, ...]
     position: int
+
+
+class Stop(Protocol):
+    """What tells a follower to stop: a ``threading.Event``, or (set from a signal
+    handler, where an ``Event``'s lock could deadlock) ``ledger.cli.signals.SignalStop``."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -236,7 +245,7 @@ def read_batches(
     topics: Sequence[str] = (),
     follow: bool = False,
     size: int = 1000,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
     backoff: Backoff | None = None,
     provenance: ProvenanceFilter = ANY,
 ) -> Generator[EventBatch, None, None]:
@@ -283,7 +292,7 @@ def read_events(
     topics: Sequence[str] = (),
     follow: bool = False,
     limit: int | None = None,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
     backoff: Backoff | None = None,
     provenance: ProvenanceFilter = ANY,
 ) -> Generator[EventRecord, None, None]:

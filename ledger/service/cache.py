@@ -20,8 +20,9 @@ class DecisionStore(Protocol):
     def events_after(self, versions: Mapping[UUID, int]) -> Sequence[StoredEvent]:
         """Every event of these aggregates after the versions given, in order."""
 
-    def has_purchase_rows(self, content_id: str) -> bool:
-        """Whether a purchases row of this content exists (the RESTRICT rule)."""
+    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
+        """Whether a purchases row of this content exists (the RESTRICT rule), of a
+        customer other than those ``excluding`` (users deleted earlier in the batch)."""
 
 
 class AggregateCache:

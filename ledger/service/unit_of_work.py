@@ -96,17 +96,28 @@ class UnitOfWork:
         """Whether a purchases row of this content exists (the RESTRICT rule).
 
         Read from the projection, which is consistent with the log (inline); in a
-        batch, this batch's own purchases count too. The foreign key is the backstop
-        against a purchase committed meanwhile: it fails the append, and the retry
-        decides again.
+        batch, this batch's own events count too, in their order: its purchases add
+        rows, and a user deleted earlier in the batch takes that customer's rows away
+        (``projections.purchases``), as the same commands one by one would find. The
+        foreign key is the backstop against a purchase committed meanwhile: it fails the
+        append, and the retry decides again.
         """
+        buyers: set[str] = set()
+        deleted: set[str] = set()
         for event in self.events:
             if (
                 isinstance(event, ev.PurchaseStarted | ev.PurchaseCompleted | ev.PurchaseFailed)
                 and event.content_id == content_id
             ):
-                return True
-        return self.store.has_purchase_rows(content_id)
+                buyers.add(event.customer_id)
+            elif isinstance(event, ev.UserDeleted):
+                deleted.add(event.user_id)
+                buyers.discard(event.user_id)
+        if buyers:
+            return True
+        # the rows name people by id, the events by subject (``named``: docs/privacy.md)
+        ids = {self.named.get(user, user) for user in deleted}
+        return self.store.has_purchase_rows(content_id, sorted(ids))
 
     def guarded_reads(self) -> dict[UUID, int]:
         """Versions of what was read and not written (0: absent); the key guards the rest."""

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,11 +112,12 @@ def test_a_database_lost_mid_run_exits_two_after_answering_what_committed(
     doomed_login: tuple[str, str],
 ) -> None:
     """The connection is cut (pg_terminate_backend) and cannot be made again (the login is
-    refused): the appender gives up after its retries (about 80 s: 8 tries of 10 s)."""
+    refused): the appender gives up after its retries, each bounded by ``LEDGER_POOL_TIMEOUT``
+    (default 10 s, about 80 s in all: here 1 s, which is not what the test is about)."""
     role, url = doomed_login
     append(ledger_app, *catalogue())
     prefix = "pi_lost_"
-    process = appender(dict(cli_env, LEDGER_DATABASE_URL=url))
+    process = appender(dict(cli_env, LEDGER_DATABASE_URL=url, LEDGER_POOL_TIMEOUT="1s"))
     assert process.stdout is not None and process.stderr is not None
     writer = threading.Thread(target=feed, args=(process, stream(5000, prefix)))
     writer.start()
@@ -366,7 +366,6 @@ def test_no_argument_list_makes_a_traceback(
 ) -> None:
     lines = "\n".join(json.dumps(c) for c in catalogue()) + "\n{oops\n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode())))
-    started = time.monotonic()
     message = ""
     try:
         status = main(argv)
@@ -379,5 +378,4 @@ def test_no_argument_list_makes_a_traceback(
     assert status in (0, 1, 2), (argv, status, err)
     if status == 2:
         assert err.strip(), argv  # a reason is given
-    assert time.monotonic() - started < 120
     event(f"{argv[0]} exit {status}")

@@ -87,7 +87,9 @@ def test_terminated_backends_never_double_a_command(
 ) -> None:
     append(ledger_app, *catalogue())
     payload = stream(150, "pi_term_")
-    env = dict(cli_env, PGAPPNAME="ledger-fault-victim")
+    # every connection is cut as soon as it is seen: each try of an append waits out the pool's
+    # timeout (10 s by default, about 80 s in all); how long it waits is not what is tested
+    env = dict(cli_env, PGAPPNAME="ledger-fault-victim", LEDGER_POOL_TIMEOUT="1s")
     stop = threading.Event()
     killed = 0
 

@@ -125,9 +125,22 @@ def test_a_rebuild_waits_for_a_migration_of_the_same_schema(
         migrations.lock(holder, settings.schema)
         thread = threading.Thread(target=run)
         thread.start()
-        time.sleep(1.5)
+        # the event: the rebuild says it waits, and its backend waits for the advisory lock
+        deadline = time.monotonic() + 60
+        while not (
+            "waiting for another migration or rebuild" in output.getvalue()
+            and conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks h JOIN pg_locks w"
+                " ON (w.classid, w.objid, w.objsubid) = (h.classid, h.objid, h.objsubid)"
+                " WHERE h.locktype = 'advisory' AND w.locktype = 'advisory'"
+                " AND h.pid = %s AND h.granted AND NOT w.granted)",
+                (holder.info.backend_pid,),
+            ).fetchone()
+            == (True,)
+        ):
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
         assert not finished.is_set()
-        assert "waiting for another migration or rebuild" in output.getvalue()
     thread.join(60)
     assert finished.is_set()
 

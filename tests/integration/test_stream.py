@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -233,7 +234,16 @@ def test_following_until_a_position_stops_there_even_if_it_is_a_hole(
             (foreign_user_state(),),
         )
     result: list[list[int]] = []
-    backoff = ledger.Backoff(first=0.01, longest=0.05)
+    idle = threading.Event()  # the follower has polled three times and found nothing new
+
+    class Watched(ledger.Backoff):
+        def delays(self) -> Iterator[float]:
+            for n, delay in enumerate(super().delays(), start=1):
+                if n >= 3:
+                    idle.set()
+                yield delay
+
+    backoff = Watched(first=0.01, longest=0.05)
 
     def follow() -> None:
         result.append(
@@ -247,7 +257,7 @@ def test_following_until_a_position_stops_there_even_if_it_is_a_hole(
 
     follower = threading.Thread(target=follow)
     follower.start()
-    time.sleep(0.3)
+    assert idle.wait(60), "the follower polls, finding nothing new"
     assert follower.is_alive(), "3 might still come: it waits"
     assert append(ledger_app, user("c"))[0].position == 4
     follower.join(10)

@@ -149,7 +149,15 @@ def test_an_insert_that_skips_the_recorder_still_takes_the_lock_first(
             target=lambda: appended.extend(r.position for r in append(ledger_app, user("bob")))
         )
         appender.start()
-        time.sleep(0.5)
+        # the event: the append's backend waits for the log's lock, blocked by the foreign one
+        deadline = time.monotonic() + 60
+        while conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'ledger_events'::regclass"
+            " AND NOT granted AND %s = ANY(pg_blocking_pids(pid)))",
+            (pid,),
+        ).fetchone() != (True,):
+            assert appender.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
         assert appender.is_alive() and appended == [], "the append waits for the foreign insert"
         foreign.commit()
     appender.join(30)

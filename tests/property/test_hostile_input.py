@@ -143,4 +143,9 @@ def test_sql_metacharacters_are_stored_verbatim(ledger_app: Ledger, conn: Conn, 
         "SELECT customer_id, stripe_payment_intent_id FROM purchases WHERE customer_id = %s",
         (user,),
     ).fetchone() == (user, intent)
-    assert conn.execute("SELECT count(*) FROM purchases").fetchone() is not None
+    # one purchase for the intent (a repeated text is a duplicate), refunded once, verbatim
+    assert conn.execute(
+        "SELECT count(*), sum(refunded_amount_cents) FROM purchases"
+        " WHERE stripe_payment_intent_id = %s",
+        (intent,),
+    ).fetchone() == (1, 1)

@@ -38,6 +38,18 @@ def test_the_default_is_five_seconds_and_a_bad_value_fails_the_settings() -> Non
         Settings(url="postgresql:///x", lock_timeout="0ms")
 
 
+def test_the_pool_timeout_is_ten_seconds_read_from_the_environment_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(url="postgresql:///x").pool_timeout_s == 10.0
+    monkeypatch.setenv("LEDGER_POOL_TIMEOUT", "750ms")
+    assert resolve("postgresql:///x").pool_timeout_s == 0.75
+    for bad in ("0s", "10", "ten seconds"):
+        monkeypatch.setenv("LEDGER_POOL_TIMEOUT", bad)
+        with pytest.raises(ConfigurationError, match=rf"^LEDGER_POOL_TIMEOUT '{bad}' is not"):
+            resolve("postgresql:///x")
+
+
 BOUNDS = ("LEDGER_GROUP_MAX", "LEDGER_GROUP_MAX_BYTES", "LEDGER_QUEUE_MAX")
 
 

@@ -84,5 +84,33 @@ def test_once_the_customer_is_deleted_their_purchase_no_longer_restricts(app: Le
     assert answers(app, {"type": "content.delete", "content_id": CONTENT}) == ["accepted"]
 
 
+def test_a_customer_deleted_earlier_in_the_same_batch_no_longer_restricts(app: Ledger) -> None:
+    """As one by one: the user's deletion takes their purchase row, so the content's
+    deletion that follows in the batch is accepted (it was once refused, the batch's
+    decision reading the purchase rows of before the batch)."""
+    answers(app, complete("pi_1"), complete("pi_2", customer="bob"))
+    batch = [
+        {"type": "user.delete", "user_id": "alice"},
+        {"type": "user.delete", "user_id": "bob"},
+        {"type": "content.delete", "content_id": CONTENT},
+    ]
+    assert answers(app, *batch, atomic=True) == ["accepted"] * 3
+    assert rows(app, "content") == [] and rows(app, "purchases") == []
+
+
+def test_a_purchase_by_another_customer_still_restricts_after_a_deletion(app: Ledger) -> None:
+    answers(app, complete("pi_1"))
+    batch = [
+        {"type": "user.delete", "user_id": "alice"},
+        complete("pi_2", customer="bob"),
+        {"type": "content.delete", "content_id": CONTENT},
+    ]
+    assert answers(app, *batch, atomic=True) == [
+        "rolled_back",
+        "rolled_back",
+        "invalid_state:content_id",
+    ]
+
+
 def test_the_registered_organization_is_a_row(app: Ledger) -> None:
     assert [(r["id"], r["name"]) for r in rows(app, "organizations")] == [(ORG, "Northwind")]
