@@ -82,7 +82,7 @@ def threaded_appends(
 
 
 def event_sizes(url: str) -> dict[str, int]:
-    """Mean stored size of the events of one purchase and of one heartbeat."""
+    """Mean stored size of the events of one purchase, and of one heartbeat's record."""
     sizes = {}
     for kind in ("purchase", "heartbeat"):
         with workload.scratch_schema(url) as settings:
@@ -95,8 +95,22 @@ def event_sizes(url: str) -> dict[str, int]:
                     else workload.heartbeat_commands(range(1), 1)[0]
                 )
                 assert ledger.append(app, command).status == "accepted"
-            sizes[kind] = _mean_size(settings, before)
+            sizes[kind] = (
+                _mean_size(settings, before) if kind == "purchase" else _record_size(settings)
+            )
     return sizes
+
+
+def _record_size(settings: ledger.Settings) -> int:
+    """A heartbeat is a record of the playback store since issue 26, not an event."""
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        row = conn.execute(
+            psycopg.sql.SQL("SELECT avg(pg_column_size(h.*))::int FROM {} h").format(
+                psycopg.sql.Identifier(settings.schema, "playback_heartbeats")
+            )
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    return int(row[0])
 
 
 def _head(settings: ledger.Settings) -> int:

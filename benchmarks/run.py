@@ -24,11 +24,22 @@ from benchmarks import table
 from benchmarks.cli_batch import bench_batch
 from benchmarks.concurrent import bench_replay, bench_threads
 from benchmarks.per_command import bench_append
+from benchmarks.playback import bench_playback
 from benchmarks.scale import bench_access_check, bench_rebuild
 from benchmarks.serve import bench_serve
 from benchmarks.stream_cost import bench_stream
 
-SUITES = ("threads", "replay", "batch", "rebuild", "access", "append", "stream", "serve")
+SUITES = (
+    "threads",
+    "replay",
+    "batch",
+    "rebuild",
+    "access",
+    "append",
+    "stream",
+    "serve",
+    "playback",
+)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -91,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         ("append", lambda: bench_append(url, args.quick)),
         ("stream", lambda: bench_stream(url, args.quick)),
         ("serve", lambda: bench_serve(url, args.quick)),
+        ("playback", lambda: bench_playback(url, args.quick, pairs, args.threads)),
     ]
     run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **machine(url)}
     results: list[dict[str, Any]] = []

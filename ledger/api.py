@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TextIO
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
@@ -21,6 +23,9 @@ from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupFailed
+
+if TYPE_CHECKING:
+    from ledger.reading.stream import Stop
 
 
 def settings(database_url: str | None = None, schema: str | None = None) -> Settings:
@@ -246,3 +251,64 @@ def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[list[str | byte
 
 def result_line(number: int, result: Result) -> dict[str, Any]:
     return result.as_dict(number)
+
+
+# --- the playback store (issue 26) ---------------------------------------------------
+
+
+def playback_status(settings: Settings) -> dict[str, Any]:
+    """Heartbeats stored, partitions, oldest and newest record, horizon, retention."""
+    from ledger.playback import compact
+
+    compact.retention()  # a bad LEDGER_PLAYBACK_RETENTION is reported first
+    with connect(settings, autocommit=True) as conn:
+        _require_store(conn, settings.schema)
+        return compact.status(conn, settings.schema)
+
+
+def playback_compact(settings: Settings, before: datetime | None = None) -> Any:
+    """Folds the heartbeats dated before ``before`` (default: now minus the retention;
+    rounded down to a UTC day) into the base and drops their partitions, in one
+    transaction. Returns a ``ledger.playback.compact.Compaction``."""
+    from ledger.playback import compact
+
+    horizon = before if before is not None else datetime.now(UTC) - compact.retention()
+    with connect(settings) as conn:
+        _require_store(conn, settings.schema)
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, true)", (f"{settings.lock_timeout_ms}ms",)
+        )
+        done = compact.compact(conn, settings.schema, horizon)
+        conn.commit()
+    return done
+
+
+def playback_events(
+    settings: Settings,
+    after: int = 0,
+    *,
+    follow: bool = False,
+    limit: int | None = None,
+    stop: Stop | None = None,
+) -> Generator[list[dict[str, Any]]]:
+    """The store's records still retained after position ``after``, in batches."""
+    from ledger.playback import stream
+
+    with connect(settings, autocommit=True) as conn:
+        _require_store(conn, settings.schema)
+        yield from stream.follow(
+            conn,
+            settings.schema,
+            after,
+            keep_following=follow,
+            limit=limit,
+            stop=stop or threading.Event(),
+        )
+
+
+def _require_store(conn: psycopg.Connection[Any], schema: str) -> None:
+    migrations.require_log(conn, schema)
+    if not migrations.has_table(conn, schema, "playback_base"):
+        raise ConfigurationError(
+            "the database has no playback store yet (migration 0011): run `ledger db upgrade`"
+        )

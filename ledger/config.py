@@ -15,6 +15,8 @@ Concurrent appends on one opened ledger are group-committed (``ledger.service.gr
 within three bounds: ``LEDGER_GROUP_MAX`` commands and ``LEDGER_GROUP_MAX_BYTES`` bytes
 of commands (their JSON) per transaction, and ``LEDGER_QUEUE_MAX`` callers waiting,
 beyond which an append raises ``Overloaded`` at once rather than queue without end.
+Heartbeats go to the playback store in lanes of their own (``LEDGER_PLAYBACK_LANES``,
+default 1: group commits of heartbeats that run beside each other and beside the log's).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ DEFAULT_POOL_TIMEOUT = "10s"
 DEFAULT_GROUP_MAX = 256
 DEFAULT_GROUP_MAX_BYTES = 1_048_576
 DEFAULT_QUEUE_MAX = 4096
+DEFAULT_PLAYBACK_LANES = 1
 _COUNT = re.compile(r"^[0-9]{1,10}$")
 _MAX_COUNT = 2**31 - 1
 
@@ -50,6 +53,7 @@ class Settings:
     group_max: int = DEFAULT_GROUP_MAX
     group_max_bytes: int = DEFAULT_GROUP_MAX_BYTES
     queue_max: int = DEFAULT_QUEUE_MAX
+    playback_lanes: int = DEFAULT_PLAYBACK_LANES
     pool_timeout: str = DEFAULT_POOL_TIMEOUT
 
     def __post_init__(self) -> None:
@@ -67,6 +71,7 @@ class Settings:
             ("LEDGER_GROUP_MAX", self.group_max),
             ("LEDGER_GROUP_MAX_BYTES", self.group_max_bytes),
             ("LEDGER_QUEUE_MAX", self.queue_max),
+            ("LEDGER_PLAYBACK_LANES", self.playback_lanes),
         ):
             count(name, str(value))
 
@@ -143,6 +148,7 @@ def resolve(
     group_max = _count_from_env("LEDGER_GROUP_MAX", DEFAULT_GROUP_MAX)
     group_max_bytes = _count_from_env("LEDGER_GROUP_MAX_BYTES", DEFAULT_GROUP_MAX_BYTES)
     queue_max = _count_from_env("LEDGER_QUEUE_MAX", DEFAULT_QUEUE_MAX)
+    playback_lanes = _count_from_env("LEDGER_PLAYBACK_LANES", DEFAULT_PLAYBACK_LANES)
     url = database_url or os.environ.get("LEDGER_DATABASE_URL")
     if not url:
         if server is None:
@@ -155,5 +161,6 @@ def resolve(
         group_max=group_max,
         group_max_bytes=group_max_bytes,
         queue_max=queue_max,
+        playback_lanes=playback_lanes,
         pool_timeout=pool_timeout,
     )

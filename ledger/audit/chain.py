@@ -288,10 +288,13 @@ def sequence_position(conn: psycopg.Connection[Any], schema: str) -> int | None:
     Only a hint about the end of the log: appends that roll back consume positions too,
     and a superuser can reset a sequence.
     """
+    # the sequence asked by its oid: a scan of pg_sequences would cast every schema's
+    # sequence names, and fail on a schema another session drops meanwhile
+    # (and, as that view does, read only where the role may)
     row = conn.execute(
-        "SELECT s.last_value FROM pg_sequences s"
-        " WHERE format('%%I.%%I', s.schemaname, s.sequencename)::regclass"
-        "     = pg_get_serial_sequence(%s, 'notification_id')::regclass",
+        "SELECT CASE WHEN has_sequence_privilege(seq, 'SELECT,USAGE')"
+        " THEN pg_sequence_last_value(seq) END"
+        " FROM (SELECT pg_get_serial_sequence(%s, 'notification_id')::regclass AS seq) s",
         (sql.Identifier(schema, "ledger_events").as_string(conn),),
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])

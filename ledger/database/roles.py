@@ -88,11 +88,13 @@ def _own(conn: psycopg.Connection[Any], schema: str, owner: sql.Identifier) -> d
             r[0]
             for r in conn.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relkind = %s AND c.relname = ANY(%s) ORDER BY 1",
-                (schema, relkind, sorted(owned[kind.lower()])),
+                " WHERE n.nspname = %s AND c.relkind = ANY(%s) AND c.relname = ANY(%s)"
+                " ORDER BY 1",
+                (schema, relkinds, sorted(owned[kind.lower()])),
             ).fetchall()
         ]
-        for kind, relkind in (("TABLE", "r"), ("SEQUENCE", "S"))
+        # "p": a partitioned table (the playback store's records)
+        for kind, relkinds in (("TABLE", ["r", "p"]), ("SEQUENCE", ["S"]))
     }
     for kind, names in found.items():
         for name in names:
@@ -203,6 +205,14 @@ def create_roles(
         grant("SELECT, INSERT, DELETE", "ledger_subjects", writer)
         grant("SELECT", "ledger_subjects", projector)
         grant("SELECT", "ledger_tenant_logins", tenant)  # its own row only (row security)
+        # the playback store (issue 26): the writer records heartbeats, the projector folds
+        # them (rebuild), the reader streams them (GET /v1/playback/events); its partitions
+        # are created by playback_create_partition (as the owner) and read through the parent
+        grant("SELECT, INSERT", "playback_heartbeats", writer)
+        grant("SELECT, INSERT", "playback_keys", writer)
+        for table in ("playback_heartbeats", "playback_base", "playback_keys", "playback_state"):
+            grant("SELECT", table, writer, projector)
+        grant("SELECT", "playback_heartbeats", reader)
         for table in TABLES:
             if table not in found["TABLE"]:
                 continue

@@ -27,7 +27,7 @@ TOKENS_ENV = "LEDGER_API_TOKENS"
 SCOPES: dict[str, str] = {
     "commands": "POST /v1/commands and /v1/commands/batch",
     "access": "GET /v1/access/{user_id}/{content_id}",
-    "read": "GET /v1/revenue and /v1/events",
+    "read": "GET /v1/revenue, /v1/events and /v1/playback/events",
     "users": "a person's data: GET /v1/users/{user_id}/export and erasure",
 }
 ALL_SCOPES = frozenset(SCOPES)

@@ -4,15 +4,18 @@ answers, every migration is applied, no projected table is stale) and ``/metrics
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ledger.database import migrations
+from ledger.errors import ConfigurationError
 from ledger.http.answers import ServiceError, json_response
 from ledger.http.backend import Backend
 from ledger.http.metrics import CONTENT_TYPE
+from ledger.playback import compact
 from ledger.upkeep import status as projection_status
 from projections import freshness
 
@@ -58,4 +61,31 @@ async def metrics(request: Request) -> Response:
             lag = state.lag if state.lag is not None else state.head
             backend.metrics.projection_lag.labels(state.name).set(lag)
             backend.metrics.projection_stale.labels(state.name).set(1 if state.stale else 0)
+    try:
+        store = await backend.read(lambda conn: _playback(conn, backend.settings.schema))
+    except ServiceError as error:
+        log.warning("metrics: playback store not read: %s", error.message)
+    else:
+        for measure, value in store.items():
+            backend.metrics.playback.labels(measure).set(value)
     return Response(backend.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _playback(conn: Any, schema: str) -> dict[str, float]:
+    """The store's gauges (none before migration 0011)."""
+    if not migrations.has_table(conn, schema, "playback_base"):
+        return {}
+    try:
+        report = compact.status(conn, schema)
+    except ConfigurationError as error:  # a bad LEDGER_PLAYBACK_RETENTION: said once, no 500
+        log.warning("metrics: playback store not read: %s", error)
+        return {}
+    oldest = report["oldest"]
+    age = (datetime.now(UTC) - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0
+    return {
+        "heartbeats": report["heartbeats"],
+        "partitions": report["partitions"],
+        "last_position": report["last_position"],
+        "base_rows": report["base_rows"],
+        "oldest_age_seconds": max(age, 0.0),
+    }

@@ -70,6 +70,13 @@ class Metrics:
             ["projection"],
             registry=r,
         )
+        self.playback = Gauge(
+            "ledger_playback",
+            "The playback store: heartbeats retained, partitions, last position, base rows, "
+            "and the age in seconds of the oldest heartbeat retained (the retention's lag)",
+            ["measure"],
+            registry=r,
+        )
         self.stripe_events = Counter(
             "ledger_stripe_events",
             "Stripe webhook deliveries, by event type and outcome",

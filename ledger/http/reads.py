@@ -19,6 +19,7 @@ from ledger.http.auth import Token, require
 from ledger.http.backend import Backend
 from ledger.http.inputs import checked_id
 from ledger.log.shapes import UndecodableEvent
+from ledger.playback import stream as playback_stream
 from ledger.privacy.export import export
 from ledger.reading import stream, tables
 
@@ -163,3 +164,30 @@ async def get_events(
         return {"events": records, "next_after": position}
 
     return json_response(await backend.read(read, token.organization))
+
+
+@router.get(
+    "/v1/playback/events",
+    summary="The playback store's retained heartbeats in position order (ledger playback events)",
+    dependencies=[Depends(require("read"))],
+)
+async def get_playback_events(
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
+) -> Response:
+    """Watch time for analytics: ``{"heartbeats": [...], "next_after": P}``, resumable
+    with ``after=P``. A token bound to an organization reads its content's heartbeats
+    only (filtered by the store's ``organization_id``)."""
+    backend: Backend = request.app.state.backend
+    token: Token = request.state.token
+    schema = backend.settings.schema
+
+    def read(conn: Any) -> dict[str, Any]:
+        records = playback_stream.read(conn, schema, after, limit, token.organization)
+        return {
+            "heartbeats": records,
+            "next_after": records[-1]["position"] if records else after,
+        }
+
+    return json_response(await backend.read(read))

@@ -1,4 +1,4 @@
-"""``ledger_subjects`` in SQL (migration 0011): who each subject is, read by the service
+"""``ledger_subjects`` in SQL (migration 0012): who each subject is, read by the service
 and the projections' upkeep, written only with the log's events (``LedgerRecorder``)."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def users_of(conn: Connection[Any], schema: str, subjects: Collection[str]) -> d
 
 def all_names(conn: Connection[Any], schema: str) -> dict[str, str]:
     """Every subject to its id: what a rebuild or a verify resolves the log's people by
-    (none before migration 0011)."""
+    (none before migration 0012)."""
     exists = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".{TABLE}',)).fetchone()
     if (
         exists is None

@@ -5,7 +5,7 @@ the log: the service swaps it for the person's subject, ``subject:`` and a rando
 drawn when they register, before it decides. So every event, every fingerprint, every
 aggregate id (``ids.user_id(subject)``, ``ids.access_id(subject, content)``) is computed
 from the subject, never from the id, and holds nothing anyone could compute from the id.
-The one place that ties the two is ``ledger_subjects`` (migration 0011), beside the log:
+The one place that ties the two is ``ledger_subjects`` (migration 0012), beside the log:
 ``user.erase`` deletes the person's row, and from then on nothing in the database leads
 from their id to their events.
 

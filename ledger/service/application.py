@@ -15,21 +15,25 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
+from ledger.commands.access import RecordPlayback
 from ledger.commands.base import Command
 from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
-from ledger.domain.aggregates import CommandKey
+from ledger.domain.aggregates import CommandKey, Content, Playback, User
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
+from ledger.playback.memory import MemoryPlayback
+from ledger.playback.store import PlaybackStore
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
 from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
-from ledger.service.group_commit import GroupCommitter, GroupFailed
+from ledger.service.group_commit import GroupFailed
+from ledger.service.lanes import Lanes
 from ledger.service.unit_of_work import UnitOfWork
 from projections.registry import changes_for
 
@@ -58,7 +62,18 @@ class Ledger(Application[UUID]):
         self.subjects = Subjects(cast(SubjectStore, self.recorder))
         # one decision at a time: the aggregate cache lends its aggregates uncopied
         self.deciding = threading.RLock()
-        self.groups = GroupCommitter(self.execute_group, settings)
+        self.playback: PlaybackStore | MemoryPlayback
+        rows = getattr(self.recorder, "rows", None)
+        if rows is not None:  # the memory recorder (ledger.service.memory)
+            self.playback = MemoryPlayback(
+                lambda: rows, self._not_live, self._log_key, self._legacy, threading.RLock()
+            )
+        else:
+            pool = self.recorder.datastore.pool  # type: ignore[attr-defined]
+            self.playback = PlaybackStore(
+                pool, settings.schema, self._not_live, self._log_key, self._legacy
+            )
+        self.groups = Lanes(self.execute_group, self.playback.record, settings)
 
     # --- public API --------------------------------------------------------------
 
@@ -80,13 +95,44 @@ class Ledger(Application[UUID]):
         as such. In atomic mode any rejection writes nothing, and the lines that were
         fine are answered ``rolled_back``.
         """
-        with self.deciding:
-            if not atomic:
-                return [
+        if not atomic:
+            return self._in_runs(
+                commands,
+                lambda run: [
                     Result("rejected", error=i) if isinstance(i, Rejected) else self._one(i)
-                    for i in commands
-                ]
-            return self._atomic(commands)
+                    for i in run
+                ],
+            )
+        # --atomic: the heartbeats are checked first (on the state before the batch; one
+        # whose user a money command of the batch names is decided after it), then
+        # the money commands commit in one transaction, then the heartbeats are recorded in
+        # one transaction of the playback store (docs/cli.md)
+        heartbeats = [c for c in commands if isinstance(c, RecordPlayback)]
+        checked = iter(self.playback.check(heartbeats) if heartbeats else [])
+        early: list[Result | None] = [
+            next(checked) if isinstance(c, RecordPlayback) else None for c in commands
+        ]
+        early = [
+            r if r is not None and not _touched(c, commands) else None
+            for c, r in zip(commands, early, strict=True)
+        ]
+        if any(r is not None and r.status == "rejected" for r in early):
+            return [
+                r
+                if r is not None and r.status == "rejected"
+                else Result("rejected", error=c)
+                if isinstance(c, Rejected)
+                else Result("rolled_back")
+                for c, r in zip(commands, early, strict=True)
+            ]
+        money = [c for c in commands if not isinstance(c, RecordPlayback)]
+        with self.deciding:
+            settled = iter(self._atomic(money) if money else [])
+        results = [None if isinstance(c, RecordPlayback) else next(settled) for c in commands]
+        if any(r is not None and r.status in ("rejected", "rolled_back") for r in results):
+            return [r if r is not None else Result("rolled_back") for r in results]
+        recorded = iter(self.playback.record(heartbeats) if heartbeats else [])
+        return [r if r is not None else next(recorded) for r in results]
 
     def execute_group(self, commands: Sequence[Command | Rejected]) -> list[Result]:
         """Each command decided alone, in order, on the state the ones before it left, and
@@ -98,7 +144,11 @@ class Ledger(Application[UUID]):
         transaction per command. Any other error (a lost connection, ``LockTimeout``)
         leaves the whole group, and nothing of it may be assumed written or not; in the
         fallback, it stops at the command that met it (``GroupFailed``).
+        Heartbeats go to the playback store, in order between the runs of money commands.
         """
+        return self._in_runs(commands, self._money_group)
+
+    def _money_group(self, commands: Sequence[Command | Rejected]) -> list[Result]:
         with self.deciding:
             for number in range(GROUP_ATTEMPTS):
                 uow = UnitOfWork(self.aggregates, self.store, speculative=number == 0)
@@ -112,6 +162,65 @@ class Ledger(Application[UUID]):
                 except Exception as error:
                     raise GroupFailed(answered, error) from error
             return answered
+
+    # --- the playback store ------------------------------------------------------------
+
+    def _in_runs(
+        self,
+        commands: Sequence[Command | Rejected],
+        money: Callable[[Sequence[Command | Rejected]], list[Result]],
+    ) -> list[Result]:
+        """The commands in runs of one kind, in order: money ones by ``money`` (under the
+        deciding lock), heartbeats by the playback store (never under it)."""
+        results: list[Result] = []
+        start = 0
+        while start < len(commands):
+            kind = isinstance(commands[start], RecordPlayback)
+            end = start
+            while end < len(commands) and isinstance(commands[end], RecordPlayback) == kind:
+                end += 1
+            run = commands[start:end]
+            if kind:
+                results += self.playback.record([c for c in run if isinstance(c, RecordPlayback)])
+            else:
+                with self.deciding:
+                    results += money(run)
+            start = end
+        return results
+
+    def _not_live(self, kind: str, entity_id: str) -> str:
+        """Why a user or content without a row is not live, as the log's handlers say it."""
+        if kind == "user":  # a person's aggregate is keyed by their subject (docs/privacy.md)
+            name = self.subjects.subjects_of([entity_id]).get(entity_id, entity_id)
+            aggregate_id = ids.user_id(name)
+        else:
+            aggregate_id = ids.content_id(entity_id)
+        try:
+            found: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            found = None
+        if isinstance(found, User | Content) and found.deleted:
+            return "was deleted"
+        return "is not registered" if kind == "user" else "is not published"
+
+    def _legacy(self, user_id: str, content_id: str) -> frozenset[str]:
+        """The heartbeats the log recorded for the pair before the store (identities)."""
+        try:
+            playback: object = self.repository.get(ids.playback_id(user_id, content_id))
+        except AggregateNotFoundError:
+            return frozenset()
+        return frozenset(playback.seen) if isinstance(playback, Playback) else frozenset()
+
+    def _log_key(self, key: str) -> tuple[str, str] | None:
+        """An idempotency key the money log holds (a money command's, or a heartbeat's from
+        before the store): its fingerprint and command type."""
+        try:
+            claim: object = self.repository.get(ids.command_key_id("idempotency_key", key))
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(claim, CommandKey):
+            return None
+        return claim.fingerprint, claim.command_type
 
     # --- transactions --------------------------------------------------------------
 
@@ -293,3 +402,15 @@ class Ledger(Application[UUID]):
             ev.with_provenance(event, command.provenance, command.idempotency_key)
             for event in uow.events[before:]
         ]
+
+
+def _touched(command: Command | Rejected, batch: Sequence[Command | Rejected]) -> bool:
+    """Whether a money command of the batch names this heartbeat's user (a grant, a
+    purchase, a revoke, the user's registration or deletion may change its answer)."""
+    if not isinstance(command, RecordPlayback):
+        return False
+    return any(
+        command.user_id in (getattr(other, "user_id", None), getattr(other, "customer_id", None))
+        for other in batch
+        if not isinstance(other, Rejected | RecordPlayback)
+    )

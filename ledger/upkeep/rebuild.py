@@ -36,6 +36,7 @@ from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
+from ledger.playback import fold as playback
 from ledger.privacy.store import all_names
 from ledger.privacy.subjects import resolve
 from ledger.upkeep import shadow, source
@@ -185,6 +186,8 @@ def _switch(
         conn.execute(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(live, table))
         )
+    # heartbeats recorded since the build: the live tables are locked, so none is missed
+    playback.overlay(conn, live, shadow_schema, tables)
     incoming = _incoming_foreign_keys(conn, live, tables)
     for table, name, _ in incoming:
         conn.execute(
@@ -325,5 +328,18 @@ def rebuild(
         lock_ms = (time.monotonic() - switch_started) * 1000
         seconds = time.monotonic() - started
         _record(conn, live, tables, position, seconds, lock_ms)
+        rows = _counted(conn, live, tables)
         conn.commit()
-    return RebuildReport(tables, position, built.events, built.rows, seconds, lock_ms, built.spills)
+    return RebuildReport(tables, position, built.events, rows, seconds, lock_ms, built.spills)
+
+
+def _counted(conn: psycopg.Connection[Any], live: str, tables: tuple[str, ...]) -> dict[str, int]:
+    """The rows each table holds as switched in: the fold's own count misses the playback
+    store's rows, which are folded in by SQL after it (``ledger.playback.fold.overlay``)."""
+    counted: dict[str, int] = {}
+    for table in tables:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(live, table))
+        ).fetchone()
+        counted[table] = int(row[0]) if row else 0
+    return counted

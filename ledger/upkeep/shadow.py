@@ -23,6 +23,7 @@ from psycopg import sql
 
 from ledger.database import migrations
 from ledger.errors import ConfigurationError
+from ledger.playback import fold as playback
 from ledger.privacy.store import all_names
 from ledger.privacy.subjects import resolve
 from ledger.upkeep import source
@@ -176,6 +177,7 @@ def build(
         for _, definition in indexes:
             conn.execute(_trusted(definition))
     _set_path(conn, live)
+    playback.overlay(conn, live, shadow, tables)  # heartbeats live in the playback store
     return result
 
 

@@ -102,10 +102,11 @@ def test_heartbeats_out_of_order_keep_the_newest_position(ledger_app: Ledger, co
         play("alice", 10, at=t(4)),  # late: older than the row's
     )
     assert statuses(results) == ["accepted"] * 3
-    # every heartbeat is a recorded fact
+    # every heartbeat is a recorded fact, in the playback store, none in the money log
+    assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (3,)
     assert conn.execute(
         "SELECT count(*) FROM ledger_events WHERE topic = 'PlaybackProgressed'"
-    ).fetchone() == (3,)
+    ).fetchone() == (0,)
     playback = (
         "SELECT position_seconds, completed, created_at::text, updated_at::text FROM video_playback"
     )

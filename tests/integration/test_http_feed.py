@@ -272,9 +272,7 @@ def test_the_first_of_two_idempotency_key_headers_is_the_commands_key(
         k1 = client.post("/v1/commands", json=beat, headers={"Idempotency-Key": "k1"})
         k2 = client.post("/v1/commands", json=beat, headers={"Idempotency-Key": "k2"})
         assert (k1.status_code, k2.status_code) == (200, 201)
-    assert conn.execute(
-        "SELECT count(*) FROM ledger_events WHERE topic = 'PlaybackProgressed'"
-    ).fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (2,)
 
 
 def test_the_token_is_checked_before_the_bodys_bound_on_every_path(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import ledger
 from ledger import api
 from ledger.cli.batches import ready_groups
+from ledger.commands.access import RecordPlayback
 from ledger.commands.base import Command
 from ledger.commands.parsing import parse_command
 from ledger.commands.results import Result
@@ -74,15 +75,25 @@ def test_concurrent_callers_answer_as_one_by_one_in_the_order_recorded(
     sizes: list[int] = []
     answers: list[tuple[str, dict[str, Any]]] = []
     lock = threading.Lock()
+    # one group at a time across the lanes (the money log's and the playback store's): the
+    # order recorded is then the order committed; lanes committing at once are tested by
+    # the playback store's race tests
+    turn = threading.Lock()
     with api.open_ledger(concurrent) as app:
-        execute_group = app.groups._execute_group
 
-        def recording(group: Sequence[Command]) -> list[Result]:
-            decided.extend(group)
-            sizes.append(len(group))
-            return execute_group(group)
+        def recording(
+            execute_group: Callable[[Sequence[Command]], list[Result]],
+        ) -> Callable[[Sequence[Command]], list[Result]]:
+            def run(group: Sequence[Command]) -> list[Result]:
+                with turn:
+                    decided.extend(group)
+                    sizes.append(len(group))
+                    return execute_group(group)
 
-        app.groups._execute_group = recording
+            return run
+
+        for lane in (app.groups.money, *app.groups.playback):
+            lane._execute_group = recording(lane._execute_group)
 
         def call(mine: list[Command]) -> None:
             for command in mine:
@@ -103,8 +114,13 @@ def test_concurrent_callers_answer_as_one_by_one_in_the_order_recorded(
     with api.open_ledger(alone) as solo:
         expected = [(key(c), solo.execute(c).as_dict(0)) for c in decided]
     assert sorted(answers, key=repr) == sorted(expected, key=repr)
-    positions = [a["position"] for _, a in expected if "position" in a]
-    assert positions == sorted(positions)
+    for store in (True, False):  # the log's positions and the playback store's, each rising
+        positions = [
+            a["position"]
+            for c, (_, a) in zip(decided, expected, strict=True)
+            if "position" in a and isinstance(c, RecordPlayback) is store
+        ]
+        assert positions == sorted(positions)
     assert tables(concurrent) == tables(alone)
 
 

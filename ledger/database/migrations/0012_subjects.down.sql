@@ -1,5 +1,5 @@
 -- Subjects: the catalogue forgets UserErased. The table stays while it names anyone:
--- the log's events since 0011 name people by these subjects, and dropping it would
+-- the log's events since 0012 name people by these subjects, and dropping it would
 -- erase everyone at once (docs/privacy.md).
 DELETE FROM ledger_event_catalogue WHERE topic = 'UserErased';
 DO $$

@@ -1,0 +1,138 @@
+"""Issue 26's benchmarks: the playback store, each figure beside its reference in one run.
+
+* 8 threads, one heartbeat per ``ledger.append`` call, vs raw single-row INSERT+COMMIT from
+  8 threads (target >= 1.0): heartbeats no longer take the log's lock; a group of them is
+  a few set-based statements.
+* Log growth per heartbeat: bytes of ``ledger_events`` (table, indexes, TOAST) before and
+  after (target 0), and the store's bytes per heartbeat.
+* ``ledger playback compact`` of N heartbeats (1M in a full run): seconds, and the
+  client's peak memory (the fold runs in the server: one INSERT ... SELECT ... GROUP BY).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+import ledger
+from benchmarks import references, workload
+from benchmarks.concurrent import USERS, VIEWERS, paired, threaded_appends
+from ledger import api
+from ledger.playback import partitions
+
+
+def _bytes(conn: psycopg.Connection[Any], schema: str, table: str) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+        "AND c.relkind IN ('r', 'p') AND (c.relname = %s OR c.relname LIKE %s)",
+        (schema, table, f"{table}\\_p%"),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[dict[str, Any]]:
+    beats = 400 if quick else 8000
+    raw_rows = 400 if quick else 8000
+    growth: dict[str, float] = {}
+
+    def side(ledger_side: bool) -> float:
+        with workload.scratch_schema(url) as settings:
+            if not ledger_side:
+                count = raw_rows // threads * threads
+                return references.raw_inserts(url, settings.schema, count, 200, threads)
+            mine = [range(t, VIEWERS, threads) for t in range(threads)]
+            per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
+            with ledger.open_ledger(settings) as app:
+                workload.prepare(app, USERS, VIEWERS)
+                # each viewer's first heartbeat creates its row and the day's partition
+                threaded_appends(app, [workload.heartbeat_commands(v, len(v)) for v in mine])
+                with psycopg.connect(url, autocommit=True) as conn:
+                    log_before = _bytes(conn, settings.schema, "ledger_events")
+                    store_before = _bytes(conn, settings.schema, partitions.PARENT)
+                rate, _ = threaded_appends(app, per_thread)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    growth["log"] = _bytes(conn, settings.schema, "ledger_events") - log_before
+                    growth["store"] = (
+                        _bytes(conn, settings.schema, partitions.PARENT) - store_before
+                    ) / (beats // threads * threads)
+            return rate
+
+    on, off, ratio = paired(side, pairs, f"{threads} threads, heartbeats (store)")
+    results = [
+        {
+            "name": f"{threads} threads, one heartbeat per call (playback store)",
+            "key": "playback_threads",
+            "ledger": on,
+            "reference": off,
+            "unit": f"heartbeats/s vs raw INSERT+COMMIT rows/s ({threads} threads)",
+            "ratio": ratio,
+            "target": 1.0,
+        },
+        {
+            "name": "log growth per heartbeat",
+            "key": "playback_log_growth",
+            "ledger": float(growth.get("log", 0)),
+            "reference": None,
+            "unit": f"bytes of ledger_events for {beats} heartbeats (target 0); "
+            f"the store: {growth.get('store', 0):.0f} B per heartbeat",
+            "ratio": None,
+            "target": None,
+        },
+    ]
+    results.append(bench_compact(url, 20_000 if quick else 1_000_000))
+    return results
+
+
+def bench_compact(url: str, count: int) -> dict[str, Any]:
+    """Compaction of ``count`` heartbeats over 10 days and 10,000 (user, content) pairs,
+    written straight into the store (its records as the writer leaves them)."""
+    with workload.scratch_schema(url) as settings:
+        schema = settings.schema
+        with psycopg.connect(url, autocommit=True) as conn:
+            days = _days(10)
+            partitions.create(conn, schema, days)
+            started = time.perf_counter()
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (identity, occurred_at, user_id, content_id, "
+                    "organization_id, position_seconds, duration_seconds, completed) "
+                    "SELECT md5(i::text), %s::timestamptz + (i %% 10) * interval '1 day' "
+                    "+ (i / 10) * interval '1 ms', 'u' || (i %% 10000), "
+                    "gen_random_uuid(), gen_random_uuid(), i %% 3600, 3600, i %% 3600 >= 3420 "
+                    "FROM generate_series(1, %s) i"
+                ).format(sql.Identifier(schema, partitions.PARENT)),
+                (partitions.bounds(days[0])[0], count),
+            )
+            loaded = time.perf_counter() - started
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        done = api.playback_compact(settings, partitions.bounds(days[-1])[1])
+        seconds = time.perf_counter() - started
+        peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        f"  compact: {done.records:,} heartbeats, {done.partitions} partitions, "
+        f"{done.pairs:,} rows in {seconds:.1f} s (loading them took {loaded:.1f} s)",
+        file=sys.stderr,
+    )
+    return {
+        "name": f"playback compact of {count:,} heartbeats",
+        "key": "playback_compact",
+        "ledger": seconds,
+        "reference": loaded,
+        "unit": "seconds vs seconds of one INSERT ... SELECT of them "
+        f"(client peak memory grew {max(0, peak_after - peak_before) // 1024} MB)",
+        "ratio": seconds / loaded if loaded else None,
+        "target": None,
+    }
+
+
+def _days(n: int) -> list[date]:
+    first = date(2026, 1, 1)
+    return [first + timedelta(days=k) for k in range(n)]

@@ -1,0 +1,132 @@
+"""``ledger playback status [--format json] | compact [--before T] | events [--after P]
+[--follow] [--limit N]``: the playback store (docs/cli.md, "ledger playback").
+
+``events`` follows the conventions of ``ledger events``: JSON Lines in position order,
+SIGINT and SIGTERM stop it between two lines and the last line on stderr names the last
+position written, to resume from with ``--after``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+
+from ledger import api
+from ledger.cli.events import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    _count,
+    _position,
+    _resume_hint,
+    _silence_stdout,
+    _stopping,
+)
+from ledger.domain import clock
+
+
+def register(groups: Any, common: argparse.ArgumentParser) -> None:
+    group = groups.add_parser("playback", help="the playback store: status, compaction, stream")
+    commands = group.add_subparsers(dest="command", required=True)
+    status = commands.add_parser(
+        "status", parents=[common], help="heartbeats stored, partitions, horizon, retention"
+    )
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    status.set_defaults(func=run_status)
+    compact = commands.add_parser(
+        "compact",
+        parents=[common],
+        help="fold heartbeats before T into one row per (user, content), drop their partitions",
+    )
+    compact.add_argument(
+        "--before",
+        type=_moment,
+        metavar="T",
+        help="RFC 3339 time with an offset, rounded down to its UTC day "
+        "(default: now minus LEDGER_PLAYBACK_RETENTION, 30d)",
+    )
+    compact.set_defaults(func=run_compact)
+    events = commands.add_parser(
+        "events",
+        parents=[common],
+        help="the store's retained heartbeats in position order (JSON Lines)",
+    )
+    events.add_argument(
+        "--after", type=_position, default=0, metavar="POSITION", help="start after (default 0)"
+    )
+    events.add_argument(
+        "--follow", action="store_true", help="then wait for new heartbeats (polls)"
+    )
+    events.add_argument("--limit", type=_count, metavar="N", help="at most N heartbeats")
+    events.set_defaults(func=run_events)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not clock.within_window(moment):
+        raise argparse.ArgumentTypeError(
+            f"a time is RFC 3339 with an offset, within {clock.WINDOW}, not {text!r}"
+        )
+    return moment
+
+
+def run_status(args: argparse.Namespace) -> int:
+    report = api.playback_status(api.settings(args.database_url, args.schema))
+    if args.format == "json":
+        print(orjson.dumps(report).decode())
+        return EXIT_OK
+    for name, value in report.items():
+        print(f"{name:<18}{'-' if value is None else value}")
+    return EXIT_OK
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    done = api.playback_compact(api.settings(args.database_url, args.schema), args.before)
+    print(
+        f"compacted before {clock.canonical(done.before)}: {done.records} heartbeats folded "
+        f"into {done.pairs} rows, {done.partitions} partitions dropped"
+    )
+    return EXIT_OK
+
+
+def run_events(args: argparse.Namespace) -> int:
+    settings = api.settings(args.database_url, args.schema)
+    out = sys.stdout.buffer
+    last = args.after
+    with _stopping() as stopped:
+        batches = api.playback_events(
+            settings, args.after, follow=args.follow, limit=args.limit, stop=stopped.event
+        )
+        try:
+            for batch in batches:
+                for record in batch:
+                    out.write(orjson.dumps(record) + b"\n")
+                    last = record["position"]
+                    if stopped.event.is_set():
+                        break
+                out.flush()
+                if stopped.event.is_set():
+                    break
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_OK
+        except psycopg.Error as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "lost"
+            print(f"ledger: database error: {first}", file=sys.stderr)
+            _resume_hint(last)
+            return EXIT_ERROR
+        finally:
+            batches.close()
+    if stopped.signal is None:
+        return EXIT_OK
+    _resume_hint(last)
+    return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK

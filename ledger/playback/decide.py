@@ -1,0 +1,177 @@
+"""The heartbeat's rules, pure: what the store read decides what each heartbeat gets.
+
+The PostgreSQL store reads the facts of a whole group in one statement and the memory
+store reads them from its rows; both hand them here, so the rules are written once. A
+group is decided in order, each heartbeat on what the ones before it left (a heartbeat
+repeated inside one group is a ``duplicate``, as it would be alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ledger.commands.access import RecordPlayback
+from ledger.commands.results import DUPLICATE, Result
+from ledger.domain import clock
+from ledger.domain.errors import Conflict, InvalidState, NoAccess, NotFound, Rejected
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One heartbeat as the store keeps it: the command at its moment."""
+
+    command: RecordPlayback
+    occurred_at: datetime
+    identity: str  # the payload at its moment: what a redelivery repeats
+    fingerprint: str  # the idempotency key's fingerprint
+
+    @classmethod
+    def of(cls, command: RecordPlayback, now: str) -> Heartbeat:
+        occurred = command.occurred(now)
+        return cls(
+            command,
+            clock.parse(occurred),
+            command.identity(occurred),
+            command.fingerprints().canonical,
+        )
+
+    @property
+    def user_id(self) -> str:
+        return self.command.user_id
+
+    @property
+    def content_id(self) -> str:
+        return str(self.command.content_id)
+
+    @property
+    def key(self) -> str | None:
+        return self.command.idempotency_key
+
+    @property
+    def completed(self) -> bool:
+        """This heartbeat alone reaches 95 % of the video."""
+        c = self.command
+        return c.position_seconds * 100 >= c.duration_seconds * 95
+
+
+@dataclass
+class Facts:
+    """What the store holds about one heartbeat, read before deciding."""
+
+    user: str | None  # None: live; else why not ("is not registered", "was deleted")
+    content: str | None  # the same for the content
+    organization_id: str | None = None
+    access_since: datetime | None = None  # the present access row's creation, if any
+    access_expires: datetime | None = None
+    horizon: datetime | None = None  # before it this (user, content) is compacted
+    seen: bool = False  # this very heartbeat is stored already
+    key_fingerprint: str | None = None  # the idempotency key's, if used before
+    key_type: str = "playback.progress"
+
+
+@dataclass
+class Decided:
+    """The group's answers (``None``: to be written) and the heartbeats to write."""
+
+    results: list[Result | None] = field(default_factory=list)
+    accepted: list[tuple[Heartbeat, str]] = field(default_factory=list)  # with organization
+
+
+def decide(heartbeats: Sequence[Heartbeat], facts: Sequence[Facts]) -> Decided:
+    decided = Decided()
+    identities: set[tuple[str, datetime]] = set()
+    keys: dict[str, str] = {}
+    for heartbeat, fact in zip(heartbeats, facts, strict=True):
+        try:
+            _check(heartbeat, fact, identities, keys)
+        except _Duplicate:
+            decided.results.append(DUPLICATE)
+            continue
+        except Rejected as error:
+            decided.results.append(Result("rejected", error=error))
+            continue
+        assert fact.organization_id is not None
+        decided.results.append(None)
+        decided.accepted.append((heartbeat, fact.organization_id))
+        identities.add((heartbeat.identity, heartbeat.occurred_at))
+        if heartbeat.key is not None:
+            keys[heartbeat.key] = heartbeat.fingerprint
+    return decided
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _check(
+    heartbeat: Heartbeat,
+    fact: Facts,
+    identities: set[tuple[str, datetime]],
+    keys: dict[str, str],
+) -> None:
+    """The checks in the order the log's handler made them (docs/events.md)."""
+    key = heartbeat.key
+    if key is not None:
+        used = keys.get(key, fact.key_fingerprint)
+        if used is not None:
+            if used != heartbeat.fingerprint:
+                raise Conflict(
+                    f"idempotency_key {key!r} was already used by a different "
+                    f"{fact.key_type} command",
+                    "idempotency_key",
+                )
+            raise _Duplicate
+    if fact.user is not None:
+        raise NotFound(f"user {heartbeat.user_id!r} {fact.user}", "user_id")
+    if fact.content is not None:
+        raise NotFound(f"content {heartbeat.content_id} {fact.content}", "content_id")
+    if fact.seen or (heartbeat.identity, heartbeat.occurred_at) in identities:
+        raise _Duplicate  # recorded already: a replay is a duplicate, access or not
+    at = heartbeat.occurred_at
+    if fact.horizon is not None and at < fact.horizon:
+        raise InvalidState(
+            f"heartbeat dated {clock.canonical(at)}, before the playback store's horizon "
+            f"for this user and content ({clock.canonical(fact.horizon)}): what came before "
+            "it is compacted, so it is not recorded",
+            "occurred_at",
+        )
+    who = f"{heartbeat.user_id!r}"
+    if fact.access_since is None:
+        raise NoAccess(f"{who} has no access to content {heartbeat.content_id}")
+    if at < fact.access_since:
+        raise NoAccess(
+            f"access of {who} to content {heartbeat.content_id} began at "
+            f"{clock.canonical(fact.access_since)}, after this heartbeat "
+            f"({clock.canonical(at)})",
+            "occurred_at",
+        )
+    if fact.access_expires is not None and fact.access_expires <= at:
+        raise NoAccess(
+            f"access of {who} to content {heartbeat.content_id} expired at "
+            f"{clock.canonical(fact.access_expires)}"
+        )
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a group's heartbeats of one (user, content) make of its row."""
+
+    heartbeat: Heartbeat  # the newest by occurred_at (the later one on a tie)
+    completed: bool  # any of them reached 95 %
+    first: datetime  # the first one's time: a new row's created_at
+
+
+def newest(heartbeats: Sequence[Heartbeat]) -> dict[tuple[str, str], Shown]:
+    """Per (user, content), in the order given."""
+    rows: dict[tuple[str, str], Shown] = {}
+    for h in heartbeats:
+        pair = (h.user_id, h.content_id)
+        before = rows.get(pair)
+        if before is None:
+            rows[pair] = Shown(h, h.completed, h.occurred_at)
+        else:
+            shown = h if h.occurred_at >= before.heartbeat.occurred_at else before.heartbeat
+            rows[pair] = Shown(shown, before.completed or h.completed, before.first)
+    return rows
