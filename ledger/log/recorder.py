@@ -55,8 +55,9 @@ from ledger.log.datastore import (
     LedgerDatastore,
     LedgerFactory,
 )
-from ledger.privacy.store import subject_statement, subjects_of, users_of
-from ledger.privacy.subjects import SubjectChange
+from ledger.playback.store import ADVISORY_LOCK
+from ledger.privacy.store import ERASING_LOCK, subject_statement, subjects_of, users_of
+from ledger.privacy.subjects import SubjectChange, SubjectErased
 from projections.changes import RowChange
 from projections.inline import statement
 
@@ -118,6 +119,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
+                    if any(isinstance(c, SubjectErased) for c in subject_changes):
+                        rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
                     for lock in self.locking:
                         rest.execute(_rendered(lock, conn))
                     insert = _rendered(_insert_events_sql(schema), conn)

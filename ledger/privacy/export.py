@@ -67,6 +67,25 @@ def export(conn: Connection[Any], schema: str, user_id: str) -> dict[str, Any] |
             rows[table] = [{k: _plain(v) for k, v in row.items()} for row in found]
         if subject is None and not rows["users"]:
             return None
+        # what the playback store retains of them (docs/events.md "The playback store"):
+        # each heartbeat not yet compacted, by its position in the store's stream, and
+        # the compacted (user, content) rows
+        query = sql.SQL(
+            "SELECT position, occurred_at, recorded_at, content_id, organization_id, "
+            "position_seconds, duration_seconds, completed, idempotency_key "
+            "FROM {} WHERE user_id = %s ORDER BY position"
+        ).format(sql.Identifier(schema, "playback_heartbeats"))
+        heartbeats = [
+            {k: _plain(v) for k, v in row.items()}
+            for row in cursor.execute(query, (user_id,)).fetchall()
+        ]
+        query = sql.SQL("SELECT * FROM {} WHERE user_id = %s ORDER BY content_id").format(
+            sql.Identifier(schema, "playback_base")
+        )
+        compacted = [
+            {k: _plain(v) for k, v in row.items()}
+            for row in cursor.execute(query, (user_id,)).fetchall()
+        ]
         # the log names them by subject (or, before subjects, by id): a full read of the
         # log, for a request that comes rarely and must miss nothing
         name = subject if subject is not None else user_id
@@ -96,5 +115,7 @@ def export(conn: Connection[Any], schema: str, user_id: str) -> dict[str, Any] |
         "access": rows["content_access"],
         "playback": rows["video_playback"],
         "content_created": rows["content"],
+        "heartbeats": heartbeats,
+        "heartbeats_compacted": compacted,
         "events": events,
     }

@@ -26,7 +26,29 @@ def _insert_sql(schema: str) -> sql.Composed:
 
 @lru_cache(maxsize=16)
 def _delete_sql(schema: str) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} WHERE subject = %s").format(sql.Identifier(schema, TABLE))
+    # the person's row of ``ledger_subjects``, and with it everything the playback store
+    # (migration 0011) retains of them, which names them by id: their heartbeats, the
+    # idempotency keys those heartbeats used, and their compacted rows (docs/privacy.md)
+    return sql.SQL(
+        "WITH gone AS (DELETE FROM {subjects} WHERE subject = %s RETURNING user_id), "
+        "heartbeats AS (DELETE FROM {hb} WHERE user_id IN (SELECT user_id FROM gone) "
+        "RETURNING idempotency_key), "
+        "keys AS (DELETE FROM {keys} WHERE idempotency_key IN "
+        "(SELECT idempotency_key FROM heartbeats WHERE idempotency_key IS NOT NULL)) "
+        "DELETE FROM {base} WHERE user_id IN (SELECT user_id FROM gone)"
+    ).format(
+        subjects=sql.Identifier(schema, TABLE),
+        hb=sql.Identifier(schema, "playback_heartbeats"),
+        keys=sql.Identifier(schema, "playback_keys"),
+        base=sql.Identifier(schema, "playback_base"),
+    )
+
+
+ERASING_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
+"""Taken first by an append that erases someone: the playback store's writers hold it while
+they record (``ledger.playback.store.ADVISORY_LOCK``), so the erasure's DELETE, a later
+statement, sees every heartbeat committed before it, and no writer waits on a table lock the
+erasure holds while the erasure waits on it."""
 
 
 def subject_statement(schema: str, change: SubjectChange) -> tuple[sql.Composed, list[Any]]:

@@ -350,9 +350,11 @@ class Ledger(Application[UUID]):
         uow.committed = True
         if uow.subject_changes:
             self.subjects.remember(uow.added.items())
-            self.subjects.forget(
-                c.subject for c in uow.subject_changes if isinstance(c, SubjectErased)
-            )
+            erased = [c.subject for c in uow.subject_changes if isinstance(c, SubjectErased)]
+            self.subjects.forget(erased)
+            if erased and isinstance(self.playback, MemoryPlayback):
+                # the SQL store's records went in the append's transaction
+                self.playback.forget([uow.named[s] for s in erased if s in uow.named])
         self.aggregates.remember(uow.written_aggregates())
         return [r.notification.id for r in recordings]
 

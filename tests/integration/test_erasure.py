@@ -78,6 +78,7 @@ def history(person: str) -> list[dict[str, Any]]:
         complete("pi_bob", customer="bob"),
         refund("pi_erased", "re_1", 500),
         play(person, 40),
+        {**play(person, 60, at=t(5, 9)), "idempotency_key": f"hb-{person}"},
         {
             "type": "purchase.start",
             "stripe_payment_intent_id": "pi_pending",
@@ -99,12 +100,20 @@ def test_an_erased_person_leaves_no_trace_and_every_cent_stays(
     assert conn.execute("SELECT count(*) FROM users WHERE id = %s", (person,)).fetchone() == (1,)
     before = totals(conn, settings.schema)
     assert person in pg_dump(settings)  # the subjects table names them, until erasure
+    store = "SELECT count(*) FROM playback_heartbeats WHERE user_id = %s"
+    assert conn.execute(store, (person,)).fetchone() == (2,)
+    key = "SELECT count(*) FROM playback_keys WHERE idempotency_key = %s"
+    assert conn.execute(key, (f"hb-{person}",)).fetchone() == (1,)
 
     assert statuses(append(ledger_app, erase(person))) == ["accepted"]
 
     dumped = pg_dump(settings)
     assert [trace for trace in traces(person) if trace in dumped] == []
-    for table in ("users", "purchases", "content_access", "video_playback"):
+    # the playback store's heartbeats, compacted rows and the keys they used went too
+    assert conn.execute(key, (f"hb-{person}",)).fetchone() == (0,)
+    assert f"hb-{person}" not in dumped
+    tables = ("users", "purchases", "content_access", "video_playback")
+    for table in (*tables, "playback_heartbeats", "playback_base"):
         column = "id" if table == "users" else "customer_id" if table == "purchases" else "user_id"
         query = f"SELECT count(*) FROM {table} WHERE {column} = %s"
         assert conn.execute(query, (person,)).fetchone() == (0,), table
