@@ -16,7 +16,7 @@ from ledger.commands.base import Command
 from ledger.commands.parsing import parse_command, validate_command
 from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.database import migrations
+from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.domain.errors import Rejected
 from ledger.domain.provenance import Provenance, line_id
@@ -68,6 +68,7 @@ def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
     with connect(settings, autocommit=True) as conn:
         states = migrations.status(conn, settings.schema)
         stale = freshness.stale(conn, settings.schema)
+        distributed = distribution.is_distributed(conn, settings.schema)
     missing = [s.migration.label for s in states if s.applied_at is None]
     if missing:
         raise ConfigurationError(
@@ -79,7 +80,7 @@ def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
             "run `ledger db upgrade` (it fills them) before appending"
         )
     try:
-        return Ledger(settings, pool_size)
+        return Ledger(settings, pool_size, per_organization=distributed)
     except (PersistenceError, psycopg.Error) as error:
         raise ConfigurationError(f"cannot open the ledger: {error}") from None
 

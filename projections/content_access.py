@@ -17,7 +17,8 @@ from ledger.domain import ids
 from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "content_access"
-KEY = ("user_id", "content_id")
+# organization_id first: the table's unique keys carry it (migration 0013, docs/scaling.md)
+KEY = ("organization_id", "user_id", "content_id")
 # the events ``changes`` maps (the registry sends it no others)
 EVENTS = (
     ev.AccessGranted,

@@ -14,7 +14,8 @@ from ledger.domain import ids
 from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "purchases"
-KEY = ("stripe_payment_intent_id",)
+# organization_id first: the table's unique keys carry it (migration 0013, docs/scaling.md)
+KEY = ("organization_id", "stripe_payment_intent_id")
 # the events ``changes`` maps (the registry sends it no others)
 EVENTS = (
     ev.PurchaseStarted,
@@ -59,7 +60,10 @@ def changes(event: Any) -> Iterator[RowChange]:
     elif isinstance(event, ev.PurchaseRefunded):
         yield Update(
             TABLE,
-            {"stripe_payment_intent_id": event.stripe_payment_intent_id},
+            {
+                "organization_id": event.organization_id,
+                "stripe_payment_intent_id": event.stripe_payment_intent_id,
+            },
             {"refunded_amount_cents": event.refunded_amount_cents, "status": event.status},
             event.occurred_at if event.newest else None,  # a late refund: updated_at stays
         )

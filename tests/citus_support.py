@@ -34,6 +34,15 @@ def required() -> bool:
     return os.environ.get(REQUIRED_ENV, "") not in ("", "0")
 
 
+DISTRIBUTE_ENV = "LEDGER_TEST_DISTRIBUTE"
+
+
+def distribute_requested() -> bool:
+    """Whether each test's migrated schema is to be distributed as well (on a Citus
+    coordinator: ``LEDGER_TEST_DISTRIBUTE=1``; .ci/run runs the ledger's tests so)."""
+    return os.environ.get(DISTRIBUTE_ENV, "") not in ("", "0")
+
+
 def citus_version(url: str) -> str | None:
     """The Citus extension's version on the server at ``url``, or None without Citus."""
     with psycopg.connect(url, autocommit=True) as conn:

@@ -22,12 +22,15 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from hypothesis.control import current_build_context
+from hypothesis.errors import InvalidArgument
 from psycopg import sql
 
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
 from tests import citus_support
+from tests.schemas import SchemaPool
 
 # Database-backed properties are slow per example: a moderate default, more with
 # HYPOTHESIS_PROFILE=thorough (the manual, larger run).
@@ -193,8 +196,17 @@ def empty_settings(database_url: str) -> Iterator[Settings]:
 
 @pytest.fixture
 def settings(empty_settings: Settings) -> Settings:
-    """Settings for a migrated schema of this test's own."""
+    """Settings for a migrated schema of this test's own; with ``LEDGER_TEST_DISTRIBUTE=1``
+    on a Citus coordinator, in the distributed layout too (``ledger db distribute``), so the
+    ledger's own tests run against it (.ci/run, docs/scaling.md)."""
     api.upgrade(empty_settings)
+    if citus_support.distribute_requested() and _citus_version(empty_settings.url) is not None:
+        from ledger.database import distribution
+        from ledger.database.connections import connect
+
+        with connect(empty_settings) as conn:
+            distribution.distribute(conn, empty_settings.schema)
+            conn.commit()
     return empty_settings
 
 
@@ -223,19 +235,44 @@ def cli_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def schema_pool(database_url: str) -> Iterator[SchemaPool]:
+    """This process's migrated schemas, reset and reused by ``fresh`` (``tests/schemas.py``)."""
+    pool = SchemaPool(database_url)
+    yield pool
+    pool.close()
+
+
+def _example() -> object | None:
+    """The hypothesis example running now (None outside one)."""
+    try:
+        return current_build_context()
+    except InvalidArgument:
+        return None
+
+
 @pytest.fixture
-def fresh(database_url: str) -> Iterator[Callable[[], Settings]]:
+def fresh(schema_pool: SchemaPool) -> Iterator[Callable[[], Settings]]:
     """A factory of freshly migrated schemas, one per hypothesis example (a function-scoped
-    fixture is shared by all examples); they are dropped at the end of the test."""
-    made: list[str] = []
+    fixture is shared by all examples). Each is exactly what a migration makes, but most are
+    not migrated anew: the schemas of an example that has ended, and of tests that have
+    ended, are reset and reused (``tests/schemas.py``), the rest dropped at the end of the run."""
+    in_use: list[str] = []
+    owner: list[object | None] = [None]
 
     def make() -> Settings:
-        settings = Settings(url=database_url, schema=f"t_{uuid.uuid4().hex[:16]}")
-        made.append(settings.schema)
-        api.upgrade(settings)
+        example = _example()
+        if example is not None and example is not owner[0]:
+            # a new hypothesis example: the last one's schemas are done with (outside
+            # hypothesis a test keeps every schema it made until it ends)
+            for schema in in_use:
+                schema_pool.give(schema)
+            in_use.clear()
+            owner[0] = example
+        settings = schema_pool.take()
+        in_use.append(settings.schema)
         return settings
 
     yield make
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for schema in made:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    for schema in in_use:
+        schema_pool.give(schema)

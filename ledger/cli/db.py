@@ -1,4 +1,4 @@
-"""``ledger db upgrade | downgrade --to base | status | stop | roles``."""
+"""``ledger db upgrade | downgrade --to base | status | stop | roles | distribute``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         "group roles log in (else they are group roles)",
     )
     roles.set_defaults(func=create_roles)
+    spread = commands.add_parser(
+        "distribute",
+        parents=[common],
+        help="on a Citus coordinator: distribute the money tables by organization and make "
+        "the shared ones reference tables (safe to rerun; refused without Citus)",
+    )
+    spread.set_defaults(func=distribute)
 
 
 def upgrade(args: argparse.Namespace) -> int:
@@ -139,4 +146,17 @@ def create_roles(args: argparse.Namespace) -> int:
                 f"{args.login} sees nothing until it is",
                 file=sys.stderr,
             )
+    return 0
+
+
+def distribute(args: argparse.Namespace) -> int:
+    from ledger.database import distribution
+
+    settings = api.settings(args.database_url, args.schema)
+    with connect(settings) as conn:
+        steps = distribution.distribute(conn, settings.schema)
+        conn.commit()
+    for step in steps:
+        how = f"by {distribution.COLUMN}" if step.place == "distributed" else "on every node"
+        print(f"{step.table}\t{step.place} {how}\t{'done' if step.done else 'in place already'}")
     return 0

@@ -92,7 +92,11 @@ class MemoryPlayback:
     def _facts(self, h: Heartbeat) -> Facts:
         rows = self._rows().rows
         content = rows["content"].get((h.content_id,))
-        access = rows["content_access"].get((h.user_id, h.content_id))
+        access = (  # keyed with the organization, as the table (migration 0013)
+            rows["content_access"].get((content["organization_id"], h.user_id, h.content_id))
+            if content is not None
+            else None
+        )
         fact = Facts(
             user=None if (h.user_id,) in rows["users"] else self._explain("user", h.user_id),
             content=None if content is not None else self._explain("content", h.content_id),
@@ -138,9 +142,15 @@ class MemoryPlayback:
                 fold.rows["video_playback"][(user_id, content_id)]["created_at"] = clock.canonical(
                     made.first
                 )
-            access = fold.rows["content_access"].get((user_id, content_id))
+            content = fold.rows["content"].get((content_id,))
+            organization = content["organization_id"] if content is not None else None
+            access = fold.rows["content_access"].get((organization, user_id, content_id))
             if access is not None:
                 stamped = max(at, access.get("last_accessed_at") or at)
                 touch = max(at, access["updated_at"])
-                match = {"user_id": user_id, "content_id": content_id}
+                match = {
+                    "organization_id": organization,
+                    "user_id": user_id,
+                    "content_id": content_id,
+                }
                 fold.apply([Update("content_access", match, {"last_accessed_at": stamped}, touch)])

@@ -34,6 +34,7 @@ from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
 from ledger.service.lanes import Lanes
+from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
 from projections.registry import changes_for
 
@@ -50,11 +51,17 @@ class Ledger(Application[UUID]):
     name = "Ledger"
 
     def __init__(
-        self, settings: Settings, pool_size: int = 2, *, env: Mapping[str, str] | None = None
+        self,
+        settings: Settings,
+        pool_size: int = 2,
+        *,
+        env: Mapping[str, str] | None = None,
+        per_organization: bool = False,
     ) -> None:
         """``env``: the library's persistence settings, by default PostgreSQL at
         ``settings`` (``ledger.log.recorder.environment``); ``ledger.service.memory`` gives
-        one in memory."""
+        one in memory. ``per_organization``: group commit groups per organization (on a
+        distributed layout, docs/scaling.md)."""
         self.settings = settings
         super().__init__(env=dict(env) if env is not None else environment(settings, pool_size))
         self.store = cast(DecisionStore, self.recorder)
@@ -73,7 +80,8 @@ class Ledger(Application[UUID]):
             self.playback = PlaybackStore(
                 pool, settings.schema, self._not_live, self._log_key, self._legacy
             )
-        self.groups = Lanes(self.execute_group, self.playback.record, settings)
+        partition = by_organization(self.aggregates) if per_organization else None
+        self.groups = Lanes(self.execute_group, self.playback.record, settings, partition)
 
     # --- public API --------------------------------------------------------------
 

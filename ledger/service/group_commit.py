@@ -16,6 +16,15 @@ the queue and returns: nobody commits for others for longer than one group, and 
 is no thread to start, to stop or to leak. One leader at a time also means one
 decision at a time, which is what the service's aggregate cache needs.
 
+On a distributed layout (docs/scaling.md) groups are per organization: the committer is
+given a ``partition`` naming each command's organization, and a group takes, behind its
+head, only the commands of the head's organization, passing over the others (which keep
+their order and go in later groups). So an organization whose worker is lost fails only its
+own groups, and another's commit on. Nothing is reordered that a rule could see: no rule
+spans two organizations, and a command of the whole platform (``GLOBAL``: a user's
+registration or deletion) is never passed over, nor taken past another's command. On a
+single server there is no partition and a group is the queue's head, as before.
+
 The queue is bounded (``LEDGER_QUEUE_MAX``): a caller beyond it gets ``Overloaded`` at
 once, so memory stays bounded under any load and an HTTP front can answer 503.
 Closing the ledger refuses new callers (``LedgerClosed``) and waits until every queued
@@ -35,6 +44,12 @@ from typing import Literal
 from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.config import Settings
+
+GLOBAL = "*"
+"""The partition of a command of the whole platform, not of one organization."""
+
+Partition = Callable[[Command], str]
+"""A command's organization (any text naming it), or ``GLOBAL``."""
 
 Observer = Callable[[int, float], None]
 """Called with each committed group's size (commands) and duration (seconds)."""
@@ -69,6 +84,7 @@ class GroupAbandoned(RuntimeError):
 class _Call:
     command: Command
     size: int
+    partition: str = GLOBAL
     state: Literal["waiting", "lead", "taken", "done"] = "waiting"
     result: Result | None = None
     error: BaseException | None = None
@@ -86,8 +102,10 @@ class GroupCommitter:
         self,
         execute_group: Callable[[Sequence[Command]], list[Result]],
         settings: Settings,
+        partition: Partition | None = None,
     ) -> None:
         self._execute_group = execute_group
+        self._partition = partition
         self._group_max = settings.group_max
         self._group_max_bytes = settings.group_max_bytes
         self._queue_max = settings.queue_max
@@ -134,6 +152,9 @@ class GroupCommitter:
         no room for all of them (then none is queued).
         """
         calls = [_Call(c, len(c.__pydantic_serializer__.to_json(c))) for c in commands]
+        if self._partition is not None:
+            for call in calls:
+                call.partition = self._partition(call.command)
         if not calls:
             return []
         with self._lock:
@@ -214,7 +235,10 @@ class GroupCommitter:
                 _log.exception("a group commit observer failed (ignored)")
 
     def _take(self) -> list[_Call]:
-        """The head of the queue, within the bounds (a command above the byte bound alone)."""
+        """The head of the queue, within the bounds (a command above the byte bound alone);
+        with a partition, the head and the commands of its organization behind it."""
+        if self._partition is not None:
+            return self._take_partition()
         group: list[_Call] = []
         size = 0
         while self._queue and len(group) < self._group_max:
@@ -225,6 +249,29 @@ class GroupCommitter:
             head.state = "taken"
             group.append(head)
             size += head.size
+        return group
+
+    def _take_partition(self) -> list[_Call]:
+        """The head, then those of its organization behind it, passing over other
+        organizations' commands but never a ``GLOBAL`` one (nor, for a ``GLOBAL`` head,
+        anything: it groups only with the ``GLOBAL`` commands right behind it)."""
+        head = self._queue[0]
+        group: list[_Call] = []
+        size = 0
+        for call in self._queue:
+            if len(group) >= self._group_max:
+                break
+            if call.partition != head.partition:
+                if GLOBAL in (call.partition, head.partition):
+                    break
+                continue
+            if group and size + call.size > self._group_max_bytes:
+                break
+            group.append(call)
+            size += call.size
+        for call in group:
+            call.state = "taken"
+        self._queue = deque(c for c in self._queue if c.state != "taken")
         return group
 
     def _answer(self, group: list[_Call]) -> None:

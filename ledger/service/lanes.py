@@ -15,7 +15,7 @@ from ledger.commands.access import RecordPlayback
 from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.service.group_commit import GroupCommitter, Observer
+from ledger.service.group_commit import GroupCommitter, Observer, Partition
 
 
 class Lanes:
@@ -24,8 +24,9 @@ class Lanes:
         money: Callable[[Sequence[Command]], list[Result]],
         playback: Callable[[Sequence[RecordPlayback]], list[Result]],
         settings: Settings,
+        partition: Partition | None = None,
     ) -> None:
-        self.money = GroupCommitter(money, settings)
+        self.money = GroupCommitter(money, settings, partition)  # per organization if given
 
         def heartbeats(commands: Sequence[Command]) -> list[Result]:
             return playback([c for c in commands if isinstance(c, RecordPlayback)])

@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.config import Settings
-from ledger.database import migrations
+from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
 from ledger.playback import fold as playback
@@ -196,6 +196,7 @@ def _switch(
             )
         )
     security = _row_security(conn, live, present)
+    placed = distribution.places(conn, live)
     retired = shadow.create_schema(conn, live, "old")
     for table in present:
         _copy_grants(conn, live, shadow_schema, table)
@@ -211,6 +212,10 @@ def _switch(
             )
         )
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(live)))
+    _drop_retired(conn, retired, present)
+    # on Citus, each new table goes where the old one was, before the foreign keys that
+    # point at it come back (Citus takes none from a distributed table to a local one)
+    distribution.restore(conn, live, {t: p for t, p in placed.items() if t in tables})
     for table, name, definition in incoming:
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
@@ -219,7 +224,6 @@ def _switch(
         )
     for statement in security:
         conn.execute(statement)
-    _drop_retired(conn, retired, present)
     # the shadow schema was created by this transaction: what is left in it (the
     # migrations' other objects) is this rebuild's own
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(shadow_schema)))

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.config import Settings
-from ledger.database import migrations
+from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.log.shapes import UndecodableEvent
 from ledger.upkeep import shadow
@@ -73,9 +73,29 @@ def _on_keys(table: str) -> sql.Composable:
     )
 
 
-def compare(conn: psycopg.Connection[Any], live: str, scratch: str, table: str) -> list[Difference]:
+def compare(
+    conn: psycopg.Connection[Any],
+    live: str,
+    scratch: str,
+    table: str,
+    placed: bool = False,
+) -> list[Difference]:
+    """The differences of one live table from its fold in ``scratch``. ``placed``: the
+    live table is a Citus reference or distributed table, which Citus does not join with a
+    local one directly, so its rows are first read into the coordinator (a temporary table,
+    gone with the transaction); on a single server the tables are joined as they are."""
     keys = KEYS[table]
-    names = {"live": sql.Identifier(live, table), "scratch": sql.Identifier(scratch, table)}
+    names: dict[str, sql.Composable] = {
+        "live": sql.Identifier(live, table),
+        "scratch": sql.Identifier(scratch, table),
+    }
+    if placed:
+        conn.execute(
+            sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {}").format(
+                sql.Identifier(f"ledger_verify_{table}"), names["live"]
+            )
+        )
+        names["live"] = sql.Identifier(f"ledger_verify_{table}")
     found: list[Difference] = []
     missing = sql.SQL(
         "SELECT to_jsonb(s.*) FROM {scratch} s WHERE NOT EXISTS (SELECT 1 FROM {live} l WHERE {on})"
@@ -155,6 +175,7 @@ def verify(settings: Settings) -> list[Finding]:
                 Unfolded(name, f"{name} is marked stale ({reason}): run `ledger db upgrade`")
                 for name, reason in freshness.stale(conn, live).items()
             ]
+            placed = distribution.places(conn, live)
             scratch = _fold(conn, live)
             if isinstance(scratch, Unfolded):
                 return [*findings, scratch]
@@ -162,7 +183,8 @@ def verify(settings: Settings) -> list[Finding]:
                 if table not in present:
                     findings.append(Difference(table, {}, "(table)", "missing", "expected"))
                     continue
-                findings.extend(compare(conn, live, scratch, table))
+                elsewhere = placed.get(table, "local") != "local"
+                findings.extend(compare(conn, live, scratch, table, elsewhere))
             return findings
         finally:
             conn.rollback()

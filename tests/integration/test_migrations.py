@@ -75,7 +75,12 @@ def test_an_edited_applied_migration_is_refused(settings: Settings, conn: Conn) 
 
 def test_migrations_are_numbered_without_gaps_and_reversible() -> None:
     found = migrations.discover()
-    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    versions = [m.version for m in found]
+    # a number reserved for a migration still on its way to main may be missing, no other
+    expected = [
+        v for v in range(1, versions[-1] + 1) if v in versions or v not in migrations.RESERVED
+    ]
+    assert versions == expected
     assert all(m.down.strip() for m in found)
 
 

@@ -475,8 +475,8 @@ def test_what_the_writer_can_do_to_projected_rows_verify_names(
     done = cli_run(cli_env, "projections", "verify")
     assert done.returncode == 1
     assert (
-        "purchases (stripe_payment_intent_id=pi_1): refunded_amount_cents live=1 log=0"
-        in done.stdout
+        f"purchases (organization_id={ORG}, stripe_payment_intent_id=pi_1): "
+        "refunded_amount_cents live=1 log=0" in done.stdout
     )
     assert (
         "video_playback (user_id=alice" in done.stdout

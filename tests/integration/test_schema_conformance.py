@@ -97,9 +97,10 @@ INDEXES: dict[str, tuple[str, tuple[str, ...], bool, str | None]] = {
     "idx_content_access_content_id": ("content_access", ("content_id",), False, None),
     "idx_content_access_organization_id": ("content_access", ("organization_id",), False, None),
     "idx_content_access_created_at": ("content_access", ("created_at",), False, None),  # L2
+    # unique keys carry organization_id (migration 0013, issue 28: Citus requires it)
     "content_access_user_id_content_id_unique": (
         "content_access",
-        ("user_id", "content_id"),
+        ("organization_id", "user_id", "content_id"),
         True,
         None,
     ),
@@ -109,7 +110,7 @@ INDEXES: dict[str, tuple[str, tuple[str, ...], bool, str | None]] = {
     "idx_purchases_created_at": ("purchases", ("created_at",), False, None),  # L2
     "purchases_stripe_payment_intent_id_unique": (
         "purchases",
-        ("stripe_payment_intent_id",),
+        ("organization_id", "stripe_payment_intent_id"),
         True,
         None,
     ),  # L3
@@ -231,8 +232,12 @@ def test_primary_keys(conn: Conn) -> None:
         " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(c.conkey)"
         " WHERE c.contype = 'p' AND n.nspname = current_schema() GROUP BY t.relname"
     ).fetchall()
-    keys = {r[0]: r[1] for r in rows}
-    assert all(keys[t] == ["id"] for t in COLUMNS)
+    keys = {r[0]: sorted(r[1]) for r in rows}
+    # the tables distributed by organization on Citus carry it in their key (migration 0013)
+    carried = {"purchases", "content_access"}
+    assert {t: keys[t] for t in COLUMNS} == {
+        t: (["id", "organization_id"] if t in carried else ["id"]) for t in COLUMNS
+    }
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))

@@ -33,12 +33,13 @@ def test_verify_lists_an_altered_a_missing_and_an_extra_row(
 ) -> None:
     load(ledger_app)
     altered = conn.execute(
-        "SELECT stripe_payment_intent_id FROM purchases WHERE status = 'completed' ORDER BY 1 LIMIT 1"
+        "SELECT stripe_payment_intent_id, organization_id::text FROM purchases"
+        " WHERE status = 'completed' ORDER BY 1 LIMIT 1"
     ).fetchone()
     assert altered is not None
     conn.execute(
         "UPDATE purchases SET amount_paid_cents = amount_paid_cents + 1, platform_fee_cents = platform_fee_cents + 1 WHERE stripe_payment_intent_id = %s",
-        altered,
+        altered[:1],
     )
     missing = conn.execute(
         "DELETE FROM video_playback WHERE id = (SELECT min(id::text)::uuid FROM video_playback) RETURNING user_id, content_id::text"
@@ -50,7 +51,7 @@ def test_verify_lists_an_altered_a_missing_and_an_extra_row(
     assert any(
         d.table == "purchases"
         and d.column == "amount_paid_cents"
-        and d.key == {"stripe_payment_intent_id": altered[0]}
+        and d.key == {"organization_id": altered[1], "stripe_payment_intent_id": altered[0]}
         for d in differences
     )
     assert any(d.table == "purchases" and d.column == "platform_fee_cents" for d in differences)

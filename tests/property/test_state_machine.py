@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections import defaultdict
 from fractions import Fraction
 from typing import Any
@@ -28,11 +27,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from psycopg import sql
 
 from ledger import api
 from ledger.audit.revenue import MONEY, RevenueQuery, revenue
-from ledger.config import Settings
 from tests.property.model import Model
 from tests.property.test_model_equivalence import (
     CONTENTS,
@@ -44,6 +41,7 @@ from tests.property.test_model_equivalence import (
     model_rows,
     table_rows,
 )
+from tests.schemas import SchemaPool
 from tests.support import TABLES, statuses
 
 content_ids = st.sampled_from(sorted(CONTENTS))
@@ -54,13 +52,13 @@ intents = st.sampled_from([*INTENTS, "pi_4", "pi_5", "pi_6", "pi_7", "pi_8"])
 class LedgerMachine(RuleBasedStateMachine):
     sent = Bundle("sent")
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, schemas: SchemaPool) -> None:
         super().__init__()
-        self.settings = Settings(url=database_url, schema=f"t_{uuid.uuid4().hex[:16]}")
-        api.upgrade(self.settings)
+        self.schemas = schemas
+        self.settings = schemas.take()  # a migrated schema of its own (tests/schemas.py)
         self.ledger = api.open_ledger(self.settings)
         self.conn = psycopg.connect(
-            database_url, autocommit=True, options=f"-c search_path={self.settings.schema}"
+            self.settings.url, autocommit=True, options=f"-c search_path={self.settings.schema}"
         )
         self.model = Model()
         self.minute = 0
@@ -76,12 +74,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.conn.close()
         self.ledger.close()
-        with psycopg.connect(self.settings.url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(self.settings.schema)
-                )
-            )
+        self.schemas.give(self.settings.schema)
 
     # --- sending -------------------------------------------------------------------
 
@@ -305,8 +298,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert got == want
 
 
-def test_the_ledger_behaves_like_the_model_step_by_step(database_url: str) -> None:
+def test_the_ledger_behaves_like_the_model_step_by_step(schema_pool: SchemaPool) -> None:
     run_state_machine_as_test(
-        lambda: LedgerMachine(database_url),
+        lambda: LedgerMachine(schema_pool),
         settings=hypothesis_settings(hypothesis_settings(), stateful_step_count=30),
     )

@@ -1,0 +1,138 @@
+"""Appends of many organizations in parallel, on one server or on a Citus cluster (issue 28).
+
+``python -m benchmarks.organizations --database-url URL [--organizations N] [--purchases M]``:
+N threads, each completing M purchases of an organization of its own through
+``ledger.append`` on one opened ledger (group commit; per organization on a distributed
+layout), against the same threads' raw single-row INSERT + COMMIT (the physical limit, in
+the same run). On a Citus coordinator the schema is distributed first (``ledger db
+distribute``). Run it against a single server and against the cluster and compare the two
+lines side by side (docs/scaling.md, "Measured"); the ratio to the raw inserts on the same
+server is what compares across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from typing import Any
+
+import orjson
+import psycopg
+
+import ledger
+from benchmarks import references, workload
+from benchmarks.concurrent import threaded_appends
+from ledger.commands.base import Command
+from ledger.commands.parsing import parse_command
+from ledger.database import distribution
+
+USERS = 50
+
+
+def _organization(index: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-organization-{index}"))
+
+
+def _video(organization: str, index: int) -> str:
+    return str(uuid.uuid5(uuid.UUID(organization), f"video-{index}"))
+
+
+def _setup(organizations: list[str], videos: int) -> list[bytes]:
+    lines = [orjson.dumps({"type": "user.register", "user_id": "creator"})]
+    lines += [orjson.dumps({"type": "user.register", "user_id": f"u{n}"}) for n in range(USERS)]
+    for organization in organizations:
+        lines.append(
+            orjson.dumps(
+                {"type": "organization.register", "organization_id": organization, "name": "B"}
+            )
+        )
+        lines += [
+            orjson.dumps(
+                {
+                    "type": "content.publish",
+                    "content_id": _video(organization, v),
+                    "organization_id": organization,
+                    "creator_id": "creator",
+                    "title": f"Video {v}",
+                }
+            )
+            for v in range(videos)
+        ]
+    return lines
+
+
+def _purchases(organization: str, count: int, tag: str) -> list[Command]:
+    return [
+        parse_command(
+            orjson.dumps(
+                {
+                    "type": "purchase.complete",
+                    "stripe_payment_intent_id": f"pi_{tag}_{organization[:8]}_{n}",
+                    "customer_id": f"u{n % USERS}",
+                    "content_id": _video(organization, n // USERS),
+                    "amount_paid_cents": 1999,
+                    "currency": "usd",
+                    "platform_fee_cents": 199,
+                    "organization_fee_cents": 800,
+                    "creator_payout_cents": 1000,
+                }
+            )
+        )
+        for n in range(count)
+    ]
+
+
+def measure(url: str, organizations: int, purchases: int) -> dict[str, Any]:
+    """Purchases/s through the ledger, raw rows/s, and what the server is."""
+    orgs = [_organization(i) for i in range(organizations)]
+    with workload.scratch_schema(url) as settings:
+        with psycopg.connect(url) as conn:
+            citus = distribution.citus_version(conn)
+            if citus is not None:
+                distribution.distribute(conn, settings.schema)
+                conn.commit()
+        videos = -(-purchases // USERS)
+        with ledger.open_ledger(settings) as app:
+            bad = [
+                r
+                for _, r in ledger.api.append_lines(app, _setup(orgs, videos), atomic=True)
+                if r.status != "accepted"
+            ]
+            assert not bad, bad[:3]
+            per_thread = [_purchases(o, purchases, "m") for o in orgs]
+            rate, latencies = threaded_appends(app, per_thread)
+        raw = references.raw_inserts(
+            url, settings.schema, organizations * purchases, 600, organizations
+        )
+    latencies.sort()
+    return {
+        "server": f"Citus {citus} coordinator" if citus else "single PostgreSQL",
+        "organizations": organizations,
+        "purchases_per_s": rate,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "raw_rows_per_s": raw,
+        "ratio": rate / raw,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.organizations")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--organizations", type=int, default=8)
+    parser.add_argument("--purchases", type=int, default=200, help="per organization")
+    args = parser.parse_args(argv)
+    found = measure(args.database_url, args.organizations, args.purchases)
+    print(
+        f"{found['server']}: {found['organizations']} organizations in parallel: "
+        f"{found['purchases_per_s']:,.0f} purchases/s (p50 {found['p50_ms']:.1f} ms, "
+        f"p99 {found['p99_ms']:.1f} ms); raw INSERT+COMMIT {found['raw_rows_per_s']:,.0f} rows/s; "
+        f"ratio {found['ratio']:.2f}"
+    )
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

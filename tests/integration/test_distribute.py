@@ -1,0 +1,156 @@
+"""``ledger db distribute``: the distributed layout on a Citus coordinator (issue 28).
+
+On the cluster (tests marked ``citus``): the shared tables become reference tables and the
+money tables are distributed by organization, colocated; running it again changes nothing;
+appends through the CLI then land each organization's rows on its worker, and a rebuild
+puts its fresh tables back in the same places with the same rows. On a server without
+Citus it is refused in one line and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ledger import api
+from ledger.config import Settings
+from ledger.database import distribution
+from tests import citus_support
+from tests.citus_support import CitusCluster
+from tests.support import answers, cli, complete, dump_all, grant, org, publish, refund, user
+
+Conn = psycopg.Connection[Any]
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["LEDGER_DATABASE_URL"] = settings.url
+    env["LEDGER_SCHEMA"] = settings.schema
+    return env
+
+
+@pytest.fixture
+def without_citus(settings: Settings) -> Iterator[Settings]:
+    """A migrated schema on a server (or, on the cluster, a database) without Citus."""
+    if citus_support.citus_version(settings.url) is None:
+        yield settings
+        return
+    name = f"nocitus_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(settings.url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(settings.url)
+    params["dbname"] = name
+    other = Settings(url=make_conninfo("", **params), schema=settings.schema)
+    try:
+        api.upgrade(other)
+        yield other
+    finally:
+        with psycopg.connect(settings.url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_without_citus_it_is_refused_in_one_line_and_changes_nothing(
+    without_citus: Settings,
+) -> None:
+    done = cli(_env(without_citus), "db", "distribute")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["ledger: " + str(distribution.NoCitus())]
+    with psycopg.connect(without_citus.url) as conn:
+        assert distribution.places(conn, without_citus.schema) == {
+            t: "local" for t in (*distribution.REFERENCE, *distribution.DISTRIBUTED)
+        }
+
+
+def _organizations_on_two_workers(citus: CitusCluster, conn: Conn, schema: str) -> list[str]:
+    found = citus.on_distinct_workers(
+        conn, f"{schema}.purchases", islice(citus_support.organizations(), 64), 2
+    )
+    return [str(o) for o in found]
+
+
+def _history(first: str, second: str) -> list[dict[str, Any]]:
+    content = [str(uuid.uuid5(uuid.UUID(o), "content")) for o in (first, second)]
+    return [
+        org(first, "First"),
+        org(second, "Second"),
+        user("creator"),
+        user("alice"),
+        user("bob"),
+        publish(content[0], first),
+        publish(content[1], second),
+        complete("pi_a1", content_id=content[0]),
+        complete("pi_a2", customer="bob", content_id=content[0]),
+        complete("pi_b1", content_id=content[1]),
+        refund("pi_b1", "re_b1", 500),
+        grant("bob", content_id=content[1]),
+    ]
+
+
+@pytest.mark.citus
+def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    env = _env(settings)
+    first = cli(env, "db", "distribute")
+    assert first.returncode == 0, first.stderr
+    assert [line.split("\t")[-1] for line in first.stdout.splitlines()] == ["done"] * 5
+    wanted = {t: "reference" for t in distribution.REFERENCE}
+    wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
+    assert distribution.places(conn, settings.schema) == wanted
+    again = cli(env, "db", "distribute")
+    assert again.returncode == 0, again.stderr
+    assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == ["in place already"] * 5
+    colocated = conn.execute(
+        "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"
+        " WHERE logicalrelid = ANY(%s::regclass[])",
+        ([f"{settings.schema}.{t}" for t in distribution.DISTRIBUTED],),
+    ).fetchone()
+    assert colocated == (1,)
+
+
+@pytest.mark.citus
+def test_appends_land_each_organization_on_its_worker_and_a_rebuild_keeps_the_layout(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    env = _env(settings)
+    assert cli(env, "db", "distribute").returncode == 0
+    first, second = _organizations_on_two_workers(citus, conn, settings.schema)
+    lines = "".join(json.dumps(c) + "\n" for c in _history(first, second))
+    done = cli(env, "append", "-", stdin=lines)
+    assert done.returncode == 0, done.stderr
+    assert {a["status"] for a in answers(done.stdout)} == {"accepted"}
+
+    table = f"{settings.schema}.purchases"
+    here, there = citus.placement(conn, table, first), citus.placement(conn, table, second)
+    assert here.worker != there.worker
+    assert citus.count_on_worker(here, "organization_id", first) == 2
+    assert citus.count_on_worker(there, "organization_id", second) == 1
+    access = f"{settings.schema}.content_access"
+    # colocated: an organization's access rows live on the worker of its purchases
+    assert citus.placement(conn, access, first).worker == here.worker
+    assert (
+        citus.count_on_worker(citus.placement(conn, access, second), "organization_id", second) == 2
+    )
+
+    before = dump_all(conn)
+    rebuilt = cli(env, "projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert dump_all(conn) == before
+    wanted = {t: "reference" for t in distribution.REFERENCE}
+    wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
+    assert distribution.places(conn, settings.schema) == wanted
+
+    verified = cli(env, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    revenue = cli(env, "audit", "revenue")
+    assert revenue.returncode == 0, revenue.stderr

@@ -1,0 +1,185 @@
+"""Group commit per organization (issue 28, docs/scaling.md).
+
+On a distributed layout a group takes, behind its head, only the commands of the head's
+organization, passing over other organizations' commands but never a command of the whole
+platform (a user's registration). Shown on a single server with a ledger opened to group so
+(the grouping is the committer's, whatever the server), and on the cluster: with one worker
+stopped, the commands of its organizations fail with a retryable error, through group
+commit and through HTTP, while the other organizations' commands are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledger import api
+from ledger.commands.results import Result
+from ledger.config import Settings
+from ledger.database import distribution
+from ledger.service import Ledger
+from tests import citus_support
+from tests.citus_support import CitusCluster
+from tests.integration.test_group_commit import (
+    Callers,
+    command,
+    log_locked,
+    wait_for,
+    waiting_for_the_log,
+)
+from tests.serving import serve
+from tests.support import (
+    CONTENT,
+    CONTENT_2,
+    ORG_2,
+    append,
+    catalogue,
+    complete,
+    org,
+    publish,
+    statuses,
+    user,
+)
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def per_organization(settings: Settings) -> Iterator[Ledger]:
+    app = Ledger(settings, per_organization=True)
+    yield app
+    app.close()
+
+
+def test_a_group_takes_its_organization_and_passes_over_others_but_not_the_platform(
+    per_organization: Ledger, settings: Settings, conn: Conn
+) -> None:
+    app = per_organization
+    setup = append(app, *catalogue(), org(ORG_2, "Contoso"), publish(CONTENT_2, ORG_2))
+    assert set(statuses(setup)) == {"accepted"}
+    sizes: list[int] = []
+    api.observe_groups(app, lambda size, seconds: sizes.append(size))
+    a = lambda n: command(complete(f"pi_a{n}"))  # noqa: E731
+    b = lambda n: command(complete(f"pi_b{n}", customer="bob", content_id=CONTENT_2))  # noqa: E731
+    queued = [a(1), b(1), a(2), b(2), command(user("carol")), a(3), b(3)]
+    callers = Callers(app)
+    with log_locked(settings):
+        callers.start(0, command(complete("pi_a0")))
+        wait_for(lambda: waiting_for_the_log(conn) == 1)  # the first group, at its append
+        for n, cmd in enumerate(queued, start=1):
+            callers.start(n, cmd)
+            wait_for(lambda n=n: app.groups.waiting == n)  # type: ignore[misc]
+    outcomes = callers.join()
+    assert all(isinstance(r, Result) and r.status == "accepted" for r in outcomes.values())
+    # a0 alone; a1 with a2 (b1 passed over); b1 with b2; the user's registration is never
+    # passed over nor joined by another's; then a3 (b3 passed over, nothing behind it), b3
+    assert sizes == [1, 2, 2, 1, 1, 1]
+    position = {n: outcomes[n].position for n in outcomes}  # type: ignore[union-attr]
+    order = sorted(position, key=lambda n: position[n])  # type: ignore[arg-type,return-value]
+    assert order == [0, 1, 3, 2, 4, 5, 6, 7]
+
+
+def test_on_a_single_server_a_group_is_the_head_of_the_queue_as_before(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    setup = append(ledger_app, *catalogue(), org(ORG_2, "Contoso"), publish(CONTENT_2, ORG_2))
+    assert set(statuses(setup)) == {"accepted"}
+    sizes: list[int] = []
+    api.observe_groups(ledger_app, lambda size, seconds: sizes.append(size))
+    callers = Callers(ledger_app)
+    with log_locked(settings):
+        callers.start(0, command(complete("pi_a0")))
+        wait_for(lambda: waiting_for_the_log(conn) == 1)
+        for n in range(1, 7):
+            content = CONTENT if n % 2 else CONTENT_2
+            callers.start(n, command(complete(f"pi_{n}", content_id=content)))
+            wait_for(lambda n=n: ledger_app.groups.waiting == n)  # type: ignore[misc]
+    callers.join()
+    assert sizes == [1, 6]
+
+
+def _two_organizations(
+    citus: CitusCluster, conn: Conn, schema: str
+) -> tuple[str, str, citus_support.Worker]:
+    lost, kept = citus.on_distinct_workers(
+        conn, f"{schema}.purchases", islice(citus_support.organizations(), 64), 2
+    )
+    worker = citus.placement(conn, f"{schema}.purchases", lost).worker
+    return str(lost), str(kept), worker
+
+
+@pytest.mark.citus
+def test_a_stopped_worker_fails_its_organizations_groups_and_no_other(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    with psycopg.connect(settings.url) as admin:
+        distribution.distribute(admin, settings.schema)
+        admin.commit()
+    lost, kept, worker = _two_organizations(citus, conn, settings.schema)
+    lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
+    with api.open_ledger(settings) as app:
+        assert (
+            app.groups.money._partition is not None
+        )  # a distributed layout groups per organization
+        setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
+        setup += [publish(lost_content, lost), publish(kept_content, kept)]
+        assert set(statuses(append(app, *setup))) == {"accepted"}
+        with citus.stopped(worker):
+            callers = Callers(app)
+            commands = [
+                complete(f"pi_{n}", content_id=lost_content if n % 2 else kept_content)
+                for n in range(8)
+            ]
+            for n, fields in enumerate(commands):
+                callers.start(n, command(fields))
+            outcomes = callers.join()
+        for n, outcome in outcomes.items():
+            if n % 2:  # the lost worker's organization: a connection failure, nothing written
+                assert isinstance(outcome, Exception), outcome
+                assert "remote node" in str(outcome)
+            else:
+                assert isinstance(outcome, Result) and outcome.status == "accepted", outcome
+        # once the worker is back, the lost organization's commands go through
+        again = append(app, *(c for n, c in enumerate(commands) if n % 2))
+        assert statuses(again) == ["accepted"] * 4
+    rows = conn.execute(
+        "SELECT organization_id::text, count(*) FROM purchases GROUP BY 1"
+    ).fetchall()
+    assert dict(rows) == {lost: 4, kept: 4}
+
+
+@pytest.mark.citus
+def test_over_http_a_stopped_worker_answers_503_for_its_organizations_and_201_for_others(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    with psycopg.connect(settings.url) as admin:
+        distribution.distribute(admin, settings.schema)
+        admin.commit()
+    lost, kept, worker = _two_organizations(citus, conn, settings.schema)
+    lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
+    setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
+    setup += [publish(lost_content, lost), publish(kept_content, kept)]
+    with serve(settings) as served, served.client() as client:
+        for fields in setup:
+            assert client.post("/v1/commands", content=json.dumps(fields)).status_code == 201
+        with citus.stopped(worker):
+            refused = client.post(
+                "/v1/commands", content=json.dumps(complete("pi_l", content_id=lost_content))
+            )
+            accepted = client.post(
+                "/v1/commands", content=json.dumps(complete("pi_k", content_id=kept_content))
+            )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "unavailable"
+        assert "Retry-After" in refused.headers
+        assert accepted.status_code == 201, accepted.text
+        retried = client.post(
+            "/v1/commands", content=json.dumps(complete("pi_l", content_id=lost_content))
+        )
+        assert retried.status_code == 201, retried.text
