@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
 from ledger.commands.access import RecordPlayback
@@ -24,12 +25,13 @@ from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
-from ledger.domain.aggregates import CommandKey, Content, Playback, User
+from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
+from ledger.service import playback_lookups as lookups
 from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
@@ -70,16 +72,17 @@ class Ledger(Application[UUID]):
         # one decision at a time: the aggregate cache lends its aggregates uncopied
         self.deciding = threading.RLock()
         self.playback: PlaybackStore | MemoryPlayback
+        not_live = partial(lookups.not_live, self.repository, self.subjects)
+        log_key = partial(lookups.log_key, self.repository)
+        legacy = partial(lookups.legacy, self.repository)
         rows = getattr(self.recorder, "rows", None)
         if rows is not None:  # the memory recorder (ledger.service.memory)
             self.playback = MemoryPlayback(
-                lambda: rows, self._not_live, self._log_key, self._legacy, threading.RLock()
+                lambda: rows, not_live, log_key, legacy, threading.RLock()
             )
         else:
             pool = self.recorder.datastore.pool  # type: ignore[attr-defined]
-            self.playback = PlaybackStore(
-                pool, settings.schema, self._not_live, self._log_key, self._legacy
-            )
+            self.playback = PlaybackStore(pool, settings.schema, not_live, log_key, legacy)
         partition = by_organization(self.aggregates) if per_organization else None
         self.groups = Lanes(self.execute_group, self.playback.record, settings, partition)
 
@@ -195,40 +198,6 @@ class Ledger(Application[UUID]):
                     results += money(run)
             start = end
         return results
-
-    def _not_live(self, kind: str, entity_id: str) -> str:
-        """Why a user or content without a row is not live, as the log's handlers say it."""
-        if kind == "user":  # a person's aggregate is keyed by their subject (docs/privacy.md)
-            name = self.subjects.subjects_of([entity_id]).get(entity_id, entity_id)
-            aggregate_id = ids.user_id(name)
-        else:
-            aggregate_id = ids.content_id(entity_id)
-        try:
-            found: object = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            found = None
-        if isinstance(found, User | Content) and found.deleted:
-            return "was deleted"
-        return "is not registered" if kind == "user" else "is not published"
-
-    def _legacy(self, user_id: str, content_id: str) -> frozenset[str]:
-        """The heartbeats the log recorded for the pair before the store (identities)."""
-        try:
-            playback: object = self.repository.get(ids.playback_id(user_id, content_id))
-        except AggregateNotFoundError:
-            return frozenset()
-        return frozenset(playback.seen) if isinstance(playback, Playback) else frozenset()
-
-    def _log_key(self, key: str) -> tuple[str, str] | None:
-        """An idempotency key the money log holds (a money command's, or a heartbeat's from
-        before the store): its fingerprint and command type."""
-        try:
-            claim: object = self.repository.get(ids.command_key_id("idempotency_key", key))
-        except AggregateNotFoundError:
-            return None
-        if not isinstance(claim, CommandKey):
-            return None
-        return claim.fingerprint, claim.command_type
 
     # --- transactions --------------------------------------------------------------
 
