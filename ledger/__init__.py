@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ledger.commands.base import Command as Command
     from ledger.commands.catalogue import DeleteContent as DeleteContent
     from ledger.commands.catalogue import DeleteUser as DeleteUser
+    from ledger.commands.catalogue import EraseUser as EraseUser
     from ledger.commands.catalogue import PublishContent as PublishContent
     from ledger.commands.catalogue import RegisterOrganization as RegisterOrganization
     from ledger.commands.catalogue import RegisterUser as RegisterUser

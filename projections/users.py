@@ -11,7 +11,7 @@ from projections.changes import Delete, RowChange, Upsert
 TABLE = "users"
 KEY = ("id",)
 # the events ``changes`` maps (the registry sends it no others)
-EVENTS = (ev.UserRegistered, ev.UserDeleted)
+EVENTS = (ev.UserRegistered, ev.UserDeleted, ev.UserErased)
 
 
 def changes(event: Any) -> Iterator[RowChange]:

@@ -255,3 +255,12 @@ def foreign_user_state(user_id: str = "foreign") -> str:
             "class_version": 2,
         }
     )
+
+
+def subject(conn: psycopg.Connection[Any], user_id: str) -> str:
+    """The subject the log names ``user_id`` by (docs/privacy.md): what the ids of their
+    aggregates are derived from."""
+    row = conn.execute("SELECT subject FROM ledger_subjects WHERE user_id = %s", (user_id,))
+    found = row.fetchone()
+    assert found is not None, f"{user_id!r} has no subject"
+    return str(found[0])

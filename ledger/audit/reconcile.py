@@ -61,7 +61,7 @@ WITH purchase_events AS (
     SELECT r.user_id, max(e.notification_id) AS position
       FROM {events} e
      CROSS JOIN LATERAL json_to_record(convert_from(e.state, 'UTF8')::json) AS r(user_id text)
-     WHERE e.topic = 'UserDeleted'
+     WHERE e.topic IN ('UserDeleted', 'UserErased')  -- an erasure deletes as a deletion
      GROUP BY r.user_id
 ), log_rows AS (
     SELECT w.stripe_payment_intent_id, w.organization_id, w.currency,

@@ -220,10 +220,17 @@ def revenue(conn: psycopg.Connection[Any], schema: str, query: RevenueQuery) -> 
     Without ``group_by`` the rows are the totals (one per currency). Periods or groups
     without any completion or refund have no row.
     """
+    grp: sql.Composable = sql.SQL(_GROUP.get(query.group_by or "", "NULL::text"))
+    if query.group_by == "creator":
+        # the log names creators by subject (docs/privacy.md): the report shows the id,
+        # and an erased creator's subject, which names no one
+        grp = sql.SQL(
+            "coalesce((SELECT s.user_id FROM {} s WHERE s.subject = creator_id), creator_id)"
+        ).format(sql.Identifier(schema, "ledger_subjects"))
     statement = sql.SQL(_REPORT).format(
         events=sql.Identifier(schema, "ledger_events"),
         period=sql.SQL(_PERIOD.get(query.group_by or "", "NULL::text")),
-        grp=sql.SQL(_GROUP.get(query.group_by or "", "NULL::text")),
+        grp=grp,
     )
     params = {
         "as_of": query.as_of,

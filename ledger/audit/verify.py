@@ -26,6 +26,7 @@ from ledger.audit.guards import check_guards
 from ledger.audit.reconcile import reconcile
 from ledger.database import migrations
 from ledger.log import shapes
+from ledger.privacy.store import clear_identities
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,26 @@ def verify(
     checks.append(_guarded("guards", lambda: _guards(conn, schema)))
     checks.append(_anchors(anchors, walked, empty_sources))
     checks.append(_guarded("projections", lambda: _projections(conn, schema)))
+    checks.append(_guarded("identities", lambda: _identities(conn, schema)))
     return Verification(checks, head)
+
+
+def _identities(conn: psycopg.Connection[Any], schema: str) -> Check:
+    """A note, never a failure: events written before subjects name people in the clear,
+    and the log cannot change (docs/privacy.md, "Older events")."""
+    try:
+        with conn.transaction():  # a savepoint: a state that is not JSON fails this alone
+            count = clear_identities(conn, schema)
+    except psycopg.Error:
+        return Check("identities", None, "not counted: an event's state is not JSON")
+    if count == 0:
+        return Check("identities", None, "no event names a person in the clear")
+    return Check(
+        "identities",
+        None,
+        f"{count} events name a person by their id in the clear (written before subjects; "
+        'erasure cannot remove them: docs/privacy.md, "Older events")',
+    )
 
 
 def _log_checks(

@@ -13,7 +13,7 @@ import importlib.metadata
 import sys
 from collections.abc import Sequence
 
-from ledger.cli import append, audit, db, demo, events, playback, projections, serve
+from ledger.cli import append, audit, db, demo, events, playback, projections, serve, users
 from ledger.cli.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--database-url", help=argparse.SUPPRESS, dest="global_database_url")
     groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
-    for module in (db, append, projections, audit, demo, events, playback, serve):
+    for module in (db, append, projections, audit, demo, events, playback, users, serve):
         module.register(groups, common)
     return parser
 

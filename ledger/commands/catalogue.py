@@ -25,6 +25,13 @@ class DeleteUser(Command):
     user_id: Id
 
 
+class EraseUser(Command):
+    """Forget the person for good (docs/privacy.md): their rows, their subject, every copy."""
+
+    type: Literal["user.erase"] = "user.erase"
+    user_id: Id
+
+
 class PublishContent(Command):
     type: Literal["content.publish"] = "content.publish"
     content_id: UUID

@@ -201,6 +201,9 @@ def create_roles(
         grant("SELECT", "ledger_stale_projections", writer, projector)
         grant("SELECT", "ledger_projection_state", projector)
         grant("SELECT, INSERT, UPDATE", "ledger_consumer_checkpoints", projector)
+        # who each subject is: added with a registration, deleted only by an erasure
+        grant("SELECT, INSERT, DELETE", "ledger_subjects", writer)
+        grant("SELECT", "ledger_subjects", projector)
         grant("SELECT", "ledger_tenant_logins", tenant)  # its own row only (row security)
         # the playback store (issue 26): the writer records heartbeats, the projector folds
         # them (rebuild), the reader streams them (GET /v1/playback/events); its partitions

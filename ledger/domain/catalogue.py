@@ -35,6 +35,7 @@ class User(Aggregate):
     def __init__(self, user_id: str, occurred_at: str) -> None:
         self.user_id = user_id
         self.deleted = False
+        self.erased = False
 
     @classmethod
     def register(cls, user_id: str, occurred_at: str) -> User:
@@ -45,9 +46,14 @@ class User(Aggregate):
     def delete(self, occurred_at: str) -> None:
         self.trigger_event(ev.UserDeleted, user_id=self.user_id, occurred_at=occurred_at)
 
+    def erase(self, occurred_at: str) -> None:
+        """The person is forgotten (docs/privacy.md); ``user_id`` is their subject."""
+        self.trigger_event(ev.UserErased, user_id=self.user_id, occurred_at=occurred_at)
+
     def when(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.UserDeleted):
             self.deleted = True
+            self.erased = isinstance(event, ev.UserErased)
 
 
 @topic("Content")

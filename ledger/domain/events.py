@@ -81,6 +81,16 @@ class UserDeleted(LedgerEvent):
     user_id: str
 
 
+class UserErased(UserDeleted):
+    """The person was erased (``user.erase``, docs/privacy.md): every row a deletion removes
+    is gone, and the key from their id to ``user_id`` (their subject, a random pseudonym) with
+    it. The event names the subject, never the identity: it tells consumers downstream to
+    erase what they hold under that subject. A subclass of ``UserDeleted``, so every table and
+    the aggregate treat it as a deletion."""
+
+    TOPIC = "UserErased"
+
+
 class ContentPublished(LedgerCreated):
     TOPIC = "ContentPublished"
     content_id: str
@@ -293,6 +303,7 @@ ALL_EVENTS: tuple[type[LedgerCreated] | type[LedgerEvent], ...] = (
     OrganizationRegistered,
     UserRegistered,
     UserDeleted,
+    UserErased,
     ContentPublished,
     ContentDeleted,
     PurchaseOpened,

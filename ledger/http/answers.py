@@ -78,6 +78,12 @@ class Unavailable(Overloaded):
     code = "unavailable"
 
 
+class NotFound(ServiceError):
+    """What the request names does not exist (a person's export: erased or unknown)."""
+
+    status, code = 404, "not_found"
+
+
 class BadRequest(ServiceError):
     status, code = 422, "validation_error"
 

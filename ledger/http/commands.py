@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from ledger import api
 from ledger.commands.base import Command
+from ledger.commands.catalogue import EraseUser
 from ledger.commands.parsing import parse_command
 from ledger.commands.results import Result
 from ledger.domain.errors import Rejected, ValidationFailed
@@ -96,6 +97,8 @@ async def answer_command(
         result = Result("rejected", error=error)
         backend.metrics.count(_declared_type(body), result)
         return result_response(result)
+    if isinstance(command, EraseUser):
+        check_scope(token, "users")  # a person's erasure (docs/privacy.md)
     if token.organization is not None:
         await backend.check_tenancy(token.organization, [(None, command)])
     return result_response(await backend.submit(command))
@@ -199,6 +202,8 @@ async def post_batch(
         if item is not None
     ]
     token: Token = request.state.token
+    if any(isinstance(item, EraseUser) for _, item in numbered):
+        check_scope(token, "users")  # a person's erasure (docs/privacy.md)
     if token.organization is not None:
         commands = [(n, item) for n, item in numbered if isinstance(item, Command)]
         await backend.check_tenancy(token.organization, commands)

@@ -14,12 +14,13 @@ from starlette.responses import Response
 from ledger.audit import render
 from ledger.audit.revenue import RevenueQuery, checked_revenue, parse_moment
 from ledger.http import openapi
-from ledger.http.answers import BadRequest, Forbidden, ServiceError, json_response
+from ledger.http.answers import BadRequest, Forbidden, NotFound, ServiceError, json_response
 from ledger.http.auth import Token, require
 from ledger.http.backend import Backend
 from ledger.http.inputs import checked_id
 from ledger.log.shapes import UndecodableEvent
 from ledger.playback import stream as playback_stream
+from ledger.privacy.export import export
 from ledger.reading import stream, tables
 
 router = APIRouter()
@@ -90,6 +91,25 @@ async def get_revenue(
 
     body = await backend.read(report, token.organization)
     return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/v1/users/{user_id}/export",
+    summary="Everything the ledger holds about one person (docs/privacy.md)",
+    dependencies=[Depends(require("users"))],
+)
+async def get_user_export(request: Request, user_id: str) -> Response:
+    """One JSON document (``ledger users export``); erased or unknown: 404 ``not_found``.
+    A person's data spans organizations: a token bound to one may not read it."""
+    backend: Backend = request.app.state.backend
+    user_id = checked_id(user_id, "user_id")
+    token: Token = request.state.token
+    if token.organization is not None:
+        raise Forbidden("a token bound to an organization may not export a person's data")
+    document = await backend.read(lambda conn: export(conn, backend.settings.schema, user_id), None)
+    if document is None:
+        raise NotFound(f"no user {user_id!r} (erased, or never registered)", "user_id")
+    return json_response(document)
 
 
 @router.get(

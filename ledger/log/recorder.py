@@ -27,7 +27,7 @@ upgrade`` does that.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -55,6 +55,9 @@ from ledger.log.datastore import (
     LedgerDatastore,
     LedgerFactory,
 )
+from ledger.playback.store import ADVISORY_LOCK
+from ledger.privacy.store import ERASING_LOCK, subject_statement, subjects_of, users_of
+from ledger.privacy.subjects import SubjectChange, SubjectErased
 from projections.changes import RowChange
 from projections.inline import statement
 
@@ -109,12 +112,15 @@ class LedgerRecorder(PostgresApplicationRecorder):
         schema = self.datastore.schema
         read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
         row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
+        subject_changes: Sequence[SubjectChange] = kwargs.get("subject_changes") or ()
         with self.datastore.get_connection() as conn:
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
+                    if any(isinstance(c, SubjectErased) for c in subject_changes):
+                        rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
                     for lock in self.locking:
                         rest.execute(_rendered(lock, conn))
                     insert = _rendered(_insert_events_sql(schema), conn)
@@ -132,6 +138,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         )
                     for change in row_changes:
                         query, values = statement(schema, change)
+                        rest.execute(_rendered(query, conn), values, prepare=True)
+                    for subject_change in subject_changes:
+                        query, values = subject_statement(schema, subject_change)
                         rest.execute(_rendered(query, conn), values, prepare=True)
                     rest.execute(_COMMIT)
             except BaseException as error:
@@ -168,6 +177,16 @@ class LedgerRecorder(PostgresApplicationRecorder):
             )
             for row in rows
         ]
+
+    def subjects_of(self, user_ids: Collection[str]) -> dict[str, str]:
+        """The subject of each of these ids that has one (``ledger.privacy.subjects``)."""
+        with self.datastore.get_connection() as conn:
+            return subjects_of(conn, self.datastore.schema, user_ids)
+
+    def users_of(self, subjects: Collection[str]) -> dict[str, str]:
+        """The id of each of these subjects that has one."""
+        with self.datastore.get_connection() as conn:
+            return users_of(conn, self.datastore.schema, subjects)
 
     def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
         """Whether a purchases row of this content exists, of a customer other than those

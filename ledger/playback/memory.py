@@ -71,6 +71,17 @@ class MemoryPlayback:
             self._project([h for h, _ in decided.accepted])
             return answers
 
+    def forget(self, user_ids: Sequence[str]) -> None:
+        """An erasure: the people's heartbeats and the keys they used, as the SQL store's
+        erasure deletes them (``ledger.privacy.store``)."""
+        gone = set(user_ids)
+        with self._lock:
+            dropped = [r for r in self.records if r.heartbeat.user_id in gone]
+            self.records = [r for r in self.records if r.heartbeat.user_id not in gone]
+            for record in dropped:
+                if record.heartbeat.key is not None:
+                    self.keys.pop(record.heartbeat.key, None)
+
     def check(self, commands: Sequence[RecordPlayback]) -> list[Result | None]:
         """What each heartbeat would get now (``None``: accepted), writing nothing."""
         now = clock.now()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
 from ledger.commands.access import RecordPlayback
@@ -24,12 +25,14 @@ from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
 from ledger.domain import clock, ids
 from ledger.domain import events as ev
-from ledger.domain.aggregates import CommandKey, Content, Playback, User
+from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
-from ledger.service import registry
+from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
+from ledger.service import playback_lookups as lookups
+from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
 from ledger.service.lanes import Lanes
@@ -65,19 +68,21 @@ class Ledger(Application[UUID]):
         super().__init__(env=dict(env) if env is not None else environment(settings, pool_size))
         self.store = cast(DecisionStore, self.recorder)
         self.aggregates = AggregateCache(self.store, self.mapper)
+        self.subjects = Subjects(cast(SubjectStore, self.recorder))
         # one decision at a time: the aggregate cache lends its aggregates uncopied
         self.deciding = threading.RLock()
         self.playback: PlaybackStore | MemoryPlayback
+        not_live = partial(lookups.not_live, self.repository, self.subjects)
+        log_key = partial(lookups.log_key, self.repository)
+        legacy = partial(lookups.legacy, self.repository)
         rows = getattr(self.recorder, "rows", None)
         if rows is not None:  # the memory recorder (ledger.service.memory)
             self.playback = MemoryPlayback(
-                lambda: rows, self._not_live, self._log_key, self._legacy, threading.RLock()
+                lambda: rows, not_live, log_key, legacy, threading.RLock()
             )
         else:
             pool = self.recorder.datastore.pool  # type: ignore[attr-defined]
-            self.playback = PlaybackStore(
-                pool, settings.schema, self._not_live, self._log_key, self._legacy
-            )
+            self.playback = PlaybackStore(pool, settings.schema, not_live, log_key, legacy)
         partition = by_organization(self.aggregates) if per_organization else None
         self.groups = Lanes(self.execute_group, self.playback.record, settings, partition)
 
@@ -194,36 +199,6 @@ class Ledger(Application[UUID]):
             start = end
         return results
 
-    def _not_live(self, kind: str, entity_id: str) -> str:
-        """Why a user or content without a row is not live, as the log's handlers say it."""
-        aggregate_id = ids.user_id(entity_id) if kind == "user" else ids.content_id(entity_id)
-        try:
-            found: object = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            found = None
-        if isinstance(found, User | Content) and found.deleted:
-            return "was deleted"
-        return "is not registered" if kind == "user" else "is not published"
-
-    def _legacy(self, user_id: str, content_id: str) -> frozenset[str]:
-        """The heartbeats the log recorded for the pair before the store (identities)."""
-        try:
-            playback: object = self.repository.get(ids.playback_id(user_id, content_id))
-        except AggregateNotFoundError:
-            return frozenset()
-        return frozenset(playback.seen) if isinstance(playback, Playback) else frozenset()
-
-    def _log_key(self, key: str) -> tuple[str, str] | None:
-        """An idempotency key the money log holds (a money command's, or a heartbeat's from
-        before the store): its fingerprint and command type."""
-        try:
-            claim: object = self.repository.get(ids.command_key_id("idempotency_key", key))
-        except AggregateNotFoundError:
-            return None
-        if not isinstance(claim, CommandKey):
-            return None
-        return claim.fingerprint, claim.command_type
-
     # --- transactions --------------------------------------------------------------
 
     def _one(self, command: Command) -> Result:
@@ -269,9 +244,9 @@ class Ledger(Application[UUID]):
         self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
         """Like ``--atomic``, except that a rejection takes only its own command out."""
-        uow.prefetch_group(
-            [i for c in commands if not isinstance(c, Rejected) for i in registry.needed(c)]
-        )
+        deciding = [c for c in commands if not isinstance(c, Rejected)]
+        pseudonyms.warm(self.subjects, deciding)
+        uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
             return None
@@ -336,12 +311,27 @@ class Ledger(Application[UUID]):
         # protocols, a tenth of a group's time in Python: the events are known to be events
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.events.extend(uow.events)
+        changes = changes_for(uow.events)
+        named = subjects_in(changes)
+        if named:  # the projected tables name people by their ids (docs/privacy.md)
+            names = {s: u for s, u in uow.named.items() if s in named}
+            rest = named - names.keys()
+            changes = resolve(changes, {**names, **self.subjects.users_of(rest)} if rest else names)
         processing.saved_kwargs.update(
-            read_versions=uow.guarded_reads(), row_changes=changes_for(uow.events)
+            read_versions=uow.guarded_reads(),
+            row_changes=changes,
+            subject_changes=uow.subject_changes,
         )
         recordings = self._record(processing)
         self._notify(recordings)
         uow.committed = True
+        if uow.subject_changes:
+            self.subjects.remember(uow.added.items())
+            erased = [c.subject for c in uow.subject_changes if isinstance(c, SubjectErased)]
+            self.subjects.forget(erased)
+            if erased and isinstance(self.playback, MemoryPlayback):
+                # the SQL store's records went in the append's transaction
+                self.playback.forget([uow.named[s] for s in erased if s in uow.named])
         self.aggregates.remember(uow.written_aggregates())
         return [r.notification.id for r in recordings]
 
@@ -354,6 +344,17 @@ class Ledger(Application[UUID]):
         work as it was (which ``--atomic`` relies on).
         """
         occurred = command.occurred(clock.now())
+        command, named = pseudonyms.pseudonymous(uow, self.subjects, command)
+        uow.named.update(named)
+        try:
+            self._decide_as(uow, command, occurred, named)
+        except Rejected as error:
+            raise pseudonyms.renamed(error, named) from None
+
+    def _decide_as(
+        self, uow: UnitOfWork, command: Command, occurred: str, named: Mapping[str, str]
+    ) -> None:
+        """``_decide`` of a command whose people are their subjects."""
         uow.prefetch(registry.needed(command))
         fingerprint = command.fingerprints(registry.derived(uow, command))
         key = None
@@ -365,6 +366,7 @@ class Ledger(Application[UUID]):
                 raise Duplicate
         before = len(uow.events)
         registry.registration(command).handler(uow, command, occurred, fingerprint)
+        pseudonyms.settle(uow, command, named, len(uow.events) > before)
         if command.idempotency_key is not None and len(uow.events) > before:
             claim = CommandKey.claim(
                 "idempotency_key",

@@ -6,6 +6,7 @@ from ledger.commands.base import Fingerprint
 from ledger.commands.catalogue import (
     DeleteContent,
     DeleteUser,
+    EraseUser,
     PublishContent,
     RegisterOrganization,
     RegisterUser,
@@ -81,6 +82,20 @@ def delete_user(uow: UnitOfWork, command: DeleteUser, occurred: str, _: Fingerpr
     if user.deleted:
         raise Duplicate
     user.delete(occurred)
+    uow.record(user)
+
+
+@handles(EraseUser, needs=lambda command: [ids.user_id(command.user_id)])
+def erase_user(uow: UnitOfWork, command: EraseUser, occurred: str, _: Fingerprint) -> None:
+    """The person is forgotten (docs/privacy.md): ``user_id`` is their subject by now
+    (``ledger.service.pseudonyms``); an erased person has none, so erasing them again
+    finds no one (``not_found``)."""
+    user = uow.get(ids.user_id(command.user_id), User)
+    if user is None:
+        raise NotFound(f"user {command.user_id!r} is not registered", "user_id")
+    if user.erased:
+        raise Duplicate  # a person registered before subjects, erased already
+    user.erase(occurred)
     uow.record(user)
 
 

@@ -11,7 +11,7 @@ production, and their unit tests run in milliseconds without a database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from ledger.config import Settings
+from ledger.privacy.subjects import SubjectAdded
 from ledger.service import Ledger
 from projections.changes import RowChange
 from projections.fold import Fold
@@ -31,6 +32,7 @@ class MemoryRecorder(POPOApplicationRecorder):
     def __init__(self) -> None:
         super().__init__()
         self.rows = Fold()
+        self.subjects: dict[str, str] = {}  # ``ledger_subjects``: id to subject
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events)
@@ -38,6 +40,9 @@ class MemoryRecorder(POPOApplicationRecorder):
         for aggregate_id, version in read_versions.items():
             if self._version(aggregate_id) != version:
                 raise IntegrityError(f"ledger: aggregate {aggregate_id} moved on since it was read")
+        for change in kwargs.get("subject_changes") or ():
+            if isinstance(change, SubjectAdded) and change.user_id in self.subjects:
+                raise IntegrityError(f"ledger: {change.user_id!r} has a subject already")
 
     def _update_table(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -45,6 +50,11 @@ class MemoryRecorder(POPOApplicationRecorder):
         notification_ids = super()._update_table(stored_events)
         row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
         self.rows.apply(row_changes)
+        for change in kwargs.get("subject_changes") or ():
+            if isinstance(change, SubjectAdded):
+                self.subjects[change.user_id] = change.subject
+            else:
+                self.subjects = {u: s for u, s in self.subjects.items() if s != change.subject}
         return notification_ids
 
     def _version(self, aggregate_id: UUID) -> int:
@@ -57,6 +67,15 @@ class MemoryRecorder(POPOApplicationRecorder):
                 for aggregate_id, version in versions.items()
                 for stored in self.select_events(aggregate_id, gt=version)
             ]
+
+    def subjects_of(self, user_ids: Collection[str]) -> dict[str, str]:
+        with self._database_lock:
+            return {u: self.subjects[u] for u in user_ids if u in self.subjects}
+
+    def users_of(self, subjects: Collection[str]) -> dict[str, str]:
+        wanted = set(subjects)
+        with self._database_lock:
+            return {s: u for u, s in self.subjects.items() if s in wanted}
 
     def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
         with self._database_lock:

@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain import events as ev
+from ledger.privacy.subjects import SubjectChange
 from ledger.service.cache import AggregateCache, DecisionStore
 
 A = TypeVar("A", bound=Aggregate)
@@ -34,6 +35,11 @@ class UnitOfWork:
     read_versions: dict[UUID, int] = field(default_factory=dict)
     written: set[UUID] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)
+    # subjects drawn or erased by this decision (``ledger.privacy.subjects``), appended
+    # with its events; ``added``: each id registered here, by its new subject
+    subject_changes: list[SubjectChange] = field(default_factory=list)
+    added: dict[str, str] = field(default_factory=dict)
+    named: dict[str, str] = field(default_factory=dict)  # each subject met, to its id
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""
@@ -109,7 +115,9 @@ class UnitOfWork:
                 buyers.discard(event.user_id)
         if buyers:
             return True
-        return self.store.has_purchase_rows(content_id, sorted(deleted))
+        # the rows name people by id, the events by subject (``named``: docs/privacy.md)
+        ids = {self.named.get(user, user) for user in deleted}
+        return self.store.has_purchase_rows(content_id, sorted(ids))
 
     def guarded_reads(self) -> dict[UUID, int]:
         """Versions of what was read and not written (0: absent); the key guards the rest."""

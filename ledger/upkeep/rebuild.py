@@ -37,6 +37,8 @@ from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.errors import ConfigurationError
 from ledger.playback import fold as playback
+from ledger.privacy.store import all_names
+from ledger.privacy.subjects import resolve
 from ledger.upkeep import shadow, source
 from projections import freshness
 from projections.inline import apply_changes
@@ -81,9 +83,11 @@ def apply_tail(
     """Applies the events in (after, upto] to the tables in ``target``; returns their count."""
     count = 0
     only = frozenset(tables)
+    names = all_names(conn, live)
     for batch in source.events(conn, live, after, upto):
+        changes = resolve(changes_for((e for _, e in batch), only), names)
         with conn.cursor() as cursor:
-            apply_changes(cursor, target, changes_for((e for _, e in batch), only))
+            apply_changes(cursor, target, changes)
         count += len(batch)
     return count
 

@@ -24,6 +24,8 @@ from psycopg import sql
 from ledger.database import migrations
 from ledger.errors import ConfigurationError
 from ledger.playback import fold as playback
+from ledger.privacy.store import all_names
+from ledger.privacy.subjects import resolve
 from ledger.upkeep import source
 from projections.registry import TABLES, changes_for
 from projections.spill import SpillingFold
@@ -207,8 +209,9 @@ def _fold_and_load(
     columns = {table: _columns(conn, shadow, table) for table in tables}
     fold = SpillingFold(conn, shadow, tables, columns, budget)
     only = frozenset(tables)
+    names = all_names(conn, live)  # the people the log names by subjects (docs/privacy.md)
     for batch in source.events(conn, live, 0, result.position):
-        fold.apply(changes_for((event for _, event in batch), only))
+        fold.apply(resolve(changes_for((event for _, event in batch), only), names))
         result.events += len(batch)
         if on_events is not None:
             on_events(len(batch))

@@ -34,7 +34,9 @@ def users(count: int) -> list[dict[str, Any]]:
 
 def positions_of_users(conn: Conn, count: int) -> list[int]:
     """Each user's event position, in the order of ``users(count)``."""
-    wanted = [ids.user_id(f"u{n}") for n in range(count)]
+    # the log names each user by their subject (docs/privacy.md)
+    subjects = dict(conn.execute("SELECT user_id, subject FROM ledger_subjects").fetchall())
+    wanted = [ids.user_id(subjects[f"u{n}"]) for n in range(count)]
     rows = conn.execute(
         "SELECT originator_id, notification_id FROM ledger_events WHERE originator_id = ANY(%s)",
         (wanted,),

@@ -79,7 +79,9 @@ def position_of(conn: Conn, topic: str, nth: int = 0) -> int:
 def test_an_intact_log_passes(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
     status, lines = verify(cli_env)
     assert status == 0, lines
-    assert [x[:4].strip() for x in lines] == ["ok", "ok", "ok", "note", "ok"]
+    assert [x[:4].strip() for x in lines] == ["ok", "ok", "ok", "note", "ok", "note"]
+    # the history was written with subjects: no event names anyone in the clear
+    assert line(lines, "identities") == "note identities: no event names a person in the clear"
     assert line(lines, "events").startswith("ok") and "decode" in line(lines, "events")
     head = conn.execute(
         "SELECT notification_id, encode(hash, 'hex') FROM ledger_events"

@@ -323,11 +323,15 @@ def choices() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def log_of(conn: Conn) -> list[tuple[Any, ...]]:
-    """The log's events in order, without what the clock stamps (the state's timestamp)."""
-    return conn.execute(
+    """The log's events in order, without what the clock stamps (the state's timestamp).
+    A person's aggregates are keyed by their random subject (docs/privacy.md), so each
+    aggregate is named by where it first appears, not by its id."""
+    rows = conn.execute(
         "SELECT notification_id, originator_id, originator_version, topic "
         "FROM ledger_events ORDER BY notification_id"
     ).fetchall()
+    first: dict[Any, int] = {}
+    return [(n, first.setdefault(o, len(first)), v, topic) for n, o, v, topic in rows]
 
 
 @hyp_settings(max_examples=12)

@@ -18,7 +18,17 @@ from ledger import api
 from ledger.config import Settings
 from ledger.domain import ids
 from ledger.service import Ledger
-from tests.support import CONTENT, append, catalogue, complete, event_count, grant, statuses, user
+from tests.support import (
+    CONTENT,
+    append,
+    catalogue,
+    complete,
+    event_count,
+    grant,
+    statuses,
+    subject,
+    user,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -66,7 +76,7 @@ def test_an_append_that_fails_leaves_no_trace_in_the_cache(
     ledger_app: Ledger, other: Ledger, conn: Conn
 ) -> None:
     append(ledger_app, *catalogue(), grant("bob"))  # the access aggregate is cached
-    access_id = ids.access_id("bob", CONTENT)
+    access_id = ids.access_id(subject(conn, "bob"), CONTENT)
     extended = grant("bob", at="2026-01-03T12:00:00+00:00", expires="2027-01-01T00:00:00+00:00")
     assert statuses(append(other, extended)) == ["accepted"]
     # decided on the cached grant, refused by the log's key (the other writer took

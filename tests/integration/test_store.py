@@ -18,7 +18,7 @@ from ledger.domain.aggregates import User
 from ledger.service import Ledger
 from projections.changes import Upsert
 from projections.registry import changes_for
-from tests.support import CONTENT, append, catalogue, grant, t
+from tests.support import CONTENT, append, catalogue, grant, subject, t
 
 Conn = psycopg.Connection[Any]
 
@@ -36,7 +36,7 @@ def _zed_registered() -> list[Any]:
 
 def test_a_stale_read_fails_the_append_and_writes_nothing(ledger_app: Ledger, conn: Conn) -> None:
     append(ledger_app, *catalogue(), grant("bob"))
-    access_id = ids.access_id("bob", CONTENT)
+    access_id = ids.access_id(subject(conn, "bob"), CONTENT)
     read_version = ledger_app.repository.get(access_id).version
     append(
         ledger_app,

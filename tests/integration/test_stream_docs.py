@@ -61,6 +61,11 @@ def audited(cli_env: dict[str, str]) -> dict[tuple[str, str], int]:
     return {(r["group"], r["currency"]): r["creator_payout_cents"] for r in rows}
 
 
+def by_subject(named: dict[str, str], audit: dict[Any, int]) -> dict[Any, int]:
+    """The audit's rows by creator id, keyed as the log names creators: by subject."""
+    return {(named[creator], currency): v for (creator, currency), v in audit.items()}
+
+
 def test_the_documented_consumers_run_and_agree_with_the_audit(
     ledger_app: Ledger,
     conn: Conn,
@@ -81,10 +86,13 @@ def test_the_documented_consumers_run_and_agree_with_the_audit(
         refund("pi_1", "re_1", 999, at=t(33)),
     )
     namespace = run_the_doc(ledger_app.settings, monkeypatch)
-    assert payouts(conn) == audited(cli_env)
+    # the log names creators by their subjects (docs/privacy.md): so does a consumer of it
+    named = dict(conn.execute("SELECT user_id, subject FROM ledger_subjects").fetchall())
+    assert payouts(conn) == by_subject(named, audited(cli_env))
     january = conn.execute(
         "SELECT payout_cents FROM creator_monthly_payouts"
-        " WHERE creator_id = 'creator' AND month = '2026-01-01' AND currency = 'usd'"
+        " WHERE creator_id = %s AND month = '2026-01-01' AND currency = 'usd'",
+        (named["creator"],),
     ).fetchone()
     assert january == ((1999 - 199 - 800) + (1000 - 100 - 300),)
     printed = capsys.readouterr().out
@@ -99,5 +107,5 @@ def test_the_documented_consumers_run_and_agree_with_the_audit(
     append(ledger_app, complete("pi_4", customer="bob", at=t(41)))
     append(ledger_app, refund("pi_3", "re_3", 1999, at=t(42)))
     run_the_doc(ledger_app.settings, monkeypatch)
-    assert payouts(conn) == audited(cli_env), "the new events only, each once"
+    assert payouts(conn) == by_subject(named, audited(cli_env)), "the new events only, each once"
     assert "handled 2 events" in capsys.readouterr().out
