@@ -1,0 +1,65 @@
+"""``ledger playback events --follow`` (issue 26): it hands out new heartbeats as they are
+recorded, stops on SIGTERM with the position to resume after, and resumes there."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from ledger.service import Ledger
+from tests.support import append, catalogue, grant, play, t
+
+
+def _follow(cli_env: dict[str, str], *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledger", "playback", "events", "--follow", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+    )
+
+
+def _lines(process: subprocess.Popen[str], count: int) -> list[dict[str, Any]]:
+    assert process.stdout is not None
+    return [json.loads(process.stdout.readline()) for _ in range(count)]
+
+
+def test_following_sees_new_heartbeats_stops_on_sigterm_and_resumes(
+    ledger_app: Ledger, cli_env: dict[str, str]
+) -> None:
+    append(ledger_app, *catalogue(), grant("alice"), grant("bob"))
+    (before,) = append(ledger_app, play("alice", 10, at=t(5)))
+    follower = _follow(cli_env)
+    try:
+        assert [line["position"] for line in _lines(follower, 1)] == [before.position]
+        (new,) = append(ledger_app, play("bob", 20, at=t(5, 13)))
+        (line,) = _lines(follower, 1)
+        assert (line["position"], line["user_id"], line["position_seconds"]) == (
+            new.position,
+            "bob",
+            20,
+        )
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0
+    assert out == "", "nothing after the signal, and no partial line"
+    assert err.strip().splitlines()[-1] == (
+        f"ledger: stopped after position {new.position}; resume with --after {new.position}"
+    )
+    assert "Traceback" not in err
+
+    # resumed where it stopped: the heartbeat sent meanwhile, and only it
+    (meanwhile,) = append(ledger_app, play("alice", 30, at=t(5, 14)))
+    resumed = _follow(cli_env, "--after", str(new.position), "--limit", "1")
+    try:
+        out, err = resumed.communicate(timeout=60)
+    finally:
+        resumed.kill()
+    assert resumed.returncode == 0 and err == ""
+    assert [json.loads(line)["position"] for line in out.splitlines()] == [meanwhile.position]
