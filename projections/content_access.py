@@ -25,6 +25,7 @@ EVENTS = (
     ev.AccessRevoked,
     ev.PlaybackProgressed,
     ev.UserDeleted,
+    ev.UserLeftOrganization,
     ev.ContentDeleted,
 )
 
@@ -57,5 +58,7 @@ def changes(event: Any) -> Iterator[RowChange]:
         )
     elif isinstance(event, ev.UserDeleted):
         yield Delete(TABLE, {"user_id": event.user_id})
+    elif isinstance(event, ev.UserLeftOrganization):  # one organization's part of it
+        yield Delete(TABLE, {"user_id": event.user_id, "organization_id": event.organization_id})
     elif isinstance(event, ev.ContentDeleted):
         yield Delete(TABLE, {"content_id": event.content_id})

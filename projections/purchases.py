@@ -23,6 +23,7 @@ EVENTS = (
     ev.PurchaseFailed,
     ev.PurchaseRefunded,
     ev.UserDeleted,
+    ev.UserLeftOrganization,
 )
 
 
@@ -69,3 +70,7 @@ def changes(event: Any) -> Iterator[RowChange]:
         )
     elif isinstance(event, ev.UserDeleted):
         yield Delete(TABLE, {"customer_id": event.user_id})
+    elif isinstance(event, ev.UserLeftOrganization):  # one organization's part of it
+        yield Delete(
+            TABLE, {"customer_id": event.user_id, "organization_id": event.organization_id}
+        )

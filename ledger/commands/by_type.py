@@ -32,7 +32,10 @@ def _command_types() -> dict[str, type[Command]]:
     """Every command class by its ``type``, by subject, each subject's in the order they
     are defined."""
     found: dict[str, type[Command]] = {}
-    for model in sorted(Command.__subclasses__(), key=_subject):
+    # a direct subclass without a ``type`` is a base of commands the service makes itself
+    # (``catalogue.Part``): none of those is parsed or listed
+    typed = [m for m in Command.__subclasses__() if "type" in m.model_fields]
+    for model in sorted(typed, key=_subject):
         name = model.model_fields["type"].default
         if name in found:
             raise TypeError(f"two commands are named {name!r}")

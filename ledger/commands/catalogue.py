@@ -32,6 +32,20 @@ class EraseUser(Command):
     user_id: Id
 
 
+class Part(Command):
+    """A command the service makes itself, as a part of another: never parsed from a line
+    nor listed (``COMMAND_TYPES`` holds only ``Command``'s direct subclasses)."""
+
+
+class LeaveOrganization(Part):
+    """One organization's part of a ``user.delete`` or ``user.erase`` on a layout split by
+    organization (``ledger.service.departures``, docs/scaling.md)."""
+
+    type: Literal["user.leave"] = "user.leave"
+    user_id: Id
+    organization_id: UUID
+
+
 class PublishContent(Command):
     type: Literal["content.publish"] = "content.publish"
     content_id: UUID

@@ -12,7 +12,7 @@ idempotency keys and refund ids); this module is their one public face.
 from __future__ import annotations
 
 from ledger.domain.access import Access, Playback
-from ledger.domain.catalogue import Content, Organization, User
+from ledger.domain.catalogue import Content, Departure, Organization, User
 from ledger.domain.command_key import CommandKey
 from ledger.domain.purchase import Purchase, Terms, refund_shares
 
@@ -20,6 +20,7 @@ __all__ = [
     "Access",
     "CommandKey",
     "Content",
+    "Departure",
     "Organization",
     "Playback",
     "Purchase",

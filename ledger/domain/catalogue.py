@@ -56,6 +56,27 @@ class User(Aggregate):
             self.erased = isinstance(event, ev.UserErased)
 
 
+@topic("Departure")
+class Departure(Aggregate):
+    """A person's departure from one organization: the part of their deletion that is that
+    organization's (docs/scaling.md). It exists once the part is done, so the part is
+    never done twice."""
+
+    def __init__(self, user_id: str, organization_id: str, occurred_at: str) -> None:
+        self.user_id = user_id
+        self.organization_id = organization_id
+
+    @classmethod
+    def leave(cls, user_id: str, organization_id: str, occurred_at: str) -> Departure:
+        return cls._create(
+            ev.UserLeftOrganization,
+            id=ids.departure_id(user_id, organization_id),
+            user_id=user_id,
+            organization_id=organization_id,
+            occurred_at=occurred_at,
+        )
+
+
 @topic("Content")
 class Content(Aggregate):
     def __init__(

@@ -91,6 +91,19 @@ class UserErased(UserDeleted):
     TOPIC = "UserErased"
 
 
+class UserLeftOrganization(LedgerCreated):
+    """One organization's part of a user's deletion or erasure (docs/scaling.md, "A
+    person's deletion, one organization at a time"): the person's purchase and access rows
+    of ``organization_id`` leave the tables. Recorded, once per (person, organization), on
+    a layout split by organization before the ``UserDeleted`` or ``UserErased`` that ends
+    the command, so each part is one organization's transaction; ``user_id`` is the subject.
+    """
+
+    TOPIC = "UserLeftOrganization"
+    user_id: str
+    organization_id: str
+
+
 class ContentPublished(LedgerCreated):
     TOPIC = "ContentPublished"
     content_id: str
@@ -304,6 +317,7 @@ ALL_EVENTS: tuple[type[LedgerCreated] | type[LedgerEvent], ...] = (
     UserRegistered,
     UserDeleted,
     UserErased,
+    UserLeftOrganization,
     ContentPublished,
     ContentDeleted,
     PurchaseOpened,

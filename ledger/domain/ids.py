@@ -28,6 +28,10 @@ def user_id(user: str) -> UUID:
     return derive("user", user)
 
 
+def departure_id(user: str, organization: str) -> UUID:
+    return derive("departure", user, organization)
+
+
 def content_id(content: str) -> UUID:
     return derive("content", content)
 

@@ -31,8 +31,8 @@ from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
+from ledger.service import departures, pseudonyms, registry
 from ledger.service import playback_lookups as lookups
-from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
 from ledger.service.lanes import Lanes
@@ -83,6 +83,7 @@ class Ledger(Application[UUID]):
         else:
             pool = self.recorder.datastore.pool  # type: ignore[attr-defined]
             self.playback = PlaybackStore(pool, settings.schema, not_live, log_key, legacy)
+        self.per_organization = per_organization  # a deletion in parts (service/departures.py)
         partition = by_organization(self.aggregates) if per_organization else None
         self.groups = Lanes(self.execute_group, self.playback.record, settings, partition)
 
@@ -195,6 +196,7 @@ class Ledger(Application[UUID]):
                 results += self.playback.record([c for c in run if isinstance(c, RecordPlayback)])
             else:
                 with self.deciding:
+                    departures.before(self, run)
                     results += money(run)
             start = end
         return results

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from ledger.commands.base import Fingerprint
 from ledger.commands.catalogue import (
     DeleteContent,
     DeleteUser,
     EraseUser,
+    LeaveOrganization,
     PublishContent,
     RegisterOrganization,
     RegisterUser,
 )
 from ledger.domain import ids
-from ledger.domain.aggregates import Content, Organization, User
+from ledger.domain.aggregates import Content, Departure, Organization, User
 from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
 from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
@@ -97,6 +100,29 @@ def erase_user(uow: UnitOfWork, command: EraseUser, occurred: str, _: Fingerprin
         raise Duplicate  # a person registered before subjects, erased already
     user.erase(occurred)
     uow.record(user)
+
+
+def _departure(command: LeaveOrganization) -> list[UUID]:
+    return [
+        ids.user_id(command.user_id),
+        ids.departure_id(command.user_id, str(command.organization_id)),
+    ]
+
+
+@handles(LeaveOrganization, needs=_departure)
+def leave_organization(
+    uow: UnitOfWork, command: LeaveOrganization, occurred: str, _: Fingerprint
+) -> None:
+    """One organization's part of a deletion or erasure (``ledger.service.departures``):
+    done once per person and organization; nothing to do for a person the global part has
+    deleted already (it answers the command) or never knew."""
+    user = uow.get(ids.user_id(command.user_id), User)
+    if user is None or user.deleted:
+        raise Duplicate
+    organization_id = str(command.organization_id)
+    if uow.get(ids.departure_id(command.user_id, organization_id), Departure) is not None:
+        raise Duplicate
+    uow.record(Departure.leave(command.user_id, organization_id, occurred))
 
 
 @handles(
