@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from ledger.commands.base import Command
 from ledger.commands.catalogue import DeleteUser, EraseUser, LeaveOrganization
@@ -96,5 +97,5 @@ def organizations_of(ledger: Ledger, user_id: str) -> list[str]:
         access=sql.Identifier(schema, "content_access"),
     )
     pool = ledger.recorder.datastore.pool  # type: ignore[attr-defined]
-    with pool.connection() as conn:
-        return [str(row[0]) for row in conn.execute(query, {"user": user_id}).fetchall()]
+    with pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+        return [str(row[0]) for row in cursor.execute(query, {"user": user_id}).fetchall()]

@@ -99,6 +99,8 @@ def environment() -> dict[str, str]:
     }
 
 
-def memory_ledger() -> Ledger:
-    """A ledger whose log and tables live in this process, and die with it."""
-    return Ledger(SETTINGS, env=environment())
+def memory_ledger(*, per_organization: bool = False) -> Ledger:
+    """A ledger whose log and tables live in this process, and die with it;
+    ``per_organization``: as on a layout split by organization (a user's deletion in
+    parts, ``ledger.service.departures``)."""
+    return Ledger(SETTINGS, env=environment(), per_organization=per_organization)
