@@ -28,9 +28,9 @@ from ledger.config import Settings
 from ledger.database.connections import connect
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
+from tests import citus_support
 from tests.integration.test_group_commit import wait_for
 from tests.support import (
-    CONTENT,
     CONTENT_2,
     ORG,
     ORG_2,
@@ -56,8 +56,13 @@ HISTORY = [
     complete("pi_a2", content_id=CONTENT_2),
     complete("pi_b1", customer="bob"),
     grant("bob", CONTENT_2),
-    play("alice", 30),
-    play("alice", 40, content_id=CONTENT_2),
+    # heartbeats: the playback store's statements do not run on a distributed layout yet
+    # (docs/scaling.md, "What is left"), so the cluster's run leaves them out
+    *(
+        []
+        if citus_support.distribute_requested()
+        else [play("alice", 30), play("alice", 40, content_id=CONTENT_2)]
+    ),
 ]
 
 # a ledger with the deletion in parts, in a process of its own: the one the test kills
@@ -153,9 +158,18 @@ def test_a_person_with_rows_in_no_organization_is_deleted_in_one_part(
 
 
 def _waiting_behind(conn: Conn, blocker: int) -> int | None:
-    row = conn.execute(
-        "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (blocker,)
-    ).fetchone()
+    """The backend (of this server) waiting on a lock ``blocker`` holds: on Citus the wait is
+    a worker's, and ``citus_lock_waits`` names both ends by global pid (node and pid)."""
+    if citus_support.distribute_requested():
+        row = conn.execute(
+            "SELECT waiting_gpid %% 10000000000 FROM citus_lock_waits"
+            " WHERE blocking_gpid = %s AND waiting_gpid / 10000000000 = 1",
+            (blocker,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (blocker,)
+        ).fetchone()
     return int(row[0]) if row else None
 
 
@@ -183,6 +197,10 @@ def test_a_process_killed_between_parts_is_finished_by_the_retry(
             "SELECT 1 FROM purchases WHERE organization_id = %s FOR UPDATE", (ORG_2,)
         ).fetchall()
         blocker_pid = blocker.info.backend_pid
+        if citus_support.distribute_requested():  # its global pid, as citus_lock_waits has it
+            found = blocker.execute("SELECT citus_backend_gpid()").fetchone()
+            assert found is not None
+            blocker_pid = int(found[0])
         process = subprocess.Popen(
             [sys.executable, "-c", APPENDER, settings.url, settings.schema, json.dumps(command)],
             env=dict(os.environ),
@@ -203,7 +221,7 @@ def test_a_process_killed_between_parts_is_finished_by_the_retry(
                 process.kill()
                 process.wait()
         if orphan == "terminated":  # the process's server connection lost with it
-            conn.execute("SELECT pg_terminate_backend(%s)", (waiting,))
+            conn.execute("SELECT pg_terminate_backend(%s::integer)", (waiting,))
             wait_for(lambda: _gone(conn, waiting), 60)
         blocker.rollback()
     # a backend left behind holds the whole part's transaction, its COMMIT included (sent in
