@@ -38,8 +38,10 @@ from tests.support import (
     CONTENT,
     CONTENT_2,
     ORG_2,
+    answers,
     append,
     catalogue,
+    cli,
     complete,
     org,
     publish,
@@ -183,3 +185,42 @@ def test_over_http_a_stopped_worker_answers_503_for_its_organizations_and_201_fo
             "/v1/commands", content=json.dumps(complete("pi_l", content_id=lost_content))
         )
         assert retried.status_code == 201, retried.text
+
+
+@pytest.mark.citus
+def test_ledger_append_for_a_stopped_workers_organization_exits_two_and_others_append(
+    citus: CitusCluster, settings: Settings, conn: Conn, cli_env: dict[str, str]
+) -> None:
+    """The CLI's side of a lost worker (docs/cli.md, "Exit statuses and errors"): `ledger
+    append` of the lost worker's organization stops at its first line with exit 2, the
+    database error naming the remote node and the line to send again; an append of another
+    organization, at the same time, is accepted whole; once the worker is back, the same
+    input sent again is accepted, nothing twice."""
+    with psycopg.connect(settings.url) as admin:
+        distribution.distribute(admin, settings.schema)
+        admin.commit()
+    lost, kept, worker = _two_organizations(citus, conn, settings.schema)
+    lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
+    setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
+    setup += [publish(lost_content, lost), publish(kept_content, kept)]
+    lines = lambda content, prefix: "".join(  # noqa: E731
+        json.dumps(complete(f"{prefix}{n}", content_id=content)) + "\n" for n in range(3)
+    )
+    assert cli(cli_env, "append", "-", stdin="".join(json.dumps(c) + "\n" for c in setup))
+    with citus.stopped(worker):
+        refused = cli(cli_env, "append", "-", stdin=lines(lost_content, "pi_l"))
+        accepted = cli(cli_env, "append", "-", stdin=lines(kept_content, "pi_k"))
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stdout == ""  # not one line answered: none committed
+    assert "remote node" in refused.stderr
+    assert "the first line not committed is line 1" in refused.stderr.splitlines()[-1]
+    assert "Traceback" not in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    assert [a["status"] for a in answers(accepted.stdout)] == ["accepted"] * 3
+    retried = cli(cli_env, "append", "-", stdin=lines(lost_content, "pi_l"))
+    assert retried.returncode == 0, retried.stderr
+    assert [a["status"] for a in answers(retried.stdout)] == ["accepted"] * 3
+    rows = conn.execute(
+        "SELECT organization_id::text, count(*) FROM purchases GROUP BY 1"
+    ).fetchall()
+    assert dict(rows) == {lost: 3, kept: 3}
