@@ -31,12 +31,24 @@ from ledger.errors import ConfigurationError
 Place = Literal["reference", "distributed", "local"]
 
 COLUMN = "organization_id"
-# in this order: a reference table's foreign keys point only at reference tables made before
-REFERENCE: tuple[str, ...] = ("users", "organizations", "content")
-# distributed by COLUMN and colocated with the first
-DISTRIBUTED: tuple[str, ...] = ("purchases", "content_access")
-# the migration whose keys carry the organization (Citus refuses a key without it)
-KEYS_MIGRATION = 13
+# in this order: a reference table's foreign keys point only at reference tables made before.
+# organizations stays a reference table: small (one row a tenant), written once per
+# tenant, and referenced by every distributed table's rows, whose foreign keys to it are
+# then checked on their own worker (docs/scaling.md, "The layout")
+REFERENCE: tuple[str, ...] = ("users", "organizations")
+# distributed by COLUMN and colocated with the first; in the order of their foreign keys
+DISTRIBUTED: tuple[str, ...] = ("content", "purchases", "content_access")
+# the migration from which every key of these tables carries the organization (Citus refuses
+# a key without it): 0013 purchases and content_access, 0015 content
+KEYS_MIGRATION = 15
+# what a single server holds and Citus cannot on a distributed content: content ids unique
+# without the organization, and video_playback's reviewed foreign key to them (it carries no
+# organization). Dropped when content is distributed; the log keeps a content id to one
+# content, and the projections delete its playback rows with it (docs/schema.md)
+CITUS_CANNOT_HOLD: tuple[tuple[str, str], ...] = (
+    ("video_playback", "video_playback_content_id_fkey"),
+    ("content", "content_id_unique"),
+)
 
 
 class NoCitus(ConfigurationError):
@@ -126,6 +138,17 @@ def _place(
 ) -> list[Step]:
     steps: list[Step] = []
     anchor: str | None = None  # the first distributed table: the others colocate with it
+    moved = [
+        t for t, p in now.items() if p != "local" and wanted.get(t, "local") not in ("local", p)
+    ]
+    if moved:  # placed otherwise before (content a reference table, before 0015): back first
+        for table in moved:
+            if places(conn, schema)[table] != "local":
+                conn.execute(
+                    "SELECT undistribute_table(%s::regclass, cascade_via_foreign_keys => true)",
+                    (sql.Identifier(schema, table).as_string(conn),),
+                )
+        now = places(conn, schema)
     for table in (*REFERENCE, *DISTRIBUTED):
         place = wanted.get(table, "local")
         name = sql.Identifier(schema, table).as_string(conn)
@@ -139,6 +162,12 @@ def _place(
         if place == "reference":
             conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         else:
+            for owner, constraint in CITUS_CANNOT_HOLD if table == "content" else ():
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                        sql.Identifier(schema, owner), sql.Identifier(constraint)
+                    )
+                )
             colocate = "default" if anchor == name else anchor
             conn.execute(
                 "SELECT create_distributed_table(%s::regclass, %s, colocate_with => %s)",

@@ -77,18 +77,29 @@ COLUMNS: dict[str, dict[str, tuple[str, bool, str | None]]] = {
     },
 }
 
-# (table, column) -> (referenced table, referenced column, ON DELETE)
-FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("content", "organization_id"): ("organizations", "id", "CASCADE"),
-    ("content", "creator_id"): ("users", "id", "SET NULL"),
-    ("content_access", "user_id"): ("users", "id", "CASCADE"),
-    ("content_access", "content_id"): ("content", "id", "CASCADE"),
-    ("content_access", "organization_id"): ("organizations", "id", "CASCADE"),  # H1
-    ("purchases", "customer_id"): ("users", "id", "CASCADE"),
-    ("purchases", "content_id"): ("content", "id", "RESTRICT"),
-    ("purchases", "organization_id"): ("organizations", "id", "RESTRICT"),  # H1
-    ("video_playback", "user_id"): ("users", "id", "CASCADE"),
-    ("video_playback", "content_id"): ("content", "id", "CASCADE"),
+# (table, columns) -> (referenced table, referenced columns, ON DELETE). Since migration 0015
+# purchases and content_access reference content by (organization_id, content_id): the
+# reviewed key to content, carrying the organization (content's rows distributed by it on
+# Citus, docs/scaling.md), which on one server holds what the single column held and more
+FOREIGN_KEYS: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...], str]] = {
+    ("content", ("organization_id",)): ("organizations", ("id",), "CASCADE"),
+    ("content", ("creator_id",)): ("users", ("id",), "SET NULL"),
+    ("content_access", ("user_id",)): ("users", ("id",), "CASCADE"),
+    ("content_access", ("organization_id", "content_id")): (
+        "content",
+        ("organization_id", "id"),
+        "CASCADE",
+    ),
+    ("content_access", ("organization_id",)): ("organizations", ("id",), "CASCADE"),  # H1
+    ("purchases", ("customer_id",)): ("users", ("id",), "CASCADE"),
+    ("purchases", ("organization_id", "content_id")): (
+        "content",
+        ("organization_id", "id"),
+        "RESTRICT",
+    ),
+    ("purchases", ("organization_id",)): ("organizations", ("id",), "RESTRICT"),  # H1
+    ("video_playback", ("user_id",)): ("users", ("id",), "CASCADE"),
+    ("video_playback", ("content_id",)): ("content", ("id",), "CASCADE"),
 }
 
 # index name -> (table, columns, unique, predicate)
@@ -129,6 +140,8 @@ INDEXES: dict[str, tuple[str, tuple[str, ...], bool, str | None]] = {
         "(completed = true)",
     ),  # M2
     "idx_content_organization_id": ("content", ("organization_id",), False, None),
+    # content ids unique on one server, for video_playback's reviewed key (migration 0015)
+    "content_id_unique": ("content", ("id",), True, None),
     "idx_content_creator_id": ("content", ("creator_id",), False, None),
 }
 
@@ -180,32 +193,38 @@ def test_every_timestamp_is_timestamptz(conn: Conn) -> None:
 
 def test_foreign_keys_and_their_delete_rules(conn: Conn) -> None:
     rows = conn.execute(
-        "SELECT src.relname, a.attname, dst.relname, b.attname,"
+        "SELECT src.relname,"
+        " ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),"
+        " dst.relname,"
+        " ARRAY(SELECT b.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = k.n ORDER BY k.o),"
         " CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT'"
         " WHEN 'n' THEN 'SET NULL' WHEN 'a' THEN 'NO ACTION' ELSE c.confdeltype::text END"
         " FROM pg_constraint c JOIN pg_class src ON src.oid = c.conrelid"
         " JOIN pg_class dst ON dst.oid = c.confrelid"
         " JOIN pg_namespace n ON n.oid = src.relnamespace"
-        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
-        " JOIN pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = c.confkey[1]"
         " WHERE c.contype = 'f' AND n.nspname = current_schema()"
     ).fetchall()
-    assert {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows} == FOREIGN_KEYS
+    found = {(r[0], tuple(r[1])): (r[2], tuple(r[3]), r[4]) for r in rows}
+    assert len(found) == len(rows)
+    assert found == FOREIGN_KEYS
 
 
 def test_every_foreign_key_column_is_indexed(conn: Conn) -> None:
-    """Read from the database: every foreign key's column leads an index of its table (a
-    delete of the referenced row, or a join, never scans the referencing table)."""
+    """Read from the database: every foreign key's first column leads an index of its table
+    (a delete of the referenced row, or a join, never scans the referencing table)."""
     rows = conn.execute(
-        "SELECT src.relname, a.attname,"
+        "SELECT src.relname,"
+        " ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)"
+        "  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),"
         " EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.conrelid"
         "  AND x.indkey[0] = c.conkey[1])"
         " FROM pg_constraint c JOIN pg_class src ON src.oid = c.conrelid"
         " JOIN pg_namespace n ON n.oid = src.relnamespace"
-        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
         " WHERE c.contype = 'f' AND n.nspname = current_schema()"
     ).fetchall()
-    assert {(r[0], r[1]) for r in rows} == set(FOREIGN_KEYS)
+    assert {(r[0], tuple(r[1])) for r in rows} == set(FOREIGN_KEYS)
     assert [(r[0], r[1]) for r in rows if not r[2]] == []
 
 
@@ -233,8 +252,9 @@ def test_primary_keys(conn: Conn) -> None:
         " WHERE c.contype = 'p' AND n.nspname = current_schema() GROUP BY t.relname"
     ).fetchall()
     keys = {r[0]: sorted(r[1]) for r in rows}
-    # the tables distributed by organization on Citus carry it in their key (migration 0013)
-    carried = {"purchases", "content_access"}
+    # the tables distributed by organization on Citus carry it in their key (migrations 0013
+    # and 0015)
+    carried = {"purchases", "content_access", "content"}
     assert {t: keys[t] for t in COLUMNS} == {
         t: (["id", "organization_id"] if t in carried else ["id"]) for t in COLUMNS
     }
