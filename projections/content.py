@@ -13,7 +13,8 @@ from ledger.domain import events as ev
 from projections.changes import Delete, RowChange, Update, Upsert
 
 TABLE = "content"
-KEY = ("id",)
+# organization_id first: the table's key carries it (migration 0015, docs/scaling.md)
+KEY = ("organization_id", "id")
 # the events ``changes`` maps (the registry sends it no others)
 EVENTS = (ev.ContentPublished, ev.ContentDeleted, ev.UserDeleted)
 

@@ -20,7 +20,7 @@ Row = dict[str, Any]
 
 # columns that cascades and Update/Delete match on, besides the key
 INDEXED: dict[str, tuple[str, ...]] = {
-    "content": ("creator_id",),
+    "content": ("creator_id", "id"),
     "content_access": ("user_id", "content_id"),
     "purchases": ("customer_id",),
     "video_playback": ("user_id", "content_id"),

@@ -138,6 +138,7 @@ def _place(
 ) -> list[Step]:
     steps: list[Step] = []
     anchor: str | None = None  # the first distributed table: the others colocate with it
+    held: list[tuple[str, str, str]] = []  # foreign keys to content, made again at the end
     moved = [
         t for t, p in now.items() if p != "local" and wanted.get(t, "local") not in ("local", p)
     ]
@@ -162,19 +163,47 @@ def _place(
         if place == "reference":
             conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         else:
-            for owner, constraint in CITUS_CANNOT_HOLD if table == "content" else ():
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
-                        sql.Identifier(schema, owner), sql.Identifier(constraint)
-                    )
-                )
+            if table == "content":
+                held = _unhold(conn, schema)
             colocate = "default" if anchor == name else anchor
             conn.execute(
                 "SELECT create_distributed_table(%s::regclass, %s, colocate_with => %s)",
                 (name, COLUMN, colocate),
             )
         steps.append(Step(table, place, True))
+    for owner, constraint, definition in held:  # between colocated tables now: Citus holds them
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.Identifier(schema, owner), sql.Identifier(constraint), sql.SQL(definition)
+            )
+        )
     return steps
+
+
+def _unhold(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str, str]]:
+    """Before content is distributed: drops what Citus cannot hold on it, and the foreign
+    keys of the other tables to it (Citus refuses a key from a table not yet distributed to
+    a distributed one); returns those keys, to be made again once their tables are
+    distributed beside it."""
+    for owner, constraint in CITUS_CANNOT_HOLD:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                sql.Identifier(schema, owner), sql.Identifier(constraint)
+            )
+        )
+    rows = conn.execute(
+        "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid"
+        " WHERE k.contype = 'f' AND k.confrelid = %s::regclass AND k.conrelid <> k.confrelid",
+        (sql.Identifier(schema, "content").as_string(conn),),
+    ).fetchall()
+    for owner, constraint, _ in rows:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(schema, owner), sql.Identifier(constraint)
+            )
+        )
+    return [(str(o), str(c), str(d)) for o, c, d in rows]
 
 
 def restore(conn: psycopg.Connection[Any], schema: str, before: dict[str, Place]) -> list[Step]:
