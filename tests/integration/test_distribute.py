@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution
+from ledger.database import distribution, migrations
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import answers, cli, complete, dump_all, grant, org, publish, refund, user
@@ -142,15 +142,96 @@ def test_appends_land_each_organization_on_its_worker_and_a_rebuild_keeps_the_la
         citus.count_on_worker(citus.placement(conn, access, second), "organization_id", second) == 2
     )
 
+    # content too (migration 0015): an organization's videos on the worker of its money rows
+    content = f"{settings.schema}.content"
+    assert citus.placement(conn, content, first).worker == here.worker
+    assert citus.count_on_worker(citus.placement(conn, content, first), "organization_id", first)
+
     before = dump_all(conn)
+    keys_before = _content_keys(conn)
+    assert keys_before == CONTENT_KEYS_ON_CITUS
     rebuilt = cli(env, "projections", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert dump_all(conn) == before
     wanted = {t: "reference" for t in distribution.REFERENCE}
     wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
     assert distribution.places(conn, settings.schema) == wanted
+    assert _content_keys(conn) == keys_before  # the rebuilt tables' keys as the old ones'
 
     verified = cli(env, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     revenue = cli(env, "audit", "revenue")
     assert revenue.returncode == 0, revenue.stderr
+
+
+# the keys to and of content on the cluster: the composite foreign keys of the colocated money
+# tables, and none of what Citus cannot hold on a distributed content
+CONTENT_KEYS_ON_CITUS = {
+    ("content_access", "content_access_content_id_fkey"): (
+        "FOREIGN KEY (organization_id, content_id) REFERENCES content(organization_id, id)"
+        " ON DELETE CASCADE"
+    ),
+    ("purchases", "purchases_content_id_fkey"): (
+        "FOREIGN KEY (organization_id, content_id) REFERENCES content(organization_id, id)"
+        " ON DELETE RESTRICT"
+    ),
+    ("content", "content_pkey"): "PRIMARY KEY (organization_id, id)",
+}
+
+
+def _content_keys(conn: Conn) -> dict[tuple[str, str], str]:
+    rows = conn.execute(
+        "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid"
+        " WHERE c.relnamespace = current_schema()::regnamespace"
+        " AND (k.confrelid = 'content'::regclass OR (k.conrelid = 'content'::regclass"
+        "  AND k.contype IN ('p', 'u')))"
+    ).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+@pytest.mark.citus
+def test_a_layout_of_before_migration_0015_is_placed_anew(
+    citus: CitusCluster, empty_settings: Settings
+) -> None:
+    """A schema distributed before content was (content a reference table, as the first
+    layout had it), then upgraded: `ledger db distribute` brings the tables back to the
+    coordinator and places them anew, every row kept, and again changes nothing."""
+    settings = empty_settings
+    schema = settings.schema
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        migrations.upgrade(conn, schema, to=13)
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        name = lambda t: sql.Identifier(schema, t).as_string(conn)  # noqa: E731
+        for table in ("users", "organizations", "content"):
+            conn.execute("SELECT create_reference_table(%s::regclass)", (name(table),))
+        conn.execute(
+            "SELECT create_distributed_table(%s::regclass, 'organization_id')",
+            (name("purchases"),),
+        )
+        conn.execute(
+            "SELECT create_distributed_table(%s::regclass, 'organization_id', colocate_with => %s)",
+            (name("content_access"), name("purchases")),
+        )
+    api.upgrade(settings)
+    env = _env(settings)
+    first, second = (str(o) for o in islice(citus_support.organizations(), 2))
+    lines = "".join(json.dumps(c) + "\n" for c in _history(first, second))
+    done = cli(env, "append", "-", stdin=lines)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        assert distribution.places(conn, schema)["content"] == "reference"
+        before = dump_all(conn)
+        placed = cli(env, "db", "distribute")
+        assert placed.returncode == 0, placed.stderr
+        assert [line.split("\t")[-1] for line in placed.stdout.splitlines()] == ["done"] * 5
+        wanted = {t: "reference" for t in distribution.REFERENCE}
+        wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
+        assert distribution.places(conn, schema) == wanted
+        assert dump_all(conn) == before
+        assert _content_keys(conn) == CONTENT_KEYS_ON_CITUS
+        again = cli(env, "db", "distribute")
+        assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [
+            "in place already"
+        ] * 5

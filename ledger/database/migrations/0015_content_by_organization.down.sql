@@ -11,17 +11,17 @@ BEGIN
             PERFORM undistribute_table('content'::regclass, cascade_via_foreign_keys => true);
         END IF;
     END IF;
+    ALTER TABLE purchases DROP CONSTRAINT purchases_content_id_fkey;
+    ALTER TABLE content_access DROP CONSTRAINT content_access_content_id_fkey;
+    ALTER TABLE video_playback DROP CONSTRAINT IF EXISTS video_playback_content_id_fkey;
+    ALTER TABLE content DROP CONSTRAINT IF EXISTS content_id_unique;
+    ALTER TABLE content DROP CONSTRAINT content_pkey;
+    ALTER TABLE content ADD CONSTRAINT content_pkey PRIMARY KEY (id);
+    ALTER TABLE purchases ADD CONSTRAINT purchases_content_id_fkey
+        FOREIGN KEY (content_id) REFERENCES content (id) ON DELETE RESTRICT;
+    ALTER TABLE content_access ADD CONSTRAINT content_access_content_id_fkey
+        FOREIGN KEY (content_id) REFERENCES content (id) ON DELETE CASCADE;
+    ALTER TABLE video_playback ADD CONSTRAINT video_playback_content_id_fkey
+        FOREIGN KEY (content_id) REFERENCES content (id) ON DELETE CASCADE;
 END;
 $$;
-ALTER TABLE purchases DROP CONSTRAINT purchases_content_id_fkey;
-ALTER TABLE content_access DROP CONSTRAINT content_access_content_id_fkey;
-ALTER TABLE video_playback DROP CONSTRAINT IF EXISTS video_playback_content_id_fkey;
-ALTER TABLE content DROP CONSTRAINT IF EXISTS content_id_unique;
-ALTER TABLE content DROP CONSTRAINT content_pkey;
-ALTER TABLE content ADD CONSTRAINT content_pkey PRIMARY KEY (id);
-ALTER TABLE purchases ADD CONSTRAINT purchases_content_id_fkey
-    FOREIGN KEY (content_id) REFERENCES content (id) ON DELETE RESTRICT;
-ALTER TABLE content_access ADD CONSTRAINT content_access_content_id_fkey
-    FOREIGN KEY (content_id) REFERENCES content (id) ON DELETE CASCADE;
-ALTER TABLE video_playback ADD CONSTRAINT video_playback_content_id_fkey
-    FOREIGN KEY (content_id) REFERENCES content (id) ON DELETE CASCADE;
