@@ -226,3 +226,30 @@ def test_delete_rules(seeded: Conn) -> None:
     assert seeded.execute(
         "SELECT (SELECT count(*) FROM content) + (SELECT count(*) FROM content_access)"
     ).fetchone() == (0,)
+
+
+def test_content_keys_carry_the_organization_and_keep_the_reviewed_rules(seeded: Conn) -> None:
+    """Migration 0015: purchases and access rows reference content by (organization_id,
+    content_id): a row naming content of another organization is refused, as one naming no
+    content; deleting content cascades to its access rows and, through content ids kept
+    unique on one server, to its playback rows (the reviewed rules), and is refused while a
+    purchase names it."""
+    other = "22222222-2222-4222-8222-222222222222"
+    seeded.execute("INSERT INTO organizations (id, name) VALUES (%s, 'Other')", (other,))
+    for write in (purchase, access):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation), seeded.transaction():
+            write(seeded, organization_id=other)  # the content is ORG's
+    with pytest.raises(psycopg.errors.UniqueViolation), seeded.transaction():
+        seeded.execute(  # a content id is one content, whatever the organization
+            "INSERT INTO content (id, organization_id, title) VALUES (%s, %s, 'T')",
+            (CONTENT, other),
+        )
+    access(seeded)
+    seeded.execute(
+        "INSERT INTO video_playback (user_id, content_id, duration_seconds) VALUES ('alice', %s, 10)",
+        (CONTENT,),
+    )
+    seeded.execute("DELETE FROM content WHERE id = %s", (CONTENT,))  # CASCADE
+    assert seeded.execute(
+        "SELECT (SELECT count(*) FROM content_access) + (SELECT count(*) FROM video_playback)"
+    ).fetchone() == (0,)
