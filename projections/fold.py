@@ -95,6 +95,12 @@ class Fold:
             for column in INDEXED.get(change.table, ()):
                 self._index[(change.table, column)][row.get(column)].discard(key)
 
+    def find(self, table: str, match: dict[str, Any]) -> Row | None:
+        """The row matching ``match``, or None: content by its id alone, though its key
+        carries the organization (migration 0015)."""
+        keys = self._matching(table, match)
+        return self.rows[table][keys[0]] if keys else None
+
     def _matching(self, table: str, match: dict[str, Any]) -> list[Key]:
         rows = self.rows[table]
         key_columns = KEYS[table]

@@ -90,8 +90,9 @@ class MemoryPlayback:
             return decide(heartbeats, [self._facts(h) for h in heartbeats]).results
 
     def _facts(self, h: Heartbeat) -> Facts:
-        rows = self._rows().rows
-        content = rows["content"].get((h.content_id,))
+        fold = self._rows()
+        rows = fold.rows
+        content = fold.find("content", {"id": h.content_id})
         access = (  # keyed with the organization, as the table (migration 0013)
             rows["content_access"].get((content["organization_id"], h.user_id, h.content_id))
             if content is not None
@@ -142,7 +143,7 @@ class MemoryPlayback:
                 fold.rows["video_playback"][(user_id, content_id)]["created_at"] = clock.canonical(
                     made.first
                 )
-            content = fold.rows["content"].get((content_id,))
+            content = fold.find("content", {"id": content_id})
             organization = content["organization_id"] if content is not None else None
             access = fold.rows["content_access"].get((organization, user_id, content_id))
             if access is not None:
