@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any
-from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
@@ -71,6 +71,12 @@ class _Missing(Exception):
         self.legacy: set[tuple[str, str]] = set()
 
 
+def _json(rows: list[dict[str, Any]]) -> str:
+    """A group's rows as one ``json`` parameter (``json_to_recordset`` in the statement):
+    orjson writes UUIDs and aware datetimes as PostgreSQL reads them back."""
+    return orjson.dumps(rows).decode()
+
+
 @lru_cache(maxsize=16)
 def _statements(schema: str) -> dict[str, sql.Composed]:
     def t(name: str) -> sql.Identifier:
@@ -85,9 +91,8 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             "(i.key_id IS NOT NULL AND k.fingerprint IS NULL AND EXISTS "
             "(SELECT 1 FROM {events} e WHERE e.originator_id = i.key_id)) AS log_key, "
             "EXISTS (SELECT 1 FROM {events} e WHERE e.originator_id = i.playback_id) AS legacy "
-            "FROM unnest(%s::int[], %s::text[], %s::uuid[], %s::timestamptz[], %s::text[], "
-            "%s::text[], %s::uuid[], %s::uuid[]) AS i(n, user_id, content_id, occurred_at, "
-            "identity, key, key_id, playback_id) "
+            "FROM json_to_recordset(%s::json) AS i(n int, user_id text, content_id uuid, "
+            "occurred_at timestamptz, identity text, key text, key_id uuid, playback_id uuid) "
             "LEFT JOIN {users} u ON u.id = i.user_id "
             "LEFT JOIN {content} c ON c.id = i.content_id "
             "LEFT JOIN {access} a ON a.user_id = i.user_id AND a.content_id = i.content_id "
@@ -108,17 +113,18 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         # facts statement took), the video_playback rows, the access rows
         "write": sql.SQL(
             "WITH keys AS (INSERT INTO {keys} (idempotency_key, fingerprint) "
-            "SELECT k, f FROM unnest(%(k)s::text[], %(f)s::text[]) AS i(k, f)), "
+            "SELECT k, f FROM json_to_recordset(%(keys)s::json) AS i(k text, f text)), "
             "records AS (INSERT INTO {hb} (identity, occurred_at, user_id, content_id, "
             "organization_id, position_seconds, duration_seconds, completed, idempotency_key) "
-            "SELECT * FROM unnest(%(identity)s::text[], %(at)s::timestamptz[], %(user)s::text[], "
-            "%(content)s::uuid[], %(org)s::uuid[], %(p)s::int[], %(d)s::int[], %(c)s::bool[], "
-            "%(key)s::text[]) RETURNING identity, occurred_at, position), "
+            "SELECT * FROM json_to_recordset(%(records)s::json) AS i(identity text, "
+            "occurred_at timestamptz, user_id text, content_id uuid, organization_id uuid, "
+            "p int, d int, c bool, key text) RETURNING identity, occurred_at, position), "
+            "rows AS MATERIALIZED (SELECT * FROM json_to_recordset(%(rows)s::json) AS i(id uuid, "
+            "user_id text, content_id uuid, p int, d int, done bool, at timestamptz, "
+            "first timestamptz)), "
             "shown AS (INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
             "duration_seconds, completed, updated_at, created_at) "
-            "SELECT * FROM unnest(%(rid)s::uuid[], %(ru)s::text[], %(rc)s::uuid[], "
-            "%(rp)s::int[], %(rd)s::int[], %(rdone)s::bool[], %(rat)s::timestamptz[], "
-            "%(rfirst)s::timestamptz[]) "
+            "SELECT * FROM rows "
             "ON CONFLICT (user_id, content_id) DO UPDATE SET "
             "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
             "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
@@ -129,8 +135,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             "stamped AS (UPDATE {access} a "
             "SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
             "updated_at = GREATEST(a.updated_at, i.at) "
-            "FROM unnest(%(ru)s::text[], %(rc)s::uuid[], %(rat)s::timestamptz[]) "
-            "AS i(user_id, content_id, at) "
+            "FROM rows i "
             "WHERE a.user_id = i.user_id AND a.content_id = i.content_id) "
             "SELECT identity, occurred_at, position FROM records"
         ).format(
@@ -222,20 +227,25 @@ class PlaybackStore:
         return answers
 
     def _read(self, conn: psycopg.Connection[Any], heartbeats: list[Heartbeat]) -> list[Any]:
-        keys = [h.key for h in heartbeats]
+        """The group's facts, its heartbeats bound as one JSON parameter: psycopg dumps
+        a list parameter element by element in Python, which cost more of the serial
+        section than the statement itself (docs/performance.md)."""
+        group = [
+            {
+                "n": n,
+                "user_id": h.user_id,
+                "content_id": h.content_id,
+                "occurred_at": h.occurred_at,
+                "identity": h.identity,
+                "key": h.key,
+                "key_id": ids.command_key_id("idempotency_key", h.key) if h.key else None,
+                "playback_id": ids.playback_id(h.user_id, h.content_id),
+            }
+            for n, h in enumerate(heartbeats)
+        ]
         return conn.execute(
             _statements(self._schema)["facts"],
-            (
-                list(range(len(heartbeats))),
-                [h.user_id for h in heartbeats],
-                [h.content_id for h in heartbeats],
-                [h.occurred_at for h in heartbeats],
-                [h.identity for h in heartbeats],
-                keys,
-                [ids.command_key_id("idempotency_key", k) if k else None for k in keys],
-                [ids.playback_id(h.user_id, h.content_id) for h in heartbeats],
-                ADVISORY_LOCK,
-            ),
+            (_json(group), ADVISORY_LOCK),
             prepare=True,
         ).fetchall()
 
@@ -309,31 +319,45 @@ class PlaybackStore:
         """Queues the group's one write statement (pipeline mode); returns its cursor, the
         records' positions, read once the transaction has committed. The same heartbeat or
         key committed meanwhile by another writer is a ``UniqueViolation``."""
-        keyed = [(h.key, h.fingerprint) for h, _ in accepted if h.key is not None]
         shown = sorted(newest([h for h, _ in accepted]).items())
         records = conn.cursor()
         records.execute(
             sql_["write"],
             {
-                "k": [k for k, _ in keyed],
-                "f": [f for _, f in keyed],
-                "identity": [h.identity for h, _ in accepted],
-                "at": [h.occurred_at for h, _ in accepted],
-                "user": [h.user_id for h, _ in accepted],
-                "content": [h.content_id for h, _ in accepted],
-                "org": [org for _, org in accepted],
-                "p": [h.command.position_seconds for h, _ in accepted],
-                "d": [h.command.duration_seconds for h, _ in accepted],
-                "c": [h.completed for h, _ in accepted],
-                "key": [h.key for h, _ in accepted],
-                "rid": [ids.playback_id(u, c) for (u, c), _ in shown],
-                "ru": [u for (u, _), _ in shown],
-                "rc": [UUID(c) for (_, c), _ in shown],
-                "rp": [r.heartbeat.command.position_seconds for _, r in shown],
-                "rd": [r.heartbeat.command.duration_seconds for _, r in shown],
-                "rdone": [r.completed for _, r in shown],
-                "rat": [r.heartbeat.occurred_at for _, r in shown],
-                "rfirst": [r.first for _, r in shown],
+                "keys": _json(
+                    [{"k": h.key, "f": h.fingerprint} for h, _ in accepted if h.key is not None]
+                ),
+                "records": _json(
+                    [
+                        {
+                            "identity": h.identity,
+                            "occurred_at": h.occurred_at,
+                            "user_id": h.user_id,
+                            "content_id": h.content_id,
+                            "organization_id": org,
+                            "p": h.command.position_seconds,
+                            "d": h.command.duration_seconds,
+                            "c": h.completed,
+                            "key": h.key,
+                        }
+                        for h, org in accepted
+                    ]
+                ),
+                "rows": _json(
+                    [
+                        {
+                            "id": ids.playback_id(u, c),
+                            "user_id": u,
+                            "content_id": c,
+                            "p": r.heartbeat.command.position_seconds,
+                            "d": r.heartbeat.command.duration_seconds,
+                            "done": r.completed,
+                            "at": r.heartbeat.occurred_at,
+                            "first": r.first,
+                        }
+                        for (u, c), r in shown
+                    ]
+                ),
             },
             prepare=True,
         )
