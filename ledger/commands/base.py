@@ -60,7 +60,8 @@ class Command(BaseModel):
     occurred_at: BusinessTime | None = None
     idempotency_key: Id | None = None
     # where the command came from: not a field, so neither its JSON nor its fingerprint
-    _provenance: Provenance = PrivateAttr(default=DEFAULT)
+    # (a factory: pydantic deep-copies a default at every construction, a factory's is kept)
+    _provenance: Provenance = PrivateAttr(default_factory=lambda: DEFAULT)
 
     @property
     def provenance(self) -> Provenance:

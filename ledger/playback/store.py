@@ -78,11 +78,13 @@ def _json(rows: list[dict[str, Any]]) -> str:
 
 
 @lru_cache(maxsize=16)
-def _statements(schema: str) -> dict[str, sql.Composed]:
+def _statements(schema: str) -> dict[str, bytes]:
+    """Rendered once per schema: psycopg renders a ``Composed`` again at every execute."""
+
     def t(name: str) -> sql.Identifier:
         return sql.Identifier(schema, name)
 
-    return {
+    statements = {
         "facts": sql.SQL(
             "SELECT i.n, u.id IS NOT NULL AS user_live, c.organization_id, "
             "a.created_at AS access_since, a.expires_at AS access_expires, b.horizon, "
@@ -145,6 +147,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             access=t("content_access"),
         ),
     }
+    return {name: statement.as_bytes() for name, statement in statements.items()}
 
 
 class PlaybackStore:
@@ -313,7 +316,7 @@ class PlaybackStore:
     def _write(
         self,
         conn: psycopg.Connection[Any],
-        sql_: dict[str, sql.Composed],
+        sql_: dict[str, bytes],
         accepted: list[tuple[Heartbeat, str]],
     ) -> psycopg.Cursor[Any]:
         """Queues the group's one write statement (pipeline mode); returns its cursor, the
