@@ -85,21 +85,33 @@ def _statements(schema: str) -> dict[str, bytes]:
         return sql.Identifier(schema, name)
 
     statements = {
+        # each lookup a LATERAL probe of one row (LIMIT 1): an index probe per heartbeat
+        # whatever the tables' statistics, where an EXISTS may be planned as a hash of the
+        # whole table (the day's partition, the log) built for every group
         "facts": sql.SQL(
-            "SELECT i.n, u.id IS NOT NULL AS user_live, c.organization_id, "
+            "SELECT i.n, u.live IS NOT NULL AS user_live, c.organization_id, "
             "a.created_at AS access_since, a.expires_at AS access_expires, b.horizon, "
-            "EXISTS (SELECT 1 FROM {hb} h WHERE h.identity = i.identity "
-            "AND h.occurred_at = i.occurred_at) AS seen, k.fingerprint AS key_fingerprint, "
-            "(i.key_id IS NOT NULL AND k.fingerprint IS NULL AND EXISTS "
-            "(SELECT 1 FROM {events} e WHERE e.originator_id = i.key_id)) AS log_key, "
-            "EXISTS (SELECT 1 FROM {events} e WHERE e.originator_id = i.playback_id) AS legacy "
+            "h.seen IS NOT NULL AS seen, k.fingerprint AS key_fingerprint, "
+            "(k.fingerprint IS NULL AND ek.found IS NOT NULL) AS log_key, "
+            "el.found IS NOT NULL AS legacy "
             "FROM json_to_recordset(%s::json) AS i(n int, user_id text, content_id uuid, "
             "occurred_at timestamptz, identity text, key text, key_id uuid, playback_id uuid) "
-            "LEFT JOIN {users} u ON u.id = i.user_id "
-            "LEFT JOIN {content} c ON c.id = i.content_id "
-            "LEFT JOIN {access} a ON a.user_id = i.user_id AND a.content_id = i.content_id "
-            "LEFT JOIN {base} b ON b.user_id = i.user_id AND b.content_id = i.content_id "
-            "LEFT JOIN {keys} k ON k.idempotency_key = i.key "
+            "LEFT JOIN LATERAL (SELECT true AS live FROM {users} u WHERE u.id = i.user_id "
+            "LIMIT 1) u ON true "
+            "LEFT JOIN LATERAL (SELECT c.organization_id FROM {content} c "
+            "WHERE c.id = i.content_id LIMIT 1) c ON true "
+            "LEFT JOIN LATERAL (SELECT a.created_at, a.expires_at FROM {access} a "
+            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id LIMIT 1) a ON true "
+            "LEFT JOIN LATERAL (SELECT b.horizon FROM {base} b WHERE b.user_id = i.user_id "
+            "AND b.content_id = i.content_id LIMIT 1) b ON true "
+            "LEFT JOIN LATERAL (SELECT true AS seen FROM {hb} h WHERE h.identity = i.identity "
+            "AND h.occurred_at = i.occurred_at LIMIT 1) h ON true "
+            "LEFT JOIN LATERAL (SELECT k.fingerprint FROM {keys} k "
+            "WHERE k.idempotency_key = i.key LIMIT 1) k ON true "
+            "LEFT JOIN LATERAL (SELECT true AS found FROM {events} e "
+            "WHERE e.originator_id = i.key_id LIMIT 1) ek ON true "
+            "LEFT JOIN LATERAL (SELECT true AS found FROM {events} e "
+            "WHERE e.originator_id = i.playback_id LIMIT 1) el ON true "
             "CROSS JOIN (SELECT pg_advisory_xact_lock(%s)) AS stream_order ORDER BY i.n"
         ).format(
             hb=t("playback_heartbeats"),
