@@ -26,24 +26,24 @@ class Heartbeat:
     occurred_at: datetime
     identity: str  # the payload at its moment: what a redelivery repeats
     fingerprint: str  # the idempotency key's fingerprint
+    content_id: str  # the command's, as text (kept: a group asks for it several times)
 
     @classmethod
     def of(cls, command: RecordPlayback, now: str) -> Heartbeat:
         occurred = command.occurred(now)
+        # a heartbeat derives nothing, so its canonical fingerprint is the payload's digest
+        fingerprint = command.fingerprint()
         return cls(
             command,
             clock.parse(occurred),
-            command.identity(occurred),
-            command.fingerprints().canonical,
+            command.identity(occurred, fingerprint),
+            fingerprint,
+            str(command.content_id),
         )
 
     @property
     def user_id(self) -> str:
         return self.command.user_id
-
-    @property
-    def content_id(self) -> str:
-        return str(self.command.content_id)
 
     @property
     def key(self) -> str | None:
