@@ -15,7 +15,8 @@ from datetime import datetime
 from ledger.commands.access import RecordPlayback
 from ledger.commands.results import DUPLICATE, Result
 from ledger.domain import clock
-from ledger.domain.errors import Conflict, InvalidState, NoAccess, NotFound, Rejected
+from ledger.domain.access import check_playable
+from ledger.domain.errors import Conflict, InvalidState, NotFound, Rejected
 
 
 @dataclass(frozen=True)
@@ -137,21 +138,14 @@ def _check(
             "it is compacted, so it is not recorded",
             "occurred_at",
         )
-    who = f"{heartbeat.user_id!r}"
-    if fact.access_since is None:
-        raise NoAccess(f"{who} has no access to content {heartbeat.content_id}")
-    if at < fact.access_since:
-        raise NoAccess(
-            f"access of {who} to content {heartbeat.content_id} began at "
-            f"{clock.canonical(fact.access_since)}, after this heartbeat "
-            f"({clock.canonical(at)})",
-            "occurred_at",
-        )
-    if fact.access_expires is not None and fact.access_expires <= at:
-        raise NoAccess(
-            f"access of {who} to content {heartbeat.content_id} expired at "
-            f"{clock.canonical(fact.access_expires)}"
-        )
+    check_playable(
+        heartbeat.user_id,
+        heartbeat.content_id,
+        at,
+        fact.access_since is not None,
+        fact.access_since,
+        fact.access_expires,
+    )
 
 
 @dataclass(frozen=True)
