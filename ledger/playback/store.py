@@ -2,9 +2,10 @@
 
 One statement reads what every heartbeat of the group needs (the user, the content, the
 access row at its time, the compacted horizon, whether it is stored already, its
-idempotency key), with the arrays bound once and ``unnest``; ``decide`` gives the answers;
-then a few statements write the accepted ones (keys, records, the ``video_playback`` rows
-by a guarded upsert, ``content_access.last_accessed_at``) in one transaction. Never the
+idempotency key), the group bound once as one JSON parameter and each fact a one-row index
+probe; ``decide`` gives the answers; then one statement writes the accepted ones (keys,
+records, the ``video_playback`` rows by a guarded upsert, ``content_access.last_accessed_at``)
+in one transaction. Never the
 log's lock: a heartbeat commits while another connection holds ``ledger_events`` locked.
 
 Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on the row
