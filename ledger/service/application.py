@@ -327,11 +327,11 @@ class Ledger(Application[UUID]):
         uow.committed = True
         if uow.subject_changes:
             self.subjects.remember(uow.added.items())
-            erased = [c.subject for c in uow.subject_changes if isinstance(c, SubjectErased)]
-            self.subjects.forget(erased)
-            if erased and isinstance(self.playback, MemoryPlayback):
+            gone = [c for c in uow.subject_changes if isinstance(c, SubjectErased)]
+            self.subjects.forget([c.subject for c in gone])
+            if gone and isinstance(self.playback, MemoryPlayback):
                 # the SQL store's records went in the append's transaction
-                self.playback.forget([uow.named[s] for s in erased if s in uow.named])
+                self.playback.forget([c.user_id for c in gone])
         self.aggregates.remember(uow.written_aggregates())
         return [r.notification.id for r in recordings]
 

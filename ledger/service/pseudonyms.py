@@ -88,9 +88,12 @@ def settle(uow: UnitOfWork, command: Command, named: Mapping[str, str], recorded
         if uow.added.get(user_id) != command.user_id:
             uow.added[user_id] = command.user_id
             uow.subject_changes.append(SubjectAdded(user_id, command.user_id))
-    elif isinstance(command, EraseUser) and is_subject(command.user_id):
-        uow.added.pop(named[command.user_id], None)
-        uow.subject_changes.append(SubjectErased(command.user_id))
+    elif isinstance(command, EraseUser):
+        # by subject, or (a person registered before subjects) by the id their older
+        # events name: either way, what the playback store keeps of them goes too
+        user_id = named.get(command.user_id, command.user_id)
+        uow.added.pop(user_id, None)
+        uow.subject_changes.append(SubjectErased(command.user_id, user_id))
 
 
 def renamed(error: Rejected, named: Mapping[str, str]) -> Rejected:

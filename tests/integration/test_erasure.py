@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import subprocess
 import uuid
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from ledger import api
 from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.audit.verify import verify as audit_verify
 from ledger.config import Settings
@@ -191,3 +193,40 @@ def test_another_process_sees_the_erasure(
     finally:
         other.close()
     assert verify(settings) == []
+
+
+def test_a_person_with_compacted_heartbeats_leaves_no_trace(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    """Compaction drops the heartbeats but keeps their keys (and folds the person into a
+    base row): the erasure finds both through the key's recorded owner (migration 0016)."""
+    person = f"erasable-{uuid.uuid4().hex}"
+    assert "rejected" not in " ".join(statuses(append(ledger_app, *history(person))))
+    done = api.playback_compact(settings, datetime.fromisoformat(t(6)))
+    assert done.records >= 2
+    conn.commit()
+    store = "SELECT count(*) FROM playback_heartbeats WHERE user_id = %s"
+    assert conn.execute(store, (person,)).fetchone() == (0,)
+    base = "SELECT count(*) FROM playback_base WHERE user_id = %s"
+    assert conn.execute(base, (person,)).fetchone() == (1,)
+    [(fingerprint,)] = conn.execute(
+        "SELECT fingerprint FROM playback_keys WHERE idempotency_key = %s", (f"hb-{person}",)
+    ).fetchall()
+    before = totals(conn, settings.schema)
+    rows = dump_all(conn)
+    assert statuses(append(ledger_app, erase(person))) == ["accepted"]
+
+    dumped = pg_dump(settings)
+    left = [trace for trace in [*traces(person), f"hb-{person}", fingerprint] if trace in dumped]
+    assert left == []
+    assert conn.execute(base, (person,)).fetchone() == (0,)
+    owners = "SELECT count(*) FROM playback_compacted_keys WHERE user_id = %s"
+    assert conn.execute(owners, (person,)).fetchone() == (0,)
+    assert totals(conn, settings.schema) == before
+    assert audit_verify(conn, settings.schema).ok
+    erased_rows = dump_all(conn)
+    assert erased_rows != rows
+    rebuild(settings, None, stream=io.StringIO())
+    assert dump_all(conn) == erased_rows and verify(settings) == []
+    # the key is free again: another heartbeat with it is decided afresh (a new person's)
+    assert statuses(append(ledger_app, user(person, at=t(8)))) == ["accepted"]
