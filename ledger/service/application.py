@@ -30,6 +30,7 @@ from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
+from ledger.privacy import older
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
 from ledger.service import playback_lookups as lookups
 from ledger.service import pseudonyms, registry
@@ -138,7 +139,8 @@ class Ledger(Application[UUID]):
             ]
         money = [c for c in commands if not isinstance(c, RecordPlayback)]
         with self.deciding:
-            settled = iter(self._atomic(money) if money else [])
+            answered = self._atomic(money) if money else []
+        settled = iter(older.answered(self.recorder, self.settings.schema, money, answered))
         results = [None if isinstance(c, RecordPlayback) else next(settled) for c in commands]
         if any(r is not None and r.status in ("rejected", "rolled_back") for r in results):
             return [r if r is not None else Result("rolled_back") for r in results]
@@ -195,7 +197,8 @@ class Ledger(Application[UUID]):
                 results += self.playback.record([c for c in run if isinstance(c, RecordPlayback)])
             else:
                 with self.deciding:
-                    results += money(run)
+                    answered = money(run)
+                results += older.answered(self.recorder, self.settings.schema, run, answered)
             start = end
         return results
 
