@@ -230,3 +230,29 @@ def test_a_person_with_compacted_heartbeats_leaves_no_trace(
     assert dump_all(conn) == erased_rows and verify(settings) == []
     # the key is free again: another heartbeat with it is decided afresh (a new person's)
     assert statuses(append(ledger_app, user(person, at=t(8)))) == ["accepted"]
+
+
+def test_erasing_a_creator_keeps_their_content_unnamed_and_its_revenue(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    """The schema's rule (``content.creator_id`` ``ON DELETE SET NULL``): the content
+    stays, its creator unknown, its purchases counted; the revenue by creator shows the
+    erased creator by their subject, which names no one."""
+    person = f"erasable-{uuid.uuid4().hex}"
+    append(ledger_app, *history(person))
+    by_creator = RevenueQuery(group_by="creator")
+    before = revenue(conn, settings.schema, by_creator).as_dict()
+    assert {row["group"] for row in before["rows"]} == {"creator"}
+    assert statuses(append(ledger_app, erase("creator"))) == ["accepted"]
+    assert conn.execute("SELECT creator_id FROM content WHERE id = %s", (CONTENT,)).fetchone() == (
+        None,
+    )
+    after = revenue(conn, settings.schema, by_creator).as_dict()
+    [group] = {row["group"] for row in after["rows"]}
+    assert group.startswith("subject:")
+    strip = [{k: v for k, v in row.items() if k != "group"} for row in before["rows"]]
+    assert [{k: v for k, v in row.items() if k != "group"} for row in after["rows"]] == strip
+    assert after["totals"] == before["totals"]
+    rows = dump_all(conn)
+    rebuild(settings, None, stream=io.StringIO())
+    assert dump_all(conn) == rows and verify(settings) == []
