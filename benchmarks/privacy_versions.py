@@ -12,8 +12,9 @@ command (the client's: the server's work is the same statements, counted equal) 
 check's p99. The ratios are this checkout's rate over the one before (target at least
 0.90) and its p99 over the one before (target: unchanged, about 1).
 
-``benchmarks.privacy`` switches the subjects off within one checkout, isolating their
-cost; this one also counts whatever else changed between the two commits.
+A third side, this checkout with the subjects switched off (``benchmarks.privacy``'s
+switch), tells the subjects' own cost from whatever else changed between the two commits:
+each ratio is printed against both.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ from psycopg import sql
 from benchmarks.workload import purchase_lines, scratch_schema, setup_lines
 from ledger import api
 from ledger.reading.tables import can_play
+import contextlib
 url, count, grouped = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 users = 200
-with scratch_schema(url) as settings:
+if sys.argv[4] == "plain":  # this checkout with the subjects switched off
+    from benchmarks.privacy import plain as switch
+else:
+    switch = contextlib.nullcontext
+with scratch_schema(url) as settings, switch():
     with api.open_ledger(settings) as app:
         list(api.append_lines(app, setup_lines(users)))
         lines = purchase_lines(count, "pi_", users)
@@ -68,10 +74,15 @@ print(json.dumps({"rate": count / wall, "cpu_ms": cpu * 1000 / count,
 """
 
 
-def side(checkout: Path, url: str, count: int, grouped: bool) -> dict[str, float]:
+SIDES = ("now", "plain", "before")
+"""This checkout; this checkout with subjects switched off (``benchmarks.privacy.plain``);
+the checkout before subjects."""
+
+
+def side(checkout: Path, url: str, count: int, grouped: bool, kind: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER, url, str(count), "1" if grouped else "0"],
+        [sys.executable, "-c", DRIVER, url, str(count), "1" if grouped else "0", kind],
         cwd=checkout,
         env=env,
         capture_output=True,
@@ -87,20 +98,24 @@ def side(checkout: Path, url: str, count: int, grouped: bool) -> dict[str, float
 def measure(before: Path, url: str, count: int, rounds: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for grouped in (False, True):
-        runs: dict[str, list[dict[str, float]]] = {"now": [], "before": []}
+        runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in SIDES}
         for number in range(rounds):
-            order = ("now", "before") if number % 2 == 0 else ("before", "now")
+            order = SIDES[number % 3 :] + SIDES[: number % 3]  # each side first in turn
             for kind in order:
-                runs[kind].append(side(HERE if kind == "now" else before, url, count, grouped))
+                checkout = before if kind == "before" else HERE
+                runs[kind].append(side(checkout, url, count, grouped, kind))
 
         def median(kind: str, key: str, runs: dict[str, Any] = runs) -> float:
             return float(statistics.median(r[key] for r in runs[kind]))
 
         out["grouped" if grouped else "per_command"] = {
-            **{f"{k}_{key}": median(k, key) for k in ("now", "before") for key in runs["now"][0]},
+            **{f"{k}_{key}": median(k, key) for k in SIDES for key in runs["now"][0]},
             "rate_ratio": median("now", "rate") / median("before", "rate"),
             "cpu_ratio": median("now", "cpu_ms") / median("before", "cpu_ms"),
             "p99_ratio": median("now", "p99_ms") / median("before", "p99_ms"),
+            "plain_rate_ratio": median("now", "rate") / median("plain", "rate"),
+            "plain_cpu_ratio": median("now", "cpu_ms") / median("plain", "cpu_ms"),
+            "plain_p99_ratio": median("now", "p99_ms") / median("plain", "p99_ms"),
         }
     return out
 
@@ -116,13 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     for name, f in measure(args.before, args.database_url, args.count, args.rounds).items():
-        print(
-            f"{name}: rate now {f['now_rate']:.0f}/s, before {f['before_rate']:.0f}/s, "
-            f"ratio {f['rate_ratio']:.3f} (target >= 0.90); CPU per command now "
-            f"{f['now_cpu_ms']:.3f} ms, before {f['before_cpu_ms']:.3f} ms, ratio "
-            f"{f['cpu_ratio']:.3f}; access check p99 now {f['now_p99_ms']:.3f} ms, before "
-            f"{f['before_p99_ms']:.3f} ms, ratio {f['p99_ratio']:.3f}"
-        )
+        for other in ("before", "plain"):
+            prefix = "" if other == "before" else "plain_"
+            print(
+                f"{name}, now over {other}: rate {f['now_rate']:.0f}/s vs "
+                f"{f[other + '_rate']:.0f}/s, ratio {f[prefix + 'rate_ratio']:.3f} "
+                f"(target >= 0.90); CPU per command {f['now_cpu_ms']:.3f} ms vs "
+                f"{f[other + '_cpu_ms']:.3f} ms, ratio {f[prefix + 'cpu_ratio']:.3f}; access "
+                f"check p99 {f['now_p99_ms']:.3f} ms vs {f[other + '_p99_ms']:.3f} ms, ratio "
+                f"{f[prefix + 'p99_ratio']:.3f}"
+            )
     return 0
 
 

@@ -6,6 +6,8 @@ clear; the money stays; the id, registered again, starts a new person by subject
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -154,3 +156,41 @@ def test_the_older_events_answer_is_bounded_and_listed_in_full(
                 "first": carol,
                 "listed_by": "ledger users older-events gold_carol",
             }
+
+
+def test_the_way_out_is_made_of_steps_the_product_has(
+    settings: Settings,
+    conn: Conn,
+    cli_env: dict[str, str],
+    fresh: Callable[[], Settings],
+    tmp_path: Path,
+) -> None:
+    """docs/privacy.md, "Older events": the old head recorded outside the database, the
+    log exported whole, and a fresh ledger whose first event anchors the old head (the
+    first command's idempotency key), found again by ``ledger events``."""
+    _load(conn, stored("v3"))
+    quiet_rebuild(settings)
+    heads = tmp_path / "heads"
+    recorded = cli(cli_env, "audit", "verify", "--record-head", str(heads))
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    head = heads.read_text().split()[0]  # POSITION:HASH  # verified TIME
+    position, digest = head.split(":")
+    exported = cli(cli_env, "events")
+    assert exported.returncode == 0
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert lines[-1]["position"] == int(position) and len(lines) == int(position)
+    anchor = f"chain-anchor:{position}:{digest}"
+    copy = fresh()
+    with api.open_ledger(copy) as app:
+        first = {
+            "type": "organization.register",
+            "organization_id": make.ORG,
+            "name": "Gold",
+            "occurred_at": "2026-01-01T00:00:00+00:00",
+            "idempotency_key": anchor,
+        }
+        assert statuses(append(app, first)) == ["accepted"]
+    copied = {**cli_env, "LEDGER_SCHEMA": copy.schema}
+    found = cli(copied, "events", "--idempotency-key", anchor)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout.splitlines()[0])["position"] == 1
