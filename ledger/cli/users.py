@@ -32,7 +32,9 @@ def _user_id(text: str) -> str:
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
-    group = groups.add_parser("users", help="a person's data: export, older events (docs/privacy.md)")
+    group = groups.add_parser(
+        "users", help="a person's data: export, older events (docs/privacy.md)"
+    )
     commands = group.add_subparsers(dest="command", required=True)
     exporting = commands.add_parser(
         "export",

@@ -35,11 +35,20 @@ from ledger.privacy.subjects import (
 from ledger.service.unit_of_work import UnitOfWork
 
 
+_FIELDS: dict[type[Command], tuple[str, ...]] = {}
+"""Each command type's person fields: asking a pydantic model for a field it lacks raises
+inside ``getattr``, which cost more than the rest of the swap (benchmarks/privacy.py)."""
+
+
 def people(command: Command) -> dict[str, str]:
     """The command's person fields that are set, by field name."""
+    kind = type(command)
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        fields = _FIELDS[kind] = tuple(n for n in PERSON_FIELDS if n in kind.model_fields)
     found: dict[str, str] = {}
-    for name in PERSON_FIELDS:
-        value = getattr(command, name, None)
+    for name in fields:
+        value = getattr(command, name)
         if isinstance(value, str):
             found[name] = value
     return found

@@ -31,7 +31,6 @@ from tests.support import (
     org,
     play,
     publish,
-    t,
     user,
 )
 from tests.support import (
@@ -512,26 +511,3 @@ def test_the_projector_runs_a_consumer_and_moves_its_checkpoint(
     projector = as_role(settings, roles["projector"])
     run = ledger.run_consumer(projector, Seen())
     assert run.handled > 0 and ledger.consumer_position(projector, "seen") == run.position
-
-
-def test_the_writer_erases_a_person_and_what_the_store_keeps_of_them(
-    settings: Settings, roles: dict[str, str], conn: Conn
-) -> None:
-    """``user.erase`` runs as the writer: it deletes the person's heartbeats, keys and
-    compacted rows of the playback store (migration 0016's owners of compacted keys too)."""
-    seed(settings, roles)
-    with api.open_ledger(as_role(settings, roles["writer"])) as app:
-        keyed = {**play("alice", 20, at=t(5)), "idempotency_key": "alice-beat"}
-        assert [r.status for r in append(app, keyed)] == ["accepted"]
-        erase = {"type": "user.erase", "user_id": "alice", "occurred_at": t(9)}
-        assert [r.status for r in append(app, erase)] == ["accepted"]
-    for table in ("playback_heartbeats", "playback_base", "playback_compacted_keys"):
-        query = sql.SQL("SELECT count(*) FROM {} WHERE user_id = 'alice'").format(
-            sql.Identifier(table)
-        )
-        assert conn.execute(query).fetchone() == (0,), table
-    key = "SELECT count(*) FROM playback_keys WHERE idempotency_key = 'alice-beat'"
-    assert conn.execute(key).fetchone() == (0,)
-    writer = connect(as_role(settings, roles["writer"]), autocommit=True)
-    with writer, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        writer.execute("UPDATE playback_keys SET fingerprint = 'x'")
