@@ -128,9 +128,26 @@ def answered(
     if not erased:
         return results
     answers = list(results)
-    with connection() as conn:
+    try:
+        with connection() as conn:
+            for index, user_id in erased:
+                found = summary(conn, schema, user_id)
+                if found is not None:
+                    answers[index] = replace(answers[index], older_events=found)
+    except Exception as error:
+        # the erasure is committed and must be answered so (a retry would find no one):
+        # the count is what failed, and the listing gives it again
         for index, user_id in erased:
-            found = summary(conn, schema, user_id)
-            if found is not None:
-                answers[index] = replace(answers[index], older_events=found)
+            if answers[index].older_events is None:
+                answers[index] = replace(answers[index], older_events=unknown(user_id, error))
     return answers
+
+
+def unknown(user_id: str, error: Exception) -> dict[str, Any]:
+    """An ``older_events`` that could not be read after the erasure committed."""
+    return {
+        "count": None,
+        "first": [],
+        "listed_by": f"ledger users older-events {user_id}",
+        "error": f"not counted: {type(error).__name__} (the erasure is committed; list them)",
+    }

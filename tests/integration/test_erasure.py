@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import pytest
 
 from ledger import api
 from ledger.audit.revenue import RevenueQuery, revenue
@@ -18,6 +19,7 @@ from ledger.audit.verify import verify as audit_verify
 from ledger.config import Settings
 from ledger.database.embedded.datadir import wheel_binaries
 from ledger.domain import ids
+from ledger.privacy import older
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
@@ -256,3 +258,22 @@ def test_erasing_a_creator_keeps_their_content_unnamed_and_its_revenue(
     rows = dump_all(conn)
     rebuild(settings, None, stream=io.StringIO())
     assert dump_all(conn) == rows and verify(settings) == []
+
+
+def test_an_erasure_whose_older_events_cannot_be_read_is_still_answered_accepted(
+    ledger_app: Ledger, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The older events are read after the erasure committed: a failure there (a lost
+    connection) must not answer a committed erasure as failed (a retry finds no one)."""
+    person = f"erasable-{uuid.uuid4().hex}"
+    append(ledger_app, *history(person))
+
+    def lost(*args: object) -> None:
+        raise psycopg.OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(older, "summary", lost)
+    [answer] = append(ledger_app, erase(person))
+    assert answer.status == "accepted"
+    assert answer.as_dict()["older_events"]["count"] is None
+    assert "ledger users older-events" in answer.as_dict()["older_events"]["listed_by"]
+    assert conn.execute("SELECT count(*) FROM users WHERE id = %s", (person,)).fetchone() == (0,)
