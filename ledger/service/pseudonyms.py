@@ -34,7 +34,6 @@ from ledger.privacy.subjects import (
 )
 from ledger.service.unit_of_work import UnitOfWork
 
-
 _FIELDS: dict[type[Command], tuple[str, ...]] = {}
 """Each command type's person fields: asking a pydantic model for a field it lacks raises
 inside ``getattr``, which cost more than the rest of the swap (benchmarks/privacy.py)."""
