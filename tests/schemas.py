@@ -281,9 +281,7 @@ class SchemaPool:
     def _drop(self, schema: str) -> None:
         try:
             with psycopg.connect(self.url, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT))
-                )
+                conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
                 )

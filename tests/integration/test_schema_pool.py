@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from ledger import api
+from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
-from ledger.config import Settings
 from tests.schemas import SchemaPool, fingerprint
 from tests.support import append, catalogue, complete, statuses
 
