@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 import signal
 
-import psycopg
 import pytest
 
 from ledger.config import Settings
+from ledger.database.connections import connect
 from tests import forkserve
 from tests.serving import TOKEN, serve, server_env
 from tests.support import catalogue
@@ -49,9 +49,11 @@ def test_a_forked_start_refuses_an_unmigrated_database_as_a_new_process(
     assert forked.wait(60) == 2
     forked_err = forked.stderr.read()
     forked.stderr.close()
-    with pytest.raises(AssertionError, match="exited 2") as real:
-        with serve(empty_settings, real_process=True):
-            pass
+    with (
+        pytest.raises(AssertionError, match="exited 2") as real,
+        serve(empty_settings, real_process=True),
+    ):
+        pass
     lines = forked_err.splitlines()
     assert len(lines) == 1 and "ledger db upgrade" in lines[0], forked_err
     assert lines[0] in str(real.value)
@@ -76,8 +78,6 @@ def test_forked_starts_write_to_the_schema_they_are_given(settings: Settings) ->
     with serve(settings) as served, served.client() as client:
         for command in catalogue():
             assert client.post("/v1/commands", json=command).status_code == 201
-    with psycopg.connect(settings.url) as conn:
-        row = conn.execute(
-            f"SELECT count(*) FROM {settings.schema}.ledger_events"  # noqa: S608
-        ).fetchone()
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
     assert row == (5,)

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ledger import api
 from ledger.config import Settings
@@ -164,8 +165,16 @@ def test_a_granted_or_commented_schema_is_replaced_not_reused(
     first = pool.take()
     second = pool.take()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"GRANT SELECT ON {first.schema}.purchases TO PUBLIC")
-        conn.execute(f"COMMENT ON TABLE {second.schema}.users IS 'left by a test'")
+        conn.execute(
+            sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(
+                sql.Identifier(first.schema, "purchases")
+            )
+        )
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE {} IS 'left by a test'").format(
+                sql.Identifier(second.schema, "users")
+            )
+        )
     pool.give(first.schema)
     pool.give(second.schema)
     taken = [pool.take(), pool.take()]
@@ -181,5 +190,9 @@ def test_the_settings_fixture_hands_out_a_schema_equal_to_a_fresh_migration(
     api.upgrade(empty_settings)
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert fingerprint(conn, settings.schema) == fingerprint(conn, empty_settings.schema)
-        count = conn.execute(f"SELECT count(*) FROM {settings.schema}.ledger_events")
+        count = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(settings.schema, "ledger_events")
+            )
+        )
         assert count.fetchone() == (0,)
