@@ -210,6 +210,11 @@ def create_roles(
         # are created by playback_create_partition (as the owner) and read through the parent
         grant("SELECT, INSERT", "playback_heartbeats", writer)
         grant("SELECT, INSERT", "playback_keys", writer)
+        # an erasure (user.erase, docs/privacy.md) deletes what the store keeps of the
+        # person, in the append's transaction, as the writer: never an UPDATE
+        for table in ("playback_heartbeats", "playback_base", "playback_keys"):
+            grant("DELETE", table, writer)
+        grant("SELECT, DELETE", "playback_compacted_keys", writer)
         for table in ("playback_heartbeats", "playback_base", "playback_keys", "playback_state"):
             grant("SELECT", table, writer, projector)
         grant("SELECT", "playback_heartbeats", reader)

@@ -3,7 +3,7 @@
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM ledger_events WHERE topic = 'UserLeftOrganization') THEN
-        RAISE EXCEPTION 'cannot roll back 0018_departures: the log holds UserLeftOrganization events'
+        RAISE EXCEPTION 'cannot roll back 0017_departures: the log holds UserLeftOrganization events'
             USING HINT = 'The log is never rewritten; upgrade again to read it.';
     END IF;
 END;
