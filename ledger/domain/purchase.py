@@ -240,8 +240,11 @@ class Purchase(Aggregate):
             ("currency", self.currency, currency),
         ):
             if recorded != given:
+                # the recorded customer is someone else: their id (or subject) is not the
+                # caller's to learn (docs/privacy.md)
+                what = "customer" if name == "customer_id" else repr(recorded)
                 raise InvalidState(
-                    f"{name} {given!r} differs from the {recorded!r} recorded for "
+                    f"{name} {given!r} differs from the {what} recorded for "
                     f"{self.stripe_payment_intent_id}",
                     name,
                 )

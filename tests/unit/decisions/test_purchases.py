@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from ledger.domain.aggregates import refund_shares
 from ledger.domain.clock import canonical
+from ledger.privacy.subjects import PREFIX
 from ledger.service import Ledger
 from tests.support import CONTENT, CONTENT_2, ORG, ORG_2, complete, refund, start, t
-from tests.unit.decisions.conftest import answers, rows, topics
+from tests.unit.decisions.conftest import answers, rows, run, topics
 
 
 def fail(intent: str, at: str | None = None, **given: Any) -> dict[str, Any]:
@@ -217,3 +218,16 @@ def test_refund_shares_never_exceed_a_partys_share_and_add_up(amount: int, data:
     paid_shares = (platform, organization, amount - platform - organization)
     for share, paid in zip(shares, paid_shares, strict=True):
         assert 0 <= share <= paid
+
+
+def test_a_differing_customer_is_refused_without_naming_the_recorded_one(app: Ledger) -> None:
+    """The purchase's customer is another person: the refusal names the caller's id only,
+    never theirs nor the subject the log knows them by (docs/privacy.md)."""
+    run(app, start("pi_1"))
+    recorded = rows(app, "purchases")[0]["customer_id"]
+    (result,) = run(app, complete("pi_1", customer="bob"))
+    assert result.error is not None and result.error.field == "customer_id"
+    message = result.error.message
+    assert "'bob'" in message and "differs from the customer recorded for pi_1" in message
+    assert recorded != "bob" and recorded not in message
+    assert PREFIX not in message
