@@ -140,8 +140,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         query, values = statement(schema, change)
                         rest.execute(_rendered(query, conn), values, prepare=True)
                     for subject_change in subject_changes:
-                        query, values = subject_statement(schema, subject_change)
-                        rest.execute(_rendered(query, conn), values, prepare=True)
+                        erasing, params = subject_statement(schema, subject_change)
+                        rest.execute(_rendered(erasing, conn), params, prepare=True)
                     rest.execute(_COMMIT)
             except BaseException as error:
                 _settle(conn, error)

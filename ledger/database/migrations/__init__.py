@@ -40,8 +40,6 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 RESERVED: dict[int, str] = {
     14: "issue 28: per-organization positions, chains and locks",
     15: "issue 28: content and organizations by organization",
-    16: "issue 27: erasure of older events and compacted heartbeats",
-    17: "issue 26: heartbeats decided in one statement per group",
 }
 
 
