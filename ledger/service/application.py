@@ -238,6 +238,7 @@ class Ledger(Application[UUID]):
     def _try_atomic(
         self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
+        pseudonyms.warm(uow, self.subjects, [c for c in commands if not isinstance(c, Rejected)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
             return None  # a rejection or a duplicate: decide again on state read from the log
@@ -250,7 +251,7 @@ class Ledger(Application[UUID]):
     ) -> list[Result] | None:
         """Like ``--atomic``, except that a rejection takes only its own command out."""
         deciding = [c for c in commands if not isinstance(c, Rejected)]
-        pseudonyms.warm(self.subjects, deciding)
+        pseudonyms.warm(uow, self.subjects, deciding)
         uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:

@@ -17,7 +17,7 @@ A rejection's message names the ids as the command gave them, not their subjects
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ledger.commands.base import Command
 from ledger.commands.catalogue import EraseUser, RegisterUser
@@ -53,11 +53,13 @@ def people(command: Command) -> dict[str, str]:
     return found
 
 
-def warm(subjects: Subjects, commands: list[Command]) -> None:
-    """Looks up the subjects of a group's people in one query."""
-    wanted = {v for c in commands for v in people(c).values()}
+def warm(uow: UnitOfWork, subjects: Subjects, commands: Sequence[Command]) -> None:
+    """Looks up the subjects of a group's (or an atomic batch's) people in one query; those
+    without one are not asked again by this attempt."""
+    wanted = {v for c in commands for v in people(c).values()} - uow.added.keys() - uow.unnamed
     if wanted:
-        subjects.subjects_of(wanted)
+        found = subjects.subjects_of(wanted)
+        uow.unnamed.update(wanted - found.keys())
 
 
 def pseudonymous(
@@ -67,8 +69,12 @@ def pseudonymous(
     given = people(command)
     if not given:
         return command, {}
-    lacking = [u for u in given.values() if u not in uow.added]
-    known = {**subjects.subjects_of(lacking), **uow.added} if lacking else dict(uow.added)
+    lacking = [u for u in given.values() if u not in uow.added and u not in uow.unnamed]
+    known = dict(uow.added)
+    if lacking:
+        found = subjects.subjects_of(lacking)
+        uow.unnamed.update(u for u in lacking if u not in found)
+        known = {**found, **known}
     registering = isinstance(command, RegisterUser)
     swapped: dict[str, str] = {}
     for name, user_id in given.items():

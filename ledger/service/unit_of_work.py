@@ -40,6 +40,11 @@ class UnitOfWork:
     subject_changes: list[SubjectChange] = field(default_factory=list)
     added: dict[str, str] = field(default_factory=dict)
     named: dict[str, str] = field(default_factory=dict)  # each subject met, to its id
+    # ids this attempt looked up and found without a subject: not asked again (a batch of
+    # 17,000 registrations asked 17,000 times); a subject another process gave one of them
+    # meanwhile makes the append's insert of ``ledger_subjects`` fail, and the attempt
+    # is decided again on a new unit of work
+    unnamed: set[str] = field(default_factory=set)
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""

@@ -78,36 +78,47 @@ class ShadowBuild:
     spills: int = 0  # times the fold's rows went to the tables to keep memory bounded
 
 
-def _set_path(conn: psycopg.Connection[Any], *schemas: str) -> None:
-    conn.execute(
-        sql.SQL("SET LOCAL search_path TO {}").format(
-            sql.SQL(", ").join(sql.Identifier(s) for s in schemas)
-        )
+def _path(*schemas: str) -> sql.Composed:
+    """``SET LOCAL search_path``, as one statement of a batch."""
+    return sql.SQL("SET LOCAL search_path TO {};").format(
+        sql.SQL(", ").join(sql.Identifier(s) for s in schemas)
     )
 
 
 def _definitions(
-    conn: psycopg.Connection[Any], schema: str, table: str
-) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
-    """(constraints as (name, type, definition), indexes as (name, definition)),
-    rendered with search_path = ``schema``, so they name its objects unqualified."""
-    constraints = conn.execute(
-        "SELECT c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+    conn: psycopg.Connection[Any], schema: str, tables: tuple[str, ...]
+) -> dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]]:
+    """Per table, (constraints as (name, type, definition), indexes as (name, definition)),
+    rendered with search_path = ``schema``, so they name its objects unqualified; one
+    round trip for all the tables. CHECK constraints are not among them: they stay on the
+    tables while the rows are loaded (checking a row as it arrives costs no more than the
+    scan re-adding them would, and PostgreSQL renders some of them back in another form
+    than the migration wrote, so a re-added CHECK would differ from a migrated one)."""
+    found: dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]] = {
+        t: ([], []) for t in tables
+    }
+    rows = conn.execute(
+        "SELECT t.relname, 'c', c.conname, c.contype::text, pg_get_constraintdef(c.oid), "
+        "c.contype = 'f' FROM pg_constraint c "
         "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-        "WHERE n.nspname = %s AND t.relname = %s AND c.contype IN ('p', 'u', 'c', 'f', 'x') "
-        "ORDER BY c.contype = 'f', c.conname",
-        (schema, table),
-    ).fetchall()
-    indexes = conn.execute(
-        "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+        "WHERE n.nspname = %(schema)s AND t.relname = ANY(%(tables)s) "
+        "AND c.contype IN ('p', 'u', 'f', 'x') "
+        "UNION ALL "
+        "SELECT t.relname, 'i', i.relname, '', pg_get_indexdef(x.indexrelid), false "
+        "FROM pg_index x "
         "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
         "JOIN pg_namespace n ON n.oid = t.relnamespace "
-        "WHERE n.nspname = %s AND t.relname = %s "
+        "WHERE n.nspname = %(schema)s AND t.relname = ANY(%(tables)s) "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid "
-        "AND c.conrelid = x.indrelid) ORDER BY i.relname",
-        (schema, table),
+        "AND c.conrelid = x.indrelid) ORDER BY 1, 2, 6, 3",
+        {"schema": schema, "tables": list(tables)},
     ).fetchall()
-    return [(r[0], r[1], r[2]) for r in constraints], [(r[0], r[1]) for r in indexes]
+    for table, what, name, kind, definition, _ in rows:
+        if what == "c":
+            found[table][0].append((name, kind, definition))
+        else:
+            found[table][1].append((name, definition))
+    return found
 
 
 def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[str]:
@@ -137,46 +148,60 @@ def build(
     single table can be rebuilt against the live ones it references.
     """
     budget = row_budget()
-    _set_path(conn, shadow)
-    for migration in migrations.projection_migrations():
-        conn.execute(migration.up.encode())
-    saved = {t: _definitions(conn, shadow, t) for t in tables}
-    for table in TABLES:
-        if table not in tables:
-            conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(shadow, table)))
+    # the DDL goes in a few round trips, not one per statement: a small log's rebuild or
+    # verify is mostly this DDL (about a hundred statements)
+    conn.execute(
+        sql.Composed(
+            [
+                _path(shadow),
+                *(sql.SQL(m.up) for m in migrations.projection_migrations()),
+            ]
+        )
+    )
+    saved = _definitions(conn, shadow, tables)
+    drops: list[sql.Composable] = [
+        sql.SQL("DROP TABLE {} CASCADE;").format(sql.Identifier(shadow, table))
+        for table in TABLES
+        if table not in tables
+    ]
     for table in tables:
         constraints, indexes = saved[table]
-        for name, _, _ in constraints:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {} CASCADE").format(
-                    sql.Identifier(shadow, table), sql.Identifier(name)
-                )
+        drops += [
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {} CASCADE;").format(
+                sql.Identifier(shadow, table), sql.Identifier(name)
             )
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(shadow, name)))
+            for name, _, _ in constraints
+        ]
+        drops += [
+            sql.SQL("DROP INDEX IF EXISTS {};").format(sql.Identifier(shadow, name))
+            for name, _ in indexes
+        ]
+    if drops:
+        conn.execute(sql.Composed(drops))
 
     position = source.head(conn, live) if upto is None else upto
     result = ShadowBuild(shadow, tables, position)
     with _without_cycle_collection():
         _fold_and_load(conn, live, shadow, tables, result, on_events, budget)
 
+    adds: list[sql.Composable] = []
     for table in tables:
         constraints, indexes = saved[table]
         for name, kind, definition in constraints:
             # a foreign key to a table not rebuilt here points at the live table
             if kind == "f" and _referenced_table(definition) not in tables:
-                _set_path(conn, live)
+                adds.append(_path(live))
             else:
-                _set_path(conn, shadow)
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                adds.append(_path(shadow))
+            adds.append(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {};").format(
                     sql.Identifier(shadow, table), sql.Identifier(name), _trusted(definition)
                 )
             )
-        _set_path(conn, shadow)
-        for _, definition in indexes:
-            conn.execute(_trusted(definition))
-    _set_path(conn, live)
+        adds.append(_path(shadow))
+        adds += [sql.Composed([_trusted(definition), sql.SQL(";")]) for _, definition in indexes]
+    adds.append(_path(live))
+    conn.execute(sql.Composed(adds))
     playback.overlay(conn, live, shadow, tables)  # heartbeats live in the playback store
     return result
 

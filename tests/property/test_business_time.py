@@ -23,21 +23,22 @@ from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
 from tests.property.model import Model
 from tests.property.test_model_equivalence import (
+    all_table_rows,
     histories,
     little_memory,
     model_rows,
-    table_rows,
 )
-from tests.support import TABLES, statuses
+from tests.support import statuses
 
 Stamps = dict[tuple[str, str], tuple[Any, Any, Any]]
 
 
 def stamps(conn: psycopg.Connection[Any]) -> Stamps:
-    """(table, id) -> (created_at, updated_at, last_accessed_at) of every row."""
+    """(table, id) -> (created_at, updated_at, last_accessed_at) of every row (every
+    table read in one round trip)."""
     found: Stamps = {}
-    for table in TABLES:
-        for row in table_rows(conn, table):
+    for table, rows in all_table_rows(conn).items():
+        for row in rows:
             found[(table, str(row["id"]))] = (
                 row["created_at"],
                 row["updated_at"],
@@ -70,7 +71,7 @@ def test_out_of_order_times_never_move_a_row_back(
                     if before[key][2] is not None:
                         assert accessed is not None and accessed >= before[key][2], (key, command)
             before = now
-        live = {t: table_rows(conn, t) for t in TABLES}
+        live = all_table_rows(conn)
         assert live == model_rows(model)
     # the late facts' decisions are in the log: a rebuild, in memory or spilling almost
     # every row, reproduces every row exactly
@@ -79,4 +80,4 @@ def test_out_of_order_times_never_move_a_row_back(
         with budget() if budget else nullcontext():
             rebuild(settings, stream=open(os.devnull, "w"))  # noqa: SIM115
         with psycopg.connect(settings.url, options=f"-c search_path={settings.schema}") as conn:
-            assert {t: table_rows(conn, t) for t in TABLES} == live
+            assert all_table_rows(conn) == live

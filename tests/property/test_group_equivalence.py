@@ -25,13 +25,12 @@ from ledger.commands.parsing import parse_command
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.domain.errors import Rejected
-from tests.property.test_model_equivalence import histories, table_rows
-from tests.support import TABLES
+from tests.property.test_model_equivalence import all_table_rows, histories
 
 
 def tables(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     with psycopg.connect(settings.url, options=f"-c search_path={settings.schema}") as conn:
-        return {t: table_rows(conn, t) for t in (*TABLES,)}
+        return all_table_rows(conn)
 
 
 def one_by_one(settings: Settings, lines: list[str]) -> list[dict[str, Any]]:

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from ledger.service import Ledger
-from tests.support import CONTENT, CONTENT_2, ORG, ORG_2, complete, org, play, publish, user
+from ledger.service.memory import MemoryRecorder
+from tests.support import (
+    CONTENT,
+    CONTENT_2,
+    ORG,
+    ORG_2,
+    complete,
+    grant,
+    org,
+    play,
+    publish,
+    user,
+)
 from tests.unit.decisions.conftest import answers, rows, topics
 
 
@@ -114,3 +130,27 @@ def test_a_purchase_by_another_customer_still_restricts_after_a_deletion(app: Le
 
 def test_the_registered_organization_is_a_row(app: Ledger) -> None:
     assert [(r["id"], r["name"]) for r in rows(app, "organizations")] == [(ORG, "Northwind")]
+
+
+def test_an_atomic_batch_asks_for_its_peoples_subjects_once(
+    app: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's people are looked up together, and those without a subject are not asked
+    again command by command (a batch of 17,000 registrations asked 17,000 times)."""
+    store = app.recorder
+    assert isinstance(store, MemoryRecorder)
+    asked: list[list[str]] = []
+    looked_up = store.subjects_of
+
+    def counted(user_ids: Any) -> dict[str, str]:
+        asked.append(sorted(user_ids))
+        return looked_up(user_ids)
+
+    monkeypatch.setattr(store, "subjects_of", counted)
+    people = [f"new-{n}" for n in range(50)]
+    batch = [user(p) for p in people] + [grant(p) for p in people] + [grant("alice")]
+    assert answers(app, *batch, atomic=True) == ["accepted"] * len(batch)
+    assert asked == [sorted(people)]  # alice's subject is cached since the catalogue
+    # and they are each their own person: a subject of their own, found again by id
+    subjects = app.subjects.subjects_of(people)
+    assert len(set(subjects.values())) == len(people)
