@@ -9,7 +9,7 @@ as the PostgreSQL store's statements change them (newest ``occurred_at`` wins,
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,6 +81,11 @@ class MemoryPlayback:
             for record in dropped:
                 if record.heartbeat.key is not None:
                     self.keys.pop(record.heartbeat.key, None)
+
+    def keys_of(self, keys: Collection[str]) -> dict[str, str]:
+        """The heartbeats' keys among ``keys``, as ``PlaybackStore.keys_of``."""
+        with self._lock:
+            return {k: self.keys[k] for k in keys if k in self.keys}
 
     def check(self, commands: Sequence[RecordPlayback]) -> list[Result | None]:
         """What each heartbeat would get now (``None``: accepted), writing nothing."""

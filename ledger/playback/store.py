@@ -21,7 +21,7 @@ commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -123,6 +123,9 @@ def _statements(schema: str) -> dict[str, bytes]:
             base=t("playback_base"),
             keys=t("playback_keys"),
         ),
+        "keys_of": sql.SQL(
+            "SELECT idempotency_key, fingerprint FROM {keys} WHERE idempotency_key = ANY(%s)"
+        ).format(keys=t("playback_keys")),
         # every write of a group in one statement (data-modifying CTEs, each on its own
         # table): the keys, the records (their positions drawn under the advisory lock the
         # facts statement took), the video_playback rows, the access rows
@@ -218,6 +221,13 @@ class PlaybackStore:
             except _Missing as missing:
                 self._look_up(missing, lookups)
         raise RuntimeError("the log's answers about users, content or keys kept changing")
+
+    def keys_of(self, keys: Collection[str]) -> dict[str, str]:
+        """The heartbeats' keys among ``keys`` (key to fingerprint), in one query: a money
+        command with one is a ``conflict`` (``ledger.service.command_keys``)."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(_statements(self._schema)["keys_of"], (list(keys),)).fetchall()
+        return {r["idempotency_key"]: r["fingerprint"] for r in rows}
 
     def _attempt(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
         """One transaction in two round trips (pipeline mode): the facts, then the writes

@@ -23,16 +23,15 @@ from ledger.commands.access import RecordPlayback
 from ledger.commands.base import Command
 from ledger.commands.results import DUPLICATE, Result
 from ledger.config import Settings
-from ledger.domain import clock, ids
+from ledger.domain import clock
 from ledger.domain import events as ev
-from ledger.domain.aggregates import CommandKey
 from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
 from ledger.privacy import older
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
-from ledger.service import departures, pseudonyms, registry
+from ledger.service import command_keys, departures, pseudonyms, registry
 from ledger.service import playback_lookups as lookups
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
@@ -129,6 +128,8 @@ class Ledger(Application[UUID]):
             r if r is not None and not _touched(c, commands) else None
             for c, r in zip(commands, early, strict=True)
         ]
+        for index, error in command_keys.shared(commands, RecordPlayback).items():
+            early[index] = Result("rejected", error=error)
         if any(r is not None and r.status == "rejected" for r in early):
             return [
                 r
@@ -238,7 +239,9 @@ class Ledger(Application[UUID]):
     def _try_atomic(
         self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
-        pseudonyms.warm(uow, self.subjects, [c for c in commands if not isinstance(c, Rejected)])
+        deciding = [c for c in commands if not isinstance(c, Rejected)]
+        pseudonyms.warm(uow, self.subjects, deciding)
+        command_keys.warm(uow, self.playback.keys_of, deciding)
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
             return None  # a rejection or a duplicate: decide again on state read from the log
@@ -252,6 +255,7 @@ class Ledger(Application[UUID]):
         """Like ``--atomic``, except that a rejection takes only its own command out."""
         deciding = [c for c in commands if not isinstance(c, Rejected)]
         pseudonyms.warm(uow, self.subjects, deciding)
+        command_keys.warm(uow, self.playback.keys_of, deciding)
         uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
@@ -363,25 +367,12 @@ class Ledger(Application[UUID]):
         """``_decide`` of a command whose people are their subjects."""
         uow.prefetch(registry.needed(command))
         fingerprint = command.fingerprints(registry.derived(uow, command))
-        key = None
-        if command.idempotency_key is not None:
-            key_id = ids.command_key_id("idempotency_key", command.idempotency_key)
-            key = uow.get(key_id, CommandKey)
-            if key is not None:
-                key.check_same(fingerprint.forms, "idempotency_key")
-                raise Duplicate
+        command_keys.check(uow, self.playback.keys_of, command, fingerprint.forms)
         before = len(uow.events)
         registry.registration(command).handler(uow, command, occurred, fingerprint)
         pseudonyms.settle(uow, command, named, len(uow.events) > before)
-        if command.idempotency_key is not None and len(uow.events) > before:
-            claim = CommandKey.claim(
-                "idempotency_key",
-                command.idempotency_key,
-                getattr(command, "type", ""),
-                fingerprint.canonical,
-                occurred,
-            )
-            uow.record(claim)
+        if len(uow.events) > before:
+            command_keys.claim(uow, command, fingerprint.canonical, occurred)
         # provenance: every event the command records says where the command came from
         uow.events[before:] = [
             ev.with_provenance(event, command.provenance, command.idempotency_key)

@@ -45,6 +45,9 @@ class UnitOfWork:
     # meanwhile makes the append's insert of ``ledger_subjects`` fail, and the attempt
     # is decided again on a new unit of work
     unnamed: set[str] = field(default_factory=set)
+    # the playback store's idempotency keys this attempt read (key to fingerprint, ``None``:
+    # not there), ``ledger.service.command_keys``
+    store_keys: dict[str, str | None] = field(default_factory=dict)
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""
