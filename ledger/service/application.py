@@ -31,7 +31,7 @@ from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
 from ledger.privacy import older
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
-from ledger.service import command_keys, departures, pseudonyms, registry
+from ledger.service import atomic_heartbeats, command_keys, departures, pseudonyms, registry
 from ledger.service import playback_lookups as lookups
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
@@ -119,26 +119,9 @@ class Ledger(Application[UUID]):
         # whose user a money command of the batch names is decided after it), then
         # the money commands commit in one transaction, then the heartbeats are recorded in
         # one transaction of the playback store (docs/cli.md)
-        heartbeats = [c for c in commands if isinstance(c, RecordPlayback)]
-        checked = iter(self.playback.check(heartbeats) if heartbeats else [])
-        early: list[Result | None] = [
-            next(checked) if isinstance(c, RecordPlayback) else None for c in commands
-        ]
-        early = [
-            r if r is not None and not _touched(c, commands) else None
-            for c, r in zip(commands, early, strict=True)
-        ]
-        for index, error in command_keys.shared(commands, RecordPlayback).items():
-            early[index] = Result("rejected", error=error)
-        if any(r is not None and r.status == "rejected" for r in early):
-            return [
-                r
-                if r is not None and r.status == "rejected"
-                else Result("rejected", error=c)
-                if isinstance(c, Rejected)
-                else Result("rolled_back")
-                for c, r in zip(commands, early, strict=True)
-            ]
+        refused = atomic_heartbeats.refused(self.playback, commands)
+        if refused is not None:
+            return refused
         money = [c for c in commands if not isinstance(c, RecordPlayback)]
         with self.deciding:
             answered = self._atomic(money) if money else []
@@ -146,6 +129,7 @@ class Ledger(Application[UUID]):
         results = [None if isinstance(c, RecordPlayback) else next(settled) for c in commands]
         if any(r is not None and r.status in ("rejected", "rolled_back") for r in results):
             return [r if r is not None else Result("rolled_back") for r in results]
+        heartbeats = [c for c in commands if isinstance(c, RecordPlayback)]
         recorded = iter(self.playback.record(heartbeats) if heartbeats else [])
         return [r if r is not None else next(recorded) for r in results]
 
@@ -378,15 +362,3 @@ class Ledger(Application[UUID]):
             ev.with_provenance(event, command.provenance, command.idempotency_key)
             for event in uow.events[before:]
         ]
-
-
-def _touched(command: Command | Rejected, batch: Sequence[Command | Rejected]) -> bool:
-    """Whether a money command of the batch names this heartbeat's user (a grant, a
-    purchase, a revoke, the user's registration or deletion may change its answer)."""
-    if not isinstance(command, RecordPlayback):
-        return False
-    return any(
-        command.user_id in (getattr(other, "user_id", None), getattr(other, "customer_id", None))
-        for other in batch
-        if not isinstance(other, Rejected | RecordPlayback)
-    )
