@@ -34,6 +34,7 @@ from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resol
 from ledger.service import playback_lookups as lookups
 from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
+from ledger.service.chains import chain_of
 from ledger.service.group_commit import GroupFailed
 from ledger.service.lanes import Lanes
 from ledger.service.partition import by_organization
@@ -321,6 +322,7 @@ class Ledger(Application[UUID]):
             read_versions=uow.guarded_reads(),
             row_changes=changes,
             subject_changes=uow.subject_changes,
+            organizations=uow.chains,
         )
         recordings = self._record(processing)
         self._notify(recordings)
@@ -381,6 +383,8 @@ class Ledger(Application[UUID]):
             ev.with_provenance(event, command.provenance, command.idempotency_key)
             for event in uow.events[before:]
         ]
+        chain = chain_of(uow, command, uow.events[before:])
+        uow.chains[before:] = [chain] * (len(uow.events) - before)
 
 
 def _touched(command: Command | Rejected, batch: Sequence[Command | Rejected]) -> bool:
