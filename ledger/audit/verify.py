@@ -151,6 +151,8 @@ def _log_checks(
     """One line per chain (the platform's first), then the sequence note and the decode
     check over every chain."""
     checks: list[Check] = []
+    if not walks:
+        checks.append(Check("log", True, f"0 events; head 0:{GENESIS.hex()}"))
     for chain, walked in walks.items():
         head = Anchor(walked.head_position, walked.head_hash.hex(), _chain_name(chain))
         if walked.first_break is not None:

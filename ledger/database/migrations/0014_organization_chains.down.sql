@@ -8,7 +8,7 @@ DECLARE
     now_count bigint := (SELECT count(*) FROM ledger_events);
 BEGIN
     IF now_count <> origin THEN
-        RAISE EXCEPTION 'ledger: cannot go below 0014: % event(s) were chained per organization after the switch, and the single chain cannot take them without rewriting their hashes',
+        RAISE EXCEPTION 'ledger: cannot go below 0014: the log holds events chained per organization (% since the switch), and the single chain cannot take them without rewriting their hashes',
             now_count - origin
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
