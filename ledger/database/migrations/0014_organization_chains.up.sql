@@ -112,18 +112,28 @@ DECLARE
     last_position bigint;
     topic_bytes bytea := convert_to(NEW.topic, 'UTF8');
 BEGIN
-    PERFORM 1 FROM ledger_chain_heads h WHERE h.organization_id = NEW.organization_id FOR UPDATE;
-    IF NOT FOUND THEN
+    -- one statement: the chain's row locked, and its last event beside it
+    SELECT e.position, e.hash INTO last_position, previous
+      FROM ledger_chain_heads h
+      LEFT JOIN LATERAL (
+            SELECT l.position, l.hash FROM ledger_events l
+             WHERE l.organization_id = h.organization_id
+             ORDER BY l.position DESC LIMIT 1) e ON true
+     WHERE h.organization_id = NEW.organization_id
+       FOR UPDATE OF h;
+    IF NOT FOUND THEN  -- the chain's first event: its row made, then locked
         INSERT INTO ledger_chain_heads (organization_id) VALUES (NEW.organization_id)
             ON CONFLICT (organization_id) DO NOTHING;
-        PERFORM 1 FROM ledger_chain_heads h WHERE h.organization_id = NEW.organization_id FOR UPDATE;
+        SELECT e.position, e.hash INTO last_position, previous
+          FROM ledger_chain_heads h
+          LEFT JOIN LATERAL (
+                SELECT l.position, l.hash FROM ledger_events l
+                 WHERE l.organization_id = h.organization_id
+                 ORDER BY l.position DESC LIMIT 1) e ON true
+         WHERE h.organization_id = NEW.organization_id
+           FOR UPDATE OF h;
     END IF;
-    SELECT e.position, e.hash INTO last_position, previous
-      FROM ledger_events e
-     WHERE e.organization_id = NEW.organization_id
-     ORDER BY e.position DESC
-     LIMIT 1;
-    IF NOT FOUND THEN
+    IF last_position IS NULL THEN
         last_position := 0;
         previous := ledger_chain_genesis(NEW.organization_id);
     END IF;
