@@ -1,5 +1,5 @@
-"""``ledger events [--after P] [--until P] [--topic T]... [--follow] [--limit N]
-[--source S] [--correlation-id ID] [--idempotency-key KEY]``.
+"""``ledger events [--after P] [--until P] [--chain ORGANIZATION] [--topic T]... [--follow]
+[--limit N] [--source S] [--correlation-id ID] [--idempotency-key KEY]``.
 
 The log in position order as JSON Lines (``ledger.reading.stream``). SIGINT and SIGTERM stop
 it between two lines, never inside one; the last line on stderr then names the last
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
+from uuid import UUID
 
 import orjson
 import psycopg
@@ -37,13 +38,21 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="the event log in position order (JSON Lines)",
         description="The event log in position order, one JSON object a line: position, "
-        "recorded_at, topic, originator_id, version, data, hash.",
+        "recorded_at, topic, originator_id, version, data, hash, organization_id, "
+        "chain_position.",
     )
     parser.add_argument(
         "--after", type=_position, default=0, metavar="POSITION", help="start after (default 0)"
     )
     parser.add_argument(
         "--until", type=_position, metavar="POSITION", help="stop at this position (inclusive)"
+    )
+    parser.add_argument(
+        "--chain",
+        type=_chain,
+        metavar="ORGANIZATION",
+        help="read one chain: an organization's uuid, or 'platform'; --after and --until are "
+        "then positions in that chain (its chain_position)",
     )
     parser.add_argument(
         "--topic",
@@ -82,6 +91,17 @@ def _position(text: str) -> int:
     return int(text)
 
 
+def _chain(text: str) -> UUID:
+    if text == "platform":
+        return stream.PLATFORM
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a chain is an organization's uuid or 'platform', not {text!r}"
+        ) from None
+
+
 def _count(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
         raise argparse.ArgumentTypeError(f"a count is a whole number 1 or more, not {text!r}")
@@ -117,12 +137,13 @@ def run(args: argparse.Namespace) -> int:
             provenance=stream.ProvenanceFilter(
                 args.source, args.correlation_id, args.idempotency_key
             ),
+            chain=args.chain,
         )
         try:
             for batch in batches:
                 for record in batch.records:
                     out.write(orjson.dumps(record.as_dict()) + b"\n")
-                    last, count = record.position, count + 1
+                    last, count = record.cursor(args.chain), count + 1
                     if stopped.event.is_set() or count == args.limit:
                         break
                 out.flush()  # a follower's reader sees each batch as soon as it is read
@@ -134,18 +155,22 @@ def run(args: argparse.Namespace) -> int:
         except psycopg.Error as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else "lost"
             print(f"ledger: database error: {first}", file=sys.stderr)
-            _resume_hint(last)
+            _resume_hint(last, args.chain)
             return EXIT_ERROR
         finally:
             batches.close()
     if stopped.signal is None:
         return EXIT_OK
-    _resume_hint(last)
+    _resume_hint(last, args.chain)
     return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK
 
 
-def _resume_hint(last: int) -> None:
-    print(f"ledger: stopped after position {last}; resume with --after {last}", file=sys.stderr)
+def _resume_hint(last: int, chain: UUID | None = None) -> None:
+    where = "" if chain is None else f"--chain {'platform' if chain == stream.PLATFORM else chain} "
+    print(
+        f"ledger: stopped after position {last}; resume with {where}--after {last}",
+        file=sys.stderr,
+    )
 
 
 class _Stopped:

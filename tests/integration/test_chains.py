@@ -14,6 +14,7 @@ import hashlib
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 import pytest
 
@@ -25,7 +26,7 @@ from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.log import chains
 from ledger.log.recorder import LockTimeout
-from tests.support import append, foreign_user_state, org, publish, statuses, user
+from tests.support import append, cli, foreign_user_state, org, publish, statuses, user
 
 Conn = psycopg.Connection[Any]
 A = "0a000000-0000-4000-8000-00000000000a"
@@ -208,3 +209,52 @@ def test_a_log_of_old_events_only_rolls_back_to_one_chain(empty_settings: Settin
         assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == (2,)
         migrations.upgrade(conn, schema, to=14)
         assert conn.execute("SELECT events FROM ledger_chain_origin").fetchone() == (2,)
+
+
+def test_a_reader_of_each_chain_never_skips_an_event_that_commits_late(
+    two_organizations: Settings, conn: Conn, cli_env: dict[str, str]
+) -> None:
+    """In the organization order, A's open append draws a lower notification id than B's
+    committed one: a reader of notification ids that moved past B's would pass A's for ever
+    (why docs/stream.md keeps such readers to the global order), a reader of A's chain by
+    its positions gets it once it commits."""
+    settings = two_organizations
+    with conn.transaction():
+        chains.set_order(conn, settings.schema, "organization")
+    a_before = stream_of(settings, UUID(A))
+    holder = _hold_open_append(settings, A)
+    try:
+        with api.open_ledger(settings) as ledger:
+            assert statuses(append(ledger, publish(CB, B))) == ["accepted"]
+        b_records = stream_of(settings, UUID(B))
+        assert b_records[-1].topic == "ContentPublished"
+        assert [r.chain_position for r in b_records] == list(range(1, len(b_records) + 1))
+        assert stream_of(settings, UUID(A)) == a_before  # A's open append is not visible
+        global_cursor = max(r.position for r in ledger_read(settings, 0))
+        holder.commit()
+    finally:
+        holder.close()
+    a_after = stream_of(settings, UUID(A), after=a_before[-1].chain_position)
+    assert [r.chain_position for r in a_after] == [a_before[-1].chain_position + 1]
+    assert a_after[0].position < global_cursor  # what a reader of notification ids passed
+    assert a_after[0].position not in [r.position for r in ledger_read(settings, global_cursor)]
+    # the same through the command line: one chain, resumable by its positions
+    env = {**cli_env}
+    done = cli(env, "events", "--chain", A, "--after", str(a_before[-1].chain_position))
+    lines = [orjson.loads(x) for x in done.stdout.splitlines()]
+    assert done.returncode == 0 and [x["chain_position"] for x in lines] == [len(a_before) + 1]
+    assert lines[0]["organization_id"] == A
+    platform = cli(env, "events", "--chain", "platform")
+    assert {orjson.loads(x)["topic"] for x in platform.stdout.splitlines()} == {"UserRegistered"}
+    bad = cli(env, "events", "--chain", "nope")
+    assert bad.returncode == 2 and "a chain is an organization's uuid or 'platform'" in bad.stderr
+
+
+def stream_of(settings: Settings, chain: UUID, after: int = 0) -> list[Any]:
+    return list(ledger_read(settings, after, chain))
+
+
+def ledger_read(settings: Settings, after: int, chain: UUID | None = None) -> list[Any]:
+    from ledger.reading.stream import read_events
+
+    return list(read_events(settings, after=after, chain=chain))
