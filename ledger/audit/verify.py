@@ -179,15 +179,15 @@ def _log_checks(
                 "tell)",
             )
         )
-    bad = next((w.first_undecodable for w in walks.values() if w.first_undecodable), None)
+    bad = next(((c, w.first_undecodable) for c, w in walks.items() if w.first_undecodable), None)
     if bad is not None:
-        position, topic, problem = bad
+        chain, (position, topic, problem) = bad
         checks.append(
             Check(
                 "events",
                 False,
-                f"the event at position {position} ({topic}) does not decode: {problem}; "
-                "rebuilds and audits stop at it",
+                f"the event at position {position} of {_label(chain)} ({topic}) does not "
+                f"decode: {problem}; rebuilds and audits stop at it",
             )
         )
     else:

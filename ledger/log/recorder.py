@@ -185,9 +185,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
             return
         schema = self.datastore.schema
         wanted = sorted(set(chains))
+        # the platform's row made too, so that its SHARE lock always has a row to hold
+        opened = wanted if PLATFORM in wanted else [PLATFORM, *wanted]
+        cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
         if PLATFORM not in wanted:
             cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
-        cursor.execute(_rendered(_open_chains_sql(schema), conn), (wanted,), prepare=True)
         cursor.execute(_rendered(_lock_chains_sql(schema), conn), (wanted,), prepare=True)
 
     def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:

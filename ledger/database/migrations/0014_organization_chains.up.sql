@@ -85,7 +85,7 @@ CREATE TABLE ledger_chain_heads (
     organization_id uuid PRIMARY KEY,
     opened_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-INSERT INTO ledger_chain_heads (organization_id) VALUES ('00000000-0000-0000-0000-000000000000');
+-- a chain's row is made by its first append (the trigger, or the recorder's lock)
 
 CREATE FUNCTION ledger_chain_genesis(organization uuid) RETURNS bytea
 LANGUAGE sql STABLE
