@@ -1,7 +1,8 @@
 """The chain each of a command's events goes to (``ledger.log.chains``, migration 0014).
 
-Decided after the command, from what the decision knew, so it is exact, unlike the group
-commit's guess before it (``ledger.service.partition``): the organization the command
+Decided after the command, from what the decision knew (the aggregates it loaded: nothing
+more is read, and no guard is added), so it is exact, unlike the group commit's guess
+before it (``ledger.service.partition``): the organization the command
 names, else the one an event of it names, else the one of the content or purchase it
 acts on. A user's registration, deletion or erasure belongs to no organization: the
 platform's chain. All of a command's events go to one chain: no rule spans two.
@@ -37,12 +38,12 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
             return UUID(str(found))
     content = getattr(command, "content_id", None)
     if content is not None:
-        known = uow.get(ids.content_id(str(content)), Content)
-        if known is not None:
+        known = uow.loaded.get(ids.content_id(str(content)))
+        if isinstance(known, Content):
             return UUID(known.organization_id)
     intent = getattr(command, "stripe_payment_intent_id", None)
     if isinstance(intent, str):
-        purchase = uow.get(ids.purchase_id(intent), Purchase)
-        if purchase is not None and purchase.organization_id:
+        purchase = uow.loaded.get(ids.purchase_id(intent))
+        if isinstance(purchase, Purchase) and purchase.organization_id:
             return UUID(purchase.organization_id)
     return PLATFORM
