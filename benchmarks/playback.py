@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
 import time
 from datetime import date, timedelta
@@ -41,12 +42,19 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
     beats = 400 if quick else 8000
     raw_rows = 400 if quick else 8000
     growth: dict[str, float] = {}
+    # where the time goes: CPU per heartbeat (this process, its server backends) on each
+    # side, and the groups the heartbeats were committed in
+    cpu: dict[bool, list[dict[str, float | None]]] = {True: [], False: []}
+    groups: list[tuple[int, float]] = []
 
     def side(ledger_side: bool) -> float:
+        meter = references.Meter(url)
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
                 count = raw_rows // threads * threads
-                return references.raw_inserts(url, settings.schema, count, 200, threads)
+                rate = references.raw_inserts(url, settings.schema, count, 200, threads, meter)
+                cpu[False].append(meter.per(count))
+                return rate
             mine = [range(t, VIEWERS, threads) for t in range(threads)]
             per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
             with ledger.open_ledger(settings) as app:
@@ -56,7 +64,8 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
                 with psycopg.connect(url, autocommit=True) as conn:
                     log_before = _bytes(conn, settings.schema, "ledger_events")
                     store_before = _bytes(conn, settings.schema, partitions.PARENT)
-                rate, _ = threaded_appends(app, per_thread)
+                rate, _ = threaded_appends(app, per_thread, groups, meter)
+                cpu[True].append(meter.per(beats // threads * threads))
                 with psycopg.connect(url, autocommit=True) as conn:
                     growth["log"] = _bytes(conn, settings.schema, "ledger_events") - log_before
                     growth["store"] = (
@@ -65,7 +74,7 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
             return rate
 
     on, off, ratio = paired(side, pairs, f"{threads} threads, heartbeats (store)")
-    results = [
+    results: list[dict[str, Any]] = [
         {
             "name": f"{threads} threads, one heartbeat per call (playback store)",
             "key": "playback_threads",
@@ -74,6 +83,10 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
             "unit": f"heartbeats/s vs raw INSERT+COMMIT rows/s ({threads} threads)",
             "ratio": ratio,
             "target": 1.0,
+            **_cpu(cpu),
+            "groups": len(groups),
+            "group_size": statistics.mean(g[0] for g in groups) if groups else None,
+            "group_ms": statistics.mean(g[1] for g in groups) * 1000 if groups else None,
         },
         {
             "name": "log growth per heartbeat",
@@ -88,6 +101,16 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
     ]
     results.append(bench_compact(url, 20_000 if quick else 1_000_000))
     return results
+
+
+def _cpu(cpu: dict[bool, list[dict[str, float | None]]]) -> dict[str, float | None]:
+    """The median CPU milliseconds per operation of each side, client and server."""
+    out: dict[str, float | None] = {}
+    for ledger_side, prefix in ((True, "ledger"), (False, "raw")):
+        for part in ("client_cpu_ms", "server_cpu_ms"):
+            values = [v for m in cpu[ledger_side] if (v := m[part]) is not None]
+            out[f"{prefix}_{part}"] = statistics.median(values) if values else None
+    return out
 
 
 def bench_compact(url: str, count: int) -> dict[str, Any]:

@@ -180,6 +180,44 @@ def issue16(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "value": largest["ledger"],
             }
         )
+    rows += issue26(by_key, results)
+    return rows
+
+
+def issue26(
+    by_key: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Issue 26's two performance rows: heartbeats into the playback store from 8 threads,
+    and from 32 HTTP clients of ``ledger serve`` (with its p99)."""
+    rows: list[dict[str, Any]] = []
+    for r in by_key.get("playback_threads", []):
+        cpu = f"; CPU ms a heartbeat {_cpu(r, 'ledger')}" if r.get("ledger_client_cpu_ms") else ""
+        grouped = (
+            f" (groups of {r['group_size']:.1f}, {r['group_ms']:.1f} ms each{cpu})"
+            if r.get("group_size")
+            else ""
+        )
+        raw = f"; CPU ms a row {_cpu(r, 'raw')}" if r.get("raw_client_cpu_ms") else ""
+        rows.append(
+            _ratio_row(
+                r,
+                f"{r['ledger']:,.0f} heartbeats/s{grouped}",
+                f"{r['reference']:,.0f} rows/s raw INSERT+COMMIT, 8 threads{raw}",
+            )
+        )
+    named = {r["name"]: r for r in results}
+    served = named.get("serve: heartbeats, 32 HTTP clients")
+    p99 = named.get("serve: heartbeats, 32 clients p99")
+    if served is not None and served["ratio"] is not None:
+        row = _ratio_row(
+            {**served, "key": "serve_heartbeats"},
+            f"{served['ledger']:,.0f} cmd/s, p99 " + (f"{p99['ledger']:.1f} ms" if p99 else "?"),
+            f"{served['reference']:,.0f} cmd/s, 8 processes x 1 line a transaction",
+        )
+        if p99 is not None:
+            row["target"] = ">= 5.0, p99 < 50 ms"
+            row["met"] = _met(served["ratio"] >= served["target"] and p99["ledger"] < 50)
+        rows.append(row)
     return rows
 
 

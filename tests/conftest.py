@@ -4,7 +4,8 @@
 PostgreSQL 15, then a Citus coordinator started by ``.ci/citus run``); without it the suite
 starts the embedded PostgreSQL in a temporary ``LEDGER_HOME`` of its own, made once per run and
 shared by the xdist workers, never the home a user has exported (whose server the suite would
-otherwise use, fill and stop). Each test gets a fresh schema, migrated, and dropped afterwards.
+otherwise use, fill and stop). Each test gets a schema of its own, exactly what a migration
+makes: most are reset and renamed from an earlier test's (``tests/schemas.py``).
 Tests marked ``citus`` need a Citus cluster: deselected on a single server, failed (never skipped)
 when ``LEDGER_TEST_CITUS=1`` says the run is on one (``tests/citus_support.py``).
 """
@@ -194,20 +195,40 @@ def empty_settings(database_url: str) -> Iterator[Settings]:
     _drop_schema(database_url, schema)
 
 
+def _distribute(settings: Settings) -> None:
+    from ledger.database import distribution
+    from ledger.database.connections import connect
+
+    with connect(settings) as conn:
+        distribution.distribute(conn, settings.schema)
+        conn.commit()
+
+
+@pytest.fixture(scope="session")
+def settings_pool(database_url: str, schema_pool: SchemaPool) -> Iterator[SchemaPool]:
+    """The pool ``settings`` takes from: ``schema_pool`` itself, or with
+    ``LEDGER_TEST_DISTRIBUTE=1`` on a Citus coordinator a pool of distributed schemas of its
+    own (a distributed schema is never reset into a single-server one, nor the reverse: the
+    fingerprint holds where Citus placed each table)."""
+    if not (citus_support.distribute_requested() and _citus_version(database_url) is not None):
+        yield schema_pool
+        return
+    pool = SchemaPool(database_url, prepare=_distribute)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def settings(empty_settings: Settings) -> Settings:
+def settings(settings_pool: SchemaPool) -> Iterator[Settings]:
     """Settings for a migrated schema of this test's own; with ``LEDGER_TEST_DISTRIBUTE=1``
     on a Citus coordinator, in the distributed layout too (``ledger db distribute``), so the
-    ledger's own tests run against it (.ci/run, docs/scaling.md)."""
-    api.upgrade(empty_settings)
-    if citus_support.distribute_requested() and _citus_version(empty_settings.url) is not None:
-        from ledger.database import distribution
-        from ledger.database.connections import connect
-
-        with connect(empty_settings) as conn:
-            distribution.distribute(conn, empty_settings.schema)
-            conn.commit()
-    return empty_settings
+    ledger's own tests run against it (.ci/run, docs/scaling.md). Taken from the pool
+    (``tests/schemas.py``): exactly what a migration makes, given back when the test and
+    every fixture on it are done, reset under a new name for the next test (or dropped
+    when the test changed it)."""
+    taken = settings_pool.take()
+    yield taken
+    settings_pool.give(taken.schema)
 
 
 @pytest.fixture

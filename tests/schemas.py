@@ -20,6 +20,7 @@ still holds a lock) and the schema is dropped and a new one migrated, as before.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -87,13 +88,26 @@ SELECT 'policy', p.tablename || '.' || p.policyname, p.cmd || ' ' || coalesce(p.
 """
 
 
+# on a Citus coordinator, where each table is placed (distributed on a column, reference,
+# local): a distributed schema is never handed out as a single-server one, nor the reverse
+_PLACEMENT = """
+SELECT 'placement', c.relname, p.partmethod::text || ' ' || p.repmodel::text || ' '
+       || coalesce(p.partkey, '')
+  FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
+ WHERE c.relnamespace = %(oid)s
+"""
+
+
 def fingerprint(conn: psycopg.Connection[Any], schema: str) -> frozenset[tuple[str, str, str]]:
-    """What a schema is, its name left out: its catalog entries and every table's rows
-    (of the times a migration writes, whether each is set)."""
+    """What a schema is, its name left out: its catalog entries, where Citus placed its
+    tables, and every table's rows (of the times a migration writes, whether each is set)."""
     row = conn.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
     if row is None:
         return frozenset()
     catalog = conn.execute(_CATALOG, {"oid": row[0], "name": schema}).fetchall()
+    citus = conn.execute("SELECT to_regclass('pg_catalog.pg_dist_partition')").fetchone()
+    if citus is not None and citus[0] is not None:
+        catalog += conn.execute(_PLACEMENT, {"oid": row[0]}).fetchall()
     tables = sorted(
         name for kind, name, detail in catalog if kind == "relation" and detail[0] == "r"
     )
@@ -120,15 +134,22 @@ def fingerprint(conn: psycopg.Connection[Any], schema: str) -> frozenset[tuple[s
     )
 
 
+def _name() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
 class SchemaPool:
     """Migrated schemas of one test process: ``take`` one (reset if used before, migrated
     if none is free or the reset did not give a migration's exact state), ``give`` it back
-    when its user is done, ``close`` drops them all."""
+    when its user is done, ``close`` drops them all. ``prepare`` follows each migration
+    (``ledger db distribute`` for the suite's distributed runs): its result is part of the
+    state a reset schema must equal."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prepare: Callable[[Settings], None] | None = None) -> None:
         self.url = url
+        self.prepare = prepare
         self.free: list[str] = []
-        self.used: list[str] = []  # every schema made, for close
+        self.used: list[str] = []  # every schema made (by its current name), for close
         self.pristine: frozenset[tuple[str, str, str]] | None = None
         self.triggers: dict[str, str] = {}  # the log's triggers as a migration leaves them
         self.migrated = 0
@@ -136,10 +157,10 @@ class SchemaPool:
 
     def take(self) -> Settings:
         while self.free:
-            schema = self.free.pop()
-            if self._reset(schema):
+            renamed = self._reset(self.free.pop())
+            if renamed is not None:
                 self.reused += 1
-                return Settings(url=self.url, schema=schema)
+                return Settings(url=self.url, schema=renamed)
         return self._migrate()
 
     def give(self, schema: str) -> None:
@@ -155,9 +176,11 @@ class SchemaPool:
         self.free.clear()
 
     def _migrate(self) -> Settings:
-        settings = Settings(url=self.url, schema=f"t_{uuid.uuid4().hex[:16]}")
+        settings = Settings(url=self.url, schema=_name())
         self.used.append(settings.schema)
         api.upgrade(settings)
+        if self.prepare is not None:
+            self.prepare(settings)
         self.migrated += 1
         if self.pristine is None:
             with psycopg.connect(self.url, autocommit=True) as conn:
@@ -169,19 +192,51 @@ class SchemaPool:
             }
         return settings
 
-    def _reset(self, schema: str) -> bool:
-        """Empties ``schema`` back to a migration's state; False (and the schema dropped)
-        when it cannot be, or is then not exactly that."""
+    def _reset(self, schema: str) -> str | None:
+        """Empties ``schema`` back to a migration's state under a new name (returned); None
+        (and the schema dropped) when it cannot be, or is then not exactly that. The new
+        name is what keeps a test from ever seeing another's rows: whatever still holds
+        the old one (a process the last test left running, a pool it did not close, a
+        prepared statement) finds no such schema instead of the next test's tables."""
+        renamed = _name()
         try:
             with psycopg.connect(self.url) as conn:
                 with conn.transaction():
                     self._empty(conn, schema)
-                same = fingerprint(conn, schema) == self.pristine
+                    self._rename(conn, schema, renamed)
+                same = fingerprint(conn, renamed) == self.pristine
         except psycopg.Error:
             same = False
-        if not same:
-            self._drop(schema)
-        return same
+        self.used.append(renamed)
+        if same:
+            self.used.remove(schema)
+            return renamed
+        self._drop(schema)
+        self._drop(renamed)
+        return None
+
+    @staticmethod
+    def _rename(conn: psycopg.Connection[Any], schema: str, renamed: str) -> None:
+        """The schema renamed, and the functions that pin their ``search_path`` to it
+        (``SET search_path FROM CURRENT`` in the migrations) pinned to the new name."""
+        conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                sql.Identifier(schema), sql.Identifier(renamed)
+            )
+        )
+        pinned = conn.execute(
+            "SELECT p.oid::regprocedure::text,"
+            " replace(substr(setting, 13), quote_ident(%(old)s), quote_ident(%(new)s))"
+            " FROM pg_proc p, unnest(p.proconfig) AS setting"
+            " WHERE p.pronamespace = %(new)s::regnamespace AND setting LIKE 'search_path=%%'",
+            {"old": schema, "new": renamed},
+        ).fetchall()
+        for routine, path in pinned:
+            conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+            # the routine's signature as PostgreSQL itself prints it (quoted, qualified)
+            conn.execute(
+                sql.SQL("ALTER ROUTINE {} SET search_path FROM CURRENT").format(sql.SQL(routine))
+            )
 
     def _empty(self, conn: psycopg.Connection[Any], schema: str) -> None:
         """Every row a test wrote deleted, every sequence back at its start. A DELETE of the
@@ -198,8 +253,14 @@ class SchemaPool:
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
                 (schema,),
             ).fetchall()
-            if row[0] not in FILLED
         ]
+        # no other session may hold any lock on it (a reader's too): that one is in use
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(schema, table) for table in tables)
+            )
+        )
+        tables = [table for table in tables if table not in FILLED]
         log = sql.Identifier(schema, "ledger_events")
         guard = sql.Identifier(_LOG_GUARD)
         conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(log, guard))
@@ -220,9 +281,11 @@ class SchemaPool:
     def _drop(self, schema: str) -> None:
         try:
             with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
                 )
-            self.used.remove(schema)
+            if schema in self.used:
+                self.used.remove(schema)
         except psycopg.Error:
             pass  # still in use: close drops it at the end

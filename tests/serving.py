@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 
 from ledger.config import Settings
+from tests import forkserve
+from tests.forkserve import Forked
 
 TOKEN = "test-token-1"
 SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
@@ -25,7 +27,7 @@ SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 
 @dataclass
 class Served:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | Forked
     url: str
     stderr: list[str] = field(default_factory=list)
 
@@ -58,18 +60,30 @@ def server_env(settings: Settings, extra: Mapping[str, str] | None = None) -> di
 
 
 @contextmanager
-def serve(settings: Settings, script: Path | None = None, **extra: str) -> Iterator[Served]:
-    """The service on an ephemeral loopback port until the block ends (then SIGTERM);
-    ``script``: run by that script, a stand-in for ``python -m ledger`` that plants a
-    fault first (tests/faulty_serve.py)."""
-    entry = [str(script)] if script else ["-m", "ledger"]
-    process = subprocess.Popen(
-        [sys.executable, *entry, "serve", "--port", "0"],
-        env=server_env(settings, extra),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def serve(
+    settings: Settings, script: Path | None = None, *, real_process: bool = False, **extra: str
+) -> Iterator[Served]:
+    """The service on an ephemeral loopback port until the block ends (then SIGTERM),
+    forked from this test process's fork server (``tests/forkserve.py``: a start without
+    the interpreter's and the imports' second of CPU); ``real_process``: started as a new
+    ``python -m ledger`` instead (what a test of the process itself keeps); ``script``: run
+    by that script, a stand-in for ``python -m ledger`` that plants a fault first
+    (tests/faulty_serve.py)."""
+    env = server_env(settings, extra)
+    if script is None and not real_process:
+        started: subprocess.Popen[str] | Forked = forkserve.server().start(
+            ["serve", "--port", "0"], env
+        )
+    else:
+        entry = [str(script)] if script else ["-m", "ledger"]
+        started = subprocess.Popen(
+            [sys.executable, *entry, "serve", "--port", "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    process = started
     assert process.stderr is not None
     lines: list[str] = []
     found: list[str] = []

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
 from ledger import api
+from ledger.commands import demo
 from ledger.commands.results import Result
 from ledger.service import Ledger
 from tests import commandline
@@ -162,6 +164,19 @@ def catalogue() -> list[dict[str, Any]]:
 def append(ledger: Ledger, *commands: dict[str, Any] | str) -> list[Result]:
     lines = [c if isinstance(c, str) else json.dumps(c) for c in commands]
     return [result for _, result in api.append_lines(ledger, lines)]
+
+
+# lines per transaction when a test needs a log built, not the path that wrote it
+HISTORY_GROUP = 128
+
+
+def load_history(ledger: Ledger, purchases: int, *more: dict[str, Any]) -> list[Result]:
+    """The demo's history (and ``more`` commands after it), appended by group commit:
+    every line decided as it would be alone (``tests/property/test_group_equivalence.py``
+    holds the answers and the rows to one by one), in a fraction of the transactions. The
+    demo's 300-odd lines one by one took these tests' setups 1.2-1.4 s."""
+    lines = [orjson.dumps(c) for c in [*demo.history(purchases=purchases), *more]]
+    return [result for _, result in api.append_lines(ledger, lines, batch=HISTORY_GROUP)]
 
 
 def statuses(results: list[Result]) -> list[str]:

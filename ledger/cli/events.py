@@ -1,5 +1,5 @@
-"""``ledger events [--after P] [--until P] [--chain ORGANIZATION] [--topic T]... [--follow]
-[--limit N] [--source S] [--correlation-id ID] [--idempotency-key KEY]``.
+"""``ledger events [--after P] [--until P] [--topic T]... [--follow] [--limit N]
+[--source S] [--correlation-id ID] [--idempotency-key KEY]``.
 
 The log in position order as JSON Lines (``ledger.reading.stream``). SIGINT and SIGTERM stop
 it between two lines, never inside one; the last line on stderr then names the last
@@ -12,24 +12,17 @@ or connection error.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 from uuid import UUID
 
 import orjson
-import psycopg
 
 from ledger import api
-from ledger.cli.signals import SignalStop
+from ledger.cli import streaming
+from ledger.cli.streaming import EXIT_ERROR
 from ledger.domain.provenance import SOURCES, UNRECORDED
 from ledger.reading import stream
-
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
@@ -42,10 +35,17 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         "chain_position.",
     )
     parser.add_argument(
-        "--after", type=_position, default=0, metavar="POSITION", help="start after (default 0)"
+        "--after",
+        type=streaming.position,
+        default=0,
+        metavar="POSITION",
+        help="start after (default 0)",
     )
     parser.add_argument(
-        "--until", type=_position, metavar="POSITION", help="stop at this position (inclusive)"
+        "--until",
+        type=streaming.position,
+        metavar="POSITION",
+        help="stop at this position (inclusive)",
     )
     parser.add_argument(
         "--chain",
@@ -67,7 +67,7 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="then wait for new events (polls; stop with Ctrl-C or SIGTERM)",
     )
-    parser.add_argument("--limit", type=_count, metavar="N", help="at most N events")
+    parser.add_argument("--limit", type=streaming.count, metavar="N", help="at most N events")
     parser.add_argument(
         "--source",
         choices=(*SOURCES, UNRECORDED),
@@ -85,12 +85,6 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def _position(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise argparse.ArgumentTypeError(f"a position is a whole number 0 or more, not {text!r}")
-    return int(text)
-
-
 def _chain(text: str) -> UUID:
     if text == "platform":
         return stream.PLATFORM
@@ -100,12 +94,6 @@ def _chain(text: str) -> UUID:
         raise argparse.ArgumentTypeError(
             f"a chain is an organization's uuid or 'platform', not {text!r}"
         ) from None
-
-
-def _count(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a count is a whole number 1 or more, not {text!r}")
-    return int(text)
 
 
 def _topic(text: str) -> str:
@@ -123,9 +111,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     settings = api.settings(args.database_url, args.schema)
-    out = sys.stdout.buffer
-    last, count = args.after, 0
-    with _stopping() as stopped:
+    with streaming.stopping() as stopped:
         batches = stream.read_batches(
             settings,
             after=args.after,
@@ -140,68 +126,23 @@ def run(args: argparse.Namespace) -> int:
             chain=args.chain,
         )
         try:
-            for batch in batches:
-                for record in batch.records:
-                    out.write(orjson.dumps(record.as_dict()) + b"\n")
-                    last, count = record.cursor(args.chain), count + 1
-                    if stopped.event.is_set() or count == args.limit:
-                        break
-                out.flush()  # a follower's reader sees each batch as soon as it is read
-                if stopped.event.is_set() or count == args.limit:
-                    break
-        except BrokenPipeError:
-            _silence_stdout()
-            return EXIT_OK
-        except psycopg.Error as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "lost"
-            print(f"ledger: database error: {first}", file=sys.stderr)
-            _resume_hint(last, args.chain)
-            return EXIT_ERROR
+            return streaming.write(
+                (batch.records for batch in batches),
+                stopped,
+                after=args.after,
+                limit=args.limit,
+                encode=lambda record: _line(record, args.chain),
+                resume=_resume(args.chain),
+            )
         finally:
             batches.close()
-    if stopped.signal is None:
-        return EXIT_OK
-    _resume_hint(last, args.chain)
-    return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK
 
 
-def _resume_hint(last: int, chain: UUID | None = None) -> None:
-    where = "" if chain is None else f"--chain {'platform' if chain == stream.PLATFORM else chain} "
-    print(
-        f"ledger: stopped after position {last}; resume with {where}--after {last}",
-        file=sys.stderr,
-    )
+def _line(record: stream.EventRecord, chain: UUID | None) -> tuple[int, bytes]:
+    return record.cursor(chain), orjson.dumps(record.as_dict())
 
 
-class _Stopped:
-    def __init__(self) -> None:
-        self.event = SignalStop()  # not a threading.Event: set from a signal handler
-        self.signal: int | None = None
-
-    def handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal is None:
-            self.signal = signum
-        self.event.set()
-
-
-@contextmanager
-def _stopping() -> Iterator[_Stopped]:
-    """SIGINT and SIGTERM set an event the reader checks between lines and while it
-    waits, instead of raising in the middle of a write."""
-    stopped = _Stopped()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(signum, stopped.handler) for signum in signals]
-    try:
-        yield stopped
-    finally:
-        for signum, handler in zip(signals, previous, strict=True):
-            signal.signal(signum, handler)
-        stopped.event.close()
-
-
-def _silence_stdout() -> None:
-    """The reader went away (``ledger events | head``): drop what is left unflushed,
-    so that the interpreter's own flush at exit does not fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+def _resume(chain: UUID | None) -> str:
+    if chain is None:
+        return ""
+    return f"--chain {'platform' if chain == stream.PLATFORM else chain}"

@@ -9,25 +9,14 @@ position written, to resume from with ``--after``.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
 
 from ledger import api
-from ledger.cli.events import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    _count,
-    _position,
-    _resume_hint,
-    _silence_stdout,
-    _stopping,
-)
+from ledger.cli import streaming
+from ledger.cli.streaming import EXIT_OK
 from ledger.domain import clock
 
 
@@ -58,12 +47,16 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         help="the store's retained heartbeats in position order (JSON Lines)",
     )
     events.add_argument(
-        "--after", type=_position, default=0, metavar="POSITION", help="start after (default 0)"
+        "--after",
+        type=streaming.position,
+        default=0,
+        metavar="POSITION",
+        help="start after (default 0)",
     )
     events.add_argument(
         "--follow", action="store_true", help="then wait for new heartbeats (polls)"
     )
-    events.add_argument("--limit", type=_count, metavar="N", help="at most N heartbeats")
+    events.add_argument("--limit", type=streaming.count, metavar="N", help="at most N heartbeats")
     events.set_defaults(func=run_events)
 
 
@@ -100,33 +93,15 @@ def run_compact(args: argparse.Namespace) -> int:
 
 def run_events(args: argparse.Namespace) -> int:
     settings = api.settings(args.database_url, args.schema)
-    out = sys.stdout.buffer
-    last = args.after
-    with _stopping() as stopped:
+    with streaming.stopping() as stopped:
         batches = api.playback_events(
             settings, args.after, follow=args.follow, limit=args.limit, stop=stopped.event
         )
         try:
-            for batch in batches:
-                for record in batch:
-                    out.write(orjson.dumps(record) + b"\n")
-                    last = record["position"]
-                    if stopped.event.is_set():
-                        break
-                out.flush()
-                if stopped.event.is_set():
-                    break
-        except BrokenPipeError:
-            _silence_stdout()
-            return EXIT_OK
-        except psycopg.Error as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "lost"
-            print(f"ledger: database error: {first}", file=sys.stderr)
-            _resume_hint(last)
-            return EXIT_ERROR
+            return streaming.write(batches, stopped, after=args.after, limit=None, encode=_line)
         finally:
             batches.close()
-    if stopped.signal is None:
-        return EXIT_OK
-    _resume_hint(last)
-    return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK
+
+
+def _line(record: dict[str, Any]) -> tuple[int, bytes]:
+    return int(record["position"]), orjson.dumps(record)

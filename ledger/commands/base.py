@@ -60,7 +60,8 @@ class Command(BaseModel):
     occurred_at: BusinessTime | None = None
     idempotency_key: Id | None = None
     # where the command came from: not a field, so neither its JSON nor its fingerprint
-    _provenance: Provenance = PrivateAttr(default=DEFAULT)
+    # (a factory: pydantic deep-copies a default at every construction, a factory's is kept)
+    _provenance: Provenance = PrivateAttr(default_factory=lambda: DEFAULT)
 
     @property
     def provenance(self) -> Provenance:
@@ -101,11 +102,13 @@ class Command(BaseModel):
         canonical = _digest(dropped)
         return Fingerprint(canonical, frozenset((canonical, _digest(filled), _digest(given))))
 
-    def identity(self, occurred_at: str) -> str:
+    def identity(self, occurred_at: str, fingerprint: str | None = None) -> str:
         """The command's payload at its moment: what a redelivery repeats exactly.
         Commands without a natural key (grant, revoke, playback) are deduplicated
-        by it."""
-        return hashlib.sha256(f"{self.fingerprint()}@{occurred_at}".encode()).hexdigest()
+        by it. ``fingerprint``: this command's, if the caller has it already (a
+        heartbeat's path computes it once: hashing the payload is most of its cost)."""
+        given = fingerprint if fingerprint is not None else self.fingerprint()
+        return hashlib.sha256(f"{given}@{occurred_at}".encode()).hexdigest()
 
     def occurred(self, default: str) -> str:
         return clock.canonical(self.occurred_at) if self.occurred_at is not None else default

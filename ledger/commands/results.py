@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,9 @@ class Result:
     status: Status
     position: int | None = None
     error: Rejected | None = None
+    # an accepted ``user.erase`` of a person whose older events still name them in the
+    # clear: how many, the first positions, where to list them all (docs/privacy.md)
+    older_events: Mapping[str, Any] | None = None
 
     def as_dict(self, line: int | None = None) -> dict[str, Any]:
         answer: dict[str, Any] = {} if line is None else {"line": line}
@@ -27,6 +31,8 @@ class Result:
             answer["position"] = self.position
         if self.error is not None:
             answer["error"] = self.error.as_dict()
+        if self.older_events is not None:
+            answer["older_events"] = dict(self.older_events)
         return answer
 
 

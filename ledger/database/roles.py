@@ -213,6 +213,11 @@ def create_roles(
         # are created by playback_create_partition (as the owner) and read through the parent
         grant("SELECT, INSERT", "playback_heartbeats", writer)
         grant("SELECT, INSERT", "playback_keys", writer)
+        # an erasure (user.erase, docs/privacy.md) deletes what the store keeps of the
+        # person, in the append's transaction, as the writer: never an UPDATE
+        for table in ("playback_heartbeats", "playback_base", "playback_keys"):
+            grant("DELETE", table, writer)
+        grant("SELECT, DELETE", "playback_compacted_keys", writer)
         for table in ("playback_heartbeats", "playback_base", "playback_keys", "playback_state"):
             grant("SELECT", table, writer, projector)
         grant("SELECT", "playback_heartbeats", reader)
@@ -231,18 +236,7 @@ def create_roles(
 def _log_policies(conn: psycopg.Connection[Any], schema: str, names: dict[str, str]) -> None:
     """Row security on the log: the writer and the projector see all of it, the reader
     the events naming its transaction's organization; the owner is not subject to it."""
-    target = sql.Identifier(schema, "ledger_events")
-    conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
-    for policy in POLICIES:
-        conn.execute(
-            sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), target)
-        )
-    conn.execute(
-        sql.SQL(
-            "CREATE POLICY ledger_writers ON {} FOR ALL TO {}, {} USING (true) WITH CHECK (true)"
-        ).format(target, sql.Identifier(names["writer"]), sql.Identifier(names["projector"]))
-    )
-    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    target = _writers_see_all(conn, schema, "ledger_events", names)
     conn.execute(
         sql.SQL("CREATE POLICY ledger_tenant ON {} FOR SELECT TO {} USING ({})").format(
             target, sql.Identifier(names["reader"]), sql.SQL(LOG_TENANT_POLICY)
@@ -250,9 +244,12 @@ def _log_policies(conn: psycopg.Connection[Any], schema: str, names: dict[str, s
     )
 
 
-def _policies(
+def _writers_see_all(
     conn: psycopg.Connection[Any], schema: str, table: str, names: dict[str, str]
-) -> None:
+) -> sql.Identifier:
+    """Row security on ``table``, its policies made anew: the writer and the projector see
+    and write all of it (the readers' policies follow, with the schema on the search path
+    for the expressions they name)."""
     target = sql.Identifier(schema, table)
     conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(target))
     for policy in POLICIES:
@@ -265,6 +262,13 @@ def _policies(
         ).format(target, sql.Identifier(names["writer"]), sql.Identifier(names["projector"]))
     )
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    return target
+
+
+def _policies(
+    conn: psycopg.Connection[Any], schema: str, table: str, names: dict[str, str]
+) -> None:
+    target = _writers_see_all(conn, schema, table, names)
     for policy, role, expression in (
         ("ledger_tenant", names["reader"], TENANT_POLICIES[table]),
         ("ledger_bound", names["tenant"], BOUND_POLICIES[table]),

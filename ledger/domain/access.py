@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
@@ -13,6 +14,38 @@ from ledger.domain.errors import InvalidState, NoAccess
 from ledger.domain.topics import topic
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
+
+
+def no_access(user_id: str, content_id: str) -> NoAccess:
+    """The answer to a heartbeat of a (user, content) with no access row at all."""
+    return NoAccess(f"{user_id!r} has no access to content {content_id}")
+
+
+def check_playable(
+    user_id: str,
+    content_id: str,
+    at: datetime,
+    present: bool,
+    since: datetime | None = None,
+    expires: datetime | None = None,
+) -> None:
+    """The heartbeat access rule, once for both stores: ``NoAccess`` unless an access row
+    (``present``, created at ``since``, expiring at ``expires``) lets ``user_id`` play
+    ``content_id`` at ``at``: it began at or before ``at`` and had not expired
+    (``expires <= at`` is expired). The answers are the ones docs/cli.md documents."""
+    who = f"{user_id!r}"
+    if not present:
+        raise no_access(user_id, content_id)
+    if since is not None and at < since:
+        raise NoAccess(
+            f"access of {who} to content {content_id} began at {clock.canonical(since)}, "
+            f"after this heartbeat ({clock.canonical(at)})",
+            "occurred_at",
+        )
+    if expires is not None and expires <= at:
+        raise NoAccess(
+            f"access of {who} to content {content_id} expired at {clock.canonical(expires)}"
+        )
 
 
 def _opened(
@@ -180,19 +213,14 @@ class Access(Aggregate):
             )
 
     def check_playable(self, occurred_at: str) -> None:
-        if not self.present:
-            raise NoAccess(f"{self.user_id} has no access to content {self.content_id}")
-        if self.since is not None and occurred_at < self.since:
-            raise NoAccess(
-                f"access of {self.user_id} to content {self.content_id} began at "
-                f"{self.since}, after this heartbeat ({occurred_at})",
-                "occurred_at",
-            )
-        if self.expires_at is not None and self.expires_at <= occurred_at:
-            raise NoAccess(
-                f"access of {self.user_id} to content {self.content_id} expired at "
-                f"{self.expires_at}"
-            )
+        check_playable(
+            self.user_id,
+            self.content_id,
+            clock.parse(occurred_at),
+            self.present,
+            clock.parse(self.since) if self.since is not None else None,
+            clock.parse(self.expires_at) if self.expires_at is not None else None,
+        )
 
 
 @topic("Playback")

@@ -20,6 +20,7 @@ from ledger.http.backend import Backend
 from ledger.http.inputs import checked_id
 from ledger.log.shapes import UndecodableEvent
 from ledger.playback import stream as playback_stream
+from ledger.privacy import older
 from ledger.privacy.export import export
 from ledger.reading import stream, tables
 
@@ -110,6 +111,33 @@ async def get_user_export(request: Request, user_id: str) -> Response:
     if document is None:
         raise NotFound(f"no user {user_id!r} (erased, or never registered)", "user_id")
     return json_response(document)
+
+
+@router.get(
+    "/v1/users/{user_id}/older-events",
+    summary="The events that still name a person in the clear (docs/privacy.md)",
+    dependencies=[Depends(require("users"))],
+)
+async def get_user_older_events(
+    request: Request,
+    user_id: str,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=older.PAGE)] = older.PAGE,
+) -> Response:
+    """The events after position ``after`` naming ``user_id`` in the clear (written
+    before subjects), at most ``limit``; ``next_after`` is the position to ask after for
+    the next page (``null``: no more). Before or after an erasure, an empty list for an
+    id no older event names. A token bound to an organization may not read it."""
+    backend: Backend = request.app.state.backend
+    user_id = checked_id(user_id, "user_id")
+    token: Token = request.state.token
+    if token.organization is not None:
+        raise Forbidden("a token bound to an organization may not read a person's data")
+    events = await backend.read(
+        lambda conn: older.naming(conn, backend.settings.schema, user_id, after, limit), None
+    )
+    more = len(events) == limit
+    return json_response({"events": events, "next_after": events[-1]["position"] if more else None})
 
 
 @router.get(

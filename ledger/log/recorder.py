@@ -134,8 +134,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
                         inserted.append(conn.cursor())
-                        params = _insert_params(chunk, chains[start : start + INSERT_ROWS])
-                        inserted[-1].execute(insert, params, prepare=True)
+                        columns = _insert_params(chunk, chains[start : start + INSERT_ROWS])
+                        inserted[-1].execute(insert, columns, prepare=True)
                     rest.execute(_rendered(_notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
@@ -148,8 +148,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         query, values = statement(schema, change)
                         rest.execute(_rendered(query, conn), values, prepare=True)
                     for subject_change in subject_changes:
-                        query, values = subject_statement(schema, subject_change)
-                        rest.execute(_rendered(query, conn), values, prepare=True)
+                        erasing, params = subject_statement(schema, subject_change)
+                        rest.execute(_rendered(erasing, conn), params, prepare=True)
                     rest.execute(_COMMIT)
             except BaseException as error:
                 _settle(conn, error)

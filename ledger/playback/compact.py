@@ -104,6 +104,14 @@ _FOLD = """
 """
 
 
+_OWNERS = """
+    INSERT INTO {owners} (idempotency_key, user_id)
+    SELECT idempotency_key, user_id FROM {records}
+    WHERE occurred_at < %(before)s AND idempotency_key IS NOT NULL
+    ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
 def horizon_of(moment: datetime) -> datetime:
     """The start of the UTC day of ``moment``: compaction takes whole partitions."""
     day = moment.astimezone(UTC).date()
@@ -127,6 +135,15 @@ def compact(conn: psycopg.Connection[Any], schema: str, before: datetime) -> Com
         records += int(_first(row))
     pairs = 0
     if records:
+        # whose key each dropped heartbeat used: the key outlives its heartbeat, and an
+        # erasure must still find it (migration 0016, docs/privacy.md)
+        conn.execute(
+            sql.SQL(_OWNERS).format(
+                records=sql.Identifier(schema, partitions.PARENT),
+                owners=sql.Identifier(schema, "playback_compacted_keys"),
+            ),
+            {"before": horizon},
+        )
         # only the doomed partitions are read: the parent with a bound on the partition key
         cursor = conn.execute(
             sql.SQL(_FOLD).format(

@@ -15,7 +15,8 @@ from datetime import datetime
 from ledger.commands.access import RecordPlayback
 from ledger.commands.results import DUPLICATE, Result
 from ledger.domain import clock
-from ledger.domain.errors import Conflict, InvalidState, NoAccess, NotFound, Rejected
+from ledger.domain.access import check_playable
+from ledger.domain.errors import Conflict, InvalidState, NotFound, Rejected
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,24 @@ class Heartbeat:
     occurred_at: datetime
     identity: str  # the payload at its moment: what a redelivery repeats
     fingerprint: str  # the idempotency key's fingerprint
+    content_id: str  # the command's, as text (kept: a group asks for it several times)
 
     @classmethod
     def of(cls, command: RecordPlayback, now: str) -> Heartbeat:
         occurred = command.occurred(now)
+        # a heartbeat derives nothing, so its canonical fingerprint is the payload's digest
+        fingerprint = command.fingerprint()
         return cls(
             command,
             clock.parse(occurred),
-            command.identity(occurred),
-            command.fingerprints().canonical,
+            command.identity(occurred, fingerprint),
+            fingerprint,
+            str(command.content_id),
         )
 
     @property
     def user_id(self) -> str:
         return self.command.user_id
-
-    @property
-    def content_id(self) -> str:
-        return str(self.command.content_id)
 
     @property
     def key(self) -> str | None:
@@ -137,21 +138,14 @@ def _check(
             "it is compacted, so it is not recorded",
             "occurred_at",
         )
-    who = f"{heartbeat.user_id!r}"
-    if fact.access_since is None:
-        raise NoAccess(f"{who} has no access to content {heartbeat.content_id}")
-    if at < fact.access_since:
-        raise NoAccess(
-            f"access of {who} to content {heartbeat.content_id} began at "
-            f"{clock.canonical(fact.access_since)}, after this heartbeat "
-            f"({clock.canonical(at)})",
-            "occurred_at",
-        )
-    if fact.access_expires is not None and fact.access_expires <= at:
-        raise NoAccess(
-            f"access of {who} to content {heartbeat.content_id} expired at "
-            f"{clock.canonical(fact.access_expires)}"
-        )
+    check_playable(
+        heartbeat.user_id,
+        heartbeat.content_id,
+        at,
+        fact.access_since is not None,
+        fact.access_since,
+        fact.access_expires,
+    )
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 One statement reads what every heartbeat of the group needs (the user, the content, the
 access row at its time, the compacted horizon, whether it is stored already, its
-idempotency key), with the arrays bound once and ``unnest``; ``decide`` gives the answers;
-then a few statements write the accepted ones (keys, records, the ``video_playback`` rows
-by a guarded upsert, ``content_access.last_accessed_at``) in one transaction. Never the
+idempotency key), the group bound once as one JSON parameter and each fact a one-row index
+probe; ``decide`` gives the answers; then one statement writes the accepted ones (keys,
+records, the ``video_playback`` rows by a guarded upsert, ``content_access.last_accessed_at``)
+in one transaction. Never the
 log's lock: a heartbeat commits while another connection holds ``ledger_events`` locked.
 
 Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on the row
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any
-from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
@@ -71,28 +72,47 @@ class _Missing(Exception):
         self.legacy: set[tuple[str, str]] = set()
 
 
+def _json(rows: list[dict[str, Any]]) -> str:
+    """A group's rows as one ``json`` parameter (``json_to_recordset`` in the statement):
+    orjson writes UUIDs and aware datetimes as PostgreSQL reads them back."""
+    return orjson.dumps(rows).decode()
+
+
 @lru_cache(maxsize=16)
-def _statements(schema: str) -> dict[str, sql.Composed]:
+def _statements(schema: str) -> dict[str, bytes]:
+    """Rendered once per schema: psycopg renders a ``Composed`` again at every execute."""
+
     def t(name: str) -> sql.Identifier:
         return sql.Identifier(schema, name)
 
-    return {
+    statements = {
+        # each lookup a LATERAL probe of one row (LIMIT 1): an index probe per heartbeat
+        # whatever the tables' statistics, where an EXISTS may be planned as a hash of the
+        # whole table (the day's partition, the log) built for every group
         "facts": sql.SQL(
-            "SELECT i.n, u.id IS NOT NULL AS user_live, c.organization_id, "
+            "SELECT i.n, u.live IS NOT NULL AS user_live, c.organization_id, "
             "a.created_at AS access_since, a.expires_at AS access_expires, b.horizon, "
-            "EXISTS (SELECT 1 FROM {hb} h WHERE h.identity = i.identity "
-            "AND h.occurred_at = i.occurred_at) AS seen, k.fingerprint AS key_fingerprint, "
-            "(i.key_id IS NOT NULL AND k.fingerprint IS NULL AND EXISTS "
-            "(SELECT 1 FROM {events} e WHERE e.originator_id = i.key_id)) AS log_key, "
-            "EXISTS (SELECT 1 FROM {events} e WHERE e.originator_id = i.playback_id) AS legacy "
-            "FROM unnest(%s::int[], %s::text[], %s::uuid[], %s::timestamptz[], %s::text[], "
-            "%s::text[], %s::uuid[], %s::uuid[]) AS i(n, user_id, content_id, occurred_at, "
-            "identity, key, key_id, playback_id) "
-            "LEFT JOIN {users} u ON u.id = i.user_id "
-            "LEFT JOIN {content} c ON c.id = i.content_id "
-            "LEFT JOIN {access} a ON a.user_id = i.user_id AND a.content_id = i.content_id "
-            "LEFT JOIN {base} b ON b.user_id = i.user_id AND b.content_id = i.content_id "
-            "LEFT JOIN {keys} k ON k.idempotency_key = i.key "
+            "h.seen IS NOT NULL AS seen, k.fingerprint AS key_fingerprint, "
+            "(k.fingerprint IS NULL AND ek.found IS NOT NULL) AS log_key, "
+            "el.found IS NOT NULL AS legacy "
+            "FROM json_to_recordset(%s::json) AS i(n int, user_id text, content_id uuid, "
+            "occurred_at timestamptz, identity text, key text, key_id uuid, playback_id uuid) "
+            "LEFT JOIN LATERAL (SELECT true AS live FROM {users} u WHERE u.id = i.user_id "
+            "LIMIT 1) u ON true "
+            "LEFT JOIN LATERAL (SELECT c.organization_id FROM {content} c "
+            "WHERE c.id = i.content_id LIMIT 1) c ON true "
+            "LEFT JOIN LATERAL (SELECT a.created_at, a.expires_at FROM {access} a "
+            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id LIMIT 1) a ON true "
+            "LEFT JOIN LATERAL (SELECT b.horizon FROM {base} b WHERE b.user_id = i.user_id "
+            "AND b.content_id = i.content_id LIMIT 1) b ON true "
+            "LEFT JOIN LATERAL (SELECT true AS seen FROM {hb} h WHERE h.identity = i.identity "
+            "AND h.occurred_at = i.occurred_at LIMIT 1) h ON true "
+            "LEFT JOIN LATERAL (SELECT k.fingerprint FROM {keys} k "
+            "WHERE k.idempotency_key = i.key LIMIT 1) k ON true "
+            "LEFT JOIN LATERAL (SELECT true AS found FROM {events} e "
+            "WHERE e.originator_id = i.key_id LIMIT 1) ek ON true "
+            "LEFT JOIN LATERAL (SELECT true AS found FROM {events} e "
+            "WHERE e.originator_id = i.playback_id LIMIT 1) el ON true "
             "CROSS JOIN (SELECT pg_advisory_xact_lock(%s)) AS stream_order ORDER BY i.n"
         ).format(
             hb=t("playback_heartbeats"),
@@ -108,17 +128,18 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         # facts statement took), the video_playback rows, the access rows
         "write": sql.SQL(
             "WITH keys AS (INSERT INTO {keys} (idempotency_key, fingerprint) "
-            "SELECT k, f FROM unnest(%(k)s::text[], %(f)s::text[]) AS i(k, f)), "
+            "SELECT k, f FROM json_to_recordset(%(keys)s::json) AS i(k text, f text)), "
             "records AS (INSERT INTO {hb} (identity, occurred_at, user_id, content_id, "
             "organization_id, position_seconds, duration_seconds, completed, idempotency_key) "
-            "SELECT * FROM unnest(%(identity)s::text[], %(at)s::timestamptz[], %(user)s::text[], "
-            "%(content)s::uuid[], %(org)s::uuid[], %(p)s::int[], %(d)s::int[], %(c)s::bool[], "
-            "%(key)s::text[]) RETURNING identity, occurred_at, position), "
+            "SELECT * FROM json_to_recordset(%(records)s::json) AS i(identity text, "
+            "occurred_at timestamptz, user_id text, content_id uuid, organization_id uuid, "
+            "p int, d int, c bool, key text) RETURNING identity, occurred_at, position), "
+            "rows AS MATERIALIZED (SELECT * FROM json_to_recordset(%(rows)s::json) AS i(id uuid, "
+            "user_id text, content_id uuid, p int, d int, done bool, at timestamptz, "
+            "first timestamptz)), "
             "shown AS (INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
             "duration_seconds, completed, updated_at, created_at) "
-            "SELECT * FROM unnest(%(rid)s::uuid[], %(ru)s::text[], %(rc)s::uuid[], "
-            "%(rp)s::int[], %(rd)s::int[], %(rdone)s::bool[], %(rat)s::timestamptz[], "
-            "%(rfirst)s::timestamptz[]) "
+            "SELECT * FROM rows "
             "ON CONFLICT (user_id, content_id) DO UPDATE SET "
             "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
             "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
@@ -129,8 +150,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             "stamped AS (UPDATE {access} a "
             "SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
             "updated_at = GREATEST(a.updated_at, i.at) "
-            "FROM unnest(%(ru)s::text[], %(rc)s::uuid[], %(rat)s::timestamptz[]) "
-            "AS i(user_id, content_id, at) "
+            "FROM rows i "
             "WHERE a.user_id = i.user_id AND a.content_id = i.content_id) "
             "SELECT identity, occurred_at, position FROM records"
         ).format(
@@ -140,6 +160,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             access=t("content_access"),
         ),
     }
+    return {name: statement.as_bytes() for name, statement in statements.items()}
 
 
 class PlaybackStore:
@@ -222,20 +243,25 @@ class PlaybackStore:
         return answers
 
     def _read(self, conn: psycopg.Connection[Any], heartbeats: list[Heartbeat]) -> list[Any]:
-        keys = [h.key for h in heartbeats]
+        """The group's facts, its heartbeats bound as one JSON parameter: psycopg dumps
+        a list parameter element by element in Python, which cost more of the serial
+        section than the statement itself (docs/performance.md)."""
+        group = [
+            {
+                "n": n,
+                "user_id": h.user_id,
+                "content_id": h.content_id,
+                "occurred_at": h.occurred_at,
+                "identity": h.identity,
+                "key": h.key,
+                "key_id": ids.command_key_id("idempotency_key", h.key) if h.key else None,
+                "playback_id": ids.playback_id(h.user_id, h.content_id),
+            }
+            for n, h in enumerate(heartbeats)
+        ]
         return conn.execute(
             _statements(self._schema)["facts"],
-            (
-                list(range(len(heartbeats))),
-                [h.user_id for h in heartbeats],
-                [h.content_id for h in heartbeats],
-                [h.occurred_at for h in heartbeats],
-                [h.identity for h in heartbeats],
-                keys,
-                [ids.command_key_id("idempotency_key", k) if k else None for k in keys],
-                [ids.playback_id(h.user_id, h.content_id) for h in heartbeats],
-                ADVISORY_LOCK,
-            ),
+            (_json(group), ADVISORY_LOCK),
             prepare=True,
         ).fetchall()
 
@@ -303,37 +329,51 @@ class PlaybackStore:
     def _write(
         self,
         conn: psycopg.Connection[Any],
-        sql_: dict[str, sql.Composed],
+        sql_: dict[str, bytes],
         accepted: list[tuple[Heartbeat, str]],
     ) -> psycopg.Cursor[Any]:
         """Queues the group's one write statement (pipeline mode); returns its cursor, the
         records' positions, read once the transaction has committed. The same heartbeat or
         key committed meanwhile by another writer is a ``UniqueViolation``."""
-        keyed = [(h.key, h.fingerprint) for h, _ in accepted if h.key is not None]
         shown = sorted(newest([h for h, _ in accepted]).items())
         records = conn.cursor()
         records.execute(
             sql_["write"],
             {
-                "k": [k for k, _ in keyed],
-                "f": [f for _, f in keyed],
-                "identity": [h.identity for h, _ in accepted],
-                "at": [h.occurred_at for h, _ in accepted],
-                "user": [h.user_id for h, _ in accepted],
-                "content": [h.content_id for h, _ in accepted],
-                "org": [org for _, org in accepted],
-                "p": [h.command.position_seconds for h, _ in accepted],
-                "d": [h.command.duration_seconds for h, _ in accepted],
-                "c": [h.completed for h, _ in accepted],
-                "key": [h.key for h, _ in accepted],
-                "rid": [ids.playback_id(u, c) for (u, c), _ in shown],
-                "ru": [u for (u, _), _ in shown],
-                "rc": [UUID(c) for (_, c), _ in shown],
-                "rp": [r.heartbeat.command.position_seconds for _, r in shown],
-                "rd": [r.heartbeat.command.duration_seconds for _, r in shown],
-                "rdone": [r.completed for _, r in shown],
-                "rat": [r.heartbeat.occurred_at for _, r in shown],
-                "rfirst": [r.first for _, r in shown],
+                "keys": _json(
+                    [{"k": h.key, "f": h.fingerprint} for h, _ in accepted if h.key is not None]
+                ),
+                "records": _json(
+                    [
+                        {
+                            "identity": h.identity,
+                            "occurred_at": h.occurred_at,
+                            "user_id": h.user_id,
+                            "content_id": h.content_id,
+                            "organization_id": org,
+                            "p": h.command.position_seconds,
+                            "d": h.command.duration_seconds,
+                            "c": h.completed,
+                            "key": h.key,
+                        }
+                        for h, org in accepted
+                    ]
+                ),
+                "rows": _json(
+                    [
+                        {
+                            "id": ids.playback_id(u, c),
+                            "user_id": u,
+                            "content_id": c,
+                            "p": r.heartbeat.command.position_seconds,
+                            "d": r.heartbeat.command.duration_seconds,
+                            "done": r.completed,
+                            "at": r.heartbeat.occurred_at,
+                            "first": r.first,
+                        }
+                        for (u, c), r in shown
+                    ]
+                ),
             },
             prepare=True,
         )

@@ -26,19 +26,25 @@ def _insert_sql(schema: str) -> sql.Composed:
 
 @lru_cache(maxsize=16)
 def _delete_sql(schema: str) -> sql.Composed:
-    # the person's row of ``ledger_subjects``, and with it everything the playback store
-    # (migration 0011) retains of them, which names them by id: their heartbeats, the
-    # idempotency keys those heartbeats used, and their compacted rows (docs/privacy.md)
+    # the person's row of ``ledger_subjects`` (none for a person registered before
+    # subjects, erased by id), and everything the playback store (migration 0011) retains
+    # of them, which names them by id: their heartbeats, the idempotency keys those
+    # heartbeats used (retained, or compacted: migration 0016 says whose), and their
+    # compacted rows (docs/privacy.md)
     return sql.SQL(
-        "WITH gone AS (DELETE FROM {subjects} WHERE subject = %s RETURNING user_id), "
-        "heartbeats AS (DELETE FROM {hb} WHERE user_id IN (SELECT user_id FROM gone) "
+        "WITH gone AS (DELETE FROM {subjects} WHERE subject = %(subject)s), "
+        "heartbeats AS (DELETE FROM {hb} WHERE user_id = %(user_id)s "
+        "RETURNING idempotency_key), "
+        "compacted AS (DELETE FROM {compacted} WHERE user_id = %(user_id)s "
         "RETURNING idempotency_key), "
         "keys AS (DELETE FROM {keys} WHERE idempotency_key IN "
-        "(SELECT idempotency_key FROM heartbeats WHERE idempotency_key IS NOT NULL)) "
-        "DELETE FROM {base} WHERE user_id IN (SELECT user_id FROM gone)"
+        "(SELECT idempotency_key FROM heartbeats WHERE idempotency_key IS NOT NULL "
+        "UNION ALL SELECT idempotency_key FROM compacted)) "
+        "DELETE FROM {base} WHERE user_id = %(user_id)s"
     ).format(
         subjects=sql.Identifier(schema, TABLE),
         hb=sql.Identifier(schema, "playback_heartbeats"),
+        compacted=sql.Identifier(schema, "playback_compacted_keys"),
         keys=sql.Identifier(schema, "playback_keys"),
         base=sql.Identifier(schema, "playback_base"),
     )
@@ -51,11 +57,13 @@ statement, sees every heartbeat committed before it, and no writer waits on a ta
 erasure holds while the erasure waits on it."""
 
 
-def subject_statement(schema: str, change: SubjectChange) -> tuple[sql.Composed, list[Any]]:
+def subject_statement(
+    schema: str, change: SubjectChange
+) -> tuple[sql.Composed, list[Any] | dict[str, Any]]:
     """The statement that writes ``change``, in the append's transaction."""
     if isinstance(change, SubjectAdded):
         return _insert_sql(schema), [change.user_id, change.subject]
-    return _delete_sql(schema), [change.subject]
+    return _delete_sql(schema), {"subject": change.subject, "user_id": change.user_id}
 
 
 def subjects_of(conn: Connection[Any], schema: str, user_ids: Collection[str]) -> dict[str, str]:

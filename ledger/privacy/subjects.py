@@ -59,9 +59,13 @@ class SubjectAdded:
 
 @dataclass(frozen=True, slots=True)
 class SubjectErased:
-    """A person erased: their row of ``ledger_subjects`` deleted with their events."""
+    """A person erased: their row of ``ledger_subjects`` deleted with their events, and
+    what the playback store keeps of them, by ``user_id`` (the store names people by id).
+    A person registered before subjects is erased by their id: ``subject`` is the id, which
+    has no row, and their records in the store go all the same."""
 
     subject: str
+    user_id: str
 
 
 SubjectChange = SubjectAdded | SubjectErased

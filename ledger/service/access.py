@@ -11,8 +11,9 @@ from uuid import UUID
 from ledger.commands.access import GrantAccess, RecordPlayback, RevokeAccess
 from ledger.commands.base import Fingerprint
 from ledger.domain import clock, ids
+from ledger.domain.access import no_access
 from ledger.domain.aggregates import Access, Content, Playback
-from ledger.domain.errors import Duplicate, NoAccess, NotFound
+from ledger.domain.errors import Duplicate, NotFound
 from ledger.service.catalogue import live_content, live_user
 from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
@@ -95,7 +96,7 @@ def record_playback(
         raise Duplicate  # recorded already: a replay is a duplicate, access or not
     access = uow.get(ids.access_id(command.user_id, content.content_id), Access)
     if access is None:
-        raise NoAccess(f"{command.user_id!r} has no access to content {content.content_id}")
+        raise no_access(command.user_id, content.content_id)
     access.check_playable(occurred)
     if playback is None:
         playback = Playback.open(command.user_id, content.content_id, occurred)

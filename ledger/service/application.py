@@ -30,11 +30,11 @@ from ledger.domain.errors import Duplicate, Rejected
 from ledger.log.recorder import environment
 from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
+from ledger.privacy import older
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
+from ledger.service import chains, pseudonyms, registry
 from ledger.service import playback_lookups as lookups
-from ledger.service import pseudonyms, registry
 from ledger.service.cache import AggregateCache, DecisionStore
-from ledger.service.chains import chain_of
 from ledger.service.group_commit import GroupFailed
 from ledger.service.lanes import Lanes
 from ledger.service.partition import by_organization
@@ -139,7 +139,8 @@ class Ledger(Application[UUID]):
             ]
         money = [c for c in commands if not isinstance(c, RecordPlayback)]
         with self.deciding:
-            settled = iter(self._atomic(money) if money else [])
+            answered = self._atomic(money) if money else []
+        settled = iter(older.answered(self.recorder, self.settings.schema, money, answered))
         results = [None if isinstance(c, RecordPlayback) else next(settled) for c in commands]
         if any(r is not None and r.status in ("rejected", "rolled_back") for r in results):
             return [r if r is not None else Result("rolled_back") for r in results]
@@ -196,7 +197,8 @@ class Ledger(Application[UUID]):
                 results += self.playback.record([c for c in run if isinstance(c, RecordPlayback)])
             else:
                 with self.deciding:
-                    results += money(run)
+                    answered = money(run)
+                results += older.answered(self.recorder, self.settings.schema, run, answered)
             start = end
         return results
 
@@ -329,11 +331,11 @@ class Ledger(Application[UUID]):
         uow.committed = True
         if uow.subject_changes:
             self.subjects.remember(uow.added.items())
-            erased = [c.subject for c in uow.subject_changes if isinstance(c, SubjectErased)]
-            self.subjects.forget(erased)
-            if erased and isinstance(self.playback, MemoryPlayback):
+            gone = [c for c in uow.subject_changes if isinstance(c, SubjectErased)]
+            self.subjects.forget([c.subject for c in gone])
+            if gone and isinstance(self.playback, MemoryPlayback):
                 # the SQL store's records went in the append's transaction
-                self.playback.forget([uow.named[s] for s in erased if s in uow.named])
+                self.playback.forget([c.user_id for c in gone])
         self.aggregates.remember(uow.written_aggregates())
         return [r.notification.id for r in recordings]
 
@@ -383,8 +385,7 @@ class Ledger(Application[UUID]):
             ev.with_provenance(event, command.provenance, command.idempotency_key)
             for event in uow.events[before:]
         ]
-        chain = chain_of(uow, command, uow.events[before:])
-        uow.chains[before:] = [chain] * (len(uow.events) - before)
+        chains.assign(uow, command, before)
 
 
 def _touched(command: Command | Rejected, batch: Sequence[Command | Rejected]) -> bool:

@@ -47,3 +47,9 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
         if isinstance(purchase, Purchase) and purchase.organization_id:
             return UUID(purchase.organization_id)
     return PLATFORM
+
+
+def assign(uow: UnitOfWork, command: Command, before: int) -> None:
+    """Gives the command's events (those from ``before`` on) their chain."""
+    chain = chain_of(uow, command, uow.events[before:])
+    uow.chains[before:] = [chain] * (len(uow.events) - before)

@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import orjson
 import psycopg
 import pytest
 
-from ledger import api
 from ledger.audit.chain import GENESIS, event_hash
 from ledger.commands import demo
 from ledger.service import Ledger
-from tests.support import cli
+from tests.support import cli, load_history
 
 Conn = psycopg.Connection[Any]
 
@@ -79,8 +77,7 @@ def history(ledger_app: Ledger) -> Ledger:
     commands = list(demo.history(purchases=20))
     # a customer with purchases is deleted: the table loses them, the log keeps them
     buyer = next(c["customer_id"] for c in commands if c["type"] == "purchase.complete")
-    commands.append({"type": "user.delete", "user_id": buyer})
-    results = [r for _, r in api.append_lines(ledger_app, [orjson.dumps(c) for c in commands])]
+    results = load_history(ledger_app, 20, {"type": "user.delete", "user_id": buyer})
     assert results[-1].status == "accepted"
     return ledger_app
 

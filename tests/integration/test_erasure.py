@@ -7,15 +7,19 @@ from __future__ import annotations
 import io
 import subprocess
 import uuid
+from datetime import datetime
 from typing import Any
 
 import psycopg
+import pytest
 
+from ledger import api
 from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.audit.verify import verify as audit_verify
 from ledger.config import Settings
 from ledger.database.embedded.datadir import wheel_binaries
 from ledger.domain import ids
+from ledger.privacy import older
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
@@ -191,3 +195,85 @@ def test_another_process_sees_the_erasure(
     finally:
         other.close()
     assert verify(settings) == []
+
+
+def test_a_person_with_compacted_heartbeats_leaves_no_trace(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    """Compaction drops the heartbeats but keeps their keys (and folds the person into a
+    base row): the erasure finds both through the key's recorded owner (migration 0016)."""
+    person = f"erasable-{uuid.uuid4().hex}"
+    assert "rejected" not in " ".join(statuses(append(ledger_app, *history(person))))
+    done = api.playback_compact(settings, datetime.fromisoformat(t(6)))
+    assert done.records >= 2
+    conn.commit()
+    store = "SELECT count(*) FROM playback_heartbeats WHERE user_id = %s"
+    assert conn.execute(store, (person,)).fetchone() == (0,)
+    base = "SELECT count(*) FROM playback_base WHERE user_id = %s"
+    assert conn.execute(base, (person,)).fetchone() == (1,)
+    [(fingerprint,)] = conn.execute(
+        "SELECT fingerprint FROM playback_keys WHERE idempotency_key = %s", (f"hb-{person}",)
+    ).fetchall()
+    before = totals(conn, settings.schema)
+    rows = dump_all(conn)
+    assert statuses(append(ledger_app, erase(person))) == ["accepted"]
+
+    dumped = pg_dump(settings)
+    left = [trace for trace in [*traces(person), f"hb-{person}", fingerprint] if trace in dumped]
+    assert left == []
+    assert conn.execute(base, (person,)).fetchone() == (0,)
+    owners = "SELECT count(*) FROM playback_compacted_keys WHERE user_id = %s"
+    assert conn.execute(owners, (person,)).fetchone() == (0,)
+    assert totals(conn, settings.schema) == before
+    assert audit_verify(conn, settings.schema).ok
+    erased_rows = dump_all(conn)
+    assert erased_rows != rows
+    rebuild(settings, None, stream=io.StringIO())
+    assert dump_all(conn) == erased_rows and verify(settings) == []
+    # the key is free again: another heartbeat with it is decided afresh (a new person's)
+    assert statuses(append(ledger_app, user(person, at=t(8)))) == ["accepted"]
+
+
+def test_erasing_a_creator_keeps_their_content_unnamed_and_its_revenue(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    """The schema's rule (``content.creator_id`` ``ON DELETE SET NULL``): the content
+    stays, its creator unknown, its purchases counted; the revenue by creator shows the
+    erased creator by their subject, which names no one."""
+    person = f"erasable-{uuid.uuid4().hex}"
+    append(ledger_app, *history(person))
+    by_creator = RevenueQuery(group_by="creator")
+    before = revenue(conn, settings.schema, by_creator).as_dict()
+    assert {row["group"] for row in before["rows"]} == {"creator"}
+    assert statuses(append(ledger_app, erase("creator"))) == ["accepted"]
+    assert conn.execute("SELECT creator_id FROM content WHERE id = %s", (CONTENT,)).fetchone() == (
+        None,
+    )
+    after = revenue(conn, settings.schema, by_creator).as_dict()
+    [group] = {row["group"] for row in after["rows"]}
+    assert group.startswith("subject:")
+    strip = [{k: v for k, v in row.items() if k != "group"} for row in before["rows"]]
+    assert [{k: v for k, v in row.items() if k != "group"} for row in after["rows"]] == strip
+    assert after["totals"] == before["totals"]
+    rows = dump_all(conn)
+    rebuild(settings, None, stream=io.StringIO())
+    assert dump_all(conn) == rows and verify(settings) == []
+
+
+def test_an_erasure_whose_older_events_cannot_be_read_is_still_answered_accepted(
+    ledger_app: Ledger, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The older events are read after the erasure committed: a failure there (a lost
+    connection) must not answer a committed erasure as failed (a retry finds no one)."""
+    person = f"erasable-{uuid.uuid4().hex}"
+    append(ledger_app, *history(person))
+
+    def lost(*args: object) -> None:
+        raise psycopg.OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(older, "summary", lost)
+    [answer] = append(ledger_app, erase(person))
+    assert answer.status == "accepted"
+    assert answer.as_dict()["older_events"]["count"] is None
+    assert "ledger users older-events" in answer.as_dict()["older_events"]["listed_by"]
+    assert conn.execute("SELECT count(*) FROM users WHERE id = %s", (person,)).fetchone() == (0,)

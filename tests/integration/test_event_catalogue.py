@@ -18,14 +18,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import sql
 
-from ledger import api
-from ledger.commands import demo
 from ledger.config import Settings
 from ledger.domain import upcasters
 from ledger.log import shapes
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
-from tests.support import TABLES, cli
+from tests.support import TABLES, cli, load_history
 
 Conn = psycopg.Connection[Any]
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "v1"
@@ -261,7 +259,7 @@ def test_every_reader_names_an_undecodable_event_in_one_line(
     state: bytes,
     problem: str,
 ) -> None:
-    list(api.append_lines(ledger_app, [orjson.dumps(c) for c in demo.history(purchases=10)]))
+    load_history(ledger_app, 10)
     position = smuggle(conn, topic, state)
     named = f"position {position} ({topic}) does not decode: {problem}"
     for args, status in (

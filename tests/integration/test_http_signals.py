@@ -100,7 +100,7 @@ def stop_with_batches_in_flight(served: Served, signum: int) -> int:
 def test_sigterm_answers_the_requests_in_flight_then_exits_zero(
     settings: Settings, conn: Conn
 ) -> None:
-    with serve(settings) as served:
+    with serve(settings, real_process=True) as served:
         status = stop_with_batches_in_flight(served, signal.SIGTERM)
         assert status == 0, served.log()
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1000,)
@@ -111,7 +111,7 @@ def test_sigint_answers_the_requests_in_flight_then_exits_130(
 ) -> None:
     """Ctrl-C on ``ledger serve`` stops it as SIGTERM does, with the status of an
     interruption: a shell or a supervisor can tell the two apart."""
-    with serve(settings) as served:
+    with serve(settings, real_process=True) as served:
         status = stop_with_batches_in_flight(served, signal.SIGINT)
         assert status == 130, served.log()
         # the service's own shutdown, not the CLI's KeyboardInterrupt (also 130)
@@ -124,7 +124,7 @@ def test_sigkill_under_load_keeps_every_answered_append(
 ) -> None:
     total = 1000
     answered: dict[str, int] = {}
-    with serve(settings) as served:
+    with serve(settings, real_process=True) as served:
         setup(served)
         publish_all(served, total)
         next_n = iter(range(total))

@@ -13,12 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
 from psycopg import sql
 
-from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
 from ledger.database import migrations
@@ -27,13 +25,13 @@ from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
 from projections.registry import PROJECTED_TOPICS
-from tests.support import answers, cli, dump_all
+from tests.support import answers, cli, dump_all, load_history
 
 Conn = psycopg.Connection[Any]
 
 
 def load(app: Ledger, purchases: int = 40) -> None:
-    list(api.append_lines(app, [orjson.dumps(c) for c in demo.history(purchases=purchases)]))
+    load_history(app, purchases)
 
 
 def one_line(done: subprocess.CompletedProcess[str]) -> str:

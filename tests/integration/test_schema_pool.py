@@ -1,16 +1,21 @@
-"""The ``fresh`` fixture's reused schemas are exactly what a migration makes (``tests/schemas.py``)."""
+"""The schemas ``settings`` and ``fresh`` hand out are exactly what a migration makes, whatever
+the test before did with them (``tests/schemas.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ledger import api
 from ledger.config import Settings
+from ledger.database import migrations
+from ledger.database.connections import connect
 from tests.schemas import SchemaPool, fingerprint
-from tests.support import append, catalogue, statuses
+from tests.support import append, catalogue, complete, statuses
 
 
 @pytest.fixture
@@ -34,7 +39,8 @@ def test_a_reset_schema_is_exactly_a_freshly_migrated_one(
         assert dirty != fingerprint(conn, settings.schema)  # the purchase is seen
     pool.give(used.schema)
     again = pool.take()
-    assert again.schema == used.schema  # reset and reused, not migrated anew
+    assert (pool.migrated, pool.reused) == (1, 1)  # reset and reused, not migrated anew
+    assert again.schema != used.schema  # under a new name
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert fingerprint(conn, again.schema) == fingerprint(conn, settings.schema)
         # the log's guards are back (the delete is tried below, on events)
@@ -70,3 +76,123 @@ def test_a_schema_a_test_altered_is_replaced_not_reused(
         assert gone == (0,)
         assert pool.pristine is not None
         assert fingerprint(conn, again.schema) == pool.pristine
+
+
+def _exists(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+    return row.fetchone() == (1,)
+
+
+def test_a_connection_left_open_on_a_given_back_schema_never_sees_the_next_users_rows(
+    pool: SchemaPool, database_url: str
+) -> None:
+    used = pool.take()
+    # what a test could leave behind: a session on its schema (a process still running,
+    # a pool not closed), idle, its statements prepared
+    with connect(used, autocommit=True) as left:
+        for _ in range(6):  # psycopg prepares a statement on its fifth run
+            left.execute("SELECT count(*) FROM purchases WHERE amount_paid_cents > %s", (0,))
+        pool.give(used.schema)
+        again = pool.take()
+        assert pool.reused == 1
+        app = api.open_ledger(again)
+        try:
+            assert statuses(append(app, *catalogue(), complete("pi_next"))) == ["accepted"] * 6
+        finally:
+            app.close()
+        # the old name is gone: what still uses it reads and writes nothing of the next test's
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            left.execute("SELECT count(*) FROM purchases WHERE amount_paid_cents > %s", (0,))
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            left.execute("DELETE FROM purchases")
+    with connect(again, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
+
+
+def test_a_schema_still_locked_is_not_reset_under_its_user(
+    pool: SchemaPool, database_url: str
+) -> None:
+    used = pool.take()
+    with connect(used) as holder:  # a transaction still open on the schema
+        holder.execute("SELECT count(*) FROM purchases")
+        pool.give(used.schema)
+        again = pool.take()
+        assert (pool.migrated, pool.reused) == (2, 0)
+        assert again.schema != used.schema
+        assert holder.execute("SELECT count(*) FROM purchases").fetchone() == (0,)
+        holder.rollback()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert pool.pristine is not None
+        assert fingerprint(conn, again.schema) == pool.pristine
+    pool.close()  # what the reset could not drop (the lock held) goes at the end
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert not _exists(conn, used.schema)
+        assert not _exists(conn, again.schema)
+
+
+@pytest.mark.parametrize("to", [12, 0])
+def test_a_downgraded_schema_is_replaced_not_reused(
+    pool: SchemaPool, database_url: str, to: int
+) -> None:
+    used = pool.take()
+    with connect(used, autocommit=True) as conn:
+        migrations.downgrade(conn, used.schema, to=to)
+    pool.give(used.schema)
+    again = pool.take()
+    assert (pool.migrated, pool.reused) == (2, 0)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert not _exists(conn, used.schema)
+        assert fingerprint(conn, again.schema) == pool.pristine
+
+
+def test_a_schema_downgraded_and_upgraded_again_is_a_migrations_state_and_reused(
+    pool: SchemaPool, database_url: str
+) -> None:
+    used = pool.take()
+    with connect(used, autocommit=True) as conn:
+        migrations.downgrade(conn, used.schema, to=5)
+        migrations.upgrade(conn, used.schema)
+    pool.give(used.schema)
+    again = pool.take()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, again.schema) == pool.pristine
+    assert pool.migrated + pool.reused == 2
+
+
+def test_a_granted_or_commented_schema_is_replaced_not_reused(
+    pool: SchemaPool, database_url: str
+) -> None:
+    first = pool.take()
+    second = pool.take()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(
+                sql.Identifier(first.schema, "purchases")
+            )
+        )
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE {} IS 'left by a test'").format(
+                sql.Identifier(second.schema, "users")
+            )
+        )
+    pool.give(first.schema)
+    pool.give(second.schema)
+    taken = [pool.take(), pool.take()]
+    assert (pool.migrated, pool.reused) == (4, 0)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert not _exists(conn, first.schema) and not _exists(conn, second.schema)
+        assert all(fingerprint(conn, t.schema) == pool.pristine for t in taken)
+
+
+def test_the_settings_fixture_hands_out_a_schema_equal_to_a_fresh_migration(
+    settings: Settings, empty_settings: Settings, database_url: str
+) -> None:
+    api.upgrade(empty_settings)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, settings.schema) == fingerprint(conn, empty_settings.schema)
+        count = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(settings.schema, "ledger_events")
+            )
+        )
+        assert count.fetchone() == (0,)

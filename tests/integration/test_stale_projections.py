@@ -25,13 +25,13 @@ from ledger.config import ConfigurationError, Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.service import Ledger
-from tests.support import TABLES, answers, cli, dump_all, refund
+from tests.support import TABLES, answers, cli, dump_all, load_history, refund
 
 Conn = psycopg.Connection[Any]
 
 
 def load(app: Ledger, purchases: int = 60) -> None:
-    list(api.append_lines(app, [orjson.dumps(c) for c in demo.history(purchases=purchases)]))
+    load_history(app, purchases)
 
 
 def states(cli_env: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -5,21 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import orjson
 import psycopg
 
-from ledger import api
-from ledger.commands import demo
 from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
-from tests.support import cli
+from tests.support import cli, load_history
 
 Conn = psycopg.Connection[Any]
 
 
 def load(app: Ledger) -> None:
-    list(api.append_lines(app, [orjson.dumps(c) for c in demo.history(purchases=40)]))
+    load_history(app, 40)
 
 
 def test_verify_is_clean_on_an_honest_ledger(ledger_app: Ledger, cli_env: dict[str, str]) -> None:

@@ -46,8 +46,9 @@ def test_one_table_of_exit_statuses_with_its_exceptions_referenced_everywhere() 
 
 
 def test_the_events_command_exits_as_the_exceptions_say() -> None:
-    """The code behind the exception: SIGTERM and a closed pipe end ``ledger events`` 0."""
-    source = (ROOT / "ledger" / "cli" / "events.py").read_text(encoding="utf-8")
+    """The code behind the exception: SIGTERM and a closed pipe end ``ledger events`` (and
+    ``ledger playback events``, which share the loop) 0."""
+    source = (ROOT / "ledger" / "cli" / "streaming.py").read_text(encoding="utf-8")
     assert "return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK" in source
     assert re.search(r"except BrokenPipeError:\n(.*\n){0,2}\s+return EXIT_OK", source)
 

@@ -39,8 +39,6 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Delete an entry when its migration is on main.
 RESERVED: dict[int, str] = {
     15: "issue 28: content and organizations by organization",
-    16: "issue 27: erasure of older events and compacted heartbeats",
-    17: "issue 26: heartbeats decided in one statement per group",
 }
 
 
