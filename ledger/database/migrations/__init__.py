@@ -38,7 +38,6 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # number is expected until its migration lands, and the file, once there, takes its place.
 # Delete an entry when its migration is on main.
 RESERVED: dict[int, str] = {
-    14: "issue 28: per-organization positions, chains and locks",
 }
 
 
