@@ -26,6 +26,7 @@ from benchmarks.concurrent import threaded_appends
 from ledger.commands.base import Command
 from ledger.commands.parsing import parse_command
 from ledger.database import distribution
+from ledger.log import chains
 
 USERS = 50
 
@@ -83,14 +84,18 @@ def _purchases(organization: str, count: int, tag: str) -> list[Command]:
     ]
 
 
-def measure(url: str, organizations: int, purchases: int) -> dict[str, Any]:
-    """Purchases/s through the ledger, raw rows/s, and what the server is."""
+def measure(url: str, organizations: int, purchases: int, order: str = "global") -> dict[str, Any]:
+    """Purchases/s through the ledger, raw rows/s, and what the server is; ``order``: the
+    log's (``ledger.log.chains``: ``organization`` takes no global lock)."""
     orgs = [_organization(i) for i in range(organizations)]
     with workload.scratch_schema(url) as settings:
         with psycopg.connect(url) as conn:
             citus = distribution.citus_version(conn)
             if citus is not None:
                 distribution.distribute(conn, settings.schema)
+                conn.commit()
+            if order != "global":
+                chains.set_order(conn, settings.schema, "organization")
                 conn.commit()
         videos = -(-purchases // USERS)
         with ledger.open_ledger(settings) as app:
@@ -107,7 +112,8 @@ def measure(url: str, organizations: int, purchases: int) -> dict[str, Any]:
         )
     latencies.sort()
     return {
-        "server": f"Citus {citus} coordinator" if citus else "single PostgreSQL",
+        "server": (f"Citus {citus} coordinator" if citus else "single PostgreSQL")
+        + f", {order} order",
         "organizations": organizations,
         "purchases_per_s": rate,
         "p50_ms": latencies[len(latencies) // 2],
@@ -122,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--organizations", type=int, default=8)
     parser.add_argument("--purchases", type=int, default=200, help="per organization")
+    parser.add_argument(
+        "--order", choices=("global", "organization"), default="global", help="the log's order"
+    )
     args = parser.parse_args(argv)
-    found = measure(args.database_url, args.organizations, args.purchases)
+    found = measure(args.database_url, args.organizations, args.purchases, args.order)
     print(
         f"{found['server']}: {found['organizations']} organizations in parallel: "
         f"{found['purchases_per_s']:,.0f} purchases/s (p50 {found['p50_ms']:.1f} ms, "

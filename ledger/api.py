@@ -21,6 +21,7 @@ from ledger.database.connections import connect
 from ledger.domain.errors import Rejected
 from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
+from ledger.log import chains
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupFailed
 
@@ -69,6 +70,8 @@ def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
         states = migrations.status(conn, settings.schema)
         stale = freshness.stale(conn, settings.schema)
         distributed = distribution.is_distributed(conn, settings.schema)
+        # groups per organization too where the log takes no global lock (docs/stream.md)
+        by_chain = chains.order(conn, settings.schema) != "global"
     missing = [s.migration.label for s in states if s.applied_at is None]
     if missing:
         raise ConfigurationError(
@@ -80,7 +83,7 @@ def open_ledger(settings: Settings, pool_size: int = 2) -> Ledger:
             "run `ledger db upgrade` (it fills them) before appending"
         )
     try:
-        return Ledger(settings, pool_size, per_organization=distributed)
+        return Ledger(settings, pool_size, per_organization=distributed or by_chain)
     except (PersistenceError, psycopg.Error) as error:
         raise ConfigurationError(f"cannot open the ledger: {error}") from None
 

@@ -14,26 +14,43 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 from ledger.audit.chain import GENESIS
 
-_ANCHOR = re.compile(r"^(\d{1,19}):([0-9a-fA-F]{64})$")
+_ANCHOR = re.compile(r"^(?:([0-9a-fA-F-]{36})/)?(\d{1,19}):([0-9a-fA-F]{64})$")
+_PLATFORM = str(UUID(int=0))
 
 
 @dataclass(frozen=True, order=True)
 class Anchor:
+    """A chain's head: ``POSITION:HASH`` for the platform's chain (the old single chain's
+    form, so anchors kept before per-organization chains still read), and
+    ``ORGANIZATION/POSITION:HASH`` for an organization's."""
+
     position: int
     hash: str  # 64 lower-case hex digits
+    chain: str = ""  # the organization's uuid; "" for the platform's chain
 
     def __str__(self) -> str:
-        return f"{self.position}:{self.hash}"
+        prefix = f"{self.chain}/" if self.chain else ""
+        return f"{prefix}{self.position}:{self.hash}"
 
 
 def parse_anchor(text: str, source: str = "--expect-head") -> Anchor:
     match = _ANCHOR.match(text.strip())
+    chain = ""
+    if match is not None and match[1] is not None:
+        try:
+            chain = str(UUID(match[1]))
+        except ValueError:
+            match = None
     if match is None:
-        raise ValueError(f"{source}: {text.strip()!r} is not POSITION:HASH (64 hex digits)")
-    return Anchor(int(match[1]), match[2].lower())
+        raise ValueError(
+            f"{source}: {text.strip()!r} is not POSITION:HASH or ORGANIZATION/POSITION:HASH "
+            "(64 hex digits)"
+        )
+    return Anchor(int(match[2]), match[3].lower(), "" if chain == _PLATFORM else chain)
 
 
 def read_anchors(path: Path) -> list[Anchor]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -252,19 +252,70 @@ def walk(
     return walker.finish()
 
 
+def chains(conn: psycopg.Connection[Any], schema: str) -> list[UUID]:
+    """Every chain of the log, the platform's first: a skip over the index on
+    (organization_id, position), one probe per chain, however long the chains."""
+    rows = conn.execute(
+        sql.SQL(
+            "WITH RECURSIVE c(o) AS ("
+            " (SELECT organization_id FROM {log} ORDER BY organization_id LIMIT 1)"
+            " UNION ALL SELECT (SELECT e.organization_id FROM {log} e"
+            " WHERE e.organization_id > c.o ORDER BY e.organization_id LIMIT 1)"
+            " FROM c WHERE c.o IS NOT NULL)"
+            " SELECT o AS organization_id FROM c WHERE o IS NOT NULL"
+        ).format(log=sql.Identifier(schema, "ledger_events"))
+    ).fetchall()
+    return [r["organization_id"] if isinstance(r, dict) else r[0] for r in rows]
+
+
+def genesis(conn: psycopg.Connection[Any], schema: str, chain: UUID) -> bytes:
+    """What a chain's first event is chained to (migration 0014): 32 zero bytes for the
+    platform's (the old single chain's start), sha256(origin || organization) for an
+    organization's, origin being the single chain's head recorded at the switch."""
+    if chain.int == 0:
+        return GENESIS
+    row = conn.execute(
+        sql.SQL("SELECT head_hash FROM {}").format(sql.Identifier(schema, "ledger_chain_origin"))
+    ).fetchone()
+    if row is None:
+        return hashlib.sha256(GENESIS + chain.bytes).digest()
+    origin = bytes(row["head_hash"] if isinstance(row, dict) else row[0])
+    return hashlib.sha256(origin + chain.bytes).digest()
+
+
+def verify_chains(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    watch: Mapping[UUID, Collection[int]] | None = None,
+    inspect: Callable[[bytes, bytes], str | None] | None = None,
+) -> dict[UUID, ChainWalk]:
+    """Walks every chain of the log (``verify_chain``), the platform's first."""
+    walks: dict[UUID, ChainWalk] = {}
+    for chain in chains(conn, schema):
+        walks[chain] = verify_chain(conn, schema, (watch or {}).get(chain, ()), inspect, chain)
+        if walks[chain].first_undecodable is not None:
+            inspect = None  # the first undecodable event is what the check names
+    return walks
+
+
 def verify_chain(
     conn: psycopg.Connection[Any],
     schema: str,
     watch: Collection[int] = (),
     inspect: Callable[[bytes, bytes], str | None] | None = None,
+    chain: UUID | None = None,
 ) -> ChainWalk:
-    """Streams the whole log in position order (one statement, one snapshot) and walks
-    it; ``inspect`` sees each event's topic and state on the way (the decode check)."""
+    """Streams one chain (the platform's by default) in position order (one statement,
+    one snapshot) and walks it; ``inspect`` sees each event's topic and state on the way
+    (the decode check)."""
+    chain = chain or UUID(int=0)
     query = sql.SQL(
-        "COPY (SELECT notification_id, originator_id, originator_version, topic, state, "
-        "recorded_at, hash FROM {} ORDER BY notification_id) TO STDOUT (FORMAT binary)"
-    ).format(sql.Identifier(schema, "ledger_events"))
+        "COPY (SELECT position, originator_id, originator_version, topic, state, "
+        "recorded_at, hash FROM {} WHERE organization_id = {} ORDER BY position) "
+        "TO STDOUT (FORMAT binary)"
+    ).format(sql.Identifier(schema, "ledger_events"), sql.Literal(str(chain)))
     walker = ChainWalk(watch=frozenset(watch), inspect=inspect)
+    walker.head_hash = genesis(conn, schema, chain)
     with conn.transaction():
         # the trigger hashes the topic as UTF-8; binary COPY sends text in the client encoding
         conn.execute("SET LOCAL client_encoding TO 'UTF8'")
@@ -298,3 +349,13 @@ def sequence_position(conn: psycopg.Connection[Any], schema: str) -> int | None:
         (sql.Identifier(schema, "ledger_events").as_string(conn),),
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
+
+
+def last_notification(conn: psycopg.Connection[Any], schema: str) -> int:
+    """The log's highest notification id (0 if empty), for ``sequence_position``."""
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) AS last FROM {}").format(
+            sql.Identifier(schema, "ledger_events")
+        )
+    ).fetchone()
+    return 0 if row is None else int(row["last"] if isinstance(row, dict) else row[0])

@@ -17,15 +17,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
 from ledger.audit.anchors import Anchor, check
-from ledger.audit.chain import ChainWalk, sequence_position, verify_chain
+from ledger.audit.chain import (
+    GENESIS,
+    ChainWalk,
+    last_notification,
+    sequence_position,
+    verify_chains,
+)
 from ledger.audit.guards import check_guards
 from ledger.audit.reconcile import reconcile
 from ledger.database import migrations
 from ledger.log import shapes
+from ledger.log.chains import PLATFORM
 from ledger.privacy.store import clear_identities
 
 
@@ -43,7 +51,12 @@ class Check:
 @dataclass(frozen=True)
 class Verification:
     checks: list[Check]
-    head: Anchor
+    heads: list[Anchor]  # every chain's, the platform's first
+
+    @property
+    def head(self) -> Anchor:
+        """The platform chain's head (the whole log's before per-organization chains)."""
+        return next((h for h in self.heads if not h.chain), Anchor(0, GENESIS.hex()))
 
     @property
     def ok(self) -> bool:
@@ -82,19 +95,36 @@ def verify(
     anchors check fails for them (an emptied file must not pass as "no anchors")."""
     migrations.require_log(conn, schema)
     checks: list[Check] = []
-    walked: ChainWalk | None = None
+    walks: dict[UUID, ChainWalk] | None = None
+    watch: dict[UUID, set[int]] = {}
+    for anchor in anchors:
+        watch.setdefault(_chain_id(anchor.chain), set()).add(anchor.position)
     try:
-        walked = verify_chain(conn, schema, {a.position for a in anchors}, inspect=_decodes)
+        walks = verify_chains(conn, schema, watch, inspect=_decodes)
     except psycopg.Error as error:
         checks.append(_failed("log", error))
-    head = Anchor(walked.head_position, walked.head_hash.hex()) if walked else Anchor(0, "")
-    if walked is not None:
-        checks.extend(_log_checks(conn, schema, walked, head))
+    heads = [
+        Anchor(w.head_position, w.head_hash.hex(), _chain_name(c)) for c, w in (walks or {}).items()
+    ]
+    if walks is not None:
+        checks.extend(_log_checks(conn, schema, walks))
     checks.append(_guarded("guards", lambda: _guards(conn, schema)))
-    checks.append(_anchors(anchors, walked, empty_sources))
+    checks.append(_anchors(anchors, walks, empty_sources))
     checks.append(_guarded("projections", lambda: _projections(conn, schema)))
     checks.append(_guarded("identities", lambda: _identities(conn, schema)))
-    return Verification(checks, head)
+    return Verification(checks, heads)
+
+
+def _chain_id(name: str) -> UUID:
+    return UUID(name) if name else PLATFORM
+
+
+def _chain_name(chain: UUID) -> str:
+    return "" if chain == PLATFORM else str(chain)
+
+
+def _label(chain: UUID) -> str:
+    return "the platform's chain" if chain == PLATFORM else f"the chain of organization {chain}"
 
 
 def _identities(conn: psycopg.Connection[Any], schema: str) -> Check:
@@ -116,44 +146,52 @@ def _identities(conn: psycopg.Connection[Any], schema: str) -> Check:
 
 
 def _log_checks(
-    conn: psycopg.Connection[Any], schema: str, walked: ChainWalk, head: Anchor
+    conn: psycopg.Connection[Any], schema: str, walks: dict[UUID, ChainWalk]
 ) -> list[Check]:
+    """One line per chain (the platform's first), then the sequence note and the decode
+    check over every chain."""
     checks: list[Check] = []
-    if walked.first_break is not None:
-        checks.append(Check("log", False, walked.first_break.describe()))
-    else:
-        checks.append(
-            Check(
-                "log",
-                True,
-                f"{walked.events} events, each chained to the one before; head {head}",
+    if not walks:
+        checks.append(Check("log", True, f"0 events; head 0:{GENESIS.hex()}"))
+    for chain, walked in walks.items():
+        head = Anchor(walked.head_position, walked.head_hash.hex(), _chain_name(chain))
+        if walked.first_break is not None:
+            checks.append(Check("log", False, f"{_label(chain)}: {walked.first_break.describe()}"))
+        else:
+            checks.append(
+                Check(
+                    "log",
+                    True,
+                    f"{_label(chain)}: {walked.events} events, each chained to the one before; "
+                    f"head {head}",
+                )
             )
-        )
+    total = sum(w.events for w in walks.values())
     issued = sequence_position(conn, schema)
-    if issued is not None and issued > walked.head_position:
+    last = last_notification(conn, schema)
+    if issued is not None and issued > last:
         checks.append(
             Check(
                 "log",
                 None,
-                f"positions were handed out up to {issued} but the log ends at "
-                f"{walked.head_position}: appends that rolled back, or events removed from the "
-                "end (only an anchor can tell)",
+                f"notification ids were handed out up to {issued} but the log's last is {last}: "
+                "appends that rolled back, or events removed from the end (only an anchor can "
+                "tell)",
             )
         )
-    if walked.first_undecodable is not None:
-        position, topic, problem = walked.first_undecodable
+    bad = next(((c, w.first_undecodable) for c, w in walks.items() if w.first_undecodable), None)
+    if bad is not None:
+        chain, (position, topic, problem) = bad
         checks.append(
             Check(
                 "events",
                 False,
-                f"the event at position {position} ({topic}) does not decode: {problem}; "
-                "rebuilds and audits stop at it",
+                f"the event at position {position} of {_label(chain)} ({topic}) does not "
+                f"decode: {problem}; rebuilds and audits stop at it",
             )
         )
     else:
-        checks.append(
-            Check("events", True, f"all {walked.events} events decode into their classes")
-        )
+        checks.append(Check("events", True, f"all {total} events decode into their classes"))
     return checks
 
 
@@ -169,7 +207,9 @@ def _guards(conn: psycopg.Connection[Any], schema: str) -> Check:
 
 
 def _anchors(
-    anchors: Sequence[Anchor], walked: ChainWalk | None, empty_sources: Sequence[str]
+    anchors: Sequence[Anchor],
+    walks: dict[UUID, ChainWalk] | None,
+    empty_sources: Sequence[str],
 ) -> Check:
     if empty_sources:
         return Check(
@@ -186,11 +226,16 @@ def _anchors(
             "would go unnoticed; keep the head (--record-head FILE) where the database "
             "cannot reach and pass it back (--anchors FILE)",
         )
-    if walked is None:
+    if walks is None:
         return Check("anchors", False, "could not be checked: the log could not be read")
-    problem = check(list(anchors), walked.watched, walked.head_position)
-    if problem:
-        return Check("anchors", False, problem)
+    for name in sorted({a.chain for a in anchors}):
+        chain = _chain_id(name)
+        walked = walks.get(chain, ChainWalk())
+        problem = check(
+            [a for a in anchors if a.chain == name], walked.watched, walked.head_position
+        )
+        if problem:
+            return Check("anchors", False, f"{_label(chain)}: {problem}" if name else problem)
     latest = max(a.position for a in anchors)
     return Check(
         "anchors",

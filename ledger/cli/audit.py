@@ -191,9 +191,12 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"verify failed: the first problem is in {problem.name}", file=sys.stderr)
         return 1
     if args.record_head is not None:
+        heads = result.heads or [result.head]  # every chain's head (docs/audit.md)
         try:
-            record(args.record_head, result.head)
+            for head in heads:
+                record(args.record_head, head)
         except ValueError as error:
             raise ConfigurationError(str(error)) from None
-        print(f"head {result.head} appended to {args.record_head}")
+        for head in heads:
+            print(f"head {head} appended to {args.record_head}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -30,7 +31,8 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="the event log in position order (JSON Lines)",
         description="The event log in position order, one JSON object a line: position, "
-        "recorded_at, topic, originator_id, version, data, hash.",
+        "recorded_at, topic, originator_id, version, data, hash, organization_id, "
+        "chain_position.",
     )
     parser.add_argument(
         "--after",
@@ -44,6 +46,13 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         type=streaming.position,
         metavar="POSITION",
         help="stop at this position (inclusive)",
+    )
+    parser.add_argument(
+        "--chain",
+        type=_chain,
+        metavar="ORGANIZATION",
+        help="read one chain: an organization's uuid, or 'platform'; --after and --until are "
+        "then positions in that chain (its chain_position)",
     )
     parser.add_argument(
         "--topic",
@@ -76,6 +85,17 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def _chain(text: str) -> UUID:
+    if text == "platform":
+        return stream.PLATFORM
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a chain is an organization's uuid or 'platform', not {text!r}"
+        ) from None
+
+
 def _topic(text: str) -> str:
     try:
         return stream.check_topics([text])[0]
@@ -103,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             provenance=stream.ProvenanceFilter(
                 args.source, args.correlation_id, args.idempotency_key
             ),
+            chain=args.chain,
         )
         try:
             return streaming.write(
@@ -110,11 +131,18 @@ def run(args: argparse.Namespace) -> int:
                 stopped,
                 after=args.after,
                 limit=args.limit,
-                encode=_line,
+                encode=lambda record: _line(record, args.chain),
+                resume=_resume(args.chain),
             )
         finally:
             batches.close()
 
 
-def _line(record: stream.EventRecord) -> tuple[int, bytes]:
-    return record.position, orjson.dumps(record.as_dict())
+def _line(record: stream.EventRecord, chain: UUID | None) -> tuple[int, bytes]:
+    return record.cursor(chain), orjson.dumps(record.as_dict())
+
+
+def _resume(chain: UUID | None) -> str:
+    if chain is None:
+        return ""
+    return f"--chain {'platform' if chain == stream.PLATFORM else chain}"

@@ -70,10 +70,12 @@ def write(
     after: int,
     limit: int | None,
     encode: Callable[[Record], tuple[int, bytes]],
+    resume: str = "",
 ) -> int:
     """Writes every record of ``batches`` as a line (``encode`` gives its position and its
     line), flushing after each batch so a follower's reader sees it at once; answers the
-    exit status. The caller closes ``batches``."""
+    exit status. The caller closes ``batches``. ``resume``: options to repeat before
+    ``--after`` in the hint (``--chain X``)."""
     out = sys.stdout.buffer
     last, written = after, 0
     try:
@@ -93,16 +95,20 @@ def write(
     except psycopg.Error as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "lost"
         print(f"ledger: database error: {first}", file=sys.stderr)
-        _resume_hint(last)
+        _resume_hint(last, resume)
         return EXIT_ERROR
     if stopped.signal is None:
         return EXIT_OK
-    _resume_hint(last)
+    _resume_hint(last, resume)
     return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK
 
 
-def _resume_hint(last: int) -> None:
-    print(f"ledger: stopped after position {last}; resume with --after {last}", file=sys.stderr)
+def _resume_hint(last: int, resume: str = "") -> None:
+    again = f"{resume} " if resume else ""
+    print(
+        f"ledger: stopped after position {last}; resume with {again}--after {last}",
+        file=sys.stderr,
+    )
 
 
 def _silence_stdout() -> None:

@@ -198,6 +198,9 @@ def create_roles(
         grant("SELECT", "ledger_schema_migrations", writer, projector)
         # read by the log's insert triggers, which run as the writer
         grant("SELECT", "ledger_event_catalogue", writer)
+        # the chains' locks (FOR UPDATE needs UPDATE) and their genesis (migration 0014)
+        grant("SELECT, INSERT, UPDATE", "ledger_chain_heads", writer)
+        grant("SELECT", "ledger_chain_origin", writer, projector)
         grant("SELECT", "ledger_stale_projections", writer, projector)
         grant("SELECT", "ledger_projection_state", projector)
         grant("SELECT, INSERT, UPDATE", "ledger_consumer_checkpoints", projector)

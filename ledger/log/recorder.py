@@ -46,6 +46,7 @@ from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
+from ledger.log.chains import PLATFORM, Order, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
@@ -83,6 +84,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 sql.Identifier(self.datastore.schema, self.events_table_name)
             ),
         ]
+        self.order: Order | None = None  # the log's, read on the first append (chains.order)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -113,7 +115,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
         read_versions: Mapping[UUID, int] = kwargs.get("read_versions") or {}
         row_changes: Sequence[RowChange] = kwargs.get("row_changes") or ()
         subject_changes: Sequence[SubjectChange] = kwargs.get("subject_changes") or ()
+        chains: Sequence[UUID] = kwargs.get("organizations") or [PLATFORM] * len(stored_events)
+        if len(chains) != len(stored_events):
+            raise ProgrammingError(f"got {len(chains)} chains for {len(stored_events)} events")
         with self.datastore.get_connection() as conn:
+            if self.order is None:
+                self.order = order(conn, schema)
+                conn.rollback()
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
@@ -121,13 +129,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     rest.execute(_BEGIN)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
                         rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
-                    for lock in self.locking:
-                        rest.execute(_rendered(lock, conn))
+                    self._lock(conn, rest, chains)
                     insert = _rendered(_insert_events_sql(schema), conn)
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
                         inserted.append(conn.cursor())
-                        inserted[-1].execute(insert, _insert_params(chunk), prepare=True)
+                        columns = _insert_params(chunk, chains[start : start + INSERT_ROWS])
+                        inserted[-1].execute(insert, columns, prepare=True)
                     rest.execute(_rendered(_notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
@@ -158,6 +166,31 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 f"got {len(notification_ids)} notification ids for {len(stored_events)} events"
             )
         return notification_ids
+
+    def _lock(self, conn: Connection[Any], cursor: Cursor[Any], chains: Sequence[UUID]) -> None:
+        """Takes the append's locks, in the pipeline, before its first insert.
+
+        In the log's ``global`` order, the log's EXCLUSIVE lock, as the library's recorder
+        does (the chain trigger then locks each chain's row under it). In the
+        ``organization`` order, only the rows of the append's chains in
+        ``ledger_chain_heads``, in uuid order (so two appends of the same chains never
+        deadlock): appends of other organizations go on. An organization's append also
+        holds the platform chain's row in SHARE mode, so a platform append (a user's
+        deletion) waits for the appends that may have read that user, and they for it;
+        organizations' appends share it and never wait for each other.
+        """
+        cursor.execute(_rendered(self.locking[0], conn))
+        if self.order != "organization":
+            cursor.execute(_rendered(self.locking[1], conn))
+            return
+        schema = self.datastore.schema
+        wanted = sorted(set(chains))
+        # the platform's row made too, so that its SHARE lock always has a row to hold
+        opened = wanted if PLATFORM in wanted else [PLATFORM, *wanted]
+        cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
+        if PLATFORM not in wanted:
+            cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
+        cursor.execute(_rendered(_lock_chains_sql(schema), conn), (wanted,), prepare=True)
 
     def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
         """Every event of these aggregates after the versions given, in one query (the
@@ -207,13 +240,14 @@ def _duration(milliseconds: int) -> str:
     return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
-def _insert_params(chunk: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+def _insert_params(chunk: Sequence[StoredEvent], chains: Sequence[UUID]) -> tuple[Any, ...]:
     """The chunk's columns, each an array bound in binary (``_insert_events_sql``)."""
     return (
         [e.originator_id for e in chunk],
         [e.originator_version for e in chunk],
         [e.topic for e in chunk],
         [e.state for e in chunk],
+        list(chains),
     )
 
 
@@ -279,11 +313,35 @@ def _insert_events_sql(schema: str) -> sql.Composed:
     a ``VALUES`` list of one placeholder per column and row was a new statement text for
     every count, which psycopg parsed on every append (too long for its cache)."""
     return sql.SQL(
-        "INSERT INTO {} (originator_id, originator_version, topic, state) "
-        "SELECT i, v, t, s FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-        "WITH ORDINALITY AS e(i, v, t, s, n) ORDER BY n "
+        "INSERT INTO {} (originator_id, originator_version, topic, state, organization_id) "
+        "SELECT i, v, t, s, o FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
+        "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
         "RETURNING notification_id"
     ).format(sql.Identifier(schema, "ledger_events"))
+
+
+@lru_cache(maxsize=8)
+def _share_platform_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = {} FOR SHARE").format(
+        sql.Identifier(schema, "ledger_chain_heads"), sql.Literal(str(PLATFORM))
+    )
+
+
+@lru_cache(maxsize=8)
+def _open_chains_sql(schema: str) -> sql.Composed:
+    """A chain's row exists from its first append on (``ON CONFLICT``: two first appends
+    of a new organization meet on its key, and the second waits for the first)."""
+    return sql.SQL(
+        "INSERT INTO {} (organization_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING"
+    ).format(sql.Identifier(schema, "ledger_chain_heads"))
+
+
+@lru_cache(maxsize=8)
+def _lock_chains_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT 1 FROM {} WHERE organization_id = ANY(%s::uuid[]) "
+        "ORDER BY organization_id FOR UPDATE"
+    ).format(sql.Identifier(schema, "ledger_chain_heads"))
 
 
 @lru_cache(maxsize=8)

@@ -38,6 +38,7 @@ from ledger.log.shapes import UndecodableEvent, check
 
 MAX_BATCH = 10_000
 _ALL_POSITIONS = 2**63 - 1
+PLATFORM = UUID(int=0)  # ledger.log.chains.PLATFORM (the reading side imports no log)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class EventRecord:
     version: int
     data: dict[str, Any]
     hash: bytes
+    # its chain (the platform's: the nil uuid) and its position there (docs/stream.md,
+    # "Chains and orders"): the cursor of a reader of one chain
+    organization_id: UUID = PLATFORM
+    chain_position: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +71,14 @@ class EventRecord:
             "version": self.version,
             "data": self.data,
             "hash": self.hash.hex(),
+            "organization_id": str(self.organization_id),
+            "chain_position": self.chain_position,
         }
+
+    def cursor(self, chain: UUID | None) -> int:
+        """Where a reader resumes after this record: its position, or in a chain's
+        reading, its position in the chain."""
+        return self.position if chain is None else self.chain_position
 
 
 @dataclass(frozen=True)
@@ -187,26 +199,31 @@ def read_window(
     topics: Sequence[str] = (),
     size: int = 1000,
     provenance: ProvenanceFilter = ANY,
+    chain: UUID | None = None,
 ) -> EventBatch | None:
     """The next window of at most ``size`` positions after ``after``, with the records
     of ``topics`` (all if empty) from ``provenance`` among them; ``None`` when nothing
     lies after ``after`` (or ``until`` has been reached). One query; each query sees a
     prefix of the log (module docstring), so no window can miss a position that commits
     later. Provenance is matched on the decoded event, so every stored version is judged
-    by the same (upcast) fields.
+    by the same (upcast) fields. With ``chain``, the window is of that chain's positions
+    (an organization's uuid, or the nil uuid for the platform's): exact in either order of
+    the log, since a chain's positions are drawn under its lock (docs/stream.md).
     """
     if until is not None and after >= until:
         return None
-    rows = conn.execute(
-        _window_sql(schema),
-        (not topics, list(topics), after, size),
-        prepare=True,
-    ).fetchall()
+    params: tuple[Any, ...] = (not topics, list(topics), after, size)
+    query = _window_sql(schema)
+    if chain is not None:
+        query, params = _chain_sql(schema), (not topics, list(topics), chain, after, size)
+    rows = conn.execute(query, params, prepare=True).fetchall()
     if not rows:
         return None
     records = []
     position = after
-    for pos, recorded_at, topic, originator_id, version, state, digest in rows:
+    for row in rows:
+        notification, recorded_at, topic, originator_id, version, state, digest, org, at = row
+        pos = notification if chain is None else at
         if until is not None and pos > until:
             position = until
             break
@@ -222,13 +239,15 @@ def read_window(
                 continue
             records.append(
                 EventRecord(
-                    position=pos,
+                    position=notification,
                     recorded_at=recorded_at,
                     topic=topic,
                     originator_id=originator_id,
                     version=version,
                     data=data,
                     hash=bytes(digest),
+                    organization_id=org,
+                    chain_position=at,
                 )
             )
         position = pos
@@ -248,6 +267,7 @@ def read_batches(
     stop: Stop | None = None,
     backoff: Backoff | None = None,
     provenance: ProvenanceFilter = ANY,
+    chain: UUID | None = None,
 ) -> Generator[EventBatch, None, None]:
     """Windows of the log after ``after``, in position order (``read_window``).
 
@@ -273,6 +293,7 @@ def read_batches(
                 topics=wanted,
                 size=size,
                 provenance=provenance,
+                chain=chain,
             )
             if batch is None:
                 if not follow or (until is not None and after >= until):
@@ -295,6 +316,7 @@ def read_events(
     stop: Stop | None = None,
     backoff: Backoff | None = None,
     provenance: ProvenanceFilter = ANY,
+    chain: UUID | None = None,
 ) -> Generator[EventRecord, None, None]:
     """The records of the log after ``after`` (up to ``until``, at most ``limit``), in
     position order: ``ledger events`` in Python. ``follow`` and ``stop`` as for
@@ -313,6 +335,7 @@ def read_events(
         stop=stop,
         backoff=backoff,
         provenance=provenance,
+        chain=chain,
     )
     with closing(batches):  # a reader that stops early closes the connection now
         for batch in batches:
@@ -359,6 +382,16 @@ def _untyped(kind: Any, data: Any) -> Any:
 def _window_sql(schema: str) -> sql.Composed:
     return sql.SQL(
         "SELECT notification_id, recorded_at, topic, originator_id, originator_version, "
-        "CASE WHEN %s OR topic = ANY(%s) THEN state END, hash FROM {} "
-        "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        "CASE WHEN %s OR topic = ANY(%s) THEN state END, hash, organization_id, position "
+        "FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    ).format(sql.Identifier(schema, "ledger_events"))
+
+
+@lru_cache(maxsize=16)
+def _chain_sql(schema: str) -> sql.Composed:
+    """One chain's window, on the index of (organization_id, position)."""
+    return sql.SQL(
+        "SELECT notification_id, recorded_at, topic, originator_id, originator_version, "
+        "CASE WHEN %s OR topic = ANY(%s) THEN state END, hash, organization_id, position "
+        "FROM {} WHERE organization_id = %s AND position > %s ORDER BY position LIMIT %s"
     ).format(sql.Identifier(schema, "ledger_events"))

@@ -31,7 +31,7 @@ from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
 from ledger.privacy import older
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
-from ledger.service import atomic_heartbeats, command_keys, departures, pseudonyms, registry
+from ledger.service import atomic_heartbeats, chains, command_keys, departures, pseudonyms, registry
 from ledger.service import playback_lookups as lookups
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
@@ -315,6 +315,7 @@ class Ledger(Application[UUID]):
             read_versions=uow.guarded_reads(),
             row_changes=changes,
             subject_changes=uow.subject_changes,
+            organizations=uow.chains,
         )
         recordings = self._record(processing)
         self._notify(recordings)
@@ -362,3 +363,4 @@ class Ledger(Application[UUID]):
             ev.with_provenance(event, command.provenance, command.idempotency_key)
             for event in uow.events[before:]
         ]
+        chains.assign(uow, command, before)

@@ -35,6 +35,7 @@ class UnitOfWork:
     read_versions: dict[UUID, int] = field(default_factory=dict)
     written: set[UUID] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)
+    chains: list[UUID] = field(default_factory=list)  # each event's chain (service.chains)
     # subjects drawn or erased by this decision (``ledger.privacy.subjects``), appended
     # with its events; ``added``: each id registered here, by its new subject
     subject_changes: list[SubjectChange] = field(default_factory=list)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -26,6 +28,12 @@ def line(lines: list[str], check: str) -> str:
     return next(x for x in lines if x[5:].startswith(check + ":"))
 
 
+def chain_line(lines: list[str], organization: Any) -> str:
+    return next(
+        x for x in lines if x[5:].startswith(f"log: the chain of organization {organization}:")
+    )
+
+
 def tamper(conn: Conn, *statements: str, params: Any = None) -> None:
     """What a superuser can do behind the ledger's back: triggers off, rewrite, triggers on."""
     with conn.transaction():
@@ -35,20 +43,31 @@ def tamper(conn: Conn, *statements: str, params: Any = None) -> None:
         conn.execute("ALTER TABLE ledger_events ENABLE TRIGGER ALL")
 
 
+def genesis_of(organization: UUID) -> bytes:
+    """Migration 0014's genesis, spelled out: zeros for the platform's chain, and for an
+    organization's sha256(origin || uuid) (origin zeros: these logs began after 0014)."""
+    return (
+        GENESIS if organization.int == 0 else hashlib.sha256(GENESIS + organization.bytes).digest()
+    )
+
+
 def recompute_chain(conn: Conn) -> None:
-    """The strongest forger: rewrites every stored hash so the chain is consistent again."""
+    """The strongest forger: rewrites every stored hash so each chain is consistent again."""
     rows = conn.execute(
-        "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at"
-        " FROM ledger_events ORDER BY notification_id"
+        "SELECT organization_id, position, originator_id, originator_version, topic, state,"
+        " recorded_at FROM ledger_events ORDER BY organization_id, position"
     ).fetchall()
-    previous = GENESIS
+    previous: dict[UUID, bytes] = {}
     with conn.transaction():
         conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ALL")
-        for position, originator, version, topic, state, recorded in rows:
-            previous = event_hash(previous, position, originator, version, topic, state, recorded)
+        for chain, position, originator, version, topic, state, recorded in rows:
+            before = previous.get(chain, genesis_of(chain))
+            previous[chain] = event_hash(
+                before, position, originator, version, topic, state, recorded
+            )
             conn.execute(
-                "UPDATE ledger_events SET hash = %s WHERE notification_id = %s",
-                (previous, position),
+                "UPDATE ledger_events SET hash = %s WHERE organization_id = %s AND position = %s",
+                (previous[chain], chain, position),
             )
         conn.execute("ALTER TABLE ledger_events ENABLE TRIGGER ALL")
 
@@ -63,47 +82,73 @@ def history(ledger_app: Ledger) -> Ledger:
     return ledger_app
 
 
-def position_of(conn: Conn, topic: str, nth: int = 0) -> int:
+def position_of(conn: Conn, topic: str, nth: int = 0) -> tuple[UUID, int]:
+    """The chain and the position in it of the nth event of this topic."""
     row = conn.execute(
-        "SELECT notification_id FROM ledger_events WHERE topic = %s"
+        "SELECT organization_id, position FROM ledger_events WHERE topic = %s"
         " ORDER BY notification_id OFFSET %s LIMIT 1",
         (topic, nth),
     ).fetchone()
     assert row is not None
-    return int(row[0])
+    return row[0], int(row[1])
+
+
+def chains(conn: Conn) -> list[UUID]:
+    return [
+        r[0] for r in conn.execute("SELECT DISTINCT organization_id FROM ledger_events ORDER BY 1")
+    ]
 
 
 def test_an_intact_log_passes(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
     status, lines = verify(cli_env)
     assert status == 0, lines
-    assert [x[:4].strip() for x in lines] == ["ok", "ok", "ok", "note", "ok", "note"]
+    found = chains(conn)
+    assert len(found) > 2 and found[0].int == 0  # the platform's chain and the organizations'
+    assert [x[:4].strip() for x in lines] == ["ok"] * len(found) + [
+        "ok",
+        "ok",
+        "note",
+        "ok",
+        "note",
+    ]
     # the history was written with subjects: no event names anyone in the clear
     assert line(lines, "identities") == "note identities: no event names a person in the clear"
     assert line(lines, "events").startswith("ok") and "decode" in line(lines, "events")
-    head = conn.execute(
-        "SELECT notification_id, encode(hash, 'hex') FROM ledger_events"
-        " ORDER BY notification_id DESC LIMIT 1"
-    ).fetchone()
-    assert head is not None
-    assert f"head {head[0]}:{head[1]}" in line(lines, "log")
+    for chain in found:
+        head = conn.execute(
+            "SELECT position, encode(hash, 'hex') FROM ledger_events WHERE organization_id = %s"
+            " ORDER BY position DESC LIMIT 1",
+            (chain,),
+        ).fetchone()
+        assert head is not None
+        if chain.int == 0:
+            assert f"head {head[0]}:{head[1]}" in line(lines, "log")
+        else:
+            assert f"head {chain}/{head[0]}:{head[1]}" in chain_line(lines, chain)
     deleted = conn.execute("SELECT count(*) FROM purchases").fetchone()
     assert deleted is not None and f"({deleted[0]} purchases" in line(lines, "projections")
 
 
 def test_the_python_hash_is_the_triggers_hash(history: Ledger, conn: Conn) -> None:
-    """The definition in ledger.audit.chain, field by field, equals what PostgreSQL stored."""
-    previous = GENESIS
+    """The definition in ledger.audit.chain, field by field, equals what PostgreSQL stored,
+    each chain from its genesis, its positions gapless from 1."""
     rows = conn.execute(
-        "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at,"
-        " hash FROM ledger_events ORDER BY notification_id"
+        "SELECT organization_id, position, originator_id, originator_version, topic, state,"
+        " recorded_at, hash FROM ledger_events ORDER BY organization_id, position"
     ).fetchall()
     assert len(rows) > 100
-    for position, originator, version, topic, state, recorded, stored in rows:
-        previous = event_hash(previous, position, originator, version, topic, state, recorded)
-        assert previous == stored, position
+    previous: dict[UUID, bytes] = {}
+    count: dict[UUID, int] = {}
+    for chain, position, originator, version, topic, state, recorded, stored in rows:
+        count[chain] = count.get(chain, 0) + 1
+        assert position == count[chain]
+        before = previous.get(chain, genesis_of(chain))
+        previous[chain] = event_hash(before, position, originator, version, topic, state, recorded)
+        assert previous[chain] == stored, (chain, position)
 
 
-EDIT = "UPDATE ledger_events SET {} WHERE notification_id = %(at)s"
+AT = "organization_id = %(chain)s AND position = %(at)s"
+EDIT = "UPDATE ledger_events SET {} WHERE " + AT
 
 
 @pytest.mark.parametrize(
@@ -119,26 +164,28 @@ EDIT = "UPDATE ledger_events SET {} WHERE notification_id = %(at)s"
         ),
         ([EDIT.format("recorded_at = recorded_at - interval '1 microsecond'")], 0),
         ([EDIT.format("topic = 'PurchaseFailed'")], 0),
-        (["DELETE FROM ledger_events WHERE notification_id = %(at)s"], 1),
+        (["DELETE FROM ledger_events WHERE " + AT], 1),
         (
             [  # slipped in before %(at)s, with a hash chained to its predecessor's
-                "UPDATE ledger_events SET notification_id = notification_id + 1000000"
-                " WHERE notification_id >= %(at)s",
+                "UPDATE ledger_events SET position = position + 1000000"
+                " WHERE organization_id = %(chain)s AND position >= %(at)s",
                 "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
-                " notification_id, recorded_at, hash)"
-                " SELECT gen_random_uuid(), 1, topic, state, %(at)s, recorded_at, hash"
-                " FROM ledger_events WHERE notification_id = %(at)s - 1",
-                "UPDATE ledger_events SET notification_id = notification_id - 1000000 + 1"
-                " WHERE notification_id > 1000000",
+                " organization_id, position, recorded_at, hash)"
+                " SELECT gen_random_uuid(), 1, topic, state, organization_id, %(at)s, recorded_at,"
+                " hash FROM ledger_events WHERE organization_id = %(chain)s AND position = %(at)s - 1",
+                "UPDATE ledger_events SET position = position - 1000000 + 1"
+                " WHERE organization_id = %(chain)s AND position > 1000000",
             ],
             0,
         ),
         (
             [
-                "UPDATE ledger_events SET notification_id = -notification_id"
-                " WHERE notification_id IN (%(at)s, %(at)s + 1)",
-                "UPDATE ledger_events SET notification_id = %(at)s + 1 WHERE notification_id = -%(at)s",
-                "UPDATE ledger_events SET notification_id = %(at)s WHERE notification_id = -%(at)s - 1",
+                "UPDATE ledger_events SET position = -position"
+                " WHERE organization_id = %(chain)s AND position IN (%(at)s, %(at)s + 1)",
+                "UPDATE ledger_events SET position = %(at)s + 1"
+                " WHERE organization_id = %(chain)s AND position = -%(at)s",
+                "UPDATE ledger_events SET position = %(at)s"
+                " WHERE organization_id = %(chain)s AND position = -%(at)s - 1",
             ],
             0,
         ),
@@ -148,12 +195,13 @@ EDIT = "UPDATE ledger_events SET {} WHERE notification_id = %(at)s"
 def test_tampering_names_the_first_bad_position(
     history: Ledger, cli_env: dict[str, str], conn: Conn, statements: list[str], first_bad: int
 ) -> None:
-    at = position_of(conn, "PurchaseCompleted", 3)
-    tamper(conn, *statements, params={"at": at})
+    chain, at = position_of(conn, "PurchaseCompleted", 3)
+    tamper(conn, *statements, params={"at": at, "chain": chain})
     status, lines = verify(cli_env)
     assert status == 1
-    assert lines[0].startswith("FAIL log: the hash chain breaks at position ")
-    assert f"breaks at position {at + first_bad}:" in lines[0]
+    failed = [x for x in lines if x.startswith("FAIL log")]
+    assert failed == [chain_line(lines, chain)]  # the other chains are intact
+    assert f"the hash chain breaks at position {at + first_bad}:" in failed[0]
 
 
 def test_a_recomputed_chain_is_caught_by_an_anchor(
@@ -162,38 +210,41 @@ def test_a_recomputed_chain_is_caught_by_an_anchor(
     anchors = tmp_path / "anchors.txt"
     status, lines = verify(cli_env, "--record-head", str(anchors))
     assert status == 0 and lines[-1].startswith("head ")
+    # one head per chain
+    assert len(anchors.read_text().splitlines()) == len(chains(conn))
     assert verify(cli_env, "--anchors", str(anchors))[0] == 0
     # a superuser lowers an early purchase's amount, then recomputes every hash after it
-    at = position_of(conn, "PurchaseCompleted", 1)
+    chain, at = position_of(conn, "PurchaseCompleted", 1)
     tamper(
         conn,
         EDIT.format(
             "state = convert_to(jsonb_set(convert_from(state, 'UTF8')::jsonb,"
             " '{amount_paid_cents}', '1')::text, 'UTF8')"
         ),
-        params={"at": at},
+        params={"at": at, "chain": chain},
     )
     recompute_chain(conn)
     status, lines = verify(cli_env, "--anchors", str(anchors))
     assert status == 1
-    assert line(lines, "log").startswith("ok")  # the chain alone cannot tell
-    assert line(lines, "anchors").startswith("FAIL") and "was rewritten" in line(lines, "anchors")
+    assert not [x for x in lines if x.startswith("FAIL log")]  # the chains alone cannot tell
+    problem = line(lines, "anchors")
+    assert problem.startswith("FAIL") and "was rewritten" in problem and str(chain) in problem
     # the purchases table, written when the event was appended, disagrees too
     assert line(lines, "projections").startswith("FAIL")
 
 
 def test_events_cut_off_the_end(history: Ledger, cli_env: dict[str, str], conn: Conn) -> None:
     _, lines = verify(cli_env)
-    head = line(lines, "log").rsplit("head ", 1)[1]
+    heads = [x.rsplit("head ", 1)[1] for x in lines if x.startswith("ok   log")]
     tamper(
         conn,
         "DELETE FROM ledger_events WHERE notification_id > "
         "(SELECT max(notification_id) - 3 FROM ledger_events)",
     )
-    status, lines = verify(cli_env, "--expect-head", head)
+    status, lines = verify(cli_env, *[a for h in heads for a in ("--expect-head", h)])
     assert status == 1
-    assert lines[0].startswith("ok   log")  # still a consistent chain
-    assert any(x.startswith("note log: positions were handed out up to") for x in lines)
+    assert not [x for x in lines if x.startswith("FAIL log")]  # still consistent chains
+    assert any(x.startswith("note log: notification ids were handed out up to") for x in lines)
     assert "removed from its end" in line(lines, "anchors")
 
 
@@ -262,12 +313,8 @@ def test_reconciliation_names_an_altered_purchases_row(
     conn.execute(statement)
     status, lines = verify(cli_env)
     assert status == 1
-    assert [x[:4].strip() for x in lines if not x.startswith("note")] == [
-        "ok",
-        "ok",
-        "ok",
-        "FAIL",
-    ]
+    labels = [x[:4].strip() for x in lines if not x.startswith("note")]
+    assert labels == ["ok"] * len(chains(conn)) + ["ok", "ok", "FAIL"]
     problem = line(lines, "projections")
     if "refunded_cents" in expected:
         expected = expected.format(table=refunded + 1, log=refunded, intent=intent)

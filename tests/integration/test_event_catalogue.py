@@ -277,5 +277,11 @@ def test_every_reader_names_an_undecodable_event_in_one_line(
             assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     audit = cli(cli_env, "audit", "verify")
     assert audit.returncode == 1
-    assert f"FAIL events: the event at {named}" in audit.stdout
+    # audit verify names it by its chain (the platform's: smuggled without an organization)
+    row = conn.execute(
+        "SELECT position FROM ledger_events WHERE notification_id = %s", (position,)
+    ).fetchone()
+    assert row is not None
+    in_chain = f"position {row[0]} of the platform's chain ({topic}) does not decode: {problem}"
+    assert f"FAIL events: the event at {in_chain}" in audit.stdout
     assert "ok   guards" in audit.stdout  # the trigger is back: only the event tells

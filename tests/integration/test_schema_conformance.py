@@ -287,6 +287,9 @@ def test_the_event_log_shape_and_its_always_enabled_triggers(conn: Conn) -> None
         ("notification_id", "bigint", "NO"),
         ("recorded_at", TS, "NO"),
         ("hash", "bytea", "NO"),
+        # its chain and its position there (migration 0014, docs/stream.md)
+        ("organization_id", "uuid", "NO"),
+        ("position", "bigint", "NO"),
     ]
     triggers = conn.execute(
         "SELECT tgname, tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"

@@ -9,6 +9,7 @@ killed upgrade leaves the mark, which status reports and appends obey.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from psycopg import sql
 
 from ledger import api
 from ledger.commands import demo
@@ -25,7 +27,7 @@ from ledger.config import ConfigurationError, Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.service import Ledger
-from tests.support import TABLES, answers, cli, dump_all, load_history, refund
+from tests.support import TABLES, answers, cli, dump_all, event_count, load_history, refund
 
 Conn = psycopg.Connection[Any]
 
@@ -159,27 +161,55 @@ def test_an_upgrade_over_an_empty_log_marks_nothing(empty_settings: Settings) ->
 
 
 def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
-    ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
+    ledger_app: Ledger, settings: Settings, conn: Conn, empty_settings: Settings
 ) -> None:
     """The previous version's round trip left empty tables and no mark: the upgrade to
     this version (migration log_guards) notices that organizations are gone. The history
     holds no heartbeats: the previous version kept them in the log, and a store holding
     heartbeats refuses to be rolled back (they exist nowhere else); the upgrade of a log
-    that holds heartbeats is tested in test_playback_store.py."""
+    that holds heartbeats is tested in test_playback_store.py.
+
+    The previous version's log is a single chain: the events appended here (chained per
+    organization, which no down migration can undo) are copied into a schema migrated up
+    to just before the chains (migration organization_chains), whose trigger chains them
+    as that version did; that schema is then taken down past log_guards."""
     money = [c for c in demo.history(purchases=20) if c["type"] != "playback.progress"]
     assert len(money) > 20
     list(api.append_lines(ledger_app, [orjson.dumps(c) for c in money]))
     before = dump_all(conn)
-    guards = next(m for m in migrations.discover() if m.name == "log_guards")
-    with conn.transaction():  # the database as the previous version left it
-        for migration in reversed(migrations.discover()):
-            if migration.version >= guards.version:
-                conn.execute(migration.down.encode())
-        conn.execute("DELETE FROM ledger_schema_migrations WHERE version >= %s", (guards.version,))
-        conn.execute("TRUNCATE organizations, users, content CASCADE")
-    done = cli(cli_env, "db", "upgrade")
+    found = {m.name: m for m in migrations.discover()}
+    guards, chains = found["log_guards"], found["organization_chains"]
+    new, old = sql.Identifier(settings.schema), sql.Identifier(empty_settings.schema)
+    with connect(empty_settings) as previous:
+        migrations.upgrade(previous, empty_settings.schema, to=chains.version - 1)
+        with previous.transaction():
+            previous.execute(
+                sql.SQL(
+                    "INSERT INTO {}.ledger_events"
+                    " (originator_id, originator_version, topic, state, recorded_at)"
+                    " SELECT originator_id, originator_version, topic, state, recorded_at"
+                    " FROM {}.ledger_events ORDER BY notification_id"
+                ).format(old, new)
+            )
+            previous.execute(
+                sql.SQL("INSERT INTO {}.ledger_subjects SELECT * FROM {}.ledger_subjects").format(
+                    old, new
+                )
+            )
+            for migration in reversed(migrations.discover()):  # as the previous version left it
+                if guards.version <= migration.version < chains.version:
+                    previous.execute(migration.down.encode())
+            previous.execute(
+                "DELETE FROM ledger_schema_migrations WHERE version >= %s", (guards.version,)
+            )
+            previous.execute("TRUNCATE organizations, users, content CASCADE")
+    env = dict(os.environ, LEDGER_DATABASE_URL=empty_settings.url)
+    done = cli(dict(env, LEDGER_SCHEMA=empty_settings.schema), "db", "upgrade")
     assert done.returncode == 0, done.stderr
-    assert dump_all(conn) == before
+    with connect(empty_settings, autocommit=True) as upgraded:
+        assert dump_all(upgraded) == before
+        origin = upgraded.execute("SELECT events FROM ledger_chain_origin").fetchone()
+    assert origin is not None and origin[0] == event_count(conn)
 
 
 @pytest.mark.parametrize("budget", ["abc", "1e3", "", "0", "-5", " 12x"])

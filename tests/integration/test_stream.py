@@ -35,7 +35,17 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
-FIELDS = ["position", "recorded_at", "topic", "originator_id", "version", "data", "hash"]
+FIELDS = [
+    "position",
+    "recorded_at",
+    "topic",
+    "originator_id",
+    "version",
+    "data",
+    "hash",
+    "organization_id",
+    "chain_position",
+]
 
 
 def history(app: Ledger) -> None:

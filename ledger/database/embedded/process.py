@@ -112,13 +112,17 @@ def wait_until_ready(pgdata: Path, info: PidFile) -> PidFile:
 
 
 def stop(pgdata: Path, info: PidFile, home: Path) -> None:
-    """A fast shutdown (sessions end, transactions roll back), then waits for the server to go."""
+    """A fast shutdown (sessions end, transactions roll back), then waits for the server to go.
+
+    Waits for the process itself, not only its PID file: the postmaster removes the file in
+    its last moments, before it exits, and "stopped" must mean gone (a data directory copied
+    or a new server started right after must not meet the old one)."""
     process = server_process(info)
     if process is None:
         return
     process.send_signal(signal.SIGINT)
     deadline = time.monotonic() + _STOP_TIMEOUT
-    while server_process(info) is not None and (pgdata / "postmaster.pid").exists():
+    while server_process(info) is not None:
         if time.monotonic() > deadline:
             raise ConfigurationError(
                 f"the embedded PostgreSQL (PID {info.pid}) did not stop within "

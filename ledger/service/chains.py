@@ -1,0 +1,55 @@
+"""The chain each of a command's events goes to (``ledger.log.chains``, migration 0014).
+
+Decided after the command, from what the decision knew (the aggregates it loaded: nothing
+more is read, and no guard is added), so it is exact, unlike the group commit's guess
+before it (``ledger.service.partition``): the organization the command
+names, else the one an event of it names, else the one of the content or purchase it
+acts on. A user's registration, deletion or erasure belongs to no organization: the
+platform's chain. All of a command's events go to one chain: no rule spans two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from ledger.commands.base import Command
+from ledger.commands.catalogue import DeleteUser, EraseUser, RegisterUser
+from ledger.domain import ids
+from ledger.domain.catalogue import Content
+from ledger.domain.purchase import Purchase
+from ledger.log.chains import PLATFORM
+from ledger.service.unit_of_work import UnitOfWork
+
+_PLATFORM_COMMANDS = (RegisterUser, DeleteUser, EraseUser)
+
+
+def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
+    """The organization whose chain the command's events extend (``PLATFORM``: none)."""
+    if isinstance(command, _PLATFORM_COMMANDS):
+        return PLATFORM
+    named = getattr(command, "organization_id", None)
+    if named is not None:
+        return UUID(str(named))
+    for event in events:
+        found = getattr(event, "organization_id", None)
+        if found:
+            return UUID(str(found))
+    content = getattr(command, "content_id", None)
+    if content is not None:
+        known = uow.loaded.get(ids.content_id(str(content)))
+        if isinstance(known, Content):
+            return UUID(known.organization_id)
+    intent = getattr(command, "stripe_payment_intent_id", None)
+    if isinstance(intent, str):
+        purchase = uow.loaded.get(ids.purchase_id(intent))
+        if isinstance(purchase, Purchase) and purchase.organization_id:
+            return UUID(purchase.organization_id)
+    return PLATFORM
+
+
+def assign(uow: UnitOfWork, command: Command, before: int) -> None:
+    """Gives the command's events (those from ``before`` on) their chain."""
+    chain = chain_of(uow, command, uow.events[before:])
+    uow.chains[before:] = [chain] * (len(uow.events) - before)
