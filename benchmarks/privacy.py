@@ -15,13 +15,14 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from benchmarks.workload import purchase_lines, scratch_schema, setup_lines
 from ledger import api
 from ledger.commands.base import Command
+from ledger.privacy.subjects import Subjects
 from ledger.service import pseudonyms
 from ledger.service.unit_of_work import UnitOfWork
 
@@ -36,8 +37,11 @@ def plain() -> Iterator[None]:
     def through(uow: UnitOfWork, subjects: Any, command: Command) -> tuple[Command, dict[str, str]]:
         return command, {}
 
-    pseudonyms.pseudonymous = through  # type: ignore[assignment]
-    pseudonyms.warm = lambda subjects, commands: None  # type: ignore[assignment]
+    def skip(uow: UnitOfWork, subjects: Subjects, commands: Sequence[Command]) -> None:
+        return None
+
+    pseudonyms.pseudonymous = through
+    pseudonyms.warm = skip
     try:
         yield
     finally:
