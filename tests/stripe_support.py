@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI
@@ -147,6 +148,16 @@ def body_of(payload: dict[str, Any]) -> bytes:
 def signature(body: bytes, secret: str = SECRET, at: int | None = None) -> str:
     timestamp = int(time.time()) if at is None else at
     return f"t={timestamp},v1={sign(body, secret, timestamp)}"
+
+
+def deliver(url: str, payload: dict[str, Any]) -> httpx.Response:
+    """``payload`` delivered to the service at ``url`` as Stripe delivers it: signed now with
+    the test secret, no bearer token."""
+    body = body_of(payload)
+    with httpx.Client(base_url=url, timeout=60) as stripe:
+        return stripe.post(
+            "/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": signature(body)}
+        )
 
 
 @contextmanager

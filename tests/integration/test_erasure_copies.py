@@ -6,11 +6,9 @@ nor what the service logged names them."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
-import httpx
 import psycopg
 
 from ledger.config import Settings
@@ -18,27 +16,16 @@ from tests.integration.test_erasure import pg_dump, totals, traces
 from tests.serving import TOKEN, serve
 from tests.stripe_support import (
     SECRET,
-    body_of,
     charge,
+    deliver,
     event,
     payment_intent,
     refund_object,
-    signature,
     split_metadata,
 )
 from tests.support import CONTENT, catalogue, play, t, user
 
 Conn = psycopg.Connection[Any]
-
-
-def stripe_post(url: str, payload: dict[str, Any]) -> httpx.Response:
-    body = body_of(payload)
-    with httpx.Client(base_url=url, timeout=60) as stripe:  # no bearer token
-        return stripe.post(
-            "/v1/webhooks/stripe",
-            content=body,
-            headers={"Stripe-Signature": signature(body, SECRET, int(time.time()))},
-        )
 
 
 def test_no_copy_of_an_erased_person_survives_the_service(settings: Settings, conn: Conn) -> None:
@@ -48,7 +35,7 @@ def test_no_copy_of_an_erased_person_survives_the_service(settings: Settings, co
         with served.client() as client:
             assert client.post("/v1/commands/batch", json=[*catalogue(), user(person)]).is_success
             paid = payment_intent(intent, metadata=split_metadata(customer=person))
-            assert stripe_post(served.url, event("evt_paid_1", "payment_intent.succeeded", paid))
+            assert deliver(served.url, event("evt_paid_1", "payment_intent.succeeded", paid))
             assert conn.execute(
                 "SELECT count(*) FROM purchases WHERE customer_id = %s", (person,)
             ).fetchone() == (1,)
@@ -69,7 +56,7 @@ def test_no_copy_of_an_erased_person_survives_the_service(settings: Settings, co
             assert "older_events" not in gone.json()  # a person by subject: none
             refund = refund_object("re_after_1", intent, 500)
             refunded = event("evt_refund_1", "charge.refunded", charge(intent, 1999, [refund]))
-            late = stripe_post(served.url, refunded)
+            late = deliver(served.url, refunded)
             assert late.status_code == 200 and late.json()["outcome"] == "accepted", late.text
             assert client.get(f"/v1/users/{person}/export").status_code == 404
             assert client.get(f"/v1/access/{person}/{CONTENT}").json()["allowed"] is False
