@@ -107,24 +107,30 @@ def test_on_a_single_server_a_group_is_the_head_of_the_queue_as_before(
 
 
 def _two_organizations(
-    citus: CitusCluster, conn: Conn, schema: str
-) -> tuple[str, str, citus_support.Worker]:
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> tuple[str, str, citus_support.Worker, str, str]:
+    """The test's schema distributed, and two organizations whose rows live on different
+    workers: the one to lose with its worker, the one kept, and a content id of each."""
+    with psycopg.connect(settings.url) as admin:
+        distribution.distribute(admin, settings.schema)
+        admin.commit()
+    purchases = f"{settings.schema}.purchases"
     lost, kept = citus.on_distinct_workers(
-        conn, f"{schema}.purchases", islice(citus_support.organizations(), 64), 2
+        conn, purchases, islice(citus_support.organizations(), 64), 2
     )
-    worker = citus.placement(conn, f"{schema}.purchases", lost).worker
-    return str(lost), str(kept), worker
+    worker = citus.placement(conn, purchases, lost).worker
+    lost_id, kept_id = str(lost), str(kept)
+    lost_content, kept_content = (
+        str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost_id, kept_id)
+    )
+    return lost_id, kept_id, worker, lost_content, kept_content
 
 
 @pytest.mark.citus
 def test_a_stopped_worker_fails_its_organizations_groups_and_no_other(
     citus: CitusCluster, settings: Settings, conn: Conn
 ) -> None:
-    with psycopg.connect(settings.url) as admin:
-        distribution.distribute(admin, settings.schema)
-        admin.commit()
-    lost, kept, worker = _two_organizations(citus, conn, settings.schema)
-    lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
+    lost, kept, worker, lost_content, kept_content = _two_organizations(citus, settings, conn)
     with api.open_ledger(settings) as app:
         assert (
             app.groups.money._partition is not None
@@ -160,11 +166,7 @@ def test_a_stopped_worker_fails_its_organizations_groups_and_no_other(
 def test_over_http_a_stopped_worker_answers_503_for_its_organizations_and_201_for_others(
     citus: CitusCluster, settings: Settings, conn: Conn
 ) -> None:
-    with psycopg.connect(settings.url) as admin:
-        distribution.distribute(admin, settings.schema)
-        admin.commit()
-    lost, kept, worker = _two_organizations(citus, conn, settings.schema)
-    lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
+    lost, kept, worker, lost_content, kept_content = _two_organizations(citus, settings, conn)
     setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
     setup += [publish(lost_content, lost), publish(kept_content, kept)]
     with serve(settings) as served, served.client() as client:
@@ -196,11 +198,7 @@ def test_ledger_append_for_a_stopped_workers_organization_exits_two_and_others_a
     database error naming the remote node and the line to send again; an append of another
     organization, at the same time, is accepted whole; once the worker is back, the same
     input sent again is accepted, nothing twice."""
-    with psycopg.connect(settings.url) as admin:
-        distribution.distribute(admin, settings.schema)
-        admin.commit()
-    lost, kept, worker = _two_organizations(citus, conn, settings.schema)
-    lost_content, kept_content = (str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost, kept))
+    lost, kept, worker, lost_content, kept_content = _two_organizations(citus, settings, conn)
     setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
     setup += [publish(lost_content, lost), publish(kept_content, kept)]
     lines = lambda content, prefix: "".join(  # noqa: E731
