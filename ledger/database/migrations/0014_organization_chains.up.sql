@@ -112,18 +112,8 @@ DECLARE
     last_position bigint;
     topic_bytes bytea := convert_to(NEW.topic, 'UTF8');
 BEGIN
-    -- one statement: the chain's row locked, and its last event beside it
-    SELECT e.position, e.hash INTO last_position, previous
-      FROM ledger_chain_heads h
-      LEFT JOIN LATERAL (
-            SELECT l.position, l.hash FROM ledger_events l
-             WHERE l.organization_id = h.organization_id
-             ORDER BY l.position DESC LIMIT 1) e ON true
-     WHERE h.organization_id = NEW.organization_id
-       FOR UPDATE OF h;
-    IF NOT FOUND THEN  -- the chain's first event: its row made, then locked
-        INSERT INTO ledger_chain_heads (organization_id) VALUES (NEW.organization_id)
-            ON CONFLICT (organization_id) DO NOTHING;
+    LOOP
+        -- one statement: the chain's row locked, and its last event beside it
         SELECT e.position, e.hash INTO last_position, previous
           FROM ledger_chain_heads h
           LEFT JOIN LATERAL (
@@ -132,7 +122,11 @@ BEGIN
                  ORDER BY l.position DESC LIMIT 1) e ON true
          WHERE h.organization_id = NEW.organization_id
            FOR UPDATE OF h;
-    END IF;
+        EXIT WHEN FOUND;
+        -- the chain's first event: its row made (or met, made by another), then locked
+        INSERT INTO ledger_chain_heads (organization_id) VALUES (NEW.organization_id)
+            ON CONFLICT (organization_id) DO NOTHING;
+    END LOOP;
     IF last_position IS NULL THEN
         last_position := 0;
         previous := ledger_chain_genesis(NEW.organization_id);
