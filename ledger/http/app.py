@@ -17,6 +17,7 @@ from ledger.http import auth, commands, health, inputs, openapi, reads
 from ledger.http.answers import ServiceError, error_body, error_response, json_response
 from ledger.http.backend import Backend
 from ledger.http.gate import Gate
+from ledger.http.redaction import described
 from ledger.http.stripe_webhook import stripe_router
 from ledger.http.unexpected import MESSAGE as UNEXPECTED
 from ledger.http.unexpected import CatchUnexpected
@@ -102,5 +103,5 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.error("unexpected error", exc_info=error)
+        log.error("unexpected error\n%s", described(error))
         return error_response(ServiceError(UNEXPECTED))

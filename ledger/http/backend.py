@@ -48,6 +48,7 @@ from ledger.http.answers import Overloaded, ServiceError, Unavailable
 from ledger.http.config import HttpConfig
 from ledger.http.feed import Feed
 from ledger.http.metrics import Metrics
+from ledger.http.redaction import described, summary
 from ledger.log.datastore import CheckIdle
 from ledger.log.recorder import LockTimeout
 from ledger.service import Ledger
@@ -227,10 +228,10 @@ def _database_errors() -> Iterator[None]:
         LibraryOperationalError,
         LibraryInterfaceError,
     ) as error:
-        log.warning("database unavailable: %s", error)
+        log.warning("database unavailable: %s", summary(error))
         raise Unavailable("the database is unavailable or busy: try again shortly") from None
     except ConfigurationError as error:  # our own one-line messages: no SQL in them
         raise Unavailable(str(error)) from None
-    except (psycopg.Error, PersistenceError):
-        log.exception("database error")
+    except (psycopg.Error, PersistenceError) as error:
+        log.error("database error\n%s", described(error))
         raise ServiceError("a database error stopped the request; it was logged") from None

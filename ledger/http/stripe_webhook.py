@@ -26,6 +26,7 @@ from ledger.commands.purchases import FailPurchase, RefundPurchase, StartPurchas
 from ledger.commands.results import Result
 from ledger.domain.errors import ValidationFailed
 from ledger.errors import ConfigurationError
+from ledger.http.redaction import described
 from ledger.http.stripe_events import METADATA, Mapped, map_event
 from ledger.http.stripe_signature import (
     DEFAULT_TOLERANCE_SECONDS,
@@ -133,16 +134,16 @@ def stripe_router(
             answer = await _handle(request, submit, keys, tolerance_seconds, max_body_bytes)
         except ClientDisconnect:
             raise  # gone before its body arrived: nothing to record, nobody to answer
-        except Exception:  # never a traceback to the client: Stripe will deliver again
-            _log.exception("the Stripe webhook failed")
+        except Exception as error:  # never a traceback to the client: Stripe will deliver again
+            _log.error("the Stripe webhook failed\n%s", described(error))
             answer = _error(
                 500, "error", "internal_error", "the event was not recorded", retry_after=True
             )
         if on_event is not None:
             try:
                 on_event(answer.event_type, answer.outcome)
-            except Exception:  # a metric lost is no reason to have Stripe deliver again
-                _log.exception("counting a Stripe event failed")
+            except Exception as error:  # a metric lost is no reason to have Stripe deliver again
+                _log.error("counting a Stripe event failed\n%s", described(error))
         return answer.response()
 
     return router
@@ -210,8 +211,8 @@ async def _record(mapped: Mapped, submit: Submit) -> _Answer:
     for command in mapped.commands:
         try:
             result = await submit(command)
-        except Exception:
-            _log.exception("appending Stripe event %s failed", mapped.event_id)
+        except Exception as error:
+            _log.error("appending Stripe event %s failed\n%s", mapped.event_id, described(error))
             return _error(
                 503,
                 "unavailable",

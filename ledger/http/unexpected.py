@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.http.answers import ServiceError, error_response
 from ledger.http.gate import scope_request_id
+from ledger.http.redaction import described
 
 log = logging.getLogger("ledger.http")
 MESSAGE = "an unexpected error stopped the request; it was logged"
@@ -42,8 +43,10 @@ class CatchUnexpected:
             await self.app(scope, receive, watched)
         except ClientDisconnect:
             return
-        except Exception:
+        except Exception as error:
             if started:
                 raise
-            log.exception("unexpected error (request %s)", scope_request_id(scope))
+            log.error(
+                "unexpected error (request %s)\n%s", scope_request_id(scope), described(error)
+            )
             await error_response(ServiceError(MESSAGE))(scope, receive, send)

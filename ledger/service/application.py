@@ -204,7 +204,8 @@ class Ledger(Application[UUID]):
             return None if uow.speculative else Result("rejected", error=error)
         try:
             positions = self._append(uow)
-        except IntegrityError:
+        except IntegrityError as error:
+            uow.conflict = error
             return None  # another writer got there first: decide again on fresh state
         return Result("accepted", position=max(positions))
 
@@ -212,13 +213,18 @@ class Ledger(Application[UUID]):
         return self._retrying(lambda uow: self._try_atomic(uow, commands))
 
     def _retrying(self, attempt: Callable[[UnitOfWork], R | None]) -> R:
-        """Attempts until one answers (``None``: decide again): the first on the cache."""
+        """Attempts until one answers (``None``: decide again): the first on the cache.
+
+        Giving up names the last refusal as its cause: a conflict that never clears is a
+        constraint the log's guard does not explain, and the operator needs its name."""
+        conflict: IntegrityError | None = None
         for number in range(MAX_ATTEMPTS):
             uow = UnitOfWork(self.aggregates, self.store, speculative=number == 0)
             result = self._settled(uow, attempt)
             if result is not None:
                 return result
-        raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts")
+            conflict = uow.conflict or conflict
+        raise RuntimeError(f"gave up after {MAX_ATTEMPTS} concurrent conflicts") from conflict
 
     def _try_atomic(
         self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
@@ -282,7 +288,8 @@ class Ledger(Application[UUID]):
         (``None``: another writer got there first, decide again)."""
         try:
             positions = self._append(uow) if uow.events else []
-        except IntegrityError:
+        except IntegrityError as error:
+            uow.conflict = error
             return None
         ends = [s for _, s in spans[1:]] + [len(uow.events)] * bool(spans)
         for (index, start), end in zip(spans, ends, strict=True):

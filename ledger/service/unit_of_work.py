@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
 from ledger.domain import events as ev
 from ledger.privacy.subjects import SubjectChange
@@ -36,6 +37,7 @@ class UnitOfWork:
     written: set[UUID] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)
     chains: list[UUID] = field(default_factory=list)  # each event's chain (service.chains)
+    conflict: IntegrityError | None = None  # why the append was refused (decide again)
     # subjects drawn or erased by this decision (``ledger.privacy.subjects``), appended
     # with its events; ``added``: each id registered here, by its new subject
     subject_changes: list[SubjectChange] = field(default_factory=list)

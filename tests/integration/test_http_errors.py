@@ -18,7 +18,7 @@ import psycopg
 from ledger.config import Settings
 from tests.faulty_serve import FAULT, LEAK
 from tests.serving import Served, serve
-from tests.support import CONTENT, catalogue, complete
+from tests.support import CONTENT, catalogue, complete, user
 
 Conn = psycopg.Connection[Any]
 FAULTY = Path(__file__).resolve().parents[1] / "faulty_serve.py"
@@ -159,3 +159,26 @@ def test_a_database_error_on_an_append_answers_500_and_appends_nothing(
         ]
     log = served.log()
     assert "database error" in log and "purchases" in log
+
+
+def test_a_database_error_is_logged_by_its_names_never_by_a_row_s_values(
+    settings: Settings, conn: Conn
+) -> None:
+    """PostgreSQL's DETAIL quotes the key that clashed; the service's log must not, or an
+    erased person's id would outlive them there (docs/privacy.md, "Every copy counts")."""
+    person = "erasable-person-7f3a"
+    conn.execute("ALTER TABLE purchases ADD CONSTRAINT one_purchase_each UNIQUE (customer_id)")
+    with serve(settings) as served, served.client() as client:
+        client.post("/v1/commands/batch", json=[*catalogue(), user(person)])
+        first = client.post("/v1/commands", json=complete("pi_1", customer=person))
+        assert first.json()["status"] == "accepted", first.text
+        failed = client.post("/v1/commands", json=complete("pi_2", customer=person))
+        assert failed.status_code == 500
+        assert_hidden(failed)
+    log = served.log()
+    # a conflict that never clears: retried, then given up, naming the constraint as cause
+    assert "gave up after 20 concurrent conflicts" in log
+    assert "SQLSTATE 23505" in log and "constraint one_purchase_each" in log  # the operator's
+    assert "UniqueViolation" in log and "Traceback (most recent call last)" in log
+    assert person not in log  # never the key's value
+    assert "DETAIL" not in log
