@@ -1,11 +1,10 @@
-"""The log's order as state of its own, and each chain's head on its lock row (migration 0018).
+"""The log's order as state of its own (migration 0018).
 
 The `organization` order is one row of ``ledger_log_order`` that the global-lock trigger
 reads, no longer that trigger disabled: every trigger of the log stays ``ENABLE ALWAYS`` in
-either order, and a disabled one is named by ``audit verify`` as tampering. The chain trigger
-reads and advances each chain's head (its last position and hash) on the chain's locked row
-of ``ledger_chain_heads`` instead of probing the log: the heads always equal each chain's
-last event, whatever the inserts, rollbacks and orders.
+either order, and a disabled one is named by ``audit verify`` as tampering. Only the log's
+owner changes the order; switched at any point between appends, each chain stays gapless
+and the log verifies.
 """
 
 from __future__ import annotations
@@ -44,14 +43,6 @@ def triggers(conn: Conn) -> dict[str, str]:
         (list(TRIGGERS),),
     ).fetchall()
     return {str(name): str(state) for name, state in rows}
-
-
-def heads(conn: Conn) -> dict[str, tuple[int, bytes | None]]:
-    rows = conn.execute(
-        "SELECT organization_id, last_position, last_hash FROM ledger_chain_heads"
-        " WHERE last_position > 0"
-    ).fetchall()
-    return {str(o): (int(p), bytes(h)) for o, p, h in rows}
 
 
 def last_events(conn: Conn) -> dict[str, tuple[int, bytes | None]]:
@@ -162,12 +153,12 @@ def test_the_writer_reads_the_order_but_only_the_owner_changes_it(
         st.tuples(st.sampled_from(CHAINS), st.booleans(), st.booleans()), min_size=1, max_size=12
     )
 )
-def test_the_heads_are_always_each_chains_last_event(
+def test_any_switches_of_the_order_keep_every_chain_gapless_and_verified(
     fresh: Callable[[], Settings], steps: list[tuple[str, bool, bool]]
 ) -> None:
     """Any sequence of inserts into any chains, some rolled back, the order switched on the
-    way: each chain's head row is its last committed event, its positions gapless from 1,
-    and the whole log verifies."""
+    way: each chain's positions are gapless from 1, every guard stays in place, and the
+    whole log verifies."""
     settings = fresh()
     with connect(settings, autocommit=True) as conn:
         for n, (chain, commit, switch) in enumerate(steps):
@@ -183,7 +174,8 @@ def test_the_heads_are_always_each_chains_last_event(
                     other.commit()
                 else:
                     other.rollback()
-        assert heads(conn) == last_events(conn)
+        assert set(triggers(conn).values()) == {"A"}
+        assert check_guards(conn, settings.schema) is None
         for chain in CHAINS:
             found = conn.execute(
                 "SELECT array_agg(position ORDER BY position) FROM ledger_events"
@@ -196,32 +188,39 @@ def test_the_heads_are_always_each_chains_last_event(
         assert checked.ok, [c.line() for c in checked.checks]
 
 
-def test_an_upgrade_fills_the_heads_and_keeps_the_organization_order(
-    empty_settings: Settings,
-) -> None:
-    """A log of 0017 in the organization order (the trigger disabled): 0018 records each
-    chain's head and the order as a row, and enables the trigger; the chains continue.
-    Rolled back, the order is the disabled trigger again and the chains continue as well."""
+def test_an_upgrade_keeps_the_organization_order_as_a_row(empty_settings: Settings) -> None:
+    """A log of 0017 in the organization order (the trigger disabled): 0018 records the order
+    as a row and enables the trigger; the chains continue without the global lock. Rolled
+    back, the order is the disabled trigger again."""
     schema = empty_settings.schema
     with connect(empty_settings, autocommit=True) as conn:
         migrations.upgrade(conn, schema, to=17)
         for n in range(3):
             raw_insert(conn, A, f"a{n}")
-        raw_insert(conn, B, "b")
         conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_insert_lock")
         assert chains.order(conn, schema) == "organization"
-        before = last_events(conn)
         migrations.upgrade(conn, schema, to=18)
-        assert heads(conn) == before and before[A][0] == 3
         assert chains.order(conn, schema) == "organization"
         assert set(triggers(conn).values()) == {"A"}
         raw_insert(conn, A, "a-after")
-        assert heads(conn)[A][0] == 4 and heads(conn) == last_events(conn)
         migrations.downgrade(conn, schema, to=17)
         assert triggers(conn)["ledger_events_insert_lock"] == "D"
         assert chains.order(conn, schema) == "organization"
-        raw_insert(conn, A, "a-below")  # 0014's trigger: the head probed in the log
+        raw_insert(conn, B, "b-below")
         migrations.upgrade(conn, schema)
-        assert heads(conn)[A][0] == 5 and heads(conn) == last_events(conn)
+        assert chains.order(conn, schema) == "organization"
+        assert last_events(conn)[A][0] == 4 and last_events(conn)[B][0] == 1
         checked = verify(conn, schema)
         assert checked.ok, [c.line() for c in checked.checks]
+
+
+def test_a_log_in_the_global_order_has_no_row_and_stays_global(empty_settings: Settings) -> None:
+    schema = empty_settings.schema
+    with connect(empty_settings, autocommit=True) as conn:
+        migrations.upgrade(conn, schema, to=17)
+        migrations.upgrade(conn, schema)
+        assert conn.execute("SELECT count(*) FROM ledger_log_order").fetchone() == (0,)
+        assert chains.order(conn, schema) == "global"
+        migrations.downgrade(conn, schema, to=17)
+        assert triggers(conn)["ledger_events_insert_lock"] == "A"
+        migrations.upgrade(conn, schema)
