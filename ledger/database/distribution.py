@@ -7,8 +7,10 @@ worker's). What every organization shares is a reference table, a copy on every 
 ``users`` (a customer buys from many organizations), ``organizations`` and ``content`` (the
 reviewed foreign keys of ``video_playback`` point at content, and ``video_playback`` carries
 no organization: it stays on the coordinator, as a Citus local table, until the playback
-store replaces it). The log and its bookkeeping stay on the coordinator in this layout; the
-log's split into per-organization chains is the next step (docs/scaling.md, "What is left").
+store replaces it). The log and its bookkeeping stay on the coordinator in this layout:
+``distribute_log`` places the log by organization beside the money tables, but the ledger's
+append does not run on that placement yet, so ``distribute`` does not call it
+(docs/scaling.md, "The log on Citus").
 
 The layout is a step of its own, never a side effect of ``ledger db upgrade``: a schema is
 the same on every server, and only the placement of its rows differs. Distributing is safe
