@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from ledger.database import migrations
 from ledger.errors import ConfigurationError
@@ -74,7 +75,8 @@ class Step:
 
 def citus_version(conn: psycopg.Connection[Any]) -> str | None:
     """The Citus extension's version in this database, or None without Citus."""
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
+    query = "SELECT extversion FROM pg_extension WHERE extname = 'citus'"
+    row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -238,19 +240,31 @@ def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     found: dict[str, Place] = {t: "local" for t in (*LOG_REFERENCE, *LOG_DISTRIBUTED)}
     if citus_version(conn) is None:
         return found
-    rows = conn.execute(
-        "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
-        " JOIN pg_class c ON c.oid = p.logicalrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (schema, list(found)),
-    ).fetchall()
+    rows = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
+            " JOIN pg_class c ON c.oid = p.logicalrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (schema, list(found)),
+        )
+        .fetchall()
+    )
     for table, method, model in rows:
         if method == "h":
             found[str(table)] = "distributed"
         elif method == "n" and model == "t":
             found[str(table)] = "reference"
     return found
+
+
+def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the log is placed on Citus (``distribute_log``): its appends then need
+    ``citus.multi_shard_modify_mode`` sequential, as the events' insert and the reference
+    tables' rows written after it in one transaction must use one connection per node.
+    Any row factory (the recorder's connections make dicts)."""
+    return log_places(conn, schema)["ledger_events"] == "distributed"
 
 
 def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:

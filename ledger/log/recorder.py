@@ -46,6 +46,7 @@ from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
+from ledger.database import distribution
 from ledger.log.chains import PLATFORM, Order, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -85,6 +86,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
             ),
         ]
         self.order: Order | None = None  # the log's, read on the first append (chains.order)
+        self.distributed_log = False  # on Citus (distribution.distribute_log), read with it
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -121,12 +123,15 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             if self.order is None:
                 self.order = order(conn, schema)
+                self.distributed_log = distribution.log_is_distributed(conn, schema)
                 conn.rollback()
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
+                    if self.distributed_log:  # one connection per node (docs/scaling.md)
+                        rest.execute(_SEQUENTIAL)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
                         rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
                     self._lock(conn, rest, chains)
@@ -287,6 +292,7 @@ def _settle(conn: Connection[Any], error: BaseException) -> None:
 _CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
+_SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
 _RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
 
 

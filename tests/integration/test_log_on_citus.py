@@ -5,9 +5,10 @@ rows by ``organization_id`` beside the money tables, the tables its triggers rea
 reference tables, and switches the log to the ``organization`` order. What these tests hold:
 the log's triggers run on the workers' shards (shape, chain, order), each organization's
 events are stored on its own worker with a gapless, verified chain, and an append of
-organization A held open holds up no append of B. The recorder's append and the readers do
-not run on this layout yet (docs/scaling.md, "The log on Citus"), so the events here are
-inserted with SQL, through the same triggers as every append.
+organization A held open holds up no append of B, and the ledger's own append (the recorder,
+group commit) records commands there with the same answers as on one server. What does not
+run on this layout yet (``ledger audit verify``'s discovery of the chains, the readers by
+notification id: docs/scaling.md, "The log on Citus") is walked chain by chain here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from ledger import api
 from ledger.audit.chain import verify_chain
 from ledger.audit.guards import check_guards
 from ledger.config import Settings
@@ -29,7 +31,17 @@ from ledger.database.connections import connect
 from ledger.log import chains
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.support import foreign_user_state
+from tests.support import (
+    CONTENT,
+    ORG,
+    append,
+    complete,
+    foreign_user_state,
+    org,
+    publish,
+    statuses,
+    user,
+)
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
@@ -143,3 +155,30 @@ def test_an_open_append_of_one_organization_holds_up_no_other(
     for chain, count in ((a, 2), (b, 1)):
         walk = verify_chain(conn, settings.schema, chain=UUID(str(chain)))
         assert walk.first_break is None and walk.events == count
+
+
+def test_the_ledgers_appends_answer_as_on_one_server_on_the_distributed_log(
+    citus: CitusCluster, log_on_citus: Settings, conn: Conn
+) -> None:
+    schema = log_on_citus.schema
+    with api.open_ledger(log_on_citus) as ledger:
+        results = append(
+            ledger,
+            org(ORG, "O"),
+            user("creator"),
+            publish(CONTENT, ORG),
+            user("alice"),
+            complete("pi_1"),
+            complete("pi_2"),
+        )
+        assert statuses(results) == ["accepted"] * 6
+        again = append(ledger, complete("pi_1"), complete("pi_1", amount=2999))
+        assert statuses(again) == ["duplicate", "rejected:conflict"]
+    conn.commit()
+    placement = citus.placement(conn, f"{schema}.ledger_events", ORG)
+    assert citus.count_on_worker(placement, "organization_id", ORG) >= 4  # org, content, 2 buys
+    assert citus.count_on_worker(placement, "organization_id", str(chains.PLATFORM)) in (0, 2)
+    for chain in (UUID(ORG), chains.PLATFORM):
+        walk = verify_chain(conn, schema, chain=chain)
+        assert walk.first_break is None and walk.events >= 2, chain
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (2,)

@@ -40,3 +40,23 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+
+-- 0004's read-version check
+CREATE OR REPLACE FUNCTION ledger_assert_read_versions(ids uuid[], versions bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    stale uuid;
+BEGIN
+    SELECT r.id INTO stale
+      FROM unnest(ids, versions) AS r(id, version)
+     WHERE coalesce((SELECT max(e.originator_version) FROM ledger_events e
+                      WHERE e.originator_id = r.id), 0) <> r.version
+     LIMIT 1;
+    IF stale IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger: aggregate % moved on since it was read', stale
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+END;
+$$;

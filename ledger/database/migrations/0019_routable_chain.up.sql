@@ -1,5 +1,5 @@
 -- scope: log
--- The chain trigger made routable by Citus (issue 28, docs/scaling.md "The log on Citus"):
+-- The chain trigger and the read-version check made routable by Citus (issue 28, docs/scaling.md "The log on Citus"):
 -- on a log distributed by organization_id the trigger runs on each worker's shard, and
 -- Citus plans a statement of a trigger to one colocated shard only when every distributed
 -- table in it is filtered by the distribution column with a value. 0014's statement found
@@ -46,5 +46,31 @@ BEGIN
         || int8send((extract(epoch FROM NEW.recorded_at - '2000-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint)
     );
     RETURN NEW;
+END;
+$$;
+
+-- The read-version check of migration 0004, without its correlated subquery over unnest(),
+-- which Citus refuses on a distributed log ("correlated subqueries are not supported when
+-- the FROM clause contains a set returning function"): the versions of the aggregates read
+-- in one grouped query, joined to what was read. The same answers, the same index (the
+-- aggregate's versions) on a single server.
+CREATE OR REPLACE FUNCTION ledger_assert_read_versions(ids uuid[], versions bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    stale uuid;
+BEGIN
+    SELECT r.id INTO stale
+      FROM unnest(ids, versions) AS r(id, version)
+      LEFT JOIN (SELECT e.originator_id, max(e.originator_version) AS version
+                   FROM ledger_events e WHERE e.originator_id = ANY(ids)
+                  GROUP BY e.originator_id) m ON m.originator_id = r.id
+     WHERE coalesce(m.version, 0) <> r.version
+     LIMIT 1;
+    IF stale IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger: aggregate % moved on since it was read', stale
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
 END;
 $$;
