@@ -195,7 +195,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
         cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
         if PLATFORM not in wanted:
             cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
-        cursor.execute(_rendered(_lock_chains_sql(schema), conn), (wanted,), prepare=True)
+        for chain in wanted:  # one statement each: Citus routes it to the chain's shard
+            cursor.execute(_rendered(_lock_chain_sql(schema), conn), (chain,), prepare=True)
 
     def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
         """Every event of these aggregates after the versions given, in one query (the
@@ -343,11 +344,10 @@ def _open_chains_sql(schema: str) -> sql.Composed:
 
 
 @lru_cache(maxsize=8)
-def _lock_chains_sql(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "SELECT 1 FROM {} WHERE organization_id = ANY(%s::uuid[]) "
-        "ORDER BY organization_id FOR UPDATE"
-    ).format(sql.Identifier(schema, "ledger_chain_heads"))
+def _lock_chain_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = %s FOR UPDATE").format(
+        sql.Identifier(schema, "ledger_chain_heads")
+    )
 
 
 @lru_cache(maxsize=8)
