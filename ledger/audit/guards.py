@@ -27,8 +27,9 @@ TRIGGERS = {
     "ledger_events_hash_chain": "ledger_events_chain",
     "ledger_events_insert_lock": "ledger_events_take_lock",
 }
-# disabled exactly when the log is in organization order (``ledger.log.chains``): each
-# chain's lock, taken by the chain trigger, keeps each chain's positions in commit order
+# disabled exactly when the log was in organization order, before migration 0018; since
+# 0018 the order is a row the trigger reads (``ledger.log.chains``), and a disabled trigger
+# is always tampering
 ORDER_TRIGGER = "ledger_events_insert_lock"
 _FUNCTION = re.compile(
     r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(\s*\)[^$]*?AS\s+\$\$(.*?)\$\$",
@@ -60,11 +61,12 @@ def check_guards(conn: psycopg.Connection[Any], schema: str) -> str | None:
             (schema,),
         ).fetchall()
     }
+    order_is_a_row = migrations.has_table(conn, schema, "ledger_log_order")
     for trigger, function in TRIGGERS.items():
         if trigger not in triggers:
             return f"the trigger {trigger} on ledger_events is missing"
         enabled, calls = triggers[trigger]
-        if trigger == ORDER_TRIGGER and enabled == "D":
+        if trigger == ORDER_TRIGGER and enabled == "D" and not order_is_a_row:
             pass  # the log in organization order (ledger.log.chains): the chains' locks
         elif enabled != "A":
             state = "disabled" if enabled == "D" else f"enabled as {enabled!r}, not ALWAYS"

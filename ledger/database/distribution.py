@@ -7,8 +7,10 @@ worker's). What every organization shares is a reference table, a copy on every 
 ``users`` (a customer buys from many organizations), ``organizations`` and ``content`` (the
 reviewed foreign keys of ``video_playback`` point at content, and ``video_playback`` carries
 no organization: it stays on the coordinator, as a Citus local table, until the playback
-store replaces it). The log and its bookkeeping stay on the coordinator in this layout; the
-log's split into per-organization chains is the next step (docs/scaling.md, "What is left").
+store replaces it). The log and its bookkeeping stay on the coordinator in this layout:
+``distribute_log`` places the log by organization beside the money tables, but the ledger's
+append does not run on that placement yet, so ``distribute`` does not call it
+(docs/scaling.md, "The log on Citus").
 
 The layout is a step of its own, never a side effect of ``ledger db upgrade``: a schema is
 the same on every server, and only the placement of its rows differs. Distributing is safe
@@ -24,9 +26,11 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from ledger.database import migrations
 from ledger.errors import ConfigurationError
+from ledger.log import chains
 
 Place = Literal["reference", "distributed", "local"]
 
@@ -71,7 +75,8 @@ class Step:
 
 def citus_version(conn: psycopg.Connection[Any]) -> str | None:
     """The Citus extension's version in this database, or None without Citus."""
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
+    query = "SELECT extversion FROM pg_extension WHERE extname = 'citus'"
+    row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -212,3 +217,120 @@ def restore(conn: psycopg.Connection[Any], schema: str, before: dict[str, Place]
     if all(place == "local" for place in before.values()):
         return []
     return _place(conn, schema, places(conn, schema), before)
+
+
+# The log on Citus (issue 28, docs/scaling.md "The log on Citus"): not yet part of
+# ``distribute`` (`ledger db distribute`), because the recorder's append and the log's
+# readers do not run on a distributed log yet; ``distribute_log`` places it for the tests
+# and measurements that prove the schema, the triggers and the placement on a real cluster.
+LOG_MIGRATION = 19  # the chain trigger routable to one shard (0019_routable_chain)
+# read by the log's insert triggers on the workers: a copy on every node
+LOG_REFERENCE: tuple[str, ...] = (
+    "ledger_event_catalogue",
+    "ledger_chain_origin",
+    "ledger_log_order",
+    "ledger_stale_projections",
+)
+# each chain's lock row beside its events, colocated with the money tables
+LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
+
+
+def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
+    """Where each table of the log is now."""
+    found: dict[str, Place] = {t: "local" for t in (*LOG_REFERENCE, *LOG_DISTRIBUTED)}
+    if citus_version(conn) is None:
+        return found
+    rows = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
+            " JOIN pg_class c ON c.oid = p.logicalrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (schema, list(found)),
+        )
+        .fetchall()
+    )
+    for table, method, model in rows:
+        if method == "h":
+            found[str(table)] = "distributed"
+        elif method == "n" and model == "t":
+            found[str(table)] = "reference"
+    return found
+
+
+def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the log is placed on Citus (``distribute_log``): its appends then need
+    ``citus.multi_shard_modify_mode`` sequential, as the events' insert and the reference
+    tables' rows written after it in one transaction must use one connection per node.
+    Any row factory (the recorder's connections make dicts)."""
+    return log_places(conn, schema)["ledger_events"] == "distributed"
+
+
+def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
+    """Places the log by organization beside the money tables, in the caller's transaction
+    (after ``distribute``), and switches it to the ``organization`` order; safe to run again.
+
+    What the log's keys need on Citus, made here and only on Citus (a single server keeps
+    one global uniqueness of each aggregate's versions and of notification ids): the primary
+    key (organization_id, originator_id, originator_version) in place of (originator_id,
+    originator_version), which stays an index for the lookups by aggregate; notification ids
+    unique per chain. The triggers fire on the shards (``citus.enable_unsafe_triggers`` for
+    the placement; each trigger's statements touch only its organization's colocated row of
+    ``ledger_chain_heads`` and the reference tables)."""
+    if citus_version(conn) is None:
+        raise NoCitus()
+    migrations.lock(conn, schema)
+    if any(m.version <= LOG_MIGRATION for m in migrations.pending(conn, schema)):
+        raise ConfigurationError(
+            f"schema {schema!r} is not migrated up to {LOG_MIGRATION:04d}: run `ledger db upgrade`"
+        )
+    if places(conn, schema).get(DISTRIBUTED[0]) != "distributed":
+        raise ConfigurationError("the money tables are not distributed: run `ledger db distribute`")
+    now = log_places(conn, schema)
+    steps: list[Step] = []
+    conn.execute("SET LOCAL citus.enable_unsafe_triggers TO on")
+    for table in LOG_REFERENCE:
+        if now[table] == "reference":
+            steps.append(Step(table, "reference", False))
+            continue
+        name = sql.Identifier(schema, table).as_string(conn)
+        conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
+        steps.append(Step(table, "reference", True))
+    anchor = sql.Identifier(schema, DISTRIBUTED[0]).as_string(conn)
+    for table in LOG_DISTRIBUTED:
+        if now[table] == "distributed":
+            steps.append(Step(table, "distributed", False))
+            continue
+        if table == "ledger_events":
+            _log_keys(conn, schema)
+        name = sql.Identifier(schema, table).as_string(conn)
+        conn.execute(
+            "SELECT create_distributed_table(%s::regclass, %s, colocate_with => %s)",
+            (name, COLUMN, anchor),
+        )
+        steps.append(Step(table, "distributed", True))
+    if chains.order(conn, schema) != "organization":
+        chains.set_order(conn, schema, "organization")
+    return steps
+
+
+def _log_keys(conn: psycopg.Connection[Any], schema: str) -> None:
+    """The log's unique keys led by the organization, as Citus requires of a distributed
+    table; the lookups by aggregate keep an index of their own."""
+    log = sql.Identifier(schema, "ledger_events")
+    for statement in (
+        "ALTER TABLE {log} DROP CONSTRAINT ledger_events_pkey",
+        "ALTER TABLE {log} ADD CONSTRAINT ledger_events_pkey"
+        " PRIMARY KEY (organization_id, originator_id, originator_version)",
+        "CREATE INDEX ledger_events_aggregate_idx ON {log} (originator_id, originator_version)",
+        "DROP INDEX {notification}",
+        "CREATE UNIQUE INDEX ledger_events_notification_id_idx"
+        " ON {log} (organization_id, notification_id)",
+    ):
+        conn.execute(
+            sql.SQL(statement).format(
+                log=log,
+                notification=sql.Identifier(schema, "ledger_events_notification_id_idx"),
+            )
+        )

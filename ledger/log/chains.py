@@ -12,10 +12,16 @@ processes can never disagree about it (docs/stream.md, "Orders"):
   ``notification_id`` is in commit order across the whole log, as the eventsourcing
   library's notification log and its recorder suite need, and as the readers of
   ``ledger events --after N`` rely on. Each chain's lock is taken under it.
-* ``organization``: the statement trigger is disabled, and an append takes only the
+* ``organization``: the statement trigger takes no lock, and an append takes only the
   locks of its chains (their rows of ``ledger_chain_heads``): appends of different
   organizations never wait for each other. Positions stay in commit order within each
   chain; ``notification_id`` is then an id, no longer an order across chains.
+
+Since migration 0018 the order is the state of ``ledger_log_order``, which the statement
+trigger reads: no row is ``global`` (a log as migrated, and the safe default), its one row
+says ``organization``; written only by the log's owner; every trigger of the log stays enabled, so
+a disabled one is tampering, never an order (``ledger.audit.guards``). Before 0018 the
+``organization`` order was that trigger disabled: ``order`` still reads such a schema.
 """
 
 from __future__ import annotations
@@ -31,11 +37,18 @@ PLATFORM = UUID(int=0)
 
 Order = Literal["global", "organization"]
 ORDERS: tuple[Order, ...] = ("global", "organization")
-_GLOBAL_LOCK = "ledger_events_insert_lock"  # migration 0008's statement trigger
+_GLOBAL_LOCK = "ledger_events_insert_lock"  # migration 0008's statement trigger (before 0018)
 
 
 def order(conn: psycopg.Connection[Any], schema: str) -> Order:
-    """The log's order: ``global`` unless its global lock trigger is disabled."""
+    """The log's order: its row of ``ledger_log_order`` (``global`` without one, as the
+    trigger reads it); before migration 0018, whether the global lock trigger is disabled."""
+    table = sql.Identifier(schema, "ledger_log_order")
+    found = conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()
+    if found is not None and (next(iter(found.values())) if isinstance(found, dict) else found[0]):
+        kept = conn.execute(sql.SQL("SELECT log_order FROM {}").format(table)).fetchone()
+        value = None if kept is None else (kept["log_order"] if isinstance(kept, dict) else kept[0])
+        return "organization" if value == "organization" else "global"
     row = conn.execute(
         "SELECT t.tgenabled = 'D' AS disabled FROM pg_trigger t"
         " JOIN pg_class c ON c.oid = t.tgrelid"
@@ -48,15 +61,24 @@ def order(conn: psycopg.Connection[Any], schema: str) -> Order:
 
 
 def set_order(conn: psycopg.Connection[Any], schema: str, wanted: Order) -> None:
-    """Switches the log's order, in the caller's transaction (as the log's owner).
+    """Switches the log's order, in the caller's transaction (as the log's owner: the
+    writer may only read the order).
 
-    ``ALTER TABLE`` takes the log's ACCESS EXCLUSIVE lock, so the switch waits for the
-    appends under way and every append after it sees the new order."""
+    The log's EXCLUSIVE lock is taken first, so the switch waits for the appends under way
+    (their inserts hold ROW EXCLUSIVE) and every append after its commit reads the new
+    order; the row is written, never the triggers, which stay ``ENABLE ALWAYS``."""
     if wanted not in ORDERS:
         raise ValueError(f"the log's order is one of {', '.join(ORDERS)}, not {wanted!r}")
-    state = sql.SQL("ENABLE ALWAYS") if wanted == "global" else sql.SQL("DISABLE")
     conn.execute(
-        sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-            sql.Identifier(schema, "ledger_events"), state, sql.Identifier(_GLOBAL_LOCK)
-        )
+        sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(schema, "ledger_events"))
+    )
+    table = sql.Identifier(schema, "ledger_log_order")
+    if wanted == "global":  # no row: the order of every log as migrated
+        conn.execute(sql.SQL("DELETE FROM {}").format(table))
+        return
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (log_order) VALUES (%s) ON CONFLICT (single_row) DO NOTHING"
+        ).format(table),
+        (wanted,),
     )

@@ -46,6 +46,7 @@ from psycopg import Connection, Cursor, pq, sql
 from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
+from ledger.database import distribution
 from ledger.log.chains import PLATFORM, Order, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -85,6 +86,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
             ),
         ]
         self.order: Order | None = None  # the log's, read on the first append (chains.order)
+        self.distributed_log = False  # on Citus (distribution.distribute_log), read with it
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -121,12 +123,15 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             if self.order is None:
                 self.order = order(conn, schema)
+                self.distributed_log = distribution.log_is_distributed(conn, schema)
                 conn.rollback()
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
+                    if self.distributed_log:  # one connection per node (docs/scaling.md)
+                        rest.execute(_SEQUENTIAL)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
                         rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
                     self._lock(conn, rest, chains)
@@ -190,7 +195,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
         cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
         if PLATFORM not in wanted:
             cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
-        cursor.execute(_rendered(_lock_chains_sql(schema), conn), (wanted,), prepare=True)
+        for chain in wanted:  # one statement each: Citus routes it to the chain's shard
+            cursor.execute(_rendered(_lock_chain_sql(schema), conn), (chain,), prepare=True)
 
     def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
         """Every event of these aggregates after the versions given, in one query (the
@@ -287,6 +293,7 @@ def _settle(conn: Connection[Any], error: BaseException) -> None:
 _CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
+_SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
 _RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
 
 
@@ -337,11 +344,10 @@ def _open_chains_sql(schema: str) -> sql.Composed:
 
 
 @lru_cache(maxsize=8)
-def _lock_chains_sql(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "SELECT 1 FROM {} WHERE organization_id = ANY(%s::uuid[]) "
-        "ORDER BY organization_id FOR UPDATE"
-    ).format(sql.Identifier(schema, "ledger_chain_heads"))
+def _lock_chain_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = %s FOR UPDATE").format(
+        sql.Identifier(schema, "ledger_chain_heads")
+    )
 
 
 @lru_cache(maxsize=8)
