@@ -97,18 +97,21 @@ def _on_citus() -> bool:
 # the modules of the longest tests (``--durations``, docs/testing.md), run first: with
 # ``--dist worksteal`` a long test started last would otherwise leave one worker idle
 LONGEST_FIRST = (
-    "tests/integration/test_faults.py",
     "tests/integration/test_benchmarks_smoke.py",
-    "tests/property/test_model_equivalence.py",
     "tests/property/test_business_time.py",
-    "tests/property/test_state_machine.py",
-    "tests/integration/test_cli_exits.py",
+    "tests/property/test_model_equivalence.py",
     "tests/integration/test_http_database_lost.py",
-    "tests/integration/test_consumers.py",
-    "tests/property/test_revenue_model.py",
-    "tests/property/test_group_equivalence.py",
-    "tests/integration/test_http_bounds.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_cli_exits.py",
+    "tests/integration/test_append_limits.py",
     "tests/integration/test_stream_order.py",
+    "tests/property/test_revenue_model.py",
+    "tests/property/test_state_machine.py",
+    "tests/property/test_erasure_model.py",
+    "tests/integration/test_demo.py",
+    "tests/property/test_group_equivalence.py",
+    "tests/integration/test_consumers.py",
+    "tests/integration/test_http_bounds.py",
     "tests/integration/test_rebuild.py",
 )
 
