@@ -76,10 +76,14 @@ def run_cli(settings: ledger.Settings, path: Path, batch: int, lines: int) -> fl
     return lines / seconds
 
 
-def bench_batch(url: str, quick: bool, pairs: int, batch: int) -> list[dict[str, Any]]:
-    lines = 2000 if quick else 100_000
-    users, viewers = (100, 100) if quick else (1000, 1000)
-    raw_rows = 300 if quick else 3000
+def bench_batch(
+    url: str, quick: bool, pairs: int, batch: int, smoke: bool = False
+) -> list[dict[str, Any]]:
+    """``smoke``: the smallest file that still makes several batches and every kind of
+    line (the test suite's run: every figure produced, none meant as a measurement)."""
+    lines = 400 if smoke else 2000 if quick else 100_000
+    users, viewers = (20, 20) if smoke else (100, 100) if quick else (1000, 1000)
+    raw_rows = 100 if smoke else 300 if quick else 3000
     name = f"`ledger append --batch {batch}`, {lines:,} lines (80 % heartbeats)"
     row: dict[str, Any] = {
         "name": name,

@@ -50,6 +50,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="--quick with the batch suite's file and the access table at their smallest "
+        "meaningful sizes (400 lines in four batches, 2,000 grants): the test suite's "
+        "check that every row is produced, not a measurement",
+    )
+    parser.add_argument(
         "--only",
         choices=SUITES,
         action="append",
@@ -85,6 +92,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    args.quick = args.quick or args.smoke
     url = args.database_url
     sizes = (
         [int(s) for s in args.sizes.split(",")]
@@ -96,9 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("threads", lambda: bench_threads(url, args.quick, pairs, args.threads)),
         ("replay", lambda: bench_replay(url, args.quick, pairs)),
-        ("batch", lambda: bench_batch(url, args.quick, max(1, pairs - 1), args.batch_size)),
+        (
+            "batch",
+            lambda: bench_batch(
+                url, args.quick, max(1, pairs - 1), args.batch_size, smoke=args.smoke
+            ),
+        ),
         ("rebuild", lambda: bench_rebuild(url, sizes, args.runner_limit, max(1, pairs - 1))),
-        ("access", lambda: bench_access_check(url, 20_000 if args.quick else 1_000_000)),
+        (
+            "access",
+            lambda: bench_access_check(
+                url, 2_000 if args.smoke else 20_000 if args.quick else 1_000_000
+            ),
+        ),
         ("append", lambda: bench_append(url, args.quick)),
         ("stream", lambda: bench_stream(url, args.quick)),
         ("serve", lambda: bench_serve(url, args.quick)),

@@ -6,7 +6,8 @@ a run. A schema a test is done with is instead reset and handed to the next one 
 0.02 s of the server's CPU, the check below included): every row deleted (the log's
 append-only trigger disabled only for that statement, as the owner, then put back as the
 migration left it), every sequence back at its start, the tables a migration fills (the
-migration record, the event catalogue) left alone.
+migration record, the event catalogue) left alone, the tables a test made itself (a
+consumer's table, a day's partition of the playback store) dropped.
 
 A reset schema is used only if it is then exactly what a migration makes: its
 ``fingerprint`` (every relation, column, constraint, index, trigger and its state,
@@ -152,6 +153,7 @@ class SchemaPool:
         self.used: list[str] = []  # every schema made (by its current name), for close
         self.pristine: frozenset[tuple[str, str, str]] | None = None
         self.triggers: dict[str, str] = {}  # the log's triggers as a migration leaves them
+        self.tables: frozenset[str] = frozenset()  # the tables a migration makes
         self.migrated = 0
         self.reused = 0
 
@@ -185,6 +187,11 @@ class SchemaPool:
         if self.pristine is None:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 self.pristine = fingerprint(conn, settings.schema)
+            self.tables = frozenset(
+                name
+                for kind, name, detail in self.pristine
+                if kind == "relation" and detail[0] in "rp"
+            )
             self.triggers = {
                 name.split(".", 1)[1]: detail[0]
                 for kind, name, detail in self.pristine
@@ -260,12 +267,22 @@ class SchemaPool:
                 sql.SQL(", ").join(sql.Identifier(schema, table) for table in tables)
             )
         )
-        tables = [table for table in tables if table not in FILLED]
+        # the tables a test made itself (a consumer's, a day's partition of the playback
+        # store): dropped; whatever they took with them or left is still compared below
+        made = [table for table in tables if table not in self.tables]
+        if made:
+            conn.execute(
+                sql.SQL("DROP TABLE {} CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(schema, table) for table in made)
+                )
+            )
+        tables = [table for table in tables if table in self.tables and table not in FILLED]
         log = sql.Identifier(schema, "ledger_events")
         guard = sql.Identifier(_LOG_GUARD)
-        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(log, guard))
-        for table in tables:
-            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
+        with conn.pipeline():  # one round trip, not one per table
+            conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(log, guard))
+            for table in tables:
+                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
         state = {"A": "ENABLE ALWAYS", "O": "ENABLE", "R": "ENABLE REPLICA", "D": "DISABLE"}
         conn.execute(
             sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(

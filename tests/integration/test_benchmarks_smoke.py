@@ -39,7 +39,7 @@ def test_benchmarks_produce_every_row_of_the_table(database_url: str, tmp_path: 
             sys.executable,
             "-m",
             "benchmarks",
-            "--quick",
+            "--smoke",
             "--pairs",
             "1",
             "--sizes",

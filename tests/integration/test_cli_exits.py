@@ -113,11 +113,11 @@ def test_a_database_lost_mid_run_exits_two_after_answering_what_committed(
 ) -> None:
     """The connection is cut (pg_terminate_backend) and cannot be made again (the login is
     refused): the appender gives up after its retries, each bounded by ``LEDGER_POOL_TIMEOUT``
-    (default 10 s, about 80 s in all: here 1 s, which is not what the test is about)."""
+    (default 10 s, about 80 s in all: here 250 ms, which is not what the test is about)."""
     role, url = doomed_login
     append(ledger_app, *catalogue())
     prefix = "pi_lost_"
-    process = appender(dict(cli_env, LEDGER_DATABASE_URL=url, LEDGER_POOL_TIMEOUT="1s"))
+    process = appender(dict(cli_env, LEDGER_DATABASE_URL=url, LEDGER_POOL_TIMEOUT="250ms"))
     assert process.stdout is not None and process.stderr is not None
     writer = threading.Thread(target=feed, args=(process, stream(5000, prefix)))
     writer.start()

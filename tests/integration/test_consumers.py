@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -121,19 +122,56 @@ def consume(url: str, schema: str, seconds: float, pause: float) -> int:
     return ledger.run_consumer(settings, copy, follow=True, stop=stop, size=3, backoff=fast).handled
 
 
+def consume_until_done(url: str, schema: str, marks: str, pause: float) -> int:
+    """One copy of the consumer, following the log from when it says it is ready (a file
+    ``ready-<pid>`` in ``marks``) until the test's appends are done (``marks/done`` holds the
+    log's last position) and the consumer's checkpoint has reached that position: it
+    follows for as long as the appends last, not for a fixed time."""
+    settings = Settings(url=url, schema=schema)
+    stop = threading.Event()
+    done = Path(marks, "done")
+
+    def watch() -> None:
+        while not stop.is_set():
+            last = int(done.read_text()) if done.exists() else None
+            if last is not None and (ledger.consumer_position(settings, "tally") or 0) >= last:
+                stop.set()
+            else:
+                time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    copy = Tally()
+    copy.pause = pause
+    fast = ledger.Backoff(first=0.005, longest=0.05)
+    Path(marks, f"ready-{os.getpid()}").touch()
+    return ledger.run_consumer(settings, copy, follow=True, stop=stop, size=3, backoff=fast).handled
+
+
 def test_copies_of_a_consumer_running_at_once_handle_each_event_once(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, tmp_path: Path
 ) -> None:
+    """Three copies follow the log while events are appended, each started before the
+    first of them (their ready marks), each stopped once every event is handled."""
     append(ledger_app, *catalogue())
     # the table made before the copies start: three concurrent CREATE TABLE IF NOT EXISTS
     # race on pg_type's unique index (the consumer's prepare is not what is tested here)
     Tally().prepare(conn)
     context = multiprocessing.get_context("spawn")
     with context.Pool(3) as pool:
-        copies = pool.starmap_async(consume, [(settings.url, settings.schema, 6.0, 0.002)] * 3)
+        copies = pool.starmap_async(
+            consume_until_done, [(settings.url, settings.schema, str(tmp_path), 0.002)] * 3
+        )
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("ready-*"))) < 3:
+            if copies.ready():
+                copies.get()  # a copy that failed before it followed: its error, here
+            assert time.monotonic() < deadline, "the copies never all started"
+            time.sleep(0.01)
         for n in range(40):
             append(ledger_app, user(f"late{n}"))
             time.sleep(0.02)
+        (tmp_path / "done.part").write_text(str(positions(settings)[-1]))
+        (tmp_path / "done.part").rename(tmp_path / "done")
         handled = copies.get(timeout=120)
     assert sum(handled) == len(positions(settings))
     assert tally(conn) == positions(settings)

@@ -196,3 +196,23 @@ def test_the_settings_fixture_hands_out_a_schema_equal_to_a_fresh_migration(
             )
         )
         assert count.fetchone() == (0,)
+
+
+def test_a_table_a_test_made_itself_is_dropped_and_the_schema_reused(
+    pool: SchemaPool, database_url: str
+) -> None:
+    """A consumer's table (or a day's partition of the playback store) is the test's, not
+    the migration's: the reset drops it, and the schema is then exactly a migrated one."""
+    used = pool.take()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {used.schema}.tally (position bigserial, topic text)")
+        conn.execute(f"INSERT INTO {used.schema}.tally (topic) VALUES ('made')")
+    pool.give(used.schema)
+    again = pool.take()
+    assert (pool.migrated, pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass(%s)", (f"{again.schema}.tally",)).fetchone() == (
+            None,
+        )
+        assert pool.pristine is not None
+        assert fingerprint(conn, again.schema) == pool.pristine
