@@ -218,7 +218,8 @@ class SchemaPool:
     @staticmethod
     def _rename(conn: psycopg.Connection[Any], schema: str, renamed: str) -> None:
         """The schema renamed, and the functions that pin their ``search_path`` to it
-        (``SET search_path FROM CURRENT`` in the migrations) pinned to the new name."""
+        (``SET search_path FROM CURRENT`` in the migrations) pinned to the new name, the same
+        statement on a single server and on a Citus coordinator."""
         conn.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                 sql.Identifier(schema), sql.Identifier(renamed)
@@ -232,10 +233,17 @@ class SchemaPool:
             {"old": schema, "new": renamed},
         ).fetchall()
         for routine, path in pinned:
-            conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+            # the path as a constant (``TO``), the value ``FROM CURRENT`` would store: a Citus
+            # coordinator refuses ``FROM CURRENT`` on the functions it propagates to workers
+            names = [
+                name[1:-1].replace('""', '"') if name.startswith('"') else name
+                for name in (part.strip() for part in path.split(","))
+            ]
             # the routine's signature as PostgreSQL itself prints it (quoted, qualified)
             conn.execute(
-                sql.SQL("ALTER ROUTINE {} SET search_path FROM CURRENT").format(sql.SQL(routine))
+                sql.SQL("ALTER ROUTINE {} SET search_path TO {}").format(
+                    sql.SQL(routine), sql.SQL(", ").join(map(sql.Identifier, names))
+                )
             )
 
     def _empty(self, conn: psycopg.Connection[Any], schema: str) -> None:
