@@ -225,7 +225,8 @@ class SchemaPool:
     @staticmethod
     def _rename(conn: psycopg.Connection[Any], schema: str, renamed: str) -> None:
         """The schema renamed, and the functions that pin their ``search_path`` to it
-        (``SET search_path FROM CURRENT`` in the migrations) pinned to the new name."""
+        (``SET search_path FROM CURRENT`` in the migrations) pinned to the new name, the same
+        statement on a single server and on a Citus coordinator."""
         conn.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                 sql.Identifier(schema), sql.Identifier(renamed)
@@ -239,10 +240,17 @@ class SchemaPool:
             {"old": schema, "new": renamed},
         ).fetchall()
         for routine, path in pinned:
-            conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+            # the path as a constant (``TO``), the value ``FROM CURRENT`` would store: a Citus
+            # coordinator refuses ``FROM CURRENT`` on the functions it propagates to workers
+            names = [
+                name[1:-1].replace('""', '"') if name.startswith('"') else name
+                for name in (part.strip() for part in path.split(","))
+            ]
             # the routine's signature as PostgreSQL itself prints it (quoted, qualified)
             conn.execute(
-                sql.SQL("ALTER ROUTINE {} SET search_path FROM CURRENT").format(sql.SQL(routine))
+                sql.SQL("ALTER ROUTINE {} SET search_path TO {}").format(
+                    sql.SQL(routine), sql.SQL(", ").join(map(sql.Identifier, names))
+                )
             )
 
     def _empty(self, conn: psycopg.Connection[Any], schema: str) -> None:
@@ -254,6 +262,11 @@ class SchemaPool:
         (``session_replication_role``), as every table is emptied."""
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
         conn.execute("SET LOCAL session_replication_role = replica")
+        # on a Citus coordinator: the workers see neither the role above (their foreign keys
+        # fire: hence the referencing tables first) nor a reference table written after a
+        # distributed one in parallel in the same transaction (hence one connection per
+        # worker); elsewhere the setting is an unused placeholder
+        conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
         tables = [
             row[0]
             for row in conn.execute(
@@ -276,7 +289,9 @@ class SchemaPool:
                     sql.SQL(", ").join(sql.Identifier(schema, table) for table in made)
                 )
             )
-        tables = [table for table in tables if table in self.tables and table not in FILLED]
+        tables = _referencing_first(
+            conn, schema, [t for t in tables if t in self.tables and t not in FILLED]
+        )
         log = sql.Identifier(schema, "ledger_events")
         guard = sql.Identifier(_LOG_GUARD)
         with conn.pipeline():  # one round trip, not one per table
@@ -306,3 +321,22 @@ class SchemaPool:
                 self.used.remove(schema)
         except psycopg.Error:
             pass  # still in use: close drops it at the end
+
+
+def _referencing_first(conn: psycopg.Connection[Any], schema: str, tables: list[str]) -> list[str]:
+    """``tables`` in an order that empties a table before any table its foreign keys
+    reference (on a Citus worker a key's rule still fires: a RESTRICT would refuse)."""
+    keys = conn.execute(
+        "SELECT c.relname, r.relname FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid"
+        " WHERE k.contype = 'f' AND c.relnamespace = %s::regnamespace AND k.conrelid <> k.confrelid",
+        (schema,),
+    ).fetchall()
+    ordered: list[str] = []
+    left = list(tables)
+    while left:
+        # a table no table still to empty references (the first of the rest on a cycle)
+        free = [t for t in left if not any(r == t and c in left for c, r in keys)] or left[:1]
+        ordered.extend(free)
+        left = [t for t in left if t not in free]
+    return ordered

@@ -36,7 +36,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from ledger.database import migrations
+from ledger.database import distribution, migrations
 from ledger.errors import ConfigurationError
 from projections.registry import TABLES
 
@@ -271,15 +271,31 @@ def _policies(
     conn: psycopg.Connection[Any], schema: str, table: str, names: dict[str, str]
 ) -> None:
     target = _writers_see_all(conn, schema, table, names)
+    bound = BOUND_POLICIES[table]
+    if _citus_table(conn, schema, table):
+        # Citus cannot send a policy holding a subquery to its workers ("unexpected
+        # non-SELECT command in SubLink"): there the binding is looked up per row
+        bound = bound.replace(_BOUND, "ledger_bound_organization()")
     for policy, role, expression in (
         ("ledger_tenant", names["reader"], TENANT_POLICIES[table]),
-        ("ledger_bound", names["tenant"], BOUND_POLICIES[table]),
+        ("ledger_bound", names["tenant"], bound),
     ):
         conn.execute(
             sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING ({})").format(
                 sql.Identifier(policy), target, sql.Identifier(role), sql.SQL(expression)
             )
         )
+
+
+def _citus_table(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
+    """Whether Citus holds the table (distributed, reference, or a Citus local table)."""
+    if distribution.citus_version(conn) is None:
+        return False
+    row = conn.execute(
+        "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = to_regclass(%s)",
+        (sql.Identifier(schema, table).as_string(conn),),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -23,6 +23,7 @@ from ledger import api
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database import distribution
+from ledger.database.connections import connect
 from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
@@ -88,21 +89,32 @@ def test_a_group_takes_its_organization_and_passes_over_others_but_not_the_platf
 
 
 def test_on_a_single_server_a_group_is_the_head_of_the_queue_as_before(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    fresh: Callable[[], Settings],
 ) -> None:
-    setup = append(ledger_app, *catalogue(), org(ORG_2, "Contoso"), publish(CONTENT_2, ORG_2))
-    assert set(statuses(setup)) == {"accepted"}
-    sizes: list[int] = []
-    api.observe_groups(ledger_app, lambda size, seconds: sizes.append(size))
-    callers = Callers(ledger_app)
-    with log_locked(settings):
-        callers.start(0, command(complete("pi_a0")))
-        wait_for(lambda: waiting_for_the_log(conn) == 1)
-        for n in range(1, 7):
-            content = CONTENT if n % 2 else CONTENT_2
-            callers.start(n, command(complete(f"pi_{n}", content_id=content)))
-            wait_for(lambda n=n: ledger_app.groups.waiting == n)  # type: ignore[misc]
-    callers.join()
+    # a schema of the single-server layout whatever the run (``fresh`` is never distributed):
+    # with LEDGER_TEST_DISTRIBUTE=1 ``settings`` is distributed, where groups are per
+    # organization (the test above)
+    single = fresh()
+    ledger_app = api.open_ledger(single)
+    try:
+        with connect(single, autocommit=True) as conn:
+            setup = append(
+                ledger_app, *catalogue(), org(ORG_2, "Contoso"), publish(CONTENT_2, ORG_2)
+            )
+            assert set(statuses(setup)) == {"accepted"}
+            sizes: list[int] = []
+            api.observe_groups(ledger_app, lambda size, seconds: sizes.append(size))
+            callers = Callers(ledger_app)
+            with log_locked(single):
+                callers.start(0, command(complete("pi_a0")))
+                wait_for(lambda: waiting_for_the_log(conn) == 1)
+                for n in range(1, 7):
+                    content = CONTENT if n % 2 else CONTENT_2
+                    callers.start(n, command(complete(f"pi_{n}", content_id=content)))
+                    wait_for(lambda n=n: ledger_app.groups.waiting == n)  # type: ignore[misc]
+            callers.join()
+    finally:
+        ledger_app.close()
     assert sizes == [1, 6]
 
 
