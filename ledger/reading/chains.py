@@ -175,6 +175,26 @@ def read_chains(
             yield batch
 
 
+def starting_point(settings: Settings, after: int | None) -> int | Cursor:
+    """Where ``ledger events`` starts without a cursor: nothing given, the log's own
+    order decides (the start of ``notification_id`` in the global order, of every chain
+    in the organization order); a position of ``notification_id`` past 0 is refused in
+    the organization order, where it is no order across chains and a reader of it could
+    skip an event that commits late."""
+    with connect(settings, autocommit=True) as conn:
+        require_tables(conn, settings.schema, "ledger_events")
+        order = log_order(conn, settings.schema)
+    if order == "global":
+        return after or 0
+    if after:
+        raise ValueError(
+            f"after: the log is in the organization order, where position {after} (a "
+            "notification_id) is no order across chains: give a cursor "
+            "(ORGANIZATION:POSITION joined by commas), or read one chain with --chain"
+        )
+    return Cursor()
+
+
 @lru_cache(maxsize=16)
 def _unread_sql(schema: str) -> sql.Composed:
     return sql.SQL(
