@@ -34,6 +34,7 @@ from ledger.database.connections import connect
 from ledger.log import chains
 from ledger.reading.chains import read_chains_window
 from ledger.reading.cursor import Cursor, parse_cursor
+from tests.serving import serve
 from tests.support import append, appender, cli, feed, foreign_user_state, org, publish, statuses
 from tests.support import user as register
 
@@ -313,3 +314,47 @@ def test_the_python_reader_takes_a_cursor_and_no_until(settings: Settings) -> No
     with pytest.raises(ValueError, match="takes neither until nor chain"):
         list(ledger.read_events(settings, after=Cursor(), until=3))
     assert os.environ.get("LEDGER_TEST_NOTHING") is None  # the run's env is untouched
+
+
+def test_the_http_feed_pages_every_chain_with_a_cursor(
+    two_organizations: Settings, conn: Conn, cli_env: dict[str, str]
+) -> None:
+    settings = two_organizations
+    with api.open_ledger(settings) as app:
+        more = [
+            publish(f"a{n:07x}-0000-4000-8000-000000000000", A, title=f"a{n}") for n in range(9)
+        ]
+        more += [
+            publish(f"b{n:07x}-0000-4000-8000-000000000000", B, title=f"b{n}") for n in range(4)
+        ]
+        assert set(statuses(append(app, *more))) == {"accepted"}
+    with serve(settings) as served, served.client() as client:
+        # the global order: a position, as before; a cursor is taken there too
+        assert client.get("/v1/events", params={"after": 2}).json()["next_after"] == 16
+        first = client.get("/v1/events", params={"after": "platform:0", "limit": 4}).json()
+        assert isinstance(first["next_after"], str) and len(first["events"]) == 4
+        with conn.transaction():
+            chains.set_order(conn, settings.schema, "organization")
+        refused = client.get("/v1/events", params={"after": 2})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "after"
+        bad = client.get("/v1/events", params={"after": "platform:1,nope:2"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "after"
+        pages, read, after = 0, [], None
+        while True:
+            params: dict[str, Any] = {"limit": 4} if after is None else {"limit": 4, "after": after}
+            page = client.get("/v1/events", params=params).json()
+            assert len(page["events"]) <= 4
+            if not page["events"]:
+                assert page["next_after"] == after
+                break
+            read += [(UUID(e["organization_id"]), e["chain_position"]) for e in page["events"]]
+            after = page["next_after"]
+            pages += 1
+        assert pages >= 4 and by_chain(read) == committed(conn)
+        assert parse_cursor(after) == Cursor({c: p[-1] for c, p in committed(conn).items()})
+        # the same events as ledger events prints from the same cursor
+        page = client.get("/v1/events", params={"after": "platform:1", "limit": 1000}).json()
+        printed = cli(cli_env, "events", "--after", "platform:1")
+        assert sorted(e["position"] for e in page["events"]) == sorted(
+            orjson.loads(x)["position"] for x in printed.stdout.splitlines()
+        )
