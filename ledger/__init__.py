@@ -59,10 +59,15 @@ if TYPE_CHECKING:
     from ledger.domain.provenance import Provenance as Provenance
     from ledger.errors import ConfigurationError as ConfigurationError
     from ledger.log.recorder import LockTimeout as LockTimeout
+    from ledger.reading.chains import ChainBatch as ChainBatch
+    from ledger.reading.chains import read_chains as read_chains
     from ledger.reading.consumers import Consumer as Consumer
     from ledger.reading.consumers import ConsumerRun as ConsumerRun
+    from ledger.reading.consumers import consumer_cursor as consumer_cursor
     from ledger.reading.consumers import consumer_position as consumer_position
     from ledger.reading.consumers import run_consumer as run_consumer
+    from ledger.reading.cursor import Cursor as Cursor
+    from ledger.reading.cursor import parse_cursor as parse_cursor
     from ledger.reading.stream import Backoff as Backoff
     from ledger.reading.stream import EventBatch as EventBatch
     from ledger.reading.stream import EventRecord as EventRecord

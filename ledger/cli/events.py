@@ -1,9 +1,12 @@
-"""``ledger events [--after P] [--until P] [--topic T]... [--follow] [--limit N]
-[--source S] [--correlation-id ID] [--idempotency-key KEY]``.
+"""``ledger events [--after P|CURSOR] [--until P] [--chain ORG] [--topic T]... [--follow]
+[--limit N] [--source S] [--correlation-id ID] [--idempotency-key KEY]``.
 
-The log in position order as JSON Lines (``ledger.reading.stream``). SIGINT and SIGTERM stop
-it between two lines, never inside one; the last line on stderr then names the last
-position written, to resume from with ``--after``. Exit status: 0 at the end of the
+The log in position order as JSON Lines (``ledger.reading.stream``), or with a cursor of
+every chain (``ORGANIZATION:POSITION,...``), every chain in its own position order
+(``ledger.reading.chains``): what a log in the ``organization`` order is read with, and
+what ``ledger events`` reads there without ``--after``. SIGINT and SIGTERM stop it between
+two lines, never inside one; the last line on stderr then names the last position (or
+cursor) written, to resume from with ``--after``. Exit status: 0 at the end of the
 log, at ``--until`` or ``--limit``, on SIGTERM (how a supervisor stops a follower) and
 when the reader of the output goes away; 130 on SIGINT; 2 for a usage, configuration
 or connection error.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Generator
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +26,8 @@ from ledger import api
 from ledger.cli import streaming
 from ledger.cli.streaming import EXIT_ERROR
 from ledger.domain.provenance import SOURCES, UNRECORDED
-from ledger.reading import stream
+from ledger.reading import chains, stream
+from ledger.reading.cursor import Cursor
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
@@ -36,10 +41,11 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--after",
-        type=streaming.position,
-        default=0,
-        metavar="POSITION",
-        help="start after (default 0)",
+        type=streaming.position_or_cursor,
+        metavar="POSITION|CURSOR",
+        help="start after this position, or after this cursor of every chain "
+        "(ORGANIZATION:POSITION joined by commas, 'platform' for the platform's chain); "
+        "default: the start, in the log's order",
     )
     parser.add_argument(
         "--until",
@@ -104,42 +110,85 @@ def _topic(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.until is not None and args.until < args.after:
-        print(
-            f"ledger events: error: --until {args.until} lies before --after {args.after}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
+    after: int | Cursor | None = args.after
+    if isinstance(after, Cursor) and (args.chain is not None or args.until is not None):
+        return _usage("a cursor of every chain (--after ORG:POS,...) takes no --chain nor --until")
+    if args.until is not None and args.until < (after or 0):
+        return _usage(f"--until {args.until} lies before --after {after}")
     settings = api.settings(args.database_url, args.schema)
+    if after is None or (isinstance(after, int) and args.chain is None):
+        try:
+            after = chains.starting_point(settings, after)
+        except ValueError as error:
+            return _usage(str(error).replace("after: ", "--after: ", 1))
+    provenance = stream.ProvenanceFilter(args.source, args.correlation_id, args.idempotency_key)
     with streaming.stopping() as stopped:
-        batches = stream.read_batches(
-            settings,
-            after=args.after,
-            until=args.until,
-            topics=args.topic,
-            follow=args.follow,
-            size=stream.batch_size(args.limit),
-            stop=stopped.event,
-            provenance=stream.ProvenanceFilter(
-                args.source, args.correlation_id, args.idempotency_key
-            ),
-            chain=args.chain,
-        )
+        batches: Generator[Any, None, None]
+        if isinstance(after, Cursor):
+            batches = chains.read_chains(
+                settings,
+                after=after,
+                topics=args.topic,
+                follow=args.follow,
+                size=stream.batch_size(args.limit),
+                stop=stopped.event,
+                provenance=provenance,
+            )
+        else:
+            batches = stream.read_batches(
+                settings,
+                after=after,
+                until=args.until,
+                topics=args.topic,
+                follow=args.follow,
+                size=stream.batch_size(args.limit),
+                stop=stopped.event,
+                provenance=provenance,
+                chain=args.chain,
+            )
         try:
             return streaming.write(
                 (batch.records for batch in batches),
                 stopped,
-                after=args.after,
+                after=after,
                 limit=args.limit,
-                encode=lambda record: _line(record, args.chain),
+                encode=_encoder(after, args.chain),
                 resume=_resume(args.chain),
             )
         finally:
             batches.close()
 
 
-def _line(record: stream.EventRecord, chain: UUID | None) -> tuple[int, bytes]:
-    return record.cursor(chain), orjson.dumps(record.as_dict())
+def _usage(message: str) -> int:
+    print(f"ledger events: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _encoder(
+    after: int | Cursor, chain: UUID | None
+) -> Callable[[stream.EventRecord], tuple[int | object, bytes]]:
+    """Each record's line, and where a reader resumes after it: its position (in its
+    chain, with ``--chain``), or the cursor of every chain moved to it."""
+    if not isinstance(after, Cursor):
+        return lambda record: (record.cursor(chain), orjson.dumps(record.as_dict()))
+    running = _Running(after)
+
+    def encode(record: stream.EventRecord) -> tuple[int | object, bytes]:
+        running.positions[record.organization_id] = record.chain_position
+        return running, orjson.dumps(record.as_dict())
+
+    return encode
+
+
+class _Running:
+    """The cursor after the last line written, kept as a dict and made text only for the
+    resume hint: a new ``Cursor`` per line would cost a copy of every chain's position."""
+
+    def __init__(self, start: Cursor) -> None:
+        self.positions = dict(start)
+
+    def __str__(self) -> str:
+        return str(Cursor(self.positions))
 
 
 def _resume(chain: UUID | None) -> str:

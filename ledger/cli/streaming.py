@@ -19,6 +19,7 @@ from typing import TypeVar
 import psycopg
 
 from ledger.cli.signals import SignalStop
+from ledger.reading.cursor import Cursor, parse_cursor
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -29,6 +30,19 @@ def position(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 18:
         raise argparse.ArgumentTypeError(f"a position is a whole number 0 or more, not {text!r}")
     return int(text)
+
+
+def position_or_cursor(text: str) -> int | Cursor:
+    """``--after`` of ``ledger events``: a position, or a cursor of every chain
+    (``ORGANIZATION:POSITION`` joined by commas: ``ledger.reading.cursor``)."""
+    if text.isascii() and text.isdigit():
+        return position(text)
+    try:
+        return parse_cursor(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"not a position (a whole number) nor a cursor: {str(error).removeprefix('after: ')}"
+        ) from None
 
 
 def count(text: str) -> int:
@@ -67,15 +81,17 @@ def write(
     batches: Iterable[Iterable[Record]],
     stopped: Stopped,
     *,
-    after: int,
+    after: int | object,
     limit: int | None,
-    encode: Callable[[Record], tuple[int, bytes]],
+    encode: Callable[[Record], tuple[int | object, bytes]],
     resume: str = "",
 ) -> int:
-    """Writes every record of ``batches`` as a line (``encode`` gives its position and its
-    line), flushing after each batch so a follower's reader sees it at once; answers the
-    exit status. The caller closes ``batches``. ``resume``: options to repeat before
-    ``--after`` in the hint (``--chain X``)."""
+    """Writes every record of ``batches`` as a line (``encode`` gives where a reader
+    resumes after it, a position or a cursor of every chain, printed with ``str``, and
+    its line), flushing after
+    each batch so a follower's reader sees it at once; answers the exit status. The caller
+    closes ``batches``. ``resume``: options to repeat before ``--after`` in the hint
+    (``--chain X``)."""
     out = sys.stdout.buffer
     last, written = after, 0
     try:
@@ -103,10 +119,11 @@ def write(
     return EXIT_INTERRUPTED if stopped.signal == signal.SIGINT else EXIT_OK
 
 
-def _resume_hint(last: int, resume: str = "") -> None:
+def _resume_hint(last: int | object, resume: str = "") -> None:
     again = f"{resume} " if resume else ""
+    kind = "position" if isinstance(last, int) else "cursor"
     print(
-        f"ledger: stopped after position {last}; resume with {again}--after {last}",
+        f"ledger: stopped after {kind} {last}; resume with {again}--after {last}",
         file=sys.stderr,
     )
 

@@ -206,6 +206,10 @@ def create_roles(
         grant("SELECT", "ledger_stale_projections", writer, projector)
         grant("SELECT", "ledger_projection_state", projector)
         grant("SELECT, INSERT, UPDATE", "ledger_consumer_checkpoints", projector)
+        # consumers' per-chain checkpoints, and the chains a reader of every chain finds
+        # (docs/stream.md, "Reading every chain"; migration 0021)
+        grant("SELECT, INSERT, UPDATE", "ledger_consumer_chains", projector)
+        grant("SELECT", "ledger_chain_heads", projector, reader)
         # who each subject is: added with a registration, deleted only by an erasure
         grant("SELECT, INSERT, DELETE", "ledger_subjects", writer)
         grant("SELECT", "ledger_subjects", projector)

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from ledger.audit import render
 from ledger.audit.revenue import RevenueQuery, checked_revenue, parse_moment
+from ledger.http import event_feed as feed
 from ledger.http import openapi
 from ledger.http.answers import BadRequest, Forbidden, NotFound, ServiceError, json_response
 from ledger.http.auth import Token, require
@@ -142,12 +143,20 @@ async def get_user_older_events(
 
 @router.get(
     "/v1/events",
-    summary="The log in position order (ledger events)",
+    summary="The log in position order, or every chain after a cursor (ledger events)",
     dependencies=[Depends(require("read"))],
 )
 async def get_events(
     request: Request,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=4_000_000,
+            description="a position (notification_id, the global order), or a cursor of "
+            "every chain: ORGANIZATION:POSITION joined by commas ('platform' for the "
+            "platform's chain), as next_after gives it; default: the start, in the log's order",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
     topic: Annotated[list[str] | None, Query(description="repeatable")] = None,
     source: Annotated[str | None, Query(description="cli, api, http, stripe or unknown")] = None,
@@ -155,10 +164,13 @@ async def get_events(
     idempotency_key: str | None = None,
 ) -> Response:
     """With a token bound to an organization, only the events that name it are read
-    (row-level security on the log: ``ledger db roles``)."""
+    (row-level security on the log: ``ledger db roles``). ``next_after`` is in the form
+    ``after`` was given in (a cursor when none was given and the log is in the
+    ``organization`` order, docs/stream.md)."""
     backend: Backend = request.app.state.backend
     token: Token = request.state.token
     try:
+        start = feed.parse_after(after)
         topics = stream.check_topics(topic or [])
         provenance = stream.ProvenanceFilter(source, correlation_id, idempotency_key)
     except ValueError as error:
@@ -166,30 +178,14 @@ async def get_events(
         raise BadRequest(message, message.split(":", 1)[0]) from None
 
     def read(conn: Any) -> dict[str, Any]:
-        records: list[dict[str, Any]] = []
-        position = after
-        while len(records) < limit:
-            try:
-                batch = stream.read_window(
-                    conn,
-                    backend.settings.schema,
-                    position,
-                    topics=topics,
-                    size=limit,
-                    provenance=provenance,
-                )
-            except UndecodableEvent as error:
-                if records:
-                    break
-                raise ServiceError(str(error)) from None
-            if batch is None:
-                break
-            for record in batch.records[: limit - len(records)]:
-                records.append(record.as_dict())
-                position = record.position
-            if len(records) < limit:
-                position = batch.position
-        return {"events": records, "next_after": position}
+        try:
+            return feed.read_page(
+                conn, backend.settings.schema, start, limit, topics=topics, provenance=provenance
+            )
+        except UndecodableEvent as error:
+            raise ServiceError(str(error)) from None
+        except ValueError as error:
+            raise BadRequest(str(error), "after") from None
 
     return json_response(await backend.read(read, token.organization))
 

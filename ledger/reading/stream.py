@@ -17,9 +17,9 @@ notification, and it reads what is committed whatever wrote it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
@@ -34,7 +34,9 @@ from ledger.domain.clock import canonical
 from ledger.domain.events import EVENTS_BY_TOPIC
 from ledger.domain.provenance import SOURCES, UNRECORDED
 from ledger.errors import ConfigurationError
-from ledger.log.shapes import UndecodableEvent, check
+from ledger.log.shapes import UndecodableEvent
+from ledger.reading.cursor import Cursor
+from ledger.reading.decoding import decode as decode
 
 MAX_BATCH = 10_000
 _ALL_POSITIONS = 2**63 - 1
@@ -92,6 +94,9 @@ class EventBatch:
 
     records: tuple[EventRecord, ...]
     position: int
+    # each chain's position read up to in this window, records left out included: what a
+    # reader keeping one position per chain stores (ledger.reading.cursor)
+    chains: Mapping[UUID, int] = field(default_factory=dict)
 
 
 class Stop(Protocol):
@@ -221,6 +226,7 @@ def read_window(
         return None
     records = []
     position = after
+    reached: dict[UUID, int] = {}
     for row in rows:
         notification, recorded_at, topic, originator_id, version, state, digest, org, at = row
         pos = notification if chain is None else at
@@ -235,7 +241,7 @@ def read_window(
                     raise
                 break  # the window ends before it: the next one starts with it, and stops
             if not provenance.matches(data):
-                position = pos
+                position, reached[org] = pos, at
                 continue
             records.append(
                 EventRecord(
@@ -250,10 +256,10 @@ def read_window(
                     chain_position=at,
                 )
             )
-        position = pos
+        position, reached[org] = pos, at
     if position == after:
         return None
-    return EventBatch(tuple(records), position)
+    return EventBatch(tuple(records), position, reached)
 
 
 def read_batches(
@@ -308,7 +314,7 @@ def read_batches(
 def read_events(
     settings: Settings,
     *,
-    after: int = 0,
+    after: int | Cursor = 0,
     until: int | None = None,
     topics: Sequence[str] = (),
     follow: bool = False,
@@ -321,22 +327,41 @@ def read_events(
     """The records of the log after ``after`` (up to ``until``, at most ``limit``), in
     position order: ``ledger events`` in Python. ``follow`` and ``stop`` as for
     ``read_batches``; a record is yielded once, and every committed event of the
-    chosen topics is yielded."""
+    chosen topics is yielded. ``after`` a ``Cursor``: every chain, each in its position
+    order, after the cursor's position for it (``ledger.reading.chains``; exact in either
+    order of the log), with no ``until`` nor ``chain``."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit: at least 1, not {limit}")
     count = 0
-    batches = read_batches(
-        settings,
-        after=after,
-        until=until,
-        topics=topics,
-        follow=follow,
-        size=batch_size(limit),
-        stop=stop,
-        backoff=backoff,
-        provenance=provenance,
-        chain=chain,
-    )
+    batches: Generator[Any, None, None]
+    if isinstance(after, Cursor):
+        if until is not None or chain is not None:
+            raise ValueError("after: a cursor of every chain takes neither until nor chain")
+        from ledger.reading.chains import read_chains  # it builds on this module
+
+        batches = read_chains(
+            settings,
+            after=after,
+            topics=topics,
+            follow=follow,
+            size=batch_size(limit),
+            stop=stop,
+            backoff=backoff,
+            provenance=provenance,
+        )
+    else:
+        batches = read_batches(
+            settings,
+            after=after,
+            until=until,
+            topics=topics,
+            follow=follow,
+            size=batch_size(limit),
+            stop=stop,
+            backoff=backoff,
+            provenance=provenance,
+            chain=chain,
+        )
     with closing(batches):  # a reader that stops early closes the connection now
         for batch in batches:
             for record in batch.records:
@@ -344,38 +369,6 @@ def read_events(
                 count += 1
                 if limit is not None and count >= limit:
                     return
-
-
-def decode(position: int, topic: str, state: bytes) -> dict[str, Any]:
-    """A stored event's JSON, with the library's typed values (``{"_type_": ...,
-    "_data_": ...}``) turned into their plain JSON form. An event that does not decode
-    into its class (only a superuser can store one, with the log's shape trigger off)
-    stops the reader with ``UndecodableEvent`` naming its position and topic, as every
-    other reader of the log does."""
-    plain = _plain(check(position, topic, state))
-    assert isinstance(plain, dict)
-    return plain
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {"_type_", "_data_"}:
-            return _untyped(value["_type_"], _plain(value["_data_"]))
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _untyped(kind: Any, data: Any) -> Any:
-    """The library's transcodings: ISO datetimes and decimal strings stay strings, a
-    UUID's hex becomes its usual form; other types keep their data."""
-    if kind == "uuid_hex" and isinstance(data, str):
-        try:
-            return str(UUID(hex=data))
-        except ValueError:
-            return data
-    return data
 
 
 @lru_cache(maxsize=16)
