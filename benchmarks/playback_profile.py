@@ -16,6 +16,7 @@ import io
 import os
 import pstats
 import statistics
+import time
 from typing import Any
 
 import psycopg
@@ -43,10 +44,11 @@ def profile(url: str, beats: int, threads: int, top: int) -> dict[str, Any]:
                     ledger.append(app, c)
             ledger.api.observe_groups(app, lambda size, seconds: groups.append((size, seconds)))
             statements = _count_statements()
-            profiles = [cProfile.Profile() for _ in range(threads)]
+            profiles = [cProfile.Profile(time.thread_time) for _ in range(threads)]
 
             def work(index: int) -> None:
-                profiles[index].enable()
+                if top:
+                    profiles[index].enable()
                 try:
                     for command in per_thread[index]:
                         result = ledger.append(app, command)
@@ -65,10 +67,11 @@ def profile(url: str, beats: int, threads: int, top: int) -> dict[str, Any]:
             out["statements_per_group"] = statements["n"] / max(1, len(groups))
             out["round_trips_per_group"] = statements["syncs"] / max(1, len(groups))
             stream = io.StringIO()
-            stats = pstats.Stats(profiles[0], stream=stream)
-            for p in profiles[1:]:
-                stats.add(p)
-            stats.sort_stats("tottime").print_stats(top)
+            if top:
+                stats = pstats.Stats(profiles[0], stream=stream)
+                for p in profiles[1:]:
+                    stats.add(p)
+                stats.sort_stats("tottime").print_stats(top)
             out["profile"] = stream.getvalue()
     out["ratio"] = out["ledger_hb_s"] / out["raw_rows_s"]
     return out
