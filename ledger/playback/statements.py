@@ -1,12 +1,12 @@
 """The playback store's statements, rendered once per schema (``ledger.playback.store``).
 
-``record`` decides and writes a whole group in one statement: the group bound once as
-JSON, each fact a one-row index probe, the rules of ``ledger.playback.decide`` (the
-specification: ``tests/property/test_playback_sql_decision.py`` holds the two equal for
-all groups) as a recursive walk over the group in its order, the writes as data-modifying
-CTEs of the heartbeats it accepted, and every heartbeat's answer returned by the same
-statement. With the advisory lock before it and the commit after it, a group is one round
-trip (pipeline mode).
+``record`` decides and writes a whole group in one call of ``playback_record`` (migration
+0020): the group bound once as JSON, each fact a one-row index probe, the rules of
+``ledger.playback.decide`` (the specification: ``tests/property/test_playback_sql_decision.py``
+holds the two equal for all groups) as a recursive walk over the group in its order, the
+writes as data-modifying CTEs of the heartbeats it accepted, and every heartbeat's answer
+returned by the same call. ``facts`` is what ``check`` (an ``--atomic`` batch's heartbeats)
+reads for ``decide``: the same probes, writing nothing.
 """
 
 from __future__ import annotations
@@ -57,86 +57,6 @@ _FACTS = (
     "FROM " + _GROUP + " " + _PROBES + "ORDER BY i.n"
 )
 
-# The decision, heartbeat by heartbeat in the group's order, each on what the ones before
-# it accepted (``decide``'s loop): ``keys`` (key to fingerprint) and ``ids`` carry only
-# the keys and identities that occur twice in the group (``shared``), so the common group
-# carries nothing. The checks in ``decide._check``'s order: the key, the user, the content,
-# the same heartbeat stored or accepted before, the horizon, the access rule
-# (``ledger.domain.access.check_playable``: a row, begun at or before the heartbeat, not
-# expired at it). ``lookup``: the log must be asked first; ``partition``: the day's
-# partition is missing. Either writes nothing: the group is decided again once known.
-_RECORD = (
-    "WITH RECURSIVE f AS MATERIALIZED (SELECT i.*, u.live IS NOT NULL AS user_live, "
-    "c.organization_id AS org, a.created_at AS since, a.expires_at AS expires, b.horizon, "
-    "h.seen IS NOT NULL AS seen, k.fingerprint AS store_fp, "
-    "(k.fingerprint IS NULL AND ek.found IS NOT NULL) AS log_key, "
-    "el.found IS NOT NULL AS legacy, "
-    "count(*) OVER (PARTITION BY i.key) > 1 AND i.key IS NOT NULL AS shared_key, "
-    "count(*) OVER (PARTITION BY i.identity) > 1 AS shared_id "
-    "FROM " + _GROUP + " " + _PROBES + "), "
-    "steps AS (SELECT -1 AS n, NULL::text AS status, NULL::text AS key_type, "
-    "'{{}}'::jsonb AS keys, '{{}}'::text[] AS ids "
-    "UNION ALL "
-    "SELECT f.n, x.status, k.key_type, "
-    "CASE WHEN x.status = 'accepted' AND f.shared_key "
-    "THEN s.keys || jsonb_build_object(f.key, f.fp) ELSE s.keys END, "
-    "CASE WHEN x.status = 'accepted' AND f.shared_id THEN s.ids || f.identity ELSE s.ids END "
-    "FROM steps s JOIN f ON f.n = s.n + 1 "
-    "CROSS JOIN LATERAL (SELECT coalesce(s.keys ->> f.key, f.store_fp, f.log_fp) AS used, "
-    "CASE WHEN f.store_fp IS NULL AND f.log_fp IS NOT NULL AND NOT (s.keys ? f.key) "
-    "THEN f.log_type ELSE 'playback.progress' END AS key_type) k "
-    "CROSS JOIN LATERAL (SELECT CASE "
-    "WHEN f.key IS NOT NULL AND k.used IS NOT NULL "
-    "THEN CASE WHEN k.used = f.fp THEN 'duplicate' ELSE 'conflict' END "
-    "WHEN f.key IS NOT NULL AND f.log_key AND f.log_asked IS NULL THEN 'lookup' "
-    "WHEN NOT f.user_live THEN CASE WHEN f.user_asked THEN 'no_user' ELSE 'lookup' END "
-    "WHEN f.org IS NULL THEN CASE WHEN f.content_asked THEN 'no_content' ELSE 'lookup' END "
-    "WHEN f.seen OR f.identity = ANY(s.ids) OR f.legacy_seen THEN 'duplicate' "
-    "WHEN f.legacy AND f.legacy_asked IS NULL THEN 'lookup' "
-    "WHEN f.occurred_at < f.horizon THEN 'horizon' "
-    "WHEN f.since IS NULL OR f.occurred_at < f.since OR f.expires <= f.occurred_at "
-    "THEN 'no_access' "
-    "WHEN to_regclass(f.part) IS NULL THEN 'partition' "
-    "ELSE 'accepted' END AS status) x), "
-    "acc AS MATERIALIZED (SELECT f.* FROM steps s JOIN f ON f.n = s.n "
-    "WHERE s.status = 'accepted' "
-    "AND NOT EXISTS (SELECT 1 FROM steps w WHERE w.status IN ('lookup', 'partition'))), "
-    "keys AS (INSERT INTO {keys} (idempotency_key, fingerprint) "
-    "SELECT key, fp FROM acc WHERE key IS NOT NULL), "
-    "records AS (INSERT INTO {hb} (identity, occurred_at, user_id, content_id, "
-    "organization_id, position_seconds, duration_seconds, completed, idempotency_key) "
-    "SELECT identity, occurred_at, user_id, content_id, org, p, d, c, key FROM acc "
-    "ORDER BY n RETURNING identity, position), "
-    # per (user, content): the newest heartbeat (the later on a tie), any completed, the
-    # first one's time (a new row's created_at), as ``decide.newest``
-    "shown AS MATERIALIZED (SELECT playback_id, user_id, content_id, org, "
-    "(array_agg(p ORDER BY occurred_at DESC, n DESC))[1] AS p, "
-    "(array_agg(d ORDER BY occurred_at DESC, n DESC))[1] AS d, bool_or(c) AS done, "
-    "max(occurred_at) AS at, (array_agg(occurred_at ORDER BY n))[1] AS first "
-    "FROM acc GROUP BY playback_id, user_id, content_id, org), "
-    "rows AS (INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
-    "duration_seconds, completed, updated_at, created_at) "
-    "SELECT playback_id, user_id, content_id, p, d, done, at, first FROM shown "
-    "ORDER BY user_id, content_id "
-    "ON CONFLICT (user_id, content_id) DO UPDATE SET "
-    "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
-    "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
-    "duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
-    "THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END, "
-    "completed = v.completed OR EXCLUDED.completed, "
-    "updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)), "
-    "stamped AS (UPDATE {access} a "
-    "SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
-    "updated_at = GREATEST(a.updated_at, i.at) "
-    "FROM shown i WHERE a.organization_id = i.org AND a.user_id = i.user_id "
-    "AND a.content_id = i.content_id) "
-    "SELECT s.n, s.status, s.key_type, r.position, f.since AS access_since, "
-    "f.expires AS access_expires, f.horizon, f.user_live, f.org AS organization_id, "
-    "f.log_key, f.legacy "
-    "FROM steps s JOIN f ON f.n = s.n LEFT JOIN records r ON r.identity = f.identity "
-    "AND s.status = 'accepted' ORDER BY s.n"
-)
-
 
 @lru_cache(maxsize=16)
 def rendered(schema: str) -> dict[str, bytes]:
@@ -157,8 +77,8 @@ def rendered(schema: str) -> dict[str, bytes]:
     }
     statements = {
         "facts": sql.SQL(_FACTS).format(**tables),
-        "record": sql.SQL(_RECORD).format(**tables),
-        "lock": sql.SQL("SELECT pg_advisory_xact_lock(%s)"),
+        # the decision and the writes: migration 0020 (one call, one round trip a group)
+        "record": sql.SQL("SELECT * FROM {}(%s, %s)").format(t("playback_record")),
         "keys_of": sql.SQL(
             "SELECT idempotency_key, fingerprint FROM {keys} WHERE idempotency_key = ANY(%s)"
         ).format(**tables),

@@ -15,11 +15,12 @@ Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on
 the newest whichever commits last. Positions (the stream's order) are drawn under a
 transaction-level advisory lock held to the commit, so they commit in order and a reader
 following the stream never skips one (what ``ledger_events``' lock does for the log, here
-only among heartbeat writers). The lock is its own statement before the group's, so the
-group's statement takes its snapshot once the lock is held: it sees every group committed
-before it. A lost race (the same heartbeat or key committed meanwhile by another process, a
-user deleted meanwhile) rolls the group back and decides it again. The lock, the statement
-and the commit travel in one round trip (pipeline mode). What only the money log knows (why
+only among heartbeat writers). ``playback_record`` (migration 0020) takes the lock by a
+statement of its own before the group's, so the group's query takes its snapshot once the
+lock is held: it sees every group committed before it. A lost race (the same heartbeat or
+key committed meanwhile by another process, a user deleted meanwhile) rolls the group back
+and decides it again. The call is one statement in autocommit: the lock, the decision, the
+writes and the commit in one round trip. What only the money log knows (why
 a user or content is not live, a key or heartbeats it recorded before the store) is asked
 when the statement answers ``lookup``, with no connection held, and the group is decided
 again with the answers bound in.
@@ -157,17 +158,21 @@ class PlaybackStore:
         return {r["idempotency_key"]: r["fingerprint"] for r in rows}
 
     def _attempt(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
-        """One transaction in one round trip (pipeline mode): the stream's lock, the
-        group's statement, the commit. A lost race raises (the transaction is rolled
-        back); a group that needs the log's answers or a partition wrote nothing and
-        raises ``_Missing`` once committed."""
+        """One call of ``playback_record`` in a transaction of its own (autocommit): the
+        stream's lock, the group's decision and writes, the commit, in one round trip. A
+        lost race raises (the transaction is rolled back); a group that needs the log's
+        answers or a partition wrote nothing and raises ``_Missing``."""
         statements = rendered(self._schema)
         group = _json([self._row(n, h, lookups) for n, h in enumerate(heartbeats)])
         with self._pool.connection() as conn:
-            with conn.pipeline(), conn.transaction():
-                conn.execute(statements["lock"], (ADVISORY_LOCK,), prepare=True)
-                cursor = conn.execute(statements["record"], (group,), prepare=True)
-            rows = cursor.fetchall()
+            # one statement in its own transaction: no BEGIN, no COMMIT to send
+            conn.autocommit = True
+            try:
+                rows = conn.execute(
+                    statements["record"], (group, ADVISORY_LOCK), prepare=True
+                ).fetchall()
+            finally:
+                conn.autocommit = False
         missing = self._missing(heartbeats, rows, lookups)
         if missing is not None:
             raise missing

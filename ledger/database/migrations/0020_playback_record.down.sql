@@ -1,0 +1,2 @@
+-- scope: log
+DROP FUNCTION playback_record(json, bigint);
