@@ -15,8 +15,8 @@ from functools import lru_cache
 
 from psycopg import sql
 
-# The group: one row per heartbeat, in its order (n). The columns after ``part`` are what
-# the money log said, asked only when the statement answered ``lookup`` (NULL: not asked).
+# The group: one row per heartbeat, in its order (n), as ``playback_record`` reads it too
+# (migration 0020); the columns a caller does not send are NULL.
 _GROUP = (
     "json_to_recordset(%s::json) AS i(n int, user_id text, content_id uuid, "
     "occurred_at timestamptz, identity text, key text, fp text, key_id uuid, "

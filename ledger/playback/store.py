@@ -256,7 +256,10 @@ class PlaybackStore:
             return DUPLICATE
         error: Rejected
         if status == "conflict":
-            error = key_conflict(h, row["key_type"])
+            error = key_conflict(h, "playback.progress")
+        elif status == "log_conflict":  # the key of a money command, named by the log
+            used = lookups.keys[h.key] if h.key is not None else None
+            error = key_conflict(h, used[1] if used is not None else "playback.progress")
         elif status == "no_user":
             error = not_found(h, "user", lookups.why[("user", h.user_id)])
         elif status == "no_content":

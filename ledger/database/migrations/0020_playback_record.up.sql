@@ -10,23 +10,53 @@
 -- held, so it sees every group committed before it, and positions commit in order.
 --
 -- The decision is the rules of ledger/playback/decide.py (the specification: the property
--- tests/property/test_playback_sql_decision.py holds the two equal for all groups), heartbeat
--- by heartbeat in the group's order (a recursive walk), each on what the ones before it
--- accepted: `keys` (key to fingerprint) and `ids` carry only the keys and identities that
--- occur twice in the group (`shared_key`, `shared_id`), so the common group carries nothing.
--- The checks in decide._check's order: the key (the group's, the store's, the log's), the
--- user, the content, the same heartbeat stored or accepted before, the horizon, the access
--- rule (ledger.domain.access.check_playable: a row, begun at or before the heartbeat, not
--- expired at it). `lookup`: the money log must be asked first (the caller asks it and binds
--- its answers in the group's `*_asked`, `log_*` and `legacy_seen`); `partition`: the day's
--- partition is missing. Either writes nothing, and the caller decides the group again.
+-- tests/property/test_playback_sql_decision.py holds the two equal for all groups), written
+-- once in playback_decision below. A heartbeat whose key and identity occur once in the group
+-- is decided on the facts alone; the ones sharing a key or an identity with another are walked
+-- in the group's order (a recursive CTE over those alone, so a group of distinct heartbeats
+-- costs no more than its size), each on what the ones before it accepted: `keys` (key to
+-- fingerprint) and `ids`. `lookup`: the money log must be asked first (the caller asks it and
+-- binds its answers in the group's `*_asked`, `log_*` and `legacy_seen`); `partition`: the
+-- day's partition is missing. Either writes nothing, and the caller decides the group again.
 --
 -- The group, one JSON row per heartbeat in its order (n): its user, content, time, identity,
 -- key and fingerprint, the command key's and the playback's aggregate ids in the log, its
 -- position, duration, completed, and its day's partition (quoted, for to_regclass).
+-- One heartbeat's decision, the checks in decide._check's order: the key (`used`: the
+-- fingerprint it was used with before, in the group, the store or the log; `from_log`: the
+-- log's), the user, the content, the same heartbeat stored or accepted before (`seen`), the
+-- horizon, the access rule (ledger.domain.access.check_playable: a row, begun at or before the
+-- heartbeat, not expired at it), the day's partition. `log_conflict`: a conflict with the
+-- key of a money command (the caller names its type).
+CREATE FUNCTION playback_decision(
+    key text, fp text, used text, from_log boolean, log_key boolean, log_asked boolean,
+    user_live boolean, user_asked boolean, org uuid, content_asked boolean, seen boolean,
+    legacy boolean, legacy_asked boolean, at timestamptz, horizon timestamptz,
+    since timestamptz, expires timestamptz, part text
+) RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE
+        WHEN key IS NOT NULL AND used IS NOT NULL THEN
+            CASE WHEN used = fp THEN 'duplicate'
+                 WHEN from_log THEN 'log_conflict'
+                 ELSE 'conflict' END
+        WHEN key IS NOT NULL AND log_key AND log_asked IS NULL THEN 'lookup'
+        WHEN NOT user_live THEN CASE WHEN user_asked THEN 'no_user' ELSE 'lookup' END
+        WHEN org IS NULL THEN CASE WHEN content_asked THEN 'no_content' ELSE 'lookup' END
+        WHEN seen THEN 'duplicate'
+        WHEN legacy AND legacy_asked IS NULL THEN 'lookup'
+        WHEN at < horizon THEN 'horizon'
+        WHEN since IS NULL OR at < since OR expires <= at THEN 'no_access'
+        WHEN to_regclass(part) IS NULL THEN 'partition'
+        ELSE 'accepted'
+    END
+$$;
+
 CREATE FUNCTION playback_record(grp json, stream_lock bigint)
 RETURNS TABLE (
-    n int, status text, key_type text, "position" bigint, access_since timestamptz,
+    n int, status text, "position" bigint, access_since timestamptz,
     access_expires timestamptz, horizon timestamptz, user_live boolean,
     organization_id uuid, log_key boolean, legacy boolean
 )
@@ -71,41 +101,37 @@ BEGIN
                            WHERE e.originator_id = i.key_id LIMIT 1) ek ON true
         LEFT JOIN LATERAL (SELECT true AS found FROM ledger_events e
                            WHERE e.originator_id = i.playback_id LIMIT 1) el ON true
-    ), steps AS (
-        SELECT -1 AS n, NULL::text AS status, NULL::text AS key_type,
+    ), walked AS MATERIALIZED (
+        SELECT f.*, row_number() OVER (ORDER BY f.n) AS m
+        FROM f WHERE f.shared_key OR f.shared_id
+    ), walk AS (
+        SELECT 0::bigint AS m, NULL::int AS n, NULL::text AS status,
                '{}'::jsonb AS keys, '{}'::text[] AS ids
         UNION ALL
-        SELECT f.n, x.status, k.key_type,
-               CASE WHEN x.status = 'accepted' AND f.shared_key
-                    THEN s.keys || jsonb_build_object(f.key, f.fp) ELSE s.keys END,
-               CASE WHEN x.status = 'accepted' AND f.shared_id
-                    THEN s.ids || f.identity ELSE s.ids END
-        FROM steps s
-        JOIN f ON f.n = s.n + 1
+        SELECT t.m, t.n, x.status,
+               CASE WHEN x.status = 'accepted' AND t.key IS NOT NULL
+                    THEN w.keys || jsonb_build_object(t.key, t.fp) ELSE w.keys END,
+               CASE WHEN x.status = 'accepted' THEN w.ids || t.identity ELSE w.ids END
+        FROM walk w
+        JOIN walked t ON t.m = w.m + 1
         CROSS JOIN LATERAL (
-            SELECT coalesce(s.keys ->> f.key, f.store_fp, f.log_fp) AS used,
-                   CASE WHEN f.store_fp IS NULL AND f.log_fp IS NOT NULL
-                             AND NOT (s.keys ? f.key)
-                        THEN f.log_type ELSE 'playback.progress' END AS key_type
-        ) k
-        CROSS JOIN LATERAL (
-            SELECT CASE
-                WHEN f.key IS NOT NULL AND k.used IS NOT NULL
-                    THEN CASE WHEN k.used = f.fp THEN 'duplicate' ELSE 'conflict' END
-                WHEN f.key IS NOT NULL AND f.log_key AND f.log_asked IS NULL THEN 'lookup'
-                WHEN NOT f.user_live
-                    THEN CASE WHEN f.user_asked THEN 'no_user' ELSE 'lookup' END
-                WHEN f.org IS NULL
-                    THEN CASE WHEN f.content_asked THEN 'no_content' ELSE 'lookup' END
-                WHEN f.seen OR f.identity = ANY(s.ids) OR f.legacy_seen THEN 'duplicate'
-                WHEN f.legacy AND f.legacy_asked IS NULL THEN 'lookup'
-                WHEN f.occurred_at < f.horizon THEN 'horizon'
-                WHEN f.since IS NULL OR f.occurred_at < f.since OR f.expires <= f.occurred_at
-                    THEN 'no_access'
-                WHEN to_regclass(f.part) IS NULL THEN 'partition'
-                ELSE 'accepted'
-            END AS status
+            SELECT playback_decision(
+                t.key, t.fp, coalesce(w.keys ->> t.key, t.store_fp, t.log_fp),
+                w.keys ->> t.key IS NULL AND t.store_fp IS NULL AND t.log_fp IS NOT NULL,
+                t.log_key, t.log_asked, t.user_live, t.user_asked, t.org, t.content_asked,
+                t.seen OR t.identity = ANY(w.ids) OR coalesce(t.legacy_seen, false),
+                t.legacy, t.legacy_asked, t.occurred_at, t.horizon, t.since, t.expires, t.part
+            ) AS status
         ) x
+    ), steps AS MATERIALIZED (
+        SELECT f.n, coalesce(w.status, playback_decision(
+            f.key, f.fp, coalesce(f.store_fp, f.log_fp),
+            f.store_fp IS NULL AND f.log_fp IS NOT NULL,
+            f.log_key, f.log_asked, f.user_live, f.user_asked, f.org, f.content_asked,
+            f.seen OR coalesce(f.legacy_seen, false),
+            f.legacy, f.legacy_asked, f.occurred_at, f.horizon, f.since, f.expires, f.part
+        )) AS status
+        FROM f LEFT JOIN walk w ON w.n = f.n
     ), acc AS MATERIALIZED (
         SELECT f.* FROM steps s JOIN f ON f.n = s.n
         WHERE s.status = 'accepted'
@@ -150,7 +176,7 @@ BEGIN
         WHERE a.organization_id = i.org AND a.user_id = i.user_id
           AND a.content_id = i.content_id
     )
-    SELECT s.n, s.status, s.key_type, r."position", f.since, f.expires, f.horizon,
+    SELECT s.n, s.status, r."position", f.since, f.expires, f.horizon,
            f.user_live, f.org, f.log_key, f.legacy
     FROM steps s
     JOIN f ON f.n = s.n
