@@ -2,7 +2,8 @@
 
 * 8 threads, one heartbeat per ``ledger.append`` call, vs raw single-row INSERT+COMMIT from
   8 threads (target >= 1.0): heartbeats no longer take the log's lock; a group of them is
-  a few set-based statements.
+  one statement (``playback_record``, migration 0020); ``benchmarks.playback_profile``
+  shows where a group's CPU goes.
 * Log growth per heartbeat: bytes of ``ledger_events`` (table, indexes, TOAST) before and
   after (target 0), and the store's bytes per heartbeat.
 * ``ledger playback compact`` of N heartbeats (1M in a full run): seconds, and the

@@ -118,26 +118,17 @@ def _check(
         used = keys.get(key, fact.key_fingerprint)
         if used is not None:
             if used != heartbeat.fingerprint:
-                raise Conflict(
-                    f"idempotency_key {key!r} was already used by a different "
-                    f"{fact.key_type} command",
-                    "idempotency_key",
-                )
+                raise key_conflict(heartbeat, fact.key_type)
             raise _Duplicate
     if fact.user is not None:
-        raise NotFound(f"user {heartbeat.user_id!r} {fact.user}", "user_id")
+        raise not_found(heartbeat, "user", fact.user)
     if fact.content is not None:
-        raise NotFound(f"content {heartbeat.content_id} {fact.content}", "content_id")
+        raise not_found(heartbeat, "content", fact.content)
     if fact.seen or (heartbeat.identity, heartbeat.occurred_at) in identities:
         raise _Duplicate  # recorded already: a replay is a duplicate, access or not
     at = heartbeat.occurred_at
     if fact.horizon is not None and at < fact.horizon:
-        raise InvalidState(
-            f"heartbeat dated {clock.canonical(at)}, before the playback store's horizon "
-            f"for this user and content ({clock.canonical(fact.horizon)}): what came before "
-            "it is compacted, so it is not recorded",
-            "occurred_at",
-        )
+        raise before_horizon(heartbeat, fact.horizon)
     check_playable(
         heartbeat.user_id,
         heartbeat.content_id,
@@ -145,6 +136,31 @@ def _check(
         fact.access_since is not None,
         fact.access_since,
         fact.access_expires,
+    )
+
+
+def key_conflict(heartbeat: Heartbeat, key_type: str) -> Conflict:
+    """The heartbeat's key was used by a different command (``key_type``'s)."""
+    return Conflict(
+        f"idempotency_key {heartbeat.key!r} was already used by a different {key_type} command",
+        "idempotency_key",
+    )
+
+
+def not_found(heartbeat: Heartbeat, kind: str, why: str) -> NotFound:
+    """The heartbeat's user or content (``kind``) is not live, and ``why``."""
+    if kind == "user":
+        return NotFound(f"user {heartbeat.user_id!r} {why}", "user_id")
+    return NotFound(f"content {heartbeat.content_id} {why}", "content_id")
+
+
+def before_horizon(heartbeat: Heartbeat, horizon: datetime) -> InvalidState:
+    """The heartbeat is dated before its (user, content)'s compacted horizon."""
+    return InvalidState(
+        f"heartbeat dated {clock.canonical(heartbeat.occurred_at)}, before the playback "
+        f"store's horizon for this user and content ({clock.canonical(horizon)}): what came "
+        "before it is compacted, so it is not recorded",
+        "occurred_at",
     )
 
 

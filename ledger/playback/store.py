@@ -1,22 +1,29 @@
-"""The playback store on PostgreSQL: a group of heartbeats decided and written set-based.
+"""The playback store on PostgreSQL: a group of heartbeats decided and written in one
+statement (``ledger.playback.statements``).
 
-One statement reads what every heartbeat of the group needs (the user, the content, the
+The statement reads what every heartbeat of the group needs (the user, the content, the
 access row at its time, the compacted horizon, whether it is stored already, its
 idempotency key), the group bound once as one JSON parameter and each fact a one-row index
-probe; ``decide`` gives the answers; then one statement writes the accepted ones (keys,
+probe; decides each heartbeat by the rules of ``decide`` (the specification, which the
+``--atomic`` check and the memory store run in Python); writes the accepted ones (keys,
 records, the ``video_playback`` rows by a guarded upsert, ``content_access.last_accessed_at``)
-in one transaction. Never the
-log's lock: a heartbeat commits while another connection holds ``ledger_events`` locked.
+and returns every answer. Never the log's lock: a heartbeat commits while another connection
+holds ``ledger_events`` locked.
 
 Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on the row
 (``completed`` only ever turns true), so two processes racing on one (user, content) leave
 the newest whichever commits last. Positions (the stream's order) are drawn under a
 transaction-level advisory lock held to the commit, so they commit in order and a reader
 following the stream never skips one (what ``ledger_events``' lock does for the log, here
-only among heartbeat writers). A lost race (the same heartbeat or key committed meanwhile
-by another process, a user deleted meanwhile) rolls the group back and decides it again.
-The transaction takes two round trips (pipeline mode): the facts, then every write and the
-commit.
+only among heartbeat writers). ``playback_record`` (migration 0020) takes the lock by a
+statement of its own before the group's, so the group's query takes its snapshot once the
+lock is held: it sees every group committed before it. A lost race (the same heartbeat or
+key committed meanwhile by another process, a user deleted meanwhile) rolls the group back
+and decides it again. The call is one statement in autocommit: the lock, the decision, the
+writes and the commit in one round trip. What only the money log knows (why
+a user or content is not live, a key or heartbeats it recorded before the store) is asked
+when the statement answers ``lookup``, with no connection held, and the group is decided
+again with the answers bound in.
 """
 
 from __future__ import annotations
@@ -24,19 +31,27 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from ledger.commands.access import RecordPlayback
-from ledger.commands.results import Result
+from ledger.commands.results import DUPLICATE, Result
 from ledger.domain import clock, ids
+from ledger.domain.access import check_playable
+from ledger.domain.errors import Rejected
 from ledger.playback import partitions
-from ledger.playback.decide import Facts, Heartbeat, decide, newest
+from ledger.playback.decide import (
+    Facts,
+    Heartbeat,
+    before_horizon,
+    decide,
+    key_conflict,
+    not_found,
+)
+from ledger.playback.statements import rendered
 
 ATTEMPTS = 5
 ADVISORY_LOCK = 0x1ED6E726  # the stream's order: one heartbeat writer draws at a time
@@ -78,94 +93,6 @@ def _json(rows: list[dict[str, Any]]) -> str:
     return orjson.dumps(rows).decode()
 
 
-@lru_cache(maxsize=16)
-def _statements(schema: str) -> dict[str, bytes]:
-    """Rendered once per schema: psycopg renders a ``Composed`` again at every execute."""
-
-    def t(name: str) -> sql.Identifier:
-        return sql.Identifier(schema, name)
-
-    statements = {
-        # each lookup a LATERAL probe of one row (LIMIT 1): an index probe per heartbeat
-        # whatever the tables' statistics, where an EXISTS may be planned as a hash of the
-        # whole table (the day's partition, the log) built for every group
-        "facts": sql.SQL(
-            "SELECT i.n, u.live IS NOT NULL AS user_live, c.organization_id, "
-            "a.created_at AS access_since, a.expires_at AS access_expires, b.horizon, "
-            "h.seen IS NOT NULL AS seen, k.fingerprint AS key_fingerprint, "
-            "(k.fingerprint IS NULL AND ek.found IS NOT NULL) AS log_key, "
-            "el.found IS NOT NULL AS legacy "
-            "FROM json_to_recordset(%s::json) AS i(n int, user_id text, content_id uuid, "
-            "occurred_at timestamptz, identity text, key text, key_id uuid, playback_id uuid) "
-            "LEFT JOIN LATERAL (SELECT true AS live FROM {users} u WHERE u.id = i.user_id "
-            "LIMIT 1) u ON true "
-            "LEFT JOIN LATERAL (SELECT c.organization_id FROM {content} c "
-            "WHERE c.id = i.content_id LIMIT 1) c ON true "
-            "LEFT JOIN LATERAL (SELECT a.created_at, a.expires_at FROM {access} a "
-            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id LIMIT 1) a ON true "
-            "LEFT JOIN LATERAL (SELECT b.horizon FROM {base} b WHERE b.user_id = i.user_id "
-            "AND b.content_id = i.content_id LIMIT 1) b ON true "
-            "LEFT JOIN LATERAL (SELECT true AS seen FROM {hb} h WHERE h.identity = i.identity "
-            "AND h.occurred_at = i.occurred_at LIMIT 1) h ON true "
-            "LEFT JOIN LATERAL (SELECT k.fingerprint FROM {keys} k "
-            "WHERE k.idempotency_key = i.key LIMIT 1) k ON true "
-            "LEFT JOIN LATERAL (SELECT true AS found FROM {events} e "
-            "WHERE e.originator_id = i.key_id LIMIT 1) ek ON true "
-            "LEFT JOIN LATERAL (SELECT true AS found FROM {events} e "
-            "WHERE e.originator_id = i.playback_id LIMIT 1) el ON true "
-            "CROSS JOIN (SELECT pg_advisory_xact_lock(%s)) AS stream_order ORDER BY i.n"
-        ).format(
-            hb=t("playback_heartbeats"),
-            events=t("ledger_events"),
-            users=t("users"),
-            content=t("content"),
-            access=t("content_access"),
-            base=t("playback_base"),
-            keys=t("playback_keys"),
-        ),
-        "keys_of": sql.SQL(
-            "SELECT idempotency_key, fingerprint FROM {keys} WHERE idempotency_key = ANY(%s)"
-        ).format(keys=t("playback_keys")),
-        # every write of a group in one statement (data-modifying CTEs, each on its own
-        # table): the keys, the records (their positions drawn under the advisory lock the
-        # facts statement took), the video_playback rows, the access rows
-        "write": sql.SQL(
-            "WITH keys AS (INSERT INTO {keys} (idempotency_key, fingerprint) "
-            "SELECT k, f FROM json_to_recordset(%(keys)s::json) AS i(k text, f text)), "
-            "records AS (INSERT INTO {hb} (identity, occurred_at, user_id, content_id, "
-            "organization_id, position_seconds, duration_seconds, completed, idempotency_key) "
-            "SELECT * FROM json_to_recordset(%(records)s::json) AS i(identity text, "
-            "occurred_at timestamptz, user_id text, content_id uuid, organization_id uuid, "
-            "p int, d int, c bool, key text) RETURNING identity, occurred_at, position), "
-            "rows AS MATERIALIZED (SELECT * FROM json_to_recordset(%(rows)s::json) AS i(id uuid, "
-            "user_id text, content_id uuid, p int, d int, done bool, at timestamptz, "
-            "first timestamptz)), "
-            "shown AS (INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, "
-            "duration_seconds, completed, updated_at, created_at) "
-            "SELECT * FROM rows "
-            "ON CONFLICT (user_id, content_id) DO UPDATE SET "
-            "position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
-            "THEN EXCLUDED.position_seconds ELSE v.position_seconds END, "
-            "duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at "
-            "THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END, "
-            "completed = v.completed OR EXCLUDED.completed, "
-            "updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)), "
-            "stamped AS (UPDATE {access} a "
-            "SET last_accessed_at = GREATEST(a.last_accessed_at, i.at), "
-            "updated_at = GREATEST(a.updated_at, i.at) "
-            "FROM rows i "
-            "WHERE a.user_id = i.user_id AND a.content_id = i.content_id) "
-            "SELECT identity, occurred_at, position FROM records"
-        ).format(
-            keys=t("playback_keys"),
-            hb=t("playback_heartbeats"),
-            vp=t("video_playback"),
-            access=t("content_access"),
-        ),
-    }
-    return {name: statement.as_bytes() for name, statement in statements.items()}
-
-
 class PlaybackStore:
     """Heartbeats on PostgreSQL, through the write side's pool."""
 
@@ -182,7 +109,7 @@ class PlaybackStore:
         self._schema = schema
         self._explain = explain
         self._log_key = log_key
-        self._days: set[date] = set()
+        self._parts: dict[date, str] = {}  # a day's partition, quoted for ``to_regclass``
 
     def record(self, commands: Sequence[RecordPlayback]) -> list[Result]:
         """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
@@ -201,7 +128,8 @@ class PlaybackStore:
                 if attempt == ATTEMPTS - 1:
                     raise  # raced ATTEMPTS times: the caller's error
             except psycopg.errors.CheckViolation:
-                self._days.clear()  # a partition was dropped meanwhile (compaction)
+                # a partition dropped between the statement's check and its insert
+                # (compaction): the next attempt finds it missing and creates it
                 if attempt == ATTEMPTS - 1:
                     raise
         raise RuntimeError(f"gave up after {ATTEMPTS} attempts")
@@ -226,31 +154,129 @@ class PlaybackStore:
         """The heartbeats' keys among ``keys`` (key to fingerprint), in one query: a money
         command with one is a ``conflict`` (``ledger.service.command_keys``)."""
         with self._pool.connection() as conn:
-            rows = conn.execute(_statements(self._schema)["keys_of"], (list(keys),)).fetchall()
+            rows = conn.execute(rendered(self._schema)["keys_of"], (list(keys),)).fetchall()
         return {r["idempotency_key"]: r["fingerprint"] for r in rows}
 
     def _attempt(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
-        """One transaction in two round trips (pipeline mode): the facts, then the writes
-        and the commit. A lost race raises (the transaction is rolled back)."""
-        sql_ = _statements(self._schema)
-        with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            facts = self._facts(heartbeats, self._read(conn, heartbeats), lookups)
-            decided = decide(heartbeats, facts)
-            if not decided.accepted:
-                return [r for r in decided.results if r is not None]
-            days = {partitions.day(h.occurred_at) for h, _ in decided.accepted} - self._days
-            if days:
-                raise _Missing(days=days)
-            records = self._write(conn, sql_, decided.accepted)
-        positions = {(r["identity"], r["occurred_at"]): r["position"] for r in records.fetchall()}
-        answers: list[Result] = []
-        accepted = iter(decided.accepted)
-        for result in decided.results:
-            if result is None:
-                h, _ = next(accepted)
-                result = Result("accepted", position=positions[(h.identity, h.occurred_at)])
-            answers.append(result)
-        return answers
+        """One call of ``playback_record`` in a transaction of its own (autocommit): the
+        stream's lock, the group's decision and writes, the commit, in one round trip. A
+        lost race raises (the transaction is rolled back); a group that needs the log's
+        answers or a partition wrote nothing and raises ``_Missing``."""
+        statements = rendered(self._schema)
+        group = _json([self._row(n, h, lookups) for n, h in enumerate(heartbeats)])
+        with self._pool.connection() as conn:
+            # one statement in its own transaction: no BEGIN, no COMMIT to send
+            conn.autocommit = True
+            try:
+                rows = conn.execute(
+                    statements["record"], (group, ADVISORY_LOCK), prepare=True
+                ).fetchall()
+            finally:
+                conn.autocommit = False
+        missing = self._missing(heartbeats, rows, lookups)
+        if missing is not None:
+            raise missing
+        return [self._answer(h, row, lookups) for h, row in zip(heartbeats, rows, strict=True)]
+
+    def _row(self, n: int, h: Heartbeat, lookups: _Lookups) -> dict[str, Any]:
+        """One heartbeat of the group's JSON; what the log said of it, once asked."""
+        c = h.command
+        day = partitions.day(h.occurred_at)
+        part = self._parts.get(day)
+        if part is None:
+            part = self._parts[day] = ".".join(
+                '"' + x.replace('"', '""') + '"' for x in (self._schema, partitions.name(day))
+            )
+        row: dict[str, Any] = {
+            "n": n,
+            "user_id": h.user_id,
+            "content_id": h.content_id,
+            "occurred_at": h.occurred_at,
+            "identity": h.identity,
+            "playback_id": ids.playback_id(h.user_id, h.content_id),
+            "p": c.position_seconds,
+            "d": c.duration_seconds,
+            "c": h.completed,
+            "part": part,
+        }
+        if h.key is not None:
+            row["key"] = h.key
+            row["fp"] = h.fingerprint
+            row["key_id"] = ids.command_key_id("idempotency_key", h.key)
+            if h.key in lookups.keys:
+                used = lookups.keys[h.key]
+                row["log_asked"] = True
+                if used is not None:
+                    row["log_fp"], row["log_type"] = used
+        if ("user", h.user_id) in lookups.why:
+            row["user_asked"] = True
+        if ("content", h.content_id) in lookups.why:
+            row["content_asked"] = True
+        legacy = lookups.legacy.get((h.user_id, h.content_id))
+        if legacy is not None:
+            row["legacy_asked"] = True
+            row["legacy_seen"] = h.identity in legacy
+        return row
+
+    def _missing(
+        self, heartbeats: list[Heartbeat], rows: list[Any], lookups: _Lookups
+    ) -> _Missing | None:
+        """What the statement could not decide without (it wrote nothing then): the log's
+        answers, asked for every heartbeat at once as ``_facts`` asks them, and the days
+        whose partitions are missing."""
+        statuses = {row["status"] for row in rows}
+        if "lookup" not in statuses and "partition" not in statuses:
+            return None
+        missing = _Missing(
+            {
+                partitions.day(h.occurred_at)
+                for h, row in zip(heartbeats, rows, strict=True)
+                if row["status"] == "partition"
+            }
+        )
+        for h, row in zip(heartbeats, rows, strict=True):
+            if not row["user_live"] and ("user", h.user_id) not in lookups.why:
+                missing.why.add(("user", h.user_id))
+            if row["organization_id"] is None and ("content", h.content_id) not in lookups.why:
+                missing.why.add(("content", h.content_id))
+            if row["legacy"] and (h.user_id, h.content_id) not in lookups.legacy:
+                missing.legacy.add((h.user_id, h.content_id))
+            if row["log_key"] and h.key is not None and h.key not in lookups.keys:
+                missing.keys.add(h.key)
+        return missing
+
+    @staticmethod
+    def _answer(h: Heartbeat, row: Any, lookups: _Lookups) -> Result:
+        """The statement's decision as the answer ``decide`` gives, its error built by the
+        same functions (the access rule's message by ``check_playable`` itself)."""
+        status = row["status"]
+        if status == "accepted":
+            return Result("accepted", position=row["position"])
+        if status == "duplicate":
+            return DUPLICATE
+        error: Rejected
+        if status == "conflict":
+            error = key_conflict(h, "playback.progress")
+        elif status == "log_conflict":  # the key of a money command, named by the log
+            used = lookups.keys[h.key] if h.key is not None else None
+            error = key_conflict(h, used[1] if used is not None else "playback.progress")
+        elif status == "no_user":
+            error = not_found(h, "user", lookups.why[("user", h.user_id)])
+        elif status == "no_content":
+            error = not_found(h, "content", lookups.why[("content", h.content_id)])
+        elif status == "horizon":
+            error = before_horizon(h, row["horizon"])
+        else:
+            since, expires = row["access_since"], row["access_expires"]
+            try:
+                check_playable(
+                    h.user_id, h.content_id, h.occurred_at, since is not None, since, expires
+                )
+            except Rejected as refused:
+                error = refused
+            else:
+                raise RuntimeError(f"the store refused a playable heartbeat ({status})")
+        return Result("rejected", error=error)
 
     def _read(self, conn: psycopg.Connection[Any], heartbeats: list[Heartbeat]) -> list[Any]:
         """The group's facts, its heartbeats bound as one JSON parameter: psycopg dumps
@@ -270,8 +296,8 @@ class PlaybackStore:
             for n, h in enumerate(heartbeats)
         ]
         return conn.execute(
-            _statements(self._schema)["facts"],
-            (_json(group), ADVISORY_LOCK),
+            rendered(self._schema)["facts"],
+            (_json(group),),
             prepare=True,
         ).fetchall()
 
@@ -327,64 +353,11 @@ class PlaybackStore:
             lookups.legacy[pair] = self._legacy(*pair)
 
     def _create(self, days: set[date]) -> None:
-        """Creates the days' partitions, in a short transaction of their own."""
+        """Creates the days' partitions (the statement found them missing), in a short
+        transaction of their own."""
         with self._pool.connection() as conn:
-            self._days |= set(partitions.existing(conn, self._schema))
+            missing = days - set(partitions.existing(conn, self._schema))
             conn.commit()
-            if days - self._days:
-                partitions.create(conn, self._schema, days - self._days)
+            if missing:
+                partitions.create(conn, self._schema, missing)
                 conn.commit()
-            self._days |= days
-
-    def _write(
-        self,
-        conn: psycopg.Connection[Any],
-        sql_: dict[str, bytes],
-        accepted: list[tuple[Heartbeat, str]],
-    ) -> psycopg.Cursor[Any]:
-        """Queues the group's one write statement (pipeline mode); returns its cursor, the
-        records' positions, read once the transaction has committed. The same heartbeat or
-        key committed meanwhile by another writer is a ``UniqueViolation``."""
-        shown = sorted(newest([h for h, _ in accepted]).items())
-        records = conn.cursor()
-        records.execute(
-            sql_["write"],
-            {
-                "keys": _json(
-                    [{"k": h.key, "f": h.fingerprint} for h, _ in accepted if h.key is not None]
-                ),
-                "records": _json(
-                    [
-                        {
-                            "identity": h.identity,
-                            "occurred_at": h.occurred_at,
-                            "user_id": h.user_id,
-                            "content_id": h.content_id,
-                            "organization_id": org,
-                            "p": h.command.position_seconds,
-                            "d": h.command.duration_seconds,
-                            "c": h.completed,
-                            "key": h.key,
-                        }
-                        for h, org in accepted
-                    ]
-                ),
-                "rows": _json(
-                    [
-                        {
-                            "id": ids.playback_id(u, c),
-                            "user_id": u,
-                            "content_id": c,
-                            "p": r.heartbeat.command.position_seconds,
-                            "d": r.heartbeat.command.duration_seconds,
-                            "done": r.completed,
-                            "at": r.heartbeat.occurred_at,
-                            "first": r.first,
-                        }
-                        for (u, c), r in shown
-                    ]
-                ),
-            },
-            prepare=True,
-        )
-        return records

@@ -15,7 +15,6 @@ from ledger import api
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database.connections import connect
-from ledger.playback.store import ADVISORY_LOCK
 from ledger.service import Ledger
 from tests.integration.test_roles import as_role, roles  # noqa: F401 (a fixture)
 from tests.support import CONTENT, append, catalogue, dump_all, event_count, grant, play, start, t
@@ -105,22 +104,22 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
     settings: Settings, heard: Ledger, conn: Conn
 ) -> None:
     """What docs/events.md states: they commit under different locks, so each may decide
-    before the other commits. Made deterministic: the heartbeat reads its facts, then
-    waits for the stream's advisory lock (held here) while the money command commits."""
+    before the other commits. Made deterministic: the heartbeat's statement reads its facts,
+    then waits for its (user, content) row (locked here) while the money command commits."""
     other = api.open_ledger(settings)
     answered: list[Result] = []
     try:
         # the other process has made the day's partition its own (else it would decide again)
         assert answers(append(other, play("bob", 25, at=t(7, 11)))) == ["accepted"]
         with connect(settings) as holder:
-            holder.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+            holder.execute("SELECT 1 FROM video_playback WHERE user_id = 'bob' FOR UPDATE")
             beat = threading.Thread(
                 target=lambda: answered.extend(append(other, keyed(play("bob", 30, at=t(7)), "R")))
             )
             beat.start()
-            _wait_for_a_waiter(conn)
+            _wait_for_a_waiter(conn, holder.info.backend_pid)
             assert answers(append(heard, keyed(grant("alice"), "R"))) == ["accepted"]
-            holder.rollback()  # the advisory lock goes: the heartbeat goes on
+            holder.rollback()  # the row's lock goes: the heartbeat goes on
             beat.join()
     finally:
         other.close()
@@ -133,11 +132,11 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
     ]
 
 
-def _wait_for_a_waiter(conn: Conn) -> None:
-    """Until a session waits for the stream's advisory lock (the heartbeat's facts read)."""
+def _wait_for_a_waiter(conn: Conn, holder: int) -> None:
+    """Until a session waits for ``holder`` (a backend's pid): the heartbeat's statement
+    has read its facts and its upsert waits for the row ``holder`` locked."""
     while not conn.execute(
-        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-        "AND objid = %s",
-        (ADVISORY_LOCK,),
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+        (holder,),
     ).fetchone()[0]:  # type: ignore[index]
         conn.execute("SELECT pg_sleep(0.01)")
