@@ -21,12 +21,16 @@ from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
 
 
-def live_user(uow: UnitOfWork, user_id: str, field_name: str) -> User:
-    """A registered user not deleted: what a purchase, grant or heartbeat needs."""
+def live_user(uow: UnitOfWork, user_id: str, field_name: str, shown: str | None = None) -> User:
+    """A registered user not deleted: what a purchase, grant or heartbeat needs.
+
+    ``shown``: how the answer names a user the command did not name itself (one the log
+    recorded): by their role, since the log knows them by a subject the caller never gave
+    and that must not leave the ledger (docs/privacy.md)."""
     user = uow.get(ids.user_id(user_id), User)
     if user is None or user.deleted:
         state = "was deleted" if user is not None else "is not registered"
-        raise NotFound(f"user {user_id!r} {state}", field_name)
+        raise NotFound(f"{shown or f'user {user_id!r}'} {state}", field_name)
     return user
 
 

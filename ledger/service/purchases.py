@@ -176,7 +176,7 @@ def fail_purchase(
             occurred,
         )
         # the purchases row is gone with a deleted customer: nothing left to fail
-        live_user(uow, purchase.customer_id, "customer_id")
+        live_user(uow, purchase.customer_id, "customer_id", shown="the purchase's customer")
         live_content(uow, purchase.content_id)
         terms = purchase.terms
     else:

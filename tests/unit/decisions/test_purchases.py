@@ -143,6 +143,18 @@ def test_a_failure_after_the_customer_was_deleted_is_not_found(app: Ledger) -> N
     assert answers(app, fail("pi_1")) == ["not_found:customer_id"]
 
 
+def test_a_failure_after_the_customer_was_deleted_names_no_subject(app: Ledger) -> None:
+    """The command names no customer (or the deleted one): the answer says whose row is
+    gone by role, never by the subject the log recorded, which the caller never gave and
+    which differs from one ledger to the next (found by test_group_equivalence)."""
+    answers(app, start("pi_1"), {"type": "user.delete", "user_id": "alice"})
+    for given in ({}, {"customer_id": "alice"}):
+        (result,) = run(app, fail("pi_1", **given))
+        assert result.error is not None and result.error.field == "customer_id"
+        assert result.error.message == "the purchase's customer was deleted"
+        assert PREFIX not in result.error.message
+
+
 def test_a_refund_again_is_a_duplicate_and_another_under_its_id_a_conflict(app: Ledger) -> None:
     answers(app, complete("pi_1"))
     assert answers(app, refund("pi_1", "re_1", 100), refund("pi_1", "re_1", 100)) == [
