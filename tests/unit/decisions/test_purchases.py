@@ -148,8 +148,8 @@ def test_a_failure_after_the_customer_was_deleted_names_no_subject(app: Ledger) 
     gone by role, never by the subject the log recorded, which the caller never gave and
     which differs from one ledger to the next (found by test_group_equivalence)."""
     answers(app, start("pi_1"), {"type": "user.delete", "user_id": "alice"})
-    for given in ({}, {"customer_id": "alice"}):
-        (result,) = run(app, fail("pi_1", **given))
+    for named in ({}, {"customer_id": "alice"}):
+        (result,) = run(app, fail("pi_1", **named))
         assert result.error is not None and result.error.field == "customer_id"
         assert result.error.message == "the purchase's customer was deleted"
         assert PREFIX not in result.error.message
