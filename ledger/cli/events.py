@@ -116,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if args.until is not None and args.until < (after or 0):
         return _usage(f"--until {args.until} lies before --after {after}")
     settings = api.settings(args.database_url, args.schema)
-    if after is None or (isinstance(after, int) and args.chain is None):
+    if args.chain is not None:
+        after = after or 0  # one chain: its own positions, whatever the log's order
+    elif not isinstance(after, Cursor):
         try:
             after = chains.starting_point(settings, after)
         except ValueError as error:

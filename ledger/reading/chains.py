@@ -32,6 +32,7 @@ from psycopg import sql
 
 from ledger.config import Settings
 from ledger.database.connections import connect
+from ledger.log import chains as log_chains
 from ledger.log.shapes import UndecodableEvent
 from ledger.reading.cursor import Cursor
 from ledger.reading.decoding import decode
@@ -46,8 +47,6 @@ from ledger.reading.stream import (
     require_tables,
 )
 
-_GLOBAL_LOCK = "ledger_events_insert_lock"  # migration 0008's trigger: the global order
-
 
 @dataclass(frozen=True)
 class ChainBatch:
@@ -59,15 +58,8 @@ class ChainBatch:
 
 
 def log_order(conn: psycopg.Connection[Any], schema: str) -> str:
-    """``global`` or ``organization`` (``ledger.log.chains.order``, read here without
-    importing the write side): whether the log's global lock trigger is disabled."""
-    row = conn.execute(
-        "SELECT t.tgenabled = 'D' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = 'ledger_events' AND t.tgname = %s",
-        (schema, _GLOBAL_LOCK),
-    ).fetchone()
-    return "organization" if row is not None and row[0] else "global"
+    """``global`` or ``organization``: the log's own state (``ledger.log.chains.order``)."""
+    return log_chains.order(conn, schema)
 
 
 def unread(
