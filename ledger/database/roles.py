@@ -201,8 +201,9 @@ def create_roles(
         # the chains' locks (FOR UPDATE needs UPDATE) and their genesis (migration 0014)
         grant("SELECT, INSERT, UPDATE", "ledger_chain_heads", writer)
         grant("SELECT", "ledger_chain_origin", writer, projector)
-        # the log's order (migration 0018), read by its insert trigger: the owner's to change
-        grant("SELECT", "ledger_log_order", writer, projector)
+        # the log's order (migration 0018), read by its insert trigger and by readers of the
+        # stream (which cursor a feed takes): the owner's to change
+        grant("SELECT", "ledger_log_order", writer, projector, reader)
         grant("SELECT", "ledger_stale_projections", writer, projector)
         grant("SELECT", "ledger_projection_state", projector)
         grant("SELECT, INSERT, UPDATE", "ledger_consumer_checkpoints", projector)
