@@ -101,7 +101,8 @@ def read_chains_window(
     rows = conn.execute(_window_sql(schema), params, prepare=True).fetchall()
     records: list[EventRecord] = []
     reached: dict[UUID, int] = {}
-    for notification, recorded_at, topic, originator_id, version, state, digest, org, at in rows:
+    for row in rows:
+        notification, _, topic, _, _, state, _, org, at = row
         chain = UUID(str(org))
         if state is not None:
             try:
@@ -111,19 +112,7 @@ def read_chains_window(
                     raise
                 break  # the window ends before it: the next one starts with it, and stops
             if provenance.matches(data):
-                records.append(
-                    EventRecord(
-                        position=notification,
-                        recorded_at=recorded_at,
-                        topic=topic,
-                        originator_id=originator_id,
-                        version=version,
-                        data=data,
-                        hash=bytes(digest),
-                        organization_id=chain,
-                        chain_position=at,
-                    )
-                )
+                records.append(EventRecord.of(row, data))
         reached[chain] = at
     if not reached:
         return None

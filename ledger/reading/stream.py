@@ -64,6 +64,24 @@ class EventRecord:
     organization_id: UUID = PLATFORM
     chain_position: int = 0
 
+    @classmethod
+    def of(cls, row: Sequence[Any], data: dict[str, Any]) -> EventRecord:
+        """The record of a row of the readers' windows (notification_id, recorded_at,
+        topic, originator_id, originator_version, state, hash, organization_id, position),
+        its state decoded into ``data``."""
+        notification, recorded_at, topic, originator_id, version, _, digest, org, at = row
+        return cls(
+            position=notification,
+            recorded_at=recorded_at,
+            topic=topic,
+            originator_id=originator_id,
+            version=version,
+            data=data,
+            hash=bytes(digest),
+            organization_id=UUID(str(org)),
+            chain_position=at,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "position": self.position,
@@ -228,7 +246,7 @@ def read_window(
     position = after
     reached: dict[UUID, int] = {}
     for row in rows:
-        notification, recorded_at, topic, originator_id, version, state, digest, org, at = row
+        notification, _, topic, _, _, state, _, org, at = row
         pos = notification if chain is None else at
         if until is not None and pos > until:
             position = until
@@ -243,19 +261,7 @@ def read_window(
             if not provenance.matches(data):
                 position, reached[org] = pos, at
                 continue
-            records.append(
-                EventRecord(
-                    position=notification,
-                    recorded_at=recorded_at,
-                    topic=topic,
-                    originator_id=originator_id,
-                    version=version,
-                    data=data,
-                    hash=bytes(digest),
-                    organization_id=org,
-                    chain_position=at,
-                )
-            )
+            records.append(EventRecord.of(row, data))
         position, reached[org] = pos, at
     if position == after:
         return None
