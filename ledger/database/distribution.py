@@ -21,6 +21,7 @@ without Citus. A rebuild swaps in fresh tables: it puts each back in the place t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,16 +84,25 @@ def citus_version(conn: psycopg.Connection[Any]) -> str | None:
 def places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the layout is now (``local``: on the coordinator alone, as on a
     single server)."""
-    found: dict[str, Place] = {t: "local" for t in (*REFERENCE, *DISTRIBUTED)}
+    return _places(conn, schema, (*REFERENCE, *DISTRIBUTED))
+
+
+def _places(conn: psycopg.Connection[Any], schema: str, tables: Sequence[str]) -> dict[str, Place]:
+    """Where each of ``tables`` is, read from Citus's metadata (``local`` without Citus)."""
+    found: dict[str, Place] = {t: "local" for t in tables}
     if citus_version(conn) is None:
         return found
-    rows = conn.execute(
-        "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
-        " JOIN pg_class c ON c.oid = p.logicalrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (schema, list(found)),
-    ).fetchall()
+    rows = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
+            " JOIN pg_class c ON c.oid = p.logicalrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (schema, list(found)),
+        )
+        .fetchall()
+    )
     for table, method, model in rows:
         # 'h': hash-distributed; 'n' replicated ('t') to every node: reference. A Citus local
         # table ('n', 's': its one shard on the coordinator) counts as local here.
@@ -237,26 +247,7 @@ LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
 
 def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the log is now."""
-    found: dict[str, Place] = {t: "local" for t in (*LOG_REFERENCE, *LOG_DISTRIBUTED)}
-    if citus_version(conn) is None:
-        return found
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
-            " JOIN pg_class c ON c.oid = p.logicalrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-            (schema, list(found)),
-        )
-        .fetchall()
-    )
-    for table, method, model in rows:
-        if method == "h":
-            found[str(table)] = "distributed"
-        elif method == "n" and model == "t":
-            found[str(table)] = "reference"
-    return found
+    return _places(conn, schema, (*LOG_REFERENCE, *LOG_DISTRIBUTED))
 
 
 def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
