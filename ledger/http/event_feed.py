@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 
+from ledger.log import chains as log_chains
 from ledger.log.shapes import UndecodableEvent
 from ledger.reading import stream
-from ledger.reading.chains import log_order, read_chains_window
+from ledger.reading.chains import read_chains_window
 from ledger.reading.cursor import Cursor, parse_cursor
 
 _MAX_POSITION = 2**63 - 1
@@ -45,8 +46,8 @@ def read_page(
     text. A position past 0 in the log's ``organization`` order is refused (ValueError),
     as ``ledger events`` refuses it: a reader of it could skip an event."""
     if after is None or after == 0:
-        after = Cursor() if log_order(conn, schema) == "organization" else 0
-    elif isinstance(after, int) and log_order(conn, schema) == "organization":
+        after = Cursor() if log_chains.order(conn, schema) == "organization" else 0
+    elif isinstance(after, int) and log_chains.order(conn, schema) == "organization":
         raise ValueError(
             f"after: the log is in the organization order, where position {after} (a "
             "notification_id) is no order across chains: give a cursor (next_after)"

@@ -57,11 +57,6 @@ class ChainBatch:
     cursor: Cursor
 
 
-def log_order(conn: psycopg.Connection[Any], schema: str) -> str:
-    """``global`` or ``organization``: the log's own state (``ledger.log.chains.order``)."""
-    return log_chains.order(conn, schema)
-
-
 def unread(
     conn: psycopg.Connection[Any], schema: str, cursor: Cursor
 ) -> list[tuple[UUID, int, int]]:
@@ -164,7 +159,7 @@ def starting_point(settings: Settings, after: int | None) -> int | Cursor:
     skip an event that commits late."""
     with connect(settings, autocommit=True) as conn:
         require_tables(conn, settings.schema, "ledger_events")
-        order = log_order(conn, settings.schema)
+        order = log_chains.order(conn, settings.schema)
     if order == "global":
         return after or 0
     if after:

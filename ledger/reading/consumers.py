@@ -43,7 +43,8 @@ from psycopg import sql
 
 from ledger.config import Settings
 from ledger.database.connections import connect
-from ledger.reading.chains import log_order, read_chains_window, unread
+from ledger.log import chains as log_chains
+from ledger.reading.chains import read_chains_window, unread
 from ledger.reading.cursor import Cursor
 from ledger.reading.stream import (
     Backoff,
@@ -165,7 +166,7 @@ def _window(
     the ``notification_id`` read up to in the global order (0 in the organization order).
     ``position``: the consumer's place in the global order, which every event at or below
     it had been read by (set only in that order, where ids are drawn in commit order)."""
-    if log_order(conn, schema) == "organization":
+    if log_chains.order(conn, schema) == "organization":
         batch = read_chains_window(conn, schema, cursor, topics=topics, size=size)
         if batch is None:
             return (), {}, 0
