@@ -85,7 +85,7 @@ _FOLD = """
            s.duration_seconds, p.completed, s.occurred_at, s.position, p.first_at,
            p.first_position, %(before)s
     FROM shown s JOIN pair p USING (user_id, content_id)
-    ON CONFLICT (user_id, content_id) DO UPDATE SET
+    ON CONFLICT (organization_id, user_id, content_id) DO UPDATE SET
         position_seconds = CASE WHEN (EXCLUDED.occurred_at, EXCLUDED.shown_position)
             > (b.occurred_at, b.shown_position) THEN EXCLUDED.position_seconds
             ELSE b.position_seconds END,
