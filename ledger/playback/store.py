@@ -39,10 +39,11 @@ from psycopg_pool import ConnectionPool
 
 from ledger.commands.access import RecordPlayback
 from ledger.commands.results import DUPLICATE, Result
+from ledger.database import distribution
 from ledger.domain import clock, ids
 from ledger.domain.access import check_playable
 from ledger.domain.errors import Rejected
-from ledger.playback import partitions
+from ledger.playback import distributed, partitions
 from ledger.playback.decide import (
     Facts,
     Heartbeat,
@@ -110,6 +111,7 @@ class PlaybackStore:
         self._explain = explain
         self._log_key = log_key
         self._parts: dict[date, str] = {}  # a day's partition, quoted for ``to_regclass``
+        self._distributed: bool | None = None  # the store on Citus: read once
 
     def record(self, commands: Sequence[RecordPlayback]) -> list[Result]:
         """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
@@ -118,6 +120,8 @@ class PlaybackStore:
         lookups = _Lookups()
         for attempt in range(ATTEMPTS):
             try:
+                if self._is_distributed():
+                    return self._attempt_distributed(heartbeats, lookups)
                 return self._attempt(heartbeats, lookups)
             except _Missing as missing:
                 # asked with no connection held: the log's reads use the same pool
@@ -143,7 +147,10 @@ class PlaybackStore:
         for _ in range(2):
             try:
                 with self._pool.connection() as conn, conn.transaction():
-                    rows = self._read(conn, heartbeats)
+                    if self._is_distributed():
+                        rows = distributed.facts(conn, self._schema, heartbeats)
+                    else:
+                        rows = self._read(conn, heartbeats)
                     facts = self._facts(heartbeats, rows, lookups)
                 return decide(heartbeats, facts).results
             except _Missing as missing:
@@ -177,6 +184,32 @@ class PlaybackStore:
         if missing is not None:
             raise missing
         return [self._answer(h, row, lookups) for h, row in zip(heartbeats, rows, strict=True)]
+
+    def _is_distributed(self) -> bool:
+        """Whether the store is on Citus (``ledger db distribute``), asked once: the layout
+        changes only by that command, run before the writers start."""
+        if self._distributed is None:
+            with self._pool.connection() as conn:
+                self._distributed = distribution.store_is_distributed(conn, self._schema)
+                conn.commit()
+        return self._distributed
+
+    def _attempt_distributed(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
+        """The group on Citus (``ledger.playback.distributed``): under the stream's lock,
+        facts read by statements Citus plans, decided by ``decide``, written per organization,
+        committed in one transaction; ``_Missing`` rolls it back as ``_attempt`` does."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT 1 FROM pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+            rows = distributed.facts(conn, self._schema, heartbeats)
+            decided = decide(heartbeats, self._facts(heartbeats, rows, lookups))
+            days = distributed.missing_days(conn, self._schema, [h for h, _ in decided.accepted])
+            if days:
+                raise _Missing(days)
+            positions = distributed.write(conn, self._schema, decided)
+        accepted = iter(positions[m] for m in range(len(positions)))
+        return [
+            Result("accepted", position=next(accepted)) if r is None else r for r in decided.results
+        ]
 
     def _row(self, n: int, h: Heartbeat, lookups: _Lookups) -> dict[str, Any]:
         """One heartbeat of the group's JSON; what the log said of it, once asked."""

@@ -1,0 +1,261 @@
+"""The playback store's write on the distributed layout (Citus, docs/scaling.md "The playback
+store on Citus").
+
+Citus refuses the single server's one statement (``playback_record``, migration 0020): its
+walk over the group is a recursive CTE, and its probes join the group's function scan to
+distributed tables with no filter on the distribution column. Here a group is decided by
+``decide`` itself (the specification) on facts read by statements Citus plans, and written
+by statements Citus routes, in one transaction under the stream's advisory lock (taken on
+the coordinator, as on one server, so positions commit in order):
+
+- the content's organization, read once for the group (content is distributed by it: the
+  one read that asks every worker);
+- per organization, one statement whose distributed tables are all filtered by that
+  organization (``content_access``, ``playback_base``, ``playback_heartbeats``): routed to
+  the one worker that holds it;
+- the keys (``playback_keys``, distributed by the key itself: a key is one namespace for
+  every organization) and the log (``ledger_events``) by ``= ANY``;
+- the writes: positions drawn from the coordinator's sequence in the group's order, the
+  records and the ``content_access`` stamps per organization (one worker each), the keys by
+  their own shards, ``video_playback`` (on the coordinator) by the same guarded upsert.
+
+The answers are ``decide``'s, so every rule holds as on one server; a lost race raises, as
+the single statement does, and the caller decides the group again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ledger.domain import ids
+from ledger.playback import partitions
+from ledger.playback.decide import Decided, Heartbeat, newest
+
+_ORGS = "SELECT id, organization_id FROM {content} WHERE id = ANY(%s::uuid[])"
+
+# one organization's facts: every distributed table filtered by it, so Citus routes the
+# statement to its worker whole (the group's rows bound as arrays)
+_FACTS = """
+    SELECT i.n, a.created_at AS access_since, a.expires_at AS access_expires, b.horizon,
+           h.seen IS NOT NULL AS seen
+    FROM unnest(%(n)s::int[], %(user)s::text[], %(content)s::uuid[], %(identity)s::text[],
+                %(at)s::timestamptz[]) AS i(n, user_id, content_id, identity, occurred_at)
+    LEFT JOIN LATERAL (SELECT a.created_at, a.expires_at FROM {access} a
+                       WHERE a.organization_id = %(org)s AND a.user_id = i.user_id
+                         AND a.content_id = i.content_id LIMIT 1) a ON true
+    LEFT JOIN LATERAL (SELECT b.horizon FROM {base} b
+                       WHERE b.organization_id = %(org)s AND b.user_id = i.user_id
+                         AND b.content_id = i.content_id LIMIT 1) b ON true
+    LEFT JOIN LATERAL (SELECT true AS seen FROM {hb} h
+                       WHERE h.organization_id = %(org)s AND h.identity = i.identity
+                         AND h.occurred_at = i.occurred_at LIMIT 1) h ON true
+"""
+
+_RECORDS = """
+    INSERT INTO {hb} (position, identity, occurred_at, user_id, content_id, organization_id,
+        position_seconds, duration_seconds, completed, idempotency_key)
+    SELECT i.pos, i.identity, i.at, i.user_id, i.content_id, %(org)s::uuid, i.p, i.d, i.c, i.k
+    FROM unnest(%(pos)s::bigint[], %(identity)s::text[], %(at)s::timestamptz[],
+                %(user)s::text[], %(content)s::uuid[], %(p)s::int[], %(d)s::int[],
+                %(c)s::bool[], %(k)s::text[])
+        AS i(pos, identity, at, user_id, content_id, p, d, c, k)
+"""
+
+_STAMP = """
+    UPDATE {access} a
+    SET last_accessed_at = GREATEST(a.last_accessed_at, %(at)s),
+        updated_at = GREATEST(a.updated_at, %(at)s)
+    WHERE a.organization_id = %(org)s AND a.user_id = %(user)s AND a.content_id = %(content)s
+"""
+
+_SHOWN = """
+    INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, duration_seconds,
+        completed, updated_at, created_at)
+    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[],
+                         %s::bool[], %s::timestamptz[], %s::timestamptz[])
+    ON CONFLICT (user_id, content_id) DO UPDATE SET
+        position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
+            THEN EXCLUDED.position_seconds ELSE v.position_seconds END,
+        duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
+            THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END,
+        completed = v.completed OR EXCLUDED.completed,
+        updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)
+"""
+
+
+def _t(schema: str, name: str) -> sql.Identifier:
+    return sql.Identifier(schema, name)
+
+
+def _q(conn: psycopg.Connection[Any], text: str, schema: str) -> sql.Composed:
+    return sql.SQL(text).format(
+        content=_t(schema, "content"),
+        access=_t(schema, "content_access"),
+        base=_t(schema, "playback_base"),
+        hb=_t(schema, "playback_heartbeats"),
+        vp=_t(schema, "video_playback"),
+    )
+
+
+def facts(
+    conn: psycopg.Connection[Any], schema: str, heartbeats: list[Heartbeat]
+) -> list[dict[str, Any]]:
+    """The group's facts, one row per heartbeat in the shape of the single server's
+    ``facts`` statement (``ledger.playback.statements``), read by statements Citus plans."""
+    rows: list[dict[str, Any]] = [
+        {
+            "n": n,
+            "user_live": False,
+            "organization_id": None,
+            "access_since": None,
+            "access_expires": None,
+            "horizon": None,
+            "seen": False,
+            "key_fingerprint": None,
+            "log_key": False,
+            "legacy": False,
+        }
+        for n in range(len(heartbeats))
+    ]
+    users = {h.user_id for h in heartbeats}
+    live = {
+        r["id"]
+        for r in conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(_t(schema, "users")),
+            (list(users),),
+        )
+    }
+    orgs = {
+        str(r["id"]): r["organization_id"]
+        for r in conn.execute(_q(conn, _ORGS, schema), (list({h.content_id for h in heartbeats}),))
+    }
+    by_org: dict[Any, list[int]] = defaultdict(list)
+    for n, h in enumerate(heartbeats):
+        rows[n]["user_live"] = h.user_id in live
+        org = orgs.get(h.content_id)
+        rows[n]["organization_id"] = org
+        if org is not None:
+            by_org[org].append(n)
+    for org, members in by_org.items():
+        found = conn.execute(
+            _q(conn, _FACTS, schema),
+            {
+                "org": org,
+                "n": members,
+                "user": [heartbeats[n].user_id for n in members],
+                "content": [heartbeats[n].content_id for n in members],
+                "identity": [heartbeats[n].identity for n in members],
+                "at": [heartbeats[n].occurred_at for n in members],
+            },
+        )
+        for r in found:
+            rows[r["n"]].update(
+                access_since=r["access_since"],
+                access_expires=r["access_expires"],
+                horizon=r["horizon"],
+                seen=r["seen"],
+            )
+    keys = [h.key for h in heartbeats if h.key is not None]
+    stored: dict[str, str] = {}
+    if keys:
+        stored = {
+            r["idempotency_key"]: r["fingerprint"]
+            for r in conn.execute(
+                sql.SQL(
+                    "SELECT idempotency_key, fingerprint FROM {} WHERE idempotency_key = ANY(%s)"
+                ).format(_t(schema, "playback_keys")),
+                (keys,),
+            )
+        }
+    key_ids = {h.key: ids.command_key_id("idempotency_key", h.key) for h in heartbeats if h.key}
+    pair_ids = {n: ids.playback_id(h.user_id, h.content_id) for n, h in enumerate(heartbeats)}
+    in_log = {
+        r["originator_id"]
+        for r in conn.execute(
+            sql.SQL(
+                "SELECT DISTINCT originator_id FROM {} WHERE originator_id = ANY(%s::uuid[])"
+            ).format(_t(schema, "ledger_events")),
+            ([*key_ids.values(), *pair_ids.values()],),
+        )
+    }
+    for n, h in enumerate(heartbeats):
+        if h.key is not None:
+            rows[n]["key_fingerprint"] = stored.get(h.key)
+            rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
+        rows[n]["legacy"] = pair_ids[n] in in_log
+    return rows
+
+
+def missing_days(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat]) -> set[Any]:
+    """The days of the accepted heartbeats whose partitions do not exist yet."""
+    days = {partitions.day(h.occurred_at) for h in accepted}
+    return days - set(partitions.existing(conn, schema))
+
+
+def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[int, int]:
+    """Writes the accepted heartbeats; returns each one's position, by its index in
+    ``decided.accepted``. Positions are drawn on the coordinator in the group's order."""
+    accepted = [h for h, _ in decided.accepted]
+    if not accepted:
+        return {}
+    positions = [
+        int(r["nextval"])
+        for r in conn.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s) ORDER BY 1",
+            (_t(schema, "playback_positions").as_string(conn), len(accepted)),
+        )
+    ]
+    keyed = [h for h in accepted if h.key is not None]
+    if keyed:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (idempotency_key, fingerprint)"
+                " SELECT * FROM unnest(%s::text[], %s::text[])"
+            ).format(_t(schema, "playback_keys")),
+            ([h.key for h in keyed], [h.fingerprint for h in keyed]),
+        )
+    by_org: dict[str, list[int]] = defaultdict(list)
+    for m, (_, org) in enumerate(decided.accepted):
+        by_org[org].append(m)
+    for org, members in by_org.items():
+        hs = [accepted[m] for m in members]
+        conn.execute(
+            _q(conn, _RECORDS, schema),
+            {
+                "org": org,
+                "pos": [positions[m] for m in members],
+                "identity": [h.identity for h in hs],
+                "at": [h.occurred_at for h in hs],
+                "user": [h.user_id for h in hs],
+                "content": [h.content_id for h in hs],
+                "p": [h.command.position_seconds for h in hs],
+                "d": [h.command.duration_seconds for h in hs],
+                "c": [h.completed for h in hs],
+                "k": [h.key for h in hs],
+            },
+        )
+        for (user, content), shown in sorted(newest(hs).items()):
+            at = shown.heartbeat.occurred_at  # the newest, as the single statement's max
+            conn.execute(
+                _q(conn, _STAMP, schema),
+                {"org": org, "user": user, "content": content, "at": at},
+            )
+    shown_rows = sorted(newest(accepted).items())
+    conn.execute(
+        _q(conn, _SHOWN, schema),
+        (
+            [ids.playback_id(u, c) for (u, c), _ in shown_rows],
+            [u for (u, _), _ in shown_rows],
+            [c for (_, c), _ in shown_rows],
+            [s.heartbeat.command.position_seconds for _, s in shown_rows],
+            [s.heartbeat.command.duration_seconds for _, s in shown_rows],
+            [s.completed for _, s in shown_rows],
+            [s.heartbeat.occurred_at for _, s in shown_rows],
+            [s.first for _, s in shown_rows],
+        ),
+    )
+    return dict(enumerate(positions))
