@@ -82,6 +82,7 @@ class Step:
     table: str
     place: Place
     done: bool  # False: it was in place already
+    column: str = COLUMN  # what a distributed table is distributed by
 
 
 def citus_version(conn: psycopg.Connection[Any]) -> str | None:
@@ -363,7 +364,8 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         place: Place = "reference" if table in STORE_REFERENCE else "distributed"
         name = sql.Identifier(schema, table).as_string(conn)
         if now[table] == place:
-            steps.append(Step(table, place, False))
+            by = "idempotency_key" if table in STORE_BY_KEY else COLUMN
+            steps.append(Step(table, place, False, by))
         elif place == "reference":
             conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
             steps.append(Step(table, place, True))
@@ -379,7 +381,7 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
                 " colocate_with => %s)",
                 (name, keys_anchor or "none"),
             )
-            steps.append(Step(table, place, True))
+            steps.append(Step(table, place, True, "idempotency_key"))
         if table in STORE_BY_KEY and keys_anchor is None:
             keys_anchor = name
     return steps

@@ -155,10 +155,12 @@ def compact(conn: psycopg.Connection[Any], schema: str, before: datetime) -> Com
         pairs = cursor.rowcount
     for name in sorted(doomed.values()):
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
+    # statement_timestamp(), not clock_timestamp(): Citus refuses a volatile function in an
+    # UPDATE of a reference table (playback_state on the distributed layout)
     conn.execute(
         sql.SQL(
             "UPDATE {} SET compacted_before = GREATEST(compacted_before, %s), "
-            "compacted_at = clock_timestamp()"
+            "compacted_at = statement_timestamp()"
         ).format(sql.Identifier(schema, "playback_state")),
         (horizon,),
     )

@@ -28,6 +28,14 @@ from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import answers, cli, complete, dump_all, grant, org, publish, refund, user
 
+# the money tables, then the playback store (distribution.distribute_store)
+PLACED = len(
+    distribution.REFERENCE
+    + distribution.DISTRIBUTED
+    + distribution.STORE_REFERENCE
+    + distribution.STORE_DISTRIBUTED
+    + distribution.STORE_BY_KEY
+)
 Conn = psycopg.Connection[Any]
 
 
@@ -103,13 +111,15 @@ def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
     env = _env(settings)
     first = cli(env, "db", "distribute")
     assert first.returncode == 0, first.stderr
-    assert [line.split("\t")[-1] for line in first.stdout.splitlines()] == ["done"] * 5
+    assert [line.split("\t")[-1] for line in first.stdout.splitlines()] == ["done"] * PLACED
     wanted = {t: "reference" for t in distribution.REFERENCE}
     wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
     assert distribution.places(conn, settings.schema) == wanted
     again = cli(env, "db", "distribute")
     assert again.returncode == 0, again.stderr
-    assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == ["in place already"] * 5
+    assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [
+        "in place already"
+    ] * PLACED
     colocated = conn.execute(
         "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"
         " WHERE logicalrelid = ANY(%s::regclass[])",
@@ -225,7 +235,7 @@ def test_a_layout_of_before_migration_0015_is_placed_anew(
         before = dump_all(conn)
         placed = cli(env, "db", "distribute")
         assert placed.returncode == 0, placed.stderr
-        assert [line.split("\t")[-1] for line in placed.stdout.splitlines()] == ["done"] * 5
+        assert [line.split("\t")[-1] for line in placed.stdout.splitlines()] == ["done"] * PLACED
         wanted = {t: "reference" for t in distribution.REFERENCE}
         wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
         assert distribution.places(conn, schema) == wanted
@@ -234,4 +244,4 @@ def test_a_layout_of_before_migration_0015_is_placed_anew(
         again = cli(env, "db", "distribute")
         assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [
             "in place already"
-        ] * 5
+        ] * PLACED
