@@ -93,3 +93,50 @@ def test_connection_failure_is_one_line_and_exit_two(empty_settings: Settings) -
 def test_append_on_an_unmigrated_database_exits_two(empty_settings: Settings) -> None:
     done = cli(env_for(empty_settings), "append", stdin='{"type": "user.register", "user_id": "u"}')
     assert done.returncode == 2 and "ledger db upgrade" in done.stderr
+
+
+def _primary_key(conn: Conn, table: str) -> list[str]:
+    row = conn.execute(
+        "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_constraint c"
+        " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)"
+        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+        " WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
+        (table,),
+    ).fetchone()
+    return list(row[0]) if row else []
+
+
+def test_the_stores_keys_by_organization_up_down_up_with_heartbeats_kept(
+    empty_settings: Settings,
+) -> None:
+    """0022 leads the playback store's keys by the organization (Citus requires it); its
+    rollback and a second upgrade keep every heartbeat, and the same heartbeat is never
+    stored twice on either side of it."""
+    import json
+
+    from tests.support import grant, play
+
+    env = env_for(empty_settings)
+    assert cli(env, "db", "upgrade").returncode == 0
+    beat = json.dumps(play("alice", 40))
+    lines = [json.dumps(c) for c in (*catalogue(), grant("alice"))] + [beat]
+    first = cli(env, "append", stdin="\n".join(lines))
+    assert [a["status"] for a in answers(first.stdout)][-1] == "accepted"
+    keyed = {
+        "playback_heartbeats": ["organization_id", "identity", "occurred_at"],
+        "playback_base": ["organization_id", "user_id", "content_id"],
+    }
+    before = {"playback_heartbeats": ["identity", "occurred_at"]}
+    before["playback_base"] = ["user_id", "content_id"]
+    with connect(empty_settings, autocommit=True) as conn:
+        assert {t: _primary_key(conn, t) for t in keyed} == keyed
+        migrations.downgrade(conn, empty_settings.schema, to=21)
+        assert {t: _primary_key(conn, t) for t in keyed} == before
+        # the old key still refuses the same heartbeat twice
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO playback_heartbeats SELECT * FROM playback_heartbeats")
+        migrations.upgrade(conn, empty_settings.schema)
+        assert {t: _primary_key(conn, t) for t in keyed} == keyed
+        assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (1,)
+    third = cli(env, "append", stdin=beat)
+    assert [a["status"] for a in answers(third.stdout)] == ["duplicate"]
