@@ -122,3 +122,52 @@ def test_each_organizations_heartbeats_live_on_its_own_worker(
 
 def _day(n: int) -> date:
     return partitions.day(datetime.fromisoformat(t(n)))
+
+
+def test_an_organizations_facts_and_records_are_routed_to_one_worker(
+    settings: Settings, conn: Conn
+) -> None:
+    """The per-organization read of the distributed write is a router query (one task, on
+    the worker that holds the organization), and its insert reads no distributed table."""
+    from psycopg import sql
+
+    from ledger.playback import distributed
+
+    _distributed(settings)
+    organization = str(next(citus_support.organizations()))
+    at = datetime.fromisoformat(t(5))
+    with connect(settings) as setup:
+        partitions.create(setup, settings.schema, {partitions.day(at)})
+        setup.commit()
+    facts = {
+        "org": organization,
+        "n": [0],
+        "user": ["alice"],
+        "content": [VIDEO_B],
+        "identity": ["x"],
+        "at": [at],
+    }
+    records = {
+        "org": organization,
+        "pos": [1],
+        "identity": ["x"],
+        "at": [at],
+        "user": ["alice"],
+        "content": [VIDEO_B],
+        "p": [1],
+        "d": [10],
+        "c": [False],
+        "k": [None],
+    }
+
+    def plan(statement: str, params: dict[str, Any]) -> str:
+        query = sql.SQL("EXPLAIN ") + distributed._q(conn, statement, settings.schema)
+        return "\n".join(str(r[0]) for r in conn.execute(query, params))
+
+    # the facts: one task, on the organization's worker
+    assert "Task Count: 1" in plan(distributed._FACTS, facts)
+    # the records: the group's rows (bound arrays, no distributed read) copied by the
+    # coordinator to the shard of their organization (where they land: the test above)
+    inserted = plan(distributed._RECORDS, records)
+    assert "pull to coordinator" in inserted and "Task Count" not in inserted, inserted
+    conn.rollback()
