@@ -39,7 +39,6 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Delete an entry when its migration is on main.
 RESERVED: dict[int, str] = {
     22: "i26c: the playback store's keys carry the organization",
-    23: "i26c: the playback store on Citus",
 }
 
 
