@@ -141,6 +141,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         inserted.append(conn.cursor())
                         columns = _insert_params(chunk, chains[start : start + INSERT_ROWS])
                         inserted[-1].execute(insert, columns, prepare=True)
+                    if self.distributed_log:
+                        for claim in _claims(stored_events, chains):  # one shard each
+                            rest.execute(_rendered(_claim_sql(schema), conn), claim, prepare=True)
                     rest.execute(_rendered(_notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
@@ -183,6 +186,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
         holds the platform chain's row in SHARE mode, so a platform append (a user's
         deletion) waits for the appends that may have read that user, and they for it;
         organizations' appends share it and never wait for each other.
+
+        On a distributed log not so: the platform's row lives on one worker, and holding it
+        made nearly every append a two-phase commit across both. There an organization's
+        append is ordered with a user's deletion by the rows it writes of that user
+        (``purchases`` and ``content_access`` reference ``users``, a reference table whose
+        copy on the append's worker the foreign key checks and the deletion locks), and
+        the deletion of a distributed layout runs in parts, its global part last
+        (docs/scaling.md, "A person's deletion" and "The log on Citus").
         """
         cursor.execute(_rendered(self.locking[0], conn))
         if self.order != "organization":
@@ -191,9 +202,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
         schema = self.datastore.schema
         wanted = sorted(set(chains))
         # the platform's row made too, so that its SHARE lock always has a row to hold
-        opened = wanted if PLATFORM in wanted else [PLATFORM, *wanted]
+        shares = PLATFORM not in wanted and not self.distributed_log
+        opened = [PLATFORM, *wanted] if shares else wanted
         cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
-        if PLATFORM not in wanted:
+        if shares:
             cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
         for chain in wanted:  # one statement each: Citus routes it to the chain's shard
             cursor.execute(_rendered(_lock_chain_sql(schema), conn), (chain,), prepare=True)
@@ -325,6 +337,29 @@ def _insert_events_sql(schema: str) -> sql.Composed:
         "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
         "RETURNING notification_id"
     ).format(sql.Identifier(schema, "ledger_events"))
+
+
+CLAIMED_TOPICS = frozenset({"CommandKeyClaimed", "PurchaseOpened"})
+"""The first events of the aggregates named by a key that is one namespace across the ledger
+(an idempotency key, a refund id, a payment intent: their ids derive from the key alone)."""
+
+
+def _claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
+    """The keys this append claims (``ledger_key_claims``, migration 0025): on a distributed
+    log the primary key of the events leads with the organization, so the claim's own key,
+    distributed by the key's id, is what lets one organization's append take a key."""
+    return [
+        (UUID(str(e.originator_id)), chain)
+        for e, chain in zip(events, chains, strict=True)
+        if e.originator_version == 1 and e.topic in CLAIMED_TOPICS
+    ]
+
+
+@lru_cache(maxsize=8)
+def _claim_sql(schema: str) -> sql.Composed:
+    return sql.SQL("INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)").format(
+        sql.Identifier(schema, "ledger_key_claims")
+    )
 
 
 @lru_cache(maxsize=8)

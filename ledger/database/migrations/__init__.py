@@ -37,7 +37,13 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
 # Delete an entry when its migration is on main.
-RESERVED: dict[int, str] = {}
+RESERVED: dict[int, str] = {
+    22: "another branch (issue 28 work)",
+    23: "another branch (issue 28 work)",
+    24: "another branch (issue 28 work)",
+    25: "i28d: the claims of keys that are one namespace (ledger_key_claims)",
+    26: "i28d: reserved",
+}
 
 
 class MigrationError(Exception):
