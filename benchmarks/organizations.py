@@ -84,21 +84,17 @@ def _purchases(organization: str, count: int, tag: str) -> list[Command]:
     ]
 
 
-def measure(
-    url: str, organizations: int, purchases: int, order: str = "global", log: bool = False
-) -> dict[str, Any]:
+def measure(url: str, organizations: int, purchases: int, order: str = "global") -> dict[str, Any]:
     """Purchases/s through the ledger, raw rows/s, and what the server is; ``order``: the
-    log's (``ledger.log.chains``: ``organization`` takes no global lock); ``log``: on Citus,
-    the log distributed too (``distribution.distribute_log``, its order ``organization``)."""
+    log's (``ledger.log.chains``: ``organization`` takes no global lock; on Citus always,
+    the log distributed by ``ledger db distribute``)."""
     orgs = [_organization(i) for i in range(organizations)]
     with workload.scratch_schema(url) as settings:
         with psycopg.connect(url) as conn:
             citus = distribution.citus_version(conn)
-            if citus is not None:
+            if citus is not None:  # the money tables and the log (`ledger db distribute`)
                 distribution.distribute(conn, settings.schema)
-                if log:
-                    distribution.distribute_log(conn, settings.schema)
-                    order = "organization"
+                order = "organization"
                 conn.commit()
             if order != "global":
                 chains.set_order(conn, settings.schema, "organization")
@@ -119,7 +115,7 @@ def measure(
     latencies.sort()
     return {
         "server": (f"Citus {citus} coordinator" if citus else "single PostgreSQL")
-        + (", log distributed" if log and citus else "")
+        + (", log distributed" if citus else "")
         + f", {order} order",
         "organizations": organizations,
         "purchases_per_s": rate,
@@ -138,11 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--order", choices=("global", "organization"), default="global", help="the log's order"
     )
-    parser.add_argument(
-        "--log", action="store_true", help="on Citus, distribute the log too (distribute_log)"
-    )
     args = parser.parse_args(argv)
-    found = measure(args.database_url, args.organizations, args.purchases, args.order, args.log)
+    found = measure(args.database_url, args.organizations, args.purchases, args.order)
     print(
         f"{found['server']}: {found['organizations']} organizations in parallel: "
         f"{found['purchases_per_s']:,.0f} purchases/s (p50 {found['p50_ms']:.1f} ms, "

@@ -232,7 +232,8 @@ def restore(conn: psycopg.Connection[Any], schema: str, before: dict[str, Place]
 
 # The log on Citus (issue 28, docs/scaling.md "The log on Citus"): the last part of
 # ``distribute`` (`ledger db distribute`), once the money tables are in place.
-LOG_MIGRATION = 25  # the chain trigger routable to one shard (0019), the keys' claims (0025)
+# the chain trigger routable (0019), the keys' claims (0025), the routed read check (0026)
+LOG_MIGRATION = 26
 # read by the log's insert triggers on the workers: a copy on every node
 LOG_REFERENCE: tuple[str, ...] = (
     "ledger_event_catalogue",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -47,6 +46,7 @@ from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
 from ledger.database import distribution
+from ledger.log import statements
 from ledger.log.chains import PLATFORM, Order, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -121,37 +121,36 @@ class LedgerRecorder(PostgresApplicationRecorder):
         if len(chains) != len(stored_events):
             raise ProgrammingError(f"got {len(chains)} chains for {len(stored_events)} events")
         with self.datastore.get_connection() as conn:
-            if self.order is None:
-                self.order = order(conn, schema)
-                self.distributed_log = distribution.log_is_distributed(conn, schema)
-                conn.rollback()
+            self._know_log(conn)
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
-                    if self.distributed_log:  # one connection per node (docs/scaling.md)
-                        rest.execute(_SEQUENTIAL)
+                    if self.distributed_log and statements.shared(
+                        row_changes, subject_changes, chains
+                    ):
+                        rest.execute(
+                            statements.SEQUENTIAL
+                        )  # one connection per node (docs/scaling.md)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
                         rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
                     self._lock(conn, rest, chains)
-                    insert = _rendered(_insert_events_sql(schema), conn)
+                    insert = _rendered(statements.insert_events_sql(schema), conn)
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
                         inserted.append(conn.cursor())
                         columns = _insert_params(chunk, chains[start : start + INSERT_ROWS])
                         inserted[-1].execute(insert, columns, prepare=True)
                     if self.distributed_log:
-                        for claim in _claims(stored_events, chains):  # one shard each
-                            rest.execute(_rendered(_claim_sql(schema), conn), claim, prepare=True)
-                    rest.execute(_rendered(_notify_sql(self.channel_name), conn))
+                        for claim in statements.claims(stored_events, chains):  # one shard each
+                            rest.execute(
+                                _rendered(statements.claim_sql(schema), conn), claim, prepare=True
+                            )
+                    rest.execute(_rendered(statements.notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
-                        rest.execute(
-                            _rendered(_assert_read_versions_sql(schema), conn),
-                            (list(read_versions), list(read_versions.values())),
-                            prepare=True,
-                        )
+                        self._check_reads(conn, rest, read_versions, chains)
                     for change in row_changes:
                         query, values = statement(schema, change)
                         rest.execute(_rendered(query, conn), values, prepare=True)
@@ -204,21 +203,73 @@ class LedgerRecorder(PostgresApplicationRecorder):
         # the platform's row made too, so that its SHARE lock always has a row to hold
         shares = PLATFORM not in wanted and not self.distributed_log
         opened = [PLATFORM, *wanted] if shares else wanted
-        cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
+        cursor.execute(_rendered(statements.open_chains_sql(schema), conn), (opened,), prepare=True)
         if shares:
-            cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
+            cursor.execute(_rendered(statements.share_platform_sql(schema), conn), prepare=True)
         for chain in wanted:  # one statement each: Citus routes it to the chain's shard
-            cursor.execute(_rendered(_lock_chain_sql(schema), conn), (chain,), prepare=True)
+            cursor.execute(
+                _rendered(statements.lock_chain_sql(schema), conn), (chain,), prepare=True
+            )
 
-    def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+    def _know_log(self, conn: Connection[Any]) -> None:
+        """Reads the log's order and placement once (``chains.order``, ``distribution``)."""
+        if self.order is None:
+            self.distributed_log = distribution.log_is_distributed(conn, self.datastore.schema)
+            self.order = order(conn, self.datastore.schema)
+            conn.rollback()
+
+    def _check_reads(
+        self,
+        conn: Connection[Any],
+        cursor: Cursor[Any],
+        read_versions: Mapping[UUID, int],
+        chains: Sequence[UUID],
+    ) -> None:
+        """The read-version check, in the pipeline. On a distributed log, in the append's
+        chains, the platform's and where the claims of the aggregates read say (migration
+        0026), so Citus reads those shards alone; on one server, the whole log (0019)."""
+        schema = self.datastore.schema
+        values: tuple[Any, ...] = (list(read_versions), list(read_versions.values()))
+        if self.distributed_log:
+            query = statements.assert_read_versions_in_sql(schema)
+            values = (*values, sorted({PLATFORM, *chains}))
+        else:
+            query = statements.assert_read_versions_sql(schema)
+        cursor.execute(_rendered(query, conn), values, prepare=True)
+
+    def events_after(
+        self, versions: Mapping[UUID, int], chains: Collection[UUID] | None = None
+    ) -> list[StoredEvent]:
         """Every event of these aggregates after the versions given, in one query (the
-        service's ``DecisionStore``): a decision costs one round trip to read."""
+        service's ``DecisionStore``): a decision costs one round trip to read.
+
+        On a distributed log with ``chains`` (the command's organization and the platform):
+        read in those chains' shards alone, and in the same round trip the claims of any of
+        these aggregates that a global key names (``ledger_key_claims``); one claimed in
+        another chain (a key another organization used, another organization's content) is
+        then read there, a second round trip only in that case. Without ``chains``, or on
+        one server, the whole log."""
+        schema = self.datastore.schema
+        ids, after = list(versions), list(versions.values())
         with self.datastore.get_connection() as conn:
-            rows = conn.execute(
-                _events_after_sql(self.datastore.schema),
-                (list(versions), list(versions.values())),
-                prepare=True,
-            ).fetchall()
+            self._know_log(conn)
+            if not (self.distributed_log and chains):
+                query = statements.events_after_sql(schema)
+                rows = conn.execute(query, (ids, after), prepare=True).fetchall()
+            else:
+                found, homes = conn.cursor(), conn.cursor()
+                with conn.pipeline():
+                    found.execute(
+                        statements.events_in_sql(schema), (ids, after, list(chains)), prepare=True
+                    )
+                    homes.execute(statements.homes_sql(schema), (ids,), prepare=True)
+                rows = found.fetchall()
+                elsewhere = {r["organization_id"] for r in homes.fetchall()} - set(chains)
+                if elsewhere:
+                    more = (ids, after, list(elsewhere))
+                    query = statements.events_in_sql(schema)
+                    rows += conn.execute(query, more, prepare=True).fetchall()
+                    rows.sort(key=lambda r: (r["originator_id"], r["originator_version"]))
         return [
             StoredEvent(
                 originator_id=row["originator_id"],
@@ -244,7 +295,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ``excluding``: the one read of a projected table that a decision makes (the
         RESTRICT rule of ``content.delete``)."""
         with self.datastore.get_connection() as conn:
-            query = _has_purchase_rows_sql(self.datastore.schema)
+            query = statements.has_purchase_rows_sql(self.datastore.schema)
             row = conn.execute(query, (content_id, list(excluding))).fetchone()
         return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
 
@@ -305,7 +356,6 @@ def _settle(conn: Connection[Any], error: BaseException) -> None:
 _CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
-_SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
 _RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
 
 
@@ -322,98 +372,6 @@ def _rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
             _RENDERED.clear()
         found = _RENDERED[id(query)] = (query, query.as_bytes(conn))
     return found[1]
-
-
-@lru_cache(maxsize=8)
-def _insert_events_sql(schema: str) -> sql.Composed:
-    """The events as four arrays, inserted in their order (``unnest`` of several arrays
-    zips them; ``WITH ORDINALITY`` and ``ORDER BY`` make the order explicit, so the chain
-    trigger and the positions follow the list). One statement for any number of events:
-    a ``VALUES`` list of one placeholder per column and row was a new statement text for
-    every count, which psycopg parsed on every append (too long for its cache)."""
-    return sql.SQL(
-        "INSERT INTO {} (originator_id, originator_version, topic, state, organization_id) "
-        "SELECT i, v, t, s, o FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
-        "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
-        "RETURNING notification_id"
-    ).format(sql.Identifier(schema, "ledger_events"))
-
-
-CLAIMED_TOPICS = frozenset({"CommandKeyClaimed", "PurchaseOpened"})
-"""The first events of the aggregates named by a key that is one namespace across the ledger
-(an idempotency key, a refund id, a payment intent: their ids derive from the key alone)."""
-
-
-def _claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
-    """The keys this append claims (``ledger_key_claims``, migration 0025): on a distributed
-    log the primary key of the events leads with the organization, so the claim's own key,
-    distributed by the key's id, is what lets one organization's append take a key."""
-    return [
-        (UUID(str(e.originator_id)), chain)
-        for e, chain in zip(events, chains, strict=True)
-        if e.originator_version == 1 and e.topic in CLAIMED_TOPICS
-    ]
-
-
-@lru_cache(maxsize=8)
-def _claim_sql(schema: str) -> sql.Composed:
-    return sql.SQL("INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)").format(
-        sql.Identifier(schema, "ledger_key_claims")
-    )
-
-
-@lru_cache(maxsize=8)
-def _share_platform_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = {} FOR SHARE").format(
-        sql.Identifier(schema, "ledger_chain_heads"), sql.Literal(str(PLATFORM))
-    )
-
-
-@lru_cache(maxsize=8)
-def _open_chains_sql(schema: str) -> sql.Composed:
-    """A chain's row exists from its first append on (``ON CONFLICT``: two first appends
-    of a new organization meet on its key, and the second waits for the first)."""
-    return sql.SQL(
-        "INSERT INTO {} (organization_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING"
-    ).format(sql.Identifier(schema, "ledger_chain_heads"))
-
-
-@lru_cache(maxsize=8)
-def _lock_chain_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = %s FOR UPDATE").format(
-        sql.Identifier(schema, "ledger_chain_heads")
-    )
-
-
-@lru_cache(maxsize=8)
-def _notify_sql(channel: str) -> sql.Composed:
-    """Wakes the library's subscriptions at commit (not before: PostgreSQL delivers a
-    transaction's notifications when it commits, and drops them if it rolls back)."""
-    return sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
-
-
-@lru_cache(maxsize=8)
-def _events_after_sql(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e "
-        "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version) "
-        "ON e.originator_id = w.id AND e.originator_version > w.version "
-        "ORDER BY e.originator_id, e.originator_version"
-    ).format(sql.Identifier(schema, "ledger_events"))
-
-
-@lru_cache(maxsize=8)
-def _assert_read_versions_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
-        sql.Identifier(schema, "ledger_assert_read_versions")
-    )
-
-
-@lru_cache(maxsize=8)
-def _has_purchase_rows_sql(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s AND customer_id <> ALL(%s::text[]))"
-    ).format(sql.Identifier(schema, "purchases"))
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:

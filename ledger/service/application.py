@@ -246,6 +246,8 @@ class Ledger(Application[UUID]):
         deciding = [c for c in commands if not isinstance(c, Rejected)]
         pseudonyms.warm(uow, self.subjects, deciding)
         command_keys.warm(uow, self.playback.keys_of, deciding)
+        if self.per_organization:
+            uow.route = chains.route(self.aggregates, deciding)
         uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
@@ -357,6 +359,8 @@ class Ledger(Application[UUID]):
         self, uow: UnitOfWork, command: Command, occurred: str, named: Mapping[str, str]
     ) -> None:
         """``_decide`` of a command whose people are their subjects."""
+        if self.per_organization:
+            uow.route = chains.route(self.aggregates, [command])
         uow.prefetch(registry.needed(command))
         fingerprint = command.fingerprints(registry.derived(uow, command))
         command_keys.check(uow, self.playback.keys_of, command, fingerprint.forms)

@@ -20,6 +20,8 @@ from ledger.domain import ids
 from ledger.domain.catalogue import Content
 from ledger.domain.purchase import Purchase
 from ledger.log.chains import PLATFORM
+from ledger.service.cache import AggregateCache
+from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
 
 _PLATFORM_COMMANDS = (RegisterUser, DeleteUser, EraseUser)
@@ -47,6 +49,21 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
         if isinstance(purchase, Purchase) and purchase.organization_id:
             return UUID(purchase.organization_id)
     return PLATFORM
+
+
+def route(aggregates: AggregateCache, commands: Sequence[Command]) -> frozenset[UUID] | None:
+    """Where a distributed log is to read these commands' aggregates: their one organization's
+    chain and the platform's (``None``, every chain: the organization is not known from the
+    commands and the cache, or they are several). The guess of the group commit's partition
+    (``ledger.service.partition``), never a read: an aggregate named by a global key is found
+    where its claim says whatever the guess (``ledger.log.recorder``, ``ledger_key_claims``)."""
+    named = {by_organization(aggregates)(c) for c in commands}
+    if len(named) != 1:
+        return None
+    try:
+        return frozenset({UUID(named.pop()), PLATFORM})
+    except ValueError:  # the platform's command, or an organization not known
+        return None
 
 
 def assign(uow: UnitOfWork, command: Command, before: int) -> None:

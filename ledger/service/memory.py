@@ -60,7 +60,9 @@ class MemoryRecorder(POPOApplicationRecorder):
     def _version(self, aggregate_id: UUID) -> int:
         return max(self._stored_events_index.get(str(aggregate_id), {0: 0}), default=0)
 
-    def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+    def events_after(
+        self, versions: Mapping[UUID, int], chains: Collection[UUID] | None = None
+    ) -> list[StoredEvent]:
         with self._database_lock:
             return [
                 stored

@@ -42,7 +42,7 @@ RESERVED: dict[int, str] = {
     23: "another branch (issue 28 work)",
     24: "another branch (issue 28 work)",
     25: "i28d: the claims of keys that are one namespace (ledger_key_claims)",
-    26: "i28d: reserved",
+    26: "i28d: the read-version check routed to chains (ledger_assert_read_versions_in)",
 }
 
 
