@@ -47,7 +47,7 @@ from psycopg.errors import LockNotAvailable
 from ledger.config import Settings, pool_timeout_ms
 from ledger.database import distribution
 from ledger.log import statements
-from ledger.log.chains import PLATFORM, Order, order
+from ledger.log.chains import PLATFORM, Order, Route, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
@@ -150,7 +150,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     rest.execute(_rendered(statements.notify_sql(self.channel_name), conn))
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
-                        self._check_reads(conn, rest, read_versions, chains)
+                        again = kwargs.get("read_chains")
+                        self._check_reads(conn, rest, read_versions, chains, again)
                     for change in row_changes:
                         query, values = statement(schema, change)
                         rest.execute(_rendered(query, conn), values, prepare=True)
@@ -224,49 +225,55 @@ class LedgerRecorder(PostgresApplicationRecorder):
         cursor: Cursor[Any],
         read_versions: Mapping[UUID, int],
         chains: Sequence[UUID],
+        read_chains: Sequence[UUID] | None,
     ) -> None:
-        """The read-version check, in the pipeline. On a distributed log, in the append's
-        chains, the platform's and where the claims of the aggregates read say (migration
-        0026), so Citus reads those shards alone; on one server, the whole log (0019)."""
+        """The read-version check, in the pipeline. On a distributed log whose decision read
+        along a route (``read_chains``), in the append's chains and those it read (migration
+        0026), so Citus reads those shards alone; else the whole log (0019)."""
         schema = self.datastore.schema
         values: tuple[Any, ...] = (list(read_versions), list(read_versions.values()))
-        if self.distributed_log:
+        if self.distributed_log and read_chains is not None:
             query = statements.assert_read_versions_in_sql(schema)
-            values = (*values, sorted({PLATFORM, *chains}))
+            values = (*values, sorted({PLATFORM, *chains, *read_chains}))
         else:
             query = statements.assert_read_versions_sql(schema)
         cursor.execute(_rendered(query, conn), values, prepare=True)
 
     def events_after(
-        self, versions: Mapping[UUID, int], chains: Collection[UUID] | None = None
+        self, versions: Mapping[UUID, int], route: Route | None = None
     ) -> list[StoredEvent]:
         """Every event of these aggregates after the versions given, in one query (the
         service's ``DecisionStore``): a decision costs one round trip to read.
 
-        On a distributed log with ``chains`` (the command's organization and the platform):
-        read in those chains' shards alone, and in the same round trip the claims of any of
-        these aggregates that a global key names (``ledger_key_claims``); one claimed in
-        another chain (a key another organization used, another organization's content) is
-        then read there, a second round trip only in that case. Without ``chains``, or on
-        one server, the whole log."""
+        On a distributed log with a ``route`` (``ledger.log.chains.Route``): read in its
+        chains' shards alone, and in the same round trip the claims of those of these
+        aggregates that a global key names (``ledger_key_claims``); one claimed in another
+        chain (a key another organization used, another organization's content) is then
+        read there too, a second round trip only in that case, and the chain kept in the
+        route for the append's check. Without a route, or on one server, the whole log."""
         schema = self.datastore.schema
         ids, after = list(versions), list(versions.values())
         with self.datastore.get_connection() as conn:
             self._know_log(conn)
-            if not (self.distributed_log and chains):
+            if not (self.distributed_log and route is not None):
                 query = statements.events_after_sql(schema)
                 rows = conn.execute(query, (ids, after), prepare=True).fetchall()
             else:
+                chains = route.reads()
+                keyed = [i for i in ids if i in route.claimable]
                 found, homes = conn.cursor(), conn.cursor()
                 with conn.pipeline():
                     found.execute(
-                        statements.events_in_sql(schema), (ids, after, list(chains)), prepare=True
+                        statements.events_in_sql(schema), (ids, after, chains), prepare=True
                     )
-                    homes.execute(statements.homes_sql(schema), (ids,), prepare=True)
+                    if keyed:
+                        homes.execute(statements.homes_sql(schema), (keyed,), prepare=True)
                 rows = found.fetchall()
-                elsewhere = {r["organization_id"] for r in homes.fetchall()} - set(chains)
+                claimed = {r["organization_id"] for r in homes.fetchall()} if keyed else set()
+                elsewhere = claimed - set(chains)
+                route.found |= elsewhere
                 if elsewhere:
-                    more = (ids, after, list(elsewhere))
+                    more = (ids, after, sorted(elsewhere))
                     query = statements.events_in_sql(schema)
                     rows += conn.execute(query, more, prepare=True).fetchall()
                     rows.sort(key=lambda r: (r["originator_id"], r["originator_version"]))

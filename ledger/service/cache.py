@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
+
+from ledger.log.chains import Route
 
 
 class DecisionStore(Protocol):
@@ -18,11 +20,10 @@ class DecisionStore(Protocol):
     (``ledger.log.recorder.LedgerRecorder``, ``ledger.service.memory.MemoryRecorder``)."""
 
     def events_after(
-        self, versions: Mapping[UUID, int], chains: Collection[UUID] | None = None
+        self, versions: Mapping[UUID, int], route: Route | None = None
     ) -> Sequence[StoredEvent]:
-        """Every event of these aggregates after the versions given, in order. ``chains``:
-        where they are to be found first (a distributed log reads those organizations'
-        shards, and finds an aggregate named by a global key where its claim says)."""
+        """Every event of these aggregates after the versions given, in order. ``route``:
+        where a distributed log reads them (``ledger.log.chains.Route``)."""
 
     def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
         """Whether a purchases row of this content exists (the RESTRICT rule), of a
@@ -72,12 +73,12 @@ class AggregateCache:
             self._cached.popitem(last=False)
 
     def load(
-        self, aggregate_ids: Sequence[UUID], chains: Collection[UUID] | None = None
+        self, aggregate_ids: Sequence[UUID], route: Route | None = None
     ) -> dict[UUID, Aggregate | None]:
         cached = {i: self._cached.get(i) for i in aggregate_ids}
         versions = {i: a.version if a is not None else 0 for i, a in cached.items()}
         newer: dict[UUID, list[StoredEvent]] = {}
-        for stored in self._store.events_after(versions, chains):
+        for stored in self._store.events_after(versions, route):
             newer.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
         result: dict[UUID, Aggregate | None] = {}
         for aggregate_id, aggregate in cached.items():

@@ -19,7 +19,7 @@ from ledger.commands.catalogue import DeleteUser, EraseUser, RegisterUser
 from ledger.domain import ids
 from ledger.domain.catalogue import Content
 from ledger.domain.purchase import Purchase
-from ledger.log.chains import PLATFORM
+from ledger.log.chains import PLATFORM, Route
 from ledger.service.cache import AggregateCache
 from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
@@ -51,7 +51,7 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
     return PLATFORM
 
 
-def route(aggregates: AggregateCache, commands: Sequence[Command]) -> frozenset[UUID] | None:
+def route(aggregates: AggregateCache, commands: Sequence[Command]) -> Route | None:
     """Where a distributed log is to read these commands' aggregates: their one organization's
     chain and the platform's (``None``, every chain: the organization is not known from the
     commands and the cache, or they are several). The guess of the group commit's partition
@@ -61,9 +61,27 @@ def route(aggregates: AggregateCache, commands: Sequence[Command]) -> frozenset[
     if len(named) != 1:
         return None
     try:
-        return frozenset({UUID(named.pop()), PLATFORM})
+        chains = frozenset({UUID(named.pop()), PLATFORM})
     except ValueError:  # the platform's command, or an organization not known
         return None
+    return Route(chains, frozenset(i for c in commands for i in _keyed(c)))
+
+
+def _keyed(command: Command) -> list[UUID]:
+    """The aggregates a command names by a key global across organizations."""
+    found: list[UUID] = []
+    if command.idempotency_key is not None:
+        found.append(ids.command_key_id("idempotency_key", command.idempotency_key))
+    refund = getattr(command, "refund_id", None)
+    if isinstance(refund, str):
+        found.append(ids.command_key_id("refund_id", refund))
+    intent = getattr(command, "stripe_payment_intent_id", None)
+    if isinstance(intent, str):
+        found.append(ids.purchase_id(intent))
+    content = getattr(command, "content_id", None)
+    if content is not None:
+        found.append(ids.content_id(str(content)))
+    return found
 
 
 def assign(uow: UnitOfWork, command: Command, before: int) -> None:

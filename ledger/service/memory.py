@@ -19,6 +19,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from ledger.config import Settings
+from ledger.log.chains import Route
 from ledger.privacy.subjects import SubjectAdded
 from ledger.service import Ledger
 from projections.changes import RowChange
@@ -61,7 +62,7 @@ class MemoryRecorder(POPOApplicationRecorder):
         return max(self._stored_events_index.get(str(aggregate_id), {0: 0}), default=0)
 
     def events_after(
-        self, versions: Mapping[UUID, int], chains: Collection[UUID] | None = None
+        self, versions: Mapping[UUID, int], route: Route | None = None
     ) -> list[StoredEvent]:
         with self._database_lock:
             return [

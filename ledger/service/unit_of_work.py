@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from ledger.domain import events as ev
+from ledger.log.chains import Route
 from ledger.privacy.subjects import SubjectChange
 from ledger.service.cache import AggregateCache, DecisionStore
 
@@ -53,7 +54,7 @@ class UnitOfWork:
     store_keys: dict[str, str | None] = field(default_factory=dict)
     # the chains the decision's aggregates are read from first (the command's organization
     # and the platform's), set only on a distributed layout: ``ledger.service.chains.route``
-    route: frozenset[UUID] | None = None
+    route: Route | None = None
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""
