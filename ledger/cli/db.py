@@ -67,8 +67,9 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     spread = commands.add_parser(
         "distribute",
         parents=[common],
-        help="on a Citus coordinator: distribute the money tables by organization and make "
-        "the shared ones reference tables (safe to rerun; refused without Citus)",
+        help="on a Citus coordinator: distribute the money tables and the event log by "
+        "organization and make the shared ones reference tables (safe to rerun; refused "
+        "without Citus)",
     )
     spread.set_defaults(func=distribute)
 
@@ -157,6 +158,7 @@ def distribute(args: argparse.Namespace) -> int:
         steps = distribution.distribute(conn, settings.schema)
         conn.commit()
     for step in steps:
-        how = f"by {distribution.COLUMN}" if step.place == "distributed" else "on every node"
+        column = distribution.column_of(step.table)
+        how = f"by {column}" if step.place == "distributed" else "on every node"
         print(f"{step.table}\t{step.place} {how}\t{'done' if step.done else 'in place already'}")
     return 0

@@ -7,10 +7,10 @@ worker's). What every organization shares is a reference table, a copy on every 
 ``users`` (a customer buys from many organizations), ``organizations`` and ``content`` (the
 reviewed foreign keys of ``video_playback`` point at content, and ``video_playback`` carries
 no organization: it stays on the coordinator, as a Citus local table, until the playback
-store replaces it). The log and its bookkeeping stay on the coordinator in this layout:
-``distribute_log`` places the log by organization beside the money tables, but the ledger's
-append does not run on that placement yet, so ``distribute`` does not call it
-(docs/scaling.md, "The log on Citus").
+store replaces it). The log follows (``distribute_log``, the last part of ``distribute``): its
+events and its chains' lock rows by organization beside the money tables, the tables its
+triggers read as reference tables, and the claims of the keys that are one namespace across
+organizations by the key itself (docs/scaling.md, "The log on Citus").
 
 The layout is a step of its own, never a side effect of ``ledger db upgrade``: a schema is
 the same on every server, and only the placement of its rows differs. Distributing is safe
@@ -247,6 +247,11 @@ LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
 # distributed by the key's own id, with no organization: ``distribute_log``
 CLAIMS = "ledger_key_claims"
 CLAIMS_COLUMN = "claim_id"
+
+
+def column_of(table: str) -> str:
+    """The column a distributed table of the layout is distributed by."""
+    return CLAIMS_COLUMN if table == CLAIMS else COLUMN
 
 
 def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
