@@ -314,6 +314,14 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         steps.append(Step(CLAIMS, "distributed", False))
     else:  # by the key itself: one namespace, whichever organization claims a key
         name = sql.Identifier(schema, CLAIMS).as_string(conn)
+        # the keys the log claimed before (on one server its primary key held them)
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (claim_id, organization_id) SELECT originator_id, organization_id"
+                " FROM {} WHERE originator_version = 1 AND topic = ANY(%s)"
+            ).format(sql.Identifier(schema, CLAIMS), sql.Identifier(schema, "ledger_events")),
+            (sorted(chains.CLAIMED_TOPICS),),
+        )
         conn.execute(
             "SELECT create_distributed_table(%s::regclass, %s, colocate_with => 'none')",
             (name, CLAIMS_COLUMN),

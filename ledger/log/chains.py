@@ -36,6 +36,11 @@ from psycopg import sql
 PLATFORM = UUID(int=0)
 """The chain of what no organization owns: users' registrations, deletions, erasures."""
 
+CLAIMED_TOPICS = frozenset({"CommandKeyClaimed", "PurchaseOpened", "ContentPublished"})
+"""The first events of the aggregates named by a key that is one namespace across the ledger
+(an idempotency key, a refund id, a payment intent, a content id: their ids derive from the
+key alone, not from an organization)."""
+
 Order = Literal["global", "organization"]
 ORDERS: tuple[Order, ...] = ("global", "organization")
 _GLOBAL_LOCK = "ledger_events_insert_lock"  # migration 0008's statement trigger (before 0018)

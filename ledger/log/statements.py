@@ -15,7 +15,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
 from ledger.database import distribution
-from ledger.log.chains import PLATFORM
+from ledger.log.chains import CLAIMED_TOPICS, PLATFORM
 from ledger.privacy.subjects import SubjectChange
 from projections.changes import RowChange
 
@@ -51,12 +51,6 @@ def insert_events_sql(schema: str) -> sql.Composed:
         "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
         "RETURNING notification_id"
     ).format(sql.Identifier(schema, "ledger_events"))
-
-
-CLAIMED_TOPICS = frozenset({"CommandKeyClaimed", "PurchaseOpened", "ContentPublished"})
-"""The first events of the aggregates named by a key that is one namespace across the ledger
-(an idempotency key, a refund id, a payment intent, a content id: their ids derive from the
-key alone, not from an organization)."""
 
 
 def claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:

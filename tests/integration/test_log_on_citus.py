@@ -241,3 +241,39 @@ def test_a_key_is_one_namespace_across_organizations_on_the_distributed_log(
         " ON e.originator_id = c.claim_id"
     ).fetchone() == (len(keys),)
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (len(keys),)
+
+
+def test_a_log_distributed_with_events_keeps_its_chains_and_its_keys_claimed(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    """`ledger db distribute` over a log that has events (appended on the coordinator as a
+    plain server): every chain keeps its verified events and head, and a key claimed before
+    is still one namespace: another organization's command with it is a `conflict`."""
+    schema = settings.schema
+    a, b = ORG, "66666666-6666-4666-8666-666666666666"
+    other = "55555555-5555-4555-8555-555555555555"
+    with api.open_ledger(settings) as ledger:
+        before = [org(a, "A"), org(b, "B"), user("creator"), user("alice"), publish(CONTENT, a)]
+        before += [publish(other, b), complete("pi_1", idempotency_key="k-1")]
+        assert statuses(append(ledger, *before)) == ["accepted"] * 7
+    conn.commit()
+    counts = dict(
+        conn.execute("SELECT organization_id, count(*) FROM ledger_events GROUP BY 1").fetchall()
+    )
+    with connect(settings) as admin:
+        distribution.distribute(admin, schema)
+        admin.commit()
+    assert distribution.log_is_distributed(conn, schema)
+    for chain, count in counts.items():
+        walk = verify_chain(conn, schema, chain=UUID(str(chain)))
+        assert walk.first_break is None and walk.events == count, chain
+    with api.open_ledger(settings) as ledger:
+        again = [
+            complete("pi_1", idempotency_key="k-1"),
+            complete("pi_2", content_id=other, idempotency_key="k-1"),
+        ]
+        assert statuses(append(ledger, *again)) == ["duplicate", "rejected:conflict"]
+        # a payment intent taken before is one too, whichever organization names it
+        assert statuses(append(ledger, complete("pi_1", content_id=other))) == ["rejected:conflict"]
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
