@@ -96,6 +96,12 @@ def _history(first: str, second: str) -> list[dict[str, Any]]:
     ]
 
 
+# the lines `ledger db distribute` prints: the money tables', then the log's (its events and
+# chains by organization, the tables its triggers read, the keys' claims by key)
+PLACED = len(distribution.REFERENCE) + len(distribution.DISTRIBUTED)
+PLACED += len(distribution.LOG_REFERENCE) + len(distribution.LOG_DISTRIBUTED) + 1
+
+
 @pytest.mark.citus
 def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
     citus: CitusCluster, settings: Settings, conn: Conn
@@ -103,13 +109,16 @@ def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
     env = _env(settings)
     first = cli(env, "db", "distribute")
     assert first.returncode == 0, first.stderr
-    assert [line.split("\t")[-1] for line in first.stdout.splitlines()] == ["done"] * 5
+    assert [line.split("\t")[-1] for line in first.stdout.splitlines()] == ["done"] * PLACED
     wanted = {t: "reference" for t in distribution.REFERENCE}
     wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
     assert distribution.places(conn, settings.schema) == wanted
+    assert distribution.log_is_distributed(conn, settings.schema)  # the log with them
     again = cli(env, "db", "distribute")
     assert again.returncode == 0, again.stderr
-    assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == ["in place already"] * 5
+    assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [
+        "in place already"
+    ] * PLACED
     colocated = conn.execute(
         "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"
         " WHERE logicalrelid = ANY(%s::regclass[])",
@@ -225,7 +234,7 @@ def test_a_layout_of_before_migration_0015_is_placed_anew(
         before = dump_all(conn)
         placed = cli(env, "db", "distribute")
         assert placed.returncode == 0, placed.stderr
-        assert [line.split("\t")[-1] for line in placed.stdout.splitlines()] == ["done"] * 5
+        assert [line.split("\t")[-1] for line in placed.stdout.splitlines()] == ["done"] * PLACED
         wanted = {t: "reference" for t in distribution.REFERENCE}
         wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
         assert distribution.places(conn, schema) == wanted
@@ -234,4 +243,4 @@ def test_a_layout_of_before_migration_0015_is_placed_anew(
         again = cli(env, "db", "distribute")
         assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [
             "in place already"
-        ] * 5
+        ] * PLACED
