@@ -34,6 +34,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
+    InternalError,
     OperationalError,
     PersistenceError,
     ProgrammingError,
@@ -92,6 +93,18 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """``_insert``, retried when the connection or, on Citus, a worker's connection
+        failed: Citus keeps a broken connection to a worker that came back, and the next
+        statement sent over it fails so ("failure on connection marked as essential"),
+        then drops it; the attempt wrote nothing, and the next one connects anew."""
+        try:
+            return self._insert(stored_events, **kwargs)
+        except InternalError as error:
+            if "marked as essential" in str(error):
+                raise OperationalError(str(error)) from error
+            raise
+
+    def _insert(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         """Lock, insert the events, check the reads, change the rows, commit: one round trip.
 
         The library's recorder sends its statements in a pipeline, waits for their
@@ -140,7 +153,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
                         inserted.append(conn.cursor())
-                        columns = _insert_params(chunk, chains[start : start + INSERT_ROWS])
+                        columns = statements.insert_params(
+                            chunk, chains[start : start + INSERT_ROWS]
+                        )
                         inserted[-1].execute(insert, columns, prepare=True)
                     if self.distributed_log:
                         for claim in statements.claims(stored_events, chains):  # one shard each
@@ -163,9 +178,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 _settle(conn, error)
                 if isinstance(error, LockNotAvailable):
                     raise LockTimeout(
-                        f"waited more than {_duration(self.lock_timeout_ms)} (LEDGER_LOCK_TIMEOUT) "
-                        "for a lock that another transaction holds on the event log or a "
-                        "projected table; nothing was written"
+                        f"waited more than {statements.duration(self.lock_timeout_ms)} "
+                        "(LEDGER_LOCK_TIMEOUT) for a lock that another transaction holds on "
+                        "the event log or a projected table; nothing was written"
                     ) from None
                 raise
             notification_ids = [row["notification_id"] for c in inserted for row in c.fetchall()]
@@ -310,21 +325,6 @@ class LedgerRecorder(PostgresApplicationRecorder):
 INSERT_ROWS = 1000
 """Events per INSERT: one statement of four arrays whatever the count (prepared once, its
 text parsed once by psycopg), and a message of bounded size however large the batch."""
-
-
-def _duration(milliseconds: int) -> str:
-    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
-
-
-def _insert_params(chunk: Sequence[StoredEvent], chains: Sequence[UUID]) -> tuple[Any, ...]:
-    """The chunk's columns, each an array bound in binary (``_insert_events_sql``)."""
-    return (
-        [e.originator_id for e in chunk],
-        [e.originator_version for e in chunk],
-        [e.topic for e in chunk],
-        [e.state for e in chunk],
-        list(chains),
-    )
 
 
 def _settle(conn: Connection[Any], error: BaseException) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -18,6 +19,22 @@ from ledger.database import distribution
 from ledger.log.chains import CLAIMED_TOPICS, PLATFORM
 from ledger.privacy.subjects import SubjectChange
 from projections.changes import RowChange
+
+
+def duration(milliseconds: int) -> str:
+    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
+
+
+def insert_params(chunk: Sequence[StoredEvent], chains: Sequence[UUID]) -> tuple[Any, ...]:
+    """The chunk's columns, each an array bound in binary (``_insert_events_sql``)."""
+    return (
+        [e.originator_id for e in chunk],
+        [e.originator_version for e in chunk],
+        [e.topic for e in chunk],
+        [e.state for e in chunk],
+        list(chains),
+    )
+
 
 SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
 

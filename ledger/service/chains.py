@@ -21,6 +21,7 @@ from ledger.domain.catalogue import Content
 from ledger.domain.purchase import Purchase
 from ledger.log.chains import PLATFORM, Route
 from ledger.service.cache import AggregateCache
+from ledger.service.group_commit import GLOBAL
 from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
 
@@ -52,19 +53,25 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
 
 
 def route(aggregates: AggregateCache, commands: Sequence[Command]) -> Route | None:
-    """Where a distributed log is to read these commands' aggregates: their one organization's
-    chain and the platform's (``None``, every chain: the organization is not known from the
-    commands and the cache, or they are several). The guess of the group commit's partition
-    (``ledger.service.partition``), never a read: an aggregate named by a global key is found
-    where its claim says whatever the guess (``ledger.log.recorder``, ``ledger_key_claims``)."""
+    """Where a distributed log is to read these commands' aggregates: their organizations'
+    chains and the platform's, and wherever the claims of what they name by a global key
+    say (``ledger.log.chains.Route``). The organizations are the group commit partition's
+    guess (``ledger.service.partition``), never a read; one not known from the cache (a
+    process just started) is found by the claims of its content, purchase or key, read in the
+    same round trip. ``None``, every chain: a command of the whole platform (a user's
+    registration or deletion), or one that names neither an organization nor a key."""
     named = {by_organization(aggregates)(c) for c in commands}
-    if len(named) != 1:
-        return None
-    try:
-        chains = frozenset({UUID(named.pop()), PLATFORM})
-    except ValueError:  # the platform's command, or an organization not known
-        return None
-    return Route(chains, frozenset(i for c in commands for i in _keyed(c)))
+    keyed = frozenset(i for c in commands for i in _keyed(c))
+    chains = {PLATFORM}
+    for organization in named:
+        if organization == GLOBAL:
+            return None
+        try:
+            chains.add(UUID(organization))
+        except ValueError:  # not known: found by its claims, if it names a key
+            if not keyed:
+                return None
+    return Route(frozenset(chains), keyed)
 
 
 def _keyed(command: Command) -> list[UUID]:
