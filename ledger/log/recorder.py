@@ -147,9 +147,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
                             statements.SEQUENTIAL
                         )  # one connection per node (docs/scaling.md)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
-                        rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
+                        rest.execute(
+                            statements.rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True
+                        )
                     self._lock(conn, rest, chains)
-                    insert = _rendered(statements.insert_events_sql(schema), conn)
+                    insert = statements.rendered(statements.insert_events_sql(schema), conn)
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
                         inserted.append(conn.cursor())
@@ -160,19 +162,23 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     if self.distributed_log:
                         for claim in statements.claims(stored_events, chains):  # one shard each
                             rest.execute(
-                                _rendered(statements.claim_sql(schema), conn), claim, prepare=True
+                                statements.rendered(statements.claim_sql(schema), conn),
+                                claim,
+                                prepare=True,
                             )
-                    rest.execute(_rendered(statements.notify_sql(self.channel_name), conn))
+                    rest.execute(
+                        statements.rendered(statements.notify_sql(self.channel_name), conn)
+                    )
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
                         again = kwargs.get("read_chains")
                         self._check_reads(conn, rest, read_versions, chains, again)
                     for change in row_changes:
                         query, values = statement(schema, change)
-                        rest.execute(_rendered(query, conn), values, prepare=True)
+                        rest.execute(statements.rendered(query, conn), values, prepare=True)
                     for subject_change in subject_changes:
                         erasing, params = subject_statement(schema, subject_change)
-                        rest.execute(_rendered(erasing, conn), params, prepare=True)
+                        rest.execute(statements.rendered(erasing, conn), params, prepare=True)
                     rest.execute(_COMMIT)
             except BaseException as error:
                 _settle(conn, error)
@@ -210,21 +216,27 @@ class LedgerRecorder(PostgresApplicationRecorder):
         the deletion of a distributed layout runs in parts, its global part last
         (docs/scaling.md, "A person's deletion" and "The log on Citus").
         """
-        cursor.execute(_rendered(self.locking[0], conn))
+        if self.distributed_log:  # the waits are the workers': their lock_timeout too
+            cursor.execute(statements.PROPAGATE_SET)
+        cursor.execute(statements.rendered(self.locking[0], conn))
         if self.order != "organization":
-            cursor.execute(_rendered(self.locking[1], conn))
+            cursor.execute(statements.rendered(self.locking[1], conn))
             return
         schema = self.datastore.schema
         wanted = sorted(set(chains))
         # the platform's row made too, so that its SHARE lock always has a row to hold
         shares = PLATFORM not in wanted and not self.distributed_log
         opened = [PLATFORM, *wanted] if shares else wanted
-        cursor.execute(_rendered(statements.open_chains_sql(schema), conn), (opened,), prepare=True)
+        cursor.execute(
+            statements.rendered(statements.open_chains_sql(schema), conn), (opened,), prepare=True
+        )
         if shares:
-            cursor.execute(_rendered(statements.share_platform_sql(schema), conn), prepare=True)
+            cursor.execute(
+                statements.rendered(statements.share_platform_sql(schema), conn), prepare=True
+            )
         for chain in wanted:  # one statement each: Citus routes it to the chain's shard
             cursor.execute(
-                _rendered(statements.lock_chain_sql(schema), conn), (chain,), prepare=True
+                statements.rendered(statements.lock_chain_sql(schema), conn), (chain,), prepare=True
             )
 
     def _know_log(self, conn: Connection[Any]) -> None:
@@ -252,7 +264,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
             values = (*values, sorted({PLATFORM, *chains, *read_chains}))
         else:
             query = statements.assert_read_versions_sql(schema)
-        cursor.execute(_rendered(query, conn), values, prepare=True)
+        cursor.execute(statements.rendered(query, conn), values, prepare=True)
 
     def events_after(
         self, versions: Mapping[UUID, int], route: Route | None = None
@@ -363,22 +375,6 @@ def _settle(conn: Connection[Any], error: BaseException) -> None:
 _CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
-_RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
-
-
-def _rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
-    """A composed statement's text, rendered once: psycopg renders a ``Composed`` on
-    every execute, which costs the append measurably (docs/performance.md, step 4).
-
-    The statements come from ``lru_cache``-d builders, so the same object recurs; the
-    object is kept with its text, so its ``id`` cannot be reused by another.
-    """
-    found = _RENDERED.get(id(query))
-    if found is None or found[0] is not query:
-        if len(_RENDERED) > 1024:
-            _RENDERED.clear()
-        found = _RENDERED[id(query)] = (query, query.as_bytes(conn))
-    return found[1]
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:

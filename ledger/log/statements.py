@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from psycopg import sql
+from psycopg import Connection, sql
 
 from ledger.database import distribution
 from ledger.log.chains import CLAIMED_TOPICS, PLATFORM
@@ -36,6 +36,27 @@ def insert_params(chunk: Sequence[StoredEvent], chains: Sequence[UUID]) -> tuple
     )
 
 
+_RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
+
+
+def rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
+    """A composed statement's text, rendered once: psycopg renders a ``Composed`` on
+    every execute, which costs the append measurably (docs/performance.md, step 4).
+
+    The statements come from ``lru_cache``-d builders, so the same object recurs; the
+    object is kept with its text, so its ``id`` cannot be reused by another.
+    """
+    found = _RENDERED.get(id(query))
+    if found is None or found[0] is not query:
+        if len(_RENDERED) > 1024:
+            _RENDERED.clear()
+        found = _RENDERED[id(query)] = (query, query.as_bytes(conn))
+    return found[1]
+
+
+PROPAGATE_SET = b"SET LOCAL citus.propagate_set_commands TO 'local'"
+"""On Citus, the ``SET LOCAL``s after it reach the workers too (``lock_timeout``: a wait for
+a chain's row is a worker's, which the coordinator's setting alone does not bound)."""
 SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
 
 
