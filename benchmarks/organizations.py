@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import orjson
+import psutil
 import psycopg
 
 import ledger
@@ -29,6 +30,34 @@ from ledger.database import distribution
 from ledger.log import chains
 
 USERS = 50
+
+
+class ServersMeter(references.Meter):
+    """CPU seconds of every process of the servers whose data directories are under
+    ``directory`` (a Citus cluster's three: ``LEDGER_CITUS_DIR``): each postmaster, the
+    backends it has reaped (its children's times) and those alive, so the workers' share of
+    an append is counted too, which ``Meter`` (this process's backends on the coordinator)
+    cannot see."""
+
+    def __init__(self, url: str, directory: str) -> None:
+        super().__init__(url)
+        self.directory = directory.rstrip("/") + "/"
+
+    def _backends(self) -> dict[int, float]:
+        used: dict[int, float] = {}
+        for process in psutil.process_iter(["cmdline"]):
+            line = process.info["cmdline"] or []
+            if "-D" not in line or not any(a.startswith(self.directory) for a in line):
+                continue
+            try:
+                times = process.cpu_times()
+                used[process.pid] = sum(times[:4])  # its own, and its reaped children's
+                for child in process.children():
+                    child_times = child.cpu_times()
+                    used[child.pid] = child_times.user + child_times.system
+            except psutil.Error:
+                continue
+        return used
 
 
 def _organization(index: int) -> str:
@@ -85,20 +114,23 @@ def _purchases(organization: str, count: int, tag: str) -> list[Command]:
 
 
 def measure(
-    url: str, organizations: int, purchases: int, order: str = "global", log: bool = False
+    url: str,
+    organizations: int,
+    purchases: int,
+    order: str = "global",
+    servers: str | None = None,
 ) -> dict[str, Any]:
     """Purchases/s through the ledger, raw rows/s, and what the server is; ``order``: the
-    log's (``ledger.log.chains``: ``organization`` takes no global lock); ``log``: on Citus,
-    the log distributed too (``distribution.distribute_log``, its order ``organization``)."""
+    log's (``ledger.log.chains``: ``organization`` takes no global lock; on Citus always,
+    the log distributed by ``ledger db distribute``); ``servers``: the directory of the
+    servers' data, to count all their CPU (``ServersMeter``), else this process's backends."""
     orgs = [_organization(i) for i in range(organizations)]
     with workload.scratch_schema(url) as settings:
         with psycopg.connect(url) as conn:
             citus = distribution.citus_version(conn)
-            if citus is not None:
+            if citus is not None:  # the money tables and the log (`ledger db distribute`)
                 distribution.distribute(conn, settings.schema)
-                if log:
-                    distribution.distribute_log(conn, settings.schema)
-                    order = "organization"
+                order = "organization"
                 conn.commit()
             if order != "global":
                 chains.set_order(conn, settings.schema, "organization")
@@ -112,14 +144,15 @@ def measure(
             ]
             assert not bad, bad[:3]
             per_thread = [_purchases(o, purchases, "m") for o in orgs]
-            rate, latencies = threaded_appends(app, per_thread)
+            meter = ServersMeter(url, servers) if servers else references.Meter(url)
+            rate, latencies = threaded_appends(app, per_thread, meter=meter)
         raw = references.raw_inserts(
             url, settings.schema, organizations * purchases, 600, organizations
         )
     latencies.sort()
     return {
         "server": (f"Citus {citus} coordinator" if citus else "single PostgreSQL")
-        + (", log distributed" if log and citus else "")
+        + (", log distributed" if citus else "")
         + f", {order} order",
         "organizations": organizations,
         "purchases_per_s": rate,
@@ -127,6 +160,7 @@ def measure(
         "p99_ms": latencies[int(len(latencies) * 0.99)],
         "raw_rows_per_s": raw,
         "ratio": rate / raw,
+        **meter.per(organizations * purchases),
     }
 
 
@@ -139,18 +173,26 @@ def main(argv: list[str] | None = None) -> int:
         "--order", choices=("global", "organization"), default="global", help="the log's order"
     )
     parser.add_argument(
-        "--log", action="store_true", help="on Citus, distribute the log too (distribute_log)"
+        "--servers",
+        metavar="DIR",
+        help="count the CPU of every server whose data is under DIR (a Citus cluster's: "
+        "$LEDGER_CITUS_DIR); else of this process's backends",
     )
     args = parser.parse_args(argv)
-    found = measure(args.database_url, args.organizations, args.purchases, args.order, args.log)
+    found = measure(args.database_url, args.organizations, args.purchases, args.order, args.servers)
     print(
         f"{found['server']}: {found['organizations']} organizations in parallel: "
         f"{found['purchases_per_s']:,.0f} purchases/s (p50 {found['p50_ms']:.1f} ms, "
         f"p99 {found['p99_ms']:.1f} ms); raw INSERT+COMMIT {found['raw_rows_per_s']:,.0f} rows/s; "
-        f"ratio {found['ratio']:.2f}"
+        f"ratio {found['ratio']:.2f}; CPU per purchase: client {found['client_cpu_ms']:.1f} ms, "
+        f"servers {_ms(found['server_cpu_ms'])}"
     )
     sys.stdout.flush()
     return 0
+
+
+def _ms(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} ms"
 
 
 if __name__ == "__main__":

@@ -30,14 +30,24 @@ from psycopg import sql
 from ledger import api
 from ledger.config import Settings
 
-# the tables a migration fills: never emptied (their rows are compared instead)
-FILLED = ("ledger_schema_migrations", "ledger_event_catalogue", "playback_state")
+# the tables a migration fills: never emptied (their rows are compared instead); and the
+# log's order, which `ledger db distribute` sets (a test that switched it is not reused)
+FILLED = (
+    "ledger_schema_migrations",
+    "ledger_event_catalogue",
+    "playback_state",
+    "ledger_log_order",
+)
 # a schema still in use (a lock held) is not waited for: it is replaced
 _LOCK_TIMEOUT = "500ms"
 # the log's trigger that refuses an UPDATE or a DELETE
 _LOG_GUARD = "ledger_events_no_update_delete"
 # the times a migration writes into them: whether each is set is compared, not its value
-_WHEN = {"ledger_schema_migrations": "applied_at", "ledger_event_catalogue": "superseded_at"}
+_WHEN = {
+    "ledger_schema_migrations": "applied_at",
+    "ledger_event_catalogue": "superseded_at",
+    "ledger_log_order": "changed_at",
+}
 
 _CATALOG = """
 SELECT 'schema', '', pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
@@ -266,6 +276,8 @@ class SchemaPool:
         # distributed one in parallel in the same transaction (hence one connection per
         # worker); elsewhere the setting is an unused placeholder
         conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
+        # and a distributed log's guard is switched off and on only so (`ledger db distribute`)
+        conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
         tables = [
             row[0]
             for row in conn.execute(

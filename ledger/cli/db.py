@@ -67,9 +67,9 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     spread = commands.add_parser(
         "distribute",
         parents=[common],
-        help="on a Citus coordinator: distribute the money tables and the playback store by "
-        "organization (the store's keys by the key) and make the shared ones reference "
-        "tables (safe to rerun; refused without Citus)",
+        help="on a Citus coordinator: distribute the money tables, the event log and the "
+        "playback store by organization (keys that are one namespace by the key) and make "
+        "the shared ones reference tables (safe to rerun; refused without Citus)",
     )
     spread.set_defaults(func=distribute)
 

@@ -7,10 +7,10 @@ worker's). What every organization shares is a reference table, a copy on every 
 ``users`` (a customer buys from many organizations), ``organizations`` and ``content`` (the
 reviewed foreign keys of ``video_playback`` point at content, and ``video_playback`` carries
 no organization: it stays on the coordinator, as a Citus local table, until the playback
-store replaces it). The log and its bookkeeping stay on the coordinator in this layout:
-``distribute_log`` places the log by organization beside the money tables, but the ledger's
-append does not run on that placement yet, so ``distribute`` does not call it
-(docs/scaling.md, "The log on Citus").
+store replaces it). The log follows (``distribute_log``, the last part of ``distribute``): its
+events and its chains' lock rows by organization beside the money tables, the tables its
+triggers read as reference tables, and the claims of the keys that are one namespace across
+organizations by the key itself (docs/scaling.md, "The log on Citus").
 
 The layout is a step of its own, never a side effect of ``ledger db upgrade``: a schema is
 the same on every server, and only the placement of its rows differs. Distributing is safe
@@ -137,10 +137,10 @@ def distribute(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         raise NoCitus()
     migrations.lock(conn, schema)
     migrations.require_log(conn, schema)
-    if any(m.version <= KEYS_MIGRATION for m in migrations.pending(conn, schema)):
+    if any(m.version <= LOG_MIGRATION for m in migrations.pending(conn, schema)):
         raise ConfigurationError(
-            f"schema {schema!r} is not migrated up to {KEYS_MIGRATION:04d} (keys that carry "
-            "the organization): run `ledger db upgrade` first"
+            f"schema {schema!r} is not migrated up to {LOG_MIGRATION:04d} (keys that carry "
+            "the organization, the log's routable chain and claims): run `ledger db upgrade` first"
         )
     missing = [t for t in (*REFERENCE, *DISTRIBUTED) if not migrations.has_table(conn, schema, t)]
     if missing:
@@ -148,7 +148,7 @@ def distribute(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             f"schema {schema!r} has no {', '.join(missing)}: run `ledger db upgrade` first"
         )
     steps = _place(conn, schema, places(conn, schema), _wanted())
-    return steps + distribute_store(conn, schema)
+    return [*steps, *distribute_log(conn, schema), *distribute_store(conn, schema)]
 
 
 def _wanted() -> dict[str, Place]:
@@ -241,11 +241,10 @@ def restore(conn: psycopg.Connection[Any], schema: str, before: dict[str, Place]
     return _place(conn, schema, places(conn, schema), before)
 
 
-# The log on Citus (issue 28, docs/scaling.md "The log on Citus"): not yet part of
-# ``distribute`` (`ledger db distribute`), because the recorder's append and the log's
-# readers do not run on a distributed log yet; ``distribute_log`` places it for the tests
-# and measurements that prove the schema, the triggers and the placement on a real cluster.
-LOG_MIGRATION = 19  # the chain trigger routable to one shard (0019_routable_chain)
+# The log on Citus (issue 28, docs/scaling.md "The log on Citus"): the last part of
+# ``distribute`` (`ledger db distribute`), once the money tables are in place.
+# the chain trigger routable (0019), the keys' claims (0025), the routed read check (0026)
+LOG_MIGRATION = 26
 # read by the log's insert triggers on the workers: a copy on every node
 LOG_REFERENCE: tuple[str, ...] = (
     "ledger_event_catalogue",
@@ -255,11 +254,15 @@ LOG_REFERENCE: tuple[str, ...] = (
 )
 # each chain's lock row beside its events, colocated with the money tables
 LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
+# the claims of keys that are one namespace across organizations (migration 0025), each
+# distributed by the key's own id, with no organization: ``distribute_log``
+CLAIMS = "ledger_key_claims"
+CLAIMS_COLUMN = "claim_id"
 
 
 def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the log is now."""
-    return _places(conn, schema, (*LOG_REFERENCE, *LOG_DISTRIBUTED))
+    return _places(conn, schema, (*LOG_REFERENCE, *LOG_DISTRIBUTED, CLAIMS))
 
 
 def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -313,6 +316,23 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             (name, COLUMN, anchor),
         )
         steps.append(Step(table, "distributed", True))
+    if now[CLAIMS] == "distributed":
+        steps.append(Step(CLAIMS, "distributed", False, CLAIMS_COLUMN))
+    else:  # by the key itself: one namespace, whichever organization claims a key
+        name = sql.Identifier(schema, CLAIMS).as_string(conn)
+        # the keys the log claimed before (on one server its primary key held them)
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (claim_id, organization_id) SELECT originator_id, organization_id"
+                " FROM {} WHERE originator_version = 1 AND topic = ANY(%s)"
+            ).format(sql.Identifier(schema, CLAIMS), sql.Identifier(schema, "ledger_events")),
+            (sorted(chains.CLAIMED_TOPICS),),
+        )
+        conn.execute(
+            "SELECT create_distributed_table(%s::regclass, %s, colocate_with => 'none')",
+            (name, CLAIMS_COLUMN),
+        )
+        steps.append(Step(CLAIMS, "distributed", True, CLAIMS_COLUMN))
     if chains.order(conn, schema) != "organization":
         chains.set_order(conn, schema, "organization")
     return steps

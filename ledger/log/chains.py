@@ -26,6 +26,7 @@ a disabled one is tampering, never an order (``ledger.audit.guards``). Before 00
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
@@ -35,9 +36,33 @@ from psycopg import sql
 PLATFORM = UUID(int=0)
 """The chain of what no organization owns: users' registrations, deletions, erasures."""
 
+CLAIMED_TOPICS = frozenset({"CommandKeyClaimed", "PurchaseOpened", "ContentPublished"})
+"""The first events of the aggregates named by a key that is one namespace across the ledger
+(an idempotency key, a refund id, a payment intent, a content id: their ids derive from the
+key alone, not from an organization)."""
+
 Order = Literal["global", "organization"]
 ORDERS: tuple[Order, ...] = ("global", "organization")
 _GLOBAL_LOCK = "ledger_events_insert_lock"  # migration 0008's statement trigger (before 0018)
+
+
+@dataclass
+class Route:
+    """Where a distributed log reads a decision's aggregates (``LedgerRecorder.events_after``)
+    and checks them again at append: in ``chains`` (the command's organization and the
+    platform's), and, for the aggregates named by a global key (``claimable``: a payment
+    intent's purchase, a content, an idempotency key's or refund id's claim), in the chain
+    their claim names (``ledger_key_claims``), kept in ``found``. Only the claimable ones are
+    looked up among the claims, so a decision touches the workers of its organization, of
+    the platform's chain and of its keys' claims, no other."""
+
+    chains: frozenset[UUID]
+    claimable: frozenset[UUID]
+    found: set[UUID] = field(default_factory=set)
+
+    def reads(self) -> list[UUID]:
+        """Every chain the decision read: where the append's check reads again."""
+        return sorted(self.chains | self.found)
 
 
 def order(conn: psycopg.Connection[Any], schema: str) -> Order:

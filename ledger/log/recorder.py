@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
+    InternalError,
     OperationalError,
     PersistenceError,
     ProgrammingError,
@@ -47,7 +47,8 @@ from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
 from ledger.database import distribution
-from ledger.log.chains import PLATFORM, Order, order
+from ledger.log import statements
+from ledger.log.chains import PLATFORM, Order, Route, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
     POOL_SIZE_KEY,
@@ -92,6 +93,18 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """``_insert``, retried when the connection or, on Citus, a worker's connection
+        failed: Citus keeps a broken connection to a worker that came back, and the next
+        statement sent over it fails so ("failure on connection marked as essential"),
+        then drops it; the attempt wrote nothing, and the next one connects anew."""
+        try:
+            return self._insert(stored_events, **kwargs)
+        except InternalError as error:
+            if "marked as essential" in str(error):
+                raise OperationalError(str(error)) from error
+            raise
+
+    def _insert(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         """Lock, insert the events, check the reads, change the rows, commit: one round trip.
 
         The library's recorder sends its statements in a pipeline, waits for their
@@ -121,48 +134,59 @@ class LedgerRecorder(PostgresApplicationRecorder):
         if len(chains) != len(stored_events):
             raise ProgrammingError(f"got {len(chains)} chains for {len(stored_events)} events")
         with self.datastore.get_connection() as conn:
-            if self.order is None:
-                self.order = order(conn, schema)
-                self.distributed_log = distribution.log_is_distributed(conn, schema)
-                conn.rollback()
+            self._know_log(conn)
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
                 with conn.pipeline():
                     rest.execute(_BEGIN)
-                    if self.distributed_log:  # one connection per node (docs/scaling.md)
-                        rest.execute(_SEQUENTIAL)
+                    if self.distributed_log and statements.shared(
+                        row_changes, subject_changes, chains
+                    ):
+                        rest.execute(
+                            statements.SEQUENTIAL
+                        )  # one connection per node (docs/scaling.md)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
-                        rest.execute(_rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True)
+                        rest.execute(
+                            statements.rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True
+                        )
                     self._lock(conn, rest, chains)
-                    insert = _rendered(_insert_events_sql(schema), conn)
+                    insert = statements.rendered(statements.insert_events_sql(schema), conn)
                     for start in range(0, len(stored_events), INSERT_ROWS):
                         chunk = stored_events[start : start + INSERT_ROWS]
                         inserted.append(conn.cursor())
-                        columns = _insert_params(chunk, chains[start : start + INSERT_ROWS])
+                        columns = statements.insert_params(
+                            chunk, chains[start : start + INSERT_ROWS]
+                        )
                         inserted[-1].execute(insert, columns, prepare=True)
-                    rest.execute(_rendered(_notify_sql(self.channel_name), conn))
+                    if self.distributed_log:
+                        for claim in statements.claims(stored_events, chains):  # one shard each
+                            rest.execute(
+                                statements.rendered(statements.claim_sql(schema), conn),
+                                claim,
+                                prepare=True,
+                            )
+                    rest.execute(
+                        statements.rendered(statements.notify_sql(self.channel_name), conn)
+                    )
                     if read_versions:
                         # the table lock is held: the versions seen now are those at commit
-                        rest.execute(
-                            _rendered(_assert_read_versions_sql(schema), conn),
-                            (list(read_versions), list(read_versions.values())),
-                            prepare=True,
-                        )
+                        again = kwargs.get("read_chains")
+                        self._check_reads(conn, rest, read_versions, chains, again)
                     for change in row_changes:
                         query, values = statement(schema, change)
-                        rest.execute(_rendered(query, conn), values, prepare=True)
+                        rest.execute(statements.rendered(query, conn), values, prepare=True)
                     for subject_change in subject_changes:
                         erasing, params = subject_statement(schema, subject_change)
-                        rest.execute(_rendered(erasing, conn), params, prepare=True)
+                        rest.execute(statements.rendered(erasing, conn), params, prepare=True)
                     rest.execute(_COMMIT)
             except BaseException as error:
                 _settle(conn, error)
                 if isinstance(error, LockNotAvailable):
                     raise LockTimeout(
-                        f"waited more than {_duration(self.lock_timeout_ms)} (LEDGER_LOCK_TIMEOUT) "
-                        "for a lock that another transaction holds on the event log or a "
-                        "projected table; nothing was written"
+                        f"waited more than {statements.duration(self.lock_timeout_ms)} "
+                        "(LEDGER_LOCK_TIMEOUT) for a lock that another transaction holds on "
+                        "the event log or a projected table; nothing was written"
                     ) from None
                 raise
             notification_ids = [row["notification_id"] for c in inserted for row in c.fetchall()]
@@ -183,30 +207,103 @@ class LedgerRecorder(PostgresApplicationRecorder):
         holds the platform chain's row in SHARE mode, so a platform append (a user's
         deletion) waits for the appends that may have read that user, and they for it;
         organizations' appends share it and never wait for each other.
+
+        On a distributed log not so: the platform's row lives on one worker, and holding it
+        made nearly every append a two-phase commit across both. There an organization's
+        append is ordered with a user's deletion by the rows it writes of that user
+        (``purchases`` and ``content_access`` reference ``users``, a reference table whose
+        copy on the append's worker the foreign key checks and the deletion locks), and
+        the deletion of a distributed layout runs in parts, its global part last
+        (docs/scaling.md, "A person's deletion" and "The log on Citus").
         """
-        cursor.execute(_rendered(self.locking[0], conn))
+        if self.distributed_log:  # the waits are the workers': their lock_timeout too
+            cursor.execute(statements.PROPAGATE_SET)
+        cursor.execute(statements.rendered(self.locking[0], conn))
         if self.order != "organization":
-            cursor.execute(_rendered(self.locking[1], conn))
+            cursor.execute(statements.rendered(self.locking[1], conn))
             return
         schema = self.datastore.schema
         wanted = sorted(set(chains))
         # the platform's row made too, so that its SHARE lock always has a row to hold
-        opened = wanted if PLATFORM in wanted else [PLATFORM, *wanted]
-        cursor.execute(_rendered(_open_chains_sql(schema), conn), (opened,), prepare=True)
-        if PLATFORM not in wanted:
-            cursor.execute(_rendered(_share_platform_sql(schema), conn), prepare=True)
+        shares = PLATFORM not in wanted and not self.distributed_log
+        opened = [PLATFORM, *wanted] if shares else wanted
+        cursor.execute(
+            statements.rendered(statements.open_chains_sql(schema), conn), (opened,), prepare=True
+        )
+        if shares:
+            cursor.execute(
+                statements.rendered(statements.share_platform_sql(schema), conn), prepare=True
+            )
         for chain in wanted:  # one statement each: Citus routes it to the chain's shard
-            cursor.execute(_rendered(_lock_chain_sql(schema), conn), (chain,), prepare=True)
+            cursor.execute(
+                statements.rendered(statements.lock_chain_sql(schema), conn), (chain,), prepare=True
+            )
 
-    def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+    def _know_log(self, conn: Connection[Any]) -> None:
+        """Reads the log's order and placement once (``chains.order``, ``distribution``)."""
+        if self.order is None:
+            self.distributed_log = distribution.log_is_distributed(conn, self.datastore.schema)
+            self.order = order(conn, self.datastore.schema)
+            conn.rollback()
+
+    def _check_reads(
+        self,
+        conn: Connection[Any],
+        cursor: Cursor[Any],
+        read_versions: Mapping[UUID, int],
+        chains: Sequence[UUID],
+        read_chains: Sequence[UUID] | None,
+    ) -> None:
+        """The read-version check, in the pipeline. On a distributed log whose decision read
+        along a route (``read_chains``), in the append's chains and those it read (migration
+        0026), so Citus reads those shards alone; else the whole log (0019)."""
+        schema = self.datastore.schema
+        values: tuple[Any, ...] = (list(read_versions), list(read_versions.values()))
+        if self.distributed_log and read_chains is not None:
+            query = statements.assert_read_versions_in_sql(schema)
+            values = (*values, sorted({PLATFORM, *chains, *read_chains}))
+        else:
+            query = statements.assert_read_versions_sql(schema)
+        cursor.execute(statements.rendered(query, conn), values, prepare=True)
+
+    def events_after(
+        self, versions: Mapping[UUID, int], route: Route | None = None
+    ) -> list[StoredEvent]:
         """Every event of these aggregates after the versions given, in one query (the
-        service's ``DecisionStore``): a decision costs one round trip to read."""
+        service's ``DecisionStore``): a decision costs one round trip to read.
+
+        On a distributed log with a ``route`` (``ledger.log.chains.Route``): read in its
+        chains' shards alone, and in the same round trip the claims of those of these
+        aggregates that a global key names (``ledger_key_claims``); one claimed in another
+        chain (a key another organization used, another organization's content) is then
+        read there too, a second round trip only in that case, and the chain kept in the
+        route for the append's check. Without a route, or on one server, the whole log."""
+        schema = self.datastore.schema
+        ids, after = list(versions), list(versions.values())
         with self.datastore.get_connection() as conn:
-            rows = conn.execute(
-                _events_after_sql(self.datastore.schema),
-                (list(versions), list(versions.values())),
-                prepare=True,
-            ).fetchall()
+            self._know_log(conn)
+            if not (self.distributed_log and route is not None):
+                query = statements.events_after_sql(schema)
+                rows = conn.execute(query, (ids, after), prepare=True).fetchall()
+            else:
+                chains = route.reads()
+                keyed = [i for i in ids if i in route.claimable]
+                found, homes = conn.cursor(), conn.cursor()
+                with conn.pipeline():
+                    found.execute(
+                        statements.events_in_sql(schema), (ids, after, chains), prepare=True
+                    )
+                    if keyed:
+                        homes.execute(statements.homes_sql(schema), (keyed,), prepare=True)
+                rows = found.fetchall()
+                claimed = {r["organization_id"] for r in homes.fetchall()} if keyed else set()
+                elsewhere = claimed - set(chains)
+                route.found |= elsewhere
+                if elsewhere:
+                    more = (ids, after, sorted(elsewhere))
+                    query = statements.events_in_sql(schema)
+                    rows += conn.execute(query, more, prepare=True).fetchall()
+                    rows.sort(key=lambda r: (r["originator_id"], r["originator_version"]))
         return [
             StoredEvent(
                 originator_id=row["originator_id"],
@@ -232,7 +329,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ``excluding``: the one read of a projected table that a decision makes (the
         RESTRICT rule of ``content.delete``)."""
         with self.datastore.get_connection() as conn:
-            query = _has_purchase_rows_sql(self.datastore.schema)
+            query = statements.has_purchase_rows_sql(self.datastore.schema)
             row = conn.execute(query, (content_id, list(excluding))).fetchone()
         return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
 
@@ -240,21 +337,6 @@ class LedgerRecorder(PostgresApplicationRecorder):
 INSERT_ROWS = 1000
 """Events per INSERT: one statement of four arrays whatever the count (prepared once, its
 text parsed once by psycopg), and a message of bounded size however large the batch."""
-
-
-def _duration(milliseconds: int) -> str:
-    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
-
-
-def _insert_params(chunk: Sequence[StoredEvent], chains: Sequence[UUID]) -> tuple[Any, ...]:
-    """The chunk's columns, each an array bound in binary (``_insert_events_sql``)."""
-    return (
-        [e.originator_id for e in chunk],
-        [e.originator_version for e in chunk],
-        [e.topic for e in chunk],
-        [e.state for e in chunk],
-        list(chains),
-    )
 
 
 def _settle(conn: Connection[Any], error: BaseException) -> None:
@@ -293,92 +375,6 @@ def _settle(conn: Connection[Any], error: BaseException) -> None:
 _CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
-_SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
-_RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
-
-
-def _rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
-    """A composed statement's text, rendered once: psycopg renders a ``Composed`` on
-    every execute, which costs the append measurably (docs/performance.md, step 4).
-
-    The statements come from ``lru_cache``-d builders, so the same object recurs; the
-    object is kept with its text, so its ``id`` cannot be reused by another.
-    """
-    found = _RENDERED.get(id(query))
-    if found is None or found[0] is not query:
-        if len(_RENDERED) > 1024:
-            _RENDERED.clear()
-        found = _RENDERED[id(query)] = (query, query.as_bytes(conn))
-    return found[1]
-
-
-@lru_cache(maxsize=8)
-def _insert_events_sql(schema: str) -> sql.Composed:
-    """The events as four arrays, inserted in their order (``unnest`` of several arrays
-    zips them; ``WITH ORDINALITY`` and ``ORDER BY`` make the order explicit, so the chain
-    trigger and the positions follow the list). One statement for any number of events:
-    a ``VALUES`` list of one placeholder per column and row was a new statement text for
-    every count, which psycopg parsed on every append (too long for its cache)."""
-    return sql.SQL(
-        "INSERT INTO {} (originator_id, originator_version, topic, state, organization_id) "
-        "SELECT i, v, t, s, o FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
-        "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
-        "RETURNING notification_id"
-    ).format(sql.Identifier(schema, "ledger_events"))
-
-
-@lru_cache(maxsize=8)
-def _share_platform_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = {} FOR SHARE").format(
-        sql.Identifier(schema, "ledger_chain_heads"), sql.Literal(str(PLATFORM))
-    )
-
-
-@lru_cache(maxsize=8)
-def _open_chains_sql(schema: str) -> sql.Composed:
-    """A chain's row exists from its first append on (``ON CONFLICT``: two first appends
-    of a new organization meet on its key, and the second waits for the first)."""
-    return sql.SQL(
-        "INSERT INTO {} (organization_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING"
-    ).format(sql.Identifier(schema, "ledger_chain_heads"))
-
-
-@lru_cache(maxsize=8)
-def _lock_chain_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = %s FOR UPDATE").format(
-        sql.Identifier(schema, "ledger_chain_heads")
-    )
-
-
-@lru_cache(maxsize=8)
-def _notify_sql(channel: str) -> sql.Composed:
-    """Wakes the library's subscriptions at commit (not before: PostgreSQL delivers a
-    transaction's notifications when it commits, and drops them if it rolls back)."""
-    return sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
-
-
-@lru_cache(maxsize=8)
-def _events_after_sql(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e "
-        "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version) "
-        "ON e.originator_id = w.id AND e.originator_version > w.version "
-        "ORDER BY e.originator_id, e.originator_version"
-    ).format(sql.Identifier(schema, "ledger_events"))
-
-
-@lru_cache(maxsize=8)
-def _assert_read_versions_sql(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
-        sql.Identifier(schema, "ledger_assert_read_versions")
-    )
-
-
-@lru_cache(maxsize=8)
-def _has_purchase_rows_sql(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s AND customer_id <> ALL(%s::text[]))"
-    ).format(sql.Identifier(schema, "purchases"))
 
 
 def environment(settings: Settings, pool_size: int = 2) -> dict[str, str]:

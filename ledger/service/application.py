@@ -196,6 +196,7 @@ class Ledger(Application[UUID]):
 
     def _try_one(self, uow: UnitOfWork, command: Command) -> Result | None:
         """The command's result, or ``None`` to decide again."""
+        self._route(uow, [command])
         try:
             self._decide(uow, command)
         except Duplicate:
@@ -230,6 +231,7 @@ class Ledger(Application[UUID]):
         self, uow: UnitOfWork, commands: Sequence[Command | Rejected]
     ) -> list[Result] | None:
         deciding = [c for c in commands if not isinstance(c, Rejected)]
+        self._route(uow, deciding)
         pseudonyms.warm(uow, self.subjects, deciding)
         command_keys.warm(uow, self.playback.keys_of, deciding)
         results, spans, decided_no = self._decide_each(uow, commands)
@@ -246,6 +248,7 @@ class Ledger(Application[UUID]):
         deciding = [c for c in commands if not isinstance(c, Rejected)]
         pseudonyms.warm(uow, self.subjects, deciding)
         command_keys.warm(uow, self.playback.keys_of, deciding)
+        self._route(uow, deciding)
         uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
@@ -296,6 +299,12 @@ class Ledger(Application[UUID]):
             results[index] = Result("accepted", position=max(positions[start:end]))
         return [r if r is not None else DUPLICATE for r in results]
 
+    def _route(self, uow: UnitOfWork, commands: Sequence[Command]) -> None:
+        """On a distributed layout, where the decision reads its aggregates (all of them,
+        a batch or a group: ``chains.route``); elsewhere, or unknown, the whole log."""
+        if self.per_organization:
+            uow.route = chains.route(self.aggregates, commands)
+
     def _settled(self, uow: UnitOfWork, attempt: Callable[[UnitOfWork], R]) -> R:
         """Runs one attempt; unless it committed, the cache drops what it changed."""
         committed = False
@@ -323,6 +332,7 @@ class Ledger(Application[UUID]):
             row_changes=changes,
             subject_changes=uow.subject_changes,
             organizations=uow.chains,
+            read_chains=uow.route.reads() if uow.route is not None else None,
         )
         recordings = self._record(processing)
         self._notify(recordings)

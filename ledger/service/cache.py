@@ -11,14 +11,19 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from ledger.log.chains import Route
+
 
 class DecisionStore(Protocol):
     """What deciding reads from the store besides the aggregates' own events: the
     write side's only reads, so that a store in memory can stand in for PostgreSQL
     (``ledger.log.recorder.LedgerRecorder``, ``ledger.service.memory.MemoryRecorder``)."""
 
-    def events_after(self, versions: Mapping[UUID, int]) -> Sequence[StoredEvent]:
-        """Every event of these aggregates after the versions given, in order."""
+    def events_after(
+        self, versions: Mapping[UUID, int], route: Route | None = None
+    ) -> Sequence[StoredEvent]:
+        """Every event of these aggregates after the versions given, in order. ``route``:
+        where a distributed log reads them (``ledger.log.chains.Route``)."""
 
     def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
         """Whether a purchases row of this content exists (the RESTRICT rule), of a
@@ -67,11 +72,13 @@ class AggregateCache:
         while len(self._cached) > self._maxsize:
             self._cached.popitem(last=False)
 
-    def load(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Aggregate | None]:
+    def load(
+        self, aggregate_ids: Sequence[UUID], route: Route | None = None
+    ) -> dict[UUID, Aggregate | None]:
         cached = {i: self._cached.get(i) for i in aggregate_ids}
         versions = {i: a.version if a is not None else 0 for i, a in cached.items()}
         newer: dict[UUID, list[StoredEvent]] = {}
-        for stored in self._store.events_after(versions):
+        for stored in self._store.events_after(versions, route):
             newer.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
         result: dict[UUID, Aggregate | None] = {}
         for aggregate_id, aggregate in cached.items():

@@ -19,7 +19,10 @@ from ledger.commands.catalogue import DeleteUser, EraseUser, RegisterUser
 from ledger.domain import ids
 from ledger.domain.catalogue import Content
 from ledger.domain.purchase import Purchase
-from ledger.log.chains import PLATFORM
+from ledger.log.chains import PLATFORM, Route
+from ledger.service.cache import AggregateCache
+from ledger.service.group_commit import GLOBAL
+from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
 
 _PLATFORM_COMMANDS = (RegisterUser, DeleteUser, EraseUser)
@@ -47,6 +50,45 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
         if isinstance(purchase, Purchase) and purchase.organization_id:
             return UUID(purchase.organization_id)
     return PLATFORM
+
+
+def route(aggregates: AggregateCache, commands: Sequence[Command]) -> Route | None:
+    """Where a distributed log is to read these commands' aggregates: their organizations'
+    chains and the platform's, and wherever the claims of what they name by a global key
+    say (``ledger.log.chains.Route``). The organizations are the group commit partition's
+    guess (``ledger.service.partition``), never a read; one not known from the cache (a
+    process just started) is found by the claims of its content, purchase or key, read in the
+    same round trip. ``None``, every chain: a command of the whole platform (a user's
+    registration or deletion), or one that names neither an organization nor a key."""
+    named = {by_organization(aggregates)(c) for c in commands}
+    keyed = frozenset(i for c in commands for i in _keyed(c))
+    chains = {PLATFORM}
+    for organization in named:
+        if organization == GLOBAL:
+            return None
+        try:
+            chains.add(UUID(organization))
+        except ValueError:  # not known: found by its claims, if it names a key
+            if not keyed:
+                return None
+    return Route(frozenset(chains), keyed)
+
+
+def _keyed(command: Command) -> list[UUID]:
+    """The aggregates a command names by a key global across organizations."""
+    found: list[UUID] = []
+    if command.idempotency_key is not None:
+        found.append(ids.command_key_id("idempotency_key", command.idempotency_key))
+    refund = getattr(command, "refund_id", None)
+    if isinstance(refund, str):
+        found.append(ids.command_key_id("refund_id", refund))
+    intent = getattr(command, "stripe_payment_intent_id", None)
+    if isinstance(intent, str):
+        found.append(ids.purchase_id(intent))
+    content = getattr(command, "content_id", None)
+    if content is not None:
+        found.append(ids.content_id(str(content)))
+    return found
 
 
 def assign(uow: UnitOfWork, command: Command, before: int) -> None:

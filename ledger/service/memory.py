@@ -19,6 +19,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from ledger.config import Settings
+from ledger.log.chains import Route
 from ledger.privacy.subjects import SubjectAdded
 from ledger.service import Ledger
 from projections.changes import RowChange
@@ -60,7 +61,9 @@ class MemoryRecorder(POPOApplicationRecorder):
     def _version(self, aggregate_id: UUID) -> int:
         return max(self._stored_events_index.get(str(aggregate_id), {0: 0}), default=0)
 
-    def events_after(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+    def events_after(
+        self, versions: Mapping[UUID, int], route: Route | None = None
+    ) -> list[StoredEvent]:
         with self._database_lock:
             return [
                 stored

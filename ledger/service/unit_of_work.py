@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from ledger.domain import events as ev
+from ledger.log.chains import Route
 from ledger.privacy.subjects import SubjectChange
 from ledger.service.cache import AggregateCache, DecisionStore
 
@@ -51,13 +52,16 @@ class UnitOfWork:
     # the playback store's idempotency keys this attempt read (key to fingerprint, ``None``:
     # not there), ``ledger.service.command_keys``
     store_keys: dict[str, str | None] = field(default_factory=dict)
+    # the chains the decision's aggregates are read from first (the command's organization
+    # and the platform's), set only on a distributed layout: ``ledger.service.chains.route``
+    route: Route | None = None
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""
         missing = [i for i in dict.fromkeys(aggregate_ids) if i not in self.loaded]
         if missing:
             cache = self.cache
-            found = cache.cached(missing) if self.speculative else cache.load(missing)
+            found = cache.cached(missing) if self.speculative else cache.load(missing, self.route)
             for aggregate_id, aggregate in found.items():
                 self.loaded[aggregate_id] = aggregate
                 self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
@@ -79,7 +83,7 @@ class UnitOfWork:
         cache = self.cache
         found = cache.cached(missing)
         lacking = [i for i, a in found.items() if a is None]
-        read = cache.load(lacking) if lacking else {}
+        read = cache.load(lacking, self.route) if lacking else {}
         for aggregate_id, aggregate in found.items():
             if aggregate is None:
                 aggregate = read[aggregate_id]

@@ -21,7 +21,7 @@ from ledger import api
 from ledger.config import Settings
 from ledger.database.connections import connect
 from ledger.domain import ids
-from ledger.log import recorder
+from ledger.log import recorder, statements
 from ledger.service import Ledger
 from tests.support import answers, append, cli, event_count, statuses, user
 
@@ -121,7 +121,7 @@ def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
     transaction itself, before any retry (``psycopg.OperationalError`` is retried), and
     leave every pooled connection idle."""
     real_communicate = psycopg._pipeline_base.pipeline_communicate
-    original_sql = recorder._insert_events_sql
+    original_sql = statements.insert_events_sql
     broken: list[object] = []  # the pgconn whose sends fail, from when the lock is held
     failed_holder: list[int] = []
     leaked: list[int] = []
@@ -145,7 +145,7 @@ def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
         return original_sql(schema)
 
     monkeypatch.setattr(psycopg._pipeline_base, "pipeline_communicate", communicate)
-    monkeypatch.setattr(recorder, "_insert_events_sql", insert_sql)
+    monkeypatch.setattr(statements, "insert_events_sql", insert_sql)
     app = api.open_ledger(settings)
     try:
         if failure is psycopg.OperationalError:

@@ -104,6 +104,12 @@ def _history(first: str, second: str) -> list[dict[str, Any]]:
     ]
 
 
+# the lines `ledger db distribute` prints: the money tables', then the log's (its events and
+# chains by organization, the tables its triggers read, the keys' claims by key)
+PLACED = len(distribution.REFERENCE) + len(distribution.DISTRIBUTED)
+PLACED += len(distribution.LOG_REFERENCE) + len(distribution.LOG_DISTRIBUTED) + 1
+
+
 @pytest.mark.citus
 def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
     citus: CitusCluster, settings: Settings, conn: Conn
@@ -115,6 +121,7 @@ def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
     wanted = {t: "reference" for t in distribution.REFERENCE}
     wanted |= {t: "distributed" for t in distribution.DISTRIBUTED}
     assert distribution.places(conn, settings.schema) == wanted
+    assert distribution.log_is_distributed(conn, settings.schema)  # the log with them
     again = cli(env, "db", "distribute")
     assert again.returncode == 0, again.stderr
     assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [

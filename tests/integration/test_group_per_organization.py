@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -24,6 +24,8 @@ from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
+from ledger.domain import ids
+from ledger.log.chains import PLATFORM
 from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
@@ -121,21 +123,50 @@ def test_on_a_single_server_a_group_is_the_head_of_the_queue_as_before(
 def _two_organizations(
     citus: CitusCluster, settings: Settings, conn: Conn
 ) -> tuple[str, str, citus_support.Worker, str, str]:
-    """The test's schema distributed, and two organizations whose rows live on different
-    workers: the one to lose with its worker, the one kept, and a content id of each."""
+    """The test's schema distributed (the money tables and the log, `ledger db distribute`),
+    and two organizations whose rows and events live on different workers: the one to lose
+    with its worker, the one kept, and a content id of each.
+
+    The worker lost is the one without the platform's chain (the users' registrations, which
+    every purchase reads: losing that worker stops every organization, docs/scaling.md), and
+    the kept organization's content is one whose claim (``ledger_key_claims``, by the
+    content's id) is on the kept worker too."""
     with psycopg.connect(settings.url) as admin:
         distribution.distribute(admin, settings.schema)
         admin.commit()
-    purchases = f"{settings.schema}.purchases"
-    lost, kept = citus.on_distinct_workers(
-        conn, purchases, islice(citus_support.organizations(), 64), 2
-    )
-    worker = citus.placement(conn, purchases, lost).worker
+    log = f"{settings.schema}.ledger_events"
+    platform = citus.placement(conn, log, PLATFORM).worker
+    lost, kept = citus.on_distinct_workers(conn, log, islice(citus_support.organizations(), 64), 2)
+    if citus.placement(conn, log, lost).worker == platform:
+        lost, kept = kept, lost
+    worker = citus.placement(conn, log, lost).worker
     lost_id, kept_id = str(lost), str(kept)
-    lost_content, kept_content = (
-        str(uuid.uuid5(uuid.UUID(o), "content")) for o in (lost_id, kept_id)
-    )
+    lost_content = str(uuid.uuid5(uuid.UUID(lost_id), "content"))
+    contents = (str(uuid.uuid5(uuid.UUID(kept_id), f"content-{n}")) for n in range(1000))
+    kept_content = _kept(citus, conn, settings, worker, ids.content_id, contents, 1)[0]
     return lost_id, kept_id, worker, lost_content, kept_content
+
+
+def _kept(
+    citus: CitusCluster,
+    conn: Conn,
+    settings: Settings,
+    lost: citus_support.Worker,
+    aggregate: Callable[[str], uuid.UUID],
+    names: Iterable[str],
+    count: int,
+) -> list[str]:
+    """The first ``count`` of ``names`` whose aggregate's claim (a payment intent's, a
+    content's: ``ledger_key_claims``, distributed by the aggregate's id) is not on the lost
+    worker: what an organization of the kept worker names while the other is down."""
+    claims = f"{settings.schema}.ledger_key_claims"
+    found: list[str] = []
+    for name in names:
+        if citus.placement(conn, claims, aggregate(name)).worker != lost:
+            found.append(name)
+            if len(found) == count:
+                return found
+    raise LookupError("no name whose claim is on the kept worker")
 
 
 @pytest.mark.citus
@@ -152,8 +183,13 @@ def test_a_stopped_worker_fails_its_organizations_groups_and_no_other(
         assert set(statuses(append(app, *setup))) == {"accepted"}
         with citus.stopped(worker):
             callers = Callers(app)
+            kept_intents = iter(
+                _kept(citus, conn, settings, worker, ids.purchase_id, pis("pi_k"), 4)
+            )
             commands = [
-                complete(f"pi_{n}", content_id=lost_content if n % 2 else kept_content)
+                complete(f"pi_{n}", content_id=lost_content)
+                if n % 2
+                else complete(next(kept_intents), content_id=kept_content)
                 for n in range(8)
             ]
             for n, fields in enumerate(commands):
@@ -188,8 +224,9 @@ def test_over_http_a_stopped_worker_answers_503_for_its_organizations_and_201_fo
             refused = client.post(
                 "/v1/commands", content=json.dumps(complete("pi_l", content_id=lost_content))
             )
+            intent = _kept(citus, conn, settings, worker, ids.purchase_id, pis("pi_k"), 1)[0]
             accepted = client.post(
-                "/v1/commands", content=json.dumps(complete("pi_k", content_id=kept_content))
+                "/v1/commands", content=json.dumps(complete(intent, content_id=kept_content))
             )
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "unavailable"
@@ -213,8 +250,10 @@ def test_ledger_append_for_a_stopped_workers_organization_exits_two_and_others_a
     lost, kept, worker, lost_content, kept_content = _two_organizations(citus, settings, conn)
     setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
     setup += [publish(lost_content, lost), publish(kept_content, kept)]
+    kept_intents = _kept(citus, conn, settings, worker, ids.purchase_id, pis("pi_k"), 3)
+    intents = {"pi_l": [f"pi_l{n}" for n in range(3)], "pi_k": kept_intents}
     lines = lambda content, prefix: "".join(  # noqa: E731
-        json.dumps(complete(f"{prefix}{n}", content_id=content)) + "\n" for n in range(3)
+        json.dumps(complete(intent, content_id=content)) + "\n" for intent in intents[prefix]
     )
     assert cli(cli_env, "append", "-", stdin="".join(json.dumps(c) + "\n" for c in setup))
     with citus.stopped(worker):
@@ -234,3 +273,8 @@ def test_ledger_append_for_a_stopped_workers_organization_exits_two_and_others_a
         "SELECT organization_id::text, count(*) FROM purchases GROUP BY 1"
     ).fetchall()
     assert dict(rows) == {lost: 3, kept: 3}
+
+
+def pis(prefix: str = "pi_") -> Iterator[str]:
+    """Payment intents, ``prefix`` and a number."""
+    return (f"{prefix}{n}" for n in range(10_000))

@@ -19,6 +19,7 @@ from itertools import islice
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 import pytest
 
@@ -61,12 +62,13 @@ def insert(conn: Conn, organization: object, user_id: str) -> int:
 @pytest.fixture
 def log_on_citus(citus: CitusCluster, settings: Settings) -> Settings:
     with connect(settings) as conn:
-        distribution.distribute(conn, settings.schema)
-        steps = distribution.distribute_log(conn, settings.schema)
+        steps = distribution.distribute(conn, settings.schema)  # `ledger db distribute`
         conn.commit()
-    assert [(s.table, s.place, s.done) for s in steps] == [
+    log = [s for s in steps if s.table.startswith("ledger_")]
+    assert [(s.table, s.place, s.done) for s in log] == [
         *((t, "reference", True) for t in distribution.LOG_REFERENCE),
         *((t, "distributed", True) for t in distribution.LOG_DISTRIBUTED),
+        (distribution.CLAIMS, "distributed", True),
     ]
     return settings
 
@@ -81,6 +83,7 @@ def test_the_log_is_placed_by_organization_and_a_second_run_changes_nothing(
     assert distribution.log_places(conn, schema) == {
         **{t: "reference" for t in distribution.LOG_REFERENCE},
         **{t: "distributed" for t in distribution.LOG_DISTRIBUTED},
+        distribution.CLAIMS: "distributed",
     }
     colocated = conn.execute(
         "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"
@@ -182,3 +185,95 @@ def test_the_ledgers_appends_answer_as_on_one_server_on_the_distributed_log(
         walk = verify_chain(conn, schema, chain=chain)
         assert walk.first_break is None and walk.events >= 2, chain
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (2,)
+
+
+def test_a_key_is_one_namespace_across_organizations_on_the_distributed_log(
+    citus: CitusCluster, log_on_citus: Settings, conn: Conn
+) -> None:
+    """CONTRACT.md, "Idempotency": the same key from two organizations on two workers is
+    `duplicate` for the same command and `conflict` for another, whichever sent it first, and
+    two sent at once are one `accepted` and one `conflict`: the key's claim
+    (``ledger_key_claims``, distributed by the key) lets one append take it, never two."""
+    schema = log_on_citus.schema
+    log = f"{schema}.ledger_events"
+    a, b = (str(o) for o in citus.on_distinct_workers(conn, log, citus_support.organizations(), 2))
+    conn.commit()
+    video = {a: "11111111-1111-4111-8111-111111111111", b: "22222222-2222-4222-8222-222222222222"}
+
+    def bought(organization: str, key: str, intent: str) -> dict[str, Any]:
+        return complete(intent, content_id=video[organization], idempotency_key=key)
+
+    with api.open_ledger(log_on_citus) as one, api.open_ledger(log_on_citus) as two:
+        setup = [org(a, "A"), org(b, "B"), user("creator"), user("alice")]
+        setup += [publish(video[a], a), publish(video[b], b)]
+        assert statuses(append(one, *setup)) == ["accepted"] * 6
+        # one after the other: A takes the key; from B's ledger (another cache) the same
+        # command is a duplicate, another command with it a conflict, as on one server
+        assert statuses(append(one, bought(a, "k-seq", "pi_seq_a"))) == ["accepted"]
+        assert statuses(append(two, bought(a, "k-seq", "pi_seq_a"))) == ["duplicate"]
+        assert statuses(append(two, bought(b, "k-seq", "pi_seq_b"))) == ["rejected:conflict"]
+        # at once: one of the two organizations' appends takes each key, the other is refused
+        for n in range(6):
+            gate = threading.Barrier(2)
+            answers: dict[str, list[str]] = {}
+
+            def send(
+                ledger: Any, organization: str, n: int = n, gate: Any = gate, into: Any = answers
+            ) -> None:
+                command = bought(organization, f"k-{n}", f"pi_{n}_{organization[:8]}")
+                gate.wait(30)
+                into[organization] = statuses(append(ledger, command))
+
+            threads = [threading.Thread(target=send, args=p) for p in ((one, a), (two, b))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            assert sorted(answers[a] + answers[b]) == ["accepted", "rejected:conflict"], n
+    keys = [f"k-{n}" for n in range(6)] + ["k-seq"]
+    claimed = conn.execute(
+        "SELECT state FROM ledger_events WHERE topic = 'CommandKeyClaimed'"
+    ).fetchall()
+    assert sorted(orjson.loads(bytes(s))["key"] for (s,) in claimed) == sorted(keys)
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_key_claims c JOIN (SELECT DISTINCT"
+        " originator_id FROM ledger_events WHERE topic = 'CommandKeyClaimed') e"
+        " ON e.originator_id = c.claim_id"
+    ).fetchone() == (len(keys),)
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (len(keys),)
+
+
+def test_a_log_distributed_with_events_keeps_its_chains_and_its_keys_claimed(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    """`ledger db distribute` over a log that has events (appended on the coordinator as a
+    plain server): every chain keeps its verified events and head, and a key claimed before
+    is still one namespace: another organization's command with it is a `conflict`."""
+    schema = settings.schema
+    a, b = ORG, "66666666-6666-4666-8666-666666666666"
+    other = "55555555-5555-4555-8555-555555555555"
+    with api.open_ledger(settings) as ledger:
+        before = [org(a, "A"), org(b, "B"), user("creator"), user("alice"), publish(CONTENT, a)]
+        before += [publish(other, b), complete("pi_1", idempotency_key="k-1")]
+        assert statuses(append(ledger, *before)) == ["accepted"] * 7
+    conn.commit()
+    counts = dict(
+        conn.execute("SELECT organization_id, count(*) FROM ledger_events GROUP BY 1").fetchall()
+    )
+    with connect(settings) as admin:
+        distribution.distribute(admin, schema)
+        admin.commit()
+    assert distribution.log_is_distributed(conn, schema)
+    for chain, count in counts.items():
+        walk = verify_chain(conn, schema, chain=UUID(str(chain)))
+        assert walk.first_break is None and walk.events == count, chain
+    with api.open_ledger(settings) as ledger:
+        again = [
+            complete("pi_1", idempotency_key="k-1"),
+            complete("pi_2", content_id=other, idempotency_key="k-1"),
+        ]
+        assert statuses(append(ledger, *again)) == ["duplicate", "rejected:conflict"]
+        # a payment intent taken before is one too, whichever organization names it
+        assert statuses(append(ledger, complete("pi_1", content_id=other))) == ["rejected:conflict"]
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)

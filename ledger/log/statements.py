@@ -1,0 +1,190 @@
+"""The log's statements, each built once per schema (``lru_cache``) for the recorder
+(``ledger.log.recorder``), which renders and prepares them once per connection.
+
+Identifiers by ``psycopg.sql``, values always bound. On a distributed log (Citus) the
+statements that name an organization (``organization_id = ...``) are routed by Citus to that
+organization's shard alone; those that do not read every shard (docs/scaling.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from psycopg import Connection, sql
+
+from ledger.database import distribution
+from ledger.log.chains import CLAIMED_TOPICS, PLATFORM
+from ledger.privacy.subjects import SubjectChange
+from projections.changes import RowChange
+
+
+def duration(milliseconds: int) -> str:
+    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
+
+
+def insert_params(chunk: Sequence[StoredEvent], chains: Sequence[UUID]) -> tuple[Any, ...]:
+    """The chunk's columns, each an array bound in binary (``_insert_events_sql``)."""
+    return (
+        [e.originator_id for e in chunk],
+        [e.originator_version for e in chunk],
+        [e.topic for e in chunk],
+        [e.state for e in chunk],
+        list(chains),
+    )
+
+
+_RENDERED: dict[int, tuple[sql.Composable, bytes]] = {}
+
+
+def rendered(query: sql.Composable, conn: Connection[Any]) -> bytes:
+    """A composed statement's text, rendered once: psycopg renders a ``Composed`` on
+    every execute, which costs the append measurably (docs/performance.md, step 4).
+
+    The statements come from ``lru_cache``-d builders, so the same object recurs; the
+    object is kept with its text, so its ``id`` cannot be reused by another.
+    """
+    found = _RENDERED.get(id(query))
+    if found is None or found[0] is not query:
+        if len(_RENDERED) > 1024:
+            _RENDERED.clear()
+        found = _RENDERED[id(query)] = (query, query.as_bytes(conn))
+    return found[1]
+
+
+PROPAGATE_SET = b"SET LOCAL citus.propagate_set_commands TO 'local'"
+"""On Citus, the ``SET LOCAL``s after it reach the workers too (``lock_timeout``: a wait for
+a chain's row is a worker's, which the coordinator's setting alone does not bound)."""
+SEQUENTIAL = b"SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
+
+
+def shared(
+    row_changes: Sequence[RowChange],
+    subject_changes: Sequence[SubjectChange],
+    chains: Sequence[UUID],
+) -> bool:
+    """Whether a distributed log's append needs Citus's sequential mode: it writes a table
+    every node holds (a reference table, the coordinator's subjects) after reading or writing
+    several shards (Citus refuses it otherwise: "cannot modify table ... because there was a
+    parallel operation on a distributed table"). An append of one organization writing only
+    its money rows does not, and keeps the parallel mode: its statements route to one shard,
+    and the read-version check reads its few shards at once."""
+    if subject_changes or len(set(chains)) > 1:
+        return True
+    return any(change.table not in distribution.DISTRIBUTED for change in row_changes)
+
+
+@lru_cache(maxsize=8)
+def insert_events_sql(schema: str) -> sql.Composed:
+    """The events as four arrays, inserted in their order (``unnest`` of several arrays
+    zips them; ``WITH ORDINALITY`` and ``ORDER BY`` make the order explicit, so the chain
+    trigger and the positions follow the list). One statement for any number of events:
+    a ``VALUES`` list of one placeholder per column and row was a new statement text for
+    every count, which psycopg parsed on every append (too long for its cache)."""
+    return sql.SQL(
+        "INSERT INTO {} (originator_id, originator_version, topic, state, organization_id) "
+        "SELECT i, v, t, s, o FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
+        "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
+        "RETURNING notification_id"
+    ).format(sql.Identifier(schema, "ledger_events"))
+
+
+def claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
+    """The keys this append claims (``ledger_key_claims``, migration 0025): on a distributed
+    log the primary key of the events leads with the organization, so the claim's own key,
+    distributed by the key's id, is what lets one organization's append take a key."""
+    return [
+        (UUID(str(e.originator_id)), chain)
+        for e, chain in zip(events, chains, strict=True)
+        if e.originator_version == 1 and e.topic in CLAIMED_TOPICS
+    ]
+
+
+@lru_cache(maxsize=8)
+def claim_sql(schema: str) -> sql.Composed:
+    return sql.SQL("INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)").format(
+        sql.Identifier(schema, "ledger_key_claims")
+    )
+
+
+@lru_cache(maxsize=8)
+def share_platform_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = {} FOR SHARE").format(
+        sql.Identifier(schema, "ledger_chain_heads"), sql.Literal(str(PLATFORM))
+    )
+
+
+@lru_cache(maxsize=8)
+def open_chains_sql(schema: str) -> sql.Composed:
+    """A chain's row exists from its first append on (``ON CONFLICT``: two first appends
+    of a new organization meet on its key, and the second waits for the first)."""
+    return sql.SQL(
+        "INSERT INTO {} (organization_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING"
+    ).format(sql.Identifier(schema, "ledger_chain_heads"))
+
+
+@lru_cache(maxsize=8)
+def lock_chain_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE organization_id = %s FOR UPDATE").format(
+        sql.Identifier(schema, "ledger_chain_heads")
+    )
+
+
+@lru_cache(maxsize=8)
+def notify_sql(channel: str) -> sql.Composed:
+    """Wakes the library's subscriptions at commit (not before: PostgreSQL delivers a
+    transaction's notifications when it commits, and drops them if it rolls back)."""
+    return sql.SQL("NOTIFY {}").format(sql.Identifier(channel))
+
+
+@lru_cache(maxsize=8)
+def events_after_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e "
+        "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version) "
+        "ON e.originator_id = w.id AND e.originator_version > w.version "
+        "ORDER BY e.originator_id, e.originator_version"
+    ).format(sql.Identifier(schema, "ledger_events"))
+
+
+@lru_cache(maxsize=8)
+def assert_read_versions_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[])").format(
+        sql.Identifier(schema, "ledger_assert_read_versions")
+    )
+
+
+@lru_cache(maxsize=8)
+def has_purchase_rows_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s AND customer_id <> ALL(%s::text[]))"
+    ).format(sql.Identifier(schema, "purchases"))
+
+
+@lru_cache(maxsize=8)
+def events_in_sql(schema: str) -> sql.Composed:
+    """``events_after_sql`` in the chains given: routed by Citus to their shards alone."""
+    return sql.SQL(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e "
+        "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version) "
+        "ON e.originator_id = w.id AND e.originator_version > w.version "
+        "WHERE e.organization_id = ANY(%s::uuid[]) "
+        "ORDER BY e.originator_id, e.originator_version"
+    ).format(sql.Identifier(schema, "ledger_events"))
+
+
+@lru_cache(maxsize=8)
+def homes_sql(schema: str) -> sql.Composed:
+    """The chain of each of these aggregates that a global key names (its claim's)."""
+    return sql.SQL(
+        "SELECT claim_id, organization_id FROM {} WHERE claim_id = ANY(%s::uuid[])"
+    ).format(sql.Identifier(schema, "ledger_key_claims"))
+
+
+@lru_cache(maxsize=8)
+def assert_read_versions_in_sql(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT {}(%s::uuid[], %s::bigint[], %s::uuid[])").format(
+        sql.Identifier(schema, "ledger_assert_read_versions_in")
+    )
