@@ -42,7 +42,7 @@ class SpillingFold:
         tables: Sequence[str],
         columns: dict[str, list[str]],
         budget: int,
-        before_first_spill: Callable[[], None] | None = None,
+        before_first_write: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.conn = conn
         self.schema = schema
@@ -53,10 +53,10 @@ class SpillingFold:
         self.spilled: set[str] = set()  # tables with rows written out
         self.indexed: set[str] = set()  # tables given a key index to take rows back by
         self.spills = 0
-        # called once before rows are first written out while events remain (the caller
-        # drops the tables' constraints and indexes then, and only then: a log whose rows
-        # all fit in the budget is written once, at the end, into the tables as migrated)
-        self.before_first_spill = before_first_spill
+        # called once before rows are first written, with whether this is the last write
+        # (every event folded) and the rows held: the caller may drop the tables' keys and
+        # indexes then (a few rows written once, at the end, need not have them dropped)
+        self.before_first_write = before_first_write
 
     def apply(self, changes: Sequence[RowChange]) -> None:
         """Applies one batch's changes, then spills if the rows held exceed the budget."""
@@ -75,9 +75,9 @@ class SpillingFold:
     def spill(self, last: bool = False) -> None:
         """Writes every row held to its table and forgets it. The last write (``finish``)
         builds no key index: no row will be taken back after it."""
-        if not last and self.before_first_spill is not None:
-            self.before_first_spill()
-            self.before_first_spill = None
+        if self.before_first_write is not None:
+            self.before_first_write(last, self.fold.size())
+            self.before_first_write = None
         for table in self.tables:
             rows = self.fold.drain(table)
             if not rows:

@@ -37,6 +37,11 @@ from projections.spill import SpillingFold
 # overrides it (the tests shrink it).
 DEFAULT_ROW_BUDGET = 50_000
 ROW_BUDGET: int | None = None
+# Rows few enough to load, all at the end, into the tables with their keys and indexes on
+# (checked and indexed row by row): cheaper than dropping and re-building them, each index
+# build a file synced to disk on PostgreSQL 15. Above it, or when rows are written before
+# the end, they are dropped first and re-created after the load, as for a large log.
+KEYED_LOAD_ROWS = 1_000
 
 
 def row_budget() -> int:
@@ -179,6 +184,12 @@ def build(
         if drops:
             conn.execute(sql.Composed(drops))
 
+    def first_write(last: bool, rows: int) -> None:
+        """Before the fold first writes rows: the keys and indexes stay on only for a
+        few rows written once, at the end."""
+        if not last or rows > KEYED_LOAD_ROWS:
+            loosen([])
+
     left_out = [t for t in TABLES if t not in tables]
     if left_out:
         # the rebuilt tables' foreign keys to the tables left out go with them (CASCADE)
@@ -193,10 +204,10 @@ def build(
     position = source.head(conn, live) if upto is None else upto
     result = ShadowBuild(shadow, tables, position)
     with _without_cycle_collection():
-        # a log whose rows all fit in the budget is loaded once, at the end, into the
-        # tables as migrated (in TABLES order, each table after those it references):
-        # no constraint or index is dropped and re-created (each index built is a file
-        # synced to disk, the most of a small rebuild's time on PostgreSQL 15)
+        # a small log's rows (KEYED_LOAD_ROWS), all held to the end, are loaded once into
+        # the tables as migrated (in TABLES order, each table after those it references):
+        # no key or index is dropped and re-created (each index built is a file synced to
+        # disk, the most of a small rebuild's time on PostgreSQL 15)
         _fold_and_load(
             conn,
             live,
@@ -205,7 +216,7 @@ def build(
             result,
             on_events,
             budget,
-            None if saved else lambda: loosen([]),
+            None if saved else first_write,
         )
 
     adds: list[sql.Composable] = []
@@ -253,10 +264,11 @@ def _fold_and_load(
     result: ShadowBuild,
     on_events: Callable[[int], None] | None,
     budget: int,
-    loosen: Callable[[], None] | None,
+    loosen: Callable[[bool, int], None] | None,
 ) -> None:
     """Folds the log up to ``result.position`` into the shadow tables, memory bounded;
-    ``loosen`` is called before rows are first written while events remain."""
+    ``loosen`` is called before rows are first written (whether it is the last write,
+    the rows held)."""
     columns = {table: _columns(conn, shadow, table) for table in tables}
     fold = SpillingFold(conn, shadow, tables, columns, budget, loosen)
     only = frozenset(tables)
