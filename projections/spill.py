@@ -22,7 +22,7 @@ the events' strings; COPY reads the rest back exactly).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -42,6 +42,7 @@ class SpillingFold:
         tables: Sequence[str],
         columns: dict[str, list[str]],
         budget: int,
+        before_first_write: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.conn = conn
         self.schema = schema
@@ -50,7 +51,12 @@ class SpillingFold:
         self.budget = budget
         self.fold = Fold(tables)
         self.spilled: set[str] = set()  # tables with rows written out
+        self.indexed: set[str] = set()  # tables given a key index to take rows back by
         self.spills = 0
+        # called once before rows are first written, with whether this is the last write
+        # (every event folded) and the rows held: the caller may drop the tables' keys and
+        # indexes then (a few rows written once, at the end, need not have them dropped)
+        self.before_first_write = before_first_write
 
     def apply(self, changes: Sequence[RowChange]) -> None:
         """Applies one batch's changes, then spills if the rows held exceed the budget."""
@@ -66,15 +72,20 @@ class SpillingFold:
         if self.fold.size() > self.budget:
             self.spill()
 
-    def spill(self) -> None:
-        """Writes every row held to its table and forgets it."""
+    def spill(self, last: bool = False) -> None:
+        """Writes every row held to its table and forgets it. The last write (``finish``)
+        builds no key index: no row will be taken back after it."""
+        if self.before_first_write is not None:
+            self.before_first_write(last, self.fold.size())
+            self.before_first_write = None
         for table in self.tables:
             rows = self.fold.drain(table)
             if not rows:
                 continue
             _copy(self.conn, self.schema, table, self.columns[table], rows)
-            if table not in self.spilled:
-                self.spilled.add(table)
+            self.spilled.add(table)
+            if not last and table not in self.indexed:
+                self.indexed.add(table)
                 self.conn.execute(
                     sql.SQL("CREATE INDEX {} ON {} ({})").format(
                         sql.Identifier(_key_index(table)),
@@ -88,10 +99,10 @@ class SpillingFold:
 
     def finish(self) -> dict[str, int]:
         """Spills the rest; returns the row count of each table."""
-        self.spill()
+        self.spill(last=True)
         counts: dict[str, int] = {}
         for table in self.tables:
-            if table in self.spilled:
+            if table in self.indexed:
                 self.conn.execute(
                     sql.SQL("DROP INDEX {}").format(sql.Identifier(self.schema, _key_index(table)))
                 )

@@ -37,6 +37,11 @@ from projections.spill import SpillingFold
 # overrides it (the tests shrink it).
 DEFAULT_ROW_BUDGET = 50_000
 ROW_BUDGET: int | None = None
+# Rows few enough to load, all at the end, into the tables with their keys and indexes on
+# (checked and indexed row by row): cheaper than dropping and re-building them, each index
+# build a file synced to disk on PostgreSQL 15. Above it, or when rows are written before
+# the end, they are dropped first and re-created after the load, as for a large log.
+KEYED_LOAD_ROWS = 1_000
 
 
 def row_budget() -> int:
@@ -158,34 +163,64 @@ def build(
             ]
         )
     )
-    saved = _definitions(conn, shadow, tables)
-    drops: list[sql.Composable] = [
-        sql.SQL("DROP TABLE {} CASCADE;").format(sql.Identifier(shadow, table))
-        for table in TABLES
-        if table not in tables
-    ]
-    for table in tables:
-        constraints, indexes = saved[table]
-        drops += [
-            sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {} CASCADE;").format(
-                sql.Identifier(shadow, table), sql.Identifier(name)
-            )
-            for name, _, _ in constraints
-        ]
-        drops += [
-            sql.SQL("DROP INDEX IF EXISTS {};").format(sql.Identifier(shadow, name))
-            for name, _ in indexes
-        ]
-    if drops:
-        conn.execute(sql.Composed(drops))
+    saved: dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str]]]] = {}
+
+    def loosen(drops: list[sql.Composable]) -> None:
+        """Runs ``drops``, then drops the constraints and indexes the rows are loaded
+        without, remembered first in ``saved`` (re-created after the load)."""
+        saved.update(_definitions(conn, shadow, tables))
+        for table in tables:
+            constraints, indexes = saved[table]
+            drops += [
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {} CASCADE;").format(
+                    sql.Identifier(shadow, table), sql.Identifier(name)
+                )
+                for name, _, _ in constraints
+            ]
+            drops += [
+                sql.SQL("DROP INDEX IF EXISTS {};").format(sql.Identifier(shadow, name))
+                for name, _ in indexes
+            ]
+        if drops:
+            conn.execute(sql.Composed(drops))
+
+    def first_write(last: bool, rows: int) -> None:
+        """Before the fold first writes rows: the keys and indexes stay on only for a
+        few rows written once, at the end."""
+        if not last or rows > KEYED_LOAD_ROWS:
+            loosen([])
+
+    left_out = [t for t in TABLES if t not in tables]
+    if left_out:
+        # the rebuilt tables' foreign keys to the tables left out go with them (CASCADE)
+        # and come back pointing at the live tables: loosened now, re-added after the load
+        loosen(
+            [
+                sql.SQL("DROP TABLE {} CASCADE;").format(sql.Identifier(shadow, table))
+                for table in left_out
+            ]
+        )
 
     position = source.head(conn, live) if upto is None else upto
     result = ShadowBuild(shadow, tables, position)
     with _without_cycle_collection():
-        _fold_and_load(conn, live, shadow, tables, result, on_events, budget)
+        # a small log's rows (KEYED_LOAD_ROWS), all held to the end, are loaded once into
+        # the tables as migrated (in TABLES order, each table after those it references):
+        # no key or index is dropped and re-created (each index built is a file synced to
+        # disk, the most of a small rebuild's time on PostgreSQL 15)
+        _fold_and_load(
+            conn,
+            live,
+            shadow,
+            tables,
+            result,
+            on_events,
+            budget,
+            None if saved else first_write,
+        )
 
     adds: list[sql.Composable] = []
-    for table in tables:
+    for table in tables if saved else ():
         constraints, indexes = saved[table]
         for name, kind, definition in constraints:
             # a foreign key to a table not rebuilt here points at the live table
@@ -229,10 +264,13 @@ def _fold_and_load(
     result: ShadowBuild,
     on_events: Callable[[int], None] | None,
     budget: int,
+    loosen: Callable[[bool, int], None] | None,
 ) -> None:
-    """Folds the log up to ``result.position`` into the shadow tables, memory bounded."""
+    """Folds the log up to ``result.position`` into the shadow tables, memory bounded;
+    ``loosen`` is called before rows are first written (whether it is the last write,
+    the rows held)."""
     columns = {table: _columns(conn, shadow, table) for table in tables}
-    fold = SpillingFold(conn, shadow, tables, columns, budget)
+    fold = SpillingFold(conn, shadow, tables, columns, budget, loosen)
     only = frozenset(tables)
     names = all_names(conn, live)  # the people the log names by subjects (docs/privacy.md)
     for batch in source.events(conn, live, 0, result.position):

@@ -73,18 +73,35 @@ ORDER BY 1, 2
 """
 
 
+@pytest.mark.parametrize(
+    ("budget", "keyed"),
+    [(None, None), (None, 0), (7, None)],
+    ids=["few-rows-keyed", "rows-over-the-keyed-load", "rows-spilled"],
+)
 def test_rebuilt_tables_are_defined_exactly_as_migrated(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    monkeypatch: pytest.MonkeyPatch,
+    budget: int | None,
+    keyed: int | None,
 ) -> None:
     """Every constraint and index of the rebuilt tables reads as the migration's: CHECK
     constraints stay on the tables while rows load (PostgreSQL renders some of them back
-    in another form than the migration wrote), the rest are re-created from their own
-    definitions."""
+    in another form than the migration wrote); the rest stay on too for a few rows loaded
+    at the end (``KEYED_LOAD_ROWS``), and are otherwise dropped and re-created from their
+    own definitions (more rows, or rows written out before the end)."""
+    if keyed is not None:
+        monkeypatch.setattr(shadow, "KEYED_LOAD_ROWS", keyed)
     migrated = conn.execute(DEFINITIONS, {"tables": list(TABLES)}).fetchall()
     assert {kind for kind, _, _ in migrated} == {"constraint", "index"}
     assert any(d.startswith("CHECK") for _, _, d in migrated)
     load_demo(ledger_app, purchases=10)
-    quiet_rebuild(settings)
+    if budget is not None:
+        monkeypatch.setattr(shadow, "ROW_BUDGET", budget)
+        monkeypatch.setattr(source, "BATCH", 5)
+    report = quiet_rebuild(settings)
+    assert (report.spills > 1) == (budget is not None)  # the last write counts as one
     assert conn.execute(DEFINITIONS, {"tables": list(TABLES)}).fetchall() == migrated
 
 
