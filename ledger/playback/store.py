@@ -111,10 +111,10 @@ class PlaybackStore:
         self._log_key = log_key
         self._parts: dict[date, str] = {}  # a day's partition, quoted for ``to_regclass``
 
-    def record(self, commands: Sequence[RecordPlayback]) -> list[Result]:
+    def record(self, commands: Sequence[RecordPlayback | Heartbeat]) -> list[Result]:
         """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
         now = clock.now()
-        heartbeats = [Heartbeat.of(c, now) for c in commands]
+        heartbeats = Heartbeat.each(commands, now)
         lookups = _Lookups()
         for attempt in range(ATTEMPTS):
             try:
