@@ -71,11 +71,12 @@ class Lanes:
         heartbeat = Heartbeat.of(command, clock.now())
         return self._lane(heartbeat).append(heartbeat)
 
-    def append_all(self, commands: Sequence[Command]) -> list[Result | BaseException]:
+    def append_all(self, commands: Sequence[Item]) -> list[Result | BaseException]:
         """As ``GroupCommitter.append_all``, in this order: the commands in runs of one
         lane, each run queued once the one before it is answered (a grant then a
         heartbeat in one call: the heartbeat sees the grant; a list of one kind is one
-        call of its lane)."""
+        call of its lane). A heartbeat may come identified already (``Heartbeat``: the HTTP
+        service identifies each on its event loop, while the group before it commits)."""
         answers: list[Result | BaseException] = []
         now = clock.now()
         items = [Heartbeat.of(c, now) if isinstance(c, RecordPlayback) else c for c in commands]
