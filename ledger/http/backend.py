@@ -42,7 +42,6 @@ from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database.connections import conninfo
-from ledger.domain import clock
 from ledger.domain.errors import Rejected
 from ledger.errors import ConfigurationError
 from ledger.http import tenancy
@@ -146,9 +145,7 @@ class Backend:
         started = time.perf_counter()
         # a heartbeat is identified here, on the event loop, while the group before it
         # commits: the feed's thread, one group's serial section, only hands it over
-        item = (
-            Heartbeat.of(command, clock.now()) if isinstance(command, RecordPlayback) else command
-        )
+        item = Heartbeat.now(command) if isinstance(command, RecordPlayback) else command
         try:
             with _database_errors():
                 result = await self._feed.submit(item)

@@ -43,6 +43,12 @@ class Heartbeat:
         )
 
     @classmethod
+    def now(cls, command: RecordPlayback) -> Heartbeat:
+        """The heartbeat as of this moment (its ``occurred_at``, else now: the clock is
+        read only then)."""
+        return cls.of(command, clock.now() if command.occurred_at is None else "")
+
+    @classmethod
     def each(cls, items: Sequence[RecordPlayback | Heartbeat], now: str) -> list[Heartbeat]:
         """The heartbeats, those given as commands identified at ``now`` (a lane's
         callers identify theirs before they queue, ``ledger.service.lanes``)."""

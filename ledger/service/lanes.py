@@ -68,7 +68,7 @@ class Lanes:
     def append(self, command: Command) -> Result:
         if not isinstance(command, RecordPlayback):
             return self.money.append(command)
-        heartbeat = Heartbeat.of(command, clock.now())
+        heartbeat = Heartbeat.now(command)
         return self._lane(heartbeat).append(heartbeat)
 
     def append_all(self, commands: Sequence[Item]) -> list[Result | BaseException]:
