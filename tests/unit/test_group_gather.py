@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -151,3 +152,58 @@ def test_callers_in_a_loop_lose_nothing_and_are_answered_once_each() -> None:
     for k in range(6):  # each caller's items committed in its order
         mine = [item for item in committed if item.startswith(f"t{k}-")]
         assert mine == [f"t{k}-{n}" for n in range(50)]
+
+
+@pytest.mark.usefixtures("long_window")
+def test_an_interrupt_while_gathering_hands_the_lead_on_and_writes_nothing_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C reaching the lead while it gathers (injected at its first reading of the clock,
+    which is in ``_gather``, as test_group_commit injects one after the take): its command
+    leaves the queue unwritten, the lead goes to the caller behind it, and every other
+    command is committed once."""
+    recorder = Recorder()
+    lane = committer(recorder)
+    outcomes: dict[str, Result | BaseException] = {}
+    victim: list[threading.Thread] = []
+    clock = time.perf_counter
+
+    def perf_counter() -> float:
+        if victim and threading.current_thread() is victim[0]:
+            victim.clear()
+            raise KeyboardInterrupt("injected: an interrupt while gathering")
+        return clock()
+
+    monkeypatch.setattr(group_commit, "time", types.SimpleNamespace(perf_counter=perf_counter))
+
+    def caller(name: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                outcomes[name] = lane.append(name)
+            except BaseException as error:
+                outcomes[name] = error
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    a = caller("a0")
+    assert recorder.started.wait(30)
+    b = caller("b0")
+    victim.append(b)  # before the lead reaches it: it is queued behind a0's group
+    wait_for(lambda: lane.waiting == 1)
+    c = caller("c0")
+    wait_for(lambda: lane.waiting == 2)
+    recorder.gate.set()  # a0 commits; the lead goes to b0, which gathers and is interrupted
+    for thread in (a, b, c):
+        thread.join(60)
+        assert not thread.is_alive(), f"a caller was left waiting: {outcomes}"
+    later = caller("a1")
+    later.join(60)
+    assert not later.is_alive()
+    assert isinstance(outcomes["b0"], KeyboardInterrupt)
+    for name in ("a0", "c0", "a1"):
+        answer = outcomes[name]
+        assert isinstance(answer, Result) and answer.status == "accepted", outcomes
+    committed = [item for group in recorder.groups for item in group]
+    assert sorted(committed) == ["a0", "a1", "c0"]
