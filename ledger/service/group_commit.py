@@ -25,6 +25,11 @@ spans two organizations, and a command of the whole platform (``GLOBAL``: a user
 registration or deletion) is never passed over, nor taken past another's command. On a
 single server there is no partition and a group is the queue's head, as before.
 
+A committer made with ``gather`` (the playback lanes) lets the lead handed on at a commit
+wait, briefly, for the callers that commit answered (``_gather``): callers in a loop then
+share one group instead of alternating halves. What a committer queues is given to it as is
+(``T``): the playback lanes queue heartbeats their callers identified already.
+
 The queue is bounded (``LEDGER_QUEUE_MAX``): a caller beyond it gets ``Overloaded`` at
 once, so memory stays bounded under any load and an HTTP front can answer 503.
 Closing the ledger refuses new callers (``LedgerClosed``) and waits until every queued
@@ -197,7 +202,7 @@ class GroupCommitter(Generic[T]):
             self._queue.extend(calls)
             calls[0].first = True
             self._arrivals += 1
-            if self._arrivals == self._expect:
+            if self._expect and self._arrivals == self._expect:
                 self._arrived.notify()  # the lead gathering waits for this one
             follow, self._leading = self._leading, True
             if not follow:
