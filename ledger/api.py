@@ -22,6 +22,7 @@ from ledger.domain.errors import Rejected
 from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
 from ledger.log import chains
+from ledger.playback.decide import Heartbeat
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupFailed
 
@@ -103,12 +104,15 @@ def append(ledger: Ledger, command: Command) -> Result:
     return ledger.groups.append(checked)
 
 
-def append_parsed(ledger: Ledger, commands: Sequence[Command]) -> list[Result | BaseException]:
+def append_parsed(
+    ledger: Ledger, commands: Sequence[Command | Heartbeat]
+) -> list[Result | BaseException]:
     """Commands that ``parse_command`` made (so already checked by every rule), appended
     as ``append`` appends them, in this order, by one caller: each one's ``Result``, or
     the error that stopped its group. For a front that gathers concurrent requests itself
     (the HTTP service's event loop), so one thread waits for all of them. Raises
-    ``Overloaded`` when the queue has no room for them all (then nothing is queued)."""
+    ``Overloaded`` when the queue has no room for them all (then nothing is queued). A
+    heartbeat may be given identified already (``Heartbeat.of``, at the moment it arrived)."""
     return ledger.groups.append_all(commands)
 
 

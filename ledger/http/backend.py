@@ -37,6 +37,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger import api
+from ledger.commands.access import RecordPlayback
 from ledger.commands.base import Command
 from ledger.commands.results import Result
 from ledger.config import Settings
@@ -51,6 +52,7 @@ from ledger.http.metrics import Metrics
 from ledger.http.redaction import described, summary
 from ledger.log.datastore import CheckIdle
 from ledger.log.recorder import LockTimeout
+from ledger.playback.decide import Heartbeat
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupAbandoned, LedgerClosed
 from ledger.service.group_commit import Overloaded as QueueFull
@@ -141,9 +143,12 @@ class Backend:
     async def submit(self, command: Command) -> Result:
         """One command (made by ``parse_command``) appended, as ``ledger.append`` answers it."""
         started = time.perf_counter()
+        # a heartbeat is identified here, on the event loop, while the group before it
+        # commits: the feed's thread, one group's serial section, only hands it over
+        item = Heartbeat.now(command) if isinstance(command, RecordPlayback) else command
         try:
             with _database_errors():
-                result = await self._feed.submit(command)
+                result = await self._feed.submit(item)
         finally:
             self.metrics.append_seconds.labels("command").observe(time.perf_counter() - started)
         self.metrics.count(getattr(command, "type", ""), result)

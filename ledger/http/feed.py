@@ -26,22 +26,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ledger.commands.base import Command
 from ledger.commands.results import Result
+from ledger.playback.decide import Heartbeat
 from ledger.service.group_commit import GroupAbandoned, LedgerClosed, Overloaded
 
-Append = Callable[[Sequence[Command]], list[Result | BaseException]]
+Item = Command | Heartbeat
+"""A command, or a heartbeat identified on the event loop (``Backend.submit``)."""
+Append = Callable[[Sequence[Item]], list[Result | BaseException]]
 
 
 class Feed:
     def __init__(self, append: Append, queue_max: int) -> None:
         self._append = append
         self._queue_max = queue_max
-        self._queued: list[tuple[Command, asyncio.Future[Result]]] = []
+        self._queued: list[tuple[Item, asyncio.Future[Result]]] = []
         self._handing: asyncio.Task[None] | None = None
         self._closed = False
         # one hand-over at a time, so one thread is all it needs
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ledger-group-feed")
 
-    async def submit(self, command: Command) -> Result:
+    async def submit(self, command: Item) -> Result:
         """The command's result once its group has committed."""
         if self._closed:
             raise LedgerClosed("the service is stopping: nothing was appended")

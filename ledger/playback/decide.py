@@ -42,6 +42,24 @@ class Heartbeat:
             str(command.content_id),
         )
 
+    @classmethod
+    def now(cls, command: RecordPlayback) -> Heartbeat:
+        """The heartbeat as of this moment (its ``occurred_at``, else now: the clock is
+        read only then)."""
+        return cls.of(command, clock.now() if command.occurred_at is None else "")
+
+    @classmethod
+    def each(cls, items: Sequence[RecordPlayback | Heartbeat], now: str) -> list[Heartbeat]:
+        """The heartbeats, those given as commands identified at ``now`` (a lane's
+        callers identify theirs before they queue, ``ledger.service.lanes``)."""
+        return [i if isinstance(i, Heartbeat) else cls.of(i, now) for i in items]
+
+    def size(self) -> int:
+        """About its command's JSON bytes, for ``LEDGER_GROUP_MAX_BYTES`` (the fixed
+        fields' names and values take under 200; serializing it to count would cost
+        its caller as much as its digest)."""
+        return 200 + len(self.command.user_id) + len(self.command.idempotency_key or "")
+
     @property
     def user_id(self) -> str:
         return self.command.user_id

@@ -51,9 +51,9 @@ class MemoryPlayback:
         self.records: list[Record] = []
         self.keys: dict[str, str] = {}
 
-    def record(self, commands: Sequence[RecordPlayback]) -> list[Result]:
+    def record(self, commands: Sequence[RecordPlayback | Heartbeat]) -> list[Result]:
         now = clock.now()
-        heartbeats = [Heartbeat.of(c, now) for c in commands]
+        heartbeats = Heartbeat.each(commands, now)
         with self._lock:
             decided = decide(heartbeats, [self._facts(h) for h in heartbeats])
             positions = iter(range(len(self.records) + 1, len(self.records) + 1 + len(heartbeats)))

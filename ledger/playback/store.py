@@ -113,10 +113,10 @@ class PlaybackStore:
         self._parts: dict[date, str] = {}  # a day's partition, quoted for ``to_regclass``
         self._distributed: bool | None = None  # the store on Citus: read once
 
-    def record(self, commands: Sequence[RecordPlayback]) -> list[Result]:
+    def record(self, commands: Sequence[RecordPlayback | Heartbeat]) -> list[Result]:
         """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
         now = clock.now()
-        heartbeats = [Heartbeat.of(c, now) for c in commands]
+        heartbeats = Heartbeat.each(commands, now)
         lookups = _Lookups()
         for attempt in range(ATTEMPTS):
             try:

@@ -25,6 +25,11 @@ spans two organizations, and a command of the whole platform (``GLOBAL``: a user
 registration or deletion) is never passed over, nor taken past another's command. On a
 single server there is no partition and a group is the queue's head, as before.
 
+A committer made with ``gather`` (the playback lanes) lets the lead handed on at a commit
+wait, briefly, for the callers that commit answered (``_gather``): callers in a loop then
+share one group instead of alternating halves. What a committer queues is given to it as is
+(``T``): the playback lanes queue heartbeats their callers identified already.
+
 The queue is bounded (``LEDGER_QUEUE_MAX``): a caller beyond it gets ``Overloaded`` at
 once, so memory stays bounded under any load and an HTTP front can answer 503.
 Closing the ledger refuses new callers (``LedgerClosed``) and waits until every queued
@@ -39,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from ledger.commands.base import Command
 from ledger.commands.results import Result
@@ -48,11 +53,21 @@ from ledger.config import Settings
 GLOBAL = "*"
 """The partition of a command of the whole platform, not of one organization."""
 
+T = TypeVar("T")
+"""What a committer queues: a ``Command`` (the money lane), or a heartbeat already
+validated and identified in its caller's thread (``ledger.playback.decide.Heartbeat``)."""
+
 Partition = Callable[[Command], str]
 """A command's organization (any text naming it), or ``GLOBAL``."""
 
 Observer = Callable[[int, float], None]
 """Called with each committed group's size (commands) and duration (seconds)."""
+
+GATHER_FRACTION = 0.5
+"""A lead handed on waits for the last group's callers at most this fraction of that
+group's commit time (``GroupCommitter._gather``)..."""
+GATHER_MAX = 0.005
+"""... and at most this many seconds."""
 
 _log = logging.getLogger(__name__)
 
@@ -80,12 +95,18 @@ class GroupAbandoned(RuntimeError):
     commit: the command may or may not be recorded; sending it again is safe."""
 
 
+def json_size(command: Any) -> int:
+    """A command's size for ``LEDGER_GROUP_MAX_BYTES``: its JSON's bytes."""
+    return len(command.__pydantic_serializer__.to_json(command))
+
+
 @dataclass(eq=False)
-class _Call:
-    command: Command
+class _Call(Generic[T]):
+    command: T
     size: int
     partition: str = GLOBAL
     state: Literal["waiting", "lead", "taken", "done"] = "waiting"
+    first: bool = False  # the first command of its ``append_all``: a caller
     result: Result | None = None
     error: BaseException | None = None
     wake: threading.Event = field(default_factory=threading.Event)
@@ -97,21 +118,33 @@ class _Call:
         return self.result
 
 
-class GroupCommitter:
+class GroupCommitter(Generic[T]):
     def __init__(
         self,
-        execute_group: Callable[[Sequence[Command]], list[Result]],
+        execute_group: Callable[[Sequence[T]], list[Result]],
         settings: Settings,
-        partition: Partition | None = None,
+        partition: Callable[[T], str] | None = None,
+        *,
+        size: Callable[[T], int] = json_size,
+        gather: bool = False,
     ) -> None:
+        """``size``: an item's bytes for ``LEDGER_GROUP_MAX_BYTES``. ``gather``: a lead
+        handed on waits, briefly, for the callers the last group answered to queue again
+        (``_gather``)."""
         self._execute_group = execute_group
         self._partition = partition
+        self._size = size
         self._group_max = settings.group_max
         self._group_max_bytes = settings.group_max_bytes
         self._queue_max = settings.queue_max
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._queue: deque[_Call] = deque()
+        self._arrived = threading.Condition(self._lock)  # a caller queued (for ``_gather``)
+        self._gathers = gather
+        self._expect = 0  # the callers the next lead gathers: as many as the last group's
+        self._arrivals = 0  # callers queued since the last group was answered
+        self._gather_until = 0.0  # and until when it waits for them (``time.perf_counter``)
+        self._queue: deque[_Call[T]] = deque()
         self._leading = False
         self._closed = False
         self._observers: list[Observer] = []
@@ -134,14 +167,14 @@ class GroupCommitter:
         with self._lock:
             return len(self._queue)
 
-    def append(self, command: Command) -> Result:
+    def append(self, command: T) -> Result:
         """Queues the command and returns its answer once its group has committed."""
         (answer,) = self.append_all([command])
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
-    def append_all(self, commands: Sequence[Command]) -> list[Result | BaseException]:
+    def append_all(self, commands: Sequence[T]) -> list[Result | BaseException]:
         """Queues the commands in order, as one caller, and returns each one's answer (a
         ``Result``, or the error that stopped its group) once they have all committed.
 
@@ -151,7 +184,8 @@ class GroupCommitter:
         appended by a caller of its own, in this order. ``Overloaded`` if the queue has
         no room for all of them (then none is queued).
         """
-        calls = [_Call(c, len(c.__pydantic_serializer__.to_json(c))) for c in commands]
+        size = self._size
+        calls = [_Call(c, size(c)) for c in commands]
         if self._partition is not None:
             for call in calls:
                 call.partition = self._partition(call.command)
@@ -166,6 +200,10 @@ class GroupCommitter:
                     "nothing was appended, try again later"
                 )
             self._queue.extend(calls)
+            calls[0].first = True
+            self._arrivals += 1
+            if self._expect and self._arrivals == self._expect:
+                self._arrived.notify()  # the lead gathering waits for this one
             follow, self._leading = self._leading, True
             if not follow:
                 calls[0].state = "lead"  # so that an interrupt before it leads hands the lead on
@@ -194,11 +232,13 @@ class GroupCommitter:
 
     def _lead(self) -> None:
         """Commits one group from the head of the queue (this caller's command first)."""
-        group: list[_Call] = []
+        group: list[_Call[T]] = []
         try:
             # inside the try: an interrupt landing once the group is taken must still answer
             # it and hand the lead on, or its callers and every later one wait for ever
             with self._lock:
+                if self._expect:
+                    self._gather()
                 group = self._take()
             started = time.perf_counter()
             results = self._execute_group([c.command for c in group])
@@ -206,6 +246,14 @@ class GroupCommitter:
             with self._lock:
                 for c, result in zip(group, results, strict=True):
                     c.result = result
+                if self._gathers:
+                    # the next lead gathers as many callers as this group answers, if they
+                    # come back soon (callers in a loop do)
+                    self._expect = sum(c.first for c in group)
+                    self._arrivals = 0
+                    self._gather_until = time.perf_counter() + min(
+                        GATHER_FRACTION * seconds, GATHER_MAX
+                    )
                 self._answer(group)
                 observers = list(self._observers)
         except BaseException as error:
@@ -234,12 +282,35 @@ class GroupCommitter:
             except Exception:
                 _log.exception("a group commit observer failed (ignored)")
 
-    def _take(self) -> list[_Call]:
+    def _gather(self) -> None:
+        """Waits (under the lock, released while waiting) until as many callers have
+        queued since the last group was answered as it answered (``_expect``), or until
+        ``_gather_until``, whichever is first.
+
+        Why: a group's fixed cost (a round trip, the statement, a commit and its WAL
+        flush: most of a heartbeat's server CPU) is shared by its commands. With N
+        callers each waiting for its answer before it sends again, the next group takes
+        only those that queued during the last commit, and the callers that commit
+        answered are still on their way back: groups alternate between about N/2 and
+        N/2, or between 1 and N - 1. Waiting for them, for at most a fraction of the last
+        group's commit time, gives groups of N; callers that do not come back cost that
+        fraction once. Callers are counted, not commands: a front that sends its requests
+        as one list (``append_all``) is one caller, never waited for by itself.
+        """
+        try:
+            while self._arrivals < self._expect:
+                left = self._gather_until - time.perf_counter()
+                if left <= 0 or not self._arrived.wait(left):
+                    return
+        finally:
+            self._expect = 0
+
+    def _take(self) -> list[_Call[T]]:
         """The head of the queue, within the bounds (a command above the byte bound alone);
         with a partition, the head and the commands of its organization behind it."""
         if self._partition is not None:
             return self._take_partition()
-        group: list[_Call] = []
+        group: list[_Call[T]] = []
         size = 0
         while self._queue and len(group) < self._group_max:
             head = self._queue[0]
@@ -251,12 +322,12 @@ class GroupCommitter:
             size += head.size
         return group
 
-    def _take_partition(self) -> list[_Call]:
+    def _take_partition(self) -> list[_Call[T]]:
         """The head, then those of its organization behind it, passing over other
         organizations' commands but never a ``GLOBAL`` one (nor, for a ``GLOBAL`` head,
         anything: it groups only with the ``GLOBAL`` commands right behind it)."""
         head = self._queue[0]
-        group: list[_Call] = []
+        group: list[_Call[T]] = []
         size = 0
         for call in self._queue:
             if len(group) >= self._group_max:
@@ -274,7 +345,7 @@ class GroupCommitter:
         self._queue = deque(c for c in self._queue if c.state != "taken")
         return group
 
-    def _answer(self, group: list[_Call]) -> None:
+    def _answer(self, group: list[_Call[T]]) -> None:
         """Wakes the group's callers and hands the lead on (under the lock)."""
         for c in group:
             c.state = "done"
@@ -290,7 +361,7 @@ class GroupCommitter:
             self._leading = False
             self._idle.notify_all()
 
-    def _abandon(self, call: _Call) -> None:
+    def _abandon(self, call: _Call[T]) -> None:
         """A follower stopped while waiting (an interrupt): a command not yet taken into a
         group leaves the queue unwritten; the lead it was handed goes to the next."""
         with self._lock:
