@@ -16,7 +16,7 @@ from benchmarks.references import raw_inserts
 from benchmarks.workload import drop, purchase_lines, scratch, setup_lines
 from ledger import api
 from ledger.config import Settings
-from ledger.log import recorder as ledger_store
+from ledger.log import statements as log_statements
 
 
 def ledger_appends(settings: Settings, warm_up: list[bytes], lines: list[bytes]) -> float:
@@ -167,11 +167,11 @@ def bench_append(url: str, quick: bool) -> list[dict[str, Any]]:
 def without_notify() -> None:
     """Replaces the append's NOTIFY with a statement that does nothing (``SELECT 1``, so
     the pipeline keeps its shape): the append as it was before it notified."""
-    ledger_store._notify_sql = _no_notify  # type: ignore[assignment]
+    log_statements.notify_sql = _no_notify  # type: ignore[assignment]
 
 
 def with_notify() -> None:
-    ledger_store._notify_sql = _NOTIFY
+    log_statements.notify_sql = _NOTIFY
 
 
 def _no_notify(channel: str) -> sql.Composable:
@@ -179,4 +179,4 @@ def _no_notify(channel: str) -> sql.Composable:
 
 
 _SELECT_ONE = sql.SQL("SELECT 1")
-_NOTIFY = ledger_store._notify_sql
+_NOTIFY = log_statements.notify_sql

@@ -21,21 +21,18 @@ without Citus. A rebuild swaps in fresh tables: it puts each back in the place t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import tuple_row
 
 from ledger.database import migrations
+from ledger.database.placement import COLUMN, NoCitus, Place, Step, citus_version, places_of
+from ledger.database.store_placement import distribute_store
 from ledger.errors import ConfigurationError
 from ledger.log import chains
 
-Place = Literal["reference", "distributed", "local"]
-
-COLUMN = "organization_id"
+__all__ = ["COLUMN", "NoCitus", "Place", "Step", "citus_version"]
 # in this order: a reference table's foreign keys point only at reference tables made before.
 # organizations stays a reference table: small (one row a tenant), written once per
 # tenant, and referenced by every distributed table's rows, whose foreign keys to it are
@@ -55,73 +52,11 @@ CITUS_CANNOT_HOLD: tuple[tuple[str, str], ...] = (
     ("content", "content_id_unique"),
 )
 
-# The playback store (docs/scaling.md, "The playback store on Citus"): its records and base
-# rows by organization beside content (their keys led by it since 0022), its idempotency keys
-# by the key itself (a key is one namespace for every organization: CONTRACT.md), its one row
-# of state a reference table. video_playback stays on the coordinator (it carries no
-# organization yet).
-STORE_DISTRIBUTED: tuple[str, ...] = ("playback_heartbeats", "playback_base")
-STORE_BY_KEY: tuple[str, ...] = ("playback_keys", "playback_compacted_keys")
-STORE_REFERENCE: tuple[str, ...] = ("playback_state",)
-STORE_MIGRATION = 22
-
-
-class NoCitus(ConfigurationError):
-    """The server has no Citus: there is nothing to distribute over."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "this server has no Citus (the citus extension is not installed): the "
-            "distributed layout needs a Citus coordinator; on a single server the ledger "
-            "needs none (docs/scaling.md)"
-        )
-
-
-@dataclass(frozen=True)
-class Step:
-    table: str
-    place: Place
-    done: bool  # False: it was in place already
-    column: str = COLUMN  # what a distributed table is distributed by
-
-
-def citus_version(conn: psycopg.Connection[Any]) -> str | None:
-    """The Citus extension's version in this database, or None without Citus."""
-    query = "SELECT extversion FROM pg_extension WHERE extname = 'citus'"
-    row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
-    return None if row is None else str(row[0])
-
 
 def places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the layout is now (``local``: on the coordinator alone, as on a
     single server)."""
-    return _places(conn, schema, (*REFERENCE, *DISTRIBUTED))
-
-
-def _places(conn: psycopg.Connection[Any], schema: str, tables: Sequence[str]) -> dict[str, Place]:
-    """Where each of ``tables`` is, read from Citus's metadata (``local`` without Citus)."""
-    found: dict[str, Place] = {t: "local" for t in tables}
-    if citus_version(conn) is None:
-        return found
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT c.relname, p.partmethod, p.repmodel FROM pg_dist_partition p"
-            " JOIN pg_class c ON c.oid = p.logicalrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-            (schema, list(found)),
-        )
-        .fetchall()
-    )
-    for table, method, model in rows:
-        # 'h': hash-distributed; 'n' replicated ('t') to every node: reference. A Citus local
-        # table ('n', 's': its one shard on the coordinator) counts as local here.
-        if method == "h":
-            found[str(table)] = "distributed"
-        elif method == "n" and model == "t":
-            found[str(table)] = "reference"
-    return found
+    return places_of(conn, schema, (*REFERENCE, *DISTRIBUTED))
 
 
 def is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -260,9 +195,9 @@ CLAIMS = "ledger_key_claims"
 CLAIMS_COLUMN = "claim_id"
 
 
-def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
+def logplaces_of(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the log is now."""
-    return _places(conn, schema, (*LOG_REFERENCE, *LOG_DISTRIBUTED, CLAIMS))
+    return places_of(conn, schema, (*LOG_REFERENCE, *LOG_DISTRIBUTED, CLAIMS))
 
 
 def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -270,7 +205,7 @@ def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
     ``citus.multi_shard_modify_mode`` sequential, as the events' insert and the reference
     tables' rows written after it in one transaction must use one connection per node.
     Any row factory (the recorder's connections make dicts)."""
-    return log_places(conn, schema)["ledger_events"] == "distributed"
+    return logplaces_of(conn, schema)["ledger_events"] == "distributed"
 
 
 def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
@@ -293,7 +228,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         )
     if places(conn, schema).get(DISTRIBUTED[0]) != "distributed":
         raise ConfigurationError("the money tables are not distributed: run `ledger db distribute`")
-    now = log_places(conn, schema)
+    now = logplaces_of(conn, schema)
     steps: list[Step] = []
     conn.execute("SET LOCAL citus.enable_unsafe_triggers TO on")
     for table in LOG_REFERENCE:
@@ -357,51 +292,3 @@ def _log_keys(conn: psycopg.Connection[Any], schema: str) -> None:
                 notification=sql.Identifier(schema, "ledger_events_notification_id_idx"),
             )
         )
-
-
-def store_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
-    """Where each table of the playback store is now."""
-    return _places(conn, schema, (*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY))
-
-
-def store_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
-    """Whether the playback store's records are distributed: its writer then decides a
-    group by statements Citus plans (``ledger.playback.distributed``)."""
-    return _places(conn, schema, STORE_DISTRIBUTED[:1])[STORE_DISTRIBUTED[0]] == "distributed"
-
-
-def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
-    """Places the playback store (after the money tables, in ``distribute``'s transaction);
-    a table in place is left alone. A schema not migrated to 0022 (the store's keys led by
-    the organization) keeps its store on the coordinator."""
-    if any(m.version <= STORE_MIGRATION for m in migrations.pending(conn, schema)):
-        return []
-    now = store_places(conn, schema)
-    anchor = sql.Identifier(schema, DISTRIBUTED[0]).as_string(conn)
-    keys_anchor: str | None = None
-    steps: list[Step] = []
-    for table in (*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY):
-        place: Place = "reference" if table in STORE_REFERENCE else "distributed"
-        name = sql.Identifier(schema, table).as_string(conn)
-        if now[table] == place:
-            by = "idempotency_key" if table in STORE_BY_KEY else COLUMN
-            steps.append(Step(table, place, False, by))
-        elif place == "reference":
-            conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
-            steps.append(Step(table, place, True))
-        elif table in STORE_DISTRIBUTED:
-            conn.execute(
-                "SELECT create_distributed_table(%s::regclass, %s, colocate_with => %s)",
-                (name, COLUMN, anchor),
-            )
-            steps.append(Step(table, place, True))
-        else:
-            conn.execute(
-                "SELECT create_distributed_table(%s::regclass, 'idempotency_key',"
-                " colocate_with => %s)",
-                (name, keys_anchor or "none"),
-            )
-            steps.append(Step(table, place, True, "idempotency_key"))
-        if table in STORE_BY_KEY and keys_anchor is None:
-            keys_anchor = name
-    return steps

@@ -39,7 +39,7 @@ from psycopg_pool import ConnectionPool
 
 from ledger.commands.access import RecordPlayback
 from ledger.commands.results import DUPLICATE, Result
-from ledger.database import distribution
+from ledger.database import store_placement
 from ledger.domain import clock, ids
 from ledger.domain.access import check_playable
 from ledger.domain.errors import Rejected
@@ -190,7 +190,7 @@ class PlaybackStore:
         changes only by that command, run before the writers start."""
         if self._distributed is None:
             with self._pool.connection() as conn:
-                self._distributed = distribution.store_is_distributed(conn, self._schema)
+                self._distributed = store_placement.store_is_distributed(conn, self._schema)
                 conn.commit()
         return self._distributed
 

@@ -23,18 +23,18 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution, migrations
+from ledger.database import distribution, migrations, store_placement
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import answers, cli, complete, dump_all, grant, org, publish, refund, user
 
-# the money tables, then the playback store (distribution.distribute_store)
+# the money tables, then the playback store (store_placement.distribute_store)
 PLACED = len(
     distribution.REFERENCE
     + distribution.DISTRIBUTED
-    + distribution.STORE_REFERENCE
-    + distribution.STORE_DISTRIBUTED
-    + distribution.STORE_BY_KEY
+    + store_placement.STORE_REFERENCE
+    + store_placement.STORE_DISTRIBUTED
+    + store_placement.STORE_BY_KEY
 )
 Conn = psycopg.Connection[Any]
 

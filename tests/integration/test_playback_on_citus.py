@@ -15,7 +15,7 @@ import pytest
 
 from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution
+from ledger.database import distribution, store_placement
 from ledger.database.connections import connect
 from ledger.playback import partitions
 from tests import citus_support
@@ -36,7 +36,7 @@ def _distributed(settings: Settings) -> None:
 
 def test_distribute_places_the_store(settings: Settings, conn: Conn) -> None:
     _distributed(settings)
-    assert distribution.store_places(conn, settings.schema) == {
+    assert store_placement.store_places(conn, settings.schema) == {
         "playback_state": "reference",
         "playback_heartbeats": "distributed",
         "playback_base": "distributed",
@@ -51,7 +51,7 @@ def test_distribute_places_the_store(settings: Settings, conn: Conn) -> None:
     assert colocated == (1,)
     # run again: everything in place, nothing done
     with connect(settings) as again:
-        steps = distribution.distribute_store(again, settings.schema)
+        steps = store_placement.distribute_store(again, settings.schema)
         again.commit()
     assert steps and not any(step.done for step in steps)
 
