@@ -24,7 +24,7 @@ from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
-from tests.support import HISTORY_GROUP, TABLES, cli, complete, dump_all, t
+from tests.support import HISTORY_GROUP, TABLES, cli, complete, demo_history, dump_all, t
 
 Conn = psycopg.Connection[Any]
 
@@ -34,7 +34,7 @@ def load_demo(app: Ledger, purchases: int = 120) -> None:
     delivered twice (a duplicate of an earlier line) and a grant to a user who already
     bought the content (rejected, invalid_state). By group commit: each line answered as
     alone (``tests/property/test_group_equivalence.py``), in a fraction of the transactions."""
-    commands = list(demo.history(purchases=purchases))
+    commands = demo_history(purchases)
     lines = [orjson.dumps(c) for c in commands]
     for line, result in api.append_lines(app, lines, batch=HISTORY_GROUP):
         command = commands[line - 1]
