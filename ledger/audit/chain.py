@@ -265,9 +265,9 @@ def chains(conn: psycopg.Connection[Any], schema: str) -> list[UUID]:
     chain's first append, under the chain's lock), and ``unchained`` counts what lies
     outside them."""
     if distribution.log_is_distributed(conn, schema):
-        query = sql.SQL(
-            "SELECT organization_id FROM {} ORDER BY organization_id"
-        ).format(sql.Identifier(schema, "ledger_chain_heads"))
+        query = sql.SQL("SELECT organization_id FROM {} ORDER BY organization_id").format(
+            sql.Identifier(schema, "ledger_chain_heads")
+        )
     else:
         query = sql.SQL(
             "WITH RECURSIVE c(o) AS ("

@@ -24,9 +24,12 @@ from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
+from tests import citus_support
 from tests.support import HISTORY_GROUP, TABLES, cli, complete, demo_history, dump_all, t
 
 Conn = psycopg.Connection[Any]
+# on the distributed layout the demo's heartbeats are left out (tests.support.demo_history)
+LEFT_OUT = ("video_playback",) if citus_support.heartbeats_left_out() else ()
 
 
 def load_demo(app: Ledger, purchases: int = 120) -> None:
@@ -54,7 +57,7 @@ def quiet_rebuild(settings: Settings, only: list[str] | None = None) -> Any:
 def test_rebuild_reproduces_every_row(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
-    assert all(before[t] for t in TABLES)
+    assert all(before[t] for t in TABLES if t not in LEFT_OUT)
     report = quiet_rebuild(settings)
     assert report.tables == TABLES and report.events > 0
     assert dump_all(conn) == before
