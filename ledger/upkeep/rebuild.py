@@ -208,7 +208,7 @@ def _switch(
         apply_tail(conn, live, shadow_schema, tables, after, position)
     else:
         apply_chains(conn, live, shadow_schema, tables, reader)
-        position = max(after, reader.head)
+        position = source.head(conn, live)  # under the lock: every chain is complete
     present = [t for t in tables if migrations.has_table(conn, live, t)]
     for table in present:
         conn.execute(

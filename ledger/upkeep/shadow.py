@@ -263,7 +263,7 @@ def _fold_and_load(
         if on_events is not None:
             on_events(len(batch))
     if chains is not None:
-        result.position = chains.head
+        result.position = max(result.position, chains.head)
     result.rows.update(fold.finish())
     result.spills = fold.spills
 
