@@ -112,7 +112,7 @@ class ChainReader:
             query = sql.SQL(
                 "SELECT e.notification_id, e.topic, e.state, e.organization_id, e.position"
                 " FROM {} h"
-                " LEFT JOIN unnest(%s::uuid[], %s::bigint[]) AS c(organization_id, position)"
+                " LEFT JOIN unnest(%b::uuid[], %b::bigint[]) AS c(organization_id, position)"
                 " ON c.organization_id = h.organization_id"
                 " JOIN {} e ON e.organization_id = h.organization_id"
                 " AND e.position > coalesce(c.position, 0)"
