@@ -20,6 +20,7 @@ from psycopg import sql
 from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
+from ledger.database import distribution
 from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
@@ -120,19 +121,29 @@ def test_rebuild_of_one_table_against_the_live_others(
 ) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
+    keys = foreign_keys(conn)
+    # on the distributed layout video_playback's key to content is not held (docs/scaling.md)
+    distributed = distribution.places(conn, settings.schema)["content"] != "local"
+    assert len(keys) == (9 if distributed else 10)
     for table in ("content", "purchases", "users"):
         quiet_rebuild(settings, [table])
         assert dump_all(conn) == before
-    # the foreign keys of the others still hold against the rebuilt table
-    # (the ledger's tables only: on a Citus coordinator, its shards of reference tables too
-    # carry foreign keys, in the same schema)
-    fks = conn.execute(
-        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
-        " JOIN pg_class t ON t.oid = c.conrelid"
-        " WHERE c.contype = 'f' AND n.nspname = current_schema() AND t.relname = ANY(%s)",
+    # the foreign keys of the others still hold against the rebuilt table, and the rebuilt
+    # table's own to the others (on Citus added in the switch, once the table is in place)
+    assert foreign_keys(conn) == keys
+
+
+def foreign_keys(conn: Conn) -> list[tuple[str, str]]:
+    """The foreign keys of the ledger's tables (only: on a Citus coordinator, its shards of
+    reference tables too carry foreign keys, in the same schema), with their definitions."""
+    rows = conn.execute(
+        "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+        " JOIN pg_namespace n ON n.oid = c.connamespace JOIN pg_class t ON t.oid = c.conrelid"
+        " WHERE c.contype = 'f' AND n.nspname = current_schema() AND t.relname = ANY(%s)"
+        " ORDER BY 1",
         (list(TABLES),),
-    ).fetchone()
-    assert fks == (10,)
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def test_a_dropped_table_comes_back(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:
