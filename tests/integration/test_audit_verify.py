@@ -16,6 +16,8 @@ from psycopg import sql
 
 from ledger.audit.chain import GENESIS, event_hash
 from ledger.commands import demo
+from ledger.config import Settings
+from ledger.database import distribution
 from ledger.service import Ledger
 from tests.support import cli, load_history
 
@@ -354,3 +356,26 @@ def test_bad_anchors_exit_two(cli_env: dict[str, str], args: list[str]) -> None:
 def test_an_empty_log_verifies(cli_env: dict[str, str]) -> None:
     status, lines = verify(cli_env, "--expect-head", "0:" + "0" * 64)
     assert status == 0 and "0 events" in lines[0] and line(lines, "anchors").startswith("ok")
+
+
+def test_a_chain_without_its_row_of_chain_heads_is_still_checked(
+    history: Ledger, cli_env: dict[str, str], conn: Conn, settings: Settings
+) -> None:
+    """On one server the chains are found in the log itself; on a log placed on Citus they
+    are the rows of ``ledger_chain_heads``, so a chain whose row a superuser removed would go
+    unwalked: its events are counted there, and the check fails."""
+    chain, _ = position_of(conn, "PurchaseCompleted", 0)
+    conn.execute("DELETE FROM ledger_chain_heads WHERE organization_id = %s", (chain,))
+    status, lines = verify(cli_env)
+    if not distribution.log_is_distributed(conn, settings.schema):
+        assert status == 0 and chain_line(lines, chain).startswith("ok")
+        return
+    assert status == 1
+    failed = [x for x in lines if x.startswith("FAIL log")]
+    events = conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (chain,)
+    ).fetchone()
+    assert events is not None and failed == [
+        f"FAIL log: {events[0]} events lie outside every chain of ledger_chain_heads (a "
+        "chain's row is made by its first append): they were inserted behind the ledger's back"
+    ]
