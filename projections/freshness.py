@@ -53,11 +53,24 @@ def mark(conn: psycopg.Connection[Any], schema: str, tables: Sequence[str], reas
 
 
 def _gate(conn: psycopg.Connection[Any], schema: str, verb: str) -> None:
+    """Switches the gate, in the caller's transaction. On Citus, where the log may be a
+    distributed table, Citus refuses ``ALTER TABLE ... ENABLE TRIGGER`` on it ("triggers
+    are not supported on distributed tables") unless ``citus.enable_unsafe_triggers`` is
+    on in the session: set for this transaction only (the gate's trigger touches no other
+    shard: it reads the reference table of marks)."""
+    if _on_citus(conn):
+        conn.execute("SELECT set_config('citus.enable_unsafe_triggers', 'on', true)")
     conn.execute(
         sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
             sql.Identifier(schema, "ledger_events"), sql.SQL(verb), sql.Identifier(GATE)
         )
     )
+
+
+def _on_citus(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    found = row.fetchone()
+    return bool(found and found[0])
 
 
 def stale(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:

@@ -31,6 +31,9 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
+
+from ledger.database import distribution
 
 GENESIS = bytes(32)
 EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
@@ -253,10 +256,20 @@ def walk(
 
 
 def chains(conn: psycopg.Connection[Any], schema: str) -> list[UUID]:
-    """Every chain of the log, the platform's first: a skip over the index on
-    (organization_id, position), one probe per chain, however long the chains."""
-    rows = conn.execute(
-        sql.SQL(
+    """Every chain of the log, the platform's first.
+
+    On one server a skip over the index on (organization_id, position), one probe per
+    chain, however long the chains. Citus runs no recursive query over a distributed table
+    ("recursive CTEs are only supported when they contain a filter on the distribution
+    column"): there the chains are the rows of ``ledger_chain_heads`` (each made by its
+    chain's first append, under the chain's lock), and ``unchained`` counts what lies
+    outside them."""
+    if distribution.log_is_distributed(conn, schema):
+        query = sql.SQL("SELECT organization_id FROM {} ORDER BY organization_id").format(
+            sql.Identifier(schema, "ledger_chain_heads")
+        )
+    else:
+        query = sql.SQL(
             "WITH RECURSIVE c(o) AS ("
             " (SELECT organization_id FROM {log} ORDER BY organization_id LIMIT 1)"
             " UNION ALL SELECT (SELECT e.organization_id FROM {log} e"
@@ -264,8 +277,24 @@ def chains(conn: psycopg.Connection[Any], schema: str) -> list[UUID]:
             " FROM c WHERE c.o IS NOT NULL)"
             " SELECT o AS organization_id FROM c WHERE o IS NOT NULL"
         ).format(log=sql.Identifier(schema, "ledger_events"))
-    ).fetchall()
-    return [r["organization_id"] if isinstance(r, dict) else r[0] for r in rows]
+    rows = conn.cursor(row_factory=tuple_row).execute(query).fetchall()
+    return sorted(UUID(str(r[0])) for r in rows)  # the platform's, the nil uuid, first
+
+
+def unchained(conn: psycopg.Connection[Any], schema: str, chains: Collection[UUID]) -> int:
+    """How many events of the log lie outside ``chains`` (a chain with no row of
+    ``ledger_chain_heads``: only a superuser can make one). One count on each worker."""
+    row = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE NOT (organization_id = ANY(%s))").format(
+                sql.Identifier(schema, "ledger_events")
+            ),
+            (list(chains),),
+        )
+        .fetchone()
+    )
+    return 0 if row is None else int(row[0])
 
 
 def genesis(conn: psycopg.Connection[Any], schema: str, chain: UUID) -> bytes:

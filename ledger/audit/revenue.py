@@ -184,8 +184,8 @@ WITH facts AS (
            -creator_share
       FROM refunds
 ), chosen AS (
-    SELECT {period} AS period, {grp} AS grp, *
-      FROM split
+    SELECT {period} AS period, {grp} AS grp, split.*
+      FROM split{names}
      WHERE (%(organization)s::text IS NULL OR organization_id = %(organization)s::text)
        AND (%(start)s::timestamptz IS NULL OR occurred_at >= %(start)s::timestamptz)
        AND (%(end)s::timestamptz IS NULL OR occurred_at < %(end)s::timestamptz)
@@ -221,16 +221,20 @@ def revenue(conn: psycopg.Connection[Any], schema: str, query: RevenueQuery) -> 
     without any completion or refund have no row.
     """
     grp: sql.Composable = sql.SQL(_GROUP.get(query.group_by or "", "NULL::text"))
+    names: sql.Composable = sql.SQL("")
     if query.group_by == "creator":
         # the log names creators by subject (docs/privacy.md): the report shows the id,
-        # and an erased creator's subject, which names no one
-        grp = sql.SQL(
-            "coalesce((SELECT s.user_id FROM {} s WHERE s.subject = creator_id), creator_id)"
-        ).format(sql.Identifier(schema, "ledger_subjects"))
+        # and an erased creator's subject, which names no one. A join, not a correlated
+        # subquery: on a log placed on Citus that subquery gave no rows at all
+        grp = sql.SQL("coalesce(s.user_id, split.creator_id)")
+        names = sql.SQL(" LEFT JOIN {} s ON s.subject = split.creator_id").format(
+            sql.Identifier(schema, "ledger_subjects")
+        )
     statement = sql.SQL(_REPORT).format(
         events=sql.Identifier(schema, "ledger_events"),
         period=sql.SQL(_PERIOD.get(query.group_by or "", "NULL::text")),
         grp=grp,
+        names=names,
     )
     params = {
         "as_of": query.as_of,

@@ -27,11 +27,12 @@ from ledger.audit.chain import (
     ChainWalk,
     last_notification,
     sequence_position,
+    unchained,
     verify_chains,
 )
 from ledger.audit.guards import check_guards
 from ledger.audit.reconcile import reconcile
-from ledger.database import migrations
+from ledger.database import distribution, migrations
 from ledger.log import shapes
 from ledger.log.chains import PLATFORM
 from ledger.privacy.store import clear_identities
@@ -108,6 +109,9 @@ def verify(
     ]
     if walks is not None:
         checks.extend(_log_checks(conn, schema, walks))
+        outside = _unchained(conn, schema, walks)
+        if outside is not None:
+            checks.append(outside)
     checks.append(_guarded("guards", lambda: _guards(conn, schema)))
     checks.append(_anchors(anchors, walks, empty_sources))
     checks.append(_guarded("projections", lambda: _projections(conn, schema)))
@@ -193,6 +197,28 @@ def _log_checks(
     else:
         checks.append(Check("events", True, f"all {total} events decode into their classes"))
     return checks
+
+
+def _unchained(
+    conn: psycopg.Connection[Any], schema: str, walks: dict[UUID, ChainWalk]
+) -> Check | None:
+    """On Citus the chains walked are the rows of ``ledger_chain_heads`` (``chain.chains``):
+    an event of a chain without one would go unwalked, so such events are counted (a
+    failure if any). On one server the chains are found in the log itself: no check."""
+    try:
+        if not distribution.log_is_distributed(conn, schema):
+            return None
+        outside = unchained(conn, schema, walks)
+    except psycopg.Error as error:
+        return _failed("log", error)
+    if not outside:
+        return None
+    return Check(
+        "log",
+        False,
+        f"{outside} events lie outside every chain of ledger_chain_heads (a chain's row is "
+        "made by its first append): they were inserted behind the ledger's back",
+    )
 
 
 def _guards(conn: psycopg.Connection[Any], schema: str) -> Check:

@@ -101,8 +101,9 @@ def clear_identities(conn: Connection[Any], schema: str) -> int:
     before subjects (docs/privacy.md, "Older events"). A full read of the log, as the
     chain's walk is."""
     query = sql.SQL(
-        "SELECT count(*) FROM {} e"
-        " CROSS JOIN LATERAL (SELECT convert_from(e.state, 'UTF8')::jsonb AS s) j"
+        # the state decoded in a subquery of the log (a LATERAL one without FROM is refused
+        # by Citus: "Subqueries without a FROM clause can only contain immutable functions")
+        "SELECT count(*) FROM (SELECT convert_from(e.state, 'UTF8')::jsonb AS s FROM {} e) j"
         " WHERE EXISTS (SELECT 1 FROM unnest(ARRAY['user_id', 'customer_id', 'creator_id']) f"
         " WHERE jsonb_typeof(j.s -> f) = 'string' AND left(j.s ->> f, 8) <> 'subject:')"
     ).format(sql.Identifier(schema, "ledger_events"))

@@ -175,7 +175,7 @@ def starting_point(settings: Settings, after: int | None) -> int | Cursor:
 def _unread_sql(schema: str) -> sql.Composed:
     return sql.SQL(
         "SELECT h.organization_id, coalesce(c.position, 0), e.notification_id FROM {} h"
-        " LEFT JOIN unnest(%s::uuid[], %s::bigint[]) AS c(organization_id, position)"
+        " LEFT JOIN unnest(%b::uuid[], %b::bigint[]) AS c(organization_id, position)"
         " ON c.organization_id = h.organization_id"
         " JOIN {} e ON e.organization_id = h.organization_id"
         " AND e.position = coalesce(c.position, 0) + 1"
@@ -190,7 +190,7 @@ def _window_sql(schema: str) -> sql.Composed:
         "SELECT e.notification_id, e.recorded_at, e.topic, e.originator_id,"
         " e.originator_version, CASE WHEN %s OR e.topic = ANY(%s) THEN e.state END, e.hash,"
         " e.organization_id, e.position"
-        " FROM unnest(%s::uuid[], %s::bigint[]) AS c(organization_id, position)"
+        " FROM unnest(%b::uuid[], %b::bigint[]) AS c(organization_id, position)"
         " JOIN {} e ON e.organization_id = c.organization_id"
         " AND e.position > c.position AND e.position <= c.position + %s"
         " ORDER BY e.position - c.position, e.organization_id"

@@ -289,7 +289,7 @@ def _move_sql(schema: str) -> sql.Composed:
     return sql.SQL(
         "INSERT INTO {} (name, organization_id, position)"
         " SELECT %s, c.organization_id, c.position"
-        " FROM unnest(%s::uuid[], %s::bigint[]) AS c(organization_id, position)"
+        " FROM unnest(%b::uuid[], %b::bigint[]) AS c(organization_id, position)"
         " ON CONFLICT (name, organization_id) DO UPDATE"
         " SET position = EXCLUDED.position, updated_at = clock_timestamp()"
     ).format(_chains(schema))

@@ -92,6 +92,26 @@ def apply_tail(
     return count
 
 
+def apply_chains(
+    conn: psycopg.Connection[Any],
+    live: str,
+    target: str,
+    tables: tuple[str, ...],
+    reader: source.ChainReader,
+) -> int:
+    """Applies every event of every chain after ``reader``'s cursor to the tables in
+    ``target``, advancing it (a log in the ``organization`` order); returns their count."""
+    count = 0
+    only = frozenset(tables)
+    names = all_names(conn, live)
+    for batch in reader.events(conn, live):
+        changes = resolve(changes_for((e for _, e in batch), only), names)
+        with conn.cursor() as cursor:
+            apply_changes(cursor, target, changes)
+        count += len(batch)
+    return count
+
+
 def _incoming_foreign_keys(
     conn: psycopg.Connection[Any], live: str, tables: tuple[str, ...]
 ) -> list[tuple[str, str, str]]:
@@ -173,14 +193,22 @@ def _switch(
     shadow_schema: str,
     tables: tuple[str, ...],
     after: int,
+    reader: source.ChainReader | None = None,
+    deferred: Sequence[tuple[str, str, str]] = (),
 ) -> int:
-    """Swaps the shadow tables in; returns the position they reflect."""
+    """Swaps the shadow tables in; returns the position they reflect. With ``reader``
+    the last events are those of every chain after its cursor (under the lock, none is
+    in flight: each chain is complete)."""
     conn.execute("SET LOCAL lock_timeout = '2s'")
     conn.execute(
         sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(live, "ledger_events"))
     )
-    position = source.head(conn, live)
-    apply_tail(conn, live, shadow_schema, tables, after, position)
+    if reader is None:
+        position = source.head(conn, live)
+        apply_tail(conn, live, shadow_schema, tables, after, position)
+    else:
+        apply_chains(conn, live, shadow_schema, tables, reader)
+        position = source.head(conn, live)  # under the lock: every chain is complete
     present = [t for t in tables if migrations.has_table(conn, live, t)]
     for table in present:
         conn.execute(
@@ -216,7 +244,7 @@ def _switch(
     # on Citus, each new table goes where the old one was, before the foreign keys that
     # point at it come back (Citus takes none from a distributed table to a local one)
     distribution.restore(conn, live, {t: p for t, p in placed.items() if t in tables})
-    for table, name, definition in incoming:
+    for table, name, definition in [*deferred, *incoming]:
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
                 sql.Identifier(live, table), sql.Identifier(name), shadow._trusted(definition)
@@ -302,15 +330,25 @@ def rebuild(
     live = settings.schema
     started = time.monotonic()
     with connect(settings) as conn:
+        source.sequential_on_citus(conn, live)
         _lock(conn, live, stream)
         tables = _ready(conn, live, tables)
         total = source.head(conn, live)
         progress = Progress(source.count(conn, live, 0, total), "rebuild", stream)
         shadow_schema = shadow.create_schema(conn, live, "new")
-        built = shadow.build(conn, live, shadow_schema, tables, total, progress.advance)
+        # in the organization order (always on a log placed on Citus) the catch-up and the
+        # switch read each chain after its own position: notification ids are no order there
+        reader = source.ChainReader() if source.by_chain(conn, live) else None
+        built = shadow.build(
+            conn, live, shadow_schema, tables, total, progress.advance, chains=reader
+        )
         progress.finish()
         position = built.position
         for _ in range(CATCH_UP_ROUNDS):
+            if reader is not None:
+                if apply_chains(conn, live, shadow_schema, tables, reader) < SWITCH_TAIL:
+                    break
+                continue
             newest = source.head(conn, live)
             if newest - position < SWITCH_TAIL:
                 break
@@ -320,10 +358,15 @@ def rebuild(
         for attempt in range(SWITCH_ATTEMPTS):
             switch_started = time.monotonic()
             try:
-                position = _switch(conn, live, shadow_schema, tables, position)
+                saved = None if reader is None else (reader.cursor, reader.head)
+                position = _switch(
+                    conn, live, shadow_schema, tables, position, reader, built.deferred
+                )
                 break
             except psycopg.errors.LockNotAvailable:
                 conn.execute("ROLLBACK TO SAVEPOINT ledger_switch")
+                if reader is not None and saved is not None:  # what the switch read is undone
+                    reader.cursor, reader.head = saved
                 if attempt == SWITCH_ATTEMPTS - 1:
                     raise ConfigurationError(
                         "could not take the locks for the switch (long-running readers?)"

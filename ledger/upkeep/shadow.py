@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.database import migrations
+from ledger.database import distribution, migrations
 from ledger.errors import ConfigurationError
 from ledger.playback import fold as playback
 from ledger.privacy.store import all_names
@@ -81,6 +81,9 @@ class ShadowBuild:
     events: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     spills: int = 0  # times the fold's rows went to the tables to keep memory bounded
+    # foreign keys to live tables Citus holds (table, name, definition): a local shadow
+    # table cannot reference them, so the switch adds them once the table is in place
+    deferred: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _path(*schemas: str) -> sql.Composed:
@@ -144,6 +147,7 @@ def build(
     tables: tuple[str, ...] = TABLES,
     upto: int | None = None,
     on_events: Callable[[int], None] | None = None,
+    chains: source.ChainReader | None = None,
 ) -> ShadowBuild:
     """Fills ``shadow`` (a schema the caller created with ``create_schema``, empty) with
     ``tables`` folded from the log up to ``upto`` (default: the head now). Runs in the
@@ -151,6 +155,10 @@ def build(
 
     Foreign keys of tables left out of ``tables`` point at the live tables, so a
     single table can be rebuilt against the live ones it references.
+
+    With ``chains`` (a log in the ``organization`` order: ``source.by_chain``) the log is
+    read by it, everything visible now, and it keeps where each chain was read up to for
+    the caller's catch-up; ``upto`` is then only the position reported until it is read.
     """
     budget = row_budget()
     # the DDL goes in a few round trips, not one per statement: a small log's rebuild or
@@ -217,14 +225,22 @@ def build(
             on_events,
             budget,
             None if saved else first_write,
+            chains,
         )
 
     adds: list[sql.Composable] = []
+    placed = distribution.places(conn, live) if len(tables) < len(TABLES) else {}
     for table in tables if saved else ():
         constraints, indexes = saved[table]
         for name, kind, definition in constraints:
-            # a foreign key to a table not rebuilt here points at the live table
-            if kind == "f" and _referenced_table(definition) not in tables:
+            # a foreign key to a table not rebuilt here points at the live table; on Citus
+            # one to a table placed on the workers waits for the switch (Citus refuses a
+            # key from a local table to a distributed one)
+            referenced = _referenced_table(definition) if kind == "f" else ""
+            if kind == "f" and placed.get(referenced, "local") != "local":
+                result.deferred.append((table, name, definition))
+                continue
+            if kind == "f" and referenced not in tables:
                 adds.append(_path(live))
             else:
                 adds.append(_path(shadow))
@@ -265,19 +281,27 @@ def _fold_and_load(
     on_events: Callable[[int], None] | None,
     budget: int,
     loosen: Callable[[bool, int], None] | None,
+    chains: source.ChainReader | None = None,
 ) -> None:
-    """Folds the log up to ``result.position`` into the shadow tables, memory bounded;
-    ``loosen`` is called before rows are first written (whether it is the last write,
-    the rows held)."""
+    """Folds the log up to ``result.position`` (or all ``chains`` reads) into the shadow
+    tables, memory bounded; ``loosen`` is called before rows are first written (whether it
+    is the last write, the rows held)."""
     columns = {table: _columns(conn, shadow, table) for table in tables}
     fold = SpillingFold(conn, shadow, tables, columns, budget, loosen)
     only = frozenset(tables)
     names = all_names(conn, live)  # the people the log names by subjects (docs/privacy.md)
-    for batch in source.events(conn, live, 0, result.position):
+    batches = (
+        source.events(conn, live, 0, result.position)
+        if chains is None
+        else chains.events(conn, live)
+    )
+    for batch in batches:
         fold.apply(resolve(changes_for((event for _, event in batch), only), names))
         result.events += len(batch)
         if on_events is not None:
             on_events(len(batch))
+    if chains is not None:
+        result.position = max(result.position, chains.head)
     result.rows.update(fold.finish())
     result.spills = fold.spills
 

@@ -28,7 +28,7 @@ from ledger.config import Settings
 from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.log.shapes import UndecodableEvent
-from ledger.upkeep import shadow
+from ledger.upkeep import shadow, source
 from projections import freshness
 from projections.registry import KEYS, TABLES
 
@@ -169,7 +169,8 @@ def verify(settings: Settings) -> list[Finding]:
     with connect(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         try:
-            present = _lock_live_tables(conn, live)
+            present = _lock_live_tables(conn, live)  # before the snapshot
+            source.sequential_on_citus(conn, live)
             migrations.require_log(conn, live)
             findings: list[Finding] = [
                 Unfolded(name, f"{name} is marked stale ({reason}): run `ledger db upgrade`")

@@ -6,9 +6,10 @@ reference tables, and switches the log to the ``organization`` order. What these
 the log's triggers run on the workers' shards (shape, chain, order), each organization's
 events are stored on its own worker with a gapless, verified chain, and an append of
 organization A held open holds up no append of B, and the ledger's own append (the recorder,
-group commit) records commands there with the same answers as on one server. What does not
-run on this layout yet (``ledger audit verify``'s discovery of the chains, the readers by
-notification id: docs/scaling.md, "The log on Citus") is walked chain by chain here.
+group commit) records commands there with the same answers as on one server. The chains are
+walked one by one here (``verify_chain``); ``ledger audit verify`` and the readers on this
+layout are tested by their own modules with ``LEDGER_TEST_DISTRIBUTE_LOG=1`` (docs/scaling.md,
+"Readers on the distributed log").
 """
 
 from __future__ import annotations

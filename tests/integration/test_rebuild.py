@@ -20,13 +20,17 @@ from psycopg import sql
 from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
+from ledger.database import distribution
 from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
-from tests.support import HISTORY_GROUP, TABLES, cli, complete, dump_all, t
+from tests import citus_support
+from tests.support import HISTORY_GROUP, TABLES, cli, complete, demo_history, dump_all, t
 
 Conn = psycopg.Connection[Any]
+# on the distributed layout the demo's heartbeats are left out (tests.support.demo_history)
+LEFT_OUT = ("video_playback",) if citus_support.heartbeats_left_out() else ()
 
 
 def load_demo(app: Ledger, purchases: int = 120) -> None:
@@ -34,7 +38,7 @@ def load_demo(app: Ledger, purchases: int = 120) -> None:
     delivered twice (a duplicate of an earlier line) and a grant to a user who already
     bought the content (rejected, invalid_state). By group commit: each line answered as
     alone (``tests/property/test_group_equivalence.py``), in a fraction of the transactions."""
-    commands = list(demo.history(purchases=purchases))
+    commands = demo_history(purchases)
     lines = [orjson.dumps(c) for c in commands]
     for line, result in api.append_lines(app, lines, batch=HISTORY_GROUP):
         command = commands[line - 1]
@@ -54,7 +58,7 @@ def quiet_rebuild(settings: Settings, only: list[str] | None = None) -> Any:
 def test_rebuild_reproduces_every_row(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
-    assert all(before[t] for t in TABLES)
+    assert all(before[t] for t in TABLES if t not in LEFT_OUT)
     report = quiet_rebuild(settings)
     assert report.tables == TABLES and report.events > 0
     assert dump_all(conn) == before
@@ -112,6 +116,8 @@ def test_a_rebuild_with_little_memory_reproduces_every_row(
     load_demo(ledger_app)
     customers = [r[0] for r in conn.execute("SELECT DISTINCT customer_id FROM purchases LIMIT 3")]
     content = conn.execute("SELECT content_id FROM video_playback LIMIT 1").fetchone()
+    if LEFT_OUT:  # no heartbeats: any content (its delete is refused while a purchase holds it)
+        content = conn.execute("SELECT id FROM content ORDER BY id LIMIT 1").fetchone()
     assert customers and content is not None
     cascades = [{"type": "user.delete", "user_id": c} for c in customers]
     cascades.append({"type": "content.delete", "content_id": str(content[0])})
@@ -132,19 +138,29 @@ def test_rebuild_of_one_table_against_the_live_others(
 ) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
+    keys = foreign_keys(conn)
+    # on the distributed layout video_playback's key to content is not held (docs/scaling.md)
+    distributed = distribution.places(conn, settings.schema)["content"] != "local"
+    assert len(keys) == (9 if distributed else 10)
     for table in ("content", "purchases", "users"):
         quiet_rebuild(settings, [table])
         assert dump_all(conn) == before
-    # the foreign keys of the others still hold against the rebuilt table
-    # (the ledger's tables only: on a Citus coordinator, its shards of reference tables too
-    # carry foreign keys, in the same schema)
-    fks = conn.execute(
-        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
-        " JOIN pg_class t ON t.oid = c.conrelid"
-        " WHERE c.contype = 'f' AND n.nspname = current_schema() AND t.relname = ANY(%s)",
+    # the foreign keys of the others still hold against the rebuilt table, and the rebuilt
+    # table's own to the others (on Citus added in the switch, once the table is in place)
+    assert foreign_keys(conn) == keys
+
+
+def foreign_keys(conn: Conn) -> list[tuple[str, str]]:
+    """The foreign keys of the ledger's tables (only: on a Citus coordinator, its shards of
+    reference tables too carry foreign keys, in the same schema), with their definitions."""
+    rows = conn.execute(
+        "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+        " JOIN pg_namespace n ON n.oid = c.connamespace JOIN pg_class t ON t.oid = c.conrelid"
+        " WHERE c.contype = 'f' AND n.nspname = current_schema() AND t.relname = ANY(%s)"
+        " ORDER BY 1",
         (list(TABLES),),
-    ).fetchone()
-    assert fks == (10,)
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def test_a_dropped_table_comes_back(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:

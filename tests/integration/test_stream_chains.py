@@ -203,9 +203,11 @@ def test_a_position_of_notification_ids_is_refused_in_the_organization_order(
     two_organizations: Settings, conn: Conn, cli_env: dict[str, str]
 ) -> None:
     settings = two_organizations
-    assert len(cli(cli_env, "events", "--after", "1").stdout.splitlines()) == 2, "global: as ever"
-    with conn.transaction():
-        chains.set_order(conn, settings.schema, "organization")
+    if chains.order(conn, settings.schema) == "global":  # not on a log placed on Citus
+        global_read = cli(cli_env, "events", "--after", "1").stdout.splitlines()
+        assert len(global_read) == 2, "global: as ever"
+        with conn.transaction():
+            chains.set_order(conn, settings.schema, "organization")
     refused = cli(cli_env, "events", "--after", "1")
     assert refused.returncode == 2 and refused.stdout == ""
     assert "--after: the log is in the organization order" in refused.stderr
@@ -329,8 +331,10 @@ def test_the_http_feed_pages_every_chain_with_a_cursor(
         ]
         assert set(statuses(append(app, *more))) == {"accepted"}
     with serve(settings) as served, served.client() as client:
-        # the global order: a position, as before; a cursor is taken there too
-        assert client.get("/v1/events", params={"after": 2}).json()["next_after"] == 16
+        # the global order (not on a log placed on Citus, always in the organization order):
+        # a position, as before; a cursor is taken there too
+        if chains.order(conn, settings.schema) == "global":
+            assert client.get("/v1/events", params={"after": 2}).json()["next_after"] == 16
         first = client.get("/v1/events", params={"after": "platform:0", "limit": 4}).json()
         assert isinstance(first["next_after"], str) and len(first["events"]) == 4
         with conn.transaction():
