@@ -178,8 +178,8 @@ def restore(conn: psycopg.Connection[Any], schema: str, before: dict[str, Place]
 
 # The log on Citus (issue 28, docs/scaling.md "The log on Citus"): the last part of
 # ``distribute`` (`ledger db distribute`), once the money tables are in place.
-# the chain trigger routable (0019), the keys' claims (0025), the routed read check (0026)
-LOG_MIGRATION = 26
+# the chain trigger routable (0019), the keys' claims (0023), the routed read check (0024)
+LOG_MIGRATION = 24
 # read by the log's insert triggers on the workers: a copy on every node
 LOG_REFERENCE: tuple[str, ...] = (
     "ledger_event_catalogue",
@@ -189,7 +189,7 @@ LOG_REFERENCE: tuple[str, ...] = (
 )
 # each chain's lock row beside its events, colocated with the money tables
 LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
-# the claims of keys that are one namespace across organizations (migration 0025), each
+# the claims of keys that are one namespace across organizations (migration 0023), each
 # distributed by the key's own id, with no organization: ``distribute_log``
 CLAIMS = "ledger_key_claims"
 CLAIMS_COLUMN = "claim_id"

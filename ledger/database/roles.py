@@ -205,7 +205,7 @@ def create_roles(
         # stream (which cursor a feed takes): the owner's to change
         grant("SELECT", "ledger_log_order", writer, projector, reader)
         grant("SELECT", "ledger_stale_projections", writer, projector)
-        # the claims of keys that are one namespace (migration 0025), written by the append
+        # the claims of keys that are one namespace (migration 0023), written by the append
         # on a distributed log: a claim is never changed or given back
         grant("SELECT, INSERT", "ledger_key_claims", writer)
         grant("SELECT", "ledger_projection_state", projector)

@@ -256,7 +256,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
     ) -> None:
         """The read-version check, in the pipeline. On a distributed log whose decision read
         along a route (``read_chains``), in the append's chains and those it read (migration
-        0026), so Citus reads those shards alone; else the whole log (0019)."""
+        0024), so Citus reads those shards alone; else the whole log (0019)."""
         schema = self.datastore.schema
         values: tuple[Any, ...] = (list(read_versions), list(read_versions.values()))
         if self.distributed_log and read_chains is not None:

@@ -92,7 +92,7 @@ def insert_events_sql(schema: str) -> sql.Composed:
 
 
 def claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
-    """The keys this append claims (``ledger_key_claims``, migration 0025): on a distributed
+    """The keys this append claims (``ledger_key_claims``, migration 0023): on a distributed
     log the primary key of the events leads with the organization, so the claim's own key,
     distributed by the key's id, is what lets one organization's append take a key."""
     return [

@@ -37,12 +37,7 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
 # Delete an entry when its migration is on main.
-RESERVED: dict[int, str] = {
-    23: "not used (the numbers of a branch merged as 0025, 0026)",
-    24: "not used",
-    25: "i28d: the claims of keys that are one namespace (ledger_key_claims)",
-    26: "i28d: the read-version check routed to chains (ledger_assert_read_versions_in)",
-}
+RESERVED: dict[int, str] = {}
 
 
 class MigrationError(Exception):

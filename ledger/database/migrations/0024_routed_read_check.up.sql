@@ -2,7 +2,7 @@
 -- A log migration (kept by `ledger db downgrade --to base`). The read-version check of 0019,
 -- routed to the chains where a distributed log keeps the aggregates read (docs/scaling.md,
 -- "The log on Citus", point 2): the append's own chains, the platform's, and those where the
--- decision found an aggregate named by a global key (its claim's, ledger_key_claims, 0025),
+-- decision found an aggregate named by a global key (its claim's, ledger_key_claims, 0023),
 -- all given by the recorder. Filtering by organization_id lets Citus read only those chains'
 -- shards instead of every shard of every worker. Used only on a distributed log: a single
 -- server keeps 0019's function, whose one index probe per aggregate needs no organization.
