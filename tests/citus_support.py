@@ -43,31 +43,6 @@ def distribute_requested() -> bool:
     return os.environ.get(DISTRIBUTE_ENV, "") not in ("", "0")
 
 
-def distribute_log_requested() -> bool:
-    """Whether the distributed schemas have their log placed by organization as well
-    (``distribution.distribute_log``; ``LEDGER_TEST_DISTRIBUTE_LOG=1`` beside
-    ``LEDGER_TEST_DISTRIBUTE=1``), until ``ledger db distribute`` places it itself."""
-    return os.environ.get("LEDGER_TEST_DISTRIBUTE_LOG", "") not in ("", "0")
-
-
-def heartbeats_left_out() -> bool:
-    """Whether the tests' histories leave out their heartbeats (``playback.progress``): on
-    the distributed layout the playback store does not run yet (issue 26, docs/scaling.md,
-    "What is left" 5), so the tests of the money side (audit verify, rebuild, verify, the
-    stream) run there on the demo's history without them."""
-    url = os.environ.get("LEDGER_TEST_DATABASE_URL", "")
-    return distribute_requested() and bool(url) and _citus_at(url)
-
-
-def _citus_at(url: str) -> bool:
-    if url not in _CITUS_AT:
-        _CITUS_AT[url] = citus_version(url) is not None
-    return _CITUS_AT[url]
-
-
-_CITUS_AT: dict[str, bool] = {}
-
-
 def citus_version(url: str) -> str | None:
     """The Citus extension's version on the server at ``url``, or None without Citus."""
     with psycopg.connect(url, autocommit=True) as conn:

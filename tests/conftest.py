@@ -224,8 +224,6 @@ def _distribute(settings: Settings) -> None:
 
     with connect(settings) as conn:
         distribution.distribute(conn, settings.schema)
-        if citus_support.distribute_log_requested():
-            distribution.distribute_log(conn, settings.schema)
         conn.commit()
 
 

@@ -15,7 +15,7 @@ from ledger import api
 from ledger.commands import demo
 from ledger.commands.results import Result
 from ledger.service import Ledger
-from tests import citus_support, commandline
+from tests import commandline
 
 TABLES = ("organizations", "users", "content", "content_access", "purchases", "video_playback")
 ORG = "11111111-1111-4111-8111-111111111111"
@@ -170,21 +170,12 @@ def append(ledger: Ledger, *commands: dict[str, Any] | str) -> list[Result]:
 HISTORY_GROUP = 128
 
 
-def demo_history(purchases: int) -> list[dict[str, Any]]:
-    """The demo's commands; on the distributed layout without its heartbeats, whose store
-    does not run there yet (``citus_support.heartbeats_left_out``)."""
-    commands = list(demo.history(purchases=purchases))
-    if citus_support.heartbeats_left_out():
-        return [c for c in commands if c["type"] != "playback.progress"]
-    return commands
-
-
 def load_history(ledger: Ledger, purchases: int, *more: dict[str, Any]) -> list[Result]:
     """The demo's history (and ``more`` commands after it), appended by group commit:
     every line decided as it would be alone (``tests/property/test_group_equivalence.py``
     holds the answers and the rows to one by one), in a fraction of the transactions. The
     demo's 300-odd lines one by one took these tests' setups 1.2-1.4 s."""
-    lines = [orjson.dumps(c) for c in [*demo_history(purchases), *more]]
+    lines = [orjson.dumps(c) for c in [*demo.history(purchases=purchases), *more]]
     return [result for _, result in api.append_lines(ledger, lines, batch=HISTORY_GROUP)]
 
 

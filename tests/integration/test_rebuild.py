@@ -25,12 +25,9 @@ from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
-from tests import citus_support
-from tests.support import HISTORY_GROUP, TABLES, cli, complete, demo_history, dump_all, t
+from tests.support import HISTORY_GROUP, TABLES, cli, complete, dump_all, t
 
 Conn = psycopg.Connection[Any]
-# on the distributed layout the demo's heartbeats are left out (tests.support.demo_history)
-LEFT_OUT = ("video_playback",) if citus_support.heartbeats_left_out() else ()
 
 
 def load_demo(app: Ledger, purchases: int = 120) -> None:
@@ -38,7 +35,7 @@ def load_demo(app: Ledger, purchases: int = 120) -> None:
     delivered twice (a duplicate of an earlier line) and a grant to a user who already
     bought the content (rejected, invalid_state). By group commit: each line answered as
     alone (``tests/property/test_group_equivalence.py``), in a fraction of the transactions."""
-    commands = demo_history(purchases)
+    commands = list(demo.history(purchases=purchases))
     lines = [orjson.dumps(c) for c in commands]
     for line, result in api.append_lines(app, lines, batch=HISTORY_GROUP):
         command = commands[line - 1]
@@ -58,7 +55,7 @@ def quiet_rebuild(settings: Settings, only: list[str] | None = None) -> Any:
 def test_rebuild_reproduces_every_row(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
-    assert all(before[t] for t in TABLES if t not in LEFT_OUT)
+    assert all(before[t] for t in TABLES)
     report = quiet_rebuild(settings)
     assert report.tables == TABLES and report.events > 0
     assert dump_all(conn) == before
@@ -116,8 +113,6 @@ def test_a_rebuild_with_little_memory_reproduces_every_row(
     load_demo(ledger_app)
     customers = [r[0] for r in conn.execute("SELECT DISTINCT customer_id FROM purchases LIMIT 3")]
     content = conn.execute("SELECT content_id FROM video_playback LIMIT 1").fetchone()
-    if LEFT_OUT:  # no heartbeats: any content (its delete is refused while a purchase holds it)
-        content = conn.execute("SELECT id FROM content ORDER BY id LIMIT 1").fetchone()
     assert customers and content is not None
     cascades = [{"type": "user.delete", "user_id": c} for c in customers]
     cascades.append({"type": "content.delete", "content_id": str(content[0])})
