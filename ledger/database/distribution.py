@@ -195,7 +195,7 @@ CLAIMS = "ledger_key_claims"
 CLAIMS_COLUMN = "claim_id"
 
 
-def logplaces_of(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
+def log_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the log is now."""
     return places_of(conn, schema, (*LOG_REFERENCE, *LOG_DISTRIBUTED, CLAIMS))
 
@@ -205,7 +205,7 @@ def log_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
     ``citus.multi_shard_modify_mode`` sequential, as the events' insert and the reference
     tables' rows written after it in one transaction must use one connection per node.
     Any row factory (the recorder's connections make dicts)."""
-    return logplaces_of(conn, schema)["ledger_events"] == "distributed"
+    return log_places(conn, schema)["ledger_events"] == "distributed"
 
 
 def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
@@ -228,7 +228,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         )
     if places(conn, schema).get(DISTRIBUTED[0]) != "distributed":
         raise ConfigurationError("the money tables are not distributed: run `ledger db distribute`")
-    now = logplaces_of(conn, schema)
+    now = log_places(conn, schema)
     steps: list[Step] = []
     conn.execute("SET LOCAL citus.enable_unsafe_triggers TO on")
     for table in LOG_REFERENCE:

@@ -25,7 +25,7 @@ STORE_MIGRATION = 22
 ANCHOR = "content"
 
 
-def storeplaces_of(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
+def store_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the playback store is now."""
     return places_of(conn, schema, (*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY))
 
@@ -42,7 +42,7 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
     the organization) keeps its store on the coordinator."""
     if any(m.version <= STORE_MIGRATION for m in migrations.pending(conn, schema)):
         return []
-    now = storeplaces_of(conn, schema)
+    now = store_places(conn, schema)
     anchor = sql.Identifier(schema, ANCHOR).as_string(conn)
     keys_anchor: str | None = None
     steps: list[Step] = []

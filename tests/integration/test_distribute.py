@@ -28,10 +28,14 @@ from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import answers, cli, complete, dump_all, grant, org, publish, refund, user
 
-# the money tables, then the playback store (store_placement.distribute_store)
+# the money tables, the log and its keys' claims, then the playback store
+# (distribution.distribute_log, store_placement.distribute_store)
 PLACED = len(
     distribution.REFERENCE
     + distribution.DISTRIBUTED
+    + distribution.LOG_REFERENCE
+    + distribution.LOG_DISTRIBUTED
+    + (distribution.CLAIMS,)
     + store_placement.STORE_REFERENCE
     + store_placement.STORE_DISTRIBUTED
     + store_placement.STORE_BY_KEY
@@ -102,12 +106,6 @@ def _history(first: str, second: str) -> list[dict[str, Any]]:
         refund("pi_b1", "re_b1", 500),
         grant("bob", content_id=content[1]),
     ]
-
-
-# the lines `ledger db distribute` prints: the money tables', then the log's (its events and
-# chains by organization, the tables its triggers read, the keys' claims by key)
-PLACED = len(distribution.REFERENCE) + len(distribution.DISTRIBUTED)
-PLACED += len(distribution.LOG_REFERENCE) + len(distribution.LOG_DISTRIBUTED) + 1
 
 
 @pytest.mark.citus
