@@ -34,6 +34,7 @@ from psycopg import sql
 from ledger.domain import ids
 from ledger.playback import partitions
 from ledger.playback.decide import Decided, Heartbeat, newest
+from ledger.playback.statements import NEWEST_WINS
 
 _ORGS = "SELECT id, organization_id FROM {content} WHERE id = ANY(%s::uuid[])"
 
@@ -72,19 +73,15 @@ _STAMP = """
     WHERE a.organization_id = %(org)s AND a.user_id = %(user)s AND a.content_id = %(content)s
 """
 
-_SHOWN = """
+_SHOWN = (
+    """
     INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, duration_seconds,
         completed, updated_at, created_at)
     SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[],
                          %s::bool[], %s::timestamptz[], %s::timestamptz[])
-    ON CONFLICT (user_id, content_id) DO UPDATE SET
-        position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
-            THEN EXCLUDED.position_seconds ELSE v.position_seconds END,
-        duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
-            THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END,
-        completed = v.completed OR EXCLUDED.completed,
-        updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)
 """
+    + NEWEST_WINS
+)
 
 
 def _t(schema: str, name: str) -> sql.Identifier:

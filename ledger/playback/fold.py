@@ -18,6 +18,7 @@ from psycopg import sql
 
 from ledger.database import migrations
 from ledger.domain import ids
+from ledger.playback.statements import NEWEST_WINS
 
 # the base row stands for its shown heartbeat and its first one, each at its position
 _RECORDS = """
@@ -30,7 +31,8 @@ _RECORDS = """
     FROM {records}
 """
 
-_PLAYBACK = """
+_PLAYBACK = (
+    """
     WITH r AS ({records}),
     pair AS (
         SELECT user_id, content_id, bool_or(completed) AS completed,
@@ -50,15 +52,12 @@ _PLAYBACK = """
     JOIN pair p USING (user_id, content_id)
     JOIN {users} u ON u.id = s.user_id
     JOIN {content} c ON c.id = s.content_id
-    ON CONFLICT (user_id, content_id) DO UPDATE SET
-        position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
-            THEN EXCLUDED.position_seconds ELSE v.position_seconds END,
-        duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
-            THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END,
-        completed = v.completed OR EXCLUDED.completed,
-        updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)
+"""
+    + NEWEST_WINS
+    + """
     RETURNING v.user_id, v.content_id, (v.xmax = 0) AS inserted
 """
+)
 
 _IDS = """
     UPDATE {target} v SET id = i.id

@@ -15,6 +15,20 @@ from functools import lru_cache
 
 from psycopg import sql
 
+# video_playback's guarded upsert (docs/events.md): the newest occurred_at wins (the later
+# position on a tie), ``completed`` only turns true, ``updated_at`` never moves back; as
+# ``playback_record`` writes it (migration 0022), for the distributed store's write
+# (``ledger.playback.distributed``) and the rebuild's fold (``ledger.playback.fold``)
+NEWEST_WINS = """
+    ON CONFLICT (user_id, content_id) DO UPDATE SET
+        position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
+            THEN EXCLUDED.position_seconds ELSE v.position_seconds END,
+        duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
+            THEN EXCLUDED.duration_seconds ELSE v.duration_seconds END,
+        completed = v.completed OR EXCLUDED.completed,
+        updated_at = GREATEST(v.updated_at, EXCLUDED.updated_at)
+"""
+
 # The group: one row per heartbeat, in its order (n), as ``playback_record`` reads it too
 # (migration 0020); the columns a caller does not send are NULL.
 _GROUP = (
