@@ -8,7 +8,7 @@ events are stored on its own worker with a gapless, verified chain, and an appen
 organization A held open holds up no append of B, and the ledger's own append (the recorder,
 group commit) records commands there with the same answers as on one server. The chains are
 walked one by one here (``verify_chain``); ``ledger audit verify`` and the readers on this
-layout are tested by their own modules with ``LEDGER_TEST_DISTRIBUTE_LOG=1`` (docs/scaling.md,
+layout are tested by their own modules with ``LEDGER_TEST_DISTRIBUTE=1`` (docs/scaling.md,
 "Readers on the distributed log").
 """
 

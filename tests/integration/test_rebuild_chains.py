@@ -3,7 +3,7 @@ orders"): in the ``organization`` order, and always on a log placed on Citus, an
 lower ``notification_id`` can commit after one with a higher, so a catch-up "after the last
 notification id read" would pass it for ever. The rebuild reads each chain after its own
 position (``ledger.upkeep.source.ChainReader``) and never does. Runs on one server (the order
-switched) and on the distributed log (``LEDGER_TEST_DISTRIBUTE_LOG=1``, docs/scaling.md).
+switched) and on the distributed log (``LEDGER_TEST_DISTRIBUTE=1``, docs/scaling.md).
 """
 
 from __future__ import annotations
