@@ -15,7 +15,7 @@ two additions inside the append's transaction:
 It also bounds what an append may cost the other writers: the events go in INSERTs of
 at most ``INSERT_ROWS`` rows (a batch of any size fits the protocol), the wait for the
 lock is bounded by ``LEDGER_LOCK_TIMEOUT``, and a failed attempt never leaves its
-connection inside a transaction (``_settle``).
+connection inside a transaction (``settling.settle``).
 
 Each append NOTIFYs the channel the library's subscriptions LISTEN on (once per
 transaction, delivered at commit), so ``recorder.subscribe()`` and the library's
@@ -26,12 +26,10 @@ upgrade`` does that.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     InternalError,
@@ -42,12 +40,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg import Connection, Cursor, pq, sql
+from psycopg import Connection, Cursor, sql
 from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
 from ledger.database import distribution
-from ledger.log import statements
+from ledger.log import claims, statements
 from ledger.log.chains import PLATFORM, Order, Route, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -58,6 +56,7 @@ from ledger.log.datastore import (
     LedgerDatastore,
     LedgerFactory,
 )
+from ledger.log.settling import settle
 from ledger.playback.store import ADVISORY_LOCK
 from ledger.privacy.store import ERASING_LOCK, subject_statement, subjects_of, users_of
 from ledger.privacy.subjects import SubjectChange, SubjectErased
@@ -121,7 +120,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         size stays under the protocol's 65,535 parameters per statement. The lock waits
         at most ``LEDGER_LOCK_TIMEOUT``, then the append fails with ``LockTimeout``. An
         attempt that fails for any reason leaves its connection idle or closes it
-        (``_settle``) before the exception leaves, so the retry of ``@retry`` never meets
+        (``settling.settle``) before the exception leaves, so the retry of ``@retry`` never meets
         a lock that this process still holds.
         """
         if not stored_events:
@@ -138,6 +137,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
+                wanted = statements.claims(stored_events, chains) if self.distributed_log else []
+                if wanted:  # each on its shard, before: the append then touches one worker
+                    claims.claim_first(conn, schema, wanted)
                 with conn.pipeline():
                     rest.execute(_BEGIN)
                     if self.distributed_log and statements.shared(
@@ -151,21 +153,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                             statements.rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True
                         )
                     self._lock(conn, rest, chains)
-                    insert = statements.rendered(statements.insert_events_sql(schema), conn)
-                    for start in range(0, len(stored_events), INSERT_ROWS):
-                        chunk = stored_events[start : start + INSERT_ROWS]
-                        inserted.append(conn.cursor())
-                        columns = statements.insert_params(
-                            chunk, chains[start : start + INSERT_ROWS]
-                        )
-                        inserted[-1].execute(insert, columns, prepare=True)
-                    if self.distributed_log:
-                        for claim in statements.claims(stored_events, chains):  # one shard each
-                            rest.execute(
-                                statements.rendered(statements.claim_sql(schema), conn),
-                                claim,
-                                prepare=True,
-                            )
+                    self._insert_rows(conn, stored_events, chains, inserted)
                     rest.execute(
                         statements.rendered(statements.notify_sql(self.channel_name), conn)
                     )
@@ -181,7 +169,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         rest.execute(statements.rendered(erasing, conn), params, prepare=True)
                     rest.execute(_COMMIT)
             except BaseException as error:
-                _settle(conn, error)
+                settle(conn, error)
                 if isinstance(error, LockNotAvailable):
                     raise LockTimeout(
                         f"waited more than {statements.duration(self.lock_timeout_ms)} "
@@ -195,6 +183,33 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 f"got {len(notification_ids)} notification ids for {len(stored_events)} events"
             )
         return notification_ids
+
+    def _insert_rows(
+        self,
+        conn: Connection[Any],
+        events: Sequence[StoredEvent],
+        chains: Sequence[UUID],
+        inserted: list[Cursor[Any]],
+    ) -> None:
+        """The events' INSERTs, in the pipeline, each with a cursor of its own (their
+        notification ids). On a distributed log an append of one chain sends routed
+        ``INSERT ... VALUES`` (``statements.insert_routed_sql``), which Citus sends to the
+        chain's shard as they are; else the arrays' ``INSERT ... SELECT``."""
+        schema = self.datastore.schema
+        if self.distributed_log and len(set(chains)) == 1:
+            for start in range(0, len(events), statements.ROUTED_ROWS):
+                chunk = events[start : start + statements.ROUTED_ROWS]
+                query = statements.insert_routed_sql(schema, len(chunk))
+                inserted.append(conn.cursor())
+                values = statements.routed_params(chunk, chains[0])
+                inserted[-1].execute(statements.rendered(query, conn), values, prepare=True)
+            return
+        insert = statements.rendered(statements.insert_events_sql(schema), conn)
+        for start in range(0, len(events), INSERT_ROWS):
+            chunk = events[start : start + INSERT_ROWS]
+            inserted.append(conn.cursor())
+            columns = statements.insert_params(chunk, chains[start : start + INSERT_ROWS])
+            inserted[-1].execute(insert, columns, prepare=True)
 
     def _lock(self, conn: Connection[Any], cursor: Cursor[Any], chains: Sequence[UUID]) -> None:
         """Takes the append's locks, in the pipeline, before its first insert.
@@ -227,9 +242,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
         # the platform's row made too, so that its SHARE lock always has a row to hold
         shares = PLATFORM not in wanted and not self.distributed_log
         opened = [PLATFORM, *wanted] if shares else wanted
-        cursor.execute(
-            statements.rendered(statements.open_chains_sql(schema), conn), (opened,), prepare=True
-        )
+        if self.distributed_log:  # one routed INSERT ... VALUES each, on its shard
+            for chain in opened:
+                query = statements.open_chain_sql(schema)
+                cursor.execute(statements.rendered(query, conn), (chain,), prepare=True)
+        else:
+            query = statements.open_chains_sql(schema)
+            cursor.execute(statements.rendered(query, conn), (opened,), prepare=True)
         if shares:
             cursor.execute(
                 statements.rendered(statements.share_platform_sql(schema), conn), prepare=True
@@ -339,40 +358,6 @@ INSERT_ROWS = 1000
 text parsed once by psycopg), and a message of bounded size however large the batch."""
 
 
-def _settle(conn: Connection[Any], error: BaseException) -> None:
-    """Leaves a failed append's connection outside any transaction, or closes it.
-
-    A statement the server refused (a key taken, a stale read, the lock timeout) has
-    been answered through the pipeline's sync: the transaction is known to be aborted,
-    and a ROLLBACK makes the connection reusable. Anything else (an error raised in the
-    client between statements, a lost connection, an interrupt) may have left the
-    server inside the transaction, holding the log's lock and waiting for statements
-    that will never come, while libpq believes the connection idle: such a connection
-    is closed, which ends the transaction on the server, and the pool replaces it.
-    """
-    refused = (
-        isinstance(error, psycopg.Error)
-        and error.sqlstate is not None
-        and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
-        and conn.pgconn.transaction_status
-        in (pq.TransactionStatus.INERROR, pq.TransactionStatus.IDLE)
-    )
-    if refused:
-        try:
-            conn.rollback()
-        except psycopg.Error:
-            pass
-        else:
-            if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
-                return
-    # a statement still running (a lock wait) would otherwise run on, and even commit;
-    # a server out of reach leaves closing as all there is to do
-    with contextlib.suppress(Exception):
-        conn.cancel_safe(timeout=_CANCEL_TIMEOUT_S)
-    conn.close()
-
-
-_CANCEL_TIMEOUT_S = 2.0
 _BEGIN = b"BEGIN"
 _COMMIT = b"COMMIT"
 

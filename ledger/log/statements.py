@@ -91,6 +91,40 @@ def insert_events_sql(schema: str) -> sql.Composed:
     ).format(sql.Identifier(schema, "ledger_events"))
 
 
+@lru_cache(maxsize=64)
+def insert_routed_sql(schema: str, rows: int) -> sql.Composed:
+    """On a distributed log, an append of one chain: a multi-row ``INSERT ... VALUES`` whose
+    organization is a bound value, which Citus routes to that chain's shard as it is, in the
+    rows' order. ``insert_events_sql`` (an ``INSERT ... SELECT``) goes through the
+    coordinator with an intermediate result there. One text per row count: most appends
+    carry a few events, and the count is bounded by ``ROUTED_ROWS``."""
+    row = sql.SQL("(%s, %s, %s, %s, %s)")
+    return sql.SQL(
+        "INSERT INTO {} (originator_id, originator_version, topic, state, organization_id) "
+        "VALUES {} RETURNING notification_id"
+    ).format(sql.Identifier(schema, "ledger_events"), sql.SQL(", ").join([row] * rows))
+
+
+ROUTED_ROWS = 32
+"""Events per routed INSERT on a distributed log (``insert_routed_sql``): 160 parameters."""
+
+
+def routed_params(chunk: Sequence[StoredEvent], chain: UUID) -> list[Any]:
+    """The chunk's values, row by row (``insert_routed_sql``)."""
+    values: list[Any] = []
+    for event in chunk:
+        values += [event.originator_id, event.originator_version, event.topic, event.state, chain]
+    return values
+
+
+@lru_cache(maxsize=8)
+def open_chain_sql(schema: str) -> sql.Composed:
+    """``open_chains_sql`` for one chain, routed by Citus to its shard (a distributed log)."""
+    return sql.SQL("INSERT INTO {} (organization_id) VALUES (%s) ON CONFLICT DO NOTHING").format(
+        sql.Identifier(schema, "ledger_chain_heads")
+    )
+
+
 def claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
     """The keys this append claims (``ledger_key_claims``, migration 0023): on a distributed
     log the primary key of the events leads with the organization, so the claim's own key,
@@ -100,13 +134,6 @@ def claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[
         for e, chain in zip(events, chains, strict=True)
         if e.originator_version == 1 and e.topic in CLAIMED_TOPICS
     ]
-
-
-@lru_cache(maxsize=8)
-def claim_sql(schema: str) -> sql.Composed:
-    return sql.SQL("INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)").format(
-        sql.Identifier(schema, "ledger_key_claims")
-    )
 
 
 @lru_cache(maxsize=8)
