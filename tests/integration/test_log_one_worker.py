@@ -11,6 +11,7 @@ in two phases (kept until the maintenance daemon's recovery, which the test hold
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
 from ledger.domain import ids
+from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import append, complete, org, publish, statuses, user
@@ -98,3 +100,57 @@ def test_a_purchase_commits_on_its_organizations_worker_alone(
     ).fetchone()
     assert held == (16,)
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (16,)
+
+
+def test_with_the_platforms_worker_stopped_an_organizations_purchases_wait_for_it(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """What stops, and why (docs/scaling.md, "What is left" 1 a): a purchase writes on its
+    organization's worker alone, but its decision and its append's check read its customer's
+    ``User`` aggregate, which lives in the platform's chain. With that chain's worker stopped,
+    an organization of the other worker, whose content and payment intent are claimed on its
+    own worker too, fails its purchase with the error naming the remote node and writes no
+    row; once the worker is back the same command goes through (the claim its failed attempt
+    left is its organization's, and reused)."""
+    schema = distributed.schema
+    log, claims = f"{schema}.ledger_events", f"{schema}.ledger_key_claims"
+    platform = citus.placement(conn, log, PLATFORM).worker
+    other = next(
+        o for o in citus_support.organizations() if _worker(citus, conn, log, o) != platform
+    )
+    b = str(other)
+    worker = citus.placement(conn, log, b).worker
+    video = next(
+        v
+        for v in (str(uuid.uuid5(other, f"video-{n}")) for n in range(1000))
+        if _worker(citus, conn, claims, ids.content_id(v)) == worker
+    )
+    intent = next(
+        i
+        for i in (f"pi_p_{n}" for n in range(1000))
+        if _worker(citus, conn, claims, ids.purchase_id(i)) == worker
+    )
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(b, "B"), user("creator"), user("alice"), publish(video, b)]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 4
+        with citus.stopped(platform), pytest.raises(Exception) as caught:
+            append(ledger, complete(intent, content_id=video))
+        assert "remote node" in _messages(caught.value), _messages(caught.value)
+        assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (0,)
+        conn.commit()
+        assert statuses(append(ledger, complete(intent, content_id=video))) == ["accepted"]
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
+
+
+def _worker(citus: CitusCluster, conn: Conn, table: str, value: object) -> citus_support.Worker:
+    return citus.placement(conn, table, value).worker
+
+
+def _messages(error: BaseException | None) -> str:
+    """The error and its causes, as one text."""
+    found: list[str] = []
+    while error is not None:
+        found.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return " <- ".join(found)
