@@ -59,9 +59,16 @@ def holder_sql(schema: str) -> sql.Composed:
     )
 
 
+class HeldElsewhere(IntegrityError):
+    """A key's claim names another chain: decide the command again. Raised once both
+    transactions of the pipeline have committed, so the connection is idle and stays in the
+    pool (no ``settle`` needed)."""
+
+
 def claim_first(conn: Connection[Any], schema: str, wanted: Sequence[tuple[UUID, UUID]]) -> None:
     """Claims each (key's aggregate, chain) in a transaction of its own, all in one round
-    trip; raises ``IntegrityError`` naming the first key another chain holds.
+    trip; raises ``HeldElsewhere`` (an ``IntegrityError``) naming the first key another
+    chain holds.
 
     The connection is the pool's (autocommit): each ``BEGIN`` ... ``COMMIT`` is one
     transaction on one shard. A failure leaves it to the caller's ``settling.settle``."""
@@ -80,7 +87,7 @@ def claim_first(conn: Connection[Any], schema: str, wanted: Sequence[tuple[UUID,
         row = holder.fetchone()
         held = None if row is None else _value(row)
         if held != chain:
-            raise IntegrityError(
+            raise HeldElsewhere(
                 f"ledger: key claim {claim_id} is held by chain {held}, not {chain}: "
                 "another organization's append took it first"
             )

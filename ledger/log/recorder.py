@@ -168,6 +168,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         erasing, params = subject_statement(schema, subject_change)
                         rest.execute(statements.rendered(erasing, conn), params, prepare=True)
                     rest.execute(_COMMIT)
+            except claims.HeldElsewhere:
+                raise  # refused between transactions: the connection is idle
             except BaseException as error:
                 settle(conn, error)
                 if isinstance(error, LockNotAvailable):
