@@ -20,7 +20,9 @@ statement of its own before the group's, so the group's query takes its snapshot
 lock is held: it sees every group committed before it. A lost race (the same heartbeat or
 key committed meanwhile by another process, a user deleted meanwhile) rolls the group back
 and decides it again. The call is one statement in autocommit: the lock, the decision, the
-writes and the commit in one round trip. What only the money log knows (why
+writes and the commit in one round trip; a group whose heartbeats share no identity and no
+key (8 viewers' heartbeats: every group) is flagged so, and decided without the walk in
+order (migration 0025). What only the money log knows (why
 a user or content is not live, a key or heartbeats it recorded before the store) is asked
 when the statement answers ``lookup``, with no connection held, and the group is decided
 again with the answers bound in.
@@ -86,6 +88,16 @@ class _Missing(Exception):
         self.why: set[tuple[str, str]] = set()
         self.keys: set[str] = set()
         self.legacy: set[tuple[str, str]] = set()
+
+
+def distinct_group(heartbeats: Sequence[Heartbeat]) -> bool:
+    """Whether no two heartbeats of the group share an identity or an idempotency key:
+    then none is decided on another's answer, and ``playback_record`` decides each on its
+    facts alone, without the walk in order (migration 0025: a fifth of the server's CPU a
+    group, run for nothing when the walk holds no heartbeat)."""
+    identities = {h.identity for h in heartbeats}
+    keys = [h.key for h in heartbeats if h.key is not None]
+    return len(identities) == len(heartbeats) and len(set(keys)) == len(keys)
 
 
 def _json(rows: list[dict[str, Any]]) -> str:
@@ -170,7 +182,7 @@ class PlaybackStore:
         lost race raises (the transaction is rolled back); a group that needs the log's
         answers or a partition wrote nothing and raises ``_Missing``."""
         statements = rendered(self._schema)
-        group = _json([self._row(n, h, lookups) for n, h in enumerate(heartbeats)])
+        group = self.group(heartbeats, lookups)
         with self._pool.connection() as conn:
             # one statement in its own transaction: no BEGIN, no COMMIT to send
             conn.autocommit = True
@@ -184,6 +196,16 @@ class PlaybackStore:
         if missing is not None:
             raise missing
         return [self._answer(h, row, lookups) for h, row in zip(heartbeats, rows, strict=True)]
+
+    def group(self, heartbeats: Sequence[Heartbeat], lookups: _Lookups | None = None) -> str:
+        """The group as ``playback_record`` reads it: one JSON row a heartbeat, with what
+        the log said of it once asked; the first row flagged ``distinct`` when no two
+        heartbeats share an identity or a key (``distinct_group``)."""
+        asked = lookups if lookups is not None else _Lookups()
+        rows = [self._row(n, h, asked) for n, h in enumerate(heartbeats)]
+        if rows and distinct_group(heartbeats):
+            rows[0]["distinct"] = True
+        return _json(rows)
 
     def _is_distributed(self) -> bool:
         """Whether the store is on Citus (``ledger db distribute``), asked once: the layout
