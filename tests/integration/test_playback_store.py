@@ -23,7 +23,7 @@ from ledger.database.connections import connect
 from ledger.domain import clock
 from ledger.playback import partitions
 from ledger.playback.decide import Heartbeat
-from ledger.playback.store import PlaybackStore
+from ledger.playback.group import GroupEncoder
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
@@ -205,12 +205,6 @@ def _heartbeats(*lines: dict[str, Any]) -> list[Heartbeat]:
     return [Heartbeat.of(c, clock.now()) for c in parsed if isinstance(c, RecordPlayback)]
 
 
-def _store(app: Ledger) -> PlaybackStore:
-    store = app.playback
-    assert isinstance(store, PlaybackStore)
-    return store
-
-
 def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -219,7 +213,7 @@ def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
     append(ledger_app, *catalogue(), grant("alice", at=t(2)), play("alice", 50, at=t(6)))
     days = {partitions.day(datetime.fromisoformat(t(day))) for day in (4, 5, 7)}
     partitions.create(conn, settings.schema, days)
-    group = _store(ledger_app).group(
+    group = GroupEncoder(settings.schema).encode(
         _heartbeats(
             play("alice", 40, at=t(5)),  # older than the row's: kept in the store only
             play("alice", 96, at=t(4)),  # older, but reaches 95 %: completed turns true
@@ -267,7 +261,7 @@ def test_a_group_flagged_distinct_wrongly_applies_nothing_twice(
     append(ledger_app, *catalogue(), grant("alice", at=t(2)))
     partitions.create(conn, settings.schema, {partitions.day(datetime.fromisoformat(t(5)))})
     same = play("alice", 40, at=t(5))
-    group = json.loads(_store(ledger_app).group(_heartbeats(same, same)))
+    group = json.loads(GroupEncoder(settings.schema).encode(_heartbeats(same, same)))
     assert "distinct" not in group[0]  # a repeated heartbeat: the walked form
     group[0]["distinct"] = True
     with pytest.raises(psycopg.errors.UniqueViolation):

@@ -22,7 +22,7 @@ from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.domain import clock
 from ledger.playback.decide import Heartbeat
-from ledger.playback.store import distinct_group
+from ledger.playback.group import distinct_group
 from ledger.service.memory import memory_ledger
 from tests.support import append, catalogue, grant, play, t, user
 
