@@ -1,11 +1,14 @@
 -- scope: log
 -- A group whose heartbeats share nothing decided without the walk (issue 26,
 -- docs/performance.md "The server's fixed cost a group"). Measured on one connection, groups
--- of 8 (perf on the backend): of about 1 ms of server CPU a group, the executor's start of
--- 0020/0022's plan took 14 % and the walk's machinery (two window aggregates and their sorts
--- for `shared_key` and `shared_id`, the recursive CTE, the hash joins of `steps`, `acc` and
--- the answer with `walk`) a fifth, run for every group although a group of distinct
--- heartbeats walks none (8 threads each sending their own heartbeats: every group).
+-- of 8: about 1.0-1.3 ms of server CPU a group, of which the call, its advisory-lock
+-- statement and PL/pgSQL cost nothing measurable (each removed in turn: the same CPU) and
+-- the commit about a fifth (its WAL flush); the executor's start of 0022's plan took 14 %
+-- (perf on the backend). The walk's machinery (two window aggregates and their sorts for
+-- `shared_key` and `shared_id`, the recursive CTE, the hash joins of `steps`, `acc` and the
+-- answer with `walk`) ran for every group although a group of distinct heartbeats walks
+-- none (8 viewers each sending their own heartbeats: every group); without it, 15-20 % less
+-- server CPU a group.
 --
 -- The caller knows whether any two heartbeats of the group share a key or an identity (it
 -- holds them all): when none do it says so on the group's first row ("distinct": true) and
@@ -14,7 +17,7 @@
 -- walked: `walk` holds no row for it), the same writes. Without the flag, the walked
 -- form of 0022, unchanged. A caller that flags a group wrongly cannot apply a heartbeat
 -- twice: the second copy would collide on playback_heartbeats' or playback_keys' primary
--- key and the whole group roll back (the writer decides it again, ATTEMPTS times).
+-- key and the whole group roll back (after ATTEMPTS tries, the caller's error).
 -- The flag is read by a PL/pgSQL expression (no query: no executor start), and PL/pgSQL
 -- caches each RETURN QUERY's plan apart, so the form not taken costs nothing.
 CREATE OR REPLACE FUNCTION playback_record(grp json, stream_lock bigint)
