@@ -2,7 +2,8 @@
 
 * 8 threads, one heartbeat per ``ledger.append`` call, vs raw single-row INSERT+COMMIT from
   8 threads (target >= 1.0): heartbeats no longer take the log's lock; a group of them is
-  one statement (``playback_record``, migration 0020); a heartbeat is identified in its
+  one statement (``playback_record``, migrations 0020 and 0025: a group of distinct
+  heartbeats without the walk in order); a heartbeat is identified in its
   caller's thread and the lane gathers its callers (groups of about 8 for 8 threads, where
   they alternated around 4.5); ``benchmarks.playback_profile`` shows where a group's CPU goes.
 * Log growth per heartbeat: bytes of ``ledger_events`` (table, indexes, TOAST) before and

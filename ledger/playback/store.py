@@ -20,7 +20,9 @@ statement of its own before the group's, so the group's query takes its snapshot
 lock is held: it sees every group committed before it. A lost race (the same heartbeat or
 key committed meanwhile by another process, a user deleted meanwhile) rolls the group back
 and decides it again. The call is one statement in autocommit: the lock, the decision, the
-writes and the commit in one round trip. What only the money log knows (why
+writes and the commit in one round trip; a group whose heartbeats share no identity and no
+key (8 viewers' heartbeats: every group) is flagged so, and decided without the walk in
+order (migration 0025). What only the money log knows (why
 a user or content is not live, a key or heartbeats it recorded before the store) is asked
 when the statement answers ``lookup``, with no connection held, and the group is decided
 again with the answers bound in.
@@ -29,11 +31,9 @@ again with the answers bound in.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg_pool import ConnectionPool
 
@@ -52,6 +52,7 @@ from ledger.playback.decide import (
     key_conflict,
     not_found,
 )
+from ledger.playback.group import GroupEncoder, Lookups, dumps
 from ledger.playback.statements import rendered
 
 ATTEMPTS = 5
@@ -66,16 +67,6 @@ Legacy = Callable[[str, str], frozenset[str]]
 before the store (its ``Playback`` aggregate): sent again, they are ``duplicate``."""
 
 
-@dataclass
-class _Lookups:
-    """What the log said, asked once per group: why a user or content is not live, and
-    the fingerprint and type of a key the log holds (``None``: none)."""
-
-    why: dict[tuple[str, str], str] = field(default_factory=dict)
-    keys: dict[str, tuple[str, str] | None] = field(default_factory=dict)
-    legacy: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
-
-
 class _Missing(Exception):
     """The group needs the log's answers, or partitions, first: asked with no connection
     held, then the group is decided again."""
@@ -86,12 +77,6 @@ class _Missing(Exception):
         self.why: set[tuple[str, str]] = set()
         self.keys: set[str] = set()
         self.legacy: set[tuple[str, str]] = set()
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    """A group's rows as one ``json`` parameter (``json_to_recordset`` in the statement):
-    orjson writes UUIDs and aware datetimes as PostgreSQL reads them back."""
-    return orjson.dumps(rows).decode()
 
 
 class PlaybackStore:
@@ -110,14 +95,14 @@ class PlaybackStore:
         self._schema = schema
         self._explain = explain
         self._log_key = log_key
-        self._parts: dict[date, str] = {}  # a day's partition, quoted for ``to_regclass``
+        self._group = GroupEncoder(schema)  # the group's JSON, its days' partitions named
         self._distributed: bool | None = None  # the store on Citus: read once
 
     def record(self, commands: Sequence[RecordPlayback | Heartbeat]) -> list[Result]:
         """Each heartbeat's answer, all of the accepted ones committed in one transaction."""
         now = clock.now()
         heartbeats = Heartbeat.each(commands, now)
-        lookups = _Lookups()
+        lookups = Lookups()
         for attempt in range(ATTEMPTS):
             try:
                 if self._is_distributed():
@@ -143,7 +128,7 @@ class PlaybackStore:
         ``--atomic`` batch's heartbeats are checked before its money commands commit."""
         now = clock.now()
         heartbeats = [Heartbeat.of(c, now) for c in commands]
-        lookups = _Lookups()
+        lookups = Lookups()
         for _ in range(2):
             try:
                 with self._pool.connection() as conn, conn.transaction():
@@ -164,13 +149,13 @@ class PlaybackStore:
             rows = conn.execute(rendered(self._schema)["keys_of"], (list(keys),)).fetchall()
         return {r["idempotency_key"]: r["fingerprint"] for r in rows}
 
-    def _attempt(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
+    def _attempt(self, heartbeats: list[Heartbeat], lookups: Lookups) -> list[Result]:
         """One call of ``playback_record`` in a transaction of its own (autocommit): the
         stream's lock, the group's decision and writes, the commit, in one round trip. A
         lost race raises (the transaction is rolled back); a group that needs the log's
         answers or a partition wrote nothing and raises ``_Missing``."""
         statements = rendered(self._schema)
-        group = _json([self._row(n, h, lookups) for n, h in enumerate(heartbeats)])
+        group = self._group.encode(heartbeats, lookups)
         with self._pool.connection() as conn:
             # one statement in its own transaction: no BEGIN, no COMMIT to send
             conn.autocommit = True
@@ -194,7 +179,7 @@ class PlaybackStore:
                 conn.commit()
         return self._distributed
 
-    def _attempt_distributed(self, heartbeats: list[Heartbeat], lookups: _Lookups) -> list[Result]:
+    def _attempt_distributed(self, heartbeats: list[Heartbeat], lookups: Lookups) -> list[Result]:
         """The group on Citus (``ledger.playback.distributed``): under the stream's lock,
         facts read by statements Citus plans, decided by ``decide``, written per organization,
         committed in one transaction; ``_Missing`` rolls it back as ``_attempt`` does."""
@@ -211,48 +196,8 @@ class PlaybackStore:
             Result("accepted", position=next(accepted)) if r is None else r for r in decided.results
         ]
 
-    def _row(self, n: int, h: Heartbeat, lookups: _Lookups) -> dict[str, Any]:
-        """One heartbeat of the group's JSON; what the log said of it, once asked."""
-        c = h.command
-        day = partitions.day(h.occurred_at)
-        part = self._parts.get(day)
-        if part is None:
-            part = self._parts[day] = ".".join(
-                '"' + x.replace('"', '""') + '"' for x in (self._schema, partitions.name(day))
-            )
-        row: dict[str, Any] = {
-            "n": n,
-            "user_id": h.user_id,
-            "content_id": h.content_id,
-            "occurred_at": h.occurred_at,
-            "identity": h.identity,
-            "playback_id": ids.playback_id(h.user_id, h.content_id),
-            "p": c.position_seconds,
-            "d": c.duration_seconds,
-            "c": h.completed,
-            "part": part,
-        }
-        if h.key is not None:
-            row["key"] = h.key
-            row["fp"] = h.fingerprint
-            row["key_id"] = ids.command_key_id("idempotency_key", h.key)
-            if h.key in lookups.keys:
-                used = lookups.keys[h.key]
-                row["log_asked"] = True
-                if used is not None:
-                    row["log_fp"], row["log_type"] = used
-        if ("user", h.user_id) in lookups.why:
-            row["user_asked"] = True
-        if ("content", h.content_id) in lookups.why:
-            row["content_asked"] = True
-        legacy = lookups.legacy.get((h.user_id, h.content_id))
-        if legacy is not None:
-            row["legacy_asked"] = True
-            row["legacy_seen"] = h.identity in legacy
-        return row
-
     def _missing(
-        self, heartbeats: list[Heartbeat], rows: list[Any], lookups: _Lookups
+        self, heartbeats: list[Heartbeat], rows: list[Any], lookups: Lookups
     ) -> _Missing | None:
         """What the statement could not decide without (it wrote nothing then): the log's
         answers, asked for every heartbeat at once as ``_facts`` asks them, and the days
@@ -279,7 +224,7 @@ class PlaybackStore:
         return missing
 
     @staticmethod
-    def _answer(h: Heartbeat, row: Any, lookups: _Lookups) -> Result:
+    def _answer(h: Heartbeat, row: Any, lookups: Lookups) -> Result:
         """The statement's decision as the answer ``decide`` gives, its error built by the
         same functions (the access rule's message by ``check_playable`` itself)."""
         status = row["status"]
@@ -330,13 +275,11 @@ class PlaybackStore:
         ]
         return conn.execute(
             rendered(self._schema)["facts"],
-            (_json(group),),
+            (dumps(group),),
             prepare=True,
         ).fetchall()
 
-    def _facts(
-        self, heartbeats: list[Heartbeat], rows: list[Any], lookups: _Lookups
-    ) -> list[Facts]:
+    def _facts(self, heartbeats: list[Heartbeat], rows: list[Any], lookups: Lookups) -> list[Facts]:
         """The facts of each heartbeat; ``_Missing`` when the log must be asked first
         (why a user or content is not live, a key only the log holds)."""
         facts: list[Facts] = []
@@ -377,7 +320,7 @@ class PlaybackStore:
             raise missing
         return facts
 
-    def _look_up(self, missing: _Missing, lookups: _Lookups) -> None:
+    def _look_up(self, missing: _Missing, lookups: Lookups) -> None:
         for kind, entity in missing.why:
             lookups.why[(kind, entity)] = self._explain(kind, entity)
         for key in missing.keys:

@@ -6,16 +6,24 @@ import json
 import random
 import subprocess
 import sys
+from datetime import datetime
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ledger import api
+from ledger.commands.access import RecordPlayback
+from ledger.commands.parsing import parse_command
 from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
+from ledger.domain import clock
+from ledger.playback import partitions
+from ledger.playback.decide import Heartbeat
+from ledger.playback.group import GroupEncoder
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
@@ -190,3 +198,74 @@ def test_upgrading_a_log_that_holds_heartbeats_counts_nothing_twice(
     with connect(settings, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (0,)
         assert dump_all(conn) == before
+
+
+def _heartbeats(*lines: dict[str, Any]) -> list[Heartbeat]:
+    parsed = [parse_command(json.dumps(line)) for line in lines]
+    return [Heartbeat.of(c, clock.now()) for c in parsed if isinstance(c, RecordPlayback)]
+
+
+def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    """Migration 0025: a group flagged ``distinct`` skips the walk in order; on the same
+    state, its answers and every row it writes are those of the walked form."""
+    append(ledger_app, *catalogue(), grant("alice", at=t(2)), play("alice", 50, at=t(6)))
+    days = {partitions.day(datetime.fromisoformat(t(day))) for day in (4, 5, 7)}
+    partitions.create(conn, settings.schema, days)
+    group = GroupEncoder(settings.schema).encode(
+        _heartbeats(
+            play("alice", 40, at=t(5)),  # older than the row's: kept in the store only
+            play("alice", 96, at=t(4)),  # older, but reaches 95 %: completed turns true
+            play("bob", 5, at=t(5)),  # no access
+            {**play("alice", 70, at=t(7)), "idempotency_key": "hb-k"},  # the newest
+            play("alice", 50, at=t(6)),  # stored already
+        )
+    )
+    flagged = json.loads(group)
+    assert flagged[0]["distinct"] is True
+    walked = [{k: v for k, v in row.items() if k != "distinct"} for row in flagged]
+    outcomes = []
+    for form in (walked, flagged):
+        with conn.transaction(force_rollback=True):
+            answers = conn.execute(
+                'SELECT n, status, "position" IS NOT NULL, organization_id, legacy '
+                "FROM playback_record(%s, 1)",
+                (json.dumps(form),),
+            ).fetchall()
+            rows = conn.execute(
+                "SELECT user_id, position_seconds, completed, updated_at, created_at "
+                "FROM video_playback ORDER BY user_id"
+            ).fetchall()
+            access = conn.execute(
+                "SELECT user_id, last_accessed_at, updated_at FROM content_access ORDER BY user_id"
+            ).fetchall()
+            stored = conn.execute(
+                "SELECT identity, idempotency_key, position_seconds FROM playback_heartbeats "
+                'ORDER BY "position"'
+            ).fetchall()
+            keys = conn.execute("SELECT idempotency_key FROM playback_keys").fetchall()
+            outcomes.append((answers, rows, access, stored, keys))
+    assert outcomes[0] == outcomes[1]
+    answers, rows, _, stored, keys = outcomes[1]
+    assert [a[1] for a in answers] == ["accepted", "accepted", "no_access", "accepted", "duplicate"]
+    assert [(r[1], r[2]) for r in rows] == [(70, True)]
+    assert len(stored) == 4 and keys == [("hb-k",)]
+
+
+def test_a_group_flagged_distinct_wrongly_applies_nothing_twice(
+    ledger_app: Ledger, settings: Settings, conn: Conn
+) -> None:
+    """The store flags only groups whose heartbeats share nothing; a group flagged wrongly
+    (the same heartbeat twice) collides on the store's primary key and writes nothing."""
+    append(ledger_app, *catalogue(), grant("alice", at=t(2)))
+    partitions.create(conn, settings.schema, {partitions.day(datetime.fromisoformat(t(5)))})
+    same = play("alice", 40, at=t(5))
+    group = json.loads(GroupEncoder(settings.schema).encode(_heartbeats(same, same)))
+    assert "distinct" not in group[0]  # a repeated heartbeat: the walked form
+    group[0]["distinct"] = True
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("SELECT * FROM playback_record(%s, 1)", (json.dumps(group),))
+    assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM video_playback").fetchone() == (0,)
+    assert statuses(append(ledger_app, same, same)) == ["accepted", "duplicate"]
