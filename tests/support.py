@@ -15,7 +15,7 @@ from ledger import api
 from ledger.commands import demo
 from ledger.commands.results import Result
 from ledger.service import Ledger
-from tests import commandline
+from tests import commandline, histories
 
 TABLES = ("organizations", "users", "content", "content_access", "purchases", "video_playback")
 ORG = "11111111-1111-4111-8111-111111111111"
@@ -174,9 +174,11 @@ def load_history(ledger: Ledger, purchases: int, *more: dict[str, Any]) -> list[
     """The demo's history (and ``more`` commands after it), appended by group commit:
     every line decided as it would be alone (``tests/property/test_group_equivalence.py``
     holds the answers and the rows to one by one), in a fraction of the transactions. The
-    demo's 300-odd lines one by one took these tests' setups 1.2-1.4 s."""
+    demo's 300-odd lines one by one took these tests' setups 1.2-1.4 s. Appended once per
+    test process, then copied row for row into the next tests' schemas when the copy is
+    exact (``tests/histories.py``)."""
     lines = [orjson.dumps(c) for c in [*demo.history(purchases=purchases), *more]]
-    return [result for _, result in api.append_lines(ledger, lines, batch=HISTORY_GROUP)]
+    return [result for _, result in histories.append_lines(ledger, lines, HISTORY_GROUP)]
 
 
 def statuses(results: list[Result]) -> list[str]:

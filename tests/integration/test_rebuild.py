@@ -25,6 +25,7 @@ from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
+from tests import histories
 from tests.support import HISTORY_GROUP, TABLES, cli, complete, dump_all, t
 
 Conn = psycopg.Connection[Any]
@@ -37,7 +38,7 @@ def load_demo(app: Ledger, purchases: int = 120) -> None:
     alone (``tests/property/test_group_equivalence.py``), in a fraction of the transactions."""
     commands = list(demo.history(purchases=purchases))
     lines = [orjson.dumps(c) for c in commands]
-    for line, result in api.append_lines(app, lines, batch=HISTORY_GROUP):
+    for line, result in histories.append_lines(app, lines, HISTORY_GROUP):
         command = commands[line - 1]
         if result.status == "duplicate":
             assert lines[line - 1] in lines[: line - 1], command

@@ -98,19 +98,23 @@ def test_followers_see_every_committed_position_once_in_order_under_load(
     for reader in readers:
         reader.start()
     context = multiprocessing.get_context("spawn")
+    # one pool of writer processes for every round (each round's appends still from
+    # WRITERS processes at once, each opening its own ledger): a pool per round spawned
+    # WRITERS new interpreters a round, about half a second of CPU each
     try:
-        for round_ in range(ROUNDS):
-            writing_done = threading.Event()
-            holes = threading.Thread(target=roll_back, args=(writing_done,))
-            holes.start()
-            with context.Pool(WRITERS) as pool:
+        with context.Pool(WRITERS) as pool:
+            for round_ in range(ROUNDS):
+                writing_done = threading.Event()
+                holes = threading.Thread(target=roll_back, args=(writing_done,))
+                holes.start()
                 accepted = pool.starmap(
                     deliver,
                     [(settings.url, settings.schema, writer_lines(w, round_)) for w in range(WRITERS)],
+                    chunksize=1,
                 )  # fmt: skip
-            writing_done.set()
-            holes.join()
-            assert sum(accepted) == 15 + WRITERS * (10 + 25)
+                writing_done.set()
+                holes.join()
+                assert sum(accepted) == 15 + WRITERS * (10 + 25)
         committed = [r[0] for r in conn.execute(
             "SELECT notification_id FROM ledger_events ORDER BY notification_id")]  # fmt: skip
         head = committed[-1]
