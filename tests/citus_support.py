@@ -50,6 +50,133 @@ def citus_version(url: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+# the cluster-wide lock of the schemas' placing and dropping (``Placing``): a bigint of our own
+PLACING_LOCK = 2_028_000_028
+
+
+class Placing:
+    """One test process's hold on the coordinator's advisory lock ``PLACING_LOCK``, around
+    whatever places, resets or drops a test's schema on a Citus cluster, so that xdist
+    workers (``-n 2``) do it one at a time while the tests themselves run in parallel.
+
+    Why: every schema's reference tables are one colocation group of the cluster, and two
+    schemas placed or dropped at once deadlock on it (``create_reference_table`` in one
+    against ``DROP SCHEMA ... CASCADE`` of another: ``deadlock detected``, docs/scaling.md
+    "The suite on the cluster"). A session-level advisory lock on the coordinator is the
+    cluster's: every such statement is sent through the coordinator. On a server without
+    Citus the hold is nothing (no connection, no lock). The lock's connection is kept open
+    between holds (autocommit, idle, holding nothing in between) and replaced when a test
+    terminated it; a process that dies loses its hold with its session."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._on_citus: bool | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._depth = 0  # a hold inside a hold (a reset that drops) takes the lock once
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if self._depth or not self._citus():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        conn = self._connection()
+        conn.execute("SELECT pg_advisory_lock(%s)", (PLACING_LOCK,))
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (PLACING_LOCK,))
+            except psycopg.Error:
+                conn.close()  # its session is gone, and its hold with it
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _citus(self) -> bool:
+        if self._on_citus is None:
+            self._on_citus = citus_version(self.url) is not None
+        return self._on_citus
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.execute("SELECT 1")
+                return self._conn
+            except psycopg.Error:
+                self._conn.close()
+        self._conn = psycopg.connect(self.url, autocommit=True)
+        return self._conn
+
+
+# The tests whose own body places or drops tables on the cluster (a migration, a rebuild's
+# shadow tables and switch, a consumer's table, a day's partition of the playback store,
+# `ledger db roles`' grants): in a distributed run they hold ``Placing`` from setup to
+# teardown (``tests/conftest.py``), as a schema pool's take does, since their DDL deadlocks
+# with another process's placing just the same (``canceling the transaction since it was
+# involved in a distributed deadlock``: a rebuild's shadow build and a test's own migration
+# did, 2026-12-05). By module, and by test where a module has one such test among many.
+PLACING_MODULES = frozenset(
+    f"tests/integration/{name}.py"
+    for name in (
+        "test_chains",
+        "test_citus_schema_pool",
+        "test_consumer_chains",
+        "test_consumers",
+        "test_database_url",
+        "test_erasure_roles",
+        "test_event_catalogue",
+        "test_golden_log",
+        "test_golden_v2",
+        "test_golden_v3",
+        "test_http_scopes",
+        "test_log_order",
+        "test_migrations",
+        "test_operator_safety",
+        "test_playback_compaction",
+        "test_playback_store",
+        "test_rebuild",
+        "test_rebuild_chains",
+        "test_roles",
+        "test_schema_pool",
+        "test_stale_projections",
+        "test_verify_and_status",
+    )
+)
+PLACING_TESTS = frozenset(
+    {
+        "tests/integration/test_http_commands.py::test_a_batch_is_answered_as_ledger_append_answers_its_lines",
+    }
+)
+
+
+def places_in_body(nodeid: str, fixtures: Iterable[str]) -> bool:
+    """Whether the test ``nodeid`` places or drops tables itself (above; or it takes an
+    ``empty_settings`` schema, which it migrates in its body)."""
+    module = nodeid.split("::", 1)[0]
+    if module in PLACING_MODULES or "empty_settings" in fixtures:
+        return True
+    return nodeid.split("[", 1)[0] in PLACING_TESTS
+
+
+_PLACINGS: dict[str, Placing] = {}
+
+
+def placing(url: str) -> Placing:
+    """This process's one ``Placing`` of the server at ``url`` (shared by its schema pools and
+    fixtures, so a hold inside another's is the same hold)."""
+    if url not in _PLACINGS:
+        _PLACINGS[url] = Placing(url)
+    return _PLACINGS[url]
+
+
 @dataclass(frozen=True)
 class Worker:
     host: str

@@ -206,8 +206,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _drop_schema(url: str, schema: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    # on a Citus cluster one process at a time (``citus_support.Placing``)
+    with citus_support.placing(url).held(), psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(autouse=True)
+def _placing_in_the_body(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In a distributed run on a Citus coordinator (``LEDGER_TEST_DISTRIBUTE=1``, -n 2), a
+    test that places or drops tables in its own body holds the cluster's placing lock from
+    setup to teardown, so no other test process places, resets or drops a schema meanwhile
+    (their DDL deadlocks on the cluster's one colocation group of reference tables:
+    ``citus_support.Placing``). Every other test runs in parallel; on a single server, or
+    in a run that distributes nothing, this holds nothing."""
+    if not (
+        citus_support.distribute_requested()
+        and citus_support.places_in_body(request.node.nodeid, request.fixturenames)
+        and _on_citus()
+    ):
+        yield
+        return
+    with citus_support.placing(os.environ["LEDGER_TEST_DATABASE_URL"]).held():
+        yield
 
 
 @pytest.fixture

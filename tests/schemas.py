@@ -29,6 +29,7 @@ from psycopg import sql
 
 from ledger import api
 from ledger.config import Settings
+from tests import citus_support
 
 # the tables a migration fills: never emptied (their rows are compared instead); and the
 # log's order, which `ledger db distribute` sets (a test that switched it is not reused)
@@ -166,8 +167,14 @@ class SchemaPool:
         self.migrated = 0
         self.reused = 0
         self._conn: psycopg.Connection[Any] | None = None  # the resets' own, kept open
+        # on a Citus cluster, schemas are placed, reset and dropped one process at a time
+        self.placing = citus_support.placing(url)
 
     def take(self) -> Settings:
+        with self.placing.held():
+            return self._take()
+
+    def _take(self) -> Settings:
         while self.free:
             renamed = self._reset(self.free.pop())
             if renamed is not None:
@@ -182,7 +189,7 @@ class SchemaPool:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        with self.placing.held(), psycopg.connect(self.url, autocommit=True) as conn:
             for schema in self.used:
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
@@ -346,7 +353,7 @@ class SchemaPool:
 
     def _drop(self, schema: str) -> None:
         try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
+            with self.placing.held(), psycopg.connect(self.url, autocommit=True) as conn:
                 conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
