@@ -158,9 +158,9 @@ def test_concurrent_callers_share_transactions_and_are_answered_after_the_commit
     with log_locked(settings):
         callers.start(0, command(complete("pi_0")))
         wait_for(lambda: waiting_for_the_log(conn) == 1)  # the first group, at its append
-        for n in range(1, 12):
+        for n in range(1, 12):  # each queued before the next starts: arrival order is n
             callers.start(n, command(complete(f"pi_{n}", customer="bob")))
-        wait_for(lambda: ledger_app.groups.waiting == 11)
+            wait_for(lambda queued=n: ledger_app.groups.waiting == queued)
         assert callers.outcomes == {}  # nobody is answered before the commit
     outcomes = callers.join()
     assert all(isinstance(r, Result) and r.status == "accepted" for r in outcomes.values())
