@@ -17,7 +17,9 @@ the coordinator, as on one server, so positions commit in order):
   every organization) and the log (``ledger_events``) by ``= ANY``;
 - the writes: positions drawn from the coordinator's sequence in the group's order, the
   records and the ``content_access`` stamps per organization (one worker each), the keys by
-  their own shards, ``video_playback`` (on the coordinator) by the same guarded upsert.
+  their own shards, ``video_playback`` per organization by the same guarded upsert (it
+  carries the organization since migration 0027, distributed beside its content: the
+  group's rows of one organization touch its one worker).
 
 The answers are ``decide``'s, so every rule holds as on one server; a lost race raises, as
 the single statement does, and the caller decides the group again.
@@ -73,12 +75,16 @@ _STAMP = """
     WHERE a.organization_id = %(org)s AND a.user_id = %(user)s AND a.content_id = %(content)s
 """
 
+# one organization's rows (migration 0027: video_playback carries it, distributed beside its
+# content), so the upsert goes to that organization's worker
 _SHOWN = (
     """
-    INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, duration_seconds,
-        completed, updated_at, created_at)
-    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[],
-                         %s::bool[], %s::timestamptz[], %s::timestamptz[])
+    INSERT INTO {vp} AS v (id, user_id, content_id, organization_id, position_seconds,
+        duration_seconds, completed, updated_at, created_at)
+    SELECT i.id, i.user_id, i.content_id, %(org)s::uuid, i.p, i.d, i.c, i.at, i.first
+    FROM unnest(%(id)s::uuid[], %(user)s::text[], %(content)s::uuid[], %(p)s::int[],
+                %(d)s::int[], %(c)s::bool[], %(at)s::timestamptz[], %(first)s::timestamptz[])
+        AS i(id, user_id, content_id, p, d, c, at, first)
 """
     + NEWEST_WINS
 )
@@ -235,24 +241,25 @@ def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[
                 "k": [h.key for h in hs],
             },
         )
-        for (user, content), shown in sorted(newest(hs).items()):
+        shown_rows = sorted(newest(hs).items())
+        for (user, content), shown in shown_rows:
             at = shown.heartbeat.occurred_at  # the newest, as the single statement's max
             conn.execute(
                 _q(conn, _STAMP, schema),
                 {"org": org, "user": user, "content": content, "at": at},
             )
-    shown_rows = sorted(newest(accepted).items())
-    conn.execute(
-        _q(conn, _SHOWN, schema),
-        (
-            [ids.playback_id(u, c) for (u, c), _ in shown_rows],
-            [u for (u, _), _ in shown_rows],
-            [c for (_, c), _ in shown_rows],
-            [s.heartbeat.command.position_seconds for _, s in shown_rows],
-            [s.heartbeat.command.duration_seconds for _, s in shown_rows],
-            [s.completed for _, s in shown_rows],
-            [s.heartbeat.occurred_at for _, s in shown_rows],
-            [s.first for _, s in shown_rows],
-        ),
-    )
+        conn.execute(
+            _q(conn, _SHOWN, schema),
+            {
+                "org": org,
+                "id": [ids.playback_id(u, c) for (u, c), _ in shown_rows],
+                "user": [u for (u, _), _ in shown_rows],
+                "content": [c for (_, c), _ in shown_rows],
+                "p": [s.heartbeat.command.position_seconds for _, s in shown_rows],
+                "d": [s.heartbeat.command.duration_seconds for _, s in shown_rows],
+                "c": [s.completed for _, s in shown_rows],
+                "at": [s.heartbeat.occurred_at for _, s in shown_rows],
+                "first": [s.first for _, s in shown_rows],
+            },
+        )
     return dict(enumerate(positions))
