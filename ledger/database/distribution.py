@@ -80,6 +80,7 @@ def distribute(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             f"schema {schema!r} has no {', '.join(missing)}: run `ledger db upgrade` first"
         )
     steps = _place(conn, schema, places(conn, schema), _wanted())
+    _add_missing_keys(conn, schema, steps)
     return [*steps, *distribute_log(conn, schema), *distribute_store(conn, schema)]
 
 
@@ -137,6 +138,38 @@ def _place(
             )
         )
     return steps
+
+
+# the keys to content a table placed beside it may lack: migration 0027 leaves
+# video_playback's to `ledger db distribute` where content was distributed already (Citus
+# takes no key from the coordinator's table to a distributed one); not in a rebuild's
+# ``restore``, whose switch adds the keys it deferred itself
+KEYS_TO_CONTENT: dict[str, tuple[str, str]] = {
+    "video_playback": (
+        "video_playback_content_id_fkey",
+        "FOREIGN KEY (organization_id, content_id) REFERENCES {} (organization_id, id)"
+        " ON DELETE CASCADE",
+    ),
+}
+
+
+def _add_missing_keys(conn: psycopg.Connection[Any], schema: str, steps: list[Step]) -> None:
+    placed = {step.table for step in steps if step.done and step.place == "distributed"}
+    for owner, (constraint, definition) in KEYS_TO_CONTENT.items():
+        if owner not in placed:
+            continue
+        exists = conn.execute(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s",
+            (sql.Identifier(schema, owner).as_string(conn), constraint),
+        ).fetchone()
+        if exists is None:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(schema, owner),
+                    sql.Identifier(constraint),
+                    sql.SQL(definition).format(sql.Identifier(schema, "content")),
+                )
+            )
 
 
 def _unhold(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str, str]]:
