@@ -290,6 +290,48 @@ def test_a_schema_distributed_before_0027_is_upgraded_and_placed_beside_content(
             assert citus.count_on_worker(here, "organization_id", organization) == 1
 
 
+def test_0027_rolls_back_and_forth_on_the_distributed_layout(
+    settings: Settings, conn: Conn
+) -> None:
+    """The rollback brings video_playback back to the coordinator without its organization
+    (0024's layout), rows kept; the upgrade fills it again from the distributed content and
+    `ledger db distribute` places it beside content again."""
+    _distributed(settings)
+    organization = str(next(citus_support.organizations()))
+    app = api.open_ledger(settings)
+    try:
+        setup = [
+            user("creator"),
+            user("alice"),
+            org(organization),
+            publish(VIDEO_B, organization_id=organization),
+            grant("alice", content_id=VIDEO_B),
+            play("alice", 10, content_id=VIDEO_B, at=t(5)),
+        ]
+        assert set(statuses(append(app, *setup))) == {"accepted"}
+    finally:
+        app.close()
+    with connect(settings) as down:
+        migrations.downgrade(down, settings.schema, to=24)
+        down.commit()
+    assert distribution.places(conn, settings.schema)["video_playback"] == "local"
+    columns = conn.execute(
+        "SELECT array_agg(attname::text) FROM pg_attribute"
+        " WHERE attrelid = 'video_playback'::regclass AND attnum > 0 AND NOT attisdropped"
+    ).fetchone()
+    assert columns is not None and "organization_id" not in columns[0]
+    assert conn.execute("SELECT user_id, position_seconds FROM video_playback").fetchall() == [
+        ("alice", 10)
+    ]
+    api.upgrade(settings)
+    _distributed(settings)
+    assert distribution.places(conn, settings.schema)["video_playback"] == "distributed"
+    rows = conn.execute(
+        "SELECT user_id, organization_id::text, position_seconds FROM video_playback"
+    ).fetchall()
+    assert rows == [("alice", organization, 10)]
+
+
 def test_the_upsert_of_the_rows_shown_is_routed_by_its_organization(
     settings: Settings, conn: Conn
 ) -> None:

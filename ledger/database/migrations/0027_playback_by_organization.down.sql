@@ -1,18 +1,17 @@
 -- 0027 rolled back: video_playback as 0015 and 0022 left it (no organization, its keys and
 -- its foreign key to content by content id alone), and 0022's `playback_record`.
 -- A video_playback distributed on Citus cannot hold a unique key without its distribution
--- column: the rollback refuses it in one line (undistribute the table first).
+-- column: it goes back to the coordinator first, as 0024's layout had it (rows kept).
 DO $$
 BEGIN
+    ALTER TABLE video_playback DROP CONSTRAINT IF EXISTS video_playback_content_id_fkey;
     IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
         IF EXISTS (SELECT 1 FROM pg_dist_partition
                    WHERE logicalrelid = 'video_playback'::regclass AND partmethod = 'h') THEN
-            RAISE EXCEPTION 'ledger: video_playback is distributed: run '
-                'undistribute_table(''video_playback'') before rolling back 0027'
-                USING ERRCODE = 'feature_not_supported';
+            PERFORM undistribute_table('video_playback'::regclass);
         END IF;
     END IF;
-    ALTER TABLE video_playback DROP CONSTRAINT IF EXISTS video_playback_content_id_fkey;
     ALTER TABLE video_playback DROP CONSTRAINT video_playback_user_id_content_id_unique;
     ALTER TABLE video_playback DROP CONSTRAINT video_playback_pkey;
     ALTER TABLE video_playback DROP COLUMN organization_id;

@@ -19,7 +19,8 @@
 --   conflict target is the new key. Nothing else of it changes.
 --
 -- One DO block: on a Citus coordinator Citus refuses DDL it must send to the workers from a
--- query string holding several commands (as 0015).
+-- query string holding several commands (as 0015); there the transaction runs in Citus's
+-- sequential mode.
 DO $$
 DECLARE
     content_distributed boolean := false;
@@ -28,6 +29,9 @@ BEGIN
         EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1 '
                 'AND partmethod = ''h'')'
             INTO content_distributed USING 'content'::regclass;
+        -- one connection per node for the whole transaction: Citus refuses the function's
+        -- DDL below after a parallel read of the distributed content
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;
     ALTER TABLE video_playback ADD COLUMN organization_id uuid;
     UPDATE video_playback v SET organization_id = c.organization_id
