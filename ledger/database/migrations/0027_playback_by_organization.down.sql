@@ -4,12 +4,21 @@
 -- column: it goes back to the coordinator first, as 0024's layout had it (rows kept).
 DO $$
 BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        -- one connection per node (before any statement: Citus asks it of a table with a
+        -- foreign key to a reference table)
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     ALTER TABLE video_playback DROP CONSTRAINT IF EXISTS video_playback_content_id_fkey;
     IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
         IF EXISTS (SELECT 1 FROM pg_dist_partition
                    WHERE logicalrelid = 'video_playback'::regclass AND partmethod = 'h') THEN
+            -- Citus undistributes no table with a foreign key (to users, a reference
+            -- table) but with every table it reaches: the key goes and comes back
+            ALTER TABLE video_playback DROP CONSTRAINT video_playback_user_id_fkey;
             PERFORM undistribute_table('video_playback'::regclass);
+            ALTER TABLE video_playback ADD CONSTRAINT video_playback_user_id_fkey
+                FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE;
         END IF;
     END IF;
     ALTER TABLE video_playback DROP CONSTRAINT video_playback_user_id_content_id_unique;
