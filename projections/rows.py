@@ -133,6 +133,7 @@ class VideoPlayback(_Row):
     id: UUID
     user_id: str
     content_id: UUID
+    organization_id: UUID  # its content's (migration 0026)
     position_seconds: Annotated[int, Field(ge=0)]
     duration_seconds: Annotated[int, Field(ge=1)]
     completed: bool
@@ -144,6 +145,7 @@ class NewVideoPlayback(_Row):
     id: UUID | None = None
     user_id: str
     content_id: UUID
+    organization_id: UUID
     position_seconds: Annotated[int, Field(ge=0)] | None = None
     duration_seconds: Annotated[int, Field(ge=1)]
     completed: bool | None = None

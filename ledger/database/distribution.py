@@ -4,12 +4,12 @@ No rule of the ledger spans two organizations, so the tables of the money side a
 ``organization_id``: each organization's rows live on one worker, colocated (a purchase, its
 access rows and, later, its events on the same worker, so one organization's work is one
 worker's). What every organization shares is a reference table, a copy on every node:
-``users`` (a customer buys from many organizations), ``organizations`` and ``content`` (the
-reviewed foreign keys of ``video_playback`` point at content, and ``video_playback`` carries
-no organization: it stays on the coordinator, as a Citus local table, until the playback
-store replaces it). The log follows (``distribute_log``, the last part of ``distribute``): its
-events and its chains' lock rows by organization beside the money tables, the tables its
-triggers read as reference tables, and the claims of the keys that are one namespace across
+``users`` (a customer buys from many organizations) and ``organizations``. ``content``,
+``purchases``, ``content_access`` and ``video_playback`` (which carries its content's
+organization since migration 0026) are distributed by it. The log follows
+(``distribute_log``, the last part of ``distribute``): its events and its chains' lock rows
+by organization beside the money tables, the tables its triggers read as reference tables,
+and the claims of the keys that are one namespace across
 organizations by the key itself (docs/scaling.md, "The log on Citus").
 
 The layout is a step of its own, never a side effect of ``ledger db upgrade``: a schema is
@@ -39,18 +39,14 @@ __all__ = ["COLUMN", "NoCitus", "Place", "Step", "citus_version"]
 # then checked on their own worker (docs/scaling.md, "The layout")
 REFERENCE: tuple[str, ...] = ("users", "organizations")
 # distributed by COLUMN and colocated with the first; in the order of their foreign keys
-DISTRIBUTED: tuple[str, ...] = ("content", "purchases", "content_access")
+DISTRIBUTED: tuple[str, ...] = ("content", "purchases", "content_access", "video_playback")
 # the migration from which every key of these tables carries the organization (Citus refuses
-# a key without it): 0013 purchases and content_access, 0015 content
-KEYS_MIGRATION = 15
+# a key without it): 0013 purchases and content_access, 0015 content, 0026 video_playback
+KEYS_MIGRATION = 26
 # what a single server holds and Citus cannot on a distributed content: content ids unique
-# without the organization, and video_playback's reviewed foreign key to them (it carries no
-# organization). Dropped when content is distributed; the log keeps a content id to one
-# content, and the projections delete its playback rows with it (docs/schema.md)
-CITUS_CANNOT_HOLD: tuple[tuple[str, str], ...] = (
-    ("video_playback", "video_playback_content_id_fkey"),
-    ("content", "content_id_unique"),
-)
+# without the organization. Dropped when content is distributed; the log keeps a content id
+# to one content (docs/schema.md)
+CITUS_CANNOT_HOLD: tuple[tuple[str, str], ...] = (("content", "content_id_unique"),)
 
 
 def places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
@@ -72,9 +68,10 @@ def distribute(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         raise NoCitus()
     migrations.lock(conn, schema)
     migrations.require_log(conn, schema)
-    if any(m.version <= LOG_MIGRATION for m in migrations.pending(conn, schema)):
+    needed = max(LOG_MIGRATION, KEYS_MIGRATION)
+    if any(m.version <= needed for m in migrations.pending(conn, schema)):
         raise ConfigurationError(
-            f"schema {schema!r} is not migrated up to {LOG_MIGRATION:04d} (keys that carry "
+            f"schema {schema!r} is not migrated up to {needed:04d} (keys that carry "
             "the organization, the log's routable chain and claims): run `ledger db upgrade` first"
         )
     missing = [t for t in (*REFERENCE, *DISTRIBUTED) if not migrations.has_table(conn, schema, t)]
@@ -83,6 +80,7 @@ def distribute(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             f"schema {schema!r} has no {', '.join(missing)}: run `ledger db upgrade` first"
         )
     steps = _place(conn, schema, places(conn, schema), _wanted())
+    _add_missing_keys(conn, schema, steps)
     return [*steps, *distribute_log(conn, schema), *distribute_store(conn, schema)]
 
 
@@ -140,6 +138,38 @@ def _place(
             )
         )
     return steps
+
+
+# the keys to content a table placed beside it may lack: migration 0026 leaves
+# video_playback's to `ledger db distribute` where content was distributed already (Citus
+# takes no key from the coordinator's table to a distributed one); not in a rebuild's
+# ``restore``, whose switch adds the keys it deferred itself
+KEYS_TO_CONTENT: dict[str, tuple[str, str]] = {
+    "video_playback": (
+        "video_playback_content_id_fkey",
+        "FOREIGN KEY (organization_id, content_id) REFERENCES {} (organization_id, id)"
+        " ON DELETE CASCADE",
+    ),
+}
+
+
+def _add_missing_keys(conn: psycopg.Connection[Any], schema: str, steps: list[Step]) -> None:
+    placed = {step.table for step in steps if step.done and step.place == "distributed"}
+    for owner, (constraint, definition) in KEYS_TO_CONTENT.items():
+        if owner not in placed:
+            continue
+        exists = conn.execute(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s",
+            (sql.Identifier(schema, owner).as_string(conn), constraint),
+        ).fetchone()
+        if exists is None:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(schema, owner),
+                    sql.Identifier(constraint),
+                    sql.SQL(definition).format(sql.Identifier(schema, "content")),
+                )
+            )
 
 
 def _unhold(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str, str]]:

@@ -15,8 +15,8 @@ from ledger.database.placement import COLUMN, Place, Step, places_of
 # The playback store (docs/scaling.md, "The playback store on Citus"): its records and base
 # rows by organization beside content (their keys led by it since 0022), its idempotency keys
 # by the key itself (a key is one namespace for every organization: CONTRACT.md), its one row
-# of state a reference table. video_playback stays on the coordinator (it carries no
-# organization yet).
+# of state a reference table. video_playback, which the store writes, is placed with the
+# money tables (``distribution.DISTRIBUTED``, migration 0026).
 STORE_DISTRIBUTED: tuple[str, ...] = ("playback_heartbeats", "playback_base")
 STORE_BY_KEY: tuple[str, ...] = ("playback_keys", "playback_compacted_keys")
 STORE_REFERENCE: tuple[str, ...] = ("playback_state",)

@@ -8,8 +8,9 @@ distributed tables with no filter on the distribution column. Here a group is de
 by statements Citus routes, in one transaction under the stream's advisory lock (taken on
 the coordinator, as on one server, so positions commit in order):
 
-- the content's organization, read once for the group (content is distributed by it: the
-  one read that asks every worker);
+- the content's organization, known once read (it never changes): only content not known
+  yet is read from every worker (content is distributed by its organization); the routed
+  statement below checks the content is still there;
 - per organization, one statement whose distributed tables are all filtered by that
   organization (``content_access``, ``playback_base``, ``playback_heartbeats``): routed to
   the one worker that holds it;
@@ -17,7 +18,9 @@ the coordinator, as on one server, so positions commit in order):
   every organization) and the log (``ledger_events``) by ``= ANY``;
 - the writes: positions drawn from the coordinator's sequence in the group's order, the
   records and the ``content_access`` stamps per organization (one worker each), the keys by
-  their own shards, ``video_playback`` (on the coordinator) by the same guarded upsert.
+  their own shards, ``video_playback`` per organization by the same guarded upsert (it
+  carries the organization since migration 0026, distributed beside its content: the
+  group's rows of one organization touch its one worker).
 
 The answers are ``decide``'s, so every rule holds as on one server; a lost race raises, as
 the single statement does, and the caller decides the group again.
@@ -38,13 +41,24 @@ from ledger.playback.statements import NEWEST_WINS
 
 _ORGS = "SELECT id, organization_id FROM {content} WHERE id = ANY(%s::uuid[])"
 
+# A content's organization never changes, and a content id is never another content's (its
+# claim, migration 0023): known once, it is kept, so a group of known content reads no
+# worker but its organizations'. Whether the content is still there is read by the routed
+# statement below (``live``); one found gone is forgotten and asked of every worker again.
+# By schema: a schema dropped and made again (the tests' pool) may publish the same id anew.
+_KNOWN: dict[tuple[str, str], Any] = {}
+_KNOWN_MAX = 1_000_000  # about 200 MB at most; emptied whole when full
+
 # one organization's facts: every distributed table filtered by it, so Citus routes the
 # statement to its worker whole (the group's rows bound as arrays)
 _FACTS = """
     SELECT i.n, a.created_at AS access_since, a.expires_at AS access_expires, b.horizon,
-           h.seen IS NOT NULL AS seen
+           h.seen IS NOT NULL AS seen, c.live IS NOT NULL AS live
     FROM unnest(%(n)s::int[], %(user)s::text[], %(content)s::uuid[], %(identity)s::text[],
                 %(at)s::timestamptz[]) AS i(n, user_id, content_id, identity, occurred_at)
+    LEFT JOIN LATERAL (SELECT true AS live FROM {content} c
+                       WHERE c.organization_id = %(org)s AND c.id = i.content_id LIMIT 1) c
+        ON true
     LEFT JOIN LATERAL (SELECT a.created_at, a.expires_at FROM {access} a
                        WHERE a.organization_id = %(org)s AND a.user_id = i.user_id
                          AND a.content_id = i.content_id LIMIT 1) a ON true
@@ -73,12 +87,16 @@ _STAMP = """
     WHERE a.organization_id = %(org)s AND a.user_id = %(user)s AND a.content_id = %(content)s
 """
 
+# one organization's rows (migration 0026: video_playback carries it, distributed beside its
+# content), so the upsert goes to that organization's worker
 _SHOWN = (
     """
-    INSERT INTO {vp} AS v (id, user_id, content_id, position_seconds, duration_seconds,
-        completed, updated_at, created_at)
-    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::int[],
-                         %s::bool[], %s::timestamptz[], %s::timestamptz[])
+    INSERT INTO {vp} AS v (id, user_id, content_id, organization_id, position_seconds,
+        duration_seconds, completed, updated_at, created_at)
+    SELECT i.id, i.user_id, i.content_id, %(org)s::uuid, i.p, i.d, i.c, i.at, i.first
+    FROM unnest(%(id)s::uuid[], %(user)s::text[], %(content)s::uuid[], %(p)s::int[],
+                %(d)s::int[], %(c)s::bool[], %(at)s::timestamptz[], %(first)s::timestamptz[])
+        AS i(id, user_id, content_id, p, d, c, at, first)
 """
     + NEWEST_WINS
 )
@@ -126,36 +144,46 @@ def facts(
             (list(users),),
         )
     }
-    orgs = {
-        str(r["id"]): r["organization_id"]
-        for r in conn.execute(_q(conn, _ORGS, schema), (list({h.content_id for h in heartbeats}),))
-    }
-    by_org: dict[Any, list[int]] = defaultdict(list)
     for n, h in enumerate(heartbeats):
         rows[n]["user_live"] = h.user_id in live
-        org = orgs.get(h.content_id)
-        rows[n]["organization_id"] = org
-        if org is not None:
-            by_org[org].append(n)
-    for org, members in by_org.items():
-        found = conn.execute(
-            _q(conn, _FACTS, schema),
-            {
-                "org": org,
-                "n": members,
-                "user": [heartbeats[n].user_id for n in members],
-                "content": [heartbeats[n].content_id for n in members],
-                "identity": [heartbeats[n].identity for n in members],
-                "at": [heartbeats[n].occurred_at for n in members],
-            },
-        )
-        for r in found:
-            rows[r["n"]].update(
-                access_since=r["access_since"],
-                access_expires=r["access_expires"],
-                horizon=r["horizon"],
-                seen=r["seen"],
+    pending = list(range(len(heartbeats)))
+    fresh = False  # the second pass asks every worker for what the first found gone
+    while pending:
+        wanted = {heartbeats[n].content_id for n in pending}
+        orgs, read = _organizations(conn, schema, wanted, fresh)
+        fresh = True
+        by_org: dict[Any, list[int]] = defaultdict(list)
+        for n in pending:
+            org = orgs.get(heartbeats[n].content_id)
+            rows[n]["organization_id"] = org
+            if org is not None:
+                by_org[org].append(n)
+        gone: list[int] = []  # known, but the content is not there any more: ask again
+        for org, members in by_org.items():
+            found = conn.execute(
+                _q(conn, _FACTS, schema),
+                {
+                    "org": org,
+                    "n": members,
+                    "user": [heartbeats[n].user_id for n in members],
+                    "content": [heartbeats[n].content_id for n in members],
+                    "identity": [heartbeats[n].identity for n in members],
+                    "at": [heartbeats[n].occurred_at for n in members],
+                },
             )
+            for r in found:
+                if not r["live"]:
+                    _KNOWN.pop((schema, heartbeats[r["n"]].content_id), None)
+                    rows[r["n"]]["organization_id"] = None
+                    gone.append(r["n"])
+                    continue
+                rows[r["n"]].update(
+                    access_since=r["access_since"],
+                    access_expires=r["access_expires"],
+                    horizon=r["horizon"],
+                    seen=r["seen"],
+                )
+        pending = [n for n in gone if heartbeats[n].content_id not in read]
     keys = [h.key for h in heartbeats if h.key is not None]
     stored: dict[str, str] = {}
     if keys:
@@ -185,6 +213,21 @@ def facts(
             rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
         rows[n]["legacy"] = pair_ids[n] in in_log
     return rows
+
+
+def _organizations(
+    conn: psycopg.Connection[Any], schema: str, content: set[str], fresh: bool
+) -> tuple[dict[str, Any], set[str]]:
+    """Each content's organization (a content not found has none), and the ids read from
+    the workers now: those not known yet, or all with ``fresh``."""
+    found = {} if fresh else {c: _KNOWN[(schema, c)] for c in content if (schema, c) in _KNOWN}
+    rest = sorted(content - found.keys())
+    if rest:
+        if len(_KNOWN) >= _KNOWN_MAX:
+            _KNOWN.clear()
+        for r in conn.execute(_q(conn, _ORGS, schema), (rest,)):
+            found[str(r["id"])] = _KNOWN[(schema, str(r["id"]))] = r["organization_id"]
+    return found, set(rest)
 
 
 def missing_days(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat]) -> set[Any]:
@@ -235,24 +278,25 @@ def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[
                 "k": [h.key for h in hs],
             },
         )
-        for (user, content), shown in sorted(newest(hs).items()):
+        shown_rows = sorted(newest(hs).items())
+        for (user, content), shown in shown_rows:
             at = shown.heartbeat.occurred_at  # the newest, as the single statement's max
             conn.execute(
                 _q(conn, _STAMP, schema),
                 {"org": org, "user": user, "content": content, "at": at},
             )
-    shown_rows = sorted(newest(accepted).items())
-    conn.execute(
-        _q(conn, _SHOWN, schema),
-        (
-            [ids.playback_id(u, c) for (u, c), _ in shown_rows],
-            [u for (u, _), _ in shown_rows],
-            [c for (_, c), _ in shown_rows],
-            [s.heartbeat.command.position_seconds for _, s in shown_rows],
-            [s.heartbeat.command.duration_seconds for _, s in shown_rows],
-            [s.completed for _, s in shown_rows],
-            [s.heartbeat.occurred_at for _, s in shown_rows],
-            [s.first for _, s in shown_rows],
-        ),
-    )
+        conn.execute(
+            _q(conn, _SHOWN, schema),
+            {
+                "org": org,
+                "id": [ids.playback_id(u, c) for (u, c), _ in shown_rows],
+                "user": [u for (u, _), _ in shown_rows],
+                "content": [c for (_, c), _ in shown_rows],
+                "p": [s.heartbeat.command.position_seconds for _, s in shown_rows],
+                "d": [s.heartbeat.command.duration_seconds for _, s in shown_rows],
+                "c": [s.completed for _, s in shown_rows],
+                "at": [s.heartbeat.occurred_at for _, s in shown_rows],
+                "first": [s.first for _, s in shown_rows],
+            },
+        )
     return dict(enumerate(positions))

@@ -7,6 +7,7 @@ true; ``last_accessed_at`` and ``updated_at`` never move back), so one set-based
 over the compacted base and the partitions gives them again. Rows the log folded from a
 ledger's heartbeats recorded before the store (``PlaybackProgressed``) obey the same
 rules, and the base holds their newest state: folding both counts nothing twice.
+Every record carries its content's organization, and so does each row (migration 0026).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from ledger.playback.statements import NEWEST_WINS
 
 # the base row stands for its shown heartbeat and its first one, each at its position
 _RECORDS = """
-    SELECT user_id, content_id, position_seconds, duration_seconds, completed,
+    SELECT organization_id, user_id, content_id, position_seconds, duration_seconds, completed,
            occurred_at, shown_position AS seq, first_at, first_position AS first_seq
     FROM {base}
     UNION ALL
-    SELECT user_id, content_id, position_seconds, duration_seconds, completed,
+    SELECT organization_id, user_id, content_id, position_seconds, duration_seconds, completed,
            occurred_at, position, occurred_at, position
     FROM {records}
 """
@@ -35,23 +36,23 @@ _PLAYBACK = (
     """
     WITH r AS ({records}),
     pair AS (
-        SELECT user_id, content_id, bool_or(completed) AS completed,
+        SELECT organization_id, user_id, content_id, bool_or(completed) AS completed,
                (array_agg(first_at ORDER BY first_seq, first_at))[1] AS first_at
-        FROM r GROUP BY user_id, content_id
+        FROM r GROUP BY organization_id, user_id, content_id
     ),
     shown AS (
-        SELECT DISTINCT ON (user_id, content_id) user_id, content_id, position_seconds,
-               duration_seconds, occurred_at
-        FROM r ORDER BY user_id, content_id, occurred_at DESC, seq DESC
+        SELECT DISTINCT ON (organization_id, user_id, content_id) organization_id, user_id,
+               content_id, position_seconds, duration_seconds, occurred_at
+        FROM r ORDER BY organization_id, user_id, content_id, occurred_at DESC, seq DESC
     )
-    INSERT INTO {target} AS v (id, user_id, content_id, position_seconds, duration_seconds,
-                               completed, updated_at, created_at)
-    SELECT gen_random_uuid(), s.user_id, s.content_id, s.position_seconds, s.duration_seconds,
-           p.completed, s.occurred_at, p.first_at
+    INSERT INTO {target} AS v (id, user_id, content_id, organization_id, position_seconds,
+                               duration_seconds, completed, updated_at, created_at)
+    SELECT gen_random_uuid(), s.user_id, s.content_id, s.organization_id, s.position_seconds,
+           s.duration_seconds, p.completed, s.occurred_at, p.first_at
     FROM shown s
-    JOIN pair p USING (user_id, content_id)
+    JOIN pair p USING (organization_id, user_id, content_id)
     JOIN {users} u ON u.id = s.user_id
-    JOIN {content} c ON c.id = s.content_id
+    JOIN {content} c ON c.organization_id = s.organization_id AND c.id = s.content_id
 """
     + NEWEST_WINS
     + """

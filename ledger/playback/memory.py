@@ -127,11 +127,16 @@ class MemoryPlayback:
         for (user_id, content_id), made in sorted(newest(heartbeats).items()):
             shown, done = made.heartbeat, made.completed
             at = clock.canonical(shown.occurred_at)
-            row = fold.rows["video_playback"].get((user_id, content_id))
+            content = fold.find("content", {"id": content_id})
+            organization = content["organization_id"] if content is not None else None
+            # keyed with the organization, as the table (migration 0026)
+            pair = (organization, user_id, content_id)
+            row = fold.rows["video_playback"].get(pair)
             values: dict[str, Any] = {
                 "id": str(ids.playback_id(user_id, content_id)),
                 "user_id": user_id,
                 "content_id": content_id,
+                "organization_id": organization,
                 "position_seconds": shown.command.position_seconds,
                 "duration_seconds": shown.command.duration_seconds,
                 "completed": done,
@@ -142,14 +147,10 @@ class MemoryPlayback:
                     for k in ("position_seconds", "duration_seconds"):
                         values[k] = row[k]
                 values["completed"] = row["completed"] or done
-            key = ("user_id", "content_id")
+            key = ("organization_id", "user_id", "content_id")
             fold.apply([Upsert("video_playback", key, values, at, not older)])
             if row is None:
-                fold.rows["video_playback"][(user_id, content_id)]["created_at"] = clock.canonical(
-                    made.first
-                )
-            content = fold.find("content", {"id": content_id})
-            organization = content["organization_id"] if content is not None else None
+                fold.rows["video_playback"][pair]["created_at"] = clock.canonical(made.first)
             access = fold.rows["content_access"].get((organization, user_id, content_id))
             if access is not None:
                 stamped = max(at, access.get("last_accessed_at") or at)

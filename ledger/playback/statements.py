@@ -17,10 +17,11 @@ from psycopg import sql
 
 # video_playback's guarded upsert (docs/events.md): the newest occurred_at wins (the later
 # position on a tie), ``completed`` only turns true, ``updated_at`` never moves back; as
-# ``playback_record`` writes it (migration 0022), for the distributed store's write
-# (``ledger.playback.distributed``) and the rebuild's fold (``ledger.playback.fold``)
+# ``playback_record`` writes it (migration 0026: the key led by the organization), for the
+# distributed store's write (``ledger.playback.distributed``) and the rebuild's fold
+# (``ledger.playback.fold``)
 NEWEST_WINS = """
-    ON CONFLICT (user_id, content_id) DO UPDATE SET
+    ON CONFLICT (organization_id, user_id, content_id) DO UPDATE SET
         position_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at
             THEN EXCLUDED.position_seconds ELSE v.position_seconds END,
         duration_seconds = CASE WHEN EXCLUDED.updated_at >= v.updated_at

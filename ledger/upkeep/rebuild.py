@@ -39,7 +39,7 @@ from ledger.errors import ConfigurationError
 from ledger.playback import fold as playback
 from ledger.privacy.store import all_names
 from ledger.privacy.subjects import resolve
-from ledger.upkeep import shadow, source
+from ledger.upkeep import owners, shadow, source
 from projections import freshness
 from projections.inline import apply_changes
 from projections.progress import Progress
@@ -86,6 +86,7 @@ def apply_tail(
     names = all_names(conn, live)
     for batch in source.events(conn, live, after, upto):
         changes = resolve(changes_for((e for _, e in batch), only), names)
+        changes = owners.fill(conn, changes, (target, live))
         with conn.cursor() as cursor:
             apply_changes(cursor, target, changes)
         count += len(batch)
@@ -106,6 +107,7 @@ def apply_chains(
     names = all_names(conn, live)
     for batch in reader.events(conn, live):
         changes = resolve(changes_for((e for _, e in batch), only), names)
+        changes = owners.fill(conn, changes, (target, live))
         with conn.cursor() as cursor:
             apply_changes(cursor, target, changes)
         count += len(batch)

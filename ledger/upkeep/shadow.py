@@ -26,7 +26,7 @@ from ledger.errors import ConfigurationError
 from ledger.playback import fold as playback
 from ledger.privacy.store import all_names
 from ledger.privacy.subjects import resolve
-from ledger.upkeep import source
+from ledger.upkeep import owners, source
 from projections.registry import TABLES, changes_for
 from projections.spill import SpillingFold
 
@@ -296,7 +296,8 @@ def _fold_and_load(
         else chains.events(conn, live)
     )
     for batch in batches:
-        fold.apply(resolve(changes_for((event for _, event in batch), only), names))
+        changes = resolve(changes_for((event for _, event in batch), only), names)
+        fold.apply(owners.fill(conn, changes, (shadow, live), fold.fold))
         result.events += len(batch)
         if on_events is not None:
             on_events(len(batch))

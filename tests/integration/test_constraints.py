@@ -193,8 +193,8 @@ def test_playback_rows(seeded: Conn, position: int, duration: int, ok: bool) -> 
     try:
         with seeded.transaction():
             seeded.execute(
-                "INSERT INTO video_playback (user_id, content_id, position_seconds, duration_seconds) VALUES ('alice', %s, %s, %s)",
-                (CONTENT, position, duration),
+                "INSERT INTO video_playback (user_id, content_id, organization_id, position_seconds, duration_seconds) VALUES ('alice', %s, %s, %s, %s)",
+                (CONTENT, ORG, position, duration),
             )
         accepted = True
     except psycopg.errors.IntegrityError:
@@ -206,8 +206,8 @@ def test_delete_rules(seeded: Conn) -> None:
     purchase(seeded)
     access(seeded)
     seeded.execute(
-        "INSERT INTO video_playback (user_id, content_id, duration_seconds) VALUES ('alice', %s, 10)",
-        (CONTENT,),
+        "INSERT INTO video_playback (user_id, content_id, organization_id, duration_seconds) VALUES ('alice', %s, %s, 10)",
+        (CONTENT, ORG),
     )
     # RESTRICT: PostgreSQL 15 reports a foreign key violation, 18 a restrict violation
     with pytest.raises(psycopg.errors.IntegrityError), seeded.transaction():
@@ -246,8 +246,8 @@ def test_content_keys_carry_the_organization_and_keep_the_reviewed_rules(seeded:
         )
     access(seeded)
     seeded.execute(
-        "INSERT INTO video_playback (user_id, content_id, duration_seconds) VALUES ('alice', %s, 10)",
-        (CONTENT,),
+        "INSERT INTO video_playback (user_id, content_id, organization_id, duration_seconds) VALUES ('alice', %s, %s, 10)",
+        (CONTENT, ORG),
     )
     seeded.execute("DELETE FROM content WHERE id = %s", (CONTENT,))  # CASCADE
     assert seeded.execute(

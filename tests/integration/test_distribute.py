@@ -191,6 +191,11 @@ CONTENT_KEYS_ON_CITUS = {
         " ON DELETE RESTRICT"
     ),
     ("content", "content_pkey"): "PRIMARY KEY (organization_id, id)",
+    # video_playback carries its content's organization since migration 0026
+    ("video_playback", "video_playback_content_id_fkey"): (
+        "FOREIGN KEY (organization_id, content_id) REFERENCES content(organization_id, id)"
+        " ON DELETE CASCADE"
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from ledger.domain import upcasters
 from ledger.log import shapes
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
+from tests.integration.test_golden_log import golden_tables
 from tests.support import TABLES, cli, load_history
 
 Conn = psycopg.Connection[Any]
@@ -191,7 +192,7 @@ def test_the_golden_log_is_accepted_and_rebuilds_exactly(
     load_golden(conn)
     rebuild(settings, stream=open("/dev/null", "w"))  # noqa: SIM115
     conn.execute("SET TimeZone TO 'UTC'")
-    expected = json.loads(GOLDEN.joinpath("tables.json").read_text())
+    expected = golden_tables(GOLDEN / "tables.json")
     for table in TABLES:
         rows = [
             r[0]

@@ -72,6 +72,20 @@ def _rows(conn: psycopg.Connection[Any], table: str) -> list[dict[str, Any]]:
     return [row[0] for row in conn.execute(query).fetchall()]
 
 
+def golden_tables(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The rows a golden log's version projected (``tables.json``), as the tables hold them
+    now: a ``video_playback`` row carries its content's organization (migration 0026),
+    which the rebuild takes from the content, so the expectation is made from the content
+    rows of the same file."""
+    tables: dict[str, list[dict[str, Any]]] = json.loads(path.read_text(encoding="utf-8"))
+    organization = {row["id"]: row["organization_id"] for row in tables["content"]}
+    tables["video_playback"] = [
+        {**row, "organization_id": organization[row["content_id"]]}
+        for row in tables["video_playback"]
+    ]
+    return tables
+
+
 def _by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows in id order independent of the server's collation (users' ids are text)."""
     return sorted(rows, key=lambda row: str(row["id"]))
@@ -94,7 +108,7 @@ def test_the_golden_log_chains_and_rebuilds_to_the_rows_it_was_written_with(
     with open("/dev/null", "w") as quiet:
         rebuild(settings, stream=quiet)
 
-    expected = json.loads((GOLDEN / "tables.json").read_text(encoding="utf-8"))
+    expected = golden_tables(GOLDEN / "tables.json")
     assert set(expected) == set(TABLES)
     conn.execute("SET TIME ZONE 'UTC'")  # to_jsonb renders timestamptz in the session's zone
     for table in TABLES:

@@ -23,7 +23,7 @@ from ledger.config import Settings
 from ledger.domain.provenance import UNRECORDED
 from ledger.upkeep.rebuild import rebuild
 from tests.fixtures.golden import make
-from tests.integration.test_golden_log import _by_id, _load, _rows
+from tests.integration.test_golden_log import _by_id, _load, _rows, golden_tables
 from tests.support import TABLES, cli, play, statuses
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
@@ -55,7 +55,7 @@ def test_the_v2_golden_log_chains_and_rebuilds_to_its_rows(
     hashes = _load(conn, events)
     assert hashes == [e["hash"] for e in events]
     quiet_rebuild(settings)
-    expected = json.loads((GOLDEN / "v2" / "tables.json").read_text(encoding="utf-8"))
+    expected = golden_tables(GOLDEN / "v2" / "tables.json")
     got = tables(conn)
     for table in TABLES:
         assert got[table] == _by_id(expected[table]), table

@@ -21,7 +21,7 @@ import ledger
 from ledger import api
 from ledger.commands.parsing import parse_command
 from ledger.config import Settings
-from tests.integration.test_golden_log import _by_id, _load
+from tests.integration.test_golden_log import _by_id, _load, golden_tables
 from tests.integration.test_golden_v2 import GOLDEN, quiet_rebuild, stored, tables
 from tests.support import TABLES, cli, statuses
 
@@ -43,7 +43,7 @@ def test_the_v3_golden_log_chains_and_rebuilds_to_its_rows(
     assert len(lifted) == 3  # a completion, a refund and a failure, each dated early
     assert _load(conn, events) == [e["hash"] for e in events]
     quiet_rebuild(settings)
-    expected = json.loads((GOLDEN / "v3" / "tables.json").read_text(encoding="utf-8"))
+    expected = golden_tables(GOLDEN / "v3" / "tables.json")
     got = tables(conn)
     for table in TABLES:
         assert got[table] == _by_id(expected[table]), table

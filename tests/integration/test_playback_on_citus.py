@@ -12,12 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution, store_placement
+from ledger.database import distribution, migrations, store_placement
 from ledger.database.connections import connect
-from ledger.playback import partitions
+from ledger.playback import distributed, partitions
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import append, grant, org, play, publish, statuses, t, user
@@ -46,9 +47,16 @@ def test_distribute_places_the_store(settings: Settings, conn: Conn) -> None:
     colocated = conn.execute(
         "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"
         " WHERE logicalrelid = ANY(%s::regclass[])",
-        ([f"{settings.schema}.{t}" for t in ("content", "playback_heartbeats", "playback_base")],),
+        (
+            [
+                f"{settings.schema}.{t}"
+                for t in ("content", "playback_heartbeats", "playback_base", "video_playback")
+            ],
+        ),
     ).fetchone()
     assert colocated == (1,)
+    # video_playback carries its organization since 0026: distributed beside its content
+    assert distribution.places(conn, settings.schema)["video_playback"] == "distributed"
     # run again: everything in place, nothing done
     with connect(settings) as again:
         steps = store_placement.distribute_store(again, settings.schema)
@@ -120,6 +128,236 @@ def test_each_organizations_heartbeats_live_on_its_own_worker(
     assert last == (3,)
 
 
+def test_a_groups_heartbeats_write_only_their_organizations_worker(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    """video_playback's rows of one organization sit on the worker of its content, and
+    nothing the group's write changes has a placement on the coordinator: before 0026
+    video_playback was a table of the coordinator's, written by every group."""
+    _distributed(settings)
+    content = f"{settings.schema}.content"
+    first, second = (
+        str(o)
+        for o in citus.on_distinct_workers(
+            conn, content, islice(citus_support.organizations(), 64), 2
+        )
+    )
+    videos = {first: "aaaaaaaa-0000-4000-8000-000000000001", second: VIDEO_B}
+    app = api.open_ledger(settings)
+    try:
+        setup = [user("creator"), user("alice"), user("bob")]
+        for organization, video in videos.items():
+            setup += [
+                org(organization, name=f"org {organization[:4]}"),
+                publish(video, organization_id=organization),
+                grant("alice", content_id=video),
+                grant("bob", content_id=video),
+            ]
+        assert set(statuses(append(app, *setup))) == {"accepted"}
+        beats = [
+            play("alice", 10, content_id=videos[first], at=t(5)),
+            play("bob", 97, content_id=videos[first], at=t(5)),
+            play("alice", 30, content_id=videos[second], at=t(5)),
+        ]
+        assert statuses(append(app, *beats)) == ["accepted"] * 3
+        # the content's organization is known now (it never changes): a later group reads
+        # no worker but its organization's
+        assert {(settings.schema, v) for v in videos.values()} <= distributed._KNOWN.keys()
+        later = [play("alice", 40, content_id=videos[first], at=t(6))]
+        assert statuses(append(app, *later)) == ["accepted"]
+    finally:
+        app.close()
+    table = f"{settings.schema}.video_playback"
+    for organization, rows in ((first, 2), (second, 1)):
+        here = citus.placement(conn, table, organization)
+        assert here.worker == citus.placement(conn, content, organization).worker
+        assert citus.count_on_worker(here, "organization_id", organization) == rows
+    elsewhere = citus.placement(conn, table, second)
+    assert citus.count_on_worker(elsewhere, "organization_id", first) == 0
+    shown = conn.execute(
+        "SELECT user_id, content_id::text, organization_id::text, position_seconds, completed"
+        " FROM video_playback"
+    ).fetchall()
+    assert sorted(shown) == sorted(
+        [
+            ("alice", videos[first], first, 40, False),
+            ("bob", videos[first], first, 97, True),
+            ("alice", videos[second], second, 30, False),
+        ]
+    )
+    written = ["video_playback", "content_access", "playback_keys", "playback_heartbeats"]
+    written += [partitions.name(_day(5)), partitions.name(_day(6))]
+    on_coordinator = conn.execute(
+        "SELECT s.logicalrelid::text FROM pg_dist_shard s"
+        " JOIN pg_dist_placement p ON p.shardid = s.shardid"
+        " WHERE p.groupid = 0 AND s.logicalrelid = ANY(%s::regclass[])",
+        ([f"{settings.schema}.{t}" for t in written],),
+    ).fetchall()
+    assert on_coordinator == []
+
+
+def test_a_content_deleted_after_its_organization_was_known_is_not_found(
+    settings: Settings, conn: Conn
+) -> None:
+    """The kept organization of a content is checked by the routed read: once the content
+    is deleted, a heartbeat of it is answered as on one server."""
+    _distributed(settings)
+    organization = str(next(citus_support.organizations()))
+    app = api.open_ledger(settings)
+    try:
+        setup = [
+            user("creator"),
+            user("alice"),
+            org(organization),
+            publish(VIDEO_B, organization_id=organization),
+            grant("alice", content_id=VIDEO_B),
+        ]
+        assert set(statuses(append(app, *setup))) == {"accepted"}
+        assert statuses(append(app, play("alice", 10, content_id=VIDEO_B, at=t(5)))) == ["accepted"]
+        assert (settings.schema, VIDEO_B) in distributed._KNOWN
+        deleted = {"type": "content.delete", "content_id": VIDEO_B}
+        assert statuses(append(app, deleted)) == ["accepted"]
+        (answer,) = append(app, play("alice", 20, content_id=VIDEO_B, at=t(6)))
+    finally:
+        app.close()
+    assert answer.status == "rejected" and answer.error is not None
+    assert answer.error.code == "not_found"
+    assert (settings.schema, VIDEO_B) not in distributed._KNOWN
+    assert conn.execute("SELECT count(*) FROM video_playback").fetchone() == (0,)
+
+
+def test_a_schema_distributed_before_0026_is_upgraded_and_placed_beside_content(
+    citus: CitusCluster, empty_settings: Settings
+) -> None:
+    """The layout of before migration 0026 (video_playback on the coordinator, without its
+    key to the distributed content): the upgrade fills each row's organization from the
+    distributed content, and `ledger db distribute` then places video_playback beside it
+    with its key to content, rows kept."""
+    settings = empty_settings
+    schema = settings.schema
+    first, second = (str(o) for o in islice(citus_support.organizations(), 2))
+    videos = {first: "aaaaaaaa-0000-4000-8000-000000000001", second: VIDEO_B}
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        migrations.upgrade(conn, schema, to=25)
+    with psycopg.connect(settings.url) as conn:
+        # what `ledger db distribute` did at 0024: video_playback's key to content dropped,
+        # the money tables, the log and the store placed, video_playback left behind
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute("ALTER TABLE video_playback DROP CONSTRAINT video_playback_content_id_fkey")
+        wanted: dict[str, distribution.Place] = {t: "reference" for t in distribution.REFERENCE}
+        wanted |= {t: "distributed" for t in ("content", "purchases", "content_access")}
+        distribution._place(conn, schema, distribution.places(conn, schema), wanted)
+        distribution.distribute_log(conn, schema)
+        store_placement.distribute_store(conn, schema)
+        conn.commit()
+    with psycopg.connect(settings.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute("INSERT INTO users (id) VALUES ('alice')")
+        for organization, video in videos.items():
+            conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'org')", (organization,))
+            conn.execute(
+                "INSERT INTO content (id, organization_id, title) VALUES (%s, %s, 'v')",
+                (video, organization),
+            )
+            conn.execute(
+                "INSERT INTO video_playback (id, user_id, content_id, position_seconds,"
+                " duration_seconds) VALUES (gen_random_uuid(), 'alice', %s, 5, 10)",
+                (video,),
+            )
+        assert distribution.places(conn, schema)["video_playback"] == "local"
+    api.upgrade(settings)
+    with connect(settings) as conn:
+        distribution.distribute(conn, schema)
+        conn.commit()
+    with connect(settings, autocommit=True) as conn:
+        assert distribution.places(conn, schema)["video_playback"] == "distributed"
+        rows = conn.execute(
+            "SELECT content_id::text, organization_id::text FROM video_playback"
+        ).fetchall()
+        assert sorted(rows) == sorted((v, o) for o, v in videos.items())
+        key = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'video_playback'::regclass"
+            " AND conname = 'video_playback_content_id_fkey'"
+        ).fetchone()
+        assert key is not None and key[0].startswith(
+            "FOREIGN KEY (organization_id, content_id) REFERENCES content(organization_id, id)"
+        )
+        table = f"{schema}.video_playback"
+        for organization in videos:
+            here = citus.placement(conn, table, organization)
+            assert here.worker == citus.placement(conn, f"{schema}.content", organization).worker
+            assert citus.count_on_worker(here, "organization_id", organization) == 1
+
+
+def test_0026_rolls_back_and_forth_on_the_distributed_layout(
+    settings: Settings, conn: Conn
+) -> None:
+    """The rollback brings video_playback back to the coordinator without its organization
+    (0024's layout), rows kept; the upgrade fills it again from the distributed content and
+    `ledger db distribute` places it beside content again."""
+    _distributed(settings)
+    organization = str(next(citus_support.organizations()))
+    app = api.open_ledger(settings)
+    try:
+        setup = [
+            user("creator"),
+            user("alice"),
+            org(organization),
+            publish(VIDEO_B, organization_id=organization),
+            grant("alice", content_id=VIDEO_B),
+            play("alice", 10, content_id=VIDEO_B, at=t(5)),
+        ]
+        assert set(statuses(append(app, *setup))) == {"accepted"}
+    finally:
+        app.close()
+    with connect(settings) as down:
+        migrations.downgrade(down, settings.schema, to=25)
+        down.commit()
+    assert distribution.places(conn, settings.schema)["video_playback"] == "local"
+    columns = conn.execute(
+        "SELECT array_agg(attname::text) FROM pg_attribute"
+        " WHERE attrelid = 'video_playback'::regclass AND attnum > 0 AND NOT attisdropped"
+    ).fetchone()
+    assert columns is not None and "organization_id" not in columns[0]
+    assert conn.execute("SELECT user_id, position_seconds FROM video_playback").fetchall() == [
+        ("alice", 10)
+    ]
+    api.upgrade(settings)
+    _distributed(settings)
+    assert distribution.places(conn, settings.schema)["video_playback"] == "distributed"
+    rows = conn.execute(
+        "SELECT user_id, organization_id::text, position_seconds FROM video_playback"
+    ).fetchall()
+    assert rows == [("alice", organization, 10)]
+
+
+def test_the_upsert_of_the_rows_shown_is_routed_by_its_organization(
+    settings: Settings, conn: Conn
+) -> None:
+    """The write of video_playback binds one organization's rows as arrays and reads no
+    distributed table: the coordinator hands them to that organization's shard."""
+
+    _distributed(settings)
+    organization = str(next(citus_support.organizations()))
+    at = datetime.fromisoformat(t(5))
+    shown = {
+        "org": organization,
+        "id": ["bbbbbbbb-0000-4000-8000-0000000000ff"],
+        "user": ["alice"],
+        "content": [VIDEO_B],
+        "p": [1],
+        "d": [10],
+        "c": [False],
+        "at": [at],
+        "first": [at],
+    }
+    query = sql.SQL("EXPLAIN ") + distributed._q(conn, distributed._SHOWN, settings.schema)
+    plan = "\n".join(str(r[0]) for r in conn.execute(query, shown))
+    assert "pull to coordinator" in plan and "Task Count" not in plan, plan
+    conn.rollback()
+
+
 def _day(n: int) -> date:
     return partitions.day(datetime.fromisoformat(t(n)))
 
@@ -129,9 +367,6 @@ def test_an_organizations_facts_and_records_are_routed_to_one_worker(
 ) -> None:
     """The per-organization read of the distributed write is a router query (one task, on
     the worker that holds the organization), and its insert reads no distributed table."""
-    from psycopg import sql
-
-    from ledger.playback import distributed
 
     _distributed(settings)
     organization = str(next(citus_support.organizations()))

@@ -479,7 +479,7 @@ def test_what_the_writer_can_do_to_projected_rows_verify_names(
         "refunded_amount_cents live=1 log=0" in done.stdout
     )
     assert (
-        "video_playback (user_id=alice" in done.stdout
+        f"video_playback (organization_id={ORG}, user_id=alice" in done.stdout
         and "missing from the live table" in done.stdout
     )
     assert "users (id=forged): extra row in the live table" in done.stdout

@@ -65,7 +65,7 @@ COLUMNS: dict[str, dict[str, tuple[str, bool, str | None]]] = {
         "created_at": (TS, False, "now()"),
         "updated_at": (TS, False, "now()"),
     },
-    "video_playback": {  # as reviewed, L1
+    "video_playback": {  # as reviewed, L1, + its content's organization (migration 0026)
         "id": ("uuid", False, "gen_random_uuid()"),
         "user_id": ("text", False, None),
         "content_id": ("uuid", False, None),
@@ -74,6 +74,7 @@ COLUMNS: dict[str, dict[str, tuple[str, bool, str | None]]] = {
         "completed": ("boolean", False, "false"),
         "updated_at": (TS, False, "now()"),
         "created_at": (TS, False, "now()"),
+        "organization_id": ("uuid", False, None),  # added last, by 0026
     },
 }
 
@@ -99,7 +100,12 @@ FOREIGN_KEYS: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...], str]
     ),
     ("purchases", ("organization_id",)): ("organizations", ("id",), "RESTRICT"),  # H1
     ("video_playback", ("user_id",)): ("users", ("id",), "CASCADE"),
-    ("video_playback", ("content_id",)): ("content", ("id",), "CASCADE"),
+    # by (organization_id, content_id) since migration 0026, as content_access's
+    ("video_playback", ("organization_id", "content_id")): (
+        "content",
+        ("organization_id", "id"),
+        "CASCADE",
+    ),
 }
 
 # index name -> (table, columns, unique, predicate)
@@ -127,9 +133,9 @@ INDEXES: dict[str, tuple[str, tuple[str, ...], bool, str | None]] = {
     ),  # L3
     "idx_video_playback_user_id": ("video_playback", ("user_id",), False, None),
     "idx_video_playback_content_id": ("video_playback", ("content_id",), False, None),
-    "video_playback_user_id_content_id_unique": (
+    "video_playback_user_id_content_id_unique": (  # led by organization_id (0026)
         "video_playback",
-        ("user_id", "content_id"),
+        ("organization_id", "user_id", "content_id"),
         True,
         None,
     ),
@@ -140,7 +146,7 @@ INDEXES: dict[str, tuple[str, tuple[str, ...], bool, str | None]] = {
         "(completed = true)",
     ),  # M2
     "idx_content_organization_id": ("content", ("organization_id",), False, None),
-    # content ids unique on one server, for video_playback's reviewed key (migration 0015)
+    # content ids unique on one server (migration 0015)
     "content_id_unique": ("content", ("id",), True, None),
     "idx_content_creator_id": ("content", ("creator_id",), False, None),
 }
@@ -253,8 +259,8 @@ def test_primary_keys(conn: Conn) -> None:
     ).fetchall()
     keys = {r[0]: sorted(r[1]) for r in rows}
     # the tables distributed by organization on Citus carry it in their key (migrations 0013
-    # and 0015)
-    carried = {"purchases", "content_access", "content"}
+    # and 0015, 0026 for video_playback)
+    carried = {"purchases", "content_access", "content", "video_playback"}
     assert {t: keys[t] for t in COLUMNS} == {
         t: (["id", "organization_id"] if t in carried else ["id"]) for t in COLUMNS
     }

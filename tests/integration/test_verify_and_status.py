@@ -39,7 +39,7 @@ def test_verify_lists_an_altered_a_missing_and_an_extra_row(
         altered[:1],
     )
     missing = conn.execute(
-        "DELETE FROM video_playback WHERE id = (SELECT min(id::text)::uuid FROM video_playback) RETURNING user_id, content_id::text"
+        "DELETE FROM video_playback WHERE id = (SELECT min(id::text)::uuid FROM video_playback) RETURNING user_id, content_id::text, organization_id::text"
     ).fetchone()
     conn.execute("INSERT INTO users (id) VALUES ('intruder')")
     differences = verify(settings)
@@ -57,7 +57,8 @@ def test_verify_lists_an_altered_a_missing_and_an_extra_row(
         and d.column is None
         and d.live is None
         and missing is not None
-        and d.key == {"user_id": missing[0], "content_id": missing[1]}
+        and d.key
+        == {"organization_id": missing[2], "user_id": missing[0], "content_id": missing[1]}
         for d in differences
     )
     assert any("users (id=intruder): extra row" in line for line in described)

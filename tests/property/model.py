@@ -467,6 +467,7 @@ class Model:
                 "id": str(ids.playback_id(*key)),
                 "user_id": key[0],
                 "content_id": key[1],
+                "organization_id": self.content[key[1]]["organization_id"],  # 0026
                 "created_at": at,
                 "updated_at": at,
             }
