@@ -55,6 +55,14 @@ def places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     return places_of(conn, schema, (*REFERENCE, *DISTRIBUTED))
 
 
+def layout_place(table: str) -> Place:
+    """Where ``distribute`` puts ``table``: a rebuild puts a table that was dropped back
+    there, since ``places`` cannot say where a missing table was."""
+    if table in REFERENCE:
+        return "reference"
+    return "distributed" if table in DISTRIBUTED else "local"
+
+
 def is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
     """Whether any table of the schema is in its distributed place."""
     return any(place != "local" for place in places(conn, schema).values())

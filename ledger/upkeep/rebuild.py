@@ -245,7 +245,10 @@ def _switch(
     _drop_retired(conn, retired, present)
     # on Citus, each new table goes where the old one was, before the foreign keys that
     # point at it come back (Citus takes none from a distributed table to a local one)
-    distribution.restore(conn, live, {t: p for t, p in placed.items() if t in tables})
+    wanted = {t: p for t, p in placed.items() if t in tables}
+    if any(p != "local" for p in placed.values()):  # a dropped table comes back in its place
+        wanted.update({t: distribution.layout_place(t) for t in wanted if t not in present})
+    distribution.restore(conn, live, wanted)
     for table, name, definition in [*deferred, *incoming]:
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(

@@ -20,7 +20,6 @@ from psycopg import sql
 from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
-from ledger.database import distribution
 from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
@@ -135,9 +134,9 @@ def test_rebuild_of_one_table_against_the_live_others(
     load_demo(ledger_app)
     before = dump_all(conn)
     keys = foreign_keys(conn)
-    # on the distributed layout video_playback's key to content is not held (docs/scaling.md)
-    distributed = distribution.places(conn, settings.schema)["content"] != "local"
-    assert len(keys) == (9 if distributed else 10)
+    # on both layouts: since 0026 video_playback's key to content carries the organization,
+    # which Citus holds between colocated tables (docs/scaling.md)
+    assert len(keys) == 10
     for table in ("content", "purchases", "users"):
         quiet_rebuild(settings, [table])
         assert dump_all(conn) == before
