@@ -58,9 +58,7 @@ def places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
 def layout_place(table: str) -> Place:
     """Where ``distribute`` puts ``table``: a rebuild puts a table that was dropped back
     there, since ``places`` cannot say where a missing table was."""
-    if table in REFERENCE:
-        return "reference"
-    return "distributed" if table in DISTRIBUTED else "local"
+    return _wanted().get(table, "local")
 
 
 def is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
