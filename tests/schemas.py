@@ -365,9 +365,10 @@ class SchemaPool:
             )
 
     def _drop(self, schema: str) -> None:
-        try:
-            with self.placing.held(), psycopg.connect(self.url, autocommit=True) as conn:
-                conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
+        try:  # on the resets' connection: a new session per drop cost its start
+            conn, timeout = self._connection(), sql.SQL("SET LOCAL lock_timeout = {}")
+            with self.placing.held(), conn.transaction():
+                conn.execute(timeout.format(sql.Literal(_LOCK_TIMEOUT)))
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
                 )
