@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import queue
 import re
 import signal
 import statistics
@@ -94,16 +95,30 @@ def _line_process(
         return accepted, started, time.perf_counter()
 
 
-def per_line_processes(settings: Settings, lines: list[bytes]) -> float:
+class Writers:
+    """``PROCESSES`` spawned writer processes and the barrier they start at, kept for every
+    reference run of a suite: a spawn costs about 0.5 s of CPU (an interpreter and the
+    ledger's imports) and its start is not measured; each run's writers still open their
+    own ledger and start together."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.manager = context.Manager()
+        self.barrier = self.manager.Barrier(PROCESSES)
+        self.pool = context.Pool(PROCESSES)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+        self.manager.shutdown()
+
+
+def per_line_processes(settings: Settings, lines: list[bytes], writers: Writers) -> float:
     """Commands per second of ``PROCESSES`` writers, each line its own transaction."""
     shares = [lines[n::PROCESSES] for n in range(PROCESSES)]
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        barrier = manager.Barrier(PROCESSES)
-        with context.Pool(PROCESSES) as pool:
-            done = pool.starmap(
-                _line_process, [(settings.url, settings.schema, s, barrier) for s in shares]
-            )
+    done = writers.pool.starmap(
+        _line_process, [(settings.url, settings.schema, s, writers.barrier) for s in shares]
+    )
     accepted = sum(d[0] for d in done)
     assert accepted == len(lines), (accepted, len(lines))
     return accepted / (max(d[2] for d in done) - min(d[1] for d in done))
@@ -167,7 +182,7 @@ async def _client(host: str, port: int, bodies: list[bytes], latencies: list[flo
 
 
 def _load(host: str, port: int, bodies: list[bytes], clients: int, out: Any) -> None:
-    """The load generator's process: ``clients`` connections share ``bodies``."""
+    """A run of the load generator: ``clients`` connections share ``bodies``."""
     latencies: list[float] = []
 
     async def main() -> int:
@@ -179,6 +194,38 @@ def _load(host: str, port: int, bodies: list[bytes], clients: int, out: Any) -> 
     ok = asyncio.run(main())
     elapsed = time.perf_counter() - started
     out.put((ok, elapsed, latencies))
+
+
+def _generate(jobs: Any, out: Any) -> None:
+    """The load generator's process: the runs it is given, one after the other."""
+    for host, port, bodies, clients in iter(jobs.get, None):
+        _load(host, port, bodies, clients, out)
+
+
+class LoadGenerator:
+    """The load generator, a process of its own started once for every run of a suite (a
+    spawn is about 0.5 s of CPU, not measured, and was made twice per run)."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.jobs, self.out = context.Queue(), context.Queue()
+        self.process = context.Process(target=_generate, args=(self.jobs, self.out))
+        self.process.start()
+
+    def run(self, host: str, port: int, bodies: list[bytes], clients: int) -> Any:
+        self.jobs.put((host, port, bodies, clients))
+        while True:
+            try:
+                return self.out.get(timeout=1)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError(
+                        f"the load generator exited {self.process.exitcode}"
+                    ) from None
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.process.join(60)
 
 
 def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
@@ -210,21 +257,16 @@ def _group_totals(service: Service) -> tuple[float, float]:
     return float(found.get("count", 0)), float(found.get("sum", 0))
 
 
-def over_http(service: Service, lines: list[bytes], clients: int) -> dict[str, float]:
+def over_http(
+    service: Service, lines: list[bytes], clients: int, generator: LoadGenerator
+) -> dict[str, float]:
     """Throughput and latency of ``lines`` sent by ``clients`` clients, and where the CPU
     went: the service's process and every PostgreSQL process (its backends, and the WAL
     writer that flushes the commits), per command; the mean group commit."""
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    generator = context.Process(
-        target=_load, args=(service.host, service.port, lines, clients, out)
-    )
     served = psutil.Process(service.process.pid)
     groups_before = _group_totals(service)
     cpu_before = _cpu_seconds([served]), _cpu_seconds(_postgres())
-    generator.start()
-    ok, elapsed, latencies = out.get()
-    generator.join()
+    ok, elapsed, latencies = generator.run(service.host, service.port, lines, clients)
     cpu_after = _cpu_seconds([served]), _cpu_seconds(_postgres())
     groups_after = _group_totals(service)
     assert ok == len(lines), f"{len(lines) - ok} requests were not answered 2xx"
@@ -258,58 +300,79 @@ def bench_serve(url: str, quick: bool, count: int | None = None) -> list[dict[st
     count = count or (2000 if quick else 8000)
     users = 400
     rows: list[dict[str, Any]] = []
+    writers, generator = Writers(), LoadGenerator()
+    try:
+        for kind, make, target in (
+            ("heartbeats", lambda p, n, first: heartbeat_lines(n, p, users), 5.0),
+            ("purchases", lambda p, n, first: purchase_lines(n, p, users, first), 3.0),
+        ):
+            rows += _suite(url, users, count, kind, make, target, writers, generator)
+    finally:
+        writers.close()
+        generator.close()
+    return rows
+
+
+def _suite(
+    url: str,
+    users: int,
+    count: int,
+    kind: str,
+    make: Any,
+    target: float,
+    writers: Writers,
+    generator: LoadGenerator,
+) -> list[dict[str, Any]]:
+    """One kind's rows: the reference, then each count of HTTP clients on a fresh schema."""
+    rows: list[dict[str, Any]] = []
     warm = count // 10
-    for kind, make, target in (
-        ("heartbeats", lambda p, n, first: heartbeat_lines(n, p, users), 5.0),
-        ("purchases", lambda p, n, first: purchase_lines(n, p, users, first), 3.0),
-    ):
+    settings = prepared(url, users)
+    try:
+        reference = per_line_processes(settings, make("ref-", count, 0), writers)
+    finally:
+        drop(settings)
+    rows.append(_row(f"serve: {kind}, 8 procs x 1 line/txn", reference, None, None, "cmd/s"))
+    for clients in CLIENT_COUNTS:
         settings = prepared(url, users)
+        service = Service(settings)
         try:
-            reference = per_line_processes(settings, make("ref-", count, 0))
+            over_http(service, make("warm-", warm, count), clients, generator)  # warm up
+            measured = over_http(service, make(f"c{clients}-", count, 0), clients, generator)
         finally:
+            service.stop()
             drop(settings)
-        rows.append(_row(f"serve: {kind}, 8 procs x 1 line/txn", reference, None, None, "cmd/s"))
-        for clients in CLIENT_COUNTS:
-            settings = prepared(url, users)
-            service = Service(settings)
-            try:
-                over_http(service, make("warm-", warm, count), clients)  # warm the caches
-                measured = over_http(service, make(f"c{clients}-", count, 0), clients)
-            finally:
-                service.stop()
-                drop(settings)
+        rows.append(
+            _row(
+                f"serve: {kind}, {clients} HTTP clients",
+                measured["rate"],
+                reference,
+                target if clients == 32 else None,
+                "cmd/s",
+            )
+        )
+        for quantile in ("p50_ms", "p99_ms"):
+            limit = 50.0 if clients == 32 and quantile == "p99_ms" else None
             rows.append(
                 _row(
-                    f"serve: {kind}, {clients} HTTP clients",
-                    measured["rate"],
-                    reference,
-                    target if clients == 32 else None,
-                    "cmd/s",
+                    f"serve: {kind}, {clients} clients {quantile[:3]}",
+                    measured[quantile],
+                    None,
+                    limit,
+                    "ms",
                 )
             )
-            for quantile in ("p50_ms", "p99_ms"):
-                limit = 50.0 if clients == 32 and quantile == "p99_ms" else None
-                rows.append(
-                    _row(
-                        f"serve: {kind}, {clients} clients {quantile[:3]}",
-                        measured[quantile],
-                        None,
-                        limit,
-                        "ms",
-                    )
+        for figure, label, unit in (
+            ("service_cpu_ms", "service CPU per command", "ms"),
+            ("postgres_cpu_ms", "PostgreSQL CPU per command", "ms"),
+            ("group", "mean group commit", "cmd"),
+        ):
+            rows.append(
+                _row(
+                    f"serve: {kind}, {clients} clients {label}",
+                    measured[figure],
+                    None,
+                    None,
+                    unit,
                 )
-            for figure, label, unit in (
-                ("service_cpu_ms", "service CPU per command", "ms"),
-                ("postgres_cpu_ms", "PostgreSQL CPU per command", "ms"),
-                ("group", "mean group commit", "cmd"),
-            ):
-                rows.append(
-                    _row(
-                        f"serve: {kind}, {clients} clients {label}",
-                        measured[figure],
-                        None,
-                        None,
-                        unit,
-                    )
-                )
+            )
     return rows

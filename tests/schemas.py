@@ -1,21 +1,14 @@
-"""Migrated schemas reused instead of migrated anew: the ``fresh`` fixture's pool.
+"""Migrated schemas reused instead of migrated anew: the ``fresh`` and ``settings`` pool.
 
-A migration is ten files of DDL in one transaction (about 0.11 s of the server's CPU, then
-0.015 s to drop the schema); the property tests made one per hypothesis example, hundreds in
-a run. A schema a test is done with is instead reset and handed to the next one (about
-0.02 s of the server's CPU, the check below included): every row deleted (the log's
-append-only trigger disabled only for that statement, as the owner, then put back as the
-migration left it), every sequence back at its start, the tables a migration fills (the
-migration record, the event catalogue) left alone, the tables a test made itself (a
-consumer's table, a day's partition of the playback store) dropped.
-
-A reset schema is used only if it is then exactly what a migration makes: its
-``fingerprint`` (every relation, column, constraint, index, trigger and its state,
-function, sequence position, privilege, owner and comment, and every table's rows) equals
-the fingerprint of a schema just migrated in this process. Any difference (a test that
-altered a table, rolled a migration back, granted a role, rebuilt into new tables, or
-still holds a lock) and the schema is dropped and a new one migrated, as before.
-``tests/integration/test_schema_pool.py`` holds a reset schema to a freshly migrated one.
+A migration costs the server about 0.1 s of CPU, and hundreds a run were made. A schema a
+test is done with is instead reset and handed to the next one, under a new name: every row
+deleted, every sequence back at its start, the tables a migration fills left alone, the
+tables a test made itself dropped. It is used only if its ``fingerprint`` (every relation,
+column, constraint, index, trigger and its state, function, sequence position, privilege,
+owner, comment, and every table's rows) then equals that of a schema just migrated in this
+process; else (a test altered, downgraded, granted, rebuilt into new tables, or still holds
+a lock) it is dropped and a new one migrated. ``tests/integration/test_schema_pool.py``
+holds a reset schema to a freshly migrated one; docs/testing.md says what each step costs.
 """
 
 from __future__ import annotations
@@ -49,6 +42,8 @@ _WHEN = {
     "ledger_event_catalogue": "superseded_at",
     "ledger_log_order": "changed_at",
 }
+
+Fingerprint = frozenset[tuple[str, str, str]]
 
 _CATALOG = """
 SELECT 'schema', '', pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
@@ -100,6 +95,23 @@ SELECT 'policy', p.tablename || '.' || p.policyname, p.cmd || ' ' || coalesce(p.
 """
 
 
+# what a reset needs of a schema, in one round trip: its tables, the foreign keys between
+# them, the routines that pin their search_path to it (signature and path, renamed)
+_HOLDS = """
+SELECT n.oid, ARRAY(SELECT c.relname::text FROM pg_class c
+                     WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') ORDER BY 1),
+       ARRAY(SELECT ARRAY[c.relname::text, r.relname::text] FROM pg_constraint k
+               JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
+              WHERE k.contype = 'f' AND c.relnamespace = n.oid AND k.conrelid <> k.confrelid),
+       ARRAY(SELECT ARRAY[replace(p.oid::regprocedure::text, quote_ident(%(old)s) || '.',
+                                  quote_ident(%(new)s) || '.'),
+                          replace(substr(setting, 13), quote_ident(%(old)s), quote_ident(%(new)s))]
+               FROM pg_proc p, unnest(p.proconfig) AS setting
+              WHERE p.pronamespace = n.oid AND setting LIKE 'search_path=%%')
+  FROM pg_namespace n WHERE n.nspname = %(old)s
+"""
+
+
 # on a Citus coordinator, where each table is placed (distributed on a column, reference,
 # local): a distributed schema is never handed out as a single-server one, nor the reverse
 _PLACEMENT = """
@@ -122,7 +134,13 @@ def fingerprint(conn: psycopg.Connection[Any], schema: str) -> frozenset[tuple[s
     tables = sorted(
         name for kind, name, detail in catalog if kind == "relation" and detail[0] == "r"
     )
-    counted = [
+    rows = conn.execute(_rows(schema, tables)).fetchall() if tables else []
+    return _normalised(conn, schema, [*catalog, *rows])
+
+
+def _rows(schema: str, tables: list[str]) -> sql.Composed:
+    """One statement: each table's rows as an md5 of their text, in order."""
+    return sql.SQL(" UNION ALL ").join(
         sql.SQL(
             "SELECT 'rows', {name}, md5(coalesce(string_agg({row}, E'\\n' ORDER BY {row}), ''))"
             " FROM {table} t"
@@ -136,12 +154,14 @@ def fingerprint(conn: psycopg.Connection[Any], schema: str) -> frozenset[tuple[s
             table=sql.Identifier(schema, table),
         )
         for table in tables
-    ]
-    rows = conn.execute(sql.SQL(" UNION ALL ").join(counted)).fetchall() if counted else []
+    )
+
+
+def _normalised(conn: psycopg.Connection[Any], schema: str, entries: list[Any]) -> Fingerprint:
     quoted = sql.Identifier(schema).as_string(conn)
     return frozenset(
         (str(kind), str(name), str(detail).replace(quoted + ".", "").replace(schema, "<schema>"))
-        for kind, name, detail in [*catalog, *rows]
+        for kind, name, detail in entries
     )
 
 
@@ -164,6 +184,8 @@ class SchemaPool:
         self.pristine: frozenset[tuple[str, str, str]] | None = None
         self.triggers: dict[str, str] = {}  # the log's triggers as a migration leaves them
         self.tables: frozenset[str] = frozenset()  # the tables a migration makes
+        self.counted: list[str] = []  # of them, those whose rows the fingerprint counts
+        self._citus = False  # whether the server is a Citus coordinator
         self.migrated = 0
         self.reused = 0
         self._conn: psycopg.Connection[Any] | None = None  # the resets' own, kept open
@@ -207,11 +229,9 @@ class SchemaPool:
         if self.pristine is None:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 self.pristine = fingerprint(conn, settings.schema)
-            self.tables = frozenset(
-                name
-                for kind, name, detail in self.pristine
-                if kind == "relation" and detail[0] in "rp"
-            )
+            kinds = {name: detail[0] for kind, name, detail in self.pristine if kind == "relation"}
+            self.tables = frozenset(name for name, kind in kinds.items() if kind in "rp")
+            self.counted = sorted(name for name, kind in kinds.items() if kind == "r")
             self.triggers = {
                 name.split(".", 1)[1]: detail[0]
                 for kind, name, detail in self.pristine
@@ -226,15 +246,14 @@ class SchemaPool:
         the old one (a process the last test left running, a pool it did not close, a
         prepared statement) finds no such schema instead of the next test's tables."""
         renamed = _name()
-        try:
-            conn = self._connection()
-            with conn.transaction():
-                self._empty(conn, schema)
-                self._rename(conn, schema, renamed)
-            same = fingerprint(conn, renamed) == self.pristine
-        except (psycopg.Error, _NotReusable):
-            same = False
         self.used.append(renamed)
+        for _ in range(2):  # once more on a new connection if a test terminated this one
+            try:
+                same = self._emptied(self._connection(), schema, renamed) == self.pristine
+            except (psycopg.Error, _NotReusable):
+                same = False
+            if same or self._conn is None or not self._conn.broken:
+                break
         if same:
             self.used.remove(schema)
             return renamed
@@ -243,36 +262,95 @@ class SchemaPool:
         return None
 
     def _connection(self) -> psycopg.Connection[Any]:
-        """The resets' connection (autocommit: each reset is its own transaction, nothing
-        is held between tests), opened once and kept: a new session per test cost the
-        server its start and a cold catalogue cache for the fingerprint (about 4 ms of
-        its CPU a reset, docs/testing.md). A connection a test terminated is replaced."""
-        if self._conn is not None and not self._conn.closed:
-            try:
-                self._conn.execute("SELECT 1")
-                return self._conn
-            except psycopg.Error:
-                self._conn.close()
-        self._conn = psycopg.connect(self.url, autocommit=True)
+        """The resets' connection (autocommit: nothing is held between tests), kept open: a
+        session per test cost the server its start and a cold catalogue cache (about 4 ms of
+        its CPU a reset, docs/testing.md). A lost one is replaced."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True)
+            self._citus = _on_citus(self._conn)
         return self._conn
 
+    def _emptied(self, conn: psycopg.Connection[Any], schema: str, renamed: str) -> Fingerprint:
+        """Every row a test wrote deleted (a twentieth of a TRUNCATE's cost, which makes new
+        files for every table and index), every sequence back at its start, the tables a
+        test made dropped, the schema renamed, then its fingerprint: in two round trips
+        (what the schema holds, then the rest pipelined), not fifty (docs/testing.md). The
+        log's guard is disabled for the DELETE, as the owner, then put back as the
+        migration left it; foreign keys and the projections' triggers are not fired."""
+        held = conn.execute(_HOLDS, {"old": schema, "new": renamed}).fetchone()
+        if held is None:
+            raise _NotReusable(f"{schema} is gone")
+        oid, tables, keys, pinned = held
+        # the tables a test made itself (a consumer's, a day's partition of the playback
+        # store): dropped; whatever they took with them or left is compared below
+        made = [table for table in tables if table not in self.tables]
+        if made and self._citus:
+            # under session_replication_role = replica the coordinator does not carry a
+            # DROP to the workers, whose shell tables then outlive it under the schema's
+            # new name (a later test's CREATE of the same table met "already exists")
+            raise _NotReusable(f"{schema} holds tables a test made: {', '.join(made)}")
+        log = sql.Identifier(schema, "ledger_events")
+        guard = sql.Identifier(_LOG_GUARD)
+        state = {"A": "ENABLE ALWAYS", "O": "ENABLE", "R": "ENABLE REPLICA", "D": "DISABLE"}
+        with conn.pipeline():
+            with conn.transaction():
+                timeout = sql.SQL("SET LOCAL lock_timeout = {}")
+                conn.execute(timeout.format(sql.Literal(_LOCK_TIMEOUT)))
+                conn.execute("SET LOCAL session_replication_role = replica")
+                # a reset lost with the server is redone: no wait for the WAL's flush (3-6 ms)
+                conn.execute("SET LOCAL synchronous_commit = off")
+                # on a Citus coordinator: the workers see neither the role above (their
+                # foreign keys fire: hence the referencing tables first) nor a reference
+                # table written after a distributed one in parallel in one transaction
+                # (hence one connection per worker); and a distributed log's guard is
+                # switched off and on only so (`ledger db distribute`); elsewhere unused
+                conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
+                conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+                # no other session may hold any lock on it (a reader's too): that one is in use
+                conn.execute(
+                    sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                        sql.SQL(", ").join(sql.Identifier(schema, table) for table in tables)
+                    )
+                )
+                if made:
+                    conn.execute(
+                        sql.SQL("DROP TABLE {} CASCADE").format(
+                            sql.SQL(", ").join(sql.Identifier(schema, table) for table in made)
+                        )
+                    )
+                conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(log, guard))
+                emptied = [t for t in tables if t in self.tables and t not in FILLED]
+                for table in _referencing_first(keys, emptied):
+                    conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                        log, sql.SQL(state[self.triggers.get(_LOG_GUARD, "A")]), guard
+                    )
+                )
+                conn.execute(
+                    "SELECT setval(format('%%I.%%I', schemaname, sequencename), start_value, false)"
+                    " FROM pg_sequences WHERE schemaname = %s",
+                    (schema,),
+                )
+                self._rename(conn, schema, renamed, pinned)
+            # its fingerprint (its tables are the migration's, or its catalog differs)
+            catalog = conn.execute(_CATALOG, {"oid": oid, "name": renamed})
+            placed = conn.execute(_PLACEMENT, {"oid": oid}) if self._citus else None
+            rows = conn.execute(_rows(renamed, self.counted))
+            entries = [*catalog.fetchall(), *(placed.fetchall() if placed else [])]
+            return _normalised(conn, renamed, [*entries, *rows.fetchall()])
+
     @staticmethod
-    def _rename(conn: psycopg.Connection[Any], schema: str, renamed: str) -> None:
-        """The schema renamed, and the functions that pin their ``search_path`` to it
-        (``SET search_path FROM CURRENT`` in the migrations) pinned to the new name, the same
-        statement on a single server and on a Citus coordinator."""
+    def _rename(
+        conn: psycopg.Connection[Any], schema: str, renamed: str, pinned: list[list[str]]
+    ) -> None:
+        """The schema renamed, and the functions that pin their ``search_path`` to it (``SET
+        search_path FROM CURRENT`` in the migrations) pinned to the new name."""
         conn.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                 sql.Identifier(schema), sql.Identifier(renamed)
             )
         )
-        pinned = conn.execute(
-            "SELECT p.oid::regprocedure::text,"
-            " replace(substr(setting, 13), quote_ident(%(old)s), quote_ident(%(new)s))"
-            " FROM pg_proc p, unnest(p.proconfig) AS setting"
-            " WHERE p.pronamespace = %(new)s::regnamespace AND setting LIKE 'search_path=%%'",
-            {"old": schema, "new": renamed},
-        ).fetchall()
         for routine, path in pinned:
             # the path as a constant (``TO``), the value ``FROM CURRENT`` would store: a Citus
             # coordinator refuses ``FROM CURRENT`` on the functions it propagates to workers
@@ -280,81 +358,17 @@ class SchemaPool:
                 name[1:-1].replace('""', '"') if name.startswith('"') else name
                 for name in (part.strip() for part in path.split(","))
             ]
-            # the routine's signature as PostgreSQL itself prints it (quoted, qualified)
+            # the routine's signature as PostgreSQL prints it (quoted, qualified), renamed
+            paths = sql.SQL(", ").join(map(sql.Identifier, names))
             conn.execute(
-                sql.SQL("ALTER ROUTINE {} SET search_path TO {}").format(
-                    sql.SQL(routine), sql.SQL(", ").join(map(sql.Identifier, names))
-                )
+                sql.SQL("ALTER ROUTINE {} SET search_path TO {}").format(sql.SQL(routine), paths)
             )
-
-    def _empty(self, conn: psycopg.Connection[Any], schema: str) -> None:
-        """Every row a test wrote deleted, every sequence back at its start. A DELETE of the
-        few rows a test writes costs the server a twentieth of a TRUNCATE (which makes new
-        files for every table and index) and a tenth of a migration. The log refuses a
-        DELETE: its trigger is disabled for the statement, as the owner, and put back as the
-        migration left it; foreign keys and the projections' own triggers are not fired
-        (``session_replication_role``), as every table is emptied."""
-        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
-        conn.execute("SET LOCAL session_replication_role = replica")
-        # on a Citus coordinator: the workers see neither the role above (their foreign keys
-        # fire: hence the referencing tables first) nor a reference table written after a
-        # distributed one in parallel in the same transaction (hence one connection per
-        # worker); elsewhere the setting is an unused placeholder
-        conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
-        # and a distributed log's guard is switched off and on only so (`ledger db distribute`)
-        conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
-                (schema,),
-            ).fetchall()
-        ]
-        # no other session may hold any lock on it (a reader's too): that one is in use
-        conn.execute(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-                sql.SQL(", ").join(sql.Identifier(schema, table) for table in tables)
-            )
-        )
-        # the tables a test made itself (a consumer's, a day's partition of the playback
-        # store): dropped; whatever they took with them or left is still compared below
-        made = [table for table in tables if table not in self.tables]
-        if made and _on_citus(conn):
-            # under session_replication_role = replica the coordinator does not carry a
-            # DROP to the workers, whose shell tables then outlive it under the schema's
-            # new name (a later test's CREATE of the same table met "already exists")
-            raise _NotReusable(f"{schema} holds tables a test made: {', '.join(made)}")
-        if made:
-            conn.execute(
-                sql.SQL("DROP TABLE {} CASCADE").format(
-                    sql.SQL(", ").join(sql.Identifier(schema, table) for table in made)
-                )
-            )
-        tables = _referencing_first(
-            conn, schema, [t for t in tables if t in self.tables and t not in FILLED]
-        )
-        log = sql.Identifier(schema, "ledger_events")
-        guard = sql.Identifier(_LOG_GUARD)
-        with conn.pipeline():  # one round trip, not one per table
-            conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(log, guard))
-            for table in tables:
-                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
-        state = {"A": "ENABLE ALWAYS", "O": "ENABLE", "R": "ENABLE REPLICA", "D": "DISABLE"}
-        conn.execute(
-            sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-                log, sql.SQL(state[self.triggers.get(_LOG_GUARD, "A")]), guard
-            )
-        )
-        conn.execute(
-            "SELECT setval(format('%%I.%%I', schemaname, sequencename), start_value, false)"
-            " FROM pg_sequences WHERE schemaname = %s",
-            (schema,),
-        )
 
     def _drop(self, schema: str) -> None:
-        try:
-            with self.placing.held(), psycopg.connect(self.url, autocommit=True) as conn:
-                conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
+        try:  # on the resets' connection: a new session per drop cost its start
+            conn, timeout = self._connection(), sql.SQL("SET LOCAL lock_timeout = {}")
+            with self.placing.held(), conn.transaction():
+                conn.execute(timeout.format(sql.Literal(_LOCK_TIMEOUT)))
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
                 )
@@ -373,15 +387,9 @@ def _on_citus(conn: psycopg.Connection[Any]) -> bool:
     return found is not None and found[0] is not None
 
 
-def _referencing_first(conn: psycopg.Connection[Any], schema: str, tables: list[str]) -> list[str]:
+def _referencing_first(keys: list[list[str]], tables: list[str]) -> list[str]:
     """``tables`` in an order that empties a table before any table its foreign keys
     reference (on a Citus worker a key's rule still fires: a RESTRICT would refuse)."""
-    keys = conn.execute(
-        "SELECT c.relname, r.relname FROM pg_constraint k"
-        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid"
-        " WHERE k.contype = 'f' AND c.relnamespace = %s::regnamespace AND k.conrelid <> k.confrelid",
-        (schema,),
-    ).fetchall()
     ordered: list[str] = []
     left = list(tables)
     while left:
