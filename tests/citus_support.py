@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -41,6 +42,14 @@ def distribute_requested() -> bool:
     """Whether each test's migrated schema is to be distributed as well (on a Citus
     coordinator: ``LEDGER_TEST_DISTRIBUTE=1``; .ci/run runs the ledger's tests so)."""
     return os.environ.get(DISTRIBUTE_ENV, "") not in ("", "0")
+
+
+def distribute_fresh_requested() -> bool:
+    """Whether ``fresh``'s schemas (the property tests', one per example) are distributed too:
+    ``LEDGER_TEST_DISTRIBUTE=all``. Not with ``=1`` (.ci/run's): a distributed schema's reset
+    costs five to eight times a single-server one's, about 3 s an example on this machine
+    (docs/scaling.md, "The suite on the cluster")."""
+    return os.environ.get(DISTRIBUTE_ENV, "") == "all"
 
 
 def citus_version(url: str) -> str | None:
@@ -165,6 +174,72 @@ def places_in_body(nodeid: str, fixtures: Iterable[str]) -> bool:
         return True
     return nodeid.split("[", 1)[0] in PLACING_TESTS
 
+
+# The tests that cannot hold on a distributed log, each marked in its module with
+# ``@pytest.mark.single_server("why")``: their premise is the single server's (one global order
+# of the log, its table lock seen in the coordinator's pg_locks, a trigger or a statement the
+# test itself puts on the log that Citus refuses on a distributed table). In a run that
+# distributes its schemas they are deselected, and the run's summary prints each with its
+# reason (``tests/conftest.py``); everywhere else they run. Never for a product failure: those
+# fail, and are fixed.
+SINGLE_SERVER = "single_server"
+
+
+def single_server_reason(item: pytest.Item) -> str | None:
+    """The reason ``item`` holds only on a single server (None: it holds on both layouts). A
+    marker without a reason is a usage error on every run, so none is added unexplained."""
+    marker = item.get_closest_marker(SINGLE_SERVER)
+    if marker is None:
+        return None
+    reason = marker.args[0] if marker.args else marker.kwargs.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise pytest.UsageError(
+            f'{item.nodeid}: @pytest.mark.{SINGLE_SERVER}("...") needs its reason, a sentence'
+        )
+    return reason
+
+
+def single_server_tests(items: Iterable[pytest.Item]) -> dict[str, list[str]]:
+    """The tests of ``items`` marked ``single_server``, by reason (every marker checked)."""
+    by_reason: dict[str, list[str]] = {}
+    for item in items:
+        reason = single_server_reason(item)
+        if reason is not None:
+            by_reason.setdefault(reason, []).append(item.nodeid)
+    return by_reason
+
+
+# the reasons, each a premise a distributed log (the organization order, docs/stream.md) has not
+GLOBAL_LOCK = (
+    "the log's one table lock, seen in the coordinator's pg_locks: a distributed log locks each"
+    " organization's chain on its worker instead (test_log_on_citus.py)"
+)
+GLOBAL_ORDER = (
+    "one global order of the log's positions: a distributed log orders each chain"
+    " (test_stream_chains.py)"
+)
+GLOBAL_POSITION = (
+    "a consumer's checkpoint or the feed's cursor as one global number: on a distributed log it"
+    " is a map of chains (test_consumer_chains.py, test_stream_chains.py)"
+)
+ORDER_SWITCH = (
+    "switches the log's order itself (its triggers, which Citus refuses, or deadlocks on, on a"
+    " distributed table): a distributed log is placed in the organization order by"
+    " `ledger db distribute`, and stays in it"
+)
+LIBRARY_RECORDER = (
+    "the eventsourcing library's recorder suite: one global order of notification ids, and its"
+    " fixture puts a trigger on the log, which Citus refuses on a distributed table"
+)
+LOCK_WAIT_SEEN = (
+    "a row lock's waiter looked for in the coordinator's pg_locks: on a distributed table the"
+    " lock and its waiter are a worker's sessions (citus_lock_waits, as test_shared_keys.py"
+    " and test_deletion_in_parts.py look there, would make it hold on both layouts)"
+)
+PLAYBACK_RECORD = (
+    "calls the single server's group statement of heartbeats (playback_record, 0025), which a"
+    " distributed store does not run: ledger/playback/distributed.py's, test_playback_on_citus.py"
+)
 
 _PLACINGS: dict[str, Placing] = {}
 

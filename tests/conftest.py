@@ -141,16 +141,50 @@ def _longest_first(item: pytest.Item) -> int:
     return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
+_SINGLE_SERVER: dict[str, list[str]] = {}  # this run's tests deselected so, by reason
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The longest tests' modules first (the rest in their order). Tests marked ``citus``
     are deselected on a single server (no skip shows: they are not this run's tests);
-    with ``LEDGER_TEST_CITUS=1`` they stay, and fail in setup below."""
+    with ``LEDGER_TEST_CITUS=1`` they stay, and fail in setup below. Tests marked
+    ``single_server`` are deselected in a run that distributes its schemas, their reasons
+    kept for the summary (an xdist worker sends them to the controller)."""
     items.sort(key=_longest_first)
+    by_reason = citus_support.single_server_tests(items)
+    if by_reason and citus_support.distribute_requested() and _on_citus():
+        _SINGLE_SERVER.update(by_reason)
+        if hasattr(config, "workeroutput"):
+            config.workeroutput[citus_support.SINGLE_SERVER] = by_reason
+        gone = {nodeid for nodeids in by_reason.values() for nodeid in nodeids}
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in gone])
+        items[:] = [item for item in items if item.nodeid not in gone]
     marked = [item for item in items if item.get_closest_marker("citus") is not None]
     if not marked or citus_support.required() or _on_citus():
         return
     config.hook.pytest_deselected(items=marked)
     items[:] = [item for item in items if item.get_closest_marker("citus") is None]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """An xdist worker's tests deselected as the single server's, for the summary."""
+    output = getattr(node, "workeroutput", {})
+    for reason, nodeids in output.get(citus_support.SINGLE_SERVER, {}).items():
+        known = _SINGLE_SERVER.setdefault(reason, [])
+        known.extend(nodeid for nodeid in nodeids if nodeid not in known)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which tests this distributed run left out, and why (``single_server`` markers)."""
+    if not _SINGLE_SERVER or hasattr(terminalreporter.config, "workerinput"):
+        return
+    count = sum(len(nodeids) for nodeids in _SINGLE_SERVER.values())
+    terminalreporter.section(f"{count} deselected: premises of the single server")
+    for reason, nodeids in _SINGLE_SERVER.items():
+        terminalreporter.write_line(f"{reason}:")
+        for nodeid in nodeids:
+            terminalreporter.write_line(f"    {nodeid}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -322,11 +356,16 @@ def _example() -> object | None:
 
 
 @pytest.fixture
-def fresh(schema_pool: SchemaPool) -> Iterator[Callable[[], Settings]]:
+def fresh(settings_pool: SchemaPool, schema_pool: SchemaPool) -> Iterator[Callable[[], Settings]]:
     """A factory of freshly migrated schemas, one per hypothesis example (a function-scoped
     fixture is shared by all examples). Each is exactly what a migration makes, but most are
     not migrated anew: the schemas of an example that has ended, and of tests that have
-    ended, are reset and reused (``tests/schemas.py``), the rest dropped at the end of the run."""
+    ended, are reset and reused (``tests/schemas.py``), the rest dropped at the end of the run.
+    With ``LEDGER_TEST_DISTRIBUTE=all`` taken from ``settings``' pool, distributed, so the
+    properties are tried on the distributed layout (docs/scaling.md, "The suite on the
+    cluster"); with ``=1`` single-server schemas, on the coordinator."""
+    if citus_support.distribute_fresh_requested():
+        schema_pool = settings_pool
     in_use: list[str] = []
     owner: list[object | None] = [None]
 

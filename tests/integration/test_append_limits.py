@@ -23,6 +23,7 @@ from ledger.database.connections import connect
 from ledger.domain import ids
 from ledger.log import recorder, statements
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import answers, append, cli, event_count, statuses, user
 
 Conn = psycopg.Connection[Any]
@@ -111,6 +112,7 @@ def pooled_backends(app: Ledger, pool_size: int) -> list[int]:
     [psycopg.OperationalError, RuntimeError, KeyboardInterrupt],
     ids=["retried-operational-error", "runtime-error", "keyboard-interrupt"],
 )
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 def test_a_failure_injected_mid_pipeline_leaves_no_connection_in_a_transaction(
     settings: Settings, conn: Conn, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException]
 ) -> None:

@@ -26,6 +26,7 @@ from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.log import chains
 from ledger.log.recorder import LockTimeout
+from tests import citus_support
 from tests.support import append, cli, foreign_user_state, org, publish, statuses, user
 
 Conn = psycopg.Connection[Any]
@@ -111,6 +112,7 @@ def test_in_organization_order_an_open_append_of_one_organization_holds_up_no_ot
     assert checked.ok, [c.line() for c in checked.checks]
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 def test_in_global_order_an_open_append_holds_up_every_organization(
     two_organizations: Settings, conn: Conn
 ) -> None:

@@ -22,6 +22,7 @@ from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import append, catalogue, cli, complete, foreign_user_state, refund, user
 
 Conn = psycopg.Connection[Any]
@@ -58,6 +59,7 @@ def positions(settings: Settings, *topics: str) -> list[int]:
     return [r.position for r in ledger.read_events(settings, topics=topics)]
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_each_event_is_handled_once_and_the_checkpoint_moves_with_the_writes(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -72,6 +74,7 @@ def test_each_event_is_handled_once_and_the_checkpoint_moves_with_the_writes(
     assert tally(conn) == positions(settings)
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_a_failing_handler_rolls_its_window_back_checkpoint_included(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -86,6 +89,7 @@ def test_a_failing_handler_rolls_its_window_back_checkpoint_included(
     assert tally(conn) == [1, 2, 3, 4, 5, 6, 7]
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_a_topic_filter_still_moves_the_checkpoint_past_other_events(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -147,6 +151,7 @@ def consume_until_done(url: str, schema: str, marks: str, pause: float) -> int:
     return ledger.run_consumer(settings, copy, follow=True, stop=stop, size=3, backoff=fast).handled
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_copies_of_a_consumer_running_at_once_handle_each_event_once(
     ledger_app: Ledger, settings: Settings, conn: Conn, tmp_path: Path
 ) -> None:
@@ -177,6 +182,7 @@ def test_copies_of_a_consumer_running_at_once_handle_each_event_once(
     assert tally(conn) == positions(settings)
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_a_consumer_killed_mid_window_resumes_from_its_checkpoint(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -264,6 +270,7 @@ STEPS = st.lists(
 )
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 @given(steps=STEPS)
 def test_whatever_the_interleaving_each_event_is_handled_exactly_once(
     fresh: Any, steps: list[tuple[str, int]]

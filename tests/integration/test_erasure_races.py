@@ -21,6 +21,7 @@ from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
+from tests import citus_support
 from tests.integration.test_erasure import erase, history, pg_dump, totals, traces
 from tests.support import append, complete, play, statuses, t
 
@@ -84,6 +85,7 @@ def nothing_survives(conn: Conn, settings: Settings, person: str, key: str) -> N
     assert verify(settings) == []
 
 
+@pytest.mark.single_server(citus_support.LOCK_WAIT_SEEN)
 def test_an_erasure_waits_for_a_heartbeat_being_recorded_then_erases_it(
     ledger_app: Ledger, other: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -134,6 +136,7 @@ def test_a_heartbeat_that_waits_for_an_erasure_finds_no_one(
     nothing_survives(conn, settings, person, key)
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 def test_a_purchase_that_waits_for_an_erasure_finds_no_one(
     ledger_app: Ledger, other: Ledger, settings: Settings, conn: Conn
 ) -> None:

@@ -33,6 +33,7 @@ from ledger.config import Settings
 from ledger.database.connections import connect
 from ledger.service import Ledger, group_commit
 from ledger.service import application as service
+from tests import citus_support
 from tests.support import (
     append,
     catalogue,
@@ -172,6 +173,7 @@ def test_concurrent_callers_share_transactions_and_are_answered_after_the_commit
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (12,)
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 @pytest.mark.parametrize("attempts", [1, service.GROUP_ATTEMPTS])
 def test_a_group_the_log_refuses_is_decided_again_and_answers_as_one_by_one(
     attempts: int,

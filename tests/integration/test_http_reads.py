@@ -12,9 +12,11 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
 from ledger.config import Settings
 from projections import freshness
+from tests import citus_support
 from tests.serving import serve
 from tests.support import CONTENT, answers, catalogue, cli, complete, grant, refund, t
 
@@ -87,6 +89,7 @@ def test_revenue_is_the_audit_reports_json(settings: Settings, cli_env: dict[str
             assert answer.json()["error"]["field"] == field, answer.json()
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_events_are_the_records_of_ledger_events(
     settings: Settings, cli_env: dict[str, str]
 ) -> None:
@@ -142,7 +145,8 @@ def test_probes_and_metrics(settings: Settings, conn: Conn) -> None:
             "ledger_stripe_events",
         ):
             assert f"# TYPE {name}" in text
-        freshness.mark(conn, settings.schema, ["purchases"], "a test marks it")
+        with conn.transaction():  # freshness.mark works in its caller's transaction
+            freshness.mark(conn, settings.schema, ["purchases"], "a test marks it")
         stale = client.get("/readyz")
         assert stale.status_code == 503
         assert stale.json()["checks"]["projections"] == "stale purchases"
@@ -205,6 +209,7 @@ def test_serve_refuses_an_unmigrated_database_in_one_line(cli_env: dict[str, str
     assert "not migrated" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_commands_from_http_carry_their_provenance(
     settings: Settings, cli_env: dict[str, str]
 ) -> None:

@@ -26,6 +26,7 @@ from ledger.config import Settings
 from ledger.log.datastore import LedgerDatastore
 from ledger.log.recorder import LedgerRecorder, environment
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import append, catalogue, user
 
 WATCHDOG_SECONDS = 60
@@ -66,6 +67,7 @@ class _OnTheLedgersLog:
         return LedgerRecorder(datastore, events_table_name="ledger_events")
 
 
+@pytest.mark.single_server(citus_support.LIBRARY_RECORDER)
 class TestLedgerRecorderConformance(
     _OnTheLedgersLog, conformance.ApplicationRecorderTestCase[LedgerRecorder]
 ):
@@ -114,6 +116,7 @@ class TestLedgerRecorderConformance(
         assert seen == sorted(seen) and len(set(seen)) == batches * size
 
 
+@pytest.mark.single_server(citus_support.LIBRARY_RECORDER)
 class TestLedgerRecorderNonInterleaving(
     _OnTheLedgersLog, conformance.NonInterleavingNotificationIDsBaseCase
 ):

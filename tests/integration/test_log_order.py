@@ -25,6 +25,7 @@ from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.log import chains
+from tests import citus_support
 from tests.integration.test_roles import as_role, drop_roles
 from tests.support import append, foreign_user_state, org, publish, statuses, user
 
@@ -61,6 +62,7 @@ def raw_insert(conn: Conn, chain: str, user_id: str) -> None:
     )
 
 
+@pytest.mark.single_server(citus_support.ORDER_SWITCH)
 def test_the_organization_order_is_a_row_and_every_trigger_stays_enabled(
     settings: Settings, conn: Conn
 ) -> None:
@@ -91,6 +93,7 @@ def test_the_organization_order_is_a_row_and_every_trigger_stays_enabled(
     assert check_guards(conn, settings.schema) is None
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 def test_the_trigger_takes_the_global_lock_only_in_the_global_order(
     settings: Settings, conn: Conn
 ) -> None:
@@ -125,6 +128,7 @@ def roles(settings: Settings) -> Iterator[dict[str, str]]:
     drop_roles(settings, names.values())
 
 
+@pytest.mark.single_server(citus_support.ORDER_SWITCH)
 def test_the_writer_reads_the_order_but_only_the_owner_changes_it(
     settings: Settings, roles: dict[str, str]
 ) -> None:
@@ -148,6 +152,7 @@ def test_the_writer_reads_the_order_but_only_the_owner_changes_it(
         )
 
 
+@pytest.mark.single_server(citus_support.ORDER_SWITCH)
 @given(
     steps=st.lists(
         st.tuples(st.sampled_from(CHAINS), st.booleans(), st.booleans()), min_size=1, max_size=12

@@ -27,6 +27,7 @@ from ledger.playback.group import GroupEncoder
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
+from tests import citus_support
 from tests.integration.test_golden_log import _load
 from tests.integration.test_golden_v2 import GOLDEN, stored
 from tests.support import TABLES, append, catalogue, dump_all, grant, play, statuses, t
@@ -210,6 +211,7 @@ def _heartbeats(*lines: dict[str, Any]) -> list[Heartbeat]:
     return [Heartbeat.of(c, clock.now()) for c in parsed if isinstance(c, RecordPlayback)]
 
 
+@pytest.mark.single_server(citus_support.PLAYBACK_RECORD)
 def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -258,6 +260,7 @@ def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
     assert len(stored) == 4 and keys == [("hb-k",)]
 
 
+@pytest.mark.single_server(citus_support.PLAYBACK_RECORD)
 def test_a_group_flagged_distinct_wrongly_applies_nothing_twice(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:

@@ -16,8 +16,20 @@ from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.database.connections import connect
 from ledger.service import Ledger
+from tests import citus_support
 from tests.integration.test_roles import as_role, roles  # noqa: F401 (a fixture)
-from tests.support import CONTENT, append, catalogue, dump_all, event_count, grant, play, start, t
+from tests.support import (
+    CONTENT,
+    ORG,
+    append,
+    catalogue,
+    dump_all,
+    event_count,
+    grant,
+    play,
+    start,
+    t,
+)
 
 Conn = psycopg.Connection[Any]
 CONFLICT = "rejected:conflict:idempotency_key"
@@ -112,12 +124,18 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
         # the other process has made the day's partition its own (else it would decide again)
         assert answers(append(other, play("bob", 25, at=t(7, 11)))) == ["accepted"]
         with connect(settings) as holder:
-            holder.execute("SELECT 1 FROM video_playback WHERE user_id = 'bob' FOR UPDATE")
+            # by its organization too: on the distributed layout a row lock is taken on the
+            # row's worker, which Citus reaches only through the distribution column
+            holder.execute(
+                "SELECT 1 FROM video_playback WHERE organization_id = %s AND user_id = 'bob'"
+                " FOR UPDATE",
+                (ORG,),
+            )
             beat = threading.Thread(
                 target=lambda: answered.extend(append(other, keyed(play("bob", 30, at=t(7)), "R")))
             )
             beat.start()
-            _wait_for_a_waiter(conn, holder.info.backend_pid)
+            _wait_for_a_waiter(conn, _global_pid(holder))
             assert answers(append(heard, keyed(grant("alice"), "R"))) == ["accepted"]
             holder.rollback()  # the row's lock goes: the heartbeat goes on
             beat.join()
@@ -132,11 +150,24 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
     ]
 
 
+def _global_pid(holder: Conn) -> int:
+    """``holder``'s backend as lock waits name it: its pid on one server; on the distributed
+    layout its global pid (node and pid), as ``citus_lock_waits`` has it."""
+    if not citus_support.distribute_requested():
+        return holder.info.backend_pid
+    found = holder.execute("SELECT citus_backend_gpid()").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
 def _wait_for_a_waiter(conn: Conn, holder: int) -> None:
-    """Until a session waits for ``holder`` (a backend's pid): the heartbeat's statement
-    has read its facts and its upsert waits for the row ``holder`` locked."""
-    while not conn.execute(
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-        (holder,),
-    ).fetchone()[0]:  # type: ignore[index]
+    """Until a session waits for ``holder`` (``_global_pid``): the heartbeat's statement
+    has read its facts and its upsert waits for the row ``holder`` locked. On the
+    distributed layout the wait is a worker's, seen in ``citus_lock_waits``."""
+    query = (
+        "SELECT count(*) > 0 FROM citus_lock_waits WHERE blocking_gpid = %s"
+        if citus_support.distribute_requested()
+        else "SELECT count(*) > 0 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))"
+    )
+    while not conn.execute(query, (holder,)).fetchone()[0]:  # type: ignore[index]
         conn.execute("SELECT pg_sleep(0.01)")

@@ -28,6 +28,7 @@ import ledger
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import append, catalogue, complete, foreign_user_state, grant, play, user
 
 Conn = psycopg.Connection[Any]
@@ -59,6 +60,7 @@ def writer_lines(writer: int, round_: int) -> list[str]:
     return lines
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_ORDER)
 def test_followers_see_every_committed_position_once_in_order_under_load(
     ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
 ) -> None:
@@ -131,6 +133,7 @@ def test_followers_see_every_committed_position_once_in_order_under_load(
     assert head - len(committed) > WRITERS, "and there were holes to pass"
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 def test_an_insert_that_skips_the_recorder_still_takes_the_lock_first(
     ledger_app: Ledger, settings: Settings, conn: Conn
 ) -> None:
@@ -169,6 +172,7 @@ def test_an_insert_that_skips_the_recorder_still_takes_the_lock_first(
     assert appended == [3] and positions == [1, 2, 3]
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
 @pytest.mark.parametrize("statement", ["COPY", "INSERT ... SELECT"])
 def test_every_kind_of_insert_takes_the_lock(
     settings: Settings, conn: Conn, statement: str
