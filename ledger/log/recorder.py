@@ -313,13 +313,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 chains = route.reads()
                 keyed = [i for i in ids if i in route.claimable]
                 found, homes = conn.cursor(), conn.cursor()
-                with conn.pipeline():
-                    found.execute(
-                        statements.events_in_sql(schema), (ids, after, chains), prepare=True
-                    )
+                with conn.pipeline():  # no chain yet: none read (an empty ANY reads every shard)
+                    if chains:
+                        query = statements.events_in_sql(schema)
+                        found.execute(query, (ids, after, chains), prepare=True)
                     if keyed:
                         homes.execute(statements.homes_sql(schema), (keyed,), prepare=True)
-                rows = found.fetchall()
+                rows = found.fetchall() if chains else []
                 claimed = {r["organization_id"] for r in homes.fetchall()} if keyed else set()
                 elsewhere = claimed - set(chains)
                 route.found |= elsewhere
