@@ -7,6 +7,11 @@ first, in a transaction of its own on the claim's shard (``ledger.log.claims``),
 append itself is a one-phase commit on the organization's worker. What is counted: the rows
 Citus writes to ``pg_dist_transaction`` on the coordinator for every transaction it commits
 in two phases (kept until the maintenance daemon's recovery, which the test holds off).
+
+And a purchase's customer taken as a fact of ``users`` (``ledger.service.facts``), not read
+from the platform's chain: with the platform's worker stopped, the other worker's
+organizations go on purchasing; the answers about a customer are a single server's; and a
+deletion committed between the fact and the append leaves no purchase of the deleted person.
 """
 
 from __future__ import annotations
