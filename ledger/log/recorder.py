@@ -56,6 +56,7 @@ from ledger.log.datastore import (
     LedgerDatastore,
     LedgerFactory,
 )
+from ledger.log.people import Person, people_of
 from ledger.log.settling import settle
 from ledger.playback.store import ADVISORY_LOCK
 from ledger.privacy.store import ERASING_LOCK, subject_statement, subjects_of, users_of
@@ -277,12 +278,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
     ) -> None:
         """The read-version check, in the pipeline. On a distributed log whose decision read
         along a route (``read_chains``), in the append's chains and those it read (migration
-        0024), so Citus reads those shards alone; else the whole log (0019)."""
+        0024), so Citus reads those shards alone (the platform's only if read: a decision
+        that took its people as facts, ``ledger.log.people``, did not); else the whole log
+        (0019)."""
         schema = self.datastore.schema
         values: tuple[Any, ...] = (list(read_versions), list(read_versions.values()))
         if self.distributed_log and read_chains is not None:
             query = statements.assert_read_versions_in_sql(schema)
-            values = (*values, sorted({PLATFORM, *chains, *read_chains}))
+            values = (*values, sorted({*chains, *read_chains}))
         else:
             query = statements.assert_read_versions_sql(schema)
         cursor.execute(statements.rendered(query, conn), values, prepare=True)
@@ -310,13 +313,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 chains = route.reads()
                 keyed = [i for i in ids if i in route.claimable]
                 found, homes = conn.cursor(), conn.cursor()
-                with conn.pipeline():
-                    found.execute(
-                        statements.events_in_sql(schema), (ids, after, chains), prepare=True
-                    )
+                with conn.pipeline():  # no chain yet: none read (an empty ANY reads every shard)
+                    if chains:
+                        query = statements.events_in_sql(schema)
+                        found.execute(query, (ids, after, chains), prepare=True)
                     if keyed:
                         homes.execute(statements.homes_sql(schema), (keyed,), prepare=True)
-                rows = found.fetchall()
+                rows = found.fetchall() if chains else []
                 claimed = {r["organization_id"] for r in homes.fetchall()} if keyed else set()
                 elsewhere = claimed - set(chains)
                 route.found |= elsewhere
@@ -344,6 +347,18 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """The id of each of these subjects that has one."""
         with self.datastore.get_connection() as conn:
             return users_of(conn, self.datastore.schema, subjects)
+
+    def is_distributed(self) -> bool:
+        """Whether the log is distributed (on Citus): where a decision takes people as facts."""
+        if self.order is None:
+            with self.datastore.get_connection() as conn:
+                self._know_log(conn)
+        return self.distributed_log
+
+    def people_of(self, values: Collection[str]) -> dict[str, Person]:
+        """What ``users`` says of these ids or subjects (``ledger.log.people``)."""
+        with self.datastore.get_connection() as conn:
+            return people_of(conn, self.datastore.schema, values)
 
     def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
         """Whether a purchases row of this content exists, of a customer other than those

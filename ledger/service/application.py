@@ -31,7 +31,15 @@ from ledger.playback.memory import MemoryPlayback
 from ledger.playback.store import PlaybackStore
 from ledger.privacy import older
 from ledger.privacy.subjects import SubjectErased, Subjects, SubjectStore, resolve, subjects_in
-from ledger.service import atomic_heartbeats, chains, command_keys, departures, pseudonyms, registry
+from ledger.service import (
+    atomic_heartbeats,
+    chains,
+    command_keys,
+    departures,
+    facts,
+    pseudonyms,
+    registry,
+)
 from ledger.service import playback_lookups as lookups
 from ledger.service.cache import AggregateCache, DecisionStore
 from ledger.service.group_commit import GroupFailed
@@ -246,10 +254,12 @@ class Ledger(Application[UUID]):
     ) -> list[Result] | None:
         """Like ``--atomic``, except that a rejection takes only its own command out."""
         deciding = [c for c in commands if not isinstance(c, Rejected)]
+        self._route(uow, deciding)
         pseudonyms.warm(uow, self.subjects, deciding)
         command_keys.warm(uow, self.playback.keys_of, deciding)
-        self._route(uow, deciding)
-        uow.prefetch_group([i for c in deciding for i in registry.needed(c)])
+        persons = [v for c in deciding for v in pseudonyms.people(c).values()]
+        needs = [i for c in deciding for i in registry.needed(c)]
+        uow.prefetch_group(facts.needed(uow, persons, needs))
         results, spans, decided_no = self._decide_each(uow, commands)
         if uow.speculative and decided_no:
             return None
@@ -301,9 +311,14 @@ class Ledger(Application[UUID]):
 
     def _route(self, uow: UnitOfWork, commands: Sequence[Command]) -> None:
         """On a distributed layout, where the decision reads its aggregates (all of them,
-        a batch or a group: ``chains.route``); elsewhere, or unknown, the whole log."""
+        a batch or a group: ``chains.route``); elsewhere, or unknown, the whole log. On a
+        distributed log, purchases without the platform's chain, their people as facts."""
         if self.per_organization:
-            uow.route = chains.route(self.aggregates, commands)
+            distributed = getattr(self.recorder, "is_distributed", bool)  # memory: never
+            on_facts = facts.on_facts(commands) and bool(distributed())
+            uow.route = chains.route(self.aggregates, commands, platform=not on_facts)
+            if on_facts and uow.route is not None:
+                uow.facts = self.recorder.people_of  # type: ignore[attr-defined]
 
     def _settled(self, uow: UnitOfWork, attempt: Callable[[UnitOfWork], R]) -> R:
         """Runs one attempt; unless it committed, the cache drops what it changed."""
@@ -367,7 +382,7 @@ class Ledger(Application[UUID]):
         self, uow: UnitOfWork, command: Command, occurred: str, named: Mapping[str, str]
     ) -> None:
         """``_decide`` of a command whose people are their subjects."""
-        uow.prefetch(registry.needed(command))
+        uow.prefetch(facts.needed(uow, named, registry.needed(command)))
         fingerprint = command.fingerprints(registry.derived(uow, command))
         command_keys.check(uow, self.playback.keys_of, command, fingerprint.forms)
         before = len(uow.events)

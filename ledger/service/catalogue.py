@@ -17,21 +17,28 @@ from ledger.commands.catalogue import (
 from ledger.domain import ids
 from ledger.domain.aggregates import Content, Departure, Organization, User
 from ledger.domain.errors import Conflict, Duplicate, InvalidState, NotFound
+from ledger.service import facts
 from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
 
 
-def live_user(uow: UnitOfWork, user_id: str, field_name: str, shown: str | None = None) -> User:
-    """A registered user not deleted: what a purchase, grant or heartbeat needs.
+def live_user(uow: UnitOfWork, user_id: str, field_name: str, shown: str | None = None) -> None:
+    """A registered user not deleted: what a purchase, grant or heartbeat needs. On a
+    distributed log a purchase takes it as a fact of ``users`` (``ledger.service.facts``),
+    else from the ``User`` aggregate; the answers are the same.
 
     ``shown``: how the answer names a user the command did not name itself (one the log
     recorded): by their role, since the log knows them by a subject the caller never gave
     and that must not leave the ledger (docs/privacy.md)."""
+    fact = facts.live(uow, user_id)
+    if fact is not None:
+        if not fact:  # a subject without its row: registered, then deleted
+            raise NotFound(f"{shown or f'user {user_id!r}'} was deleted", field_name)
+        return
     user = uow.get(ids.user_id(user_id), User)
     if user is None or user.deleted:
         state = "was deleted" if user is not None else "is not registered"
         raise NotFound(f"{shown or f'user {user_id!r}'} {state}", field_name)
-    return user
 
 
 def live_content(uow: UnitOfWork, content_id: str, field_name: str = "content_id") -> Content:

@@ -52,17 +52,21 @@ def chain_of(uow: UnitOfWork, command: Command, events: Sequence[Any]) -> UUID:
     return PLATFORM
 
 
-def route(aggregates: AggregateCache, commands: Sequence[Command]) -> Route | None:
+def route(
+    aggregates: AggregateCache, commands: Sequence[Command], *, platform: bool = True
+) -> Route | None:
     """Where a distributed log is to read these commands' aggregates: their organizations'
     chains and the platform's, and wherever the claims of what they name by a global key
     say (``ledger.log.chains.Route``). The organizations are the group commit partition's
     guess (``ledger.service.partition``), never a read; one not known from the cache (a
     process just started) is found by the claims of its content, purchase or key, read in the
     same round trip. ``None``, every chain: a command of the whole platform (a user's
-    registration or deletion), or one that names neither an organization nor a key."""
+    registration or deletion), or one that names neither an organization nor a key.
+    ``platform=False``: without the platform's chain, for a decision that takes its people
+    as facts (``ledger.service.facts``) and reads nothing else of that chain."""
     named = {by_organization(aggregates)(c) for c in commands}
     keyed = frozenset(i for c in commands for i in _keyed(c))
-    chains = {PLATFORM}
+    chains = {PLATFORM} if platform else set()
     for organization in named:
         if organization == GLOBAL:
             return None

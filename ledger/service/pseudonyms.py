@@ -17,7 +17,7 @@ A rejection's message names the ids as the command gave them, not their subjects
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from ledger.commands.base import Command
 from ledger.commands.catalogue import EraseUser, RegisterUser
@@ -32,6 +32,7 @@ from ledger.privacy.subjects import (
     is_subject,
     mint,
 )
+from ledger.service import facts
 from ledger.service.unit_of_work import UnitOfWork
 
 _FIELDS: dict[type[Command], tuple[str, ...]] = {}
@@ -58,8 +59,16 @@ def warm(uow: UnitOfWork, subjects: Subjects, commands: Sequence[Command]) -> No
     without one are not asked again by this attempt."""
     wanted = {v for c in commands for v in people(c).values()} - uow.added.keys() - uow.unnamed
     if wanted:
-        found = subjects.subjects_of(wanted)
+        found = _subjects_of(uow, subjects, wanted)
         uow.unnamed.update(wanted - found.keys())
+
+
+def _subjects_of(uow: UnitOfWork, subjects: Subjects, user_ids: Collection[str]) -> dict[str, str]:
+    """From the facts of ``users`` when the decision is made on them (``ledger.service.facts``:
+    the same statement says whether each is live), else from ``Subjects``."""
+    if uow.facts is not None:
+        return facts.subjects_of(uow, subjects, user_ids)
+    return subjects.subjects_of(user_ids)
 
 
 def pseudonymous(
@@ -72,7 +81,7 @@ def pseudonymous(
     lacking = [u for u in given.values() if u not in uow.added and u not in uow.unnamed]
     known = dict(uow.added)
     if lacking:
-        found = subjects.subjects_of(lacking)
+        found = _subjects_of(uow, subjects, lacking)
         uow.unnamed.update(u for u in lacking if u not in found)
         known = {**found, **known}
     registering = isinstance(command, RegisterUser)
@@ -84,6 +93,8 @@ def pseudonymous(
             if existing is not None and existing.erased:  # erased by another process
                 subjects.forget([subject])
                 subject = None
+        if subject is None:
+            subject = facts.legacy(uow, user_id)
         if subject is None:
             legacy = uow.get(ids.user_id(user_id), User)
             subject = user_id if legacy is not None and not legacy.erased else mint()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -12,6 +12,7 @@ from eventsourcing.persistence import IntegrityError
 
 from ledger.domain import events as ev
 from ledger.log.chains import Route
+from ledger.log.people import Person
 from ledger.privacy.subjects import SubjectChange
 from ledger.service.cache import AggregateCache, DecisionStore
 
@@ -55,6 +56,10 @@ class UnitOfWork:
     # the chains the decision's aggregates are read from first (the command's organization
     # and the platform's), set only on a distributed layout: ``ledger.service.chains.route``
     route: Route | None = None
+    # on a distributed log, a decision of purchases takes its people as facts of ``users``
+    # (``ledger.service.facts``): the reader, and what it said of each id or subject met
+    facts: Callable[[Collection[str]], Mapping[str, Person]] | None = None
+    people: dict[str, Person] = field(default_factory=dict)
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""

@@ -127,8 +127,8 @@ def _two_organizations(
     and two organizations whose rows and events live on different workers: the one to lose
     with its worker, the one kept, and a content id of each.
 
-    The worker lost is the one without the platform's chain (the users' registrations, which
-    every purchase reads: losing that worker stops every organization, docs/scaling.md), and
+    The worker lost is the one without the platform's chain (the users' registrations: what
+    losing that worker does is test_log_one_worker.py's, docs/scaling.md), and
     the kept organization's content is one whose claim (``ledger_key_claims``, by the
     content's id) is on the kept worker too."""
     with psycopg.connect(settings.url) as admin:

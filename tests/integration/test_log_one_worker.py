@@ -7,10 +7,16 @@ first, in a transaction of its own on the claim's shard (``ledger.log.claims``),
 append itself is a one-phase commit on the organization's worker. What is counted: the rows
 Citus writes to ``pg_dist_transaction`` on the coordinator for every transaction it commits
 in two phases (kept until the maintenance daemon's recovery, which the test holds off).
+
+And a purchase's customer taken as a fact of ``users`` (``ledger.service.facts``), not read
+from the platform's chain: with the platform's worker stopped, the other worker's
+organizations go on purchasing; the answers about a customer are a single server's; and a
+deletion committed between the fact and the append leaves no purchase of the deleted person.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +32,7 @@ from ledger.domain import ids
 from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.support import append, complete, org, publish, statuses, user
+from tests.support import append, complete, org, publish, start, statuses, t, user
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
@@ -102,45 +108,152 @@ def test_a_purchase_commits_on_its_organizations_worker_alone(
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (16,)
 
 
-def test_with_the_platforms_worker_stopped_an_organizations_purchases_wait_for_it(
-    citus: CitusCluster, distributed: Settings, conn: Conn
-) -> None:
-    """What stops, and why (docs/scaling.md, "What is left" 1 a): a purchase writes on its
-    organization's worker alone, but its decision and its append's check read its customer's
-    ``User`` aggregate, which lives in the platform's chain. With that chain's worker stopped,
-    an organization of the other worker, whose content and payment intent are claimed on its
-    own worker too, fails its purchase with the error naming the remote node and writes no
-    row; once the worker is back the same command goes through (the claim its failed attempt
-    left is its organization's, and reused)."""
-    schema = distributed.schema
-    log, claims = f"{schema}.ledger_events", f"{schema}.ledger_key_claims"
-    platform = citus.placement(conn, log, PLATFORM).worker
-    other = next(
-        o for o in citus_support.organizations() if _worker(citus, conn, log, o) != platform
-    )
-    b = str(other)
-    worker = citus.placement(conn, log, b).worker
+def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> Any:
+    """A video and payment intents of the organization whose claims live on its own worker
+    (a claim on the stopped worker fails its command: docs/scaling.md, "What is left" 1 b)."""
+    claims = f"{schema}.ledger_key_claims"
+    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
     video = next(
         v
-        for v in (str(uuid.uuid5(other, f"video-{n}")) for n in range(1000))
+        for v in (str(uuid.uuid5(organization, f"video-{n}")) for n in range(1000))
         if _worker(citus, conn, claims, ids.content_id(v)) == worker
     )
-    intent = next(
+    intents = [
         i
-        for i in (f"pi_p_{n}" for n in range(1000))
+        for i in (f"pi_{str(organization)[:8]}_{n}" for n in range(1000))
         if _worker(citus, conn, claims, ids.purchase_id(i)) == worker
+    ][:3]
+    return video, intents
+
+
+def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purchase(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """Issue 28: a stopped worker leaves its organizations' appends answering a clear
+    retryable error and the others' appending. The platform's chain (users' registrations
+    and deletions) lives on one worker; a purchase takes its customer as a fact of ``users``
+    (a reference table, read on the coordinator: ``ledger.service.facts``), so with that
+    worker stopped an organization of the other worker completes, starts and refuses
+    purchases as before (a deleted customer: ``was deleted``, from the facts), while an
+    organization of the stopped worker fails with the error naming the remote node, writes
+    nothing, and goes through once the worker is back."""
+    schema = distributed.schema
+    log = f"{schema}.ledger_events"
+    platform = _worker(citus, conn, log, PLATFORM)
+    candidates = list(itertools.islice(citus_support.organizations(), 64))
+    b = next(o for o in candidates if _worker(citus, conn, log, o) != platform)
+    a = next(o for o in candidates if _worker(citus, conn, log, o) == platform)
+    (video_b, intents_b), (video_a, intents_a) = (
+        _home(citus, conn, schema, b),
+        _home(citus, conn, schema, a),
     )
     conn.commit()
     with api.open_ledger(distributed) as ledger:
-        setup = [org(b, "B"), user("creator"), user("alice"), publish(video, b)]
-        assert statuses(append(ledger, *setup)) == ["accepted"] * 4
-        with citus.stopped(platform), pytest.raises(Exception) as caught:
-            append(ledger, complete(intent, content_id=video))
-        assert "remote node" in _messages(caught.value), _messages(caught.value)
-        assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (0,)
+        setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
+        setup += [user("dave"), publish(video_a, str(a)), publish(video_b, str(b))]
+        setup += [{"type": "user.delete", "user_id": "dave", "occurred_at": t(1, 11)}]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 8
+        with citus.stopped(platform):
+            bought = [complete(i, content_id=video_b) for i in intents_b[:2]]
+            assert statuses(append(ledger, *bought)) == ["accepted"] * 2
+            assert statuses(append(ledger, start(intents_b[2], content_id=video_b))) == ["accepted"]
+            late = complete("pi_dave", customer="dave", content_id=video_b)
+            refused = append(ledger, late)
+            assert statuses(refused) == ["rejected:not_found"]
+            assert refused[0].error is not None
+            assert refused[0].error.message == "user 'dave' was deleted"
+            with pytest.raises(Exception) as caught:
+                append(ledger, complete(intents_a[0], content_id=video_a))
+            assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert isinstance(caught.value, Exception)
         conn.commit()
-        assert statuses(append(ledger, complete(intent, content_id=video))) == ["accepted"]
-    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
+        rows = conn.execute(
+            "SELECT organization_id, count(*) FROM purchases GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert rows == [(b, 3)]  # none of A's: its failed attempt wrote nothing
+        conn.commit()
+        again = append(ledger, complete(intents_a[0], content_id=video_a))
+        assert statuses(again) == ["accepted"]
+        # and the platform's chain was never read or checked by B's purchases: its events
+        # are those of the setup alone
+        assert statuses(append(ledger, complete(intents_b[0], content_id=video_b))) == ["duplicate"]
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (4,)
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
+    ).fetchone() == (4,)  # creator, alice, dave registered; dave deleted
+
+
+def test_a_purchase_answers_about_its_customer_as_on_one_server(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """The answers a purchase gives about its customer are those of a single server, now
+    that the distributed log decides on facts of ``users``: not registered, deleted, erased
+    (its subject gone), a customer of a started purchase deleted before its failure."""
+    schema = distributed.schema
+    b = next(iter(citus_support.organizations()))
+    video, intents = _home(citus, conn, schema, b)
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(str(b), "B"), user("creator"), user("dave"), user("erin"), user("fay")]
+        setup += [publish(video, str(b)), start(intents[0], customer="fay", content_id=video)]
+        gone = [{"type": "user.delete", "user_id": "dave", "occurred_at": t(1, 11)}]
+        gone += [{"type": "user.erase", "user_id": "erin", "occurred_at": t(1, 11)}]
+        gone += [{"type": "user.delete", "user_id": "fay", "occurred_at": t(2, 12)}]
+        assert statuses(append(ledger, *setup, *gone)) == ["accepted"] * 10
+        answers = append(
+            ledger,
+            complete("pi_n", customer="nobody", content_id=video),
+            complete("pi_d", customer="dave", content_id=video),
+            start("pi_e", customer="erin", content_id=video),
+            {"type": "purchase.fail", "stripe_payment_intent_id": intents[0], "occurred_at": t(3)},
+        )
+    assert [(a.status, a.error and a.error.message) for a in answers] == [
+        ("rejected", "user 'nobody' is not registered"),
+        ("rejected", "user 'dave' was deleted"),
+        ("rejected", "user 'erin' is not registered"),
+        ("rejected", "the purchase's customer was deleted"),
+    ]
+
+
+def test_a_deletion_committed_between_the_fact_and_the_append_leaves_no_purchase(
+    citus: CitusCluster, distributed: Settings, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the ``User`` aggregate's version check ordered before: a purchase decided on
+    the fact that its customer is registered, and the customer's deletion committed (by
+    another writer) before the purchase's append. The purchase's row references ``users``,
+    whose copy on the worker the deletion removed: its foreign key refuses the append, the
+    purchase is decided again, finds the person gone and answers as one server would. No
+    purchase row of the deleted person, no purchase event in the log."""
+    schema = distributed.schema
+    b = next(iter(citus_support.organizations()))
+    video, intents = _home(citus, conn, schema, b)
+    conn.commit()
+    with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as other:
+        setup = [org(str(b), "B"), user("creator"), user("carol"), publish(video, str(b))]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 4
+        read = ledger.recorder.people_of  # type: ignore[attr-defined]
+        asked: list[bool] = []
+
+        def then_deleted(values: Any) -> Any:
+            """The facts as read, then (once) the deletion committed by another writer."""
+            found = read(values)
+            if not asked:
+                deleted = {"type": "user.delete", "user_id": "carol", "occurred_at": t(1, 12)}
+                assert statuses(append(other, deleted)) == ["accepted"]
+            asked.append(all(p.live for p in found.values()))
+            return found
+
+        monkeypatch.setattr(ledger.recorder, "people_of", then_deleted)
+        answer = append(ledger, complete(intents[0], customer="carol", content_id=video))
+    assert asked[0] is True and False in asked[1:]  # decided on "live", then again on "gone"
+    assert [(a.status, a.error and a.error.message) for a in answer] == [
+        ("rejected", "user 'carol' was deleted")
+    ]
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (0,)
+    events = conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%Purchase%",)
+    ).fetchone()
+    assert events == (0,)
 
 
 def _worker(citus: CitusCluster, conn: Conn, table: str, value: object) -> citus_support.Worker:

@@ -1,0 +1,114 @@
+"""A purchase's customer as a fact of ``users``, on the distributed log (issue 28).
+
+On Citus the customer's ``User`` aggregate lives in the platform's chain, on one worker.
+A purchase that read it, and checked its version again at append, touched that worker
+whatever its organization, so a stopped platform worker stopped every organization's
+purchases. What a purchase needs of its customer is one fact, registered and not deleted,
+and ``users`` holds it, with a copy on every node (``ledger.log.people``). So there a
+decision of purchases (``ON_FACTS``) reads its people from ``users`` and
+``ledger_subjects`` in one statement on the coordinator, and neither reads nor checks their
+``User`` aggregates: its read and its append's check touch its organization's worker
+alone (and its keys' claims').
+
+What orders it with a user's deletion is no longer the aggregate's version but the rows:
+every purchase writes its ``purchases`` row, whose foreign key to ``users`` checks the
+row on the append's worker (``FOR KEY SHARE``) and which a deletion deletes on every node.
+A deletion that commits first fails the purchase's foreign key: the purchase is decided
+again and finds the person gone (``was deleted``); one that commits second waits for the
+purchase and cascades over its rows. Either way no purchase row of a deleted person is
+left (``tests/integration/test_log_one_worker.py``).
+
+What the facts cannot tell, a person with neither a subject nor a ``users`` row (never
+registered, or deleted before subjects existed: answered ``is not registered`` and ``was
+deleted``), is decided on the ``User`` aggregate as before, the platform's chain then
+added to the route: only a command rejected anyway waits for the platform's worker. A
+single server (``Ledger`` without a distributed log) runs none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from uuid import UUID
+
+from ledger.commands.base import Command
+from ledger.commands.purchases import CompletePurchase, FailPurchase, StartPurchase
+from ledger.domain import ids
+from ledger.log.chains import PLATFORM
+from ledger.privacy.subjects import Subjects
+from ledger.service.unit_of_work import UnitOfWork
+
+ON_FACTS = (StartPurchase, CompletePurchase, FailPurchase)
+"""The commands decided on facts of their people: each writes a ``purchases`` row of its
+customer, whose foreign key to ``users`` orders it with a deletion (above)."""
+
+
+def on_facts(commands: Collection[Command]) -> bool:
+    """Whether every command of a decision (one, a group, a batch) is one of ``ON_FACTS``."""
+    return bool(commands) and all(isinstance(c, ON_FACTS) for c in commands)
+
+
+def read(uow: UnitOfWork, values: Iterable[str]) -> None:
+    """The facts of these ids or subjects not met yet by this attempt, in one statement."""
+    if uow.facts is None:
+        return
+    wanted = [v for v in dict.fromkeys(values) if v not in uow.people]
+    if wanted:
+        uow.people.update(uow.facts(wanted))
+
+
+def subjects_of(uow: UnitOfWork, subjects: Subjects, user_ids: Collection[str]) -> dict[str, str]:
+    """The subject of each of these ids that has one, read with the facts (and kept in the
+    process's ``Subjects``, as its own read would); each subject's fact kept by subject too."""
+    read(uow, user_ids)
+    found: dict[str, str] = {}
+    for user_id in user_ids:
+        person = uow.people[user_id]
+        if person.subject is not None:
+            found[user_id] = person.subject
+            uow.people.setdefault(person.subject, person)
+    subjects.remember(found.items())
+    return found
+
+
+def legacy(uow: UnitOfWork, user_id: str) -> str | None:
+    """For an id without a subject: the id itself when ``users`` holds it (a person
+    registered before subjects, as their events name them); ``None``, the facts cannot
+    tell: the log's ``User`` aggregate decides, the platform's chain now in the route."""
+    if uow.facts is None:
+        return None
+    read(uow, [user_id])
+    if uow.people[user_id].live:
+        return user_id
+    reach_platform(uow)
+    return None
+
+
+def live(uow: UnitOfWork, value: str) -> bool | None:
+    """Whether the person (by subject, or by id before subjects) is registered and not
+    deleted, as ``users`` says; ``None``: not decided on facts, or the facts cannot tell (no
+    subject and no row: never registered, erased, or deleted before subjects)."""
+    if uow.facts is None:
+        return None
+    read(uow, [value])
+    person = uow.people[value]
+    if person.subject is None and not person.live:
+        reach_platform(uow)
+        return None
+    return person.live
+
+
+def reach_platform(uow: UnitOfWork) -> None:
+    """The platform's chain added to the decision's reads and its append's check."""
+    if uow.route is not None:
+        uow.route.found.add(PLATFORM)
+
+
+def needed(uow: UnitOfWork, persons: Iterable[str], aggregates: list[UUID]) -> list[UUID]:
+    """``aggregates`` without the ``User`` aggregates of these people (a command's, by id or
+    subject) when they are decided on facts: neither read nor checked at append (a cached
+    one, lent at its version, would fail the check in the organization's chain, where it is
+    not)."""
+    if uow.facts is None:
+        return aggregates
+    theirs = {ids.user_id(v) for v in persons}
+    return [i for i in aggregates if i not in theirs]
