@@ -28,6 +28,7 @@ from ledger.reading.cursor import Cursor, parse_cursor
 from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
+from tests.serving import serve
 from tests.support import append, grant, org, play, publish, statuses, t, user
 
 pytestmark = pytest.mark.citus
@@ -272,3 +273,23 @@ def _until(condition: Any, seconds: float = 60.0) -> None:
             return
         stop.wait(0.05)
     raise AssertionError("the awaited condition never held")
+
+
+def test_the_http_feed_of_heartbeats_takes_and_answers_a_cursor(
+    settings: Settings, two: tuple[Ledger, dict[str, str]]
+) -> None:
+    """``GET /v1/playback/events`` on the distributed store: ``next_after`` a cursor of
+    every organization, ``after`` that cursor resumes, a bare position past 0 refused."""
+    app, owners = two
+    beats = [play(v, 7, content_id=video, at=t(8)) for video in VIDEOS for v in VIEWERS[:3]]
+    assert statuses(append(app, *beats)) == ["accepted"] * 6
+    with serve(settings) as served, served.client() as client:
+        first = client.get("/v1/playback/events", params={"limit": 4}).json()
+        assert len(first["heartbeats"]) == 4
+        rest = client.get("/v1/playback/events", params={"after": first["next_after"]}).json()
+        read = [(h["organization_id"], h["position"]) for h in first["heartbeats"]]
+        read += [(h["organization_id"], h["position"]) for h in rest["heartbeats"]]
+        assert sorted(read) == sorted((o, p) for o in owners.values() for p in (1, 2, 3))
+        assert parse_cursor(rest["next_after"]) == Cursor({UUID(o): 3 for o in owners.values()})
+        bad = client.get("/v1/playback/events", params={"after": "2"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "after"
