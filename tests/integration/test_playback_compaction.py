@@ -84,10 +84,10 @@ def test_compaction_folds_drops_partitions_and_rebuilds_exactly(
     # resumed after the last line: a position, or on the distributed store (each
     # organization its own positions, migration 0028) a cursor naming its organization
     last = lines[-1]
-    after = str(last["position"])
+    resume = str(last["position"])
     if store_placement.store_is_distributed(conn, settings.schema):
-        after = f"{last['organization_id']}:{after}"
-    rest = cli(cli_env, "playback", "events", "--after", after)
+        resume = f"{last['organization_id']}:{resume}"
+    rest = cli(cli_env, "playback", "events", "--after", resume)
     assert [json.loads(line)["user_id"] for line in rest.stdout.splitlines()] == ["bob"]
 
 
