@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -51,6 +52,7 @@ _ORGS = "SELECT id, organization_id FROM {content} WHERE id = ANY(%s::uuid[])"
 # statement below (``live``); one found gone is forgotten and asked of every worker again.
 # By schema: a schema dropped and made again (the tests' pool) may publish the same id anew.
 _KNOWN: dict[tuple[str, str], Any] = {}
+_PLATFORM = UUID(int=0)  # the platform's chain (ledger.log.chains.PLATFORM)
 _KNOWN_MAX = 1_000_000  # about 200 MB at most; emptied whole when full
 
 # one organization's facts: every distributed table filtered by it, so Citus routes the
@@ -210,21 +212,36 @@ def facts(
         }
     key_ids = {h.key: ids.command_key_id("idempotency_key", h.key) for h in heartbeats if h.key}
     pair_ids = {n: ids.playback_id(h.user_id, h.content_id) for n, h in enumerate(heartbeats)}
-    in_log = {
-        r["originator_id"]
-        for r in conn.execute(
-            sql.SQL(
-                "SELECT DISTINCT originator_id FROM {} WHERE originator_id = ANY(%s::uuid[])"
-            ).format(_t(schema, "ledger_events")),
-            ([*key_ids.values(), *pair_ids.values()],),
-        )
-    }
+    # a pair's heartbeats recorded in the log before the store are its content's
+    # organization's events, or the platform's (a log older than its chains, migration
+    # 0014): those two chains' shards only; a key's events may be in any chain
+    owners = {r["organization_id"] for r in rows if r["organization_id"] is not None}
+    pairs = [pair_ids[n] for n, r in enumerate(rows) if r["organization_id"] is not None]
+    in_log: set[Any] = set()
+    if pairs:
+        in_log |= _in_log(conn, schema, pairs, [*sorted(owners, key=str), _PLATFORM])
+    if key_ids:
+        in_log |= _in_log(conn, schema, list(key_ids.values()), None)
     for n, h in enumerate(heartbeats):
         if h.key is not None:
             rows[n]["key_fingerprint"] = stored.get(h.key)
             rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
         rows[n]["legacy"] = pair_ids[n] in in_log
     return rows
+
+
+def _in_log(
+    conn: psycopg.Connection[Any], schema: str, wanted: list[Any], chains: list[Any] | None
+) -> set[Any]:
+    """Which of the ``wanted`` aggregate ids have events in the log (in ``chains`` only,
+    when given: Citus reads only their shards)."""
+    text = "SELECT DISTINCT originator_id FROM {} WHERE originator_id = ANY(%s::uuid[])"
+    params: tuple[Any, ...] = (wanted,)
+    if chains is not None:  # a filter Citus prunes shards by (no OR, no NULL test)
+        text += " AND organization_id = ANY(%s::uuid[])"
+        params = (wanted, chains)
+    query = sql.SQL(text).format(_t(schema, "ledger_events"))
+    return {r["originator_id"] for r in conn.execute(query, params)}
 
 
 def _organizations(
