@@ -1,7 +1,9 @@
 """Appends of many organizations in parallel, on one server or on a Citus cluster (issue 28).
 
-``python -m benchmarks.organizations --database-url URL [--organizations N] [--purchases M]``:
-N threads, each completing M purchases of an organization of its own through
+``python -m benchmarks.organizations --database-url URL [--organizations N] [--purchases M]
+[--kind purchases|heartbeats]``: N threads, each completing M purchases (or recording M
+heartbeats: the playback store, each organization its own positions on the distributed
+layout, migration 0028) of an organization of its own through
 ``ledger.append`` on one opened ledger (group commit; per organization on a distributed
 layout), against the same threads' raw single-row INSERT + COMMIT (the physical limit, in
 the same run). On a Citus coordinator the schema is distributed first (``ledger db
@@ -92,6 +94,44 @@ def _setup(organizations: list[str], videos: int) -> list[bytes]:
     return lines
 
 
+DAY = "2026-01-05"  # the heartbeats' day: its partition made in the setup
+
+
+def _viewing(organizations: list[str]) -> list[bytes]:
+    """Every user granted each organization's first video, and one heartbeat of each
+    organization (its day's partition made before the measured part)."""
+    lines = [
+        orjson.dumps(
+            {
+                "type": "access.grant",
+                "user_id": f"u{n}",
+                "content_id": _video(organization, 0),
+                "access_type": "subscription",
+                "occurred_at": "2026-01-02T00:00:00+00:00",
+            }
+        )
+        for organization in organizations
+        for n in range(USERS)
+    ]
+    return lines + [orjson.dumps(_beat(organization, 0, -1)) for organization in organizations]
+
+
+def _beat(organization: str, n: int, second: int) -> dict[str, Any]:
+    minute, second = divmod(second + 1, 60)
+    return {
+        "type": "playback.progress",
+        "user_id": f"u{n % USERS}",
+        "content_id": _video(organization, 0),
+        "position_seconds": n % 3600,
+        "duration_seconds": 3600,
+        "occurred_at": f"{DAY}T{10 + minute // 60:02d}:{minute % 60:02d}:{second:02d}+00:00",
+    }
+
+
+def _heartbeats(organization: str, count: int) -> list[Command]:
+    return [parse_command(orjson.dumps(_beat(organization, n, n // USERS))) for n in range(count)]
+
+
 def _purchases(organization: str, count: int, tag: str) -> list[Command]:
     return [
         parse_command(
@@ -119,6 +159,7 @@ def measure(
     purchases: int,
     order: str = "global",
     servers: str | None = None,
+    kind: str = "purchases",
 ) -> dict[str, Any]:
     """Purchases/s through the ledger, raw rows/s, and what the server is; ``order``: the
     log's (``ledger.log.chains``: ``organization`` takes no global lock; on Citus always,
@@ -137,13 +178,17 @@ def measure(
                 conn.commit()
         videos = -(-purchases // USERS)
         with ledger.open_ledger(settings) as app:
+            setup = _setup(orgs, videos) + (_viewing(orgs) if kind == "heartbeats" else [])
             bad = [
                 r
-                for _, r in ledger.api.append_lines(app, _setup(orgs, videos), atomic=True)
+                for _, r in ledger.api.append_lines(app, setup, atomic=True)
                 if r.status != "accepted"
             ]
             assert not bad, bad[:3]
-            per_thread = [_purchases(o, purchases, "m") for o in orgs]
+            if kind == "heartbeats":
+                per_thread = [_heartbeats(o, purchases) for o in orgs]
+            else:
+                per_thread = [_purchases(o, purchases, "m") for o in orgs]
             meter = ServersMeter(url, servers) if servers else references.Meter(url)
             rate, latencies = threaded_appends(app, per_thread, meter=meter)
         raw = references.raw_inserts(
@@ -155,6 +200,7 @@ def measure(
         + (", log distributed" if citus else "")
         + f", {order} order",
         "organizations": organizations,
+        "kind": kind,
         "purchases_per_s": rate,
         "p50_ms": latencies[len(latencies) // 2],
         "p99_ms": latencies[int(len(latencies) * 0.99)],
@@ -168,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.organizations")
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--organizations", type=int, default=8)
-    parser.add_argument("--purchases", type=int, default=200, help="per organization")
+    parser.add_argument(
+        "--purchases", type=int, default=200, help="per organization (heartbeats: as many)"
+    )
+    parser.add_argument("--kind", choices=("purchases", "heartbeats"), default="purchases")
     parser.add_argument(
         "--order", choices=("global", "organization"), default="global", help="the log's order"
     )
@@ -179,12 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         "$LEDGER_CITUS_DIR); else of this process's backends",
     )
     args = parser.parse_args(argv)
-    found = measure(args.database_url, args.organizations, args.purchases, args.order, args.servers)
+    found = measure(
+        args.database_url, args.organizations, args.purchases, args.order, args.servers, args.kind
+    )
     print(
         f"{found['server']}: {found['organizations']} organizations in parallel: "
-        f"{found['purchases_per_s']:,.0f} purchases/s (p50 {found['p50_ms']:.1f} ms, "
+        f"{found['purchases_per_s']:,.0f} {args.kind}/s (p50 {found['p50_ms']:.1f} ms, "
         f"p99 {found['p99_ms']:.1f} ms); raw INSERT+COMMIT {found['raw_rows_per_s']:,.0f} rows/s; "
-        f"ratio {found['ratio']:.2f}; CPU per purchase: client {found['client_cpu_ms']:.1f} ms, "
+        f"ratio {found['ratio']:.2f}; CPU per {args.kind[:-1]}: client {found['client_cpu_ms']:.1f} ms, "
         f"servers {_ms(found['server_cpu_ms'])}"
     )
     sys.stdout.flush()

@@ -23,6 +23,7 @@ from ledger.domain.provenance import Provenance, line_id
 from ledger.errors import ConfigurationError
 from ledger.log import chains
 from ledger.playback.decide import Heartbeat
+from ledger.reading.cursor import Cursor
 from ledger.service import Ledger
 from ledger.service.group_commit import GroupFailed
 
@@ -291,15 +292,28 @@ def playback_compact(settings: Settings, before: datetime | None = None) -> Any:
     return done
 
 
+def playback_start(settings: Settings, after: int | Cursor = 0) -> int | Cursor:
+    """Where ``playback_events`` starts, in the store's kind of position: a position on a
+    single server, a cursor (a position per organization) on the distributed layout; a
+    ``ValueError`` naming ``after`` for the other kind (a position past 0 is no order
+    across organizations)."""
+    from ledger.playback import stream
+
+    with connect(settings, autocommit=True) as conn:
+        _require_store(conn, settings.schema)
+        return stream.start(conn, settings.schema, after)
+
+
 def playback_events(
     settings: Settings,
-    after: int = 0,
+    after: int | Cursor = 0,
     *,
     follow: bool = False,
     limit: int | None = None,
     stop: Stop | None = None,
 ) -> Generator[list[dict[str, Any]]]:
-    """The store's records still retained after position ``after``, in batches."""
+    """The store's records still retained after ``after`` (a position, or on the
+    distributed layout a cursor: ``playback_start``), in batches."""
     from ledger.playback import stream
 
     with connect(settings, autocommit=True) as conn:
@@ -307,7 +321,7 @@ def playback_events(
         yield from stream.follow(
             conn,
             settings.schema,
-            after,
+            stream.start(conn, settings.schema, after),
             keep_following=follow,
             limit=limit,
             stop=stop or threading.Event(),

@@ -3,21 +3,27 @@
 
 ``events`` follows the conventions of ``ledger events``: JSON Lines in position order,
 SIGINT and SIGTERM stop it between two lines and the last line on stderr names the last
-position written, to resume from with ``--after``.
+position written, to resume from with ``--after``; on the distributed layout, where each
+organization has its own positions, a cursor of every organization (``ORGANIZATION:POSITION``
+joined by commas), as ``ledger events`` on the distributed log.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 
 from ledger import api
 from ledger.cli import streaming
-from ledger.cli.streaming import EXIT_OK
+from ledger.cli.streaming import EXIT_ERROR, EXIT_OK
 from ledger.domain import clock
+from ledger.reading.cursor import Cursor
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
@@ -48,10 +54,11 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     )
     events.add_argument(
         "--after",
-        type=streaming.position,
+        type=streaming.position_or_cursor,
         default=0,
-        metavar="POSITION",
-        help="start after (default 0)",
+        metavar="POSITION|CURSOR",
+        help="start after this position (default 0), or on the distributed store after this "
+        "cursor of every organization (ORGANIZATION:POSITION joined by commas)",
     )
     events.add_argument(
         "--follow", action="store_true", help="then wait for new heartbeats (polls)"
@@ -93,15 +100,43 @@ def run_compact(args: argparse.Namespace) -> int:
 
 def run_events(args: argparse.Namespace) -> int:
     settings = api.settings(args.database_url, args.schema)
+    try:
+        after = api.playback_start(settings, args.after)
+    except ValueError as error:
+        message = str(error).replace("after: ", "--after: ", 1)
+        print(f"ledger playback events: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
     with streaming.stopping() as stopped:
         batches = api.playback_events(
-            settings, args.after, follow=args.follow, limit=args.limit, stop=stopped.event
+            settings, after, follow=args.follow, limit=args.limit, stop=stopped.event
         )
         try:
-            return streaming.write(batches, stopped, after=args.after, limit=None, encode=_line)
+            return streaming.write(
+                batches, stopped, after=after, limit=None, encode=_encoder(after)
+            )
         finally:
             batches.close()
 
 
-def _line(record: dict[str, Any]) -> tuple[int, bytes]:
-    return int(record["position"]), orjson.dumps(record)
+def _encoder(after: int | Cursor) -> Callable[[dict[str, Any]], tuple[int | object, bytes]]:
+    """Each record's line, and where a reader resumes after it: its position, or on the
+    distributed layout the cursor of every organization moved to it."""
+    if not isinstance(after, Cursor):
+        return lambda record: (int(record["position"]), orjson.dumps(record))
+    running = _Running(after)
+
+    def encode(record: dict[str, Any]) -> tuple[int | object, bytes]:
+        running.positions[UUID(record["organization_id"])] = int(record["position"])
+        return running, orjson.dumps(record)
+
+    return encode
+
+
+class _Running:
+    """The cursor after the last line written (made text only for the resume hint)."""
+
+    def __init__(self, start: Cursor) -> None:
+        self.positions = dict(start)
+
+    def __str__(self) -> str:
+        return str(Cursor(self.positions))

@@ -15,19 +15,25 @@ from ledger.database.placement import COLUMN, Place, Step, places_of
 # The playback store (docs/scaling.md, "The playback store on Citus"): its records and base
 # rows by organization beside content (their keys led by it since 0022), its idempotency keys
 # by the key itself (a key is one namespace for every organization: CONTRACT.md), its one row
-# of state a reference table. video_playback, which the store writes, is placed with the
-# money tables (``distribution.DISTRIBUTED``, migration 0026).
-STORE_DISTRIBUTED: tuple[str, ...] = ("playback_heartbeats", "playback_base")
+# of state a reference table; each organization's positions (``playback_heads``, migration
+# 0028) beside its records, so a group draws them on its organization's worker.
+# video_playback, which the store writes, is placed with the money tables
+# (``distribution.DISTRIBUTED``, migration 0026).
+STORE_DISTRIBUTED: tuple[str, ...] = ("playback_heartbeats", "playback_base", "playback_heads")
 STORE_BY_KEY: tuple[str, ...] = ("playback_keys", "playback_compacted_keys")
 STORE_REFERENCE: tuple[str, ...] = ("playback_state",)
 STORE_MIGRATION = 22
+HEADS = "playback_heads"  # migration 0028: each organization's positions
 # the anchor of the money tables' colocation group (``distribution.DISTRIBUTED[0]``)
 ANCHOR = "content"
 
 
 def store_places(conn: psycopg.Connection[Any], schema: str) -> dict[str, Place]:
     """Where each table of the playback store is now."""
-    return places_of(conn, schema, (*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY))
+    tables = [*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY]
+    if not migrations.has_table(conn, schema, HEADS):
+        tables.remove(HEADS)
+    return places_of(conn, schema, tables)
 
 
 def store_is_distributed(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -42,11 +48,14 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
     the organization) keeps its store on the coordinator."""
     if any(m.version <= STORE_MIGRATION for m in migrations.pending(conn, schema)):
         return []
-    now = store_places(conn, schema)
+    tables = [*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY]
+    if not migrations.has_table(conn, schema, HEADS):  # before 0028: the coordinator's order
+        tables.remove(HEADS)
+    now = places_of(conn, schema, tables)
     anchor = sql.Identifier(schema, ANCHOR).as_string(conn)
     keys_anchor: str | None = None
     steps: list[Step] = []
-    for table in (*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY):
+    for table in tables:
         place: Place = "reference" if table in STORE_REFERENCE else "distributed"
         name = sql.Identifier(schema, table).as_string(conn)
         if now[table] == place:
@@ -70,4 +79,24 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             steps.append(Step(table, place, True, "idempotency_key"))
         if table in STORE_BY_KEY and keys_anchor is None:
             keys_anchor = name
+    if HEADS in tables:
+        _heads_from_records(conn, schema)
     return steps
+
+
+def _heads_from_records(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Each organization's head at least its highest stored position: a single server draws
+    from the coordinator's sequence and leaves the heads as they were, so an organization's
+    positions on the distributed layout go on above every record it has (a reader's cursor
+    never meets one twice). Never moves a head back: safe to run again, writers running."""
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {heads} AS h (organization_id, position)"
+            " SELECT organization_id, max(position) FROM {records} GROUP BY organization_id"
+            " ON CONFLICT (organization_id)"
+            " DO UPDATE SET position = GREATEST(h.position, EXCLUDED.position)"
+        ).format(
+            heads=sql.Identifier(schema, HEADS),
+            records=sql.Identifier(schema, "playback_heartbeats"),
+        )
+    )

@@ -197,21 +197,43 @@ async def get_events(
 )
 async def get_playback_events(
     request: Request,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=4_000_000,
+            description="a position (a single server's store), or on the distributed store "
+            "a cursor of every organization: ORGANIZATION:POSITION joined by commas, as "
+            "next_after gives it; default: the start",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
 ) -> Response:
     """Watch time for analytics: ``{"heartbeats": [...], "next_after": P}``, resumable
-    with ``after=P``. A token bound to an organization reads its content's heartbeats
-    only (filtered by the store's ``organization_id``)."""
+    with ``after=P``: a position, or on the distributed store (each organization its own
+    positions) a cursor's text. A token bound to an organization reads its content's
+    heartbeats only (filtered by the store's ``organization_id``)."""
     backend: Backend = request.app.state.backend
     token: Token = request.state.token
     schema = backend.settings.schema
+    try:
+        given = feed.parse_after(after)
+    except ValueError as error:
+        raise BadRequest(str(error), "after") from None
 
     def read(conn: Any) -> dict[str, Any]:
-        records = playback_stream.read(conn, schema, after, limit, token.organization)
-        return {
-            "heartbeats": records,
-            "next_after": records[-1]["position"] if records else after,
-        }
+        try:
+            start = playback_stream.start(conn, schema, given or 0)
+        except ValueError as error:
+            raise BadRequest(str(error), "after") from None
+        if isinstance(start, int):
+            records = playback_stream.read(conn, schema, start, limit, token.organization)
+            return {
+                "heartbeats": records,
+                "next_after": records[-1]["position"] if records else start,
+            }
+        records, cursor = playback_stream.read_cursor(
+            conn, schema, start, limit, token.organization
+        )
+        return {"heartbeats": records, "next_after": str(cursor)}
 
     return json_response(await backend.read(read))

@@ -5,8 +5,11 @@ Citus refuses the single server's one statement (``playback_record``, migration 
 walk over the group is a recursive CTE, and its probes join the group's function scan to
 distributed tables with no filter on the distribution column. Here a group is decided by
 ``decide`` itself (the specification) on facts read by statements Citus plans, and written
-by statements Citus routes, in one transaction under the stream's advisory lock (taken on
-the coordinator, as on one server, so positions commit in order):
+by statements Citus routes, in one transaction that takes nothing on the coordinator: each
+organization draws its own positions (``playback_heads``, migration 0028) under its own row
+lock, on its worker, so a group of one organization commits there alone and groups of
+different organizations never wait for each other (docs/stream.md, "The playback store's
+stream"):
 
 - the content's organization, known once read (it never changes): only content not known
   yet is read from every worker (content is distributed by its organization); the routed
@@ -16,11 +19,12 @@ the coordinator, as on one server, so positions commit in order):
   the one worker that holds it;
 - the keys (``playback_keys``, distributed by the key itself: a key is one namespace for
   every organization) and the log (``ledger_events``) by ``= ANY``;
-- the writes: positions drawn from the coordinator's sequence in the group's order, the
-  records and the ``content_access`` stamps per organization (one worker each), the keys by
-  their own shards, ``video_playback`` per organization by the same guarded upsert (it
-  carries the organization since migration 0026, distributed beside its content: the
-  group's rows of one organization touch its one worker).
+- the writes: each organization's positions drawn first (its head row, in uuid order of the
+  organizations), in the group's order, then the records and the ``content_access`` stamps
+  per organization (one worker each), the keys by their own shards, ``video_playback`` per
+  organization by the same guarded upsert (it carries the organization since migration
+  0026, distributed beside its content: the group's rows of one organization touch its one
+  worker).
 
 The answers are ``decide``'s, so every rule holds as on one server; a lost race raises, as
 the single statement does, and the caller decides the group again.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -47,6 +52,7 @@ _ORGS = "SELECT id, organization_id FROM {content} WHERE id = ANY(%s::uuid[])"
 # statement below (``live``); one found gone is forgotten and asked of every worker again.
 # By schema: a schema dropped and made again (the tests' pool) may publish the same id anew.
 _KNOWN: dict[tuple[str, str], Any] = {}
+_PLATFORM = UUID(int=0)  # the platform's chain (ledger.log.chains.PLATFORM)
 _KNOWN_MAX = 1_000_000  # about 200 MB at most; emptied whole when full
 
 # one organization's facts: every distributed table filtered by it, so Citus routes the
@@ -70,15 +76,26 @@ _FACTS = """
                          AND h.occurred_at = i.occurred_at LIMIT 1) h ON true
 """
 
-_RECORDS = """
-    INSERT INTO {hb} (position, identity, occurred_at, user_id, content_id, organization_id,
-        position_seconds, duration_seconds, completed, idempotency_key)
-    SELECT i.pos, i.identity, i.at, i.user_id, i.content_id, %(org)s::uuid, i.p, i.d, i.c, i.k
-    FROM unnest(%(pos)s::bigint[], %(identity)s::text[], %(at)s::timestamptz[],
-                %(user)s::text[], %(content)s::uuid[], %(p)s::int[], %(d)s::int[],
-                %(c)s::bool[], %(k)s::text[])
-        AS i(pos, identity, at, user_id, content_id, p, d, c, k)
-"""
+# the group's rows of one organization as literal VALUES, the organization a constant in
+# each: Citus routes the statement to that organization's worker whole (an INSERT ... SELECT
+# from unnest is planned through the coordinator, whose intermediate result travels on a
+# connection of its own and makes the commit a two-phase one)
+_RECORDS = (
+    "INSERT INTO {hb} (position, identity, occurred_at, user_id, content_id, organization_id, "
+    "position_seconds, duration_seconds, completed, idempotency_key) VALUES "
+)
+_RECORD_TYPES = [
+    "bigint",
+    "text",
+    "timestamptz",
+    "text",
+    "uuid",
+    "uuid",
+    "int",
+    "int",
+    "bool",
+    "text",
+]
 
 _STAMP = """
     UPDATE {access} a
@@ -89,17 +106,14 @@ _STAMP = """
 
 # one organization's rows (migration 0026: video_playback carries it, distributed beside its
 # content), so the upsert goes to that organization's worker
+# one organization's rows (migration 0026: video_playback carries it, distributed beside its
+# content), so the upsert goes to that organization's worker
 _SHOWN = (
-    """
-    INSERT INTO {vp} AS v (id, user_id, content_id, organization_id, position_seconds,
-        duration_seconds, completed, updated_at, created_at)
-    SELECT i.id, i.user_id, i.content_id, %(org)s::uuid, i.p, i.d, i.c, i.at, i.first
-    FROM unnest(%(id)s::uuid[], %(user)s::text[], %(content)s::uuid[], %(p)s::int[],
-                %(d)s::int[], %(c)s::bool[], %(at)s::timestamptz[], %(first)s::timestamptz[])
-        AS i(id, user_id, content_id, p, d, c, at, first)
-"""
-    + NEWEST_WINS
+    "INSERT INTO {vp} AS v (id, user_id, content_id, organization_id, position_seconds, "
+    "duration_seconds, completed, updated_at, created_at) VALUES "
 )
+_SHOWN_TYPES = ["uuid", "text", "uuid", "uuid", "int", "int", "bool", "timestamptz", "timestamptz"]
+_NOTHING = sql.SQL("")
 
 
 def _t(schema: str, name: str) -> sql.Identifier:
@@ -198,21 +212,36 @@ def facts(
         }
     key_ids = {h.key: ids.command_key_id("idempotency_key", h.key) for h in heartbeats if h.key}
     pair_ids = {n: ids.playback_id(h.user_id, h.content_id) for n, h in enumerate(heartbeats)}
-    in_log = {
-        r["originator_id"]
-        for r in conn.execute(
-            sql.SQL(
-                "SELECT DISTINCT originator_id FROM {} WHERE originator_id = ANY(%s::uuid[])"
-            ).format(_t(schema, "ledger_events")),
-            ([*key_ids.values(), *pair_ids.values()],),
-        )
-    }
+    # a pair's heartbeats recorded in the log before the store are its content's
+    # organization's events, or the platform's (a log older than its chains, migration
+    # 0014): those two chains' shards only; a key's events may be in any chain
+    owners = {r["organization_id"] for r in rows if r["organization_id"] is not None}
+    pairs = [pair_ids[n] for n, r in enumerate(rows) if r["organization_id"] is not None]
+    in_log: set[Any] = set()
+    if pairs:
+        in_log |= _in_log(conn, schema, pairs, [*sorted(owners, key=str), _PLATFORM])
+    if key_ids:
+        in_log |= _in_log(conn, schema, list(key_ids.values()), None)
     for n, h in enumerate(heartbeats):
         if h.key is not None:
             rows[n]["key_fingerprint"] = stored.get(h.key)
             rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
         rows[n]["legacy"] = pair_ids[n] in in_log
     return rows
+
+
+def _in_log(
+    conn: psycopg.Connection[Any], schema: str, wanted: list[Any], chains: list[Any] | None
+) -> set[Any]:
+    """Which of the ``wanted`` aggregate ids have events in the log (in ``chains`` only,
+    when given: Citus reads only their shards)."""
+    text = "SELECT DISTINCT originator_id FROM {} WHERE originator_id = ANY(%s::uuid[])"
+    params: tuple[Any, ...] = (wanted,)
+    if chains is not None:  # a filter Citus prunes shards by (no OR, no NULL test)
+        text += " AND organization_id = ANY(%s::uuid[])"
+        params = (wanted, chains)
+    query = sql.SQL(text).format(_t(schema, "ledger_events"))
+    return {r["originator_id"] for r in conn.execute(query, params)}
 
 
 def _organizations(
@@ -237,18 +266,20 @@ def missing_days(conn: psycopg.Connection[Any], schema: str, accepted: list[Hear
 
 
 def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[int, int]:
-    """Writes the accepted heartbeats; returns each one's position, by its index in
-    ``decided.accepted``. Positions are drawn on the coordinator in the group's order."""
+    """Writes the accepted heartbeats; returns each one's position (its organization's),
+    by its index in ``decided.accepted``, drawn before anything is written."""
     accepted = [h for h, _ in decided.accepted]
     if not accepted:
         return {}
-    positions = [
-        int(r["nextval"])
-        for r in conn.execute(
-            "SELECT nextval(%s::regclass) FROM generate_series(1, %s) ORDER BY 1",
-            (_t(schema, "playback_positions").as_string(conn), len(accepted)),
-        )
-    ]
+    by_org: dict[Any, list[int]] = defaultdict(list)
+    for m, (_, org) in enumerate(decided.accepted):
+        by_org[org].append(m)
+    positions: dict[int, int] = {}
+    for org in sorted(by_org, key=str):  # heads in uuid order: two groups never deadlock
+        members = by_org[org]
+        last = _draw(conn, schema, org, len(members))
+        for k, m in enumerate(members):  # the group's order within its organization
+            positions[m] = last - len(members) + 1 + k
     keyed = [h for h in accepted if h.key is not None]
     if keyed:
         conn.execute(
@@ -258,25 +289,27 @@ def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[
             ).format(_t(schema, "playback_keys")),
             ([h.key for h in keyed], [h.fingerprint for h in keyed]),
         )
-    by_org: dict[str, list[int]] = defaultdict(list)
-    for m, (_, org) in enumerate(decided.accepted):
-        by_org[org].append(m)
     for org, members in by_org.items():
         hs = [accepted[m] for m in members]
-        conn.execute(
+        _insert(
+            conn,
             _q(conn, _RECORDS, schema),
-            {
-                "org": org,
-                "pos": [positions[m] for m in members],
-                "identity": [h.identity for h in hs],
-                "at": [h.occurred_at for h in hs],
-                "user": [h.user_id for h in hs],
-                "content": [h.content_id for h in hs],
-                "p": [h.command.position_seconds for h in hs],
-                "d": [h.command.duration_seconds for h in hs],
-                "c": [h.completed for h in hs],
-                "k": [h.key for h in hs],
-            },
+            _RECORD_TYPES,
+            [
+                (
+                    positions[m],
+                    h.identity,
+                    h.occurred_at,
+                    h.user_id,
+                    h.content_id,
+                    org,
+                    h.command.position_seconds,
+                    h.command.duration_seconds,
+                    h.completed,
+                    h.key,
+                )
+                for m, h in zip(members, hs, strict=True)
+            ],
         )
         shown_rows = sorted(newest(hs).items())
         for (user, content), shown in shown_rows:
@@ -285,18 +318,64 @@ def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[
                 _q(conn, _STAMP, schema),
                 {"org": org, "user": user, "content": content, "at": at},
             )
-        conn.execute(
+        _insert(
+            conn,
             _q(conn, _SHOWN, schema),
-            {
-                "org": org,
-                "id": [ids.playback_id(u, c) for (u, c), _ in shown_rows],
-                "user": [u for (u, _), _ in shown_rows],
-                "content": [c for (_, c), _ in shown_rows],
-                "p": [s.heartbeat.command.position_seconds for _, s in shown_rows],
-                "d": [s.heartbeat.command.duration_seconds for _, s in shown_rows],
-                "c": [s.completed for _, s in shown_rows],
-                "at": [s.heartbeat.occurred_at for _, s in shown_rows],
-                "first": [s.first for _, s in shown_rows],
-            },
+            _SHOWN_TYPES,
+            [
+                (
+                    ids.playback_id(u, c),
+                    u,
+                    c,
+                    org,
+                    s.heartbeat.command.position_seconds,
+                    s.heartbeat.command.duration_seconds,
+                    s.completed,
+                    s.heartbeat.occurred_at,
+                    s.first,
+                )
+                for (u, c), s in shown_rows
+            ],
+            sql.SQL(NEWEST_WINS),
         )
-    return dict(enumerate(positions))
+    return positions
+
+
+def values(
+    head: sql.Composed,
+    types: list[str],
+    rows: list[tuple[Any, ...]],
+    tail: sql.Composable = _NOTHING,
+) -> tuple[sql.Composed, list[Any]]:
+    """``head`` with one ``VALUES`` row of placeholders per row (each cast to its type),
+    then ``tail``, and the values to bind (never formatted into the text)."""
+    row = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::" + kind) for kind in types))
+    statement = sql.Composed([head, sql.SQL(", ").join([row] * len(rows)), tail])
+    return statement, [value for values in rows for value in values]
+
+
+def _insert(
+    conn: psycopg.Connection[Any],
+    head: sql.Composed,
+    types: list[str],
+    rows: list[tuple[Any, ...]],
+    tail: sql.Composable = _NOTHING,
+) -> None:
+    conn.execute(*values(head, types, rows, tail))
+
+
+def _draw(conn: psycopg.Connection[Any], schema: str, org: Any, count: int) -> int:
+    """The last of ``count`` positions drawn for ``org``: one routed upsert of its head row
+    (``playback_heads``, migration 0028, on the organization's worker), whose lock the
+    transaction holds to its commit, so the organization's positions commit in their order
+    and are gapless (a rolled-back draw rolls back); other organizations never wait."""
+    row = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} AS h (organization_id, position) VALUES (%s::uuid, %s)"
+            " ON CONFLICT (organization_id) DO UPDATE SET position = h.position + EXCLUDED.position"
+            " RETURNING h.position"
+        ).format(_t(schema, "playback_heads")),
+        (org, count),
+    ).fetchone()
+    assert row is not None
+    return int(row["position"])

@@ -15,7 +15,8 @@ Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on
 the newest whichever commits last. Positions (the stream's order) are drawn under a
 transaction-level advisory lock held to the commit, so they commit in order and a reader
 following the stream never skips one (what ``ledger_events``' lock does for the log, here
-only among heartbeat writers). ``playback_record`` (migration 0020) takes the lock by a
+only among heartbeat writers; on Citus each organization's own positions and lock instead,
+``ledger.playback.distributed``). ``playback_record`` (migration 0020) takes the lock by a
 statement of its own before the group's, so the group's query takes its snapshot once the
 lock is held: it sees every group committed before it. A lost race (the same heartbeat or
 key committed meanwhile by another process, a user deleted meanwhile) rolls the group back
@@ -180,20 +181,30 @@ class PlaybackStore:
         return self._distributed
 
     def _attempt_distributed(self, heartbeats: list[Heartbeat], lookups: Lookups) -> list[Result]:
-        """The group on Citus (``ledger.playback.distributed``): under the stream's lock,
-        facts read by statements Citus plans, decided by ``decide``, written per organization,
-        committed in one transaction; ``_Missing`` rolls it back as ``_attempt`` does."""
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT 1 FROM pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
-            rows = distributed.facts(conn, self._schema, heartbeats)
-            decided = decide(heartbeats, self._facts(heartbeats, rows, lookups))
-            days = distributed.missing_days(conn, self._schema, [h for h, _ in decided.accepted])
+        """The group on Citus (``ledger.playback.distributed``): facts read by statements
+        Citus plans, decided by ``decide``, written per organization under each one's own
+        positions' lock (no lock of the coordinator), committed in one transaction; a race
+        lost meanwhile raises as on one server, ``_Missing`` rolls it back as ``_attempt``
+        does."""
+        with self._pool.connection() as conn:
+            # the facts read statement by statement (read committed, as inside a transaction),
+            # outside the write's transaction: a read of every worker (the log, the content
+            # not known yet) in it would make its commit a two-phase one
+            conn.autocommit = True
+            try:
+                rows = distributed.facts(conn, self._schema, heartbeats)
+                decided = decide(heartbeats, self._facts(heartbeats, rows, lookups))
+                accepted = [h for h, _ in decided.accepted]
+                days = distributed.missing_days(conn, self._schema, accepted)
+            finally:
+                conn.autocommit = False
             if days:
                 raise _Missing(days)
-            positions = distributed.write(conn, self._schema, decided)
-        accepted = iter(positions[m] for m in range(len(positions)))
+            with conn.transaction():
+                positions = distributed.write(conn, self._schema, decided)
+        drawn = iter(positions[m] for m in range(len(positions)))
         return [
-            Result("accepted", position=next(accepted)) if r is None else r for r in decided.results
+            Result("accepted", position=next(drawn)) if r is None else r for r in decided.results
         ]
 
     def _missing(

@@ -1,8 +1,13 @@
 """The playback store as a stream, for analytics (watch time): ``ledger playback events``.
 
-The records still retained, in position order, from after a position. Positions are
-drawn under the store's advisory lock and committed in that order (``store.py``), so a
-reader that resumes after the last position it saw misses none that is retained.
+The records still retained, in position order, from after a position. On a single server
+positions are one order: drawn under the store's advisory lock and committed in that order
+(``store.py``), so a reader that resumes after the last position it saw misses none that is
+retained. On the distributed layout (Citus) each organization has its own positions, drawn
+under its own head row's lock (``playback_heads``, migration 0028) and committed in their
+order, and no order across organizations: the reader keeps a ``Cursor`` (a position per
+organization, ``ledger.reading.cursor``) and reads each organization after its own position,
+so it never skips a committed record either (docs/stream.md, "The playback store's stream").
 Compaction removes records: a reader behind the horizon resumes at the oldest retained.
 """
 
@@ -10,16 +15,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
+from ledger.database import store_placement
 from ledger.domain import clock
 from ledger.playback.partitions import PARENT
+from ledger.reading.cursor import Cursor
 from ledger.reading.stream import Stop
 
 BATCH = 1000
 POLL_SECONDS = 0.5
+
+_COLUMNS = (
+    "position, occurred_at, recorded_at, user_id, content_id, organization_id, "
+    "position_seconds, duration_seconds, completed, idempotency_key"
+)
+# every organization with a record after its cursor's position (the heads hold each one's
+# last position drawn and committed; a multi-shard read of one small row per organization)
+_HEADS = (
+    "SELECT organization_id, position FROM {heads} "
+    "WHERE %s::uuid IS NULL OR organization_id = %s::uuid"
+)
+# one organization's records after its position: routed to its worker
+_ONE = (
+    "SELECT " + _COLUMNS + " FROM {records} WHERE organization_id = %s AND position > %s "
+    "ORDER BY position LIMIT %s"
+)
 
 _READ = (
     "SELECT position, occurred_at, recorded_at, user_id, content_id, organization_id, "
@@ -59,28 +83,119 @@ def read(
         return [as_dict(row) for row in cur]
 
 
+def per_organization(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the store's positions are each organization's (the distributed layout)."""
+    return store_placement.store_is_distributed(conn, schema)
+
+
+def start(conn: psycopg.Connection[Any], schema: str, after: int | Cursor) -> int | Cursor:
+    """Where a reader starts, in the store's own kind of position: a ``ValueError`` naming
+    ``after`` for a cursor on a single server, or a position past 0 on the distributed
+    layout (no order across organizations: read after it, a record of one organization
+    committed late would be skipped)."""
+    if per_organization(conn, schema):
+        if isinstance(after, Cursor):
+            return after
+        if after:
+            raise ValueError(
+                f"after: the playback store is distributed by organization, where position "
+                f"{after} is no order across organizations: give a cursor "
+                "(ORGANIZATION:POSITION joined by commas)"
+            )
+        return Cursor()
+    if isinstance(after, Cursor):
+        raise ValueError(
+            "after: the playback store is on one server, where positions are one order: "
+            "give a position (a whole number)"
+        )
+    return after
+
+
+def read_cursor(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    cursor: Cursor,
+    limit: int = BATCH,
+    organization: str | None = None,
+) -> tuple[list[dict[str, Any]], Cursor]:
+    """Up to ``limit`` records after ``cursor`` (each organization with news a share, the
+    first ``limit`` organizations in uuid order at least one each), each organization's in
+    its position order, and the cursor read up to. An organization whose head is past its
+    cursor but holds no record there any more (compacted) moves to its head: every position
+    up to a committed head is committed."""
+    heads = sql.SQL(_HEADS).format(heads=sql.Identifier(schema, "playback_heads"))
+    one = sql.SQL(_ONE).format(records=sql.Identifier(schema, PARENT))
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        found = cur.execute(heads, (organization, organization)).fetchall()
+    waiting = sorted(
+        (UUID(str(org)), int(head)) for org, head in found if int(head) > cursor[UUID(str(org))]
+    )
+    records: list[dict[str, Any]] = []
+    reached: dict[UUID, int] = {}
+    if not waiting:
+        return records, cursor
+    waiting = waiting[:limit]
+    width = max(1, limit // len(waiting))
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        for org, head in waiting:
+            rows = cur.execute(one, (org, cursor[org], width)).fetchall()
+            records.extend(as_dict(row) for row in rows)
+            reached[org] = int(rows[-1]["position"]) if rows else head
+    return records, cursor.advanced(reached)
+
+
 def follow(
     conn: psycopg.Connection[Any],
     schema: str,
-    after: int,
+    after: int | Cursor,
     *,
     keep_following: bool,
     limit: int | None,
     stop: Stop,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Batches of records after ``after``; with ``keep_following``, waits (polling) for
-    new ones until ``stop`` is set."""
-    left = limit
+    """Batches of records after ``after`` (a position, or a cursor on the distributed
+    layout); with ``keep_following``, waits (polling) for new ones until ``stop`` is set."""
+    if isinstance(after, Cursor):
+        yield from _follow_cursor(conn, schema, after, keep_following, limit, stop)
+        return
+    left, position = limit, after
     while not stop.is_set():
         size = BATCH if left is None else min(BATCH, left)
-        batch = read(conn, schema, after, size)
+        batch = read(conn, schema, position, size)
         if batch:
             yield batch
-            after = batch[-1]["position"]
+            position = batch[-1]["position"]
             if left is not None:
                 left -= len(batch)
                 if left <= 0:
                     return
+            continue
+        if not keep_following:
+            return
+        stop.wait(POLL_SECONDS)
+
+
+def _follow_cursor(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    cursor: Cursor,
+    keep_following: bool,
+    limit: int | None,
+    stop: Stop,
+) -> Iterator[list[dict[str, Any]]]:
+    """``follow`` with a cursor: the same loop, the cursor moved by each batch."""
+    left = limit
+    while not stop.is_set():
+        size = BATCH if left is None else min(BATCH, left)
+        batch, moved = read_cursor(conn, schema, cursor, size)
+        if batch:
+            yield batch
+            if left is not None:
+                left -= len(batch)
+                if left <= 0:
+                    return
+        if moved != cursor:
+            cursor = moved
             continue
         if not keep_following:
             return

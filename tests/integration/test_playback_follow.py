@@ -63,3 +63,35 @@ def test_following_sees_new_heartbeats_stops_on_sigterm_and_resumes(
         resumed.kill()
     assert resumed.returncode == 0 and err == ""
     assert [json.loads(line)["position"] for line in out.splitlines()] == [meanwhile.position]
+
+
+def test_a_cursor_on_a_single_servers_store_is_refused_in_one_line(
+    ledger_app: Ledger, cli_env: dict[str, str]
+) -> None:
+    """A single server's store keeps one order (integer positions): a cursor of every
+    organization, the distributed store's form (docs/stream.md), is refused, nothing read."""
+    append(ledger_app, *catalogue(), grant("alice"))
+    append(ledger_app, play("alice", 10, at=t(5)))
+    cursor = "0a000000-0000-4000-8000-00000000000a:1"
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger", "playback", "events", "--after", cursor],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "ledger playback events: error: --after: the playback store is on one server, where "
+        "positions are one order: give a position (a whole number)\n"
+    )
+    # and a position still reads as before
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger", "playback", "events", "--after", "0"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["position_seconds"] for line in done.stdout.splitlines()] == [10]

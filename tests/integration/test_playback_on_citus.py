@@ -19,6 +19,7 @@ from ledger.config import Settings
 from ledger.database import distribution, migrations, store_placement
 from ledger.database.connections import connect
 from ledger.playback import distributed, partitions
+from ledger.playback.statements import NEWEST_WINS
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.support import append, grant, org, play, publish, statuses, t, user
@@ -43,6 +44,7 @@ def test_distribute_places_the_store(settings: Settings, conn: Conn) -> None:
         "playback_base": "distributed",
         "playback_keys": "distributed",
         "playback_compacted_keys": "distributed",
+        "playback_heads": "distributed",
     }
     colocated = conn.execute(
         "SELECT count(DISTINCT colocationid) FROM pg_dist_partition"
@@ -50,7 +52,13 @@ def test_distribute_places_the_store(settings: Settings, conn: Conn) -> None:
         (
             [
                 f"{settings.schema}.{t}"
-                for t in ("content", "playback_heartbeats", "playback_base", "video_playback")
+                for t in (
+                    "content",
+                    "playback_heartbeats",
+                    "playback_base",
+                    "playback_heads",
+                    "video_playback",
+                )
             ],
         ),
     ).fetchone()
@@ -335,26 +343,22 @@ def test_0026_rolls_back_and_forth_on_the_distributed_layout(
 def test_the_upsert_of_the_rows_shown_is_routed_by_its_organization(
     settings: Settings, conn: Conn
 ) -> None:
-    """The write of video_playback binds one organization's rows as arrays and reads no
-    distributed table: the coordinator hands them to that organization's shard."""
+    """The write of video_playback binds one organization's rows as literal VALUES, the
+    organization a constant: a router statement, one task on that organization's worker
+    (no intermediate result through the coordinator, which made the commit two-phase)."""
 
     _distributed(settings)
     organization = str(next(citus_support.organizations()))
     at = datetime.fromisoformat(t(5))
-    shown = {
-        "org": organization,
-        "id": ["bbbbbbbb-0000-4000-8000-0000000000ff"],
-        "user": ["alice"],
-        "content": [VIDEO_B],
-        "p": [1],
-        "d": [10],
-        "c": [False],
-        "at": [at],
-        "first": [at],
-    }
-    query = sql.SQL("EXPLAIN ") + distributed._q(conn, distributed._SHOWN, settings.schema)
-    plan = "\n".join(str(r[0]) for r in conn.execute(query, shown))
-    assert "pull to coordinator" in plan and "Task Count" not in plan, plan
+    row = ("bbbbbbbb-0000-4000-8000-0000000000ff", "alice", VIDEO_B, organization, 1, 10, False)
+    statement, params = distributed.values(
+        distributed._q(conn, distributed._SHOWN, settings.schema),
+        distributed._SHOWN_TYPES,
+        [(*row, at, at)],
+        sql.SQL(NEWEST_WINS),
+    )
+    plan = "\n".join(str(r[0]) for r in conn.execute(sql.SQL("EXPLAIN ") + statement, params))
+    assert "Task Count: 1" in plan and "pull to coordinator" not in plan, plan
     conn.rollback()
 
 
@@ -366,7 +370,7 @@ def test_an_organizations_facts_and_records_are_routed_to_one_worker(
     settings: Settings, conn: Conn
 ) -> None:
     """The per-organization read of the distributed write is a router query (one task, on
-    the worker that holds the organization), and its insert reads no distributed table."""
+    the worker that holds the organization), and so is its insert of the records."""
 
     _distributed(settings)
     organization = str(next(citus_support.organizations()))
@@ -382,18 +386,7 @@ def test_an_organizations_facts_and_records_are_routed_to_one_worker(
         "identity": ["x"],
         "at": [at],
     }
-    records = {
-        "org": organization,
-        "pos": [1],
-        "identity": ["x"],
-        "at": [at],
-        "user": ["alice"],
-        "content": [VIDEO_B],
-        "p": [1],
-        "d": [10],
-        "c": [False],
-        "k": [None],
-    }
+    record = (1, "x", at, "alice", VIDEO_B, organization, 1, 10, False, None)
 
     def plan(statement: str, params: dict[str, Any]) -> str:
         query = sql.SQL("EXPLAIN ") + distributed._q(conn, statement, settings.schema)
@@ -401,8 +394,13 @@ def test_an_organizations_facts_and_records_are_routed_to_one_worker(
 
     # the facts: one task, on the organization's worker
     assert "Task Count: 1" in plan(distributed._FACTS, facts)
-    # the records: the group's rows (bound arrays, no distributed read) copied by the
-    # coordinator to the shard of their organization (where they land: the test above)
-    inserted = plan(distributed._RECORDS, records)
-    assert "pull to coordinator" in inserted and "Task Count" not in inserted, inserted
+    # the records: the group's rows as literal VALUES, the organization a constant: one
+    # task on its worker too
+    statement, params = distributed.values(
+        distributed._q(conn, distributed._RECORDS, settings.schema),
+        distributed._RECORD_TYPES,
+        [record],
+    )
+    inserted = "\n".join(str(r[0]) for r in conn.execute(sql.SQL("EXPLAIN ") + statement, params))
+    assert "Task Count: 1" in inserted and "pull to coordinator" not in inserted, inserted
     conn.rollback()
