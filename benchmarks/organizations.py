@@ -3,7 +3,7 @@
 ``python -m benchmarks.organizations --database-url URL [--organizations N] [--purchases M]
 [--kind purchases|heartbeats]``: N threads, each completing M purchases (or recording M
 heartbeats: the playback store, each organization its own positions on the distributed
-layout, migration 0028) of an organization of its own through
+layout, migration 0027) of an organization of its own through
 ``ledger.append`` on one opened ledger (group commit; per organization on a distributed
 layout), against the same threads' raw single-row INSERT + COMMIT (the physical limit, in
 the same run). On a Citus coordinator the schema is distributed first (``ledger db

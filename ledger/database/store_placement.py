@@ -16,14 +16,14 @@ from ledger.database.placement import COLUMN, Place, Step, places_of
 # rows by organization beside content (their keys led by it since 0022), its idempotency keys
 # by the key itself (a key is one namespace for every organization: CONTRACT.md), its one row
 # of state a reference table; each organization's positions (``playback_heads``, migration
-# 0028) beside its records, so a group draws them on its organization's worker.
+# 0027) beside its records, so a group draws them on its organization's worker.
 # video_playback, which the store writes, is placed with the money tables
 # (``distribution.DISTRIBUTED``, migration 0026).
 STORE_DISTRIBUTED: tuple[str, ...] = ("playback_heartbeats", "playback_base", "playback_heads")
 STORE_BY_KEY: tuple[str, ...] = ("playback_keys", "playback_compacted_keys")
 STORE_REFERENCE: tuple[str, ...] = ("playback_state",)
 STORE_MIGRATION = 22
-HEADS = "playback_heads"  # migration 0028: each organization's positions
+HEADS = "playback_heads"  # migration 0027: each organization's positions
 # the anchor of the money tables' colocation group (``distribution.DISTRIBUTED[0]``)
 ANCHOR = "content"
 
@@ -49,7 +49,7 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
     if any(m.version <= STORE_MIGRATION for m in migrations.pending(conn, schema)):
         return []
     tables = [*STORE_REFERENCE, *STORE_DISTRIBUTED, *STORE_BY_KEY]
-    if not migrations.has_table(conn, schema, HEADS):  # before 0028: the coordinator's order
+    if not migrations.has_table(conn, schema, HEADS):  # before 0027: the coordinator's order
         tables.remove(HEADS)
     now = places_of(conn, schema, tables)
     anchor = sql.Identifier(schema, ANCHOR).as_string(conn)

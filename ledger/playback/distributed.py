@@ -6,7 +6,7 @@ walk over the group is a recursive CTE, and its probes join the group's function
 distributed tables with no filter on the distribution column. Here a group is decided by
 ``decide`` itself (the specification) on facts read by statements Citus plans, and written
 by statements Citus routes, in one transaction that takes nothing on the coordinator: each
-organization draws its own positions (``playback_heads``, migration 0028) under its own row
+organization draws its own positions (``playback_heads``, migration 0027) under its own row
 lock, on its worker, so a group of one organization commits there alone and groups of
 different organizations never wait for each other (docs/stream.md, "The playback store's
 stream"):
@@ -366,7 +366,7 @@ def _insert(
 
 def _draw(conn: psycopg.Connection[Any], schema: str, org: Any, count: int) -> int:
     """The last of ``count`` positions drawn for ``org``: one routed upsert of its head row
-    (``playback_heads``, migration 0028, on the organization's worker), whose lock the
+    (``playback_heads``, migration 0027, on the organization's worker), whose lock the
     transaction holds to its commit, so the organization's positions commit in their order
     and are gapless (a rolled-back draw rolls back); other organizations never wait."""
     row = conn.execute(

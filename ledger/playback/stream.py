@@ -4,7 +4,7 @@ The records still retained, in position order, from after a position. On a singl
 positions are one order: drawn under the store's advisory lock and committed in that order
 (``store.py``), so a reader that resumes after the last position it saw misses none that is
 retained. On the distributed layout (Citus) each organization has its own positions, drawn
-under its own head row's lock (``playback_heads``, migration 0028) and committed in their
+under its own head row's lock (``playback_heads``, migration 0027) and committed in their
 order, and no order across organizations: the reader keeps a ``Cursor`` (a position per
 organization, ``ledger.reading.cursor``) and reads each organization after its own position,
 so it never skips a committed record either (docs/stream.md, "The playback store's stream").

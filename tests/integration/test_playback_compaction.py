@@ -82,7 +82,7 @@ def test_compaction_folds_drops_partitions_and_rebuilds_exactly(
     lines = [json.loads(line) for line in events.stdout.splitlines()]
     assert [r["occurred_at"][:10] for r in lines] == ["2026-01-05", "2026-01-04"]
     # resumed after the last line: a position, or on the distributed store (each
-    # organization its own positions, migration 0028) a cursor naming its organization
+    # organization its own positions, migration 0027) a cursor naming its organization
     last = lines[-1]
     resume = str(last["position"])
     if store_placement.store_is_distributed(conn, settings.schema):

@@ -1,5 +1,5 @@
 """On the distributed store each organization has its own positions and lock (issue 28,
-migration 0028, docs/stream.md "The playback store's stream"): a group of one organization's
+migration 0027, docs/stream.md "The playback store's stream"): a group of one organization's
 heartbeats takes nothing on the coordinator and commits on its organization's worker alone,
 a group of another organization never waits for it, and a reader keeping a position per
 organization (a cursor) never skips a committed record, whatever the interleaving."""

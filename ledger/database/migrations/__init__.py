@@ -37,7 +37,7 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
 # Delete an entry when its migration is on main.
-RESERVED: dict[int, str] = {27: "i28r"}
+RESERVED: dict[int, str] = {}
 
 
 class MigrationError(Exception):

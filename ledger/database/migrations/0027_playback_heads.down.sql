@@ -1,4 +1,4 @@
--- 0028 rolled back: the store's positions are the coordinator's sequence alone again (in one
+-- 0027 rolled back: the store's positions are the coordinator's sequence alone again (in one
 -- DO block: Citus sends a propagated command's text to every node).
 DO $$
 BEGIN
