@@ -148,6 +148,8 @@ def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
                 distribution.distribute(placing, settings.schema)
                 placing.commit()
             assert distribution.log_is_distributed(conn, settings.schema)
+            # v1's organizations and access live in the platform's chain: claimed there
+            assert distribution.legacy_claimed(conn, settings.schema)
         _redelivered(settings, conn)
 
 
