@@ -216,12 +216,16 @@ def restore(conn: psycopg.Connection[Any], schema: str, before: dict[str, Place]
 # ``distribute`` (`ledger db distribute`), once the money tables are in place.
 # the chain trigger routable (0019), the keys' claims (0023), the routed read check (0024)
 LOG_MIGRATION = 24
-# read by the log's insert triggers on the workers: a copy on every node
+# read on the workers (the log's insert triggers, row security): a copy on every node
 LOG_REFERENCE: tuple[str, ...] = (
     "ledger_event_catalogue",
     "ledger_chain_origin",
     "ledger_log_order",
     "ledger_stale_projections",
+    # the bound logins' organizations (``ledger db roles --organization``), read by their
+    # row security where Citus evaluates it: on the workers (docs/scaling.md, "Roles on
+    # Citus")
+    "ledger_tenant_logins",
 )
 # each chain's lock row beside its events, colocated with the money tables
 LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
@@ -274,6 +278,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         name = sql.Identifier(schema, table).as_string(conn)
         conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         steps.append(Step(table, "reference", True))
+    _bound_lookup_nested(conn, schema)
     anchor = sql.Identifier(schema, DISTRIBUTED[0]).as_string(conn)
     for table in LOG_DISTRIBUTED:
         if now[table] == "distributed":
@@ -304,9 +309,70 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             (name, CLAIMS_COLUMN),
         )
         steps.append(Step(CLAIMS, "distributed", True, CLAIMS_COLUMN))
+    _claim_legacy(conn, schema)
     if chains.order(conn, schema) != "organization":
         chains.set_order(conn, schema, "organization")
     return steps
+
+
+def _claim_legacy(conn: psycopg.Connection[Any], schema: str) -> None:
+    """The first events of organizations' aggregates that the platform's chain holds from
+    before the chains (``chains.LEGACY_TOPICS``: a log upgraded through 0014 keeps its old
+    events there) are claimed for that chain, with ``chains.LEGACY_MARK``, so the appends
+    claim those topics too and a redelivered command meets the old aggregate (``duplicate``)
+    instead of starting it again in its organization's chain, whose primary key would not
+    see the old one. Nothing on a log without such events; safe to run again (a log
+    distributed before this was written gets its claims on the next run)."""
+    claims, log = sql.Identifier(schema, CLAIMS), sql.Identifier(schema, "ledger_events")
+    found = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (claim_id, organization_id) SELECT originator_id, organization_id"
+            " FROM {} WHERE organization_id = %s AND originator_version = 1"
+            " AND topic = ANY(%s) ON CONFLICT (claim_id) DO NOTHING"
+        ).format(claims, log),
+        (chains.PLATFORM, sorted(chains.LEGACY_TOPICS)),
+    ).rowcount
+    if found:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)"
+                " ON CONFLICT (claim_id) DO NOTHING"
+            ).format(claims),
+            (chains.LEGACY_MARK, chains.PLATFORM),
+        )
+
+
+def legacy_claimed(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the appends of this distributed log claim ``chains.LEGACY_TOPICS`` too (its
+    claims hold ``chains.LEGACY_MARK``: one routed read). Any row factory."""
+    row = conn.execute(
+        sql.SQL("SELECT count(*) AS n FROM {} WHERE claim_id = %s").format(
+            sql.Identifier(schema, CLAIMS)
+        ),
+        (chains.LEGACY_MARK,),
+    ).fetchone()
+    value = row["n"] if isinstance(row, dict) else (row[0] if row else 0)
+    return bool(value)
+
+
+def _bound_lookup_nested(conn: psycopg.Connection[Any], schema: str) -> None:
+    """A bound login's policies call ``ledger_bound_organization()`` (migration 0007) on
+    the workers, inside the query on a shard, where its read of ``ledger_tenant_logins`` (a
+    reference table, the worker's own copy, read locally) is a query Citus refuses as
+    nested ("cannot execute a distributed query from a query on a shard") unless the
+    function allows it for its own duration. A read of a reference table's local copy
+    in the shard query's transaction: none of the nested execution's hazards (a write, or
+    a shard on another node) applies. Safe to run again."""
+    function = sql.Identifier(schema, "ledger_bound_organization")
+    if conn.execute(
+        "SELECT to_regprocedure(%s)", (f"{function.as_string(conn)}()",)
+    ).fetchone() == (None,):
+        return
+    conn.execute(
+        sql.SQL("ALTER FUNCTION {}() SET citus.allow_nested_distributed_execution = on").format(
+            function
+        )
+    )
 
 
 def _log_keys(conn: psycopg.Connection[Any], schema: str) -> None:

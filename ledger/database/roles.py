@@ -31,13 +31,14 @@ did not create (``public``) keeps its owner and its grants to PUBLIC.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
 from ledger.database import distribution, migrations
-from ledger.errors import ConfigurationError
+from ledger.database.logins import bind_login as bind_login
+from ledger.database.logins import one_at_a_time, workers_logins
+from ledger.database.logins import organization_aggregate as organization_aggregate
 from projections.registry import TABLES
 
 KINDS = ("owner", "writer", "projector", "reader", "tenant")
@@ -49,7 +50,7 @@ TENANT_POLICIES: dict[str, str] = {
     "content": "organization_id = ledger_tenant()",
     "content_access": "organization_id = ledger_tenant()",
     "purchases": "organization_id = ledger_tenant()",
-    "video_playback": "ledger_content_in_tenant(content_id)",
+    "video_playback": "organization_id = ledger_tenant()",
 }
 # table -> a bound login's policy expression (its binding, looked up once per query)
 _BOUND = "(SELECT ledger_bound_organization())"
@@ -59,7 +60,14 @@ BOUND_POLICIES: dict[str, str] = {
     "content": f"organization_id = {_BOUND}",
     "content_access": f"organization_id = {_BOUND}",
     "purchases": f"organization_id = {_BOUND}",
-    "video_playback": f"ledger_content_in_organization(content_id, {_BOUND})",
+    "video_playback": f"organization_id = {_BOUND}",
+}
+# before migration 0026 video_playback has no organization_id: its content says it
+BY_CONTENT: dict[str, tuple[str, str]] = {
+    "video_playback": (
+        "ledger_content_in_tenant(content_id)",
+        f"ledger_content_in_organization(content_id, {_BOUND})",
+    ),
 }
 POLICIES = ("ledger_writers", "ledger_tenant", "ledger_bound")
 # the reader's policy on the log: the events that name its transaction's organization
@@ -145,7 +153,7 @@ def create_roles(
     names = role_names(prefix)
     s = sql.Identifier(schema)
     with conn.transaction():
-        _one_at_a_time(conn)
+        one_at_a_time(conn)
         migrations.require_log(conn, schema)
         for name in names.values():
             exists = _role_exists(conn, name)
@@ -158,6 +166,8 @@ def create_roles(
                     sql.SQL("LOGIN" if login else "NOLOGIN"),
                 )
             )
+        if distribution.citus_version(conn) is not None:  # each may be taken by SET ROLE
+            workers_logins(conn, [n for n in names.values() if not _can_log_in(conn, n)])
         owner, writer, projector, reader, tenant = (sql.Identifier(names[k]) for k in KINDS)
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(owner))
         if _schema_is_the_ledgers(conn, schema):
@@ -279,13 +289,15 @@ def _policies(
     conn: psycopg.Connection[Any], schema: str, table: str, names: dict[str, str]
 ) -> None:
     target = _writers_see_all(conn, schema, table, names)
-    bound = BOUND_POLICIES[table]
+    tenant, bound = TENANT_POLICIES[table], BOUND_POLICIES[table]
+    if table in BY_CONTENT and not _has_column(conn, schema, table, "organization_id"):
+        tenant, bound = BY_CONTENT[table]
     if _citus_table(conn, schema, table):
         # Citus cannot send a policy holding a subquery to its workers ("unexpected
         # non-SELECT command in SubLink"): there the binding is looked up per row
         bound = bound.replace(_BOUND, "ledger_bound_organization()")
     for policy, role, expression in (
-        ("ledger_tenant", names["reader"], TENANT_POLICIES[table]),
+        ("ledger_tenant", names["reader"], tenant),
         ("ledger_bound", names["tenant"], bound),
     ):
         conn.execute(
@@ -306,77 +318,21 @@ def _citus_table(conn: psycopg.Connection[Any], schema: str, table: str) -> bool
     return bool(row and row[0])
 
 
+def _can_log_in(conn: psycopg.Connection[Any], role: str) -> bool:
+    row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    return bool(row and row[0])
+
+
+def _has_column(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s"
+            " AND NOT attisdropped",
+            (sql.Identifier(schema, table).as_string(conn), column),
+        ).fetchone()
+    )
+
+
 def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
     row = conn.execute(query).fetchone()
     return row[0] if row else None
-
-
-def _one_at_a_time(conn: psycopg.Connection[Any]) -> None:
-    """Two ``ledger db roles`` at once (on any schema of the cluster) take turns: their
-    grants on the same database and roles would otherwise fail with PostgreSQL's "tuple
-    concurrently updated". Held until the transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger db roles'))")
-
-
-def bind_login(
-    conn: psycopg.Connection[Any], schema: str, prefix: str, organization: UUID, login: str
-) -> bool:
-    """Creates (or re-binds) the login role ``login``, bound to ``organization``: a member
-    of the tenant group and of nothing else the ledger made. Returns whether the
-    organization is registered in the log (a login bound to an unknown one sees nothing).
-    """
-    names = role_names(prefix)
-    with conn.transaction():
-        _one_at_a_time(conn)
-        if not login or len(login.encode()) > 63:
-            raise ConfigurationError(f"--login: {login!r} must be a role name of 1 to 63 bytes")
-        if login in names.values():
-            raise ConfigurationError(f"--login: {login!r} is one of the ledger's group roles")
-        row = conn.execute(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (login,)
-        ).fetchone()
-        if row is not None and (row[0] or row[1]):
-            raise ConfigurationError(
-                f"--login: {login!r} is a superuser or bypasses row-level security: "
-                "it cannot be bound to one organization"
-            )
-        wider = (
-            conn.execute(
-                "SELECT r.rolname FROM pg_roles r WHERE r.rolname = ANY(%s)"
-                " AND pg_has_role(%s, r.oid, 'MEMBER') ORDER BY 1",
-                ([names[k] for k in ("owner", "writer", "projector", "reader")], login),
-            ).fetchall()
-            if row is not None
-            else []
-        )
-        if wider:
-            raise ConfigurationError(
-                f"--login: {login!r} is a member of {', '.join(r[0] for r in wider)}, "
-                "which sees more than one organization: bind a login of its own"
-            )
-        if row is None:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
-        conn.execute(
-            sql.SQL("GRANT {} TO {}").format(sql.Identifier(names["tenant"]), sql.Identifier(login))
-        )
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (login, organization_id) VALUES (%s, %s) ON CONFLICT (login) "
-                "DO UPDATE SET organization_id = EXCLUDED.organization_id, bound_at = now()"
-            ).format(sql.Identifier(schema, "ledger_tenant_logins")),
-            (login, organization),
-        )
-        known = conn.execute(
-            sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE topic = 'OrganizationRegistered' "
-                "AND originator_id = %s)"
-            ).format(sql.Identifier(schema, "ledger_events")),
-            (organization_aggregate(organization),),
-        ).fetchone()
-    return bool(known and known[0])
-
-
-def organization_aggregate(organization: UUID) -> UUID:
-    from ledger.domain import ids
-
-    return ids.organization_id(str(organization))

@@ -35,6 +35,7 @@ from ledger.commands.catalogue import DeleteUser, PublishContent, RegisterOrgani
 from ledger.commands.purchases import FailPurchase, RefundPurchase
 from ledger.errors import ConfigurationError
 from ledger.http.answers import Forbidden
+from ledger.reading.tables import set_tenant
 
 TENANT_ROLE_ENV = "LEDGER_HTTP_TENANT_ROLE"
 DEFAULT_TENANT_ROLE = "ledger_reader"
@@ -72,7 +73,7 @@ def as_tenant(conn: psycopg.Connection[Any], role: str, organization: str) -> It
     the transaction: the pooled connection goes back as it came)."""
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-        conn.execute("SELECT set_config('ledger.organization_id', %s, true)", (organization,))
+        set_tenant(conn, organization)  # after the role: Citus sends it to the workers
         yield
 
 

@@ -41,6 +41,16 @@ CLAIMED_TOPICS = frozenset({"CommandKeyClaimed", "PurchaseOpened", "ContentPubli
 (an idempotency key, a refund id, a payment intent, a content id: their ids derive from the
 key alone, not from an organization)."""
 
+LEGACY_TOPICS = frozenset({"OrganizationRegistered", "AccessOpened", "PlaybackOpened"})
+"""The first events of an organization's aggregates that a log written before the chains
+(migration 0014) holds in the platform's chain. On a distributed log the primary key leads
+with the chain, so a new first event of such an aggregate in its organization's chain would
+not meet the old one: ``ledger db distribute`` claims them (``distribution.distribute_log``,
+with ``LEGACY_MARK``), and the appends of such a log claim these topics too."""
+LEGACY_MARK = PLATFORM
+"""The claim id that says a distributed log holds ``LEGACY_TOPICS`` in the platform's chain
+(the nil uuid: never an aggregate's id, which derive by uuid5)."""
+
 Order = Literal["global", "organization"]
 ORDERS: tuple[Order, ...] = ("global", "organization")
 _GLOBAL_LOCK = "ledger_events_insert_lock"  # migration 0008's statement trigger (before 0018)

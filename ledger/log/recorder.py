@@ -88,6 +88,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ]
         self.order: Order | None = None  # the log's, read on the first append (chains.order)
         self.distributed_log = False  # on Citus (distribution.distribute_log), read with it
+        self.legacy_claims = False  # its appends claim chains.LEGACY_TOPICS too: read with it
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -138,7 +139,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
-                wanted = statements.claims(stored_events, chains) if self.distributed_log else []
+                wanted = (
+                    statements.claims(stored_events, chains, self.legacy_claims)
+                    if self.distributed_log
+                    else []
+                )
                 if wanted:  # each on its shard, before: the append then touches one worker
                     claims.claim_first(conn, schema, wanted)
                 with conn.pipeline():
@@ -265,6 +270,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """Reads the log's order and placement once (``chains.order``, ``distribution``)."""
         if self.order is None:
             self.distributed_log = distribution.log_is_distributed(conn, self.datastore.schema)
+            if self.distributed_log:  # one routed read of the claims' mark
+                self.legacy_claims = distribution.legacy_claimed(conn, self.datastore.schema)
             self.order = order(conn, self.datastore.schema)
             conn.rollback()
 

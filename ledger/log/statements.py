@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg import Connection, sql
 
 from ledger.database import distribution
-from ledger.log.chains import CLAIMED_TOPICS, PLATFORM
+from ledger.log.chains import CLAIMED_TOPICS, LEGACY_TOPICS, PLATFORM
 from ledger.privacy.subjects import SubjectChange
 from projections.changes import RowChange
 
@@ -125,14 +125,19 @@ def open_chain_sql(schema: str) -> sql.Composed:
     )
 
 
-def claims(events: Sequence[StoredEvent], chains: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
+def claims(
+    events: Sequence[StoredEvent], chains: Sequence[UUID], legacy: bool = False
+) -> list[tuple[UUID, UUID]]:
     """The keys this append claims (``ledger_key_claims``, migration 0023): on a distributed
     log the primary key of the events leads with the organization, so the claim's own key,
-    distributed by the key's id, is what lets one organization's append take a key."""
+    distributed by the key's id, is what lets one organization's append take a key. On a
+    log whose platform chain holds organizations' aggregates of before the chains
+    (``legacy``: ``chains.LEGACY_TOPICS``), their first events too."""
+    topics = CLAIMED_TOPICS | LEGACY_TOPICS if legacy else CLAIMED_TOPICS
     return [
         (UUID(str(e.originator_id)), chain)
         for e, chain in zip(events, chains, strict=True)
-        if e.originator_version == 1 and e.topic in CLAIMED_TOPICS
+        if e.originator_version == 1 and e.topic in topics
     ]
 
 

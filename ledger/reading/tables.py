@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 
 from ledger.domain.clock import canonical
 
@@ -61,7 +62,7 @@ def tenant(
 ) -> Iterator[psycopg.Connection[Any]]:
     """A transaction in which row-level security shows ``organization_id``'s rows only.
 
-    The setting is transaction-local (``set_config(..., true)``): it ends with the
+    The setting is transaction-local (``SET LOCAL``: ``set_tenant``): it ends with the
     transaction, so a pooled connection handed to the next borrower carries no tenant.
     This is defence in depth for a trusted caller (the platform's own pool), not a
     boundary: the reader sets the organization itself, so code that can run SQL as the
@@ -69,8 +70,24 @@ def tenant(
     --organization UUID --login NAME`` is the boundary (``ledger.database.roles.bind_login``).
     """
     with conn.transaction():
-        conn.execute(
-            "SELECT set_config('ledger.organization_id', %s, true)",
-            (str(UUID(str(organization_id))),),
-        )
+        set_tenant(conn, organization_id)
         yield conn
+
+
+def set_tenant(conn: psycopg.Connection[Any], organization_id: UUID | str) -> None:
+    """Sets the transaction's organization (``SET LOCAL``), on every node it reads from.
+
+    On a Citus coordinator the row security of a distributed table is evaluated on the
+    workers, whose sessions know nothing of the coordinator's settings (``set_config``
+    stays there): ``citus.propagate_set_commands = 'local'`` has Citus send the
+    transaction's ``SET LOCAL`` commands to each worker connection it uses. On a single
+    server that setting is a placeholder of no effect, and ``SET LOCAL`` is
+    ``set_config(..., true)``. One round trip either way: the value is a UUID, checked
+    here, sent as a quoted literal (``SET`` takes no bound parameters)."""
+    value = str(UUID(str(organization_id)))
+    conn.execute(
+        sql.SQL(
+            "SET LOCAL citus.propagate_set_commands = 'local'; "
+            "SET LOCAL ledger.organization_id = {}"
+        ).format(sql.Literal(value))
+    )

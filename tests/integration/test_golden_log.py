@@ -13,6 +13,7 @@ before a field was added decode with a default that reproduces what was recorded
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,10 @@ from ledger import api
 from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.commands import demo
 from ledger.config import Settings
+from ledger.database import distribution
+from ledger.database.connections import connect
 from ledger.upkeep.rebuild import rebuild
+from tests import citus_support
 from tests.fixtures.golden import make
 from tests.support import TABLES, statuses
 
@@ -126,13 +130,30 @@ def _golden(settings: Settings, conn: psycopg.Connection[Any]) -> None:
 
 
 def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
-    settings: Settings, conn: psycopg.Connection[Any]
+    fresh: Callable[[], Settings],
 ) -> None:
     """The fingerprints and identities v1 stored still recognise its commands: the
     whole history that wrote the golden log, delivered again, is not applied twice;
     and a completion v1 recorded with ``organization_id`` is the same command without
-    it, or the other way round (the canonical fingerprint)."""
-    _golden(settings, conn)
+    it, or the other way round (the canonical fingerprint).
+
+    The log is loaded on the single-server layout; in a distributed run it is then placed
+    by ``ledger db distribute``, as a real upgrade does (the keys' claims of the events it
+    holds are written then: ``distribution.distribute_log``)."""
+    settings = fresh()
+    with connect(settings, autocommit=True) as conn:
+        _golden(settings, conn)
+        if citus_support.distribute_requested() and distribution.citus_version(conn):
+            with connect(settings) as placing:
+                distribution.distribute(placing, settings.schema)
+                placing.commit()
+            assert distribution.log_is_distributed(conn, settings.schema)
+            # v1's organizations and access live in the platform's chain: claimed there
+            assert distribution.legacy_claimed(conn, settings.schema)
+        _redelivered(settings, conn)
+
+
+def _redelivered(settings: Settings, conn: psycopg.Connection[Any]) -> None:
     events = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
     history = [*demo.history(purchases=120), *make._edges()]
     with api.open_ledger(settings) as app:

@@ -1,3 +1,40 @@
+-- The readers' policies `ledger db roles` put on video_playback read its organization_id
+-- (ledger/database/roles.py): they go first, so the column can go. On one server they are
+-- made again in 0025's form (the organization found through the content) for the same
+-- roles, so the readers keep seeing what they saw. A video_playback Citus holds keeps
+-- row-level security on without them (a reader sees none of its rows) until `ledger db
+-- roles` runs again, as 0007's rollback leaves every table: Citus would send the new
+-- policies to workers whose copies of the tenancy functions a rebuild may have replaced.
+DO $$
+DECLARE
+    found record;
+    held boolean := false;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN  -- parsed on Citus only
+        -- one connection per node before any statement, as the rollback below needs
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        held := EXISTS (SELECT 1 FROM pg_dist_partition
+                        WHERE logicalrelid = 'video_playback'::regclass);
+    END IF;
+    FOR found IN
+        SELECT p.policyname, p.roles FROM pg_policies p
+         WHERE p.schemaname = current_schema() AND p.tablename = 'video_playback'
+           AND p.policyname IN ('ledger_tenant', 'ledger_bound')
+    LOOP
+        EXECUTE format('DROP POLICY %I ON video_playback', found.policyname);
+        CONTINUE WHEN held;
+        EXECUTE format(
+            'CREATE POLICY %I ON video_playback FOR SELECT TO %s USING (%s)',
+            found.policyname,
+            (SELECT string_agg(quote_ident(r), ', ') FROM unnest(found.roles) AS r),
+            CASE found.policyname
+                WHEN 'ledger_tenant' THEN 'ledger_content_in_tenant(content_id)'
+                ELSE 'ledger_content_in_organization(content_id, (SELECT ledger_bound_organization()))'
+            END);
+    END LOOP;
+END;
+$$;
+
 -- 0026 rolled back: video_playback as 0015 and 0022 left it (no organization, its keys and
 -- its foreign key to content by content id alone), and 0025's `playback_record`.
 -- A video_playback distributed on Citus cannot hold a unique key without its distribution

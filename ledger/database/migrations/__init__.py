@@ -29,6 +29,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from ledger.errors import ConfigurationError
+
 LOG_VERSION = 1  # 0001_event_log: the log itself
 BASE: Literal["base"] = "base"  # the log alone: every log migration, no projection one
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
@@ -234,18 +236,47 @@ def downgrade(
         _prepare(conn, schema)
         applied = _applied(conn)
         _check_known(migrations, applied)
-        for migration in reversed(migrations):
-            if migration.version not in applied:
-                continue
-            kept = migration.scope == "log" if to == BASE else migration.version <= int(to)
-            if kept:
-                continue
+        undoing = [
+            m
+            for m in reversed(migrations)
+            if m.version in applied
+            and not (m.scope == "log" if to == BASE else m.version <= int(to))
+        ]
+        logs = [m for m in undoing if m.scope == "log"]
+        if logs:
+            _refuse_on_citus(conn, schema, logs[0])
+        for migration in undoing:
             conn.execute(migration.down.encode())
             conn.execute(
                 "DELETE FROM ledger_schema_migrations WHERE version = %s", (migration.version,)
             )
             undone.append(migration)
     return undone
+
+
+def _refuse_on_citus(conn: psycopg.Connection[Any], schema: str, newest: Migration) -> None:
+    """On a schema whose tables Citus holds (``ledger db distribute``), the log's migrations
+    are not rolled back: their down files put back what one server holds and a distributed
+    log or store cannot (keys without ``organization_id``: "cannot create constraint on
+    ..."), so such a downgrade would stop half way in a raw error. Refused before any down
+    file runs, in one line saying why and what to do (docs/operations.md, "Downgrading").
+    The projected tables' migrations roll back there (``--to base``, or down to the newest
+    of the log's: ``newest``), as the projected tables' down files handle Citus."""
+    if conn.execute("SELECT to_regclass('pg_catalog.pg_dist_partition')").fetchone() == (None,):
+        return
+    placed = conn.execute(
+        "SELECT count(*) FROM pg_dist_partition d JOIN pg_class c ON c.oid = d.logicalrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        (schema,),
+    ).fetchone()
+    if placed and placed[0]:
+        raise ConfigurationError(
+            f"--to: schema {schema!r} is distributed (`ledger db distribute`) and rolling back "
+            f"{newest.label}, a migration of the log, would put back keys a distributed log "
+            "cannot hold: nothing was rolled back; on Citus roll back the projected tables "
+            f"only (--to base, or --to {newest.version:04d} or above), or restore the copy "
+            "taken before `ledger db distribute` (docs/operations.md, 'Downgrading')"
+        )
 
 
 def status(conn: psycopg.Connection[Any], schema: str) -> list[MigrationState]:
