@@ -241,6 +241,10 @@ def create_roles(
         for table in ("playback_heartbeats", "playback_base", "playback_keys", "playback_state"):
             grant("SELECT", table, writer, projector)
         grant("SELECT", "playback_heartbeats", reader)
+        # on Citus each organization's positions of the store (migration 0027): drawn by the
+        # writer's upsert of its row, held to the commit; where a cursor's reader starts
+        grant("SELECT, INSERT, UPDATE", "playback_heads", writer)
+        grant("SELECT", "playback_heads", projector, reader)
         for table in TABLES:
             if table not in found["TABLE"]:
                 continue

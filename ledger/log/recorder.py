@@ -139,11 +139,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
             rest = conn.cursor()
             inserted: list[Cursor[Any]] = []
             try:
-                wanted = (
-                    statements.claims(stored_events, chains, self.legacy_claims)
-                    if self.distributed_log
-                    else []
-                )
+                legacy, spread = self.legacy_claims, self.distributed_log
+                wanted = statements.claims(stored_events, chains, legacy) if spread else []
                 if wanted:  # each on its shard, before: the append then touches one worker
                     claims.claim_first(conn, schema, wanted)
                 with conn.pipeline():
@@ -284,10 +281,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
         read_chains: Sequence[UUID] | None,
     ) -> None:
         """The read-version check, in the pipeline. On a distributed log whose decision read
-        along a route (``read_chains``), in the append's chains and those it read (migration
-        0024), so Citus reads those shards alone (the platform's only if read: a decision
-        that took its people as facts, ``ledger.log.people``, did not); else the whole log
-        (0019)."""
+        along a route (``read_chains``), in the append's chains and those it read (0024), so
+        Citus reads those shards alone (the platform's only if read: not by a decision that
+        took its people as facts, ``ledger.log.people``); else the whole log (0019)."""
         schema = self.datastore.schema
         values: tuple[Any, ...] = (list(read_versions), list(read_versions.values()))
         if self.distributed_log and read_chains is not None:

@@ -100,6 +100,30 @@ def test_the_writer_appends_but_cannot_alter_the_log_or_the_schema(
                 conn.execute(statement)
 
 
+def test_the_writer_draws_the_stores_positions_and_the_reader_only_reads_them(
+    settings: Settings, roles: dict[str, str]
+) -> None:
+    """On Citus a group of heartbeats draws its organization's positions by an upsert of its
+    row of ``playback_heads`` (migration 0027) as the writer; a cursor's reader reads it."""
+    table = sql.Identifier(settings.schema, "playback_heads")
+    with connect(settings, autocommit=True) as conn:
+        allowed = {
+            (role, privilege): conn.execute(
+                "SELECT has_table_privilege(%s, %s::regclass, %s)",
+                (roles[role], table.as_string(conn), privilege),
+            ).fetchone()
+            for role in ("writer", "projector", "reader")
+            for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+        }
+    assert {key for key, value in allowed.items() if value == (True,)} == {
+        ("writer", "SELECT"),
+        ("writer", "INSERT"),
+        ("writer", "UPDATE"),
+        ("projector", "SELECT"),
+        ("reader", "SELECT"),
+    }
+
+
 def test_the_projector_reads_the_log_and_cannot_append(
     settings: Settings, roles: dict[str, str]
 ) -> None:
