@@ -108,7 +108,8 @@ class Writers:
         self.pool = context.Pool(PROCESSES)
 
     def close(self) -> None:
-        self.pool.close()
+        # as ``with Pool(...)`` and ``with Manager()`` end: the processes stopped
+        self.pool.terminate()
         self.pool.join()
         self.manager.shutdown()
 
@@ -226,6 +227,9 @@ class LoadGenerator:
     def close(self) -> None:
         self.jobs.put(None)
         self.process.join(60)
+        if self.process.is_alive():  # a run still going (its suite failed): stopped
+            self.process.terminate()
+            self.process.join()
 
 
 def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
@@ -300,16 +304,19 @@ def bench_serve(url: str, quick: bool, count: int | None = None) -> list[dict[st
     count = count or (2000 if quick else 8000)
     users = 400
     rows: list[dict[str, Any]] = []
-    writers, generator = Writers(), LoadGenerator()
+    writers = Writers()
     try:
-        for kind, make, target in (
-            ("heartbeats", lambda p, n, first: heartbeat_lines(n, p, users), 5.0),
-            ("purchases", lambda p, n, first: purchase_lines(n, p, users, first), 3.0),
-        ):
-            rows += _suite(url, users, count, kind, make, target, writers, generator)
+        generator = LoadGenerator()
+        try:
+            for kind, make, target in (
+                ("heartbeats", lambda p, n, first: heartbeat_lines(n, p, users), 5.0),
+                ("purchases", lambda p, n, first: purchase_lines(n, p, users, first), 3.0),
+            ):
+                rows += _suite(url, users, count, kind, make, target, writers, generator)
+        finally:
+            generator.close()
     finally:
         writers.close()
-        generator.close()
     return rows
 
 
