@@ -47,7 +47,7 @@ def distribute_requested() -> bool:
 def distribute_fresh_requested() -> bool:
     """Whether ``fresh``'s schemas (the property tests', one per example) are distributed too:
     ``LEDGER_TEST_DISTRIBUTE=all``. Not with ``=1`` (.ci/run's): a distributed schema's reset
-    costs five to eight times a single-server one's, about 3 s an example on this machine
+    costs five to ten times a single-server one's, 3-7 s an example on this machine
     (docs/scaling.md, "The suite on the cluster")."""
     return os.environ.get(DISTRIBUTE_ENV, "") == "all"
 

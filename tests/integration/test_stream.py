@@ -21,6 +21,7 @@ import ledger
 from ledger.config import Settings
 from ledger.log.shapes import UndecodableEvent
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import (
     answers,
     append,
@@ -82,6 +83,7 @@ def test_records_are_the_stored_events_decoded(ledger_app: Ledger, conn: Conn) -
     assert line["recorded_at"].endswith("+00:00")
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_the_command_prints_the_same_records_as_json_lines(
     ledger_app: Ledger, cli_env: dict[str, str]
 ) -> None:
@@ -127,6 +129,7 @@ def test_an_unmigrated_database_is_one_clear_line(empty_settings: Settings) -> N
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 def test_an_event_that_does_not_decode_stops_the_stream_naming_it(
     ledger_app: Ledger, conn: Conn, cli_env: dict[str, str]
 ) -> None:
@@ -289,6 +292,7 @@ def _read_lines(process: subprocess.Popen[str], count: int) -> list[dict[str, An
     return [json.loads(process.stdout.readline()) for _ in range(count)]
 
 
+@pytest.mark.single_server(citus_support.GLOBAL_POSITION)
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_the_follower_stops_cleanly_on_a_signal(
     ledger_app: Ledger, cli_env: dict[str, str], signum: int, status: int
