@@ -140,6 +140,7 @@ PLACING_MODULES = frozenset(
         "test_consumer_chains",
         "test_consumers",
         "test_database_url",
+        "test_downgrade_on_citus",
         "test_erasure_roles",
         "test_event_catalogue",
         "test_golden_log",
