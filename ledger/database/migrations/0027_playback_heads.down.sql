@@ -1,5 +1,7 @@
 -- 0027 rolled back: the store's positions are the coordinator's sequence alone again (in one
--- DO block: Citus sends a propagated command's text to every node).
+-- DO block: Citus sends a propagated command's text to every node). It drops what 0027
+-- added and puts back nothing, so it runs on a distributed schema too:
+-- rolls back on citus
 DO $$
 BEGIN
     IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN

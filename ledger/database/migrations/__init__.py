@@ -35,6 +35,8 @@ LOG_VERSION = 1  # 0001_event_log: the log itself
 BASE: Literal["base"] = "base"  # the log alone: every log migration, no projection one
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
 _LOG_SCOPE = re.compile(r"\A--\s*scope:\s*log\s*$", re.MULTILINE)
+# a down file of the log's that runs on the distributed layout as on one server says so
+_DISTRIBUTED_DOWN = re.compile(r"^--\s*rolls back on citus\s*$", re.MULTILINE)
 SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
@@ -73,6 +75,11 @@ class Migration:
     @property
     def scope(self) -> Literal["log", "projections"]:
         return "log" if self.version == LOG_VERSION or _LOG_SCOPE.match(self.up) else "projections"
+
+    @property
+    def rolls_back_distributed(self) -> bool:
+        """Whether its down file also runs on a distributed schema (``_refuse_on_citus``)."""
+        return self.scope == "projections" or bool(_DISTRIBUTED_DOWN.search(self.down))
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,7 @@ def downgrade(
             if m.version in applied
             and not (m.scope == "log" if to == BASE else m.version <= int(to))
         ]
-        logs = [m for m in undoing if m.scope == "log"]
+        logs = [m for m in undoing if not m.rolls_back_distributed]
         if logs:
             _refuse_on_citus(conn, schema, logs[0])
         for migration in undoing:
@@ -258,8 +265,10 @@ def _refuse_on_citus(conn: psycopg.Connection[Any], schema: str, newest: Migrati
     """On a schema whose tables Citus holds (``ledger db distribute``), the log's migrations
     are not rolled back: their down files put back what one server holds and a distributed
     log or store cannot (keys without ``organization_id``: "cannot create constraint on
-    ..."), so such a downgrade would stop half way in a raw error. Refused before any down
-    file runs, in one line saying why and what to do (docs/operations.md, "Downgrading").
+    ..."), so such a downgrade would stop half way in a raw error. (A down file that only
+    drops what its migration added says ``-- rolls back on citus`` and runs.) Refused
+    before any down file runs, in one line saying why and what to do (docs/operations.md,
+    "Downgrading").
     The projected tables' migrations roll back there (``--to base``, or down to the newest
     of the log's: ``newest``), as the projected tables' down files handle Citus."""
     if conn.execute("SELECT to_regclass('pg_catalog.pg_dist_partition')").fetchone() == (None,):
