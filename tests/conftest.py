@@ -213,6 +213,21 @@ def citus(database_url: str) -> citus_support.CitusCluster:
     )
 
 
+@pytest.fixture
+def no_recovery(citus: citus_support.CitusCluster) -> Iterator[None]:
+    """The coordinator's two-phase-commit recovery held off for the test, so every row it
+    writes to ``pg_dist_transaction`` stays there to be counted."""
+    with psycopg.connect(citus.url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET citus.recover_2pc_interval TO -1")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        with psycopg.connect(citus.url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET citus.recover_2pc_interval")
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def _stop_embedded_server() -> None:
     if not os.environ.get("LEDGER_TEST_DATABASE_URL") and os.environ.get("LEDGER_HOME"):
         from ledger.database import embedded

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -44,21 +43,6 @@ def distributed(citus: CitusCluster, settings: Settings) -> Settings:
         distribution.distribute(conn, settings.schema)  # `ledger db distribute`
         conn.commit()
     return settings
-
-
-@pytest.fixture
-def no_recovery(citus: CitusCluster) -> Iterator[None]:
-    """The coordinator's two-phase-commit recovery held off for the test, so every row it
-    writes to ``pg_dist_transaction`` stays there to be counted."""
-    with psycopg.connect(citus.url, autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET citus.recover_2pc_interval TO -1")
-        conn.execute("SELECT pg_reload_conf()")
-    try:
-        yield
-    finally:
-        with psycopg.connect(citus.url, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM RESET citus.recover_2pc_interval")
-            conn.execute("SELECT pg_reload_conf()")
 
 
 def two_phase_commits(conn: Conn) -> int:

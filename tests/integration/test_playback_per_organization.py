@@ -66,20 +66,6 @@ def two(
         app.close()
 
 
-@pytest.fixture
-def no_recovery(citus: CitusCluster) -> Iterator[None]:
-    """Two-phase-commit recovery held off, so every row of ``pg_dist_transaction`` stays."""
-    with psycopg.connect(citus.url, autocommit=True) as admin:
-        admin.execute("ALTER SYSTEM SET citus.recover_2pc_interval TO -1")
-        admin.execute("SELECT pg_reload_conf()")
-    try:
-        yield
-    finally:
-        with psycopg.connect(citus.url, autocommit=True) as admin:
-            admin.execute("ALTER SYSTEM RESET citus.recover_2pc_interval")
-            admin.execute("SELECT pg_reload_conf()")
-
-
 def _count(conn: Conn, query: str, *params: object) -> int:
     row = conn.execute(query, params).fetchone()
     assert row is not None
