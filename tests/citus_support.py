@@ -241,6 +241,16 @@ PLAYBACK_RECORD = (
     "calls the single server's group statement of heartbeats (playback_record, 0025), which a"
     " distributed store does not run: ledger/playback/distributed.py's, test_playback_on_citus.py"
 )
+STORE_LOCK = (
+    "an erasure and a heartbeat ordered by the playback store's advisory lock, the heartbeat"
+    " seen waiting for it: the distributed store orders them by the person's users row instead"
+    " (docs/events.md), and the heartbeat is not held behind the erasure's wait there"
+)
+STORE_POSITION = (
+    "the playback store's positions as one integer order (a bare --after, a cursor refused): a"
+    " distributed store takes and gives a cursor of every organization"
+    " (test_playback_per_organization.py)"
+)
 
 _PLACINGS: dict[str, Placing] = {}
 

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.database import migrations
+from ledger.database import migrations, placement
 from ledger.database.placement import COLUMN, NoCitus, Place, Step, citus_version, places_of
 from ledger.database.store_placement import distribute_store
 from ledger.errors import ConfigurationError
@@ -85,6 +85,7 @@ def distribute(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         raise ConfigurationError(
             f"schema {schema!r} has no {', '.join(missing)}: run `ledger db upgrade` first"
         )
+    placement.lock_local(conn, schema)
     steps = _place(conn, schema, places(conn, schema), _wanted())
     _add_missing_keys(conn, schema, steps)
     return [*steps, *distribute_log(conn, schema), *distribute_store(conn, schema)]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import tuple_row
 
 from ledger.errors import ConfigurationError
@@ -70,3 +71,28 @@ def places_of(
         elif method == "n" and model == "t":
             found[str(table)] = "reference"
     return found
+
+
+def lock_local(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Every table of the schema still local (partitions each on its own), locked ACCESS
+    EXCLUSIVE before ``ledger db distribute`` places any, in the order of their oids: the
+    order in which ``pg_dump`` takes its ACCESS SHARE locks. Placing them one by one took the
+    log's last (``distribution._log_keys``), after the money tables': a reader of the whole
+    database that held the log and then asked for ``content`` deadlocked with it
+    (``deadlock detected``, twice in the suite's distributed runs: a test's whole-database
+    ``pg_dump`` beside another process's placing; docs/scaling.md, "The suite on the
+    cluster"). Locked so, such a reader is waited for, or waits, and no cycle forms."""
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        tables = cursor.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p')"
+            " AND NOT EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = c.oid)"
+            " ORDER BY c.oid",
+            (schema,),
+        ).fetchall()
+    if tables:
+        names = sql.SQL(", ").join(
+            sql.SQL("ONLY {}").format(sql.Identifier(str(n), str(r))) for n, r in tables
+        )
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names))

@@ -182,7 +182,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                         "the event log or a projected table; nothing was written"
                     ) from None
                 raise
-            notification_ids = [row["notification_id"] for c in inserted for row in c.fetchall()]
+            notification_ids = statements.ordered(stored_events, inserted)
         if len(notification_ids) != len(stored_events):
             raise ProgrammingError(
                 f"got {len(notification_ids)} notification ids for {len(stored_events)} events"
@@ -209,7 +209,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 values = statements.routed_params(chunk, chains[0])
                 inserted[-1].execute(statements.rendered(query, conn), values, prepare=True)
             return
-        insert = statements.rendered(statements.insert_events_sql(schema), conn)
+        insert = statements.rendered(statements.inserting(schema, self.distributed_log), conn)
         for start in range(0, len(events), INSERT_ROWS):
             chunk = events[start : start + INSERT_ROWS]
             inserted.append(conn.cursor())

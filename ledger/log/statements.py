@@ -7,13 +7,13 @@ organization's shard alone; those that do not read every shard (docs/scaling.md)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from psycopg import Connection, sql
+from psycopg import Connection, Cursor, sql
 
 from ledger.database import distribution
 from ledger.log.chains import CLAIMED_TOPICS, LEGACY_TOPICS, PLATFORM
@@ -83,12 +83,43 @@ def insert_events_sql(schema: str) -> sql.Composed:
     trigger and the positions follow the list). One statement for any number of events:
     a ``VALUES`` list of one placeholder per column and row was a new statement text for
     every count, which psycopg parsed on every append (too long for its cache)."""
+    return _insert_events(schema, "notification_id")
+
+
+@lru_cache(maxsize=8)
+def insert_events_keyed_sql(schema: str) -> sql.Composed:
+    """``insert_events_sql`` returning each position with its event's key, for a distributed
+    log's append of several chains: Citus returns the rows shard by shard, not in the list's
+    order, so the recorder pairs them by key (``ordered``); one server returns them in order."""
+    return _insert_events(schema, "originator_id, originator_version, notification_id")
+
+
+def _insert_events(schema: str, returned: str) -> sql.Composed:
     return sql.SQL(
         "INSERT INTO {} (originator_id, originator_version, topic, state, organization_id) "
         "SELECT i, v, t, s, o FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
         "%b::uuid[]) WITH ORDINALITY AS e(i, v, t, s, o, n) ORDER BY n "
-        "RETURNING notification_id"
-    ).format(sql.Identifier(schema, "ledger_events"))
+        "RETURNING {}"
+    ).format(sql.Identifier(schema, "ledger_events"), sql.SQL(returned))
+
+
+def inserting(schema: str, distributed: bool) -> sql.Composed:
+    """The insert of several chains' events: keyed on a distributed log."""
+    return insert_events_keyed_sql(schema) if distributed else insert_events_sql(schema)
+
+
+def ordered(events: Sequence[StoredEvent], inserted: Sequence[Cursor[Any]]) -> list[int]:
+    """The positions of ``events`` in their order, from their inserts' rows: as they come,
+    or paired by each event's key when the rows carry it (``insert_events_keyed_sql``: a
+    distributed log's rows come back shard by shard). A batch of several chains answered
+    each command with another's position before (issue 28)."""
+    rows: list[Mapping[str, Any]] = [row for cursor in inserted for row in cursor.fetchall()]
+    if not rows or "originator_id" not in rows[0]:
+        return [row["notification_id"] for row in rows]
+    position = {
+        (row["originator_id"], row["originator_version"]): row["notification_id"] for row in rows
+    }
+    return [position[(e.originator_id, e.originator_version)] for e in events]
 
 
 @lru_cache(maxsize=64)

@@ -41,14 +41,23 @@ PAGE = 1000
 
 @lru_cache(maxsize=16)
 def _naming_sql(schema: str) -> sql.Composed:
+    """Each person field compared by ``->>``, the text ``jsonb_each_text`` gave for a
+    top-level key: the same rows, in an expression of the row alone. A correlated
+    ``EXISTS`` over ``jsonb_each_text`` was refused by Citus on a distributed log
+    (``NotSupportedError``: the erasure answered ``not counted``); this form is pushed
+    down to every shard as it is, and on one server it is the same filter."""
+    document = sql.SQL("convert_from(e.state, 'UTF8')::jsonb")
+    fields = sql.SQL(" OR ").join(
+        sql.SQL("{} ->> {} = %(user_id)s").format(document, sql.Literal(field))
+        for field in PERSON_FIELDS
+    )
     return sql.SQL(
         "SELECT notification_id, topic, originator_id, originator_version, recorded_at "
         "FROM {events} e "
         "WHERE e.notification_id > %(after)s AND position(%(needle)s in e.state) > 0 "
-        "AND EXISTS (SELECT 1 FROM jsonb_each_text(convert_from(e.state, 'UTF8')::jsonb) f "
-        "WHERE f.key = ANY(%(fields)s) AND f.value = %(user_id)s) "
+        "AND ({fields}) "
         "ORDER BY e.notification_id"
-    ).format(events=sql.Identifier(schema, "ledger_events"))
+    ).format(events=sql.Identifier(schema, "ledger_events"), fields=fields)
 
 
 @lru_cache(maxsize=16)
@@ -60,7 +69,7 @@ def _known_sql(schema: str) -> sql.Composed:
 
 def _params(user_id: str, after: int) -> dict[str, Any]:
     needle = json.dumps(user_id, ensure_ascii=False).encode()  # as the log's JSON writes it
-    return {"after": after, "needle": needle, "fields": list(PERSON_FIELDS), "user_id": user_id}
+    return {"after": after, "needle": needle, "user_id": user_id}
 
 
 def naming(

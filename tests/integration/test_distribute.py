@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from itertools import islice
@@ -24,8 +25,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ledger import api
 from ledger.config import Settings
 from ledger.database import distribution, migrations, store_placement
+from ledger.database.connections import connect
 from tests import citus_support
 from tests.citus_support import CitusCluster
+from tests.integration.test_append_limits import wait_for
 from tests.support import answers, cli, complete, dump_all, grant, org, publish, refund, user
 
 # the money tables, the log and its keys' claims, then the playback store
@@ -131,6 +134,62 @@ def test_distribute_places_the_tables_and_a_second_run_changes_nothing(
         ([f"{settings.schema}.{t}" for t in distribution.DISTRIBUTED],),
     ).fetchone()
     assert colocated == (1,)
+
+
+@pytest.mark.citus
+def test_a_reader_of_the_whole_database_meets_no_deadlock_with_the_placing(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    """A reader that locks every table in the order of their oids, as ``pg_dump`` does, and
+    holds the first of the schema when ``ledger db distribute`` starts: the placing waits
+    for it, then places everything. Before, the placing locked the money tables first and
+    the log last: ``deadlock detected`` in ``_log_keys`` against such a reader (a test's
+    ``pg_dump`` of the whole database, twice in the suite's distributed runs)."""
+    tables = [
+        sql.Identifier(settings.schema, str(name))
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.oid",
+            (settings.schema,),
+        )
+    ]
+    log = tables.index(sql.Identifier(settings.schema, "ledger_events"))
+    reader = psycopg.connect(settings.url)
+    try:
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        lock = sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE")
+        for table in tables[: log + 1]:  # the dump under way: up to the log
+            reader.execute(lock.format(table))
+        placed: list[object] = []
+
+        def place() -> None:
+            try:
+                with connect(settings) as placing:
+                    placed.append(distribution.distribute(placing, settings.schema))
+            except psycopg.Error as error:
+                placed.append(error)
+
+        thread = threading.Thread(target=place)
+        thread.start()
+        assert wait_for(lambda: waiting_on(conn, settings.schema)), "the placing never waited"
+        for table in tables[log + 1 :]:  # the rest of the dump: no deadlock
+            reader.execute(lock.format(table))
+        reader.rollback()
+        thread.join(timeout=300)
+    finally:
+        reader.close()
+    assert len(placed) == 1 and isinstance(placed[0], list), placed
+    assert distribution.log_is_distributed(conn, settings.schema)
+
+
+def waiting_on(conn: Conn, schema: str) -> bool:
+    """Whether a session waits for a lock on a table of ``schema``."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT l.granted AND n.nspname = %s",
+        (schema,),
+    ).fetchone()
+    return row is not None and row[0] > 0
 
 
 @pytest.mark.citus

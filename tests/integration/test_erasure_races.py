@@ -111,6 +111,7 @@ def test_an_erasure_waits_for_a_heartbeat_being_recorded_then_erases_it(
     nothing_survives(conn, settings, person, key)
 
 
+@pytest.mark.single_server(citus_support.STORE_LOCK)
 def test_a_heartbeat_that_waits_for_an_erasure_finds_no_one(
     ledger_app: Ledger, other: Ledger, settings: Settings, conn: Conn
 ) -> None:

@@ -9,7 +9,10 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import append, catalogue, grant, play, t
 
 
@@ -28,6 +31,7 @@ def _lines(process: subprocess.Popen[str], count: int) -> list[dict[str, Any]]:
     return [json.loads(process.stdout.readline()) for _ in range(count)]
 
 
+@pytest.mark.single_server(citus_support.STORE_POSITION)
 def test_following_sees_new_heartbeats_stops_on_sigterm_and_resumes(
     ledger_app: Ledger, cli_env: dict[str, str]
 ) -> None:
@@ -65,6 +69,7 @@ def test_following_sees_new_heartbeats_stops_on_sigterm_and_resumes(
     assert [json.loads(line)["position"] for line in out.splitlines()] == [meanwhile.position]
 
 
+@pytest.mark.single_server(citus_support.STORE_POSITION)
 def test_a_cursor_on_a_single_servers_store_is_refused_in_one_line(
     ledger_app: Ledger, cli_env: dict[str, str]
 ) -> None:
