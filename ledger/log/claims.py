@@ -147,6 +147,13 @@ def take_over_sql(schema: str) -> sql.Composed:
     ).format(sql.Identifier(schema, "ledger_key_claims"))
 
 
+@lru_cache(maxsize=1)
+def run_out_sql() -> sql.Composed:
+    return sql.Composed(
+        [sql.SQL("SELECT clock_timestamp() - %s * interval '1 ms' > %s AS run_out")]
+    )
+
+
 @lru_cache(maxsize=8)
 def fence_sql(schema: str) -> sql.Composed:
     return sql.SQL("SELECT {}(%s)").format(sql.Identifier(schema, "ledger_claim_fence"))
@@ -213,6 +220,14 @@ def _take_over(
     (its fence), so what its chain holds is final. The new deadline, or ``None``."""
     if not _value(row, "expired", 2):
         return None  # a live claim is never taken
+    since = _value(row, "claimed_at", 1)
+    # and run out on the coordinator's clock too, the one that stamped it and that bounds
+    # the holder's append (a statement naming no table runs there)
+    run_out = conn.execute(
+        statements.rendered(run_out_sql(), conn), (lease, since), prepare=True
+    ).fetchone()
+    if run_out is None or not _value(run_out, "run_out", 0):
+        return None
     holder = _value(row, "organization_id", 0)
     found = conn.execute(
         statements.rendered(holds_events_sql(schema), conn), (holder, claim_id), prepare=True
@@ -220,7 +235,6 @@ def _take_over(
     if found is None or _value(found, "exists", 0):
         return None  # its events committed: the key is the holder's for good
     budget = lease - margin_ms(lease)
-    since = _value(row, "claimed_at", 1)
     taken = conn.execute(
         statements.rendered(take_over_sql(schema), conn),
         (chain, claim_id, holder, since, lease),
