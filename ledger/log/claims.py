@@ -8,7 +8,7 @@ the claim put a second worker into the transaction and Citus ended it in a two-p
 (about half of all purchases on the local cluster: docs/scaling.md, "The log on Citus").
 
 So the recorder claims first, one short transaction per key on the claim's one shard
-(``INSERT ... ON CONFLICT DO NOTHING``, then who holds it), and only then sends the
+(``INSERT ... ON CONFLICT`` renewing only its own, then who holds it), and only then sends the
 organization's append, which touches the organization's worker alone:
 
 * the claim is the organization's (just taken, or left by an earlier attempt of the same
@@ -27,15 +27,17 @@ A claim whose append never commits (a crash between the two commits, the organiz
 worker lost, the command rejected when decided again) would stay its organization's for
 ever, and another organization's command with the same key would give up after the
 service's attempts where one server accepts it. So a claim is a lease: each claim (or
-reuse by its holder, which renews it) stamps ``claimed_at`` on the claim's worker, and
+reuse by its holder, which renews it) stamps ``claimed_at`` (the coordinator's clock, which
+Citus evaluates a write's functions on), and
 
 * the holder's append must end before ``claimed_at + lease - margin`` (the margin, a fifth
   of the lease, covers the servers' clocks and the commit's last round trip): the recorder
   calls ``ledger_claim_fence`` (migration 0028) first in the append's transaction, which
   refuses a deadline already past (SQLSTATE 40001: retried, so the holder claims again)
   and otherwise bounds the transaction by ``transaction_timeout`` (PostgreSQL 17+);
-* another organization takes a claim over only once its lease has run out on the claim's
-  worker's clock and the holder's chain holds no event of the key (read after the lease
+* another organization takes a claim over only once its lease has run out (on the claim's
+  worker's clock, then on the coordinator's) and the holder's chain holds no event of the
+  key (read after the lease
   ran out, so the holder's append has ended, committed or not), by one conditional
   ``UPDATE`` that also requires ``claimed_at`` unchanged (a renewal in between wins).
 

@@ -13,10 +13,11 @@
 -- committed). On a server without transaction_timeout there is no bound, and no claim is
 -- ever taken over (ledger.log.claims reads the same setting before taking). Called only on a
 -- distributed log: a single server has no claims.
+-- No SET clause (no search_path of its own: it names no table), so a call costs no
+-- configuration nesting: it runs in every append that claims a key.
 CREATE FUNCTION ledger_claim_fence(deadline timestamptz)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path FROM CURRENT
 AS $$
 DECLARE
     budget bigint := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000);
@@ -30,14 +31,15 @@ BEGIN
             'before its append began; nothing was written, claim again'
             USING ERRCODE = 'serialization_failure';
     END IF;
-    -- a bound already running (a server's or role's transaction_timeout) is kept when it
-    -- is the shorter; otherwise it is stopped (0) and started again with the budget, since
-    -- a running timer is not restarted by a new value
-    IF current_setting('transaction_timeout')::interval > interval '0'
-       AND current_setting('transaction_timeout')::interval <= budget * interval '1 ms' THEN
-        RETURN;
+    IF bound <> '0' THEN
+        -- a bound already running (a server's or role's transaction_timeout) is kept when
+        -- it is the shorter; otherwise stopped, since a running timer is not restarted by a
+        -- new value
+        IF bound::interval <= budget * interval '1 ms' THEN
+            RETURN;
+        END IF;
+        PERFORM set_config('transaction_timeout', '0', true);
     END IF;
-    PERFORM set_config('transaction_timeout', '0', true);
     PERFORM set_config('transaction_timeout', budget || 'ms', true);
 END;
 $$;
