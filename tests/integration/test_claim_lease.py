@@ -13,6 +13,7 @@ the claim's row and the server's clock, never a fixed sleep.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -34,7 +35,7 @@ from ledger.errors import ConfigurationError
 from ledger.log import claims
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.support import append, complete, org, publish, statuses, user
+from tests.support import append, cli, complete, org, publish, statuses, user
 
 Conn = psycopg.Connection[Any]
 KEY = "shared-key-1"
@@ -308,3 +309,22 @@ def test_the_lease_is_a_whole_number_with_its_unit_from_100ms(number: int, unit:
     else:
         with pytest.raises(ConfigurationError, match="LEDGER_CLAIM_LEASE"):
             claims.lease_ms(text)
+
+
+@pytest.mark.citus
+def test_a_bad_lease_is_a_configuration_error_naming_the_variable_writing_nothing(
+    citus: CitusCluster,
+    distributed: Settings,
+    two: tuple[str, str],
+    cli_env: dict[str, str],
+    conn: Conn,
+) -> None:
+    """``ledger append`` with ``LEDGER_CLAIM_LEASE=60`` (no unit) on a distributed log: one
+    line naming the variable and its rule, exit 2, no traceback, nothing written."""
+    env = {**cli_env, claims.LEASE_KEY: "60"}
+    done = cli(env, "append", "-", stdin=json.dumps(bought(0, "pi_bad")) + "\n")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "LEDGER_CLAIM_LEASE '60' is not a claim's lease" in done.stderr, done.stderr
+    assert key_claim(conn) is None
+    assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (0,)
