@@ -216,8 +216,9 @@ def create_roles(
         grant("SELECT", "ledger_log_order", writer, projector, reader)
         grant("SELECT", "ledger_stale_projections", writer, projector)
         # the claims of keys that are one namespace (migration 0023), written by the append
-        # on a distributed log: a claim is never changed or given back
-        grant("SELECT, INSERT", "ledger_key_claims", writer)
+        # on a distributed log: never given back; renewed by their holder, and taken over
+        # once their lease ran out with no event of the key (ledger.log.claims, 0028)
+        grant("SELECT, INSERT, UPDATE", "ledger_key_claims", writer)
         grant("SELECT", "ledger_projection_state", projector)
         grant("SELECT, INSERT, UPDATE", "ledger_consumer_checkpoints", projector)
         # consumers' per-chain checkpoints, and the chains a reader of every chain finds

@@ -101,7 +101,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         try:
             return self._insert(stored_events, **kwargs)
         except InternalError as error:
-            if "marked as essential" in str(error):
+            if "marked as essential" in str(error) or claims.bounded(error):
                 raise OperationalError(str(error)) from error
             raise
 
@@ -141,10 +141,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
             try:
                 legacy, spread = self.legacy_claims, self.distributed_log
                 wanted = statements.claims(stored_events, chains, legacy) if spread else []
-                if wanted:  # each on its shard, before: the append then touches one worker
-                    claims.claim_first(conn, schema, wanted)
+                deadline = claims.claim_first(conn, schema, wanted)  # each on its shard, first
                 with conn.pipeline():
                     rest.execute(_BEGIN)
+                    claims.fence(conn, rest, schema, deadline)
                     if self.distributed_log and statements.shared(
                         row_changes, subject_changes, chains
                     ):

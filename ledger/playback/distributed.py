@@ -19,9 +19,11 @@ stream"):
   the one worker that holds it;
 - the keys (``playback_keys``, distributed by the key itself: a key is one namespace for
   every organization) and the log (``ledger_events``) by ``= ANY``;
+- the keys claimed before the group's transaction, each in a transaction of its own on its
+  shard (``ledger.playback.keys.claim``), as the log's are (``ledger.log.claims``);
 - the writes: each organization's positions drawn first (its head row, in uuid order of the
   organizations), in the group's order, then the records and the ``content_access`` stamps
-  per organization (one worker each), the keys by their own shards, ``video_playback`` per
+  per organization (one worker each), ``video_playback`` per
   organization by the same guarded upsert (it carries the organization since migration
   0026, distributed beside its content: the group's rows of one organization touch its one
   worker).
@@ -40,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.domain import ids
-from ledger.playback import partitions
+from ledger.playback import keys, partitions
 from ledger.playback.decide import Decided, Heartbeat, newest
 from ledger.playback.statements import NEWEST_WINS
 
@@ -104,8 +106,6 @@ _STAMP = """
     WHERE a.organization_id = %(org)s AND a.user_id = %(user)s AND a.content_id = %(content)s
 """
 
-# one organization's rows (migration 0026: video_playback carries it, distributed beside its
-# content), so the upsert goes to that organization's worker
 # one organization's rows (migration 0026: video_playback carries it, distributed beside its
 # content), so the upsert goes to that organization's worker
 _SHOWN = (
@@ -198,16 +198,16 @@ def facts(
                     seen=r["seen"],
                 )
         pending = [n for n in gone if heartbeats[n].content_id not in read]
-    keys = [h.key for h in heartbeats if h.key is not None]
+    keyed = [h.key for h in heartbeats if h.key is not None]
     stored: dict[str, str] = {}
-    if keys:
+    if keyed:
         stored = {
             r["idempotency_key"]: r["fingerprint"]
             for r in conn.execute(
                 sql.SQL(
                     "SELECT idempotency_key, fingerprint FROM {} WHERE idempotency_key = ANY(%s)"
                 ).format(_t(schema, "playback_keys")),
-                (keys,),
+                (keyed,),
             )
         }
     key_ids = {h.key: ids.command_key_id("idempotency_key", h.key) for h in heartbeats if h.key}
@@ -224,7 +224,7 @@ def facts(
         in_log |= _in_log(conn, schema, list(key_ids.values()), None)
     for n, h in enumerate(heartbeats):
         if h.key is not None:
-            rows[n]["key_fingerprint"] = stored.get(h.key)
+            rows[n]["key_fingerprint"] = keys.recorded(stored.get(h.key), h, rows[n])
             rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
         rows[n]["legacy"] = pair_ids[n] in in_log
     return rows
@@ -259,6 +259,9 @@ def _organizations(
     return found, set(rest)
 
 
+claim_keys = keys.claim  # the store's call (``ledger.playback.store``): keys first
+
+
 def missing_days(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat]) -> set[Any]:
     """The days of the accepted heartbeats whose partitions do not exist yet."""
     days = {partitions.day(h.occurred_at) for h in accepted}
@@ -280,15 +283,6 @@ def write(conn: psycopg.Connection[Any], schema: str, decided: Decided) -> dict[
         last = _draw(conn, schema, org, len(members))
         for k, m in enumerate(members):  # the group's order within its organization
             positions[m] = last - len(members) + 1 + k
-    keyed = [h for h in accepted if h.key is not None]
-    if keyed:
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (idempotency_key, fingerprint)"
-                " SELECT * FROM unnest(%s::text[], %s::text[])"
-            ).format(_t(schema, "playback_keys")),
-            ([h.key for h in keyed], [h.fingerprint for h in keyed]),
-        )
     for org, members in by_org.items():
         hs = [accepted[m] for m in members]
         _insert(

@@ -196,6 +196,8 @@ class PlaybackStore:
                 decided = decide(heartbeats, self._facts(heartbeats, rows, lookups))
                 accepted = [h for h, _ in decided.accepted]
                 days = distributed.missing_days(conn, self._schema, accepted)
+                if not days:  # keys first, each on its shard (i28y)
+                    distributed.claim_keys(conn, self._schema, accepted)
             finally:
                 conn.autocommit = False
             if days:

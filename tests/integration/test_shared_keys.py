@@ -136,14 +136,20 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
             )
             beat.start()
             _wait_for_a_waiter(conn, _global_pid(holder))
-            assert answers(append(heard, keyed(grant("alice"), "R"))) == ["accepted"]
+            # on the distributed store the heartbeat's key is claimed before its group's
+            # transaction (ledger/playback/keys.py, i28y): the money command, deciding while
+            # the heartbeat waits, finds it; on one server it is still uncommitted
+            money = CONFLICT if citus_support.distribute_requested() else "accepted"
+            assert answers(append(heard, keyed(grant("alice"), "R"))) == [money]
             holder.rollback()  # the row's lock goes: the heartbeat goes on
             beat.join()
     finally:
         other.close()
     assert answers(answered) == ["accepted"]
     # the key now stands for both: each one's redelivery is a duplicate, anything else not
-    assert answers(append(heard, keyed(grant("alice"), "R"))) == ["duplicate"]
+    # (on the distributed store for the heartbeat alone)
+    again = CONFLICT if money == CONFLICT else "duplicate"
+    assert answers(append(heard, keyed(grant("alice"), "R"))) == [again]
     assert answers(append(heard, keyed(play("bob", 30, at=t(7)), "R"))) == ["duplicate"]
     assert answers(append(heard, keyed(revoke("bob"), "R"))) == [
         "rejected:conflict:idempotency_key"

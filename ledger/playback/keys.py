@@ -1,0 +1,77 @@
+"""A keyed heartbeat's key on the distributed store, claimed before its group's transaction
+(issue 28, docs/scaling.md "The playback store on Citus").
+
+``playback_keys`` is distributed by the key itself (a key is one namespace for every
+organization: CONTRACT.md, "Idempotency"), so its shard is on any worker, most often not the
+organization's. Written inside the group's transaction it put a second worker into it, and
+Citus ended it in a two-phase commit. So the keys are claimed first, each in a transaction of
+its own on its shard, as the log's keys are (``ledger.log.claims``), and the group's
+transaction touches its organizations' workers alone.
+
+A claim whose group then never commits (a race lost, a crash between the two commits) holds
+the heartbeat's own fingerprint: read again, its heartbeat is not recorded, so it is not a
+duplicate (``recorded``), and the next attempt records it. What it leaves: another command
+with the same key and a different payload is a ``conflict`` while that claim stands, where
+one server, which wrote no key, would accept it (a key reused for another payload is the
+client's error either way; docs/scaling.md, "What is left" 5). A single server never runs
+this: its statement (``playback_record``) writes the key in the group's transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ledger.playback.decide import Heartbeat
+
+
+def recorded(used: str | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str | None:
+    """The key's stored fingerprint as ``decide`` is to read it. A key is claimed before its
+    group's transaction (``claim``), so a key of this very heartbeat (the same
+    fingerprint: the same identity and time) whose heartbeat is not recorded, and was not
+    compacted away (it is not before its pair's horizon), is a claim whose group never
+    committed: not a duplicate, and the heartbeat is recorded now."""
+    if used is None or used != heartbeat.fingerprint or row["organization_id"] is None:
+        return used
+    horizon = row["horizon"]
+    if row["seen"] or (horizon is not None and heartbeat.occurred_at < horizon):
+        return used
+    return None
+
+
+def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat]) -> None:
+    """The accepted heartbeats' keys claimed before the group's transaction, each in a
+    transaction of its own on its key's shard, all in one round trip (as the log's keys:
+    ``ledger.log.claims``), so the group's transaction touches its organizations' workers
+    alone, and a group of one organization commits on its worker in one phase.
+
+    The connection is in autocommit. A key found with another fingerprint was claimed
+    meanwhile by a different command: raised as the unique violation the key's insert in
+    the group's transaction raised before, and the store decides the group again (then a
+    ``conflict``). A key claimed with this heartbeat's fingerprint whose group then never
+    commits is harmless: the next attempt finds it unrecorded (``recorded``)."""
+    keyed = {h.key: h.fingerprint for h in accepted if h.key is not None}
+    if not keyed:
+        return
+    table = sql.Identifier(schema, "playback_keys")
+    take = sql.SQL(
+        "INSERT INTO {} (idempotency_key, fingerprint) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+    ).format(table)
+    holder = sql.SQL("SELECT fingerprint FROM {} WHERE idempotency_key = %s").format(table)
+    held: list[tuple[str, str, psycopg.Cursor[Any]]] = []
+    with conn.pipeline():
+        for key, fingerprint in keyed.items():
+            taking, reading = conn.cursor(), conn.cursor()
+            taking.execute(b"BEGIN")
+            taking.execute(take, (key, fingerprint), prepare=True)
+            reading.execute(holder, (key,), prepare=True)
+            taking.execute(b"COMMIT")
+            held.append((key, fingerprint, reading))
+    for key, fingerprint, reading in held:
+        row = reading.fetchone()
+        if row is None or row["fingerprint"] != fingerprint:
+            raise psycopg.errors.UniqueViolation(
+                f"idempotency_key {key!r} was claimed meanwhile by a different heartbeat"
+            )
