@@ -92,7 +92,7 @@ async def answer_command(
     or the one made for it): every event it records carries both. A token bound to an
     organization sends only commands about it (``ledger.http.tenancy``)."""
     try:
-        command = parse_command(with_key(body, idempotency_key)).stamped("http", request_id)
+        command = parse_command(with_key(body, idempotency_key), "http", request_id)
     except Rejected as error:
         result = Result("rejected", error=error)
         backend.metrics.count(_declared_type(body), result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -32,16 +32,17 @@ if set(RecordPlayback.model_fields) != _FIELDS | {"occurred_at", "idempotency_ke
     raise RuntimeError("RecordPlayback's fields changed: update decide._fingerprint")
 
 
-def _fingerprint(command: RecordPlayback) -> str:
-    """``command.fingerprint()``, the same bytes hashed, without pydantic's dump."""
+def _fingerprint(command: RecordPlayback, content_id: str) -> str:
+    """``command.fingerprint()``, the same bytes hashed, without pydantic's dump (the keys
+    written in sorted order: what ``OPT_SORT_KEYS`` would make of them)."""
     payload = {
-        "content_id": str(command.content_id),
+        "content_id": content_id,
         "duration_seconds": command.duration_seconds,
         "position_seconds": command.position_seconds,
         "type": command.type,
         "user_id": command.user_id,
     }
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(orjson.dumps(payload)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -56,22 +57,31 @@ class Heartbeat:
 
     @classmethod
     def of(cls, command: RecordPlayback, now: str) -> Heartbeat:
-        occurred = command.occurred(now)
-        # a heartbeat derives nothing, so its canonical fingerprint is the payload's digest
-        fingerprint = _fingerprint(command)
-        return cls(
-            command,
-            clock.parse(occurred),
-            command.identity(occurred, fingerprint),
-            fingerprint,
-            str(command.content_id),
-        )
+        at = command.occurred_at
+        if at is None:
+            return cls._at(command, now, clock.parse(now))
+        moment = at.astimezone(UTC)  # what parsing its canonical text gives back
+        return cls._at(command, moment.isoformat(timespec="microseconds"), moment)
 
     @classmethod
     def now(cls, command: RecordPlayback) -> Heartbeat:
         """The heartbeat as of this moment (its ``occurred_at``, else now: the clock is
         read only then)."""
-        return cls.of(command, clock.now() if command.occurred_at is None else "")
+        if command.occurred_at is not None:
+            return cls.of(command, "")
+        moment = datetime.now(UTC)
+        return cls._at(command, moment.isoformat(timespec="microseconds"), moment)
+
+    @classmethod
+    def _at(cls, command: RecordPlayback, occurred: str, moment: datetime) -> Heartbeat:
+        """``occurred``: the moment's canonical text (``clock.canonical``), which its
+        identity hashes; each made once, neither parsed back from the other."""
+        content_id = str(command.content_id)
+        # a heartbeat derives nothing, so its canonical fingerprint is the payload's digest
+        fingerprint = _fingerprint(command, content_id)
+        return cls(
+            command, moment, command.identity(occurred, fingerprint), fingerprint, content_id
+        )
 
     @classmethod
     def each(cls, items: Sequence[RecordPlayback | Heartbeat], now: str) -> list[Heartbeat]:
