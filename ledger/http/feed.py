@@ -60,9 +60,11 @@ class Feed:
         self._queued.append((command, answer))
         if self._handing is None:
             self._handing = loop.create_task(self._hand_over())
-        # a request cancelled while it waits (its client went away) must not cancel the
-        # hand-over its command is part of
-        return await asyncio.shield(answer)
+        # a request cancelled while it waits (its client went away) cancels only its own
+        # future: the hand-over its command is part of is a task of its own and goes on,
+        # passing over an answer already done (no ``asyncio.shield``: a future and two
+        # callbacks more for every request)
+        return await answer
 
     async def _hand_over(self) -> None:
         loop = asyncio.get_running_loop()
