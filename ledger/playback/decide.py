@@ -8,10 +8,12 @@ repeated inside one group is a ``duplicate``, as it would be alone).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from uuid import UUID
 
 import orjson
 
@@ -45,6 +47,13 @@ def _fingerprint(command: RecordPlayback, content_id: str) -> str:
     return hashlib.sha256(orjson.dumps(payload)).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
+def _text(content_id: UUID) -> str:
+    """A content id as text, remembered for the videos being watched now: ``UUID.__str__``
+    formats it in Python, 2 µs of a heartbeat's 7 in its caller; the cache's hit, 0.3."""
+    return str(content_id)
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     """One heartbeat as the store keeps it: the command at its moment."""
@@ -76,7 +85,8 @@ class Heartbeat:
     def _at(cls, command: RecordPlayback, occurred: str, moment: datetime) -> Heartbeat:
         """``occurred``: the moment's canonical text (``clock.canonical``), which its
         identity hashes; each made once, neither parsed back from the other."""
-        content_id = str(command.content_id)
+        given = command.content_id
+        content_id = _text(given) if given.__class__ is UUID else str(given)
         # a heartbeat derives nothing, so its canonical fingerprint is the payload's digest
         fingerprint = _fingerprint(command, content_id)
         return cls(
