@@ -134,11 +134,11 @@ def parse_lines(
     correlation id if the input has a name."""
     for number, line in enumerate(lines, start=first):
         try:
-            command = parse_command(line)
-            if source is not None:
+            if source is None:
+                yield parse_command(line)
+            else:
                 where = None if name is None else line_id(name, number)
-                command = command.stamped(source, where)
-            yield command
+                yield parse_command(line, source, where)
         except Rejected as error:
             yield error
 

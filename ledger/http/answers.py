@@ -102,8 +102,26 @@ def json_response(
     )
 
 
+class _JsonAnswer(Response):
+    """A JSON answer whose headers are written out once: ``Response.__init__`` works
+    them out at every answer (a charset check, a header object), a tenth of what the
+    service's main thread spends on a heartbeat's request. The same two headers, in the
+    same order, as ``json_response`` gives; still a ``Response`` (its ``headers`` work)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status: int) -> None:  # not Response's: on purpose
+        self.status_code = status
+        self.body = body
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
+
+
 def result_response(result: Result) -> Response:
-    return json_response(result.as_dict(), status_of(result))
+    return _JsonAnswer(orjson.dumps(result.as_dict()), status_of(result))
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:

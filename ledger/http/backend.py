@@ -150,7 +150,7 @@ class Backend:
             with _database_errors():
                 result = await self._feed.submit(item)
         finally:
-            self.metrics.append_seconds.labels("command").observe(time.perf_counter() - started)
+            self.metrics.command_seconds.observe(time.perf_counter() - started)
         self.metrics.count(getattr(command, "type", ""), result)
         return result
 

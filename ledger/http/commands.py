@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ledger import api
 from ledger.commands.base import Command
@@ -29,6 +29,7 @@ from ledger.http.answers import (
 from ledger.http.auth import Token, check_scope, check_token
 from ledger.http.backend import Backend
 from ledger.http.bodies import batch_lines, read_body, read_bounded
+from ledger.http.config import HttpConfig
 from ledger.http.gate import scope_request_id
 
 router = APIRouter()
@@ -92,7 +93,7 @@ async def answer_command(
     or the one made for it): every event it records carries both. A token bound to an
     organization sends only commands about it (``ledger.http.tenancy``)."""
     try:
-        command = parse_command(with_key(body, idempotency_key)).stamped("http", request_id)
+        command = parse_command(with_key(body, idempotency_key), "http", request_id)
     except Rejected as error:
         result = Result("rejected", error=error)
         backend.metrics.count(_declared_type(body), result)
@@ -142,12 +143,7 @@ class CommandEndpoint:
                 field = name.decode("latin-1")[:100]
                 raise BadRequest(f"{field}: POST /v1/commands takes no query parameters", field)
             key = _utf8_key(keys) if keys else None
-            body = await read_bounded(
-                headers.get(b"content-length"),
-                _chunks(receive),
-                backend.config.max_command_bytes,
-                "the command",
-            )
+            body = await _read(receive, headers.get(b"content-length"), backend.config)
             answer = await answer_command(backend, token, body, key, scope_request_id(scope))
         except ServiceError as error:
             backend.metrics.refuse(error)
@@ -173,9 +169,27 @@ def _headers(scope: Scope) -> tuple[dict[bytes, str], list[bytes]]:
     return found, keys
 
 
-async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+async def _read(receive: Receive, declared: str | None, config: HttpConfig) -> bytes:
+    """The body, within ``LEDGER_HTTP_MAX_COMMAND_BYTES`` (``read_bounded``'s checks,
+    in its order). A body that arrives in one message, as a player's heartbeat does, is
+    taken as it is: ``read_bounded``'s iteration over the messages costs an asynchronous
+    generator and a join per request."""
+    limit = config.max_command_bytes
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return await read_bounded(declared, _chunks(receive), limit, "the command")
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")
+        if len(body) <= limit:
+            return body
+    return await read_bounded(None, _chunks(receive, message), limit, "the command")
+
+
+async def _chunks(receive: Receive, first: Message | None = None) -> AsyncIterator[bytes]:
+    """The body's chunks (after the ``first`` message, if one was received already)."""
     while True:
-        message = await receive()
+        message = first if first is not None else await receive()
+        first = None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         yield message.get("body", b"")

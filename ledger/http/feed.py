@@ -55,14 +55,14 @@ class Feed:
             )
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
-        # an error answered to a request that is gone counts as seen (no "never retrieved")
-        answer.add_done_callback(_seen)
         self._queued.append((command, answer))
         if self._handing is None:
             self._handing = loop.create_task(self._hand_over())
-        # a request cancelled while it waits (its client went away) must not cancel the
-        # hand-over its command is part of
-        return await asyncio.shield(answer)
+        # a request cancelled while it waits (its client went away) cancels only its own
+        # future: the hand-over its command is part of is a task of its own and goes on,
+        # passing over an answer already done (no ``asyncio.shield``: a future and two
+        # callbacks more for every request)
+        return await answer
 
     async def _hand_over(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,7 +77,7 @@ class Feed:
                     stopped = GroupAbandoned("the service stopped while the group committed")
                     for _, future in [*taken, *self._queued]:
                         if not future.done():
-                            future.set_exception(stopped)
+                            _fail(future, stopped)
                     raise
                 except Exception as error:  # nothing of these was queued, or the ledger failed
                     answers = [error] * len(taken)
@@ -85,7 +85,7 @@ class Feed:
                     if future.done():
                         continue
                     if isinstance(answer, BaseException):
-                        future.set_exception(answer)
+                        _fail(future, answer)
                     else:
                         future.set_result(answer)
         finally:
@@ -98,6 +98,10 @@ class Feed:
         self._thread.shutdown(wait=True)
 
 
-def _seen(future: asyncio.Future[Result]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _fail(future: asyncio.Future[Result], error: BaseException) -> None:
+    """Answers ``error``, counted as seen at once: its request may be gone by the time the
+    loop runs it (cancelled after the answer was set), and an error nobody retrieves is
+    logged as "never retrieved". (A done-callback did this for every request, one more
+    callback a request for the loop to run; the awaiting request still gets the error.)"""
+    future.set_exception(error)
+    future.exception()

@@ -74,6 +74,8 @@ class Gate:
         self.retry_after = retry_after
         self.crowded = crowded
         self.in_flight = 0  # one event loop: no lock needed
+        # the gauge reads the count when scraped: not a locked increment twice a request
+        metrics.in_flight.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,12 +112,10 @@ class Gate:
             await answer(scope, receive, tagged)
             return
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, tagged)
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
 
 
 def scope_request_id(scope: Scope) -> str:

@@ -5,12 +5,15 @@ their redeliveries."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.commands.access import RecordPlayback
 from ledger.commands.parsing import parse_command
+from ledger.domain import clock
 from ledger.playback.decide import Heartbeat
 
 NOW = "2026-12-04T22:30:00.000000+00:00"
@@ -44,6 +47,15 @@ def test_heartbeat_of_agrees_with_the_command(
     assert heartbeat.identity == command.identity(occurred)
     assert heartbeat.fingerprint == command.fingerprints().canonical == command.fingerprint()
     assert heartbeat.content_id == str(command.content_id)
+    # its moment, made once beside its text, is what parsing the text gives back
+    assert heartbeat.occurred_at == clock.parse(occurred)
+    assert heartbeat.occurred_at.tzinfo is UTC
+    assert clock.canonical(heartbeat.occurred_at) == occurred
+    if at is None:  # read from the clock: its identity hashes the moment it holds
+        now = Heartbeat.now(command)
+        assert now.occurred_at.tzinfo is UTC
+        assert now.identity == command.identity(clock.canonical(now.occurred_at))
+        assert now.fingerprint == heartbeat.fingerprint
 
 
 # Recorded by main's code (``Command.fingerprint`` through pydantic's dump, 2026-12-05),
