@@ -32,10 +32,11 @@ creator to NULL). Either way no row of a deleted person is left, as on one serve
 Left on the ``User`` aggregate, because no row orders them with a deletion (docs/scaling.md,
 "People as facts"): ``access.revoke`` (it deletes its row; a deletion committed between its
 fact and its append would leave it accepted, where one server answers ``was deleted``), a
-heartbeat through the log (``playback.progress``: it updates rows, checked by no foreign
-key), a deletion's part (``user.leave``: it deletes rows, and the deletion it belongs to
+deletion's part (``user.leave``: it deletes rows, and the deletion it belongs to
 needs the platform's chain anyway), and registrations, deletions and erasures (the
 platform's chain is theirs). A decision holding any of them reads the aggregates.
+Heartbeats (``playback.progress``) are the playback store's, which decides them on
+``users`` already (``ledger.playback``).
 
 What the facts cannot tell, a person with neither a subject nor a ``users`` row (never
 registered, or deleted before subjects existed: answered ``is not registered`` and ``was
