@@ -33,7 +33,7 @@ from ledger.domain import ids
 from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.support import append, complete, grant, org, publish, start, statuses, t, user
+from tests.support import append, complete, grant, org, publish, refund, start, statuses, t, user
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
@@ -108,6 +108,15 @@ def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID)
     return video, intents
 
 
+def _refund_on(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> str:
+    """A refund id whose claim lives on the organization's worker."""
+    claims = f"{schema}.ledger_key_claims"
+    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
+    found = (f"re_{str(organization)[:8]}_{n}" for n in range(1000))
+    key = ids.command_key_id
+    return next(r for r in found if _worker(citus, conn, claims, key("refund_id", r)) == worker)
+
+
 def _videos(
     citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID, count: int
 ) -> list[str]:
@@ -143,6 +152,7 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
         _home(citus, conn, schema, b),
         _home(citus, conn, schema, a),
     )
+    refund_b = _refund_on(citus, conn, schema, b)
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
@@ -153,6 +163,9 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
             bought = [complete(i, content_id=video_b) for i in intents_b[:2]]
             assert statuses(append(ledger, *bought)) == ["accepted"] * 2
             assert statuses(append(ledger, start(intents_b[2], content_id=video_b))) == ["accepted"]
+            # a refund names no person: nothing of the platform's chain is read or checked
+            refunded = refund(intents_b[1], refund_b, 500)
+            assert statuses(append(ledger, refunded)) == ["accepted"]
             late = complete("pi_dave", customer="dave", content_id=video_b)
             refused = append(ledger, late)
             assert statuses(refused) == ["rejected:not_found"]
