@@ -53,7 +53,12 @@ from uuid import UUID
 from ledger.commands.access import GrantAccess
 from ledger.commands.base import Command
 from ledger.commands.catalogue import PublishContent
-from ledger.commands.purchases import CompletePurchase, FailPurchase, StartPurchase
+from ledger.commands.purchases import (
+    CompletePurchase,
+    FailPurchase,
+    RefundPurchase,
+    StartPurchase,
+)
 from ledger.domain import ids
 from ledger.log.chains import PLATFORM
 from ledger.privacy.subjects import Subjects
@@ -65,9 +70,19 @@ ON_FACTS = (StartPurchase, CompletePurchase, FailPurchase, GrantAccess, PublishC
 with a deletion (above)."""
 
 
+APART = (RefundPurchase,)
+"""Commands that name no person and read nothing of the platform's chain (a refund: its
+purchase and its refund id, found by their claims, and its customer's access, in the
+purchase's organization's chain): decided without that chain too, so a stopped platform
+worker does not stop them either. (``content.delete`` reads ``purchases`` across every
+shard, and ``organization.register`` writes a reference table on every node: a stopped
+worker stops them whatever their route.)"""
+
+
 def on_facts(commands: Collection[Command]) -> bool:
-    """Whether every command of a decision (one, a group, a batch) is one of ``ON_FACTS``."""
-    return bool(commands) and all(isinstance(c, ON_FACTS) for c in commands)
+    """Whether every command of a decision (one, a group, a batch) is one of ``ON_FACTS``
+    or ``APART``: the decision is made without the platform's chain."""
+    return bool(commands) and all(isinstance(c, (*ON_FACTS, *APART)) for c in commands)
 
 
 def read(uow: UnitOfWork, values: Iterable[str]) -> None:

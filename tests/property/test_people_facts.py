@@ -7,8 +7,8 @@ from the ``User`` aggregate. The facts' reader is one
 statement of PostgreSQL that a single server runs too, so here the two deciders run side by
 side on PostgreSQL: one ledger as a single server runs it, one told its log is distributed
 (its reads and checks stay the whole log's, a single server's: only the facts differ).
-Random registrations, deletions, erasures, purchases (started, completed, failed), grants,
-revocations and publications of a few people, one command at a time and in groups: the
+Random registrations, deletions, erasures, purchases (started, completed, failed,
+refunded), grants, revocations and publications of a few people, one command at a time and in groups: the
 same answers, word for word, and the same tables."""
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ VIDEO = "cccccccc-0000-4000-8000-00000000000a"
 # published by the history, if at all (by one of the people, who may be deleted by then)
 LATER = ("cccccccc-0000-4000-8000-00000000000b", "cccccccc-0000-4000-8000-00000000000c")
 PEOPLE = ("ann", "ben", "cat")
-ON_FACTS = ("purchase.start", "purchase.complete", "purchase.fail")
-ON_FACTS += ("access.grant", "content.publish")
+# decided without the platform's chain (facts.ON_FACTS, facts.APART)
+ON_FACTS = frozenset(
+    {"purchase.start", "purchase.complete", "purchase.fail", "purchase.refund"}
+    | {"access.grant", "content.publish"}
+)
 
 SETUP: list[dict[str, Any]] = [
     {"type": "organization.register", "organization_id": ORG, "name": "O", "occurred_at": t(1)},
@@ -58,7 +61,7 @@ def histories(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
         at = t(2 + number)
         intent = f"pi_{draw(st.integers(0, 3))}"
         kinds = ("register", "delete", "erase", "start", "complete", "fail")
-        kind = draw(st.sampled_from((*kinds, "grant", "revoke", "publish")))
+        kind = draw(st.sampled_from((*kinds, "grant", "revoke", "publish", "refund")))
         video = draw(st.sampled_from((VIDEO, *LATER)))
         if kind in ("register", "delete", "erase"):
             command: dict[str, Any] = {"type": f"user.{kind}", "user_id": person}
@@ -66,6 +69,12 @@ def histories(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
             command = {"type": f"access.{kind}", "user_id": person, "content_id": video}
             if kind == "grant":
                 command["access_type"] = draw(st.sampled_from(("subscription", "preview")))
+        elif kind == "refund":  # names no one: decided without the platform's chain too
+            command = {"type": "purchase.refund", "stripe_payment_intent_id": intent}
+            command |= {
+                "refund_id": f"re_{number}",
+                "amount_cents": draw(st.sampled_from((500, 1000))),
+            }
         elif kind == "publish":
             command = {"type": "content.publish", "content_id": video, "organization_id": ORG}
             command |= {"creator_id": person, "title": draw(st.sampled_from(("T", "U")))}
