@@ -30,8 +30,10 @@ creator to NULL). Either way no row of a deleted person is left, as on one serve
 (``tests/integration/test_log_one_worker.py``).
 
 Left on the ``User`` aggregate, because no row orders them with a deletion (docs/scaling.md,
-"People as facts"): ``access.revoke`` (it deletes its row; a deletion committed between its
-fact and its append would leave it accepted, where one server answers ``was deleted``), a
+"Grants' and publications' people as facts"): ``access.revoke`` (it deletes its row; a
+deletion committed between its fact and its append would leave it accepted, where one
+server answers ``was deleted``; and ``AccessRevoked`` names no organization, so the
+deletion goes to every shard: its append needs every worker whatever its decision), a
 deletion's part (``user.leave``: it deletes rows, and the deletion it belongs to
 needs the platform's chain anyway), and registrations, deletions and erasures (the
 platform's chain is theirs). A decision holding any of them reads the aggregates.
