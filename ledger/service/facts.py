@@ -40,6 +40,12 @@ platform's chain is theirs). A decision holding any of them reads the aggregates
 Heartbeats (``playback.progress``) are the playback store's, which decides them on
 ``users`` already (``ledger.playback``).
 
+A log distributed from one written before the chains (migration 0014) keeps the first
+events of its organizations, accesses and playbacks in the platform's chain
+(``chains.LEGACY_TOPICS``; ``LedgerRecorder.legacy_claims``): there these decisions still
+take their people as facts, but their route keeps the platform's chain (``Ledger._route``),
+or a publication would not find an organization registered before the chains.
+
 What the facts cannot tell, a person with neither a subject nor a ``users`` row (never
 registered, or deleted before subjects existed: answered ``is not registered`` and ``was
 deleted``), is decided on the ``User`` aggregate as before, the platform's chain then

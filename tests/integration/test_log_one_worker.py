@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from ledger import api
+from ledger.commands import demo
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
@@ -33,6 +35,7 @@ from ledger.domain import ids
 from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
+from tests.integration.test_golden_log import _golden
 from tests.support import append, complete, grant, org, publish, refund, start, statuses, t, user
 
 pytestmark = pytest.mark.citus
@@ -106,6 +109,43 @@ def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID)
         if _worker(citus, conn, claims, ids.purchase_id(i)) == worker
     ][:3]
     return video, intents
+
+
+def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_route(
+    fresh: Callable[[], Settings],
+) -> None:
+    """A log distributed from one written before the chains (the golden log of v1) keeps its
+    organizations' registrations, and its accesses' and playbacks' first events, in the
+    platform's chain (``chains.LEGACY_TOPICS``). A publication or a grant decided on facts
+    there still reads that chain (``Ledger._route``): a new content of an organization
+    registered then is published, not answered "not registered" (as it was while their
+    route left the platform's chain out), and a grant of one of its contents is accepted."""
+    settings = fresh()
+    with connect(settings, autocommit=True) as conn:
+        _golden(settings, conn)
+        with connect(settings) as placing:
+            distribution.distribute(placing, settings.schema)
+            placing.commit()
+        assert distribution.legacy_claimed(conn, settings.schema)
+    history = list(demo.history(purchases=120))
+    first = next(c for c in history if c["type"] == "content.publish")
+    viewer = [c for c in history if c["type"] == "user.register"][-1]["user_id"]
+    new = "99999999-0000-4000-8000-000000000001"
+    commands = [
+        publish(new, first["organization_id"], creator=first["creator_id"], at=t(40)),
+        grant(viewer, first["content_id"], "preview", at=t(40, 13)),
+        grant(viewer, new, "preview", at=t(40, 14)),
+    ]
+    with api.open_ledger(settings) as ledger:
+        answers = [append(ledger, c)[0] for c in commands]  # one decision each
+    assert [(a.status, a.error and a.error.message) for a in answers] == [("accepted", None)] * 3
+    with connect(settings) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM content_access WHERE user_id = %s AND access_type = 'preview'"
+            " AND content_id = ANY(%s::uuid[])",
+            (viewer, [first["content_id"], new]),
+        ).fetchone()
+    assert found == (2,)
 
 
 def _refund_on(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> str:
