@@ -242,8 +242,9 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant
     ``users`` (their rows' foreign keys order them with a deletion), so with the platform's
     worker stopped an organization of the other worker grants, publishes, and is refused a
     deleted person's grant and publication as on one server, alone and in a group. A
-    revocation stays on the ``User`` aggregate (no row orders it with a deletion): it
-    answers the retryable error naming the remote node, as does every command of an
+    revocation stays on the ``User`` aggregate (no row orders it with a deletion, and its
+    row's deletion goes to every shard): it answers the retryable error naming the remote
+    node, as does every command of an
     organization on the stopped worker; nothing of theirs is written, and once the worker is
     back they go through."""
     schema = distributed.schema
