@@ -312,11 +312,12 @@ class Ledger(Application[UUID]):
     def _route(self, uow: UnitOfWork, commands: Sequence[Command]) -> None:
         """On a distributed layout, where the decision reads its aggregates (all of them,
         a batch or a group: ``chains.route``); elsewhere, or unknown, the whole log. On a
-        distributed log, purchases without the platform's chain, their people as facts."""
+        distributed log, ``facts.ON_FACTS`` without the platform's chain, people as facts."""
         if self.per_organization:
             distributed = getattr(self.recorder, "is_distributed", bool)  # memory: never
             on_facts = facts.on_facts(commands) and bool(distributed())
-            uow.route = chains.route(self.aggregates, commands, platform=not on_facts)
+            kept = on_facts and getattr(self.recorder, "legacy_claims", False)  # facts.py
+            uow.route = chains.route(self.aggregates, commands, platform=not on_facts or kept)
             if on_facts and uow.route is not None:
                 uow.facts = self.recorder.people_of  # type: ignore[attr-defined]
 

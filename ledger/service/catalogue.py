@@ -23,9 +23,10 @@ from ledger.service.unit_of_work import UnitOfWork
 
 
 def live_user(uow: UnitOfWork, user_id: str, field_name: str, shown: str | None = None) -> None:
-    """A registered user not deleted: what a purchase, grant or heartbeat needs. On a
-    distributed log a purchase takes it as a fact of ``users`` (``ledger.service.facts``),
-    else from the ``User`` aggregate; the answers are the same.
+    """A registered user not deleted: what a purchase, grant, revocation or publication
+    needs. On a distributed log a purchase, a grant and a publication take it as a fact of
+    ``users`` (``ledger.service.facts``), else from the ``User`` aggregate; the answers are
+    the same.
 
     ``shown``: how the answer names a user the command did not name itself (one the log
     recorded): by their role, since the log knows them by a subject the caller never gave

@@ -1,22 +1,50 @@
-"""A purchase's customer as a fact of ``users``, on the distributed log (issue 28).
+"""A person named by a command as a fact of ``users``, on the distributed log (issue 28).
 
-On Citus the customer's ``User`` aggregate lives in the platform's chain, on one worker.
-A purchase that read it, and checked its version again at append, touched that worker
+On Citus a person's ``User`` aggregate lives in the platform's chain, on one worker. A
+command that read it, and checked its version again at append, touched that worker
 whatever its organization, so a stopped platform worker stopped every organization's
-purchases. What a purchase needs of its customer is one fact, registered and not deleted,
-and ``users`` holds it, with a copy on every node (``ledger.log.people``). So there a
-decision of purchases (``ON_FACTS``) reads its people from ``users`` and
-``ledger_subjects`` in one statement on the coordinator, and neither reads nor checks their
-``User`` aggregates: its read and its append's check touch its organization's worker
-alone (and its keys' claims').
+purchases, grants and publications. What these commands need of the person they name is
+one fact, registered and not deleted, and ``users`` holds it, with a copy on every node
+(``ledger.log.people``). So there their decisions (``ON_FACTS``) read their people from
+``users`` and ``ledger_subjects`` in one statement on the coordinator, and neither read nor
+check their ``User`` aggregates: the read and the append's check touch the organization's
+worker alone (and the keys' claims').
 
-What orders it with a user's deletion is no longer the aggregate's version but the rows:
-every purchase writes its ``purchases`` row, whose foreign key to ``users`` checks the
-row on the append's worker (``FOR KEY SHARE``) and which a deletion deletes on every node.
-A deletion that commits first fails the purchase's foreign key: the purchase is decided
-again and finds the person gone (``was deleted``); one that commits second waits for the
-purchase and cascades over its rows. Either way no purchase row of a deleted person is
-left (``tests/integration/test_log_one_worker.py``).
+What orders such a command with a user's deletion is no longer the aggregate's version but
+a row the command writes, whose foreign key to ``users`` checks the row on the append's
+worker (``FOR KEY SHARE``), and which a deletion deletes on every node:
+
+* ``purchase.start``, ``purchase.complete``, ``purchase.fail``: each upserts the
+  ``purchases`` row of its customer (``customer_id REFERENCES users``);
+* ``access.grant``: upserts the ``content_access`` row of its user (``user_id REFERENCES
+  users``);
+* ``content.publish``: inserts the ``content`` row of its creator (``creator_id
+  REFERENCES users``; publishing an existing id records nothing).
+
+An upsert (``INSERT ... ON CONFLICT DO UPDATE``) whose row a deletion removed inserts it,
+and the key is checked; one whose row is there updates it under a row lock that the
+deletion's cascade waits for. A deletion that commits first fails the command's foreign
+key: the command is decided again and finds the person gone (``was deleted``); one that
+commits second waits for the command and cascades over its row (``content``: sets its
+creator to NULL). Either way no row of a deleted person is left, as on one server
+(``tests/integration/test_log_one_worker.py``).
+
+Left on the ``User`` aggregate, because no row orders them with a deletion (docs/scaling.md,
+"Grants' and publications' people as facts"): ``access.revoke`` (it deletes its row; a
+deletion committed between its fact and its append would leave it accepted, where one
+server answers ``was deleted``; and ``AccessRevoked`` names no organization, so the
+deletion goes to every shard: its append needs every worker whatever its decision), a
+deletion's part (``user.leave``: it deletes rows, and the deletion it belongs to
+needs the platform's chain anyway), and registrations, deletions and erasures (the
+platform's chain is theirs). A decision holding any of them reads the aggregates.
+Heartbeats (``playback.progress``) are the playback store's, which decides them on
+``users`` already (``ledger.playback``).
+
+A log distributed from one written before the chains (migration 0014) keeps the first
+events of its organizations, accesses and playbacks in the platform's chain
+(``chains.LEGACY_TOPICS``; ``LedgerRecorder.legacy_claims``): there these decisions still
+take their people as facts, but their route keeps the platform's chain (``Ledger._route``),
+or a publication would not find an organization registered before the chains.
 
 What the facts cannot tell, a person with neither a subject nor a ``users`` row (never
 registered, or deleted before subjects existed: answered ``is not registered`` and ``was
@@ -30,21 +58,39 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from uuid import UUID
 
+from ledger.commands.access import GrantAccess
 from ledger.commands.base import Command
-from ledger.commands.purchases import CompletePurchase, FailPurchase, StartPurchase
+from ledger.commands.catalogue import PublishContent
+from ledger.commands.purchases import (
+    CompletePurchase,
+    FailPurchase,
+    RefundPurchase,
+    StartPurchase,
+)
 from ledger.domain import ids
 from ledger.log.chains import PLATFORM
 from ledger.privacy.subjects import Subjects
 from ledger.service.unit_of_work import UnitOfWork
 
-ON_FACTS = (StartPurchase, CompletePurchase, FailPurchase)
-"""The commands decided on facts of their people: each writes a ``purchases`` row of its
-customer, whose foreign key to ``users`` orders it with a deletion (above)."""
+ON_FACTS = (StartPurchase, CompletePurchase, FailPurchase, GrantAccess, PublishContent)
+"""The commands decided on facts of their people: each writes a row of the person it names
+(``purchases``, ``content_access``, ``content``), whose foreign key to ``users`` orders it
+with a deletion (above)."""
+
+
+APART = (RefundPurchase,)
+"""Commands that name no person and read nothing of the platform's chain (a refund: its
+purchase and its refund id, found by their claims, and its customer's access, in the
+purchase's organization's chain): decided without that chain too, so a stopped platform
+worker does not stop them either. (``content.delete`` reads ``purchases`` across every
+shard, and ``organization.register`` writes a reference table on every node: a stopped
+worker stops them whatever their route.)"""
 
 
 def on_facts(commands: Collection[Command]) -> bool:
-    """Whether every command of a decision (one, a group, a batch) is one of ``ON_FACTS``."""
-    return bool(commands) and all(isinstance(c, ON_FACTS) for c in commands)
+    """Whether every command of a decision (one, a group, a batch) is one of ``ON_FACTS``
+    or ``APART``: the decision is made without the platform's chain."""
+    return bool(commands) and all(isinstance(c, (*ON_FACTS, *APART)) for c in commands)
 
 
 def read(uow: UnitOfWork, values: Iterable[str]) -> None:

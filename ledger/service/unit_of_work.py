@@ -56,7 +56,7 @@ class UnitOfWork:
     # the chains the decision's aggregates are read from first (the command's organization
     # and the platform's), set only on a distributed layout: ``ledger.service.chains.route``
     route: Route | None = None
-    # on a distributed log, a decision of purchases takes its people as facts of ``users``
+    # on a distributed log, a decision of ``facts.ON_FACTS`` takes its people as facts of ``users``
     # (``ledger.service.facts``): the reader, and what it said of each id or subject met
     facts: Callable[[Collection[str]], Mapping[str, Person]] | None = None
     people: dict[str, Person] = field(default_factory=dict)

@@ -8,22 +8,26 @@ append itself is a one-phase commit on the organization's worker. What is counte
 Citus writes to ``pg_dist_transaction`` on the coordinator for every transaction it commits
 in two phases (kept until the maintenance daemon's recovery, which the test holds off).
 
-And a purchase's customer taken as a fact of ``users`` (``ledger.service.facts``), not read
-from the platform's chain: with the platform's worker stopped, the other worker's
-organizations go on purchasing; the answers about a customer are a single server's; and a
-deletion committed between the fact and the append leaves no purchase of the deleted person.
+And the person a purchase, a grant or a publication names taken as a fact of ``users``
+(``ledger.service.facts``), not read from the platform's chain: with the platform's worker
+stopped, the other worker's organizations go on purchasing, granting and publishing (a
+revocation, kept on the ``User`` aggregate, answers the retryable error); the answers about
+a person are a single server's; and a deletion committed between the fact and the append
+leaves no row of the deleted person.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from ledger import api
+from ledger.commands import demo
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
@@ -31,7 +35,8 @@ from ledger.domain import ids
 from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.support import append, complete, org, publish, start, statuses, t, user
+from tests.integration.test_golden_log import _golden
+from tests.support import append, complete, grant, org, publish, refund, start, statuses, t, user
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
@@ -97,17 +102,73 @@ def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID)
     (a claim on the stopped worker fails its command: docs/scaling.md, "What is left" 1 b)."""
     claims = f"{schema}.ledger_key_claims"
     worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
-    video = next(
-        v
-        for v in (str(uuid.uuid5(organization, f"video-{n}")) for n in range(1000))
-        if _worker(citus, conn, claims, ids.content_id(v)) == worker
-    )
+    video = _videos(citus, conn, schema, organization, 1)[0]
     intents = [
         i
         for i in (f"pi_{str(organization)[:8]}_{n}" for n in range(1000))
         if _worker(citus, conn, claims, ids.purchase_id(i)) == worker
     ][:3]
     return video, intents
+
+
+def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_route(
+    fresh: Callable[[], Settings],
+) -> None:
+    """A log distributed from one written before the chains (the golden log of v1) keeps its
+    organizations' registrations, and its accesses' and playbacks' first events, in the
+    platform's chain (``chains.LEGACY_TOPICS``). A publication or a grant decided on facts
+    there still reads that chain (``Ledger._route``): a new content of an organization
+    registered then is published, not answered "not registered" (as it was while their
+    route left the platform's chain out), and a grant of one of its contents is accepted."""
+    settings = fresh()
+    with connect(settings, autocommit=True) as conn:
+        _golden(settings, conn)
+        with connect(settings) as placing:
+            distribution.distribute(placing, settings.schema)
+            placing.commit()
+        assert distribution.legacy_claimed(conn, settings.schema)
+    history = list(demo.history(purchases=120))
+    first = next(c for c in history if c["type"] == "content.publish")
+    viewer = [c for c in history if c["type"] == "user.register"][-1]["user_id"]
+    new = "99999999-0000-4000-8000-000000000001"
+    commands = [
+        publish(new, first["organization_id"], creator=first["creator_id"], at=t(40)),
+        grant(viewer, first["content_id"], "preview", at=t(40, 13)),
+        grant(viewer, new, "preview", at=t(40, 14)),
+    ]
+    with api.open_ledger(settings) as ledger:
+        answers = [append(ledger, c)[0] for c in commands]  # one decision each
+    assert [(a.status, a.error and a.error.message) for a in answers] == [("accepted", None)] * 3
+    with connect(settings) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM content_access WHERE user_id = %s AND access_type = 'preview'"
+            " AND content_id = ANY(%s::uuid[])",
+            (viewer, [first["content_id"], new]),
+        ).fetchone()
+    assert found == (2,)
+
+
+def _refund_on(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> str:
+    """A refund id whose claim lives on the organization's worker."""
+    claims = f"{schema}.ledger_key_claims"
+    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
+    found = (f"re_{str(organization)[:8]}_{n}" for n in range(1000))
+    key = ids.command_key_id
+    return next(r for r in found if _worker(citus, conn, claims, key("refund_id", r)) == worker)
+
+
+def _videos(
+    citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID, count: int
+) -> list[str]:
+    """``count`` content ids of the organization whose claims live on its own worker."""
+    claims = f"{schema}.ledger_key_claims"
+    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
+    found = (str(uuid.uuid5(organization, f"video-{n}")) for n in range(1000))
+    return list(
+        itertools.islice(
+            (v for v in found if _worker(citus, conn, claims, ids.content_id(v)) == worker), count
+        )
+    )
 
 
 def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purchase(
@@ -131,16 +192,23 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
         _home(citus, conn, schema, b),
         _home(citus, conn, schema, a),
     )
+    refund_b = _refund_on(citus, conn, schema, b)
     conn.commit()
-    with api.open_ledger(distributed) as ledger:
+    with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as cold:
         setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
         setup += [user("dave"), publish(video_a, str(a)), publish(video_b, str(b))]
         setup += [{"type": "user.delete", "user_id": "dave", "occurred_at": t(1, 11)}]
         assert statuses(append(ledger, *setup)) == ["accepted"] * 8
+        # the log's layout known before the stop (a process's first read: "What is left" 1 a)
+        assert cold.recorder.is_distributed()  # type: ignore[attr-defined]
         with citus.stopped(platform):
             bought = [complete(i, content_id=video_b) for i in intents_b[:2]]
             assert statuses(append(ledger, *bought)) == ["accepted"] * 2
             assert statuses(append(ledger, start(intents_b[2], content_id=video_b))) == ["accepted"]
+            # a refund names no person: nothing of the platform's chain is read or checked,
+            # by a process that has cached no aggregate either (facts.APART)
+            refunded = refund(intents_b[1], refund_b, 500)
+            assert statuses(append(cold, refunded)) == ["accepted"]
             late = complete("pi_dave", customer="dave", content_id=video_b)
             refused = append(ledger, late)
             assert statuses(refused) == ["rejected:not_found"]
@@ -165,6 +233,110 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
     assert conn.execute(
         "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
     ).fetchone() == (4,)  # creator, alice, dave registered; dave deleted
+
+
+def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant_and_publish(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """Issue 28 for grants and publications: they take the person they name as a fact of
+    ``users`` (their rows' foreign keys order them with a deletion), so with the platform's
+    worker stopped an organization of the other worker grants, publishes, and is refused a
+    deleted person's grant and publication as on one server, alone and in a group. A
+    revocation stays on the ``User`` aggregate (no row orders it with a deletion, and its
+    row's deletion goes to every shard): it answers the retryable error naming the remote
+    node, as does every command of an
+    organization on the stopped worker; nothing of theirs is written, and once the worker is
+    back they go through."""
+    schema = distributed.schema
+    log = f"{schema}.ledger_events"
+    platform = _worker(citus, conn, log, PLATFORM)
+    candidates = list(itertools.islice(citus_support.organizations(), 64))
+    b = next(o for o in candidates if _worker(citus, conn, log, o) != platform)
+    a = next(o for o in candidates if _worker(citus, conn, log, o) == platform)
+    video_b, later, refused_video = _videos(citus, conn, schema, b, 3)
+    video_a = _videos(citus, conn, schema, a, 1)[0]
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
+        setup += [user("bob"), user("dave"), publish(video_a, str(a)), publish(video_b, str(b))]
+        setup += [grant("bob", video_b)]
+        setup += [{"type": "user.delete", "user_id": "dave", "occurred_at": t(1, 11)}]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 10
+        with citus.stopped(platform):
+            assert statuses(append(ledger, grant("alice", video_b))) == ["accepted"]
+            both = [publish(later, str(b), creator="alice"), grant("bob", later, "preview")]
+            assert statuses(append(ledger, *both)) == ["accepted"] * 2
+            refused = append(
+                ledger,
+                grant("dave", video_b),
+                publish(refused_video, str(b), creator="dave"),
+                grant("alice", video_b, "preview", at=t(3)),
+            )
+            assert [(r.status, r.error and (r.error.field, r.error.message)) for r in refused] == [
+                ("rejected", ("user_id", "user 'dave' was deleted")),
+                ("rejected", ("creator_id", "user 'dave' was deleted")),
+                ("accepted", None),
+            ]
+            revoke = {"type": "access.revoke", "user_id": "bob", "content_id": video_b}
+            for stopped in (revoke | {"occurred_at": t(4)}, grant("alice", video_a)):
+                with pytest.raises(Exception) as caught:
+                    append(ledger, stopped)
+                assert "remote node" in _messages(caught.value), _messages(caught.value)
+        conn.commit()
+        rows = conn.execute(
+            "SELECT content_id::text, user_id, access_type FROM content_access"
+        ).fetchall()
+        expected = [(video_b, "alice", "preview"), (video_b, "bob", "subscription")]
+        expected += [(later, "bob", "preview")]  # bob's of video_b not revoked; none of A's
+        assert sorted(rows) == sorted(expected)
+        published = conn.execute("SELECT id::text FROM content ORDER BY 1").fetchall()
+        assert sorted(published) == sorted([(video_a,), (video_b,), (later,)])
+        conn.commit()
+        again = [revoke | {"occurred_at": t(4)}, grant("alice", video_a)]
+        assert statuses(append(ledger, again[0])) == ["accepted"]
+        assert statuses(append(ledger, again[1])) == ["accepted"]
+    assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (3,)
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
+    ).fetchone() == (5,)  # creator, alice, bob, dave registered; dave deleted
+
+
+def test_grants_and_publications_answer_about_their_people_as_on_one_server(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """The answers a grant and a publication give about the person they name are those of a
+    single server on facts of ``users``: not registered, deleted, erased (its subject gone),
+    each naming its field; a revocation (on the ``User`` aggregate) the same."""
+    schema = distributed.schema
+    b = next(iter(citus_support.organizations()))
+    video, *fresh = _videos(citus, conn, schema, b, 4)
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(str(b), "B"), user("creator"), user("dave"), user("erin")]
+        setup += [publish(video, str(b)), grant("dave", video)]
+        gone = [{"type": "user.delete", "user_id": "dave", "occurred_at": t(1, 11)}]
+        gone += [{"type": "user.erase", "user_id": "erin", "occurred_at": t(1, 11)}]
+        assert statuses(append(ledger, *setup, *gone)) == ["accepted"] * 8
+        revoke = {"type": "access.revoke", "user_id": "dave", "content_id": video}
+        answers = append(
+            ledger,
+            grant("nobody", video),
+            grant("dave", video),
+            grant("erin", video),
+            publish(fresh[0], str(b), creator="nobody"),
+            publish(fresh[1], str(b), creator="dave"),
+            publish(fresh[2], str(b), creator="erin"),
+            revoke | {"occurred_at": t(3)},
+        )
+    assert [(a.status, a.error and (a.error.field, a.error.message)) for a in answers] == [
+        ("rejected", ("user_id", "user 'nobody' is not registered")),
+        ("rejected", ("user_id", "user 'dave' was deleted")),
+        ("rejected", ("user_id", "user 'erin' is not registered")),
+        ("rejected", ("creator_id", "user 'nobody' is not registered")),
+        ("rejected", ("creator_id", "user 'dave' was deleted")),
+        ("rejected", ("creator_id", "user 'erin' is not registered")),
+        ("rejected", ("user_id", "user 'dave' was deleted")),
+    ]
 
 
 def test_a_purchase_answers_about_its_customer_as_on_one_server(
@@ -238,6 +410,72 @@ def test_a_deletion_committed_between_the_fact_and_the_append_leaves_no_purchase
         "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%Purchase%",)
     ).fetchone()
     assert events == (0,)
+
+
+@pytest.mark.parametrize("command", ["new grant", "grant again", "publication"])
+def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
+    citus: CitusCluster,
+    distributed: Settings,
+    conn: Conn,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """The race of the purchase's test above, for a grant (of a content the person had no
+    access to: its row inserted; of one they had: the upsert of a row the deletion's cascade
+    removed) and a publication (its ``content`` row's ``creator_id``): decided on the fact
+    that carol is registered, her deletion committed by another writer before the append.
+    The row's foreign key refuses the append, the command is decided again and answers as
+    one server would: no row of carol's, no event of the command in the log."""
+    schema = distributed.schema
+    b = next(iter(citus_support.organizations()))
+    video, other_video = _videos(citus, conn, schema, b, 2)
+    conn.commit()
+    with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as other:
+        setup = [org(str(b), "B"), user("creator"), user("carol"), publish(video, str(b))]
+        setup += [grant("carol", video, at=t(1, 11))]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 5
+        read = ledger.recorder.people_of  # type: ignore[attr-defined]
+        asked: list[bool] = []
+
+        def then_deleted(values: Any) -> Any:
+            """The facts as read, then (once) the deletion committed by another writer."""
+            found = read(values)
+            if not asked:
+                deleted = {"type": "user.delete", "user_id": "carol", "occurred_at": t(1, 12)}
+                assert statuses(append(other, deleted)) == ["accepted"]
+            asked.append(all(p.live for p in found.values()))
+            return found
+
+        monkeypatch.setattr(ledger.recorder, "people_of", then_deleted)
+        attempt, field, topic = {
+            "new grant": (grant("carol", other_video), "user_id", "%AccessGranted%"),
+            "grant again": (grant("carol", video, "preview"), "user_id", "%AccessGranted%"),
+            "publication": (
+                publish(other_video, str(b), creator="carol"),
+                "creator_id",
+                "%ContentPublished%",
+            ),
+        }[command]
+        if command == "new grant":
+            assert statuses(append(ledger, publish(other_video, str(b)))) == ["accepted"]
+        before = conn.execute(
+            "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", (topic,)
+        ).fetchone()
+        conn.commit()
+        answer = append(ledger, attempt)
+    assert asked[0] is True and False in asked[1:]  # decided on "live", then again on "gone"
+    assert [(a.status, a.error and (a.error.field, a.error.message)) for a in answer] == [
+        ("rejected", (field, "user 'carol' was deleted"))
+    ]
+    assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM users WHERE id = 'carol'").fetchone() == (0,)
+    published = conn.execute("SELECT id::text, creator_id FROM content").fetchall()
+    creators = [(video, "creator")] + [(other_video, "creator")] * (command == "new grant")
+    assert sorted(published) == sorted(creators)  # a publication of carol's: none
+    events = conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", (topic,)
+    ).fetchone()
+    assert events == before
 
 
 def _worker(citus: CitusCluster, conn: Conn, table: str, value: object) -> citus_support.Worker:

@@ -1,14 +1,15 @@
-"""A purchase decided on facts of ``users`` answers as one decided on the ``User`` aggregate
+"""A command decided on facts of ``users`` answers as one decided on the ``User`` aggregate
 (issue 28, ``ledger.service.facts``), whatever the people's histories.
 
-On a distributed log a purchase takes its customer as a fact of ``users`` and
-``ledger_subjects``; everywhere else from the ``User`` aggregate. The facts' reader is one
+On a distributed log a purchase, a grant and a publication take the person they name as a
+fact of ``users`` and ``ledger_subjects``; everywhere else (and a revocation everywhere)
+from the ``User`` aggregate. The facts' reader is one
 statement of PostgreSQL that a single server runs too, so here the two deciders run side by
 side on PostgreSQL: one ledger as a single server runs it, one told its log is distributed
 (its reads and checks stay the whole log's, a single server's: only the facts differ).
-Random registrations, deletions, erasures and purchases (started, completed, failed) of a
-few people, one command at a time and in groups: the same answers, word for word, and the
-same tables."""
+Random registrations, deletions, erasures, purchases (started, completed, failed,
+refunded), grants, revocations and publications of a few people, one command at a time and in groups: the
+same answers, word for word, and the same tables."""
 
 from __future__ import annotations
 
@@ -25,7 +26,14 @@ from tests.support import append, dump_all, t
 
 ORG = "aaaaaaaa-0000-4000-8000-00000000000a"
 VIDEO = "cccccccc-0000-4000-8000-00000000000a"
+# published by the history, if at all (by one of the people, who may be deleted by then)
+LATER = ("cccccccc-0000-4000-8000-00000000000b", "cccccccc-0000-4000-8000-00000000000c")
 PEOPLE = ("ann", "ben", "cat")
+# decided without the platform's chain (facts.ON_FACTS, facts.APART)
+ON_FACTS = frozenset(
+    {"purchase.start", "purchase.complete", "purchase.fail", "purchase.refund"}
+    | {"access.grant", "content.publish"}
+)
 
 SETUP: list[dict[str, Any]] = [
     {"type": "organization.register", "organization_id": ORG, "name": "O", "occurred_at": t(1)},
@@ -52,9 +60,24 @@ def histories(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
         person = draw(st.sampled_from(PEOPLE))
         at = t(2 + number)
         intent = f"pi_{draw(st.integers(0, 3))}"
-        kind = draw(st.sampled_from(("register", "delete", "erase", "start", "complete", "fail")))
+        kinds = ("register", "delete", "erase", "start", "complete", "fail")
+        kind = draw(st.sampled_from((*kinds, "grant", "revoke", "publish", "refund")))
+        video = draw(st.sampled_from((VIDEO, *LATER)))
         if kind in ("register", "delete", "erase"):
             command: dict[str, Any] = {"type": f"user.{kind}", "user_id": person}
+        elif kind in ("grant", "revoke"):
+            command = {"type": f"access.{kind}", "user_id": person, "content_id": video}
+            if kind == "grant":
+                command["access_type"] = draw(st.sampled_from(("subscription", "preview")))
+        elif kind == "refund":  # names no one: decided without the platform's chain too
+            command = {"type": "purchase.refund", "stripe_payment_intent_id": intent}
+            command |= {
+                "refund_id": f"re_{number}",
+                "amount_cents": draw(st.sampled_from((500, 1000))),
+            }
+        elif kind == "publish":
+            command = {"type": "content.publish", "content_id": video, "organization_id": ORG}
+            command |= {"creator_id": person, "title": draw(st.sampled_from(("T", "U")))}
         elif kind == "fail":
             command = {"type": "purchase.fail", "stripe_payment_intent_id": intent}
             if draw(st.booleans()):
@@ -100,7 +123,7 @@ def _answers(ledger: Ledger, runs: list[list[dict[str, Any]]]) -> list[tuple[Any
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(runs=histories())
-def test_purchases_on_facts_answer_and_write_as_on_the_user_aggregate(
+def test_commands_on_facts_answer_and_write_as_on_the_user_aggregate(
     fresh: Callable[[], Settings], runs: list[list[dict[str, Any]]]
 ) -> None:
     seen: dict[bool, Any] = {}
@@ -118,10 +141,12 @@ def test_purchases_on_facts_answer_and_write_as_on_the_user_aggregate(
             seen[on_facts] = (answers, dump_all(conn))
     assert seen[True][0] == seen[False][0]
     assert seen[True][1] == seen[False][1]
-    # the facts were read whenever a run of purchases alone named a customer (a run with a
-    # registration or a deletion is decided on the aggregates: the platform's chain is its)
+    # the facts were read whenever a run of purchases, grants and publications alone named a
+    # person (a run with a registration, a deletion or a revocation is decided on the
+    # aggregates: no row of a revocation orders it with a deletion)
+    people = ("customer_id", "user_id", "creator_id")
     named = any(
-        all(c["type"].startswith("purchase.") for c in run) and any("customer_id" in c for c in run)
+        all(c["type"] in ON_FACTS for c in run) and any(p in c for c in run for p in people)
         for run in runs
     )
     assert bool(asked) or not named
