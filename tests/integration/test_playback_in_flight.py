@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -191,3 +193,56 @@ def test_readers_following_writers_that_commit_out_of_order_see_each_record_once
         for conn in writers:
             conn.close()
         reader.close()
+
+
+def _until(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    """Waits for ``condition()`` (an event observed in the database), polling."""
+    stop = threading.Event()
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        stop.wait(0.05)
+    raise AssertionError("the awaited condition never held")
+
+
+@pytest.mark.parametrize("held_is_newer", [True, False])
+def test_two_groups_in_flight_on_one_pair_leave_the_newest_on_the_row(
+    ledger_app: Ledger, settings: Settings, conn: Conn, held_is_newer: bool
+) -> None:
+    """The race of issue 26 with groups that overlap: a group in flight holds alice's row;
+    another group of alice's, from the ledger's lane, waits for that row (seen waiting in
+    ``pg_locks``), not for the stream, and once the first commits the row shows the newer
+    heartbeat whichever committed last; the stream then reads both once, in order."""
+    first = _ready(ledger_app)
+    newer = play("alice", 70, duration=100, at=t(5, 14))
+    older = play("alice", 30, duration=100, at=t(5, 13))
+    held_line, racing_line = (newer, older) if held_is_newer else (older, newer)
+    answers: list[Any] = []
+    with connect(settings) as held, connect(settings, autocommit=True) as reader:
+        in_flight = _begin_group(held, settings.schema, held_line)
+        racing = threading.Thread(target=lambda: answers.extend(append(ledger_app, racing_line)))
+        racing.start()
+        try:
+            _until(
+                lambda: (
+                    reader.execute(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE NOT l.granted AND l.locktype = 'transactionid' "
+                        "AND a.datname = current_database()"
+                    ).fetchone()
+                    != (0,)
+                )
+            )
+            assert not answers, "the racing group waits for the row the held one wrote"
+            assert _positions(reader, settings.schema, first) == []
+            held.commit()
+        finally:
+            racing.join(timeout=120)
+        assert not racing.is_alive()
+        (answer,) = answers
+        assert answer.status == "accepted" and answer.position > in_flight[0]
+        assert _positions(reader, settings.schema, first) == [*in_flight, answer.position]
+    row = conn.execute(
+        "SELECT position_seconds, updated_at FROM video_playback WHERE user_id = 'alice'"
+    ).fetchone()
+    assert row is not None and row[0] == 70, "the newest heartbeat wins"
