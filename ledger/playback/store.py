@@ -2,32 +2,32 @@
 statement (``ledger.playback.statements``).
 
 The statement reads what every heartbeat of the group needs (the user, the content, the
-access row at its time, the compacted horizon, whether it is stored already, its
-idempotency key), the group bound once as one JSON parameter and each fact a one-row index
-probe; decides each heartbeat by the rules of ``decide`` (the specification, which the
-``--atomic`` check and the memory store run in Python); writes the accepted ones (keys,
-records, the ``video_playback`` rows by a guarded upsert, ``content_access.last_accessed_at``)
-and returns every answer. Never the log's lock: a heartbeat commits while another connection
+access row at its time, the compacted horizon, whether it is stored already, its idempotency
+key), the group bound once as one JSON parameter and each fact a one-row index probe;
+decides each heartbeat by the rules of ``decide`` (the specification, which the ``--atomic``
+check and the memory store run in Python); writes the accepted ones (keys, records, the
+``video_playback`` rows by a guarded upsert, ``content_access.last_accessed_at``) and
+returns every answer. Never the log's lock: a heartbeat commits while another connection
 holds ``ledger_events`` locked.
 
 Ordering without the global lock: the upsert keeps the newest ``occurred_at`` on the row
 (``completed`` only ever turns true), so two processes racing on one (user, content) leave
-the newest whichever commits last. Positions (the stream's order) are drawn under a
-transaction-level advisory lock held to the commit, so they commit in order and a reader
-following the stream never skips one (what ``ledger_events``' lock does for the log, here
-only among heartbeat writers; on Citus each organization's own positions and lock instead,
-``ledger.playback.distributed``). ``playback_record`` (migration 0020) takes the lock by a
-statement of its own before the group's, so the group's query takes its snapshot once the
-lock is held: it sees every group committed before it. A lost race (the same heartbeat or
-key committed meanwhile by another process, a user deleted meanwhile) rolls the group back
-and decides it again. The call is one statement in autocommit: the lock, the decision, the
-writes and the commit in one round trip; a group whose heartbeats share no identity and no
-key (8 viewers' heartbeats: every group) is flagged so, and decided without the walk in
-order (migration 0025). What only the money log knows (why
-a user or content is not live, a key or heartbeats it recorded before the store) is asked
-when the statement answers ``lookup``, with no connection held, and the group is decided
-again with the answers bound in.
-"""
+the newest whichever commits last. Groups overlap (migration 0029): two lanes' groups are
+decided, written and committed at once, so positions (the stream's order) may commit out of
+their order; each group publishes, before it draws them, a lower bound of its positions in
+an advisory lock held to its commit, and the stream's reader stops below every group still
+in flight (``ledger.playback.stream``: it never skips a committed record). The writers hold
+``ADVISORY_LOCK`` shared to the commit, so an erasure, which takes it exclusively, still
+sees every group committed before it. On Citus each organization's own positions and lock
+instead, ``ledger.playback.distributed``. A lost race (the same heartbeat or key committed
+meanwhile by another group, a user deleted meanwhile, a deadlock with another process's
+group on the same rows) rolls the group back and decides it again. The call is one statement
+in autocommit: the lock, the decision, the writes and the commit in one round trip; a group
+whose heartbeats share no identity and no key (8 viewers' heartbeats: every group) is
+flagged so, and decided without the walk in order (migration 0025). What only the money log
+knows (why a user or content is not live, a key or heartbeats it recorded before the store)
+is asked when the statement answers ``lookup``, with no connection held, and the group is
+decided again with the answers bound in."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ from ledger.playback.group import GroupEncoder, Lookups, dumps
 from ledger.playback.statements import rendered
 
 ATTEMPTS = 5
-ADVISORY_LOCK = 0x1ED6E726  # the stream's order: one heartbeat writer draws at a time
+ADVISORY_LOCK = 0x1ED6E726  # held shared by heartbeat writers, exclusively by an erasure
 
 Explain = Callable[[str, str], str]
 """``explain(kind, id)``: why a user or content without a row is not live (the log knows)."""
@@ -114,7 +114,11 @@ class PlaybackStore:
                 self._look_up(missing, lookups)
                 if missing.days:
                     self._create(missing.days)
-            except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+            except (
+                psycopg.errors.UniqueViolation,
+                psycopg.errors.ForeignKeyViolation,
+                psycopg.errors.DeadlockDetected,
+            ):
                 if attempt == ATTEMPTS - 1:
                     raise  # raced ATTEMPTS times: the caller's error
             except psycopg.errors.CheckViolation:

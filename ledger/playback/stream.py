@@ -1,15 +1,17 @@
 """The playback store as a stream, for analytics (watch time): ``ledger playback events``.
 
 The records still retained, in position order, from after a position. On a single server
-positions are one order: drawn under the store's advisory lock and committed in that order
-(``store.py``), so a reader that resumes after the last position it saw misses none that is
-retained. On the distributed layout (Citus) each organization has its own positions, drawn
-under its own head row's lock (``playback_heads``, migration 0027) and committed in their
-order, and no order across organizations: the reader keeps a ``Cursor`` (a position per
-organization, ``ledger.reading.cursor``) and reads each organization after its own position,
-so it never skips a committed record either (docs/stream.md, "The playback store's stream").
-Compaction removes records: a reader behind the horizon resumes at the oldest retained.
-"""
+positions are one order, but two groups in flight may commit out of it (migration 0029):
+each group publishes, before it draws, a lower bound of its positions in an advisory lock
+held to its commit, and a read takes records only up to ``_HIGH_WATER`` (below every group
+still in flight), so what it returns is a prefix of the committed records in position order
+and a reader that resumes after the last position it saw misses none that is retained. On
+the distributed layout (Citus) each organization has its own positions, drawn under its own
+head row's lock (``playback_heads``, migration 0027) and committed in their order, and no
+order across organizations: the reader keeps a ``Cursor`` (a position per organization,
+``ledger.reading.cursor``) and reads each organization after its own position, so it never
+skips a committed record either (docs/stream.md, "The playback store's stream"). Compaction
+removes records: a reader behind the horizon resumes at the oldest retained."""
 
 from __future__ import annotations
 
@@ -48,8 +50,28 @@ _ONE = (
 _READ = (
     "SELECT position, occurred_at, recorded_at, user_id, content_id, organization_id, "
     "position_seconds, duration_seconds, completed, idempotency_key "
-    "FROM {records} WHERE position > %s AND (%s::uuid IS NULL OR organization_id = %s::uuid) "
+    "FROM {records} WHERE position > %s AND position <= %s "
+    "AND (%s::uuid IS NULL OR organization_id = %s::uuid) "
     "ORDER BY position LIMIT %s"
+)
+
+# How far a read may go (a statement before the read's own, so before its snapshot): the
+# highest position committed (``top``, seen by this statement's snapshot), lowered below the
+# bound every group still in flight published (migration 0029: the lock's key is the
+# sequence's oid and the bound's low 32 bits, whole again as the nearest value at or below
+# ``top``; a bound above ``top`` lowers nothing). Why it is a prefix: a position at or below
+# the mark was drawn before ``top`` was, so before this statement; its group had published
+# its bound by then, so it is either in flight now (and the mark is below it) or finished
+# before the read's statement starts (committed, the read sees it; or rolled back, a gap).
+# The read must be a statement of its own after this one, in READ COMMITTED.
+_HIGH_WATER = (
+    "WITH top AS (SELECT max(position) AS m FROM {records}), "
+    "bound AS (SELECT ((top.m - l.objid::bigint) %% 4294967296 + 4294967296) %% 4294967296 "
+    "AS below FROM top, pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid = %s::regclass::oid) "
+    "SELECT least(top.m, top.m - (SELECT max(below) FROM bound WHERE below < 2147483648)) "
+    "AS mark, current_setting('transaction_isolation') AS isolation FROM top"
 )
 
 
@@ -77,10 +99,33 @@ def read(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` records after position ``after``; with ``organization``, only its
     content's (the HTTP service's tokens bound to one organization)."""
+    mark = high_water(conn, schema)
+    if mark is None or mark <= after:
+        return []
     query = sql.SQL(_READ).format(records=sql.Identifier(schema, PARENT))
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(query, (after, organization, organization, limit))
+        cur.execute(query, (after, mark, organization, organization, limit))
         return [as_dict(row) for row in cur]
+
+
+def high_water(conn: psycopg.Connection[Any], schema: str) -> int | None:
+    """The highest position a read starting now may return (``None``: no record yet):
+    every committed record at or below it is visible to a later statement, none of a group
+    still in flight is below it (``_HIGH_WATER``). A ``RuntimeError`` on a connection whose
+    transaction keeps one snapshot (REPEATABLE READ, SERIALIZABLE): the read must see what
+    committed after this statement."""
+    query = sql.SQL(_HIGH_WATER).format(records=sql.Identifier(schema, PARENT))
+    sequence = f"{sql.Identifier(schema).as_string(conn)}.playback_positions"
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        row = cur.execute(query, (sequence,)).fetchone()
+    assert row is not None
+    mark, isolation = row
+    if isolation != "read committed":
+        raise RuntimeError(
+            f"the playback stream is read in READ COMMITTED, not {isolation}: a read keeping "
+            "one snapshot could miss a group that commits meanwhile"
+        )
+    return None if mark is None else int(mark)
 
 
 def per_organization(conn: psycopg.Connection[Any], schema: str) -> bool:

@@ -14,6 +14,7 @@ in a loop, and a larger group shares the statement's and the commit's fixed cost
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -72,30 +73,75 @@ class Lanes:
         return self._lane(heartbeat).append(heartbeat)
 
     def append_all(self, commands: Sequence[Item]) -> list[Result | BaseException]:
-        """As ``GroupCommitter.append_all``, in this order: the commands in runs of one
-        lane, each run queued once the one before it is answered (a grant then a
-        heartbeat in one call: the heartbeat sees the grant; a list of one kind is one
-        call of its lane). A heartbeat may come identified already (``Heartbeat``: the HTTP
-        service identifies each on its event loop, while the group before it commits)."""
+        """As ``GroupCommitter.append_all``, in this order: the commands in runs, each run
+        queued once the one before it is answered (a grant then a heartbeat in one call: the
+        heartbeat sees the grant; a list of one kind is one run). A run of heartbeats goes to
+        its lanes at once, each lane's share in its order (``_heartbeats``). A heartbeat may
+        come identified already (``Heartbeat``: the HTTP service identifies each on its event
+        loop, while the group before it commits)."""
         answers: list[Result | BaseException] = []
         now = clock.now()
         items = [Heartbeat.of(c, now) if isinstance(c, RecordPlayback) else c for c in commands]
-        lanes = [self.money if isinstance(i, Command) else self._lane(i) for i in items]
         start = 0
         while start < len(items):
-            lane = lanes[start]
+            beats = isinstance(items[start], Heartbeat)
             end = start + 1
-            while end < len(items) and lanes[end] is lane:
+            while end < len(items) and isinstance(items[end], Heartbeat) == beats:
                 end += 1
             run = items[start:end]
             try:
-                answers += lane.append_all(run)  # type: ignore[arg-type]
+                if beats:
+                    answers += self._heartbeats(run)  # type: ignore[arg-type]
+                else:
+                    answers += self.money.append_all(run)  # type: ignore[arg-type]
             except Exception as error:  # Overloaded, closed: only if nothing was queued yet
                 if not answers:
                     raise
                 answers += [error] * len(run)
             start = end
         return answers
+
+    def _heartbeats(self, run: Sequence[Heartbeat]) -> list[Result | BaseException]:
+        """A run of heartbeats, each lane's share queued at once (the first in this thread,
+        the others each in a thread of its own), answered in the run's order.
+
+        Why at once: the service hands over lists of many viewers' heartbeats; queued lane by
+        lane, one after the other, two lanes split such a list into runs of one or two and
+        their groups shrink to that (docs/performance.md, "Two groups in flight"). Nothing is
+        reordered that a rule could see: one (user, content) is always in one lane, in its
+        order, and no rule spans two pairs (a key sent with two pairs' heartbeats is decided
+        by the store's unique key, whichever commits first). An error of every lane (a full
+        queue, a closed ledger) is raised; of some lanes only, it answers their share."""
+        lanes = [self._lane(h) for h in run]
+        distinct = list(dict.fromkeys(lanes))
+        if len(distinct) == 1:
+            return distinct[0].append_all(run)
+        shares = {
+            id(lane): [n for n, each in enumerate(lanes) if each is lane] for lane in distinct
+        }
+        done: dict[int, list[Result | BaseException] | Exception] = {}
+
+        def queue(lane: GroupCommitter[Heartbeat]) -> None:
+            try:
+                done[id(lane)] = lane.append_all([run[n] for n in shares[id(lane)]])
+            except Exception as error:
+                done[id(lane)] = error
+
+        helpers = [threading.Thread(target=queue, args=(lane,)) for lane in distinct[1:]]
+        for helper in helpers:
+            helper.start()
+        queue(distinct[0])
+        for helper in helpers:
+            helper.join()
+        failed = [d for d in done.values() if isinstance(d, Exception)]
+        if len(failed) == len(distinct):
+            raise failed[0]
+        answers: dict[int, Result | BaseException] = {}
+        for key, places in shares.items():
+            got = done[key]
+            for k, n in enumerate(places):
+                answers[n] = got if isinstance(got, Exception) else got[k]
+        return [answers[n] for n in range(len(run))]
 
     def close(self) -> None:
         for lane in self._all():
