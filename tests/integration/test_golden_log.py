@@ -13,6 +13,7 @@ before a field was added decode with a default that reproduces what was recorded
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -143,14 +144,28 @@ def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
     settings = fresh()
     with connect(settings, autocommit=True) as conn:
         _golden(settings, conn)
-        if citus_support.distribute_requested() and distribution.citus_version(conn):
-            with connect(settings) as placing:
-                distribution.distribute(placing, settings.schema)
-                placing.commit()
-            assert distribution.log_is_distributed(conn, settings.schema)
+        if placed(settings, conn):
             # v1's organizations and access live in the platform's chain: claimed there
             assert distribution.legacy_claimed(conn, settings.schema)
         _redelivered(settings, conn)
+
+
+def placed(settings: Settings, conn: psycopg.Connection[Any]) -> bool:
+    """In a distributed run, the schema (a single server's, from ``fresh``, its old log
+    loaded) placed by ``ledger db distribute`` after, as a real upgrade does: the keys'
+    claims of the events it holds are written then. Whether it was."""
+    if not (citus_support.distribute_requested() and distribution.citus_version(conn)):
+        return False
+    with connect(settings) as placing:
+        distribution.distribute(placing, settings.schema)
+        placing.commit()
+    assert distribution.log_is_distributed(conn, settings.schema)
+    return True
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The ``ledger`` command's environment for ``settings``' schema (``cli_env``'s)."""
+    return {**os.environ, "LEDGER_DATABASE_URL": settings.url, "LEDGER_SCHEMA": settings.schema}
 
 
 def _redelivered(settings: Settings, conn: psycopg.Connection[Any]) -> None:

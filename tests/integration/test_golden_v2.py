@@ -11,6 +11,7 @@ each event's provenance: the events of v1 read as ``unknown``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,18 @@ import ledger
 from ledger import api
 from ledger.commands.parsing import parse_command
 from ledger.config import Settings
+from ledger.database.connections import connect
 from ledger.domain.provenance import UNRECORDED
 from ledger.upkeep.rebuild import rebuild
 from tests.fixtures.golden import make
-from tests.integration.test_golden_log import _by_id, _load, _rows, golden_tables
+from tests.integration.test_golden_log import (
+    _by_id,
+    _load,
+    _rows,
+    environment,
+    golden_tables,
+    placed,
+)
 from tests.support import TABLES, cli, play, statuses
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
@@ -62,11 +71,24 @@ def test_the_v2_golden_log_chains_and_rebuilds_to_its_rows(
 
 
 def test_a_log_of_v1_continued_by_v2_appends_rebuilds_verifies_and_streams(
+    fresh: Callable[[], Settings],
+) -> None:
+    """v1's log loaded on a single server's schema; in a distributed run placed by
+    ``ledger db distribute`` after, as a real upgrade does (``test_golden_log.placed``):
+    loaded into a distributed log, its events would sit in the platform's chain with no
+    claims, and the commands on its aggregates were answered ``not_found``."""
+    settings = fresh()
+    with connect(settings, autocommit=True) as conn:
+        _v1_continued(settings, conn, environment(settings))
+
+
+def _v1_continued(
     settings: Settings, conn: psycopg.Connection[Any], cli_env: dict[str, str]
 ) -> None:
     v1 = stored("v1")
     _load(conn, v1)
     quiet_rebuild(settings)
+    placed(settings, conn)
     # commands on v1's aggregates: each decision loads them through the library's
     # mapper, which upcasts their v1 events
     more = [

@@ -13,6 +13,7 @@ v2's money facts with ``processor_occurred_at`` null (their upcaster).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -21,7 +22,8 @@ import ledger
 from ledger import api
 from ledger.commands.parsing import parse_command
 from ledger.config import Settings
-from tests.integration.test_golden_log import _by_id, _load, golden_tables
+from ledger.database.connections import connect
+from tests.integration.test_golden_log import _by_id, _load, environment, golden_tables, placed
 from tests.integration.test_golden_v2 import GOLDEN, quiet_rebuild, stored, tables
 from tests.support import TABLES, cli, statuses
 
@@ -50,11 +52,24 @@ def test_the_v3_golden_log_chains_and_rebuilds_to_its_rows(
 
 
 def test_a_log_of_v2_continued_by_v3_lifts_stripe_facts_rebuilds_and_verifies(
+    fresh: Callable[[], Settings],
+) -> None:
+    """v2's log loaded on a single server's schema; in a distributed run placed by
+    ``ledger db distribute`` after, as a real upgrade does (``test_golden_log.placed``):
+    loaded into a distributed log, its events would sit in the platform's chain with no
+    claims, and the commands on its aggregates were answered ``not_found``."""
+    settings = fresh()
+    with connect(settings, autocommit=True) as conn:
+        _v2_continued(settings, conn, environment(settings))
+
+
+def _v2_continued(
     settings: Settings, conn: psycopg.Connection[Any], cli_env: dict[str, str]
 ) -> None:
     v2 = stored("v2")
     _load(conn, v2)
     quiet_rebuild(settings)
+    placed(settings, conn)
     base = {"customer_id": "gold_bob", "content_id": "44444444-4444-4444-8444-444444444444"}
     base |= {"amount_paid_cents": 5, "currency": "usd"}
     more = [

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from ledger.config import Settings
+from tests import citus_support
 from tests.serving import serve
 from tests.support import answers, catalogue, cli, grant, play, t
 
 Conn = psycopg.Connection[Any]
 
 
+@pytest.mark.single_server(citus_support.STORE_POSITION)
 def test_heartbeats_over_http_their_stream_and_metrics(
     settings: Settings, cli_env: dict[str, str], conn: Conn
 ) -> None:
