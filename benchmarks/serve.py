@@ -129,18 +129,24 @@ def per_line_processes(settings: Settings, lines: list[bytes], writers: Writers)
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    """``ledger serve`` of this checkout, or of the source tree ``tree`` (``serve_trees``
+    alternates two trees in one run)."""
+
+    def __init__(self, settings: Settings, tree: str | None = None) -> None:
         env = dict(
             os.environ,
             LEDGER_DATABASE_URL=settings.url,
             LEDGER_SCHEMA=settings.schema,
             LEDGER_API_TOKENS=TOKEN,
         )
+        if tree is not None:
+            env["PYTHONPATH"] = tree
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ledger", "serve", "--port", "0"],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=tree,
         )
         assert self.process.stderr is not None
         for line in self.process.stderr:
@@ -149,7 +155,9 @@ class Service:
                 self.host, self.port = found.group(1), int(found.group(2))
                 break
         else:
-            raise RuntimeError(f"ledger serve exited {self.process.wait()}")
+            raise RuntimeError(
+                f"ledger serve from {tree or 'this checkout'} exited {self.process.wait()}"
+            )
         threading.Thread(target=self.process.stderr.read, daemon=True).start()
 
     def stop(self) -> None:

@@ -16,48 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
-import sys
-import threading
 
 import orjson
 
 from benchmarks import serve
 from benchmarks.workload import drop
-from ledger.config import Settings
 
 USERS = 400
 CLIENTS = 32
-
-
-class TreeService(serve.Service):
-    """``ledger serve`` from the tree ``tree`` (else as ``serve.Service``)."""
-
-    def __init__(self, settings: Settings, tree: str) -> None:
-        env = dict(
-            os.environ,
-            LEDGER_DATABASE_URL=settings.url,
-            LEDGER_SCHEMA=settings.schema,
-            LEDGER_API_TOKENS=serve.TOKEN,
-            PYTHONPATH=tree,
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "serve", "--port", "0"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tree,
-        )
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            found = re.search(r"serving on http://([\d.]+):(\d+)", line)
-            if found:
-                self.host, self.port = found.group(1), int(found.group(2))
-                break
-        else:
-            raise RuntimeError(f"ledger serve from {tree} exited {self.process.wait()}")
-        threading.Thread(target=self.process.stderr.read, daemon=True).start()
 
 
 def main() -> None:
@@ -81,7 +47,7 @@ def main() -> None:
             _print({"round": round_, "reference_cmd_s": reference})
             for tree in trees if round_ % 2 == 0 else trees[::-1]:
                 settings = serve.prepared(url, USERS)
-                service = TreeService(settings, tree)
+                service = serve.Service(settings, tree)
                 try:
                     warm = serve.heartbeat_lines(args.count // 10, "warm-", USERS)
                     serve.over_http(service, warm, CLIENTS, generator)
