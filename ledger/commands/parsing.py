@@ -137,6 +137,12 @@ def validate_command(command: Command) -> Command:
     answer and the error are the full validation's."""
     if command.__class__ is RecordPlayback and valid_heartbeat(command):
         return command
+    return validated_in_full(command)
+
+
+def validated_in_full(command: Command) -> Command:
+    """Every rule, through pydantic (a dump, then a validation): what the fast path of
+    ``validate_command`` is held to (tests/property/test_heartbeat_fast_path.py)."""
     try:
         checked = type(command).model_validate(command.model_dump())
     except ValidationError as error:

@@ -13,12 +13,11 @@ from uuid import UUID
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from ledger.commands.access import RecordPlayback
 from ledger.commands.base import Command
 from ledger.commands.fields import MAX_INT
-from ledger.commands.parsing import _check_rules, _rejection, valid_heartbeat, validate_command
+from ledger.commands.parsing import valid_heartbeat, validate_command, validated_in_full
 from ledger.domain.errors import Rejected
 from ledger.domain.provenance import Provenance
 
@@ -32,17 +31,6 @@ class _Text(str):
 
 class _Int(int):
     pass
-
-
-def _full(command: Command) -> Command:
-    """The full validation, as ``validate_command`` made it before the fast path."""
-    try:
-        checked = type(command).model_validate(command.model_dump())
-    except ValidationError as error:
-        raise _rejection(error, getattr(command, "type", "")) from None
-    _check_rules(checked)
-    checked._provenance = command.provenance
-    return checked
 
 
 good_ids = st.text(min_size=1, max_size=8, alphabet="abc-_.é漢")
@@ -108,7 +96,7 @@ def test_the_fast_path_agrees_with_the_full_validation(
         made = made.model_copy(update={"position_seconds": "7"})
     made = made.stamped("http", "req-1")
     try:
-        expected: Command | Rejected = _full(made)
+        expected: Command | Rejected = validated_in_full(made)
     except Rejected as error:
         expected = error
     try:
