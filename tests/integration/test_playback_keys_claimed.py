@@ -19,20 +19,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution
-from ledger.database.connections import connect
 from ledger.playback import distributed
 from ledger.service import Ledger
-from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.support import append, grant, org, play, publish, statuses, t, user
+from tests.playback_placed import VIDEOS, VIEWERS, two_organizations
+from tests.support import append, play, statuses, t
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
-VIDEOS = ("aaaaaaaa-0000-4000-8000-00000000000a", "bbbbbbbb-0000-4000-8000-00000000000b")
-VIEWERS = tuple(f"viewer{n}" for n in range(4))
 
 
 @pytest.fixture
@@ -42,23 +37,7 @@ def two(
     """The store distributed, two organizations on distinct workers, each with a video
     every viewer may watch, and the day's partition made: (the ledger, organization by
     video)."""
-    with connect(settings) as placing:
-        distribution.distribute(placing, settings.schema)  # `ledger db distribute`
-        placing.commit()
-    content = f"{settings.schema}.content"
-    a, b = (
-        str(o)
-        for o in citus.on_distinct_workers(
-            conn, content, islice(citus_support.organizations(), 64), 2
-        )
-    )
-    owners = {VIDEOS[0]: a, VIDEOS[1]: b}
-    app = api.open_ledger(settings)
-    setup: list[dict[str, Any]] = [user("creator"), *(user(v) for v in VIEWERS)]
-    for video, organization in owners.items():
-        setup += [org(organization, name=f"org {organization[:4]}"), publish(video, organization)]
-        setup += [grant(v, content_id=video) for v in VIEWERS]
-    assert set(statuses(append(app, *setup))) == {"accepted"}
+    app, owners = two_organizations(citus, settings, conn)
     # the day's partition, made on every node (a two-phase commit of its own)
     assert statuses(append(app, play("viewer0", 1, content_id=VIDEOS[0], at=t(4)))) == ["accepted"]
     try:
