@@ -33,6 +33,7 @@ from ledger.database import distribution
 from ledger.database.connections import connect
 from ledger.domain import ids
 from ledger.log.chains import PLATFORM
+from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.integration.test_golden_log import _golden
@@ -387,19 +388,7 @@ def test_a_deletion_committed_between_the_fact_and_the_append_leaves_no_purchase
     with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as other:
         setup = [org(str(b), "B"), user("creator"), user("carol"), publish(video, str(b))]
         assert statuses(append(ledger, *setup)) == ["accepted"] * 4
-        read = ledger.recorder.people_of  # type: ignore[attr-defined]
-        asked: list[bool] = []
-
-        def then_deleted(values: Any) -> Any:
-            """The facts as read, then (once) the deletion committed by another writer."""
-            found = read(values)
-            if not asked:
-                deleted = {"type": "user.delete", "user_id": "carol", "occurred_at": t(1, 12)}
-                assert statuses(append(other, deleted)) == ["accepted"]
-            asked.append(all(p.live for p in found.values()))
-            return found
-
-        monkeypatch.setattr(ledger.recorder, "people_of", then_deleted)
+        asked = _carol_deleted_after_the_facts(monkeypatch, ledger, other)
         answer = append(ledger, complete(intents[0], customer="carol", content_id=video))
     assert asked[0] is True and False in asked[1:]  # decided on "live", then again on "gone"
     assert [(a.status, a.error and a.error.message) for a in answer] == [
@@ -434,19 +423,7 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
         setup = [org(str(b), "B"), user("creator"), user("carol"), publish(video, str(b))]
         setup += [grant("carol", video, at=t(1, 11))]
         assert statuses(append(ledger, *setup)) == ["accepted"] * 5
-        read = ledger.recorder.people_of  # type: ignore[attr-defined]
-        asked: list[bool] = []
-
-        def then_deleted(values: Any) -> Any:
-            """The facts as read, then (once) the deletion committed by another writer."""
-            found = read(values)
-            if not asked:
-                deleted = {"type": "user.delete", "user_id": "carol", "occurred_at": t(1, 12)}
-                assert statuses(append(other, deleted)) == ["accepted"]
-            asked.append(all(p.live for p in found.values()))
-            return found
-
-        monkeypatch.setattr(ledger.recorder, "people_of", then_deleted)
+        asked = _carol_deleted_after_the_facts(monkeypatch, ledger, other)
         attempt, field, topic = {
             "new grant": (grant("carol", other_video), "user_id", "%AccessGranted%"),
             "grant again": (grant("carol", video, "preview"), "user_id", "%AccessGranted%"),
@@ -489,3 +466,23 @@ def _messages(error: BaseException | None) -> str:
         found.append(f"{type(error).__name__}: {error}")
         error = error.__cause__ or error.__context__
     return " <- ".join(found)
+
+
+def _carol_deleted_after_the_facts(
+    monkeypatch: pytest.MonkeyPatch, ledger: Ledger, other: Ledger
+) -> list[bool]:
+    """``ledger``'s facts read as they are, then (once) carol's deletion committed by
+    ``other``; the list it returns says, for each read, whether everyone was live."""
+    read = ledger.recorder.people_of  # type: ignore[attr-defined]
+    asked: list[bool] = []
+
+    def then_deleted(values: Any) -> Any:
+        found = read(values)
+        if not asked:
+            deleted = {"type": "user.delete", "user_id": "carol", "occurred_at": t(1, 12)}
+            assert statuses(append(other, deleted)) == ["accepted"]
+        asked.append(all(p.live for p in found.values()))
+        return found
+
+    monkeypatch.setattr(ledger.recorder, "people_of", then_deleted)
+    return asked
