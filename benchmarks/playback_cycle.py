@@ -21,6 +21,7 @@ import os
 import statistics
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ import psycopg
 import ledger
 from benchmarks import references, workload
 from benchmarks.concurrent import USERS, VIEWERS
+from ledger import config
 from ledger.playback import store as playback_store
 from ledger.playback.statements import rendered
 from ledger.service import group_commit
@@ -217,7 +219,12 @@ def cycle(url: str, beats: int, threads: int, split: bool) -> dict[str, float]:
         )
     with workload.scratch_schema(url) as settings:
         out.update(raw_split(url, settings.schema, beats, threads))
-    with workload.scratch_schema(url) as settings:
+    with workload.scratch_schema(url) as scratch:
+        # the workload's settings are explicit: the lanes from the environment, as serving
+        lanes = config.count(
+            "LEDGER_PLAYBACK_LANES", os.environ.get("LEDGER_PLAYBACK_LANES") or "1"
+        )
+        settings = replace(scratch, playback_lanes=lanes)
         mine = [range(t, VIEWERS, threads) for t in range(threads)]
         per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
         with ledger.open_ledger(settings) as app:
