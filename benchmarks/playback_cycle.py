@@ -21,6 +21,8 @@ import os
 import statistics
 import threading
 import time
+import types
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -30,19 +32,25 @@ import ledger
 from benchmarks import references, workload
 from benchmarks.concurrent import USERS, VIEWERS
 from ledger import config
+from ledger.commands.results import Result
+from ledger.config import Settings
 from ledger.playback import store as playback_store
 from ledger.playback.statements import rendered
 from ledger.service import group_commit
+from ledger.service.lanes import Lanes
 
 Trace = dict[str, Any]
 
 
-def _install(split: bool) -> tuple[list[Trace], list[tuple[int, int]]]:
+_current = threading.local()
+
+
+def _install(split: bool, attempt: bool = True) -> tuple[list[Trace], list[tuple[int, int]]]:
     """Wraps the committer and the store; returns the groups' traces and every
     (thread, enqueue ns)."""
     groups: list[Trace] = []
     enqueues: list[tuple[int, int]] = []
-    current = threading.local()
+    current = _current
     made = group_commit._Call
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -81,8 +89,10 @@ def _install(split: bool) -> tuple[list[Trace], list[tuple[int, int]]]:
             trace["threads"] = [c.thread for c in trace.pop("callers")]
 
     group_commit.GroupCommitter._answer = traced_answer  # type: ignore[method-assign]
-    if not split:
-        attempt = playback_store.PlaybackStore._attempt
+    if not attempt:
+        pass
+    elif not split:
+        attempt_ = playback_store.PlaybackStore._attempt
 
         def traced_attempt(self: Any, heartbeats: Any, lookups: Any) -> Any:
             trace = getattr(current, "trace", None)
@@ -98,7 +108,7 @@ def _install(split: bool) -> tuple[list[Trace], list[tuple[int, int]]]:
 
             psycopg.Connection.execute = timed  # type: ignore[method-assign,assignment]
             try:
-                return attempt(self, heartbeats, lookups)
+                return attempt_(self, heartbeats, lookups)
             finally:
                 psycopg.Connection.execute = execute  # type: ignore[method-assign]
 
@@ -246,12 +256,56 @@ def cycle(url: str, beats: int, threads: int, split: bool) -> dict[str, float]:
     return out
 
 
+def stand_in(beats: int, threads: int, server_ms: float) -> dict[str, float]:
+    """The same lane and callers with no database: the group's statement a sleep of
+    ``server_ms`` (the server's part, fixed), so what is left of the cycle is the client's
+    (the gather, the leader's share, the wake-ups, the callers' way back) and the process's
+    CPU a heartbeat is the client's path alone."""
+    out: dict[str, float] = {"load": os.getloadavg()[0]}
+    ok = Result("accepted", position=1)
+
+    def server(items: Sequence[Any]) -> list[Result]:
+        trace = getattr(_current, "trace", None)
+        if trace is not None:
+            trace["statement"] = time.perf_counter_ns()
+        time.sleep(server_ms / 1000)
+        if trace is not None:
+            trace["statement_end"] = trace["commit_end"] = time.perf_counter_ns()
+        return [ok] * len(items)
+
+    settings = Settings("postgresql://localhost/ledger")
+    app = types.SimpleNamespace(groups=Lanes(server, server, settings))
+    per_thread = [
+        workload.heartbeat_commands(range(t, VIEWERS, threads), beats // threads, 1)
+        for t in range(threads)
+    ]
+    groups, enqueues = _install(split=True, attempt=False)
+
+    def work(index: int) -> None:
+        for command in per_thread[index]:
+            assert ledger.append(app, command) is ok  # type: ignore[arg-type]
+
+    cpu = time.process_time()
+    seconds = references.in_threads(work, threads)
+    cpu = time.process_time() - cpu
+    total = sum(len(p) for p in per_thread)
+    out["hb_s"] = total / seconds
+    out["client_cpu_us_a_heartbeat"] = cpu / total * 1e6
+    out.update(_breakdown(groups, enqueues))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--beats", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--split", action="store_true")
+    parser.add_argument("--stand-in", type=float, default=None, metavar="MS")
     args = parser.parse_args()
+    if args.stand_in is not None:
+        for k, v in stand_in(args.beats, args.threads, args.stand_in).items():
+            print(f"{k}: {v:,.1f}")
+        return
     url = os.environ.get("LEDGER_BENCH_DATABASE_URL") or os.environ["LEDGER_TEST_DATABASE_URL"]
     for k, v in cycle(url, args.beats, args.threads, args.split).items():
         print(f"{k}: {v:,.1f}")
