@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -27,7 +29,7 @@ from psycopg import sql
 import ledger
 from benchmarks import references, workload
 from benchmarks.concurrent import USERS, VIEWERS, paired, threaded_appends
-from ledger import api
+from ledger import api, config
 from ledger.playback import partitions
 
 
@@ -50,9 +52,14 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
     cpu: dict[bool, list[dict[str, float | None]]] = {True: [], False: []}
     groups: list[tuple[int, float]] = []
 
+    # the workload's settings are explicit: the lanes are taken from the environment here,
+    # as ``ledger serve`` takes them (they were not, so runs "with two lanes" ran one)
+    lanes = config.count("LEDGER_PLAYBACK_LANES", os.environ.get("LEDGER_PLAYBACK_LANES") or "1")
+
     def side(ledger_side: bool) -> float:
         meter = references.Meter(url)
-        with workload.scratch_schema(url) as settings:
+        with workload.scratch_schema(url) as scratch:
+            settings = replace(scratch, playback_lanes=lanes)
             if not ledger_side:
                 count = raw_rows // threads * threads
                 rate = references.raw_inserts(url, settings.schema, count, 200, threads, meter)
@@ -87,6 +94,7 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
             "ratio": ratio,
             "target": 1.0,
             **_cpu(cpu),
+            "lanes": lanes,
             "groups": len(groups),
             "group_size": statistics.mean(g[0] for g in groups) if groups else None,
             "group_ms": statistics.mean(g[1] for g in groups) * 1000 if groups else None,

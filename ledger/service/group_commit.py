@@ -100,6 +100,29 @@ def json_size(command: Any) -> int:
     return len(command.__pydantic_serializer__.to_json(command))
 
 
+class _Wake:
+    """A caller's wake-up, set once (set again: nothing) and waited for once: a bare lock
+    taken at creation, released by ``set``. Why not ``threading.Event``: every caller
+    makes one and every group's leader sets one a caller, inside the lane's serial cycle
+    (docs/performance.md, "One lane's cycle"); an Event is a Condition, a lock, and a lock
+    made a wait, about ten times a bare lock's cost. Set only under the committer's lock."""
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+
+
 @dataclass(eq=False)
 class _Call(Generic[T]):
     command: T
@@ -109,7 +132,7 @@ class _Call(Generic[T]):
     first: bool = False  # the first command of its ``append_all``: a caller
     result: Result | None = None
     error: BaseException | None = None
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: _Wake = field(default_factory=_Wake)
 
     def answer(self) -> Result:
         if self.error is not None:
@@ -359,7 +382,8 @@ class GroupCommitter(Generic[T]):
             head.wake.set()
         else:
             self._leading = False
-            self._idle.notify_all()
+            if self._closed:  # only ``close`` waits for this (a notify costs each group)
+                self._idle.notify_all()
 
     def _abandon(self, call: _Call[T]) -> None:
         """A follower stopped while waiting (an interrupt): a command not yet taken into a
