@@ -136,8 +136,12 @@ def _mean_size(settings: ledger.Settings, after: int) -> int:
     return int(row[0])
 
 
-def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[dict[str, Any]]:
-    """N threads of purchases, then of heartbeats, each vs raw INSERT+COMMIT from N threads."""
+def bench_threads(
+    url: str, quick: bool, pairs: int, threads: int = 8, users: int = USERS, viewers: int = VIEWERS
+) -> list[dict[str, Any]]:
+    """N threads of purchases, then of heartbeats, each vs raw INSERT+COMMIT from N threads.
+    ``users`` and ``viewers``: the set-up's customers and its buyers of video 0 (fewer in a
+    smoke run: each side's set-up appends them, untimed)."""
     sizes = event_sizes(url)
     purchases = 160 if quick else 2000
     beats = 320 if quick else 4000
@@ -163,9 +167,9 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
                 return raw_side(settings, "purchases", sizes["purchase"])
-            commands = workload.purchase_commands(purchases, "pi_t_", USERS, first=VIEWERS)
+            commands = workload.purchase_commands(purchases, "pi_t_", users, first=viewers)
             with ledger.open_ledger(settings) as app:
-                workload.prepare(app, USERS, VIEWERS)
+                workload.prepare(app, users, viewers)
                 rate, ms = threaded_appends(
                     app,
                     [commands[t::threads] for t in range(threads)],
@@ -179,10 +183,10 @@ def bench_threads(url: str, quick: bool, pairs: int, threads: int = 8) -> list[d
         with workload.scratch_schema(url) as settings:
             if not ledger_side:
                 return raw_side(settings, "heartbeats", sizes["heartbeat"])
-            mine = [range(t, VIEWERS, threads) for t in range(threads)]
+            mine = [range(t, viewers, threads) for t in range(threads)]
             per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
             with ledger.open_ledger(settings) as app:
-                workload.prepare(app, USERS, VIEWERS)
+                workload.prepare(app, users, viewers)
                 # each viewer's first heartbeat opens its playback: not the steady state
                 threaded_appends(app, [workload.heartbeat_commands(v, len(v)) for v in mine])
                 rate, _ = threaded_appends(
@@ -263,8 +267,11 @@ def _group_figures(groups: list[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
-def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:
-    """One writer, one purchase per call, vs the SQL those appends sent, replayed raw.
+def bench_replay(
+    url: str, quick: bool, pairs: int, users: int = USERS, viewers: int = VIEWERS
+) -> list[dict[str, Any]]:
+    """One writer, one purchase per call, vs the SQL those appends sent, replayed raw
+    (``users`` and ``viewers``: the set-up's, as in ``bench_threads``).
 
     A capture run (not timed) records every statement the ledger's connections executed,
     per append; each pair then appends the same commands through the ledger in a fresh
@@ -272,14 +279,14 @@ def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:
     the set-up replayed first, untimed) on one connection.
     """
     count = 100 if quick else 1000
-    commands = workload.purchase_commands(count, "pi_r_", USERS, first=VIEWERS)
+    commands = workload.purchase_commands(count, "pi_r_", users, first=viewers)
     capture = references.Capture()
     with (
         workload.scratch_schema(url) as source,
         ledger.open_ledger(source) as app,
         references.recording(capture),
     ):
-        workload.prepare(app, USERS, VIEWERS)
+        workload.prepare(app, users, viewers)
         capture.mark()
         for command in commands:
             assert ledger.append(app, command).status == "accepted"
@@ -292,7 +299,7 @@ def bench_replay(url: str, quick: bool, pairs: int) -> list[dict[str, Any]]:
         with workload.scratch_schema(url) as settings:
             if ledger_side:
                 with ledger.open_ledger(settings) as app:
-                    workload.prepare(app, USERS, VIEWERS)
+                    workload.prepare(app, users, viewers)
                     return clocked(lambda: [ledger.append(app, c) for c in commands], True)
             moved = [references.retarget(g, source.schema, settings.schema) for g in appends]
             with psycopg.connect(url, autocommit=True) as conn:

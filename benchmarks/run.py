@@ -22,13 +22,14 @@ import psycopg
 
 from benchmarks import table
 from benchmarks.cli_batch import bench_batch
-from benchmarks.concurrent import bench_replay, bench_threads
+from benchmarks.concurrent import USERS, VIEWERS, bench_replay, bench_threads
 from benchmarks.per_command import bench_append
 from benchmarks.playback import bench_playback
 from benchmarks.scale import bench_access_check, bench_rebuild
 from benchmarks.serve import bench_serve
 from benchmarks.stream_cost import bench_stream
 
+SMOKE_CUSTOMERS = 40  # --smoke's set-up of the threads and replay suites (200 otherwise)
 SUITES = (
     "threads",
     "replay",
@@ -52,9 +53,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="--quick with the batch suite's file and the access table at their smallest "
-        "meaningful sizes (400 lines in four batches, 2,000 grants): the test suite's "
-        "check that every row is produced, not a measurement",
+        help="--quick with the batch suite's file, the access table and the threads and "
+        "replay suites' set-up at their smallest meaningful sizes (400 lines in four "
+        "batches, 2,000 grants, 40 customers): the test suite's check that every row is "
+        "produced, not a measurement",
     )
     parser.add_argument(
         "--only",
@@ -101,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     pairs = args.pairs or (1 if args.quick else 3)
     chosen = set(args.only or SUITES)
+    # the threads and replay suites' set-up: customers, and buyers of video 0
+    customers = (SMOKE_CUSTOMERS, SMOKE_CUSTOMERS) if args.smoke else (USERS, VIEWERS)
     suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
-        ("threads", lambda: bench_threads(url, args.quick, pairs, args.threads)),
-        ("replay", lambda: bench_replay(url, args.quick, pairs)),
+        ("threads", lambda: bench_threads(url, args.quick, pairs, args.threads, *customers)),
+        ("replay", lambda: bench_replay(url, args.quick, pairs, *customers)),
         (
             "batch",
             lambda: bench_batch(

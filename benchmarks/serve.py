@@ -307,10 +307,12 @@ def _row(
     }
 
 
-def bench_serve(url: str, quick: bool, count: int | None = None) -> list[dict[str, Any]]:
-    """``count`` commands a run (default 8,000; 2,000 when ``quick``)."""
+def bench_serve(
+    url: str, quick: bool, count: int | None = None, users: int = 400
+) -> list[dict[str, Any]]:
+    """``count`` commands a run (default 8,000; 2,000 when ``quick``) from ``users``
+    customers (a smoke run sets fewer: each schema's set-up registers and grants them)."""
     count = count or (2000 if quick else 8000)
-    users = 400
     rows: list[dict[str, Any]] = []
     writers = Writers()
     try:

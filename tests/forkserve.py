@@ -66,10 +66,20 @@ _START: dict[int, Callable[[int, FrameType | None], Any] | int] = {
 class Forked:
     """A forked ``ledger`` process, as much of ``subprocess.Popen`` as the tests use."""
 
-    def __init__(self, args: list[str], pid: int, channel: socket.socket, stderr: IO[str]):
+    def __init__(
+        self,
+        args: list[str],
+        pid: int,
+        channel: socket.socket,
+        stderr: IO[str] | None,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+    ):
         self.args = args
         self.pid = pid
         self.channel = channel
+        self.stdin = stdin
+        self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
 
@@ -123,22 +133,44 @@ class ForkServer:
         if ready != b"ready\n":
             raise RuntimeError(f"the fork server did not start: {ready!r}")
 
-    def start(self, args: list[str], env: dict[str, str]) -> Forked:
+    def start(self, args: list[str], env: dict[str, str], *, streams: bool = False) -> Forked:
         """``python -m ledger *args`` with ``env``: stdin and stdout /dev/null, stderr a
-        pipe (text), as ``tests/serving.py`` starts ``ledger serve``."""
-        read_end, write_end = os.pipe()
+        pipe (text), as ``tests/serving.py`` starts ``ledger serve``. ``streams``: stdin
+        and stdout pipes (text) and stderr the test process's own, as ``Popen(stdin=PIPE,
+        stdout=PIPE, text=True)`` gives a command fed and read by the test."""
+        ours: list[int] = []  # the test's ends of the pipes
+        theirs: list[int] = []  # the child's, closed here once sent
         with open(os.devnull, "rb") as null_in, open(os.devnull, "wb") as null_out:
+            if streams:
+                stdin_read, stdin_write = os.pipe()
+                stdout_read, stdout_write = os.pipe()
+                ours += [stdin_write, stdout_read]
+                theirs += [stdin_read, stdout_write]
+                fds = [stdin_read, stdout_write, sys.stderr.fileno()]
+            else:
+                read_end, write_end = os.pipe()
+                ours.append(read_end)
+                theirs.append(write_end)
+                fds = [null_in.fileno(), null_out.fileno(), write_end]
             channel = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             channel.connect(self.path)
             request = json.dumps({"args": args, "env": env, "cwd": os.getcwd()}).encode()
-            socket.send_fds(channel, [request], [null_in.fileno(), null_out.fileno(), write_end])
-        os.close(write_end)
+            socket.send_fds(channel, [request], fds)
+        for fd in theirs:
+            os.close(fd)
         answer = channel.recv(64)
         if not answer.startswith(b"pid "):
-            os.close(read_end)
+            for fd in ours:
+                os.close(fd)
             raise RuntimeError(f"the fork server refused the start: {answer!r}")
-        stderr = open(read_end, encoding="utf-8", errors="replace")  # noqa: SIM115
-        return Forked([sys.executable, "-m", "ledger", *args], int(answer[4:]), channel, stderr)
+        command = [sys.executable, "-m", "ledger", *args]
+        pid = int(answer[4:])
+        if streams:
+            stdin = open(ours[0], "w", encoding="utf-8")  # noqa: SIM115
+            stdout = open(ours[1], encoding="utf-8", errors="replace")  # noqa: SIM115
+            return Forked(command, pid, channel, None, stdin, stdout)
+        stderr = open(ours[0], encoding="utf-8", errors="replace")  # noqa: SIM115
+        return Forked(command, pid, channel, stderr)
 
     def close(self) -> None:
         self.process.terminate()

@@ -1,7 +1,9 @@
 """The embedded server: reachable by its own user only, on any path, and recovering from a stale
 ``postmaster.pid`` or a killed ``initdb`` by itself where that is safe.
 
-Each test runs a server of its own in a private ``LEDGER_HOME`` (tests/homes.py).
+Each test runs a server of its own in a private ``LEDGER_HOME`` (tests/homes.py); those whose
+subject is not the first ``initdb`` start from a copy of a data directory initialised once per
+test process (``initialised_home``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ledger.database import embedded
 from ledger.database.embedded.account import SERVER_USER, server_account
 from ledger.database.embedded.datadir import binaries_for, is_complete, wheel_binaries
 from ledger.database.embedded.pidfile import read_pid_file
-from tests.homes import home_env, pointing_at, private_home
+from tests.homes import home_env, initialised_home, pointing_at, private_home
 from tests.support import answers, cli
 
 ROOT = os.geteuid() == 0
@@ -60,7 +62,7 @@ def test_a_home_with_a_space_or_non_ascii_characters_works(name: str) -> None:
 
 
 def test_the_socket_sits_in_a_private_directory_and_nothing_listens_on_tcp() -> None:
-    with private_home() as home, pointing_at(home):
+    with initialised_home() as home, pointing_at(home):
         conninfo = embedded.url()
         socket = socket_of(conninfo)
         assert socket.is_socket()
@@ -78,7 +80,7 @@ def test_the_socket_sits_in_a_private_directory_and_nothing_listens_on_tcp() -> 
 
 
 def test_a_home_too_long_for_a_socket_gets_a_short_private_socket_directory() -> None:
-    with private_home("h" * 110) as home, pointing_at(home):
+    with initialised_home("h" * 110) as home, pointing_at(home):
         conninfo = embedded.url()
         directory = socket_of(conninfo).parent
         assert len(str(directory)) < 60 and directory != home / "run"
@@ -90,7 +92,7 @@ def test_a_home_too_long_for_a_socket_gets_a_short_private_socket_directory() ->
 
 @needs_root
 def test_another_os_user_can_neither_reach_the_socket_nor_authenticate() -> None:
-    with private_home() as home, pointing_at(home):
+    with initialised_home() as home, pointing_at(home):
         socket = socket_of(embedded.url())
         reach = as_nobody(
             "/usr/bin/python3",
@@ -180,7 +182,7 @@ def unrelated_process(request: pytest.FixtureRequest, database_url: str) -> Iter
 def test_a_stale_postmaster_pid_naming_another_process_is_recognised_and_removed(
     unrelated_process: int,
 ) -> None:
-    with private_home() as home:
+    with initialised_home() as home:
         env = home_env(home)
         assert cli(env, "db", "upgrade").returncode == 0
         pid_file = home / "pgdata" / "postmaster.pid"

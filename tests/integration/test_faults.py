@@ -6,11 +6,9 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import pytest
@@ -19,7 +17,8 @@ from ledger.config import Settings
 from ledger.database.connections import connect
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
-from tests.support import answers, append, catalogue, cli, event_count, feed, stream
+from tests import forkserve
+from tests.support import answers, append, catalogue, cli, event_count, stream
 
 Conn = psycopg.Connection[Any]
 
@@ -55,6 +54,15 @@ def fully_applied(conn: Conn, intents: list[str]) -> None:
     }
 
 
+def feed_forked(stdin: IO[str], payload: str) -> None:
+    """Writes the stream; the appender may be killed, or stop reading, while we write."""
+    try:
+        stdin.write(payload)
+        stdin.close()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
 @pytest.mark.parametrize("batch", ["1", "7", "100"])
 def test_sigkill_mid_stream_leaves_nothing_half_applied(
     batch: str, ledger_app: Ledger, settings: Settings, cli_env: dict[str, str], conn: Conn
@@ -68,15 +76,11 @@ def test_sigkill_mid_stream_leaves_nothing_half_applied(
     for seed in range(runs):
         prefix = f"pi_kill{seed}_"
         payload = stream(250, prefix)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "append", "--batch", batch, "-"],
-            env=cli_env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        # a process of its own, forked from one that has imported the ledger already
+        # (tests/forkserve.py): SIGKILL ends it as it ends a new interpreter
+        process = forkserve.server().start(["append", "--batch", batch, "-"], cli_env, streams=True)
         assert process.stdin is not None and process.stdout is not None
-        writer = threading.Thread(target=feed, args=(process, payload))
+        writer = threading.Thread(target=feed_forked, args=(process.stdin, payload))
         writer.start()
         answered: list[dict[str, Any]] = []
         stop_after = random.Random(seed).randint(20, 150)
@@ -86,6 +90,7 @@ def test_sigkill_mid_stream_leaves_nothing_half_applied(
                 process.send_signal(signal.SIGKILL)
                 break
         process.wait()
+        process.stdout.close()
         writer.join(timeout=10)
         accepted = [f"{prefix}{a['line'] - 1}" for a in answered if a["status"] == "accepted"]
         assert len(accepted) == stop_after

@@ -3,8 +3,11 @@ exit statuses after each signal, the same refusal, the same output, its own envi
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +15,7 @@ from ledger.config import Settings
 from ledger.database.connections import connect
 from tests import forkserve
 from tests.serving import TOKEN, serve, server_env
-from tests.support import catalogue
+from tests.support import answers, catalogue
 
 
 def _log(text: str) -> list[str]:
@@ -47,6 +50,7 @@ def test_a_forked_start_refuses_an_unmigrated_database_as_a_new_process(
     env = server_env(empty_settings)
     forked = forkserve.server().start(["serve", "--port", "0"], env)
     assert forked.wait(60) == 2
+    assert forked.stderr is not None
     forked_err = forked.stderr.read()
     forked.stderr.close()
     with (
@@ -81,3 +85,30 @@ def test_forked_starts_write_to_the_schema_they_are_given(settings: Settings) ->
     with connect(settings) as conn:
         row = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
     assert row == (5,)
+
+
+def test_a_forked_command_with_streams_reads_what_it_is_fed_and_answers_on_its_stdout(
+    cli_env: dict[str, str],
+) -> None:
+    """``start(..., streams=True)``, as the killed appenders of test_faults.py are started:
+    the lines written to its stdin are appended, answered on its stdout, and a new
+    ``python -m ledger append`` fed the same lines finds each already there."""
+    lines = "".join(json.dumps(command) + "\n" for command in catalogue())
+    forked = forkserve.server().start(["append", "-"], cli_env, streams=True)
+    assert forked.stdin is not None and forked.stdout is not None
+    forked.stdin.write(lines)
+    forked.stdin.close()
+    forked_out = forked.stdout.read()
+    forked.stdout.close()
+    assert forked.wait(60) == 0
+    assert [a["status"] for a in answers(forked_out)] == ["accepted"] * len(catalogue())
+    real = subprocess.run(
+        [sys.executable, "-m", "ledger", "append", "-"],
+        env=cli_env,
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert real.returncode == 0, real.stderr
+    assert [a["status"] for a in answers(real.stdout)] == ["duplicate"] * len(catalogue())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from functools import partial
@@ -24,7 +22,8 @@ from ledger.service import Ledger
 from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
-from tests import histories
+from tests import forkserve, histories
+from tests.forkserve import Forked
 from tests.support import HISTORY_GROUP, TABLES, cli, complete, dump_all, t
 
 Conn = psycopg.Connection[Any]
@@ -201,7 +200,7 @@ def backend_lock(conn: Conn, name: str, granted: bool) -> bool:
     return row == (True,)
 
 
-def wait_for(condition: Any, what: str, process: subprocess.Popen[str]) -> None:
+def wait_for(condition: Any, what: str, process: Forked) -> None:
     deadline = time.monotonic() + 60
     while not condition():
         assert process.poll() is None, f"the rebuild ended before {what}"
@@ -227,12 +226,10 @@ def test_sigkill_at_random_points_leaves_the_tables_whole(
                     sql.Identifier(settings.schema, "purchases")
                 )
             )
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ledger", "projections", "rebuild"],
-                env=dict(cli_env, PGAPPNAME=name),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
+            # forked from a process that has imported the ledger (tests/forkserve.py): a
+            # process of its own, which SIGKILL ends as it ends a new interpreter
+            process = forkserve.server().start(
+                ["projections", "rebuild"], dict(cli_env, PGAPPNAME=name)
             )
             assert process.stderr is not None
             if point == "its shadow tables built":

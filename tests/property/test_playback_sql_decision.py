@@ -85,7 +85,7 @@ def uncompacted(settings: Settings) -> None:
     migration leaves it, once the example is done with the store: the schema pool's reset
     keeps that table's rows and compares them, so a compacted schema was dropped and a new
     one migrated (14 of 25 examples, about as much of the server's work as the rest of
-    such an example: docs/testing.md, "Fourth pass (i25g)")."""
+    such an example: docs/testing.md, "Tenth pass (i25g)")."""
     with psycopg.connect(settings.url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("UPDATE {} SET compacted_before = NULL, compacted_at = NULL").format(
