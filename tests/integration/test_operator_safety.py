@@ -170,10 +170,23 @@ def test_a_rebuild_racing_a_downgrade_leaves_a_state_upgrade_resolves(
     # two processes of their own, forked from one that has imported the ledger already
     # (tests/forkserve.py: each start 0.06-0.08 s of CPU, not a new interpreter's 0.7 s)
     starts = forkserve.server()
-    for round_ in range(3):
-        rebuild_process = starts.start(["projections", "rebuild"], cli_env)
-        time.sleep(0.1 * round_)
-        downgrade = starts.start(["db", "downgrade", "--to", "base"], cli_env)
+    schema = _schema(conn)
+    # the three orders, each made by the event: started together, the downgrade started once
+    # the rebuild holds the schema's lock (or is done), the rebuild once the downgrade holds it
+    for round_, first in enumerate(("together", "rebuild", "downgrade")):
+        rebuild_args, downgrade_args = (
+            ["projections", "rebuild"],
+            ["db", "downgrade", "--to", "base"],
+        )
+        if first == "downgrade":
+            downgrade = starts.start(downgrade_args, cli_env)
+            _until_the_schema_is_locked_or_done(conn, schema, downgrade)
+            rebuild_process = starts.start(rebuild_args, cli_env)
+        else:
+            rebuild_process = starts.start(rebuild_args, cli_env)
+            if first == "rebuild":
+                _until_the_schema_is_locked_or_done(conn, schema, rebuild_process)
+            downgrade = starts.start(downgrade_args, cli_env)
         assert downgrade.stderr is not None and rebuild_process.stderr is not None
         downgraded_err = downgrade.stderr.read()
         assert downgrade.wait(120) == 0, downgraded_err
@@ -197,6 +210,24 @@ def test_a_rebuild_racing_a_downgrade_leaves_a_state_upgrade_resolves(
         upgraded = cli(cli_env, "db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
         assert dump_all(conn) == before
+
+
+def _until_the_schema_is_locked_or_done(conn: Conn, schema: str, process: Any) -> None:
+    """Waits until a backend holds the lock migrations and rebuilds of ``schema`` share
+    (``migrations.lock``: an advisory lock on ``hashtext``, in ``pg_locks`` as its high and
+    low 32 bits), or ``process`` has exited."""
+    deadline = time.monotonic() + 120
+    while process.poll() is None:
+        held = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT hashtext(%s)::bigint AS k) key"
+            " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND classid::bigint = (k >> 32) & 4294967295 AND objid::bigint = k & 4294967295)",
+            (f"ledger.schema:{schema}",),
+        ).fetchone()
+        if held == (True,):
+            return
+        assert time.monotonic() < deadline, "the schema's lock was never taken"
+        time.sleep(0.005)
 
 
 def _schema(conn: Conn) -> str:
