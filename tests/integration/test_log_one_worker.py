@@ -29,7 +29,7 @@ import pytest
 from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
-from ledger.database import distribution
+from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.domain import ids
 from ledger.log.chains import LEGACY_MARK, PLATFORM
@@ -128,6 +128,14 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
             distribution.distribute(placing, settings.schema)
             placing.commit()
         assert distribution.legacy_claimed(conn, settings.schema)
+        assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
+        with connect(settings) as other:  # distributed before 0030: its mark filled from claims
+            migrations.downgrade(other, settings.schema, 29)
+            other.commit()
+            assert distribution.legacy_claimed(other, settings.schema)  # read from the claims
+            assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30]
+            other.commit()
+        assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
     history = list(demo.history(purchases=120))
     first = next(c for c in history if c["type"] == "content.publish")
     viewer = [c for c in history if c["type"] == "user.register"][-1]["user_id"]
