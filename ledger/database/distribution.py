@@ -26,7 +26,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.database import migrations, placement
+from ledger.database import legacy, migrations, placement
+from ledger.database.legacy import CLAIMS as CLAIMS
+from ledger.database.legacy import legacy_claimed as legacy_claimed  # its home before
 from ledger.database.placement import COLUMN, NoCitus, Place, Step, citus_version, places_of
 from ledger.database.store_placement import distribute_store
 from ledger.errors import ConfigurationError
@@ -230,9 +232,8 @@ LOG_REFERENCE: tuple[str, ...] = (
 )
 # each chain's lock row beside its events, colocated with the money tables
 LOG_DISTRIBUTED: tuple[str, ...] = ("ledger_chain_heads", "ledger_events")
-# the claims of keys that are one namespace across organizations (migration 0023), each
-# distributed by the key's own id, with no organization: ``distribute_log``
-CLAIMS = "ledger_key_claims"
+# the claims of keys that are one namespace across organizations (migration 0023, ``CLAIMS``),
+# each distributed by the key's own id, with no organization: ``distribute_log``
 CLAIMS_COLUMN = "claim_id"
 
 
@@ -310,50 +311,11 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
             (name, CLAIMS_COLUMN),
         )
         steps.append(Step(CLAIMS, "distributed", True, CLAIMS_COLUMN))
-    _claim_legacy(conn, schema)
+    legacy.claim_legacy(conn, schema)
     if chains.order(conn, schema) != "organization":
         chains.set_order(conn, schema, "organization")
+    legacy.keep_mark(conn, schema)  # on the order's row, which the coordinator reads alone
     return steps
-
-
-def _claim_legacy(conn: psycopg.Connection[Any], schema: str) -> None:
-    """The first events of organizations' aggregates that the platform's chain holds from
-    before the chains (``chains.LEGACY_TOPICS``: a log upgraded through 0014 keeps its old
-    events there) are claimed for that chain, with ``chains.LEGACY_MARK``, so the appends
-    claim those topics too and a redelivered command meets the old aggregate (``duplicate``)
-    instead of starting it again in its organization's chain, whose primary key would not
-    see the old one. Nothing on a log without such events; safe to run again (a log
-    distributed before this was written gets its claims on the next run)."""
-    claims, log = sql.Identifier(schema, CLAIMS), sql.Identifier(schema, "ledger_events")
-    found = conn.execute(
-        sql.SQL(
-            "INSERT INTO {} (claim_id, organization_id) SELECT originator_id, organization_id"
-            " FROM {} WHERE organization_id = %s AND originator_version = 1"
-            " AND topic = ANY(%s) ON CONFLICT (claim_id) DO NOTHING"
-        ).format(claims, log),
-        (chains.PLATFORM, sorted(chains.LEGACY_TOPICS)),
-    ).rowcount
-    if found:
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)"
-                " ON CONFLICT (claim_id) DO NOTHING"
-            ).format(claims),
-            (chains.LEGACY_MARK, chains.PLATFORM),
-        )
-
-
-def legacy_claimed(conn: psycopg.Connection[Any], schema: str) -> bool:
-    """Whether the appends of this distributed log claim ``chains.LEGACY_TOPICS`` too (its
-    claims hold ``chains.LEGACY_MARK``: one routed read). Any row factory."""
-    row = conn.execute(
-        sql.SQL("SELECT count(*) AS n FROM {} WHERE claim_id = %s").format(
-            sql.Identifier(schema, CLAIMS)
-        ),
-        (chains.LEGACY_MARK,),
-    ).fetchone()
-    value = row["n"] if isinstance(row, dict) else (row[0] if row else 0)
-    return bool(value)
 
 
 def _bound_lookup_nested(conn: psycopg.Connection[Any], schema: str) -> None:

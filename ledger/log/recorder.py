@@ -267,7 +267,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """Reads the log's order and placement once (``chains.order``, ``distribution``)."""
         if self.order is None:
             self.distributed_log = distribution.log_is_distributed(conn, self.datastore.schema)
-            if self.distributed_log:  # one routed read of the claims' mark
+            if self.distributed_log:  # the claims' mark: on the coordinator since 0030
                 self.legacy_claims = distribution.legacy_claimed(conn, self.datastore.schema)
             self.order = order(conn, self.datastore.schema)
             conn.rollback()

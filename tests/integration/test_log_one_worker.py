@@ -29,10 +29,10 @@ import pytest
 from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
-from ledger.database import distribution
+from ledger.database import distribution, migrations
 from ledger.database.connections import connect
 from ledger.domain import ids
-from ledger.log.chains import PLATFORM
+from ledger.log.chains import LEGACY_MARK, PLATFORM
 from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
@@ -128,6 +128,14 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
             distribution.distribute(placing, settings.schema)
             placing.commit()
         assert distribution.legacy_claimed(conn, settings.schema)
+        assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
+        with connect(settings) as other:  # distributed before 0030: its mark filled from claims
+            migrations.downgrade(other, settings.schema, 29)
+            other.commit()
+            assert distribution.legacy_claimed(other, settings.schema)  # read from the claims
+            assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30]
+            other.commit()
+        assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
     history = list(demo.history(purchases=120))
     first = next(c for c in history if c["type"] == "content.publish")
     viewer = [c for c in history if c["type"] == "user.register"][-1]["user_id"]
@@ -234,6 +242,37 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
     assert conn.execute(
         "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
     ).fetchone() == (4,)  # creator, alice, dave registered; dave deleted
+
+
+def test_a_process_started_with_the_marks_worker_stopped_appends_for_the_other_workers(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """A process's first command reads the log's layout, the claims' mark among it
+    (``chains.LEGACY_MARK``: whether the appends claim ``chains.LEGACY_TOPICS`` too). Read
+    from the claims, it was a routed read on the worker of the mark's shard, and a process
+    started while that worker was stopped failed every command of every organization. It is
+    kept on the order's row (migration 0030, a reference table read on the coordinator): a
+    process started with that worker stopped completes and starts purchases of an
+    organization on the other worker, and still knows the mark."""
+    schema = distributed.schema
+    log, claims = f"{schema}.ledger_events", f"{schema}.ledger_key_claims"
+    marks = _worker(citus, conn, claims, LEGACY_MARK)
+    candidates = itertools.islice(citus_support.organizations(), 64)
+    b = next(o for o in candidates if _worker(citus, conn, log, o) != marks)
+    video, intents = _home(citus, conn, schema, b)
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(str(b), "B"), user("creator"), user("alice"), publish(video, str(b))]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 4
+    with citus.stopped(marks), api.open_ledger(distributed) as fresh:
+        bought = append(fresh, complete(intents[0], content_id=video))  # its first command
+        assert statuses(bought) == ["accepted"], bought
+        assert statuses(append(fresh, start(intents[1], content_id=video))) == ["accepted"]
+        assert fresh.recorder.legacy_claims is False  # type: ignore[attr-defined]
+        assert distribution.legacy_claimed(conn, schema) is False
+        conn.commit()
+    rows = conn.execute("SELECT organization_id, status FROM purchases ORDER BY 2").fetchall()
+    assert rows == [(b, "completed"), (b, "pending")]
 
 
 def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant_and_publish(

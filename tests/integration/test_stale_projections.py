@@ -143,6 +143,60 @@ def test_an_upgrade_killed_during_its_rebuild_is_detected(
     assert cli(cli_env, "append", stdin=register).returncode == 0
 
 
+def test_a_round_trip_to_base_leaves_the_read_check_a_fresh_upgrade_makes(
+    settings: Settings, conn: Conn
+) -> None:
+    """The read-version check (0004, its function made routable by 0019) belongs to the log:
+    ``--to base`` keeps it, so the next upgrade does not make 0004's form again over 0019's
+    (its correlated subquery over ``unnest``, which Citus refuses at every append of a
+    distributed log; on one server the same answers, the form a distributed log then
+    inherits). A schema that went through that round trip before gets 0019's form back
+    from migration 0030."""
+    routable = _read_check(conn, settings.schema)
+    assert "LEFT JOIN" in routable  # 0019's form, as a fresh upgrade leaves it
+    conn.commit()
+    with connect(settings) as other:
+        migrations.downgrade(other, settings.schema, migrations.BASE)
+        kept = other.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE version = 4").format(
+                sql.Identifier(settings.schema, "ledger_schema_migrations")
+            )
+        ).fetchone()
+        assert kept == (1,)
+        assert _read_check(other, settings.schema) == routable
+        migrations.upgrade(other, settings.schema)
+        other.commit()
+    assert _read_check(conn, settings.schema) == routable
+    conn.commit()
+    # what the round trip left before: 0030 not yet there, 0004 rolled back and made again
+    found = {m.version: m for m in migrations.discover()}
+    with connect(settings) as other:
+        migrations.downgrade(other, settings.schema, 29)
+        with other.transaction():
+            other.execute(
+                sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(settings.schema))
+            )
+            other.execute(found[4].down.encode())
+            other.execute(found[4].up.encode())
+        assert _read_check(other, settings.schema) != routable
+        other.commit()
+        assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30]
+        assert _read_check(other, settings.schema) == routable
+        other.commit()
+
+
+def _read_check(conn: Conn, schema: str) -> str:
+    """The body of the read-version check in ``schema``."""
+    row = conn.execute(
+        "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
+        (
+            f"{sql.Identifier(schema).as_string(conn)}.ledger_assert_read_versions(uuid[], bigint[])",
+        ),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def _waiting_for_a_lock(conn: Conn, schema: str) -> bool:
     """Whether a backend waits to lock the log of ``schema`` (a rebuild's switch)."""
     row = conn.execute(
@@ -196,6 +250,11 @@ def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
                     old, new
                 )
             )
+        # the copy committed first: on Citus its read of the distributed log is a parallel
+        # operation, after which the down files' DROP FUNCTION (of functions Citus keeps on
+        # every node) is refused in the same transaction; the previous version had no
+        # distributed log to copy from
+        with previous.transaction():
             for migration in reversed(migrations.discover()):  # as the previous version left it
                 if guards.version <= migration.version < chains.version:
                     previous.execute(migration.down.encode())

@@ -1,0 +1,103 @@
+"""The claims' mark of a distributed log written before the chains (``chains.LEGACY_MARK``):
+whether its appends claim ``chains.LEGACY_TOPICS`` too.
+
+A process must know it before its first command, so it is kept where the coordinator reads
+it alone: a column of the order's row (migration 0030; ``ledger_log_order`` is a reference
+table, whose copy the coordinator holds). Read from the claims themselves (a routed read on
+the worker of the mark's shard) a stopped worker failed every command of every organization
+of a process started while it was down (docs/scaling.md, "The last single points (i28a)")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ledger.log import chains
+
+CLAIMS = "ledger_key_claims"
+_ORDER = "ledger_log_order"
+_COLUMN = "legacy_claims"  # migration 0030
+
+
+def claim_legacy(conn: psycopg.Connection[Any], schema: str) -> None:
+    """The first events of organizations' aggregates that the platform's chain holds from
+    before the chains (``chains.LEGACY_TOPICS``: a log upgraded through 0014 keeps its old
+    events there) are claimed for that chain, with ``chains.LEGACY_MARK``, so the appends
+    claim those topics too and a redelivered command meets the old aggregate (``duplicate``)
+    instead of starting it again in its organization's chain, whose primary key would not
+    see the old one. Nothing on a log without such events; safe to run again (a log
+    distributed before this was written gets its claims on the next run). The mark is then
+    kept on the order's row too (``keep_mark``), after the order is set."""
+    claims, log = sql.Identifier(schema, CLAIMS), sql.Identifier(schema, "ledger_events")
+    found = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (claim_id, organization_id) SELECT originator_id, organization_id"
+            " FROM {} WHERE organization_id = %s AND originator_version = 1"
+            " AND topic = ANY(%s) ON CONFLICT (claim_id) DO NOTHING"
+        ).format(claims, log),
+        (chains.PLATFORM, sorted(chains.LEGACY_TOPICS)),
+    ).rowcount
+    if found:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (claim_id, organization_id) VALUES (%s, %s)"
+                " ON CONFLICT (claim_id) DO NOTHING"
+            ).format(claims),
+            (chains.LEGACY_MARK, chains.PLATFORM),
+        )
+
+
+def keep_mark(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Writes the claims' mark on the order's row (the log in the ``organization`` order: the
+    row is there), from the claims; nothing on a schema before migration 0030."""
+    if not _kept(conn, schema):
+        return
+    claimed = _claims_hold_mark(conn, schema)
+    conn.execute(
+        sql.SQL("UPDATE {} SET {} = %s WHERE {} IS DISTINCT FROM %s").format(
+            sql.Identifier(schema, _ORDER), sql.Identifier(_COLUMN), sql.Identifier(_COLUMN)
+        ),
+        (claimed, claimed),
+    )
+
+
+def legacy_claimed(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the appends of this distributed log claim ``chains.LEGACY_TOPICS`` too: the
+    order's row, read on the coordinator; on a schema before migration 0030, the claims'
+    mark (one routed read). Any row factory."""
+    if not _kept(conn, schema):
+        return _claims_hold_mark(conn, schema)
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(bool_or({}), false) AS kept FROM {}").format(
+            sql.Identifier(_COLUMN), sql.Identifier(schema, _ORDER)
+        )
+    ).fetchone()
+    return bool(_value(row))
+
+
+def _claims_hold_mark(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) AS n FROM {} WHERE claim_id = %s").format(
+            sql.Identifier(schema, CLAIMS)
+        ),
+        (chains.LEGACY_MARK,),
+    ).fetchone()
+    return bool(_value(row))
+
+
+def _kept(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the order's row has the mark's column (migration 0030): a catalog read."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+        " AND attname = %s AND NOT attisdropped",
+        (sql.Identifier(schema, _ORDER).as_string(conn), _COLUMN),
+    ).fetchone()
+    return bool(_value(row))
+
+
+def _value(row: Any) -> Any:
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
