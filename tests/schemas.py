@@ -23,6 +23,7 @@ from psycopg import sql
 from ledger import api
 from ledger.config import Settings
 from tests import citus_support
+from tests.schema_sql import _CATALOG, _HOLDS, _PLACEMENT
 
 # the tables a migration fills: never emptied (their rows are compared instead); and the
 # log's order, which `ledger db distribute` sets (a test that switched it is not reused)
@@ -44,87 +45,6 @@ _WHEN = {
 }
 
 Fingerprint = frozenset[tuple[str, str, str]]
-
-_CATALOG = """
-SELECT 'schema', '', pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
-       || ' ' || coalesce(obj_description(n.oid, 'pg_namespace'), '')
-  FROM pg_namespace n WHERE n.oid = %(oid)s
-UNION ALL
-SELECT 'relation', c.relname, c.relkind::text || ' ' || pg_get_userbyid(c.relowner) || ' '
-       || coalesce(c.relacl::text, '') || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
-       || ' ' || c.relpersistence::text || ' ' || coalesce(c.reloptions::text, '')
-  FROM pg_class c WHERE c.relnamespace = %(oid)s
-UNION ALL
-SELECT 'column', c.relname || '.' || a.attname, a.attnum::text || ' '
-       || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull || ' '
-       || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || coalesce(a.attacl::text, '')
-       || ' ' || coalesce(col_description(c.oid, a.attnum), '')
-  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE c.relnamespace = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped
-UNION ALL
-SELECT 'constraint', c.relname || '.' || k.conname, pg_get_constraintdef(k.oid)
-  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = %(oid)s
-UNION ALL
-SELECT 'index', i.relname, pg_get_indexdef(i.oid)
-  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE i.relnamespace = %(oid)s
-UNION ALL
-SELECT 'trigger', c.relname || '.' || t.tgname, t.tgenabled::text || ' ' || pg_get_triggerdef(t.oid)
-  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
- WHERE c.relnamespace = %(oid)s AND NOT t.tgisinternal
-UNION ALL
-SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
-       md5(replace(pg_get_functiondef(p.oid), %(name)s, '<schema>')) || ' ' || pg_get_userbyid(p.proowner) || ' '
-       || coalesce(p.proacl::text, '')
-  FROM pg_proc p WHERE p.pronamespace = %(oid)s
-UNION ALL
--- a type of a relation pg_class shows: a Citus coordinator hides its placements of the
--- reference tables (relname_SHARDID, different in every schema) from pg_class, not their types
-SELECT 'type', t.typname, t.typtype::text || ' ' || pg_get_userbyid(t.typowner) || ' '
-       || coalesce(t.typacl::text, '')
-  FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem AND e.typrelid <> 0
- WHERE t.typnamespace = %(oid)s
-   AND (coalesce(nullif(t.typrelid, 0), e.typrelid) IS NULL
-        OR EXISTS (SELECT FROM pg_class c WHERE c.oid = coalesce(nullif(t.typrelid, 0), e.typrelid)))
-UNION ALL
-SELECT 'sequence', s.sequencename, coalesce(s.last_value::text, 'unused') || ' '
-       || s.start_value::text || ' ' || s.increment_by::text
-  FROM pg_sequences s WHERE s.schemaname = %(name)s
-UNION ALL
-SELECT 'default privileges', d.defaclobjtype::text, d.defaclacl::text
-  FROM pg_default_acl d WHERE d.defaclnamespace = %(oid)s
-UNION ALL
-SELECT 'policy', p.tablename || '.' || p.policyname, p.cmd || ' ' || coalesce(p.qual, '')
-       || ' ' || coalesce(p.with_check, '')
-  FROM pg_policies p WHERE p.schemaname = %(name)s
-"""
-
-
-# what a reset needs of a schema, in one round trip: its tables, the foreign keys between
-# them, the routines that pin their search_path to it (signature and path, renamed)
-_HOLDS = """
-SELECT n.oid, ARRAY(SELECT c.relname::text FROM pg_class c
-                     WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') ORDER BY 1),
-       ARRAY(SELECT ARRAY[c.relname::text, r.relname::text] FROM pg_constraint k
-               JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
-              WHERE k.contype = 'f' AND c.relnamespace = n.oid AND k.conrelid <> k.confrelid),
-       ARRAY(SELECT ARRAY[replace(p.oid::regprocedure::text, quote_ident(%(old)s) || '.',
-                                  quote_ident(%(new)s) || '.'),
-                          replace(substr(setting, 13), quote_ident(%(old)s), quote_ident(%(new)s))]
-               FROM pg_proc p, unnest(p.proconfig) AS setting
-              WHERE p.pronamespace = n.oid AND setting LIKE 'search_path=%%')
-  FROM pg_namespace n WHERE n.nspname = %(old)s
-"""
-
-
-# on a Citus coordinator, where each table is placed (distributed on a column, reference,
-# local): a distributed schema is never handed out as a single-server one, nor the reverse
-_PLACEMENT = """
-SELECT 'placement', c.relname, p.partmethod::text || ' ' || p.repmodel::text || ' '
-       || coalesce(p.partkey, '')
-  FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
- WHERE c.relnamespace = %(oid)s
-"""
 
 
 def fingerprint(conn: psycopg.Connection[Any], schema: str) -> frozenset[tuple[str, str, str]]:
@@ -185,6 +105,7 @@ class SchemaPool:
         self.url = url
         self.prepare = prepare
         self.free: list[str] = []
+        self.ready: list[str] = []  # reset already, as a migration left them
         self.used: list[str] = []  # every schema made (by its current name), for close
         self.pristine: frozenset[tuple[str, str, str]] | None = None
         self.triggers: dict[str, str] = {}  # the log's triggers as a migration leaves them
@@ -198,6 +119,9 @@ class SchemaPool:
         self.placing = citus_support.placing(url)
 
     def take(self) -> Settings:
+        if self.ready:  # reset when given back (``give``): no hold, no wait
+            self.reused += 1
+            return Settings(url=self.url, schema=self.ready.pop())
         with self.placing.held():
             return self._take()
 
@@ -210,6 +134,18 @@ class SchemaPool:
         return self._migrate()
 
     def give(self, schema: str) -> None:
+        """On a Citus cluster the schema is reset now if the placing lock is free, so that
+        the next ``take`` needs no hold: a test that places in its body holds the lock for
+        its whole run (half a minute for a rebuild's), and the other test process then
+        waited for it at every take. Else (and on one server, where a hold costs nothing)
+        it is reset at the next ``take``."""
+        if self.placing.cluster_wide:
+            with self.placing.tried() as free:
+                if free:
+                    renamed = self._reset(schema)
+                    if renamed is not None:
+                        self.ready.append(renamed)
+                    return
         self.free.append(schema)
 
     def close(self) -> None:
@@ -223,6 +159,7 @@ class SchemaPool:
                 )
         self.used.clear()
         self.free.clear()
+        self.ready.clear()
 
     def _migrate(self) -> Settings:
         settings = Settings(url=self.url, schema=_name())
