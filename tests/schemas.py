@@ -23,6 +23,7 @@ from psycopg import sql
 from ledger import api
 from ledger.config import Settings
 from tests import citus_support
+from tests.schema_sql import _CATALOG, _HOLDS, _PLACEMENT
 
 # the tables a migration fills: never emptied (their rows are compared instead); and the
 # log's order, which `ledger db distribute` sets (a test that switched it is not reused)
@@ -44,82 +45,6 @@ _WHEN = {
 }
 
 Fingerprint = frozenset[tuple[str, str, str]]
-
-_CATALOG = """
-SELECT 'schema', '', pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
-       || ' ' || coalesce(obj_description(n.oid, 'pg_namespace'), '')
-  FROM pg_namespace n WHERE n.oid = %(oid)s
-UNION ALL
-SELECT 'relation', c.relname, c.relkind::text || ' ' || pg_get_userbyid(c.relowner) || ' '
-       || coalesce(c.relacl::text, '') || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
-       || ' ' || c.relpersistence::text || ' ' || coalesce(c.reloptions::text, '')
-  FROM pg_class c WHERE c.relnamespace = %(oid)s
-UNION ALL
-SELECT 'column', c.relname || '.' || a.attname, a.attnum::text || ' '
-       || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull || ' '
-       || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || coalesce(a.attacl::text, '')
-       || ' ' || coalesce(col_description(c.oid, a.attnum), '')
-  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE c.relnamespace = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped
-UNION ALL
-SELECT 'constraint', c.relname || '.' || k.conname, pg_get_constraintdef(k.oid)
-  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = %(oid)s
-UNION ALL
-SELECT 'index', i.relname, pg_get_indexdef(i.oid)
-  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE i.relnamespace = %(oid)s
-UNION ALL
-SELECT 'trigger', c.relname || '.' || t.tgname, t.tgenabled::text || ' ' || pg_get_triggerdef(t.oid)
-  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
- WHERE c.relnamespace = %(oid)s AND NOT t.tgisinternal
-UNION ALL
-SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
-       md5(replace(pg_get_functiondef(p.oid), %(name)s, '<schema>')) || ' ' || pg_get_userbyid(p.proowner) || ' '
-       || coalesce(p.proacl::text, '')
-  FROM pg_proc p WHERE p.pronamespace = %(oid)s
-UNION ALL
-SELECT 'type', t.typname, t.typtype::text || ' ' || pg_get_userbyid(t.typowner) || ' '
-       || coalesce(t.typacl::text, '')
-  FROM pg_type t WHERE t.typnamespace = %(oid)s
-UNION ALL
-SELECT 'sequence', s.sequencename, coalesce(s.last_value::text, 'unused') || ' '
-       || s.start_value::text || ' ' || s.increment_by::text
-  FROM pg_sequences s WHERE s.schemaname = %(name)s
-UNION ALL
-SELECT 'default privileges', d.defaclobjtype::text, d.defaclacl::text
-  FROM pg_default_acl d WHERE d.defaclnamespace = %(oid)s
-UNION ALL
-SELECT 'policy', p.tablename || '.' || p.policyname, p.cmd || ' ' || coalesce(p.qual, '')
-       || ' ' || coalesce(p.with_check, '')
-  FROM pg_policies p WHERE p.schemaname = %(name)s
-"""
-
-
-# what a reset needs of a schema, in one round trip: its tables, the foreign keys between
-# them, the routines that pin their search_path to it (signature and path, renamed)
-_HOLDS = """
-SELECT n.oid, ARRAY(SELECT c.relname::text FROM pg_class c
-                     WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') ORDER BY 1),
-       ARRAY(SELECT ARRAY[c.relname::text, r.relname::text] FROM pg_constraint k
-               JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
-              WHERE k.contype = 'f' AND c.relnamespace = n.oid AND k.conrelid <> k.confrelid),
-       ARRAY(SELECT ARRAY[replace(p.oid::regprocedure::text, quote_ident(%(old)s) || '.',
-                                  quote_ident(%(new)s) || '.'),
-                          replace(substr(setting, 13), quote_ident(%(old)s), quote_ident(%(new)s))]
-               FROM pg_proc p, unnest(p.proconfig) AS setting
-              WHERE p.pronamespace = n.oid AND setting LIKE 'search_path=%%')
-  FROM pg_namespace n WHERE n.nspname = %(old)s
-"""
-
-
-# on a Citus coordinator, where each table is placed (distributed on a column, reference,
-# local): a distributed schema is never handed out as a single-server one, nor the reverse
-_PLACEMENT = """
-SELECT 'placement', c.relname, p.partmethod::text || ' ' || p.repmodel::text || ' '
-       || coalesce(p.partkey, '')
-  FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
- WHERE c.relnamespace = %(oid)s
-"""
 
 
 def fingerprint(conn: psycopg.Connection[Any], schema: str) -> frozenset[tuple[str, str, str]]:
@@ -180,6 +105,7 @@ class SchemaPool:
         self.url = url
         self.prepare = prepare
         self.free: list[str] = []
+        self.ready: list[str] = []  # reset already, as a migration left them
         self.used: list[str] = []  # every schema made (by its current name), for close
         self.pristine: frozenset[tuple[str, str, str]] | None = None
         self.triggers: dict[str, str] = {}  # the log's triggers as a migration leaves them
@@ -193,6 +119,9 @@ class SchemaPool:
         self.placing = citus_support.placing(url)
 
     def take(self) -> Settings:
+        if self.ready:  # reset when given back (``give``): no hold, no wait
+            self.reused += 1
+            return Settings(url=self.url, schema=self.ready.pop())
         with self.placing.held():
             return self._take()
 
@@ -205,6 +134,18 @@ class SchemaPool:
         return self._migrate()
 
     def give(self, schema: str) -> None:
+        """On a Citus cluster the schema is reset now if the placing lock is free, so that
+        the next ``take`` needs no hold: a test that places in its body holds the lock for
+        its whole run (half a minute for a rebuild's), and the other test process then
+        waited for it at every take. Else (and on one server, where a hold costs nothing)
+        it is reset at the next ``take``."""
+        if self.placing.cluster_wide:
+            with self.placing.tried() as free:
+                if free:
+                    renamed = self._reset(schema)
+                    if renamed is not None:
+                        self.ready.append(renamed)
+                    return
         self.free.append(schema)
 
     def close(self) -> None:
@@ -218,6 +159,7 @@ class SchemaPool:
                 )
         self.used.clear()
         self.free.clear()
+        self.ready.clear()
 
     def _migrate(self) -> Settings:
         settings = Settings(url=self.url, schema=_name())
@@ -284,11 +226,9 @@ class SchemaPool:
         # the tables a test made itself (a consumer's, a day's partition of the playback
         # store): dropped; whatever they took with them or left is compared below
         made = [table for table in tables if table not in self.tables]
-        if made and self._citus:
-            # under session_replication_role = replica the coordinator does not carry a
-            # DROP to the workers, whose shell tables then outlive it under the schema's
-            # new name (a later test's CREATE of the same table met "already exists")
-            raise _NotReusable(f"{schema} holds tables a test made: {', '.join(made)}")
+        drop_made = sql.SQL("DROP TABLE {} CASCADE").format(
+            sql.SQL(", ").join(sql.Identifier(schema, table) for table in made)
+        )
         log = sql.Identifier(schema, "ledger_events")
         guard = sql.Identifier(_LOG_GUARD)
         state = {"A": "ENABLE ALWAYS", "O": "ENABLE", "R": "ENABLE REPLICA", "D": "DISABLE"}
@@ -296,7 +236,6 @@ class SchemaPool:
             with conn.transaction():
                 timeout = sql.SQL("SET LOCAL lock_timeout = {}")
                 conn.execute(timeout.format(sql.Literal(_LOCK_TIMEOUT)))
-                conn.execute("SET LOCAL session_replication_role = replica")
                 # a reset lost with the server is redone: no wait for the WAL's flush (3-6 ms)
                 conn.execute("SET LOCAL synchronous_commit = off")
                 # on a Citus coordinator: the workers see neither the role above (their
@@ -313,11 +252,11 @@ class SchemaPool:
                     )
                 )
                 if made:
-                    conn.execute(
-                        sql.SQL("DROP TABLE {} CASCADE").format(
-                            sql.SQL(", ").join(sql.Identifier(schema, table) for table in made)
-                        )
-                    )
+                    # before the role below: under session_replication_role = replica a
+                    # Citus coordinator does not carry a DROP to the workers, whose shell
+                    # tables then outlived it (a later test's CREATE met "already exists")
+                    conn.execute(drop_made)
+                conn.execute("SET LOCAL session_replication_role = replica")
                 conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(log, guard))
                 emptied = [t for t in tables if t in self.tables and t not in FILLED]
                 for table in _referencing_first(keys, emptied):

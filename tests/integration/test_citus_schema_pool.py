@@ -5,6 +5,7 @@ migrated and distributed a schema of its own (``LEDGER_TEST_DISTRIBUTE=1``, docs
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ from ledger import api
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
+from ledger.playback import partitions
 from tests.schemas import SchemaPool, fingerprint
 from tests.support import append, catalogue, complete, statuses
 
@@ -59,3 +61,54 @@ def test_a_distributed_schema_is_reset_and_reused_exactly_as_distributed(
         app.close()
     with connect(again, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
+
+
+def test_every_distributed_schema_of_a_process_is_reused_not_only_its_first(
+    distributed_pool: SchemaPool, database_url: str
+) -> None:
+    """The coordinator holds a placement of each reference table of a schema, named by its
+    shard id (``users_102008``), hidden from ``pg_class`` but not its row type from
+    ``pg_type``: a schema placed after the pool's first differed from it by those names, so
+    only the first was ever reused, and every other test migrated and distributed anew."""
+    first, second = distributed_pool.take(), distributed_pool.take()
+    distributed_pool.give(first.schema)
+    distributed_pool.give(second.schema)
+    again = [distributed_pool.take(), distributed_pool.take()]
+    assert (distributed_pool.migrated, distributed_pool.reused) == (2, 2)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert all(fingerprint(conn, t.schema) == distributed_pool.pristine for t in again)
+        # the placements are still there, each schema's own
+        shards = conn.execute(
+            "SELECT count(DISTINCT s.shardid) FROM pg_dist_shard s"
+            " JOIN pg_dist_partition p USING (logicalrelid)"
+            " WHERE p.partmethod = 'n' AND s.logicalrelid::text LIKE ANY (%s)",
+            ([f"{t.schema}.%" for t in again],),
+        ).fetchone()
+        assert shards is not None and shards[0] >= 2 * 5
+
+
+def test_a_days_partition_a_test_made_is_dropped_on_the_workers_and_the_schema_reused(
+    distributed_pool: SchemaPool, database_url: str
+) -> None:
+    """A day's partition of the distributed playback store is the test's, not the
+    migration's: the reset drops it on the coordinator and on the workers (a DROP under
+    ``session_replication_role = replica`` was not carried to them, so such a schema was
+    dropped and migrated anew), and the same day's partition can be made again after."""
+    used = distributed_pool.take()
+    day = date(2026, 1, 6)
+    with connect(used, autocommit=True) as conn:
+        partitions.create(conn, used.schema, [day])
+        assert day in partitions.existing(conn, used.schema)
+    distributed_pool.give(used.schema)
+    again = distributed_pool.take()
+    assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, again.schema) == distributed_pool.pristine
+        left = conn.execute(
+            "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text = %s",
+            (f"{again.schema}.{partitions.name(day)}",),
+        ).fetchone()
+        assert left == (0,)
+    with connect(again, autocommit=True) as conn:
+        partitions.create(conn, again.schema, [day])  # no "already exists" on a worker
+        assert day in partitions.existing(conn, again.schema)
