@@ -4,6 +4,7 @@ the test before did with them (``tests/schemas.py``)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -218,4 +219,23 @@ def test_a_table_a_test_made_itself_is_dropped_and_the_schema_reused(
             None,
         )
         assert pool.pristine is not None
+        assert fingerprint(conn, again.schema) == pool.pristine
+
+
+def test_a_compacted_schema_is_reset_and_reused(pool: SchemaPool, database_url: str) -> None:
+    """A compaction sets the store's mark (``playback_state``, a row the migration makes):
+    the reset puts it back as the migration leaves it, so the schema is reused."""
+    used = pool.take()
+    api.playback_compact(used, before=datetime(2026, 1, 1, tzinfo=UTC))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        mark = conn.execute(
+            sql.SQL("SELECT compacted_before FROM {}").format(
+                sql.Identifier(used.schema, "playback_state")
+            )
+        ).fetchone()
+        assert mark is not None and mark[0] is not None  # the compaction left its mark
+    pool.give(used.schema)
+    again = pool.take()
+    assert (pool.migrated, pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
         assert fingerprint(conn, again.schema) == pool.pristine

@@ -12,10 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from hypothesis import event, given
 from hypothesis import strategies as st
-from psycopg import sql
 
 from ledger import api
 from ledger.commands.access import RecordPlayback
@@ -80,20 +78,6 @@ def shown(result: Result | None) -> dict[str, Any]:
     return answer
 
 
-def uncompacted(settings: Settings) -> None:
-    """The compaction's mark (``playback_state``, one row a migration fills) put back as a
-    migration leaves it, once the example is done with the store: the schema pool's reset
-    keeps that table's rows and compares them, so a compacted schema was dropped and a new
-    one migrated (14 of 25 examples, about as much of the server's work as the rest of
-    such an example: docs/testing.md, "Tenth pass (i25g)")."""
-    with psycopg.connect(settings.url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("UPDATE {} SET compacted_before = NULL, compacted_at = NULL").format(
-                sql.Identifier(settings.schema, "playback_state")
-            )
-        )
-
-
 def commands(lines: list[dict[str, Any]]) -> list[RecordPlayback]:
     parsed = [parse_command(json.dumps(line)) for line in lines]
     return [c for c in parsed if isinstance(c, RecordPlayback)]
@@ -121,8 +105,6 @@ def test_the_statement_decides_as_decide_and_the_memory_store(
             api.playback_compact(settings, datetime.fromisoformat(t(horizon, 0)).astimezone(UTC))
         expected = [shown(r) for r in app.playback.check(commands(group))]
         recorded = [shown(r) for r in app.playback.record(commands(group))]
-    if horizon is not None:
-        uncompacted(settings)
     for answer in expected:
         event(answer["status"] + ":" + answer.get("error", {}).get("code", ""))
     # both forms of the statement (migration 0025): a group sharing nothing skips the walk
