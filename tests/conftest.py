@@ -30,7 +30,7 @@ from psycopg import sql
 from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
-from tests import citus_support
+from tests import citus_support, ordering
 from tests.schemas import SchemaPool
 
 # Database-backed properties are slow per example: a moderate default, more with
@@ -114,43 +114,6 @@ def _on_citus() -> bool:
     return url is not None and url != "" and _citus_version(url) is not None
 
 
-# the modules of the longest tests, by their longest test (``--durations=100`` of a quiet
-# run with -n 3 on the embedded server, 2026-12-05: docs/testing.md), run first: with
-# ``--dist worksteal`` a long test started last would otherwise leave the other workers idle
-LONGEST_FIRST = (
-    "tests/property/test_people_facts.py",
-    "tests/integration/test_benchmarks_smoke.py",
-    "tests/property/test_business_time.py",
-    "tests/property/test_model_equivalence.py",
-    "tests/integration/test_demo.py",
-    "tests/integration/test_http_database_lost.py",
-    "tests/integration/test_stream_order.py",
-    "tests/integration/test_faults.py",
-    "tests/property/test_revenue_model.py",
-    "tests/property/test_state_machine.py",
-    "tests/integration/test_append_limits.py",
-    "tests/property/test_group_equivalence.py",
-    "tests/integration/test_rebuild.py",
-    "tests/integration/test_concurrency.py",
-    "tests/property/test_playback_sql_decision.py",
-    "tests/integration/test_http_feed.py",
-    "tests/integration/test_group_commit.py",
-    "tests/integration/test_consumers.py",
-    "tests/integration/test_cli_exits.py",
-    "tests/property/test_erasure_model.py",
-    "tests/integration/test_operator_safety.py",
-    "tests/integration/test_http_signals.py",
-    "tests/integration/test_embedded_server.py",
-    "tests/integration/test_memory_parity.py",
-    "tests/integration/test_http_bounds.py",
-)
-
-
-def _longest_first(item: pytest.Item) -> int:
-    module = item.nodeid.split("::", 1)[0]
-    return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
-
-
 _SINGLE_SERVER: dict[str, list[str]] = {}  # this run's tests deselected so, by reason
 
 
@@ -160,7 +123,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     with ``LEDGER_TEST_CITUS=1`` they stay, and fail in setup below. Tests marked
     ``single_server`` are deselected in a run that distributes its schemas, their reasons
     kept for the summary (an xdist worker sends them to the controller)."""
-    items.sort(key=_longest_first)
+    items.sort(key=ordering.longest_first)
     by_reason = citus_support.single_server_tests(items)
     if by_reason and citus_support.distribute_requested() and _on_citus():
         _SINGLE_SERVER.update(by_reason)
