@@ -5,35 +5,39 @@ from __future__ import annotations
 
 import pytest
 
-# the modules of the longest tests, by their longest test (``--durations=100`` of a quiet
-# run with -n 3 on the embedded server, 2026-12-05: docs/testing.md), run first: with
-# ``--dist worksteal`` a long test started last would otherwise leave the other workers idle
+# the modules of the longest tests, by their longest test (``--durations=100`` of two quiet
+# runs with -n 3, PostgreSQL 15 and the embedded server, the longer of the two; 2026-12-05
+# 16:51-16:59 UTC: docs/testing.md), run first: with ``--dist worksteal`` a long test
+# started last would otherwise leave the other workers idle
 LONGEST_FIRST = (
-    "tests/property/test_people_facts.py",
-    "tests/integration/test_benchmarks_smoke.py",
     "tests/property/test_business_time.py",
     "tests/property/test_model_equivalence.py",
-    "tests/integration/test_demo.py",
-    "tests/integration/test_http_database_lost.py",
-    "tests/integration/test_stream_order.py",
-    "tests/integration/test_faults.py",
-    "tests/property/test_revenue_model.py",
-    "tests/property/test_state_machine.py",
+    "tests/integration/test_benchmarks_smoke.py",
     "tests/integration/test_append_limits.py",
+    "tests/property/test_people_facts.py",
+    "tests/property/test_state_machine.py",
+    "tests/integration/test_http_database_lost.py",
     "tests/property/test_group_equivalence.py",
-    "tests/integration/test_rebuild.py",
-    "tests/integration/test_concurrency.py",
-    "tests/property/test_playback_sql_decision.py",
-    "tests/integration/test_http_feed.py",
-    "tests/integration/test_group_commit.py",
-    "tests/integration/test_consumers.py",
-    "tests/integration/test_cli_exits.py",
+    "tests/property/test_revenue_model.py",
     "tests/property/test_erasure_model.py",
-    "tests/integration/test_operator_safety.py",
-    "tests/integration/test_http_signals.py",
+    "tests/integration/test_http_feed.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_demo.py",
+    "tests/integration/test_group_commit.py",
+    "tests/integration/test_cli_exits.py",
     "tests/integration/test_embedded_server.py",
+    "tests/integration/test_stream_order.py",
+    "tests/property/test_playback_sql_decision.py",
+    "tests/integration/test_http_signals.py",
+    "tests/integration/test_rebuild.py",
+    "tests/integration/test_consumers.py",
+    "tests/integration/test_log_order.py",
+    "tests/integration/test_golden_log.py",
+    "tests/property/test_playback_access_rule.py",
     "tests/integration/test_memory_parity.py",
-    "tests/integration/test_http_bounds.py",
+    "tests/property/test_provenance_model.py",
+    "tests/integration/test_operator_safety.py",
+    "tests/integration/test_concurrency.py",
 )
 
 
