@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -18,32 +17,10 @@ from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.service import group_commit
 from ledger.service.group_commit import GroupCommitter
+from tests.gated_groups import Gated, wait_for
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.001)
-
-
-class Recorder:
-    """A group's execution: records it; the first one waits for ``gate``."""
-
-    def __init__(self) -> None:
-        self.groups: list[list[str]] = []
-        self.gate = threading.Event()
-        self.started = threading.Event()
-
-    def __call__(self, items: Sequence[str]) -> list[Result]:
-        if not self.groups:
-            self.started.set()
-            assert self.gate.wait(30)
-        self.groups.append(list(items))
-        return [Result("accepted", position=n) for n, _ in enumerate(items)]
-
-
-def committer(recorder: Recorder) -> GroupCommitter[str]:
+def committer(recorder: Gated) -> GroupCommitter[str]:
     settings = Settings("postgresql://localhost/ledger")
     return GroupCommitter(recorder, settings, size=len, gather=True)
 
@@ -68,7 +45,7 @@ def gathering(thread: threading.Thread) -> bool:
 
 @pytest.mark.usefixtures("long_window")
 def test_the_lead_handed_on_gathers_the_caller_the_last_group_answered() -> None:
-    recorder = Recorder()
+    recorder = Gated()
     lane = committer(recorder)
     answers: list[Result] = []
     others: list[threading.Thread] = []
@@ -110,7 +87,7 @@ def test_a_list_is_one_caller_and_never_waits_for_itself() -> None:
     """The HTTP feed's case: one thread sends each hand-over as one list. Waiting for three
     callers after a group of three commands would hold its next list for the whole window
     (60 s here: the join below would see it still waiting)."""
-    recorder = Recorder()
+    recorder = Gated()
     recorder.gate.set()
     lane = committer(recorder)
     first = lane.append_all(["x0", "x1", "x2"])
@@ -126,7 +103,7 @@ def test_a_list_is_one_caller_and_never_waits_for_itself() -> None:
 def test_callers_in_a_loop_lose_nothing_and_are_answered_once_each() -> None:
     """The window as shipped: callers that stop (the last round) cost it once, and every
     item is committed once, in its caller's order."""
-    recorder = Recorder()
+    recorder = Gated()
     recorder.gate.set()
     lane = committer(recorder)
     answered: list[str] = []
@@ -162,7 +139,7 @@ def test_an_interrupt_while_gathering_hands_the_lead_on_and_writes_nothing_of_it
     which is in ``_gather``, as test_group_commit injects one after the take): its command
     leaves the queue unwritten, the lead goes to the caller behind it, and every other
     command is committed once."""
-    recorder = Recorder()
+    recorder = Gated()
     lane = committer(recorder)
     outcomes: dict[str, Result | BaseException] = {}
     victim: list[threading.Thread] = []

@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
 
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.service.group_commit import GroupCommitter, _Wake
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.001)
+from tests.gated_groups import Gated, wait_for
 
 
 def blocked_in_wait(thread: threading.Thread) -> bool:
@@ -52,22 +44,6 @@ def test_a_waiter_is_blocked_until_its_wake_is_set() -> None:
     wake.set()
     thread.join(30)
     assert returned.is_set() and not thread.is_alive()
-
-
-class Gated:
-    """A group's execution: records it; the first one waits for ``gate``."""
-
-    def __init__(self) -> None:
-        self.groups: list[list[str]] = []
-        self.gate = threading.Event()
-        self.started = threading.Event()
-
-    def __call__(self, items: Sequence[str]) -> list[Result]:
-        if not self.groups:
-            self.started.set()
-            assert self.gate.wait(30)
-        self.groups.append(list(items))
-        return [Result("accepted", position=len(self.groups) * 100 + n) for n in range(len(items))]
 
 
 def test_a_follower_handed_the_lead_is_then_answered_in_its_own_group() -> None:
