@@ -122,7 +122,9 @@ def _install(split: bool, attempt: bool = True) -> tuple[list[Trace], list[tuple
             with self._pool.connection() as conn:
                 trace["statement"] = time.perf_counter_ns()
                 rows = conn.execute(
-                    statements["record"], (group, playback_store.ADVISORY_LOCK), prepare=True
+                    statements["record"],
+                    (group, playback_store.stream_lock(self._schema)),
+                    prepare=True,
                 ).fetchall()
                 trace["statement_end"] = time.perf_counter_ns()
                 conn.commit()

@@ -58,7 +58,7 @@ from ledger.log.datastore import (
 )
 from ledger.log.people import Person, people_of
 from ledger.log.settling import settle
-from ledger.playback.store import ADVISORY_LOCK
+from ledger.playback.store import stream_lock
 from ledger.privacy.store import ERASING_LOCK, subject_statement, subjects_of, users_of
 from ledger.privacy.subjects import SubjectChange, SubjectErased
 from projections.changes import RowChange
@@ -152,9 +152,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
                             statements.SEQUENTIAL
                         )  # one connection per node (docs/scaling.md)
                     if any(isinstance(c, SubjectErased) for c in subject_changes):
-                        rest.execute(
-                            statements.rendered(ERASING_LOCK, conn), (ADVISORY_LOCK,), prepare=True
-                        )
+                        lock = statements.rendered(ERASING_LOCK, conn)
+                        rest.execute(lock, (stream_lock(schema),), prepare=True)
                     self._lock(conn, rest, chains)
                     self._insert_rows(conn, stored_events, chains, inserted)
                     rest.execute(

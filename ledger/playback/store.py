@@ -31,6 +31,7 @@ decided again with the answers bound in."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Any
@@ -57,7 +58,17 @@ from ledger.playback.group import GroupEncoder, Lookups, dumps
 from ledger.playback.statements import rendered
 
 ATTEMPTS = 5
-ADVISORY_LOCK = 0x1ED6E726  # held shared by heartbeat writers, exclusively by an erasure
+ADVISORY_LOCK = 0x1ED6E726  # the high half of every schema's key (``stream_lock``)
+
+
+def stream_lock(schema: str) -> int:
+    """The advisory key heartbeat writers of ``schema``'s store hold shared, and an erasure
+    of that schema exclusively: one a schema. One key for the whole database made an erasure
+    in one schema wait for groups in flight in every other, and a writer queued behind that
+    erasure wait with it (seen as a hang of three test processes whose schemas shared the
+    key, each waiting on another's open transaction through its client)."""
+    return (ADVISORY_LOCK << 32) | zlib.crc32(schema.encode())
+
 
 Explain = Callable[[str, str], str]
 """``explain(kind, id)``: why a user or content without a row is not live (the log knows)."""
@@ -166,7 +177,7 @@ class PlaybackStore:
             conn.autocommit = True
             try:
                 rows = conn.execute(
-                    statements["record"], (group, ADVISORY_LOCK), prepare=True
+                    statements["record"], (group, stream_lock(self._schema)), prepare=True
                 ).fetchall()
             finally:
                 conn.autocommit = False

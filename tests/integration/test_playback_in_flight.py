@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger import api
 from ledger.commands.access import RecordPlayback
 from ledger.commands.parsing import parse_command
 from ledger.config import Settings
@@ -29,7 +30,7 @@ from ledger.domain import clock
 from ledger.playback import stream
 from ledger.playback.decide import Heartbeat
 from ledger.playback.group import GroupEncoder
-from ledger.playback.store import ADVISORY_LOCK
+from ledger.playback.store import stream_lock
 from ledger.service import Ledger
 from tests import citus_support
 from tests.support import append, catalogue, grant, play, t, user
@@ -75,7 +76,7 @@ def _begin_group(held: Conn, schema: str, *lines: dict[str, Any]) -> list[int]:
     heartbeats = [Heartbeat.of(c, clock.now()) for c in parsed if isinstance(c, RecordPlayback)]
     group = GroupEncoder(schema).encode(heartbeats)
     rows = held.execute(
-        "SELECT status, position FROM playback_record(%s, %s)", (group, ADVISORY_LOCK)
+        "SELECT status, position FROM playback_record(%s, %s)", (group, stream_lock(schema))
     ).fetchall()
     assert [r[0] for r in rows] == ["accepted"] * len(lines)
     return [int(r[1]) for r in rows]
@@ -246,3 +247,39 @@ def test_two_groups_in_flight_on_one_pair_leave_the_newest_on_the_row(
         "SELECT position_seconds, updated_at FROM video_playback WHERE user_id = 'alice'"
     ).fetchone()
     assert row is not None and row[0] == 70, "the newest heartbeat wins"
+
+
+def test_a_group_in_flight_holds_up_no_erasure_of_another_schema(
+    ledger_app: Ledger, settings: Settings, fresh: Callable[[], Settings]
+) -> None:
+    """The store's writers hold a key shared and an erasure takes it exclusively: one key a
+    schema (``stream_lock``). With one key for the whole database, a group in flight in one
+    schema held up an erasure in another, and a group queued behind that erasure with it
+    (three test processes hung so, each waiting on another's open transaction)."""
+    _ready(ledger_app)
+    other = fresh()
+    other_app = api.open_ledger(other)
+    try:
+        assert [a.status for a in append(other_app, *catalogue(), user("carol"))] == [
+            "accepted"
+        ] * 6
+        answers: list[str] = []
+        erasing = threading.Thread(
+            target=lambda: answers.extend(
+                a.status
+                for a in append(
+                    other_app, {"type": "user.erase", "user_id": "carol", "occurred_at": t(6)}
+                )
+            )
+        )
+        with connect(settings) as held:
+            _begin_group(held, settings.schema, _heartbeat())  # in flight until the rollback
+            erasing.start()
+            erasing.join(60)
+            done = not erasing.is_alive()
+            held.rollback()
+        erasing.join(60)
+        assert done, "the erasure waited for another schema's group in flight"
+        assert answers == ["accepted"]
+    finally:
+        other_app.close()
