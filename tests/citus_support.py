@@ -96,6 +96,9 @@ PLACING_MODULES = frozenset(
 PLACING_TESTS = frozenset(
     {
         "tests/integration/test_http_commands.py::test_a_batch_is_answered_as_ledger_append_answers_its_lines",
+        # its login's CREATE, ALTER and DROP ROLE, which Citus carries to every node: beside a
+        # rebuild's placing, a distributed deadlock (the clean-clone run of 2026-12-05 17:19)
+        "tests/integration/test_cli_exits.py::test_a_database_lost_mid_run_exits_two_after_answering_what_committed",
     }
 )
 
