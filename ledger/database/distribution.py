@@ -28,7 +28,6 @@ from psycopg import sql
 
 from ledger.database import legacy, migrations, placement
 from ledger.database.legacy import CLAIMS as CLAIMS
-from ledger.database.legacy import legacy_claimed as legacy_claimed  # its home before
 from ledger.database.placement import COLUMN, NoCitus, Place, Step, citus_version, places_of
 from ledger.database.store_placement import distribute_store
 from ledger.errors import ConfigurationError

@@ -44,7 +44,7 @@ from psycopg import Connection, Cursor, sql
 from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
-from ledger.database import distribution
+from ledger.database import distribution, legacy
 from ledger.log import claims, statements
 from ledger.log.chains import PLATFORM, Order, Route, order
 from ledger.log.datastore import (
@@ -267,7 +267,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         if self.order is None:
             self.distributed_log = distribution.log_is_distributed(conn, self.datastore.schema)
             if self.distributed_log:  # the claims' mark: on the coordinator since 0030
-                self.legacy_claims = distribution.legacy_claimed(conn, self.datastore.schema)
+                self.legacy_claims = legacy.legacy_claimed(conn, self.datastore.schema)
             self.order = order(conn, self.datastore.schema)
             conn.rollback()
 

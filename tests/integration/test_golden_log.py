@@ -28,7 +28,7 @@ from ledger import api
 from ledger.audit.revenue import RevenueQuery, revenue
 from ledger.commands import demo
 from ledger.config import Settings
-from ledger.database import distribution
+from ledger.database import distribution, legacy
 from ledger.database.connections import connect
 from ledger.upkeep.rebuild import rebuild
 from tests import citus_support
@@ -146,7 +146,7 @@ def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
         _golden(settings, conn)
         if placed(settings, conn):
             # v1's organizations and access live in the platform's chain: claimed there
-            assert distribution.legacy_claimed(conn, settings.schema)
+            assert legacy.legacy_claimed(conn, settings.schema)
         _redelivered(settings, conn)
 
 

@@ -29,7 +29,7 @@ import pytest
 from ledger import api
 from ledger.commands import demo
 from ledger.config import Settings
-from ledger.database import distribution, migrations
+from ledger.database import distribution, legacy, migrations
 from ledger.database.connections import connect
 from ledger.domain import ids
 from ledger.log.chains import LEGACY_MARK, PLATFORM
@@ -127,12 +127,12 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
         with connect(settings) as placing:
             distribution.distribute(placing, settings.schema)
             placing.commit()
-        assert distribution.legacy_claimed(conn, settings.schema)
+        assert legacy.legacy_claimed(conn, settings.schema)
         assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
         with connect(settings) as other:  # distributed before 0030: its mark filled from claims
             migrations.downgrade(other, settings.schema, 29)
             other.commit()
-            assert distribution.legacy_claimed(other, settings.schema)  # read from the claims
+            assert legacy.legacy_claimed(other, settings.schema)  # read from the claims
             assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30]
             other.commit()
         assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
@@ -269,7 +269,7 @@ def test_a_process_started_with_the_marks_worker_stopped_appends_for_the_other_w
         assert statuses(bought) == ["accepted"], bought
         assert statuses(append(fresh, start(intents[1], content_id=video))) == ["accepted"]
         assert fresh.recorder.legacy_claims is False  # type: ignore[attr-defined]
-        assert distribution.legacy_claimed(conn, schema) is False
+        assert legacy.legacy_claimed(conn, schema) is False
         conn.commit()
     rows = conn.execute("SELECT organization_id, status FROM purchases ORDER BY 2").fetchall()
     assert rows == [(b, "completed"), (b, "pending")]
