@@ -55,11 +55,14 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
     # the workload's settings are explicit: the lanes are taken from the environment here,
     # as ``ledger serve`` takes them (they were not, so runs "with two lanes" ran one)
     lanes = config.count("LEDGER_PLAYBACK_LANES", os.environ.get("LEDGER_PLAYBACK_LANES") or "1")
+    in_flight = config.count(
+        "LEDGER_PLAYBACK_IN_FLIGHT", os.environ.get("LEDGER_PLAYBACK_IN_FLIGHT") or "1"
+    )
 
     def side(ledger_side: bool) -> float:
         meter = references.Meter(url)
         with workload.scratch_schema(url) as scratch:
-            settings = replace(scratch, playback_lanes=lanes)
+            settings = replace(scratch, playback_lanes=lanes, playback_in_flight=in_flight)
             if not ledger_side:
                 count = raw_rows // threads * threads
                 rate = references.raw_inserts(url, settings.schema, count, 200, threads, meter)
@@ -95,6 +98,7 @@ def bench_playback(url: str, quick: bool, pairs: int, threads: int = 8) -> list[
             "target": 1.0,
             **_cpu(cpu),
             "lanes": lanes,
+            "in_flight": in_flight,
             "groups": len(groups),
             "group_size": statistics.mean(g[0] for g in groups) if groups else None,
             "group_ms": statistics.mean(g[1] for g in groups) * 1000 if groups else None,

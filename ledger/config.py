@@ -16,7 +16,9 @@ within three bounds: ``LEDGER_GROUP_MAX`` commands and ``LEDGER_GROUP_MAX_BYTES`
 of commands (their JSON) per transaction, and ``LEDGER_QUEUE_MAX`` callers waiting,
 beyond which an append raises ``Overloaded`` at once rather than queue without end.
 Heartbeats go to the playback store in lanes of their own (``LEDGER_PLAYBACK_LANES``,
-default 1: group commits of heartbeats that run beside each other and beside the log's).
+default 1: group commits of heartbeats that run beside each other and beside the log's), and
+a lane's callers in ``LEDGER_PLAYBACK_IN_FLIGHT`` parts (default 1) whose groups are in flight
+at once (``ledger.service.in_flight``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ DEFAULT_GROUP_MAX = 256
 DEFAULT_GROUP_MAX_BYTES = 1_048_576
 DEFAULT_QUEUE_MAX = 4096
 DEFAULT_PLAYBACK_LANES = 1
+DEFAULT_PLAYBACK_IN_FLIGHT = 1
 _COUNT = re.compile(r"^[0-9]{1,10}$")
 _MAX_COUNT = 2**31 - 1
 
@@ -55,6 +58,7 @@ class Settings:
     queue_max: int = DEFAULT_QUEUE_MAX
     playback_lanes: int = DEFAULT_PLAYBACK_LANES
     pool_timeout: str = DEFAULT_POOL_TIMEOUT
+    playback_in_flight: int = DEFAULT_PLAYBACK_IN_FLIGHT
 
     def __post_init__(self) -> None:
         if not _SCHEMA_NAME.match(self.schema):
@@ -72,6 +76,7 @@ class Settings:
             ("LEDGER_GROUP_MAX_BYTES", self.group_max_bytes),
             ("LEDGER_QUEUE_MAX", self.queue_max),
             ("LEDGER_PLAYBACK_LANES", self.playback_lanes),
+            ("LEDGER_PLAYBACK_IN_FLIGHT", self.playback_in_flight),
         ):
             count(name, str(value))
 
@@ -149,6 +154,7 @@ def resolve(
     group_max_bytes = _count_from_env("LEDGER_GROUP_MAX_BYTES", DEFAULT_GROUP_MAX_BYTES)
     queue_max = _count_from_env("LEDGER_QUEUE_MAX", DEFAULT_QUEUE_MAX)
     playback_lanes = _count_from_env("LEDGER_PLAYBACK_LANES", DEFAULT_PLAYBACK_LANES)
+    in_flight = _count_from_env("LEDGER_PLAYBACK_IN_FLIGHT", DEFAULT_PLAYBACK_IN_FLIGHT)
     url = database_url or os.environ.get("LEDGER_DATABASE_URL")
     if not url:
         if server is None:
@@ -163,4 +169,5 @@ def resolve(
         queue_max=queue_max,
         playback_lanes=playback_lanes,
         pool_timeout=pool_timeout,
+        playback_in_flight=in_flight,
     )

@@ -25,9 +25,14 @@ from ledger.config import Settings
 from ledger.domain import clock
 from ledger.playback.decide import Heartbeat
 from ledger.service.group_commit import GroupCommitter, Observer, Partition
+from ledger.service.in_flight import SplitLane
 
 Item = Command | Heartbeat
 """What a caller queues: a money command, or a heartbeat identified in its thread."""
+
+Lane = GroupCommitter[Heartbeat] | SplitLane
+"""A playback lane: one committer, or (``LEDGER_PLAYBACK_IN_FLIGHT`` above 1) its callers
+split into parts whose groups are in flight at once (``ledger.service.in_flight``)."""
 
 
 class Lanes:
@@ -40,15 +45,22 @@ class Lanes:
     ) -> None:
         # per organization if given
         self.money: GroupCommitter[Command] = GroupCommitter(money, settings, partition)
-        self.playback: list[GroupCommitter[Heartbeat]] = [
-            GroupCommitter(playback, settings, size=Heartbeat.size, gather=True)
-            for _ in range(settings.playback_lanes)
+        self.playback: list[Lane] = [
+            self._playback_lane(playback, settings) for _ in range(settings.playback_lanes)
         ]
 
-    def _all(self) -> list[GroupCommitter[Command] | GroupCommitter[Heartbeat]]:
+    @staticmethod
+    def _playback_lane(
+        playback: Callable[[Sequence[Heartbeat]], list[Result]], settings: Settings
+    ) -> Lane:
+        if settings.playback_in_flight > 1:
+            return SplitLane(playback, settings, settings.playback_in_flight)
+        return GroupCommitter(playback, settings, size=Heartbeat.size, gather=True)
+
+    def _all(self) -> list[GroupCommitter[Command] | Lane]:
         return [self.money, *self.playback]
 
-    def _lane(self, heartbeat: Heartbeat) -> GroupCommitter[Heartbeat]:
+    def _lane(self, heartbeat: Heartbeat) -> Lane:
         if len(self.playback) == 1:
             return self.playback[0]
         pair = f"{heartbeat.user_id}\x00{heartbeat.content_id}".encode()
@@ -121,7 +133,7 @@ class Lanes:
         }
         done: dict[int, list[Result | BaseException] | Exception] = {}
 
-        def queue(lane: GroupCommitter[Heartbeat]) -> None:
+        def queue(lane: Lane) -> None:
             try:
                 done[id(lane)] = lane.append_all([run[n] for n in shares[id(lane)]])
             except Exception as error:
