@@ -224,7 +224,7 @@ def raw_split(url: str, schema: str, count: int, threads: int) -> dict[str, floa
 
 def cycle(url: str, beats: int, threads: int, split: bool) -> dict[str, float]:
     out: dict[str, float] = {"load": os.getloadavg()[0]}
-    
+
     with workload.scratch_schema(url) as settings:
         count = beats // threads * threads
         out["raw_autocommit_rows_s"] = references.raw_inserts(
