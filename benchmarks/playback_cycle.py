@@ -185,6 +185,12 @@ def _breakdown(groups: list[Trace], enqueues: list[tuple[int, int]]) -> dict[str
             bisect.bisect_right(every, g["commit_end"]) - bisect.bisect_left(every, g["statement"])
         )
     out = {k: statistics.median(v) for k, v in parts.items() if v}
+    # the mean and the slowest tenth as well: with groups in flight at once (and under load)
+    # the cycle's tail, not its median, is what the rate loses
+    for k in ("cycle", "statement", "gather"):
+        if parts[k]:
+            out[f"{k}_mean"] = statistics.mean(parts[k])
+            out[f"{k}_p90"] = statistics.quantiles(parts[k], n=10)[-1]
     out["group_size"] = statistics.mean(g["size"] for g in full)
     return out
 
