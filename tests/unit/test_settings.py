@@ -50,7 +50,13 @@ def test_the_pool_timeout_is_ten_seconds_read_from_the_environment_and_checked(
             resolve("postgresql:///x")
 
 
-BOUNDS = ("LEDGER_GROUP_MAX", "LEDGER_GROUP_MAX_BYTES", "LEDGER_QUEUE_MAX")
+BOUNDS = (
+    "LEDGER_GROUP_MAX",
+    "LEDGER_GROUP_MAX_BYTES",
+    "LEDGER_QUEUE_MAX",
+    "LEDGER_PLAYBACK_LANES",
+    "LEDGER_PLAYBACK_IN_FLIGHT",
+)
 
 
 @given(name=st.sampled_from(BOUNDS), number=st.integers(min_value=1, max_value=2**31 - 1))
@@ -63,6 +69,8 @@ def test_a_bound_is_a_whole_number_above_zero(name: str, number: int) -> None:
         "LEDGER_GROUP_MAX": "group_max",
         "LEDGER_GROUP_MAX_BYTES": "group_max_bytes",
         "LEDGER_QUEUE_MAX": "queue_max",
+        "LEDGER_PLAYBACK_LANES": "playback_lanes",
+        "LEDGER_PLAYBACK_IN_FLIGHT": "playback_in_flight",
     }[name]
     assert getattr(settings, field) == number
 
@@ -93,3 +101,6 @@ def test_the_bounds_default_and_are_checked_in_the_settings() -> None:
     )
     with pytest.raises(ConfigurationError, match="LEDGER_QUEUE_MAX '0'"):
         Settings(url="postgresql:///x", queue_max=0)
+    assert (settings.playback_lanes, settings.playback_in_flight) == (1, 1)
+    with pytest.raises(ConfigurationError, match="LEDGER_PLAYBACK_IN_FLIGHT '0'"):
+        Settings(url="postgresql:///x", playback_in_flight=0)
