@@ -58,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from uuid import UUID
 
-from ledger.commands.access import GrantAccess
+from ledger.commands.access import GrantAccess, RevokeAccess
 from ledger.commands.base import Command
 from ledger.commands.catalogue import PublishContent
 from ledger.commands.purchases import (
@@ -68,14 +68,26 @@ from ledger.commands.purchases import (
     StartPurchase,
 )
 from ledger.domain import ids
+from ledger.domain.aggregates import Access
 from ledger.log.chains import PLATFORM
 from ledger.privacy.subjects import Subjects
 from ledger.service.unit_of_work import UnitOfWork
+from projections import content_access
+from projections.changes import RowChange, Upsert
+from projections.registry import changes_for
 
-ON_FACTS = (StartPurchase, CompletePurchase, FailPurchase, GrantAccess, PublishContent)
+ON_FACTS = (
+    StartPurchase,
+    CompletePurchase,
+    FailPurchase,
+    GrantAccess,
+    RevokeAccess,
+    PublishContent,
+)
 """The commands decided on facts of their people: each writes a row of the person it names
-(``purchases``, ``content_access``, ``content``), whose foreign key to ``users`` orders it
-with a deletion (above)."""
+(``purchases``, ``content_access``, ``content``; a revocation upserts its row before
+deleting it, ``guard_revocation``), whose foreign key to ``users`` orders it with a
+deletion (above)."""
 
 
 APART = (RefundPurchase,)
@@ -158,3 +170,45 @@ def needed(uow: UnitOfWork, persons: Iterable[str], aggregates: list[UUID]) -> l
         return aggregates
     theirs = {ids.user_id(v) for v in persons}
     return [i for i in aggregates if i not in theirs]
+
+
+def revocation_guard(uow: UnitOfWork, access: Access, occurred_at: str) -> Upsert | None:
+    """On facts, before ``access`` (present) is revoked: its ``content_access`` row as the
+    aggregate holds it (the row's NOT NULL values among them, for a row a deletion's cascade
+    removed), to be upserted just before the revocation's deletion of it in the same append
+    (``guard``), so that the row's foreign key to ``users`` orders the revocation with a
+    deletion as a grant's upsert does (above). The projection stays the event's mapping;
+    the row never outlives the append. ``None`` on a single server, where the ``User``
+    aggregate orders it."""
+    if uow.facts is None or access.organization_id is None or access.access_type is None:
+        return None
+    values = {
+        "id": str(access.id),
+        "user_id": access.user_id,
+        "content_id": access.content_id,
+        "organization_id": access.organization_id,
+        "access_type": access.access_type,
+        "granted_at": access.granted_at,
+        "expires_at": access.expires_at,
+    }
+    return Upsert(content_access.TABLE, content_access.KEY, values, occurred_at, touch=False)
+
+
+def guard(uow: UnitOfWork, row: Upsert | None) -> None:
+    """The guard of a revocation about to be recorded (its event the next of ``uow``): kept
+    once the revocation is decided, so a rejected one leaves none."""
+    if row is not None:
+        uow.guards[len(uow.events)] = row
+
+
+def changes(uow: UnitOfWork) -> list[RowChange]:
+    """The row changes of the decision's events, each revocation's guard (above) just
+    before the changes of its event."""
+    if not uow.guards:
+        return changes_for(uow.events)
+    found: list[RowChange] = []
+    for index, event in enumerate(uow.events):
+        if index in uow.guards:
+            found.append(uow.guards[index])
+        found.extend(changes_for([event]))
+    return found
