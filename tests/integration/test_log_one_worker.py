@@ -8,12 +8,12 @@ append itself is a one-phase commit on the organization's worker. What is counte
 Citus writes to ``pg_dist_transaction`` on the coordinator for every transaction it commits
 in two phases (kept until the maintenance daemon's recovery, which the test holds off).
 
-And the person a purchase, a grant or a publication names taken as a fact of ``users``
-(``ledger.service.facts``), not read from the platform's chain: with the platform's worker
-stopped, the other worker's organizations go on purchasing, granting and publishing (a
-revocation, kept on the ``User`` aggregate, answers the retryable error); the answers about
-a person are a single server's; and a deletion committed between the fact and the append
-leaves no row of the deleted person.
+And the person a purchase, a grant, a revocation or a publication names taken as a fact of
+``users`` (``ledger.service.facts``), not read from the platform's chain: with the
+platform's worker stopped, the other worker's organizations go on purchasing, granting,
+revoking and publishing; the answers about a person are a single server's; and a deletion
+committed between the fact and the append leaves no row of the deleted person, and a
+revocation answered ``was deleted``.
 """
 
 from __future__ import annotations
@@ -278,15 +278,14 @@ def test_a_process_started_with_the_marks_worker_stopped_appends_for_the_other_w
 def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant_and_publish(
     citus: CitusCluster, distributed: Settings, conn: Conn
 ) -> None:
-    """Issue 28 for grants and publications: they take the person they name as a fact of
-    ``users`` (their rows' foreign keys order them with a deletion), so with the platform's
-    worker stopped an organization of the other worker grants, publishes, and is refused a
-    deleted person's grant and publication as on one server, alone and in a group. A
-    revocation stays on the ``User`` aggregate (no row orders it with a deletion, and its
-    row's deletion goes to every shard): it answers the retryable error naming the remote
-    node, as does every command of an
-    organization on the stopped worker; nothing of theirs is written, and once the worker is
-    back they go through."""
+    """Issue 28 for grants, revocations and publications: they take the person they name as
+    a fact of ``users`` (their rows' foreign keys order them with a deletion; a revocation's
+    row upserted before its deletion, which its event's organization routes to its shard:
+    ``facts.revocation_guard``), so with the platform's worker stopped an organization of
+    the other worker grants, revokes, publishes, and is refused a deleted person's grant and
+    publication as on one server, alone and in a group. Every command of an organization on
+    the stopped worker answers the retryable error naming the remote node; nothing of theirs
+    is written, and once the worker is back they go through."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
     platform = _worker(citus, conn, log, PLATFORM)
@@ -318,23 +317,23 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant
                 ("accepted", None),
             ]
             revoke = {"type": "access.revoke", "user_id": "bob", "content_id": video_b}
-            for stopped in (revoke | {"occurred_at": t(4)}, grant("alice", video_a)):
-                with pytest.raises(Exception) as caught:
-                    append(ledger, stopped)
-                assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert statuses(append(ledger, revoke | {"occurred_at": t(4)})) == ["accepted"]
+            mixed = [revoke | {"user_id": "alice", "occurred_at": t(4)}]
+            mixed += [grant("bob", video_b, "preview", at=t(5))]
+            assert statuses(append(ledger, *mixed)) == ["accepted"] * 2  # a group, on facts
+            with pytest.raises(Exception) as caught:
+                append(ledger, grant("alice", video_a))
+            assert "remote node" in _messages(caught.value), _messages(caught.value)
         conn.commit()
         rows = conn.execute(
             "SELECT content_id::text, user_id, access_type FROM content_access"
         ).fetchall()
-        expected = [(video_b, "alice", "preview"), (video_b, "bob", "subscription")]
-        expected += [(later, "bob", "preview")]  # bob's of video_b not revoked; none of A's
+        expected = [(video_b, "bob", "preview"), (later, "bob", "preview")]  # none of A's
         assert sorted(rows) == sorted(expected)
         published = conn.execute("SELECT id::text FROM content ORDER BY 1").fetchall()
         assert sorted(published) == sorted([(video_a,), (video_b,), (later,)])
         conn.commit()
-        again = [revoke | {"occurred_at": t(4)}, grant("alice", video_a)]
-        assert statuses(append(ledger, again[0])) == ["accepted"]
-        assert statuses(append(ledger, again[1])) == ["accepted"]
+        assert statuses(append(ledger, grant("alice", video_a))) == ["accepted"]
     assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (3,)
     assert conn.execute(
         "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
@@ -440,7 +439,7 @@ def test_a_deletion_committed_between_the_fact_and_the_append_leaves_no_purchase
     assert events == (0,)
 
 
-@pytest.mark.parametrize("command", ["new grant", "grant again", "publication"])
+@pytest.mark.parametrize("command", ["new grant", "grant again", "publication", "revocation"])
 def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
     citus: CitusCluster,
     distributed: Settings,
@@ -450,10 +449,13 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
 ) -> None:
     """The race of the purchase's test above, for a grant (of a content the person had no
     access to: its row inserted; of one they had: the upsert of a row the deletion's cascade
-    removed) and a publication (its ``content`` row's ``creator_id``): decided on the fact
-    that carol is registered, her deletion committed by another writer before the append.
-    The row's foreign key refuses the append, the command is decided again and answers as
-    one server would: no row of carol's, no event of the command in the log."""
+    removed), a publication (its ``content`` row's ``creator_id``) and a revocation (of her
+    access, its row upserted before its deletion: the deletion's cascade removed it, so the
+    upsert inserts it and its key is checked): decided on the fact that carol is registered,
+    her deletion committed by another writer before the append. The row's foreign key
+    refuses the append, the command is decided again and answers as one server would (a
+    revocation too: ``was deleted``, not accepted): no row of carol's, no event of the
+    command in the log."""
     schema = distributed.schema
     b = next(iter(citus_support.organizations()))
     video, other_video = _videos(citus, conn, schema, b, 2)
@@ -470,6 +472,16 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
                 publish(other_video, str(b), creator="carol"),
                 "creator_id",
                 "%ContentPublished%",
+            ),
+            "revocation": (
+                {
+                    "type": "access.revoke",
+                    "user_id": "carol",
+                    "content_id": video,
+                    "occurred_at": t(3),
+                },
+                "user_id",
+                "%AccessRevoked%",
             ),
         }[command]
         if command == "new grant":
