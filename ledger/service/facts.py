@@ -3,7 +3,7 @@
 On Citus a person's ``User`` aggregate lives in the platform's chain, on one worker. A
 command that read it, and checked its version again at append, touched that worker
 whatever its organization, so a stopped platform worker stopped every organization's
-purchases, grants and publications. What these commands need of the person they name is
+purchases, grants, revocations and publications. What these commands need of the person they name is
 one fact, registered and not deleted, and ``users`` holds it, with a copy on every node
 (``ledger.log.people``). So there their decisions (``ON_FACTS``) read their people from
 ``users`` and ``ledger_subjects`` in one statement on the coordinator, and neither read nor
@@ -18,6 +18,9 @@ worker (``FOR KEY SHARE``), and which a deletion deletes on every node:
   ``purchases`` row of its customer (``customer_id REFERENCES users``);
 * ``access.grant``: upserts the ``content_access`` row of its user (``user_id REFERENCES
   users``);
+* ``access.revoke``: upserts that row too, with the values its ``Access`` aggregate holds,
+  just before its event deletes it, in the same append (``revocation_guard``; the
+  projection stays the event's mapping, and the row never outlives the append);
 * ``content.publish``: inserts the ``content`` row of its creator (``creator_id
   REFERENCES users``; publishing an existing id records nothing).
 
@@ -26,17 +29,24 @@ and the key is checked; one whose row is there updates it under a row lock that 
 deletion's cascade waits for. A deletion that commits first fails the command's foreign
 key: the command is decided again and finds the person gone (``was deleted``); one that
 commits second waits for the command and cascades over its row (``content``: sets its
-creator to NULL). Either way no row of a deleted person is left, as on one server
+creator to NULL). Either way no row of a deleted person is left, as on one server, and a
+revocation after a deletion is answered ``was deleted`` as there
 (``tests/integration/test_log_one_worker.py``).
 
-Left on the ``User`` aggregate, because no row orders them with a deletion (docs/scaling.md,
-"Grants' and publications' people as facts"): ``access.revoke`` (it deletes its row; a
-deletion committed between its fact and its append would leave it accepted, where one
-server answers ``was deleted``; and ``AccessRevoked`` names no organization, so the
-deletion goes to every shard: its append needs every worker whatever its decision), a
-deletion's part (``user.leave``: it deletes rows, and the deletion it belongs to
-needs the platform's chain anyway), and registrations, deletions and erasures (the
-platform's chain is theirs). A decision holding any of them reads the aggregates.
+Why a revocation's guard is an upsert of its row, not a routed ``SELECT ... FOR KEY SHARE``
+of the person's ``users`` row on the organization's shard (docs/scaling.md, "A revocation
+on facts (i28r)"): the upsert is the statement a grant already sends, routed by the row's
+whole key (``AccessRevoked`` names its organization since version 3), and the foreign key
+does the ordering by itself, where the lock needs a distributed row of that organization to
+join ``users`` with (Citus routes a reference table's row lock to the workers otherwise:
+``lock_shard_resources`` on every node), a new statement in the recorder, and its own
+"no row, decide again" for a person a deletion removed. Its cost: the row's NOT NULL values,
+which the aggregate holds for a present access (the only one a revocation records).
+
+Left on the ``User`` aggregate, because no row orders them with a deletion: a deletion's
+part (``user.leave``: it deletes rows, and the deletion it belongs to needs the platform's
+chain anyway), and registrations, deletions and erasures (the platform's chain is theirs).
+A decision holding any of them reads the aggregates.
 Heartbeats (``playback.progress``) are the playback store's, which decides them on
 ``users`` already (``ledger.playback``).
 
