@@ -98,6 +98,38 @@ def test_a_purchase_commits_on_its_organizations_worker_alone(
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (16,)
 
 
+def test_a_revocation_commits_on_its_organizations_worker_alone(
+    citus: CitusCluster, distributed: Settings, no_recovery: None, conn: Conn
+) -> None:
+    """A revocation names its organization (``AccessRevoked`` version 3), so its row's
+    deletion, and the upsert of the row before it (``facts.revocation_guard``), go to that
+    organization's shard alone: a one-phase commit on its worker. (A deletion by (user,
+    content), as before, went to every shard: a two-phase commit across both workers.)"""
+    schema = distributed.schema
+    log = f"{schema}.ledger_events"
+    a, b = (str(o) for o in citus.on_distinct_workers(conn, log, citus_support.organizations(), 2))
+    video = {a: "11111111-1111-4111-8111-111111111111", b: "22222222-2222-4222-8222-222222222222"}
+    people = ["alice", "bob", "carol"]
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(a, "A"), org(b, "B"), user("creator"), *(user(p) for p in people)]
+        setup += [publish(video[a], a), publish(video[b], b)]
+        setup += [grant(p, video[o]) for o in (a, b) for p in people]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * len(setup)
+        before = two_phase_commits(conn)
+        for o in (a, b):
+            for p in people:  # one append each
+                revoke = {"type": "access.revoke", "user_id": p, "content_id": video[o]}
+                assert statuses(append(ledger, revoke | {"occurred_at": t(3)})) == ["accepted"]
+        assert two_phase_commits(conn) == before
+    assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (0,)
+    revoked = conn.execute(
+        "SELECT ledger_event_organization(state), count(*) FROM ledger_events"
+        " WHERE topic = 'AccessRevoked' GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert revoked == sorted([(a, 3), (b, 3)])
+
+
 def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> Any:
     """A video and payment intents of the organization whose claims live on its own worker
     (a claim on the stopped worker fails its command: docs/scaling.md, "What is left" 1 b)."""
