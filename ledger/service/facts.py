@@ -3,12 +3,12 @@
 On Citus a person's ``User`` aggregate lives in the platform's chain, on one worker. A
 command that read it, and checked its version again at append, touched that worker
 whatever its organization, so a stopped platform worker stopped every organization's
-purchases, grants, revocations and publications. What these commands need of the person they name is
-one fact, registered and not deleted, and ``users`` holds it, with a copy on every node
-(``ledger.log.people``). So there their decisions (``ON_FACTS``) read their people from
-``users`` and ``ledger_subjects`` in one statement on the coordinator, and neither read nor
-check their ``User`` aggregates: the read and the append's check touch the organization's
-worker alone (and the keys' claims').
+purchases, grants, revocations and publications. What these commands need of the person
+they name is one fact, registered and not deleted, and ``users`` holds it, with a copy on
+every node (``ledger.log.people``). So there their decisions (``ON_FACTS``) read their
+people from ``users`` and ``ledger_subjects`` in one statement on the coordinator, and
+neither read nor check their ``User`` aggregates: the read and the append's check touch the
+organization's worker alone (and the keys' claims').
 
 What orders such a command with a user's deletion is no longer the aggregate's version but
 a row the command writes, whose foreign key to ``users`` checks the row on the append's
@@ -96,7 +96,7 @@ ON_FACTS = (
 )
 """The commands decided on facts of their people: each writes a row of the person it names
 (``purchases``, ``content_access``, ``content``; a revocation upserts its row before
-deleting it, ``guard_revocation``), whose foreign key to ``users`` orders it with a
+deleting it, ``revocation_guard``), whose foreign key to ``users`` orders it with a
 deletion (above)."""
 
 

@@ -62,7 +62,7 @@ class UnitOfWork:
     facts: Callable[[Collection[str]], Mapping[str, Person]] | None = None
     people: dict[str, Person] = field(default_factory=dict)
     # a revocation decided on facts: its row's upsert, appended before the changes of the
-    # event at this index (``facts.guard_revocation``)
+    # event at this index (``facts.revocation_guard``, ``facts.guard``)
     guards: dict[int, RowChange] = field(default_factory=dict)
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
