@@ -5,6 +5,12 @@ the purchase behind it) removes it, the newest heartbeat stamps ``last_accessed_
 (an older one arriving late does not: it never moves back); rows of a deleted user or
 content leave with them (ON DELETE CASCADE). A purchase's grant dated before the row's
 latest change (``newest`` false) leaves ``updated_at`` as it is.
+
+A revocation names its organization since version 3 of ``AccessRevoked``, and its row is
+deleted by the whole key (on a distributed log: on that organization's shard alone); an
+older one, upcast with ``organization_id = None``, by (user, content), as it was written
+(only a rebuild replays it). The row is the same either way: one (user, content) has one
+content, of one organization.
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ EVENTS = (
 )
 
 
+def revoked(event: ev.AccessRevoked) -> dict[str, Any]:
+    """The match of a revocation's row: the whole key when the event names its
+    organization, else (user, content)."""
+    match = {"user_id": event.user_id, "content_id": event.content_id}
+    if event.organization_id is None:
+        return match
+    return {"organization_id": event.organization_id, **match}
+
+
 def changes(event: Any) -> Iterator[RowChange]:
     if isinstance(event, ev.AccessGranted):
         yield Upsert(
@@ -48,7 +63,7 @@ def changes(event: Any) -> Iterator[RowChange]:
             touch=event.newest,
         )
     elif isinstance(event, ev.AccessRevoked):
-        yield Delete(TABLE, {"user_id": event.user_id, "content_id": event.content_id})
+        yield Delete(TABLE, revoked(event))
     elif isinstance(event, ev.PlaybackProgressed) and event.newest:
         yield Update(
             TABLE,

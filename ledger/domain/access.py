@@ -70,6 +70,8 @@ class Access(Aggregate):
         self.user_id = user_id
         self.content_id = content_id
         self.present = False
+        # the content's organization, from its grants: a revocation names it (issue 28)
+        self.organization_id: str | None = None
         self.access_type: str | None = None
         self.granted_at: str | None = None
         self.expires_at: str | None = None
@@ -96,6 +98,7 @@ class Access(Aggregate):
             if not self.present:
                 self.since = event.occurred_at
             self.present = True
+            self.organization_id = event.organization_id
             self.access_type = event.access_type
             self.granted_at = event.occurred_at
             self.expires_at = event.expires_at
@@ -178,11 +181,13 @@ class Access(Aggregate):
         )
 
     def revoke(self, reason: str | None, identity: str, occurred_at: str) -> None:
+        """Removes the present row; the event names the organization its grant named."""
         clock.not_before(occurred_at, self.changed_at, "the access's latest grant or revoke")
         self.trigger_event(
             ev.AccessRevoked,
             user_id=self.user_id,
             content_id=self.content_id,
+            organization_id=self.organization_id,
             reason=reason,
             stripe_payment_intent_id=None,
             identity=identity,
@@ -200,6 +205,7 @@ class Access(Aggregate):
                 ev.AccessRevoked,
                 user_id=self.user_id,
                 content_id=self.content_id,
+                organization_id=self.organization_id,
                 reason="refunded",
                 stripe_payment_intent_id=stripe_payment_intent_id,
                 identity=None,

@@ -23,7 +23,13 @@ from eventsourcing.domain import AggregateCreated, AggregateEvent
 from eventsourcing.utils import register_topic
 
 from ledger.domain.provenance import Provenance
-from ledger.domain.upcasters import PROCESSOR_TIME, PROVENANCE, Step, install
+from ledger.domain.upcasters import (
+    PROCESSOR_TIME,
+    PROVENANCE,
+    REVOKED_ORGANIZATION,
+    Step,
+    install,
+)
 
 # a field every event of the current version stores, though it has a default: the
 # aggregate makes the event before the service stamps it (``with_provenance``)
@@ -248,11 +254,16 @@ class AccessGranted(LedgerEvent):
 
 
 class AccessRevoked(LedgerEvent):
-    """The (user, content) access row is removed (``reason`` says why)."""
+    """The (user, content) access row is removed (``reason`` says why).
+
+    ``organization_id`` (version 3): the content's organization, as its grant named it, so
+    the row's deletion is routed to that organization's shard on a distributed log (issue
+    28); ``None`` for an event stored before it (``upcasters.REVOKED_ORGANIZATION``)."""
 
     TOPIC = "AccessRevoked"
     user_id: str
     content_id: str
+    organization_id: str | None
     reason: str | None
     stripe_payment_intent_id: str | None
     identity: str | None
@@ -343,10 +354,14 @@ for _topic, _cls in EVENTS_BY_TOPIC.items():
     register_topic(_topic, _cls)
 
 # each topic's versions: version 1 (no provenance), version 2 (``Stamped``); version 3 of
-# the processor's money facts (``ProcessorTime``)
+# the processor's money facts (``ProcessorTime``) and of a revocation (its organization)
 PROCESSOR_FACTS = ("PurchaseCompleted", "PurchaseFailed", "PurchaseRefunded")
+THIRD: dict[str, Step] = {
+    **dict.fromkeys(PROCESSOR_FACTS, PROCESSOR_TIME),
+    "AccessRevoked": REVOKED_ORGANIZATION,
+}
 UPCASTERS: dict[str, tuple[Step, ...]] = {
-    topic: (PROVENANCE, PROCESSOR_TIME) if topic in PROCESSOR_FACTS else (PROVENANCE,)
+    topic: (PROVENANCE, THIRD[topic]) if topic in THIRD else (PROVENANCE,)
     for topic in EVENTS_BY_TOPIC
 }
 install(EVENTS_BY_TOPIC, UPCASTERS)

@@ -68,6 +68,18 @@ def _add_processor_time(state: State) -> None:
 
 PROCESSOR_TIME = Step(3, ("processor_occurred_at",), _add_processor_time)
 
+
+def _add_revoked_organization(state: State) -> None:
+    """Version 3 of a revocation names the organization of the access it removes, so that
+    on a distributed log its row's deletion goes to that organization's shard alone (issue
+    28, docs/scaling.md "A revocation on facts"). An earlier event never recorded it, and
+    cannot learn it from itself: ``None``, and the projection deletes its row by (user,
+    content), as it was written (only a rebuild replays such an event)."""
+    state.setdefault("organization_id", None)
+
+
+REVOKED_ORGANIZATION = Step(3, ("organization_id",), _add_revoked_organization)
+
 _CHAINS: dict[str, tuple[Step, ...]] = {}  # filled by ``install``
 
 

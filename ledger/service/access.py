@@ -14,6 +14,7 @@ from ledger.domain import clock, ids
 from ledger.domain.access import no_access
 from ledger.domain.aggregates import Access, Content, Playback
 from ledger.domain.errors import Duplicate, NotFound
+from ledger.service import facts
 from ledger.service.catalogue import live_content, live_user
 from ledger.service.registry import handles
 from ledger.service.unit_of_work import UnitOfWork
@@ -80,7 +81,9 @@ def revoke_access(uow: UnitOfWork, command: RevokeAccess, occurred: str, _: Fing
     identity = command.identity(occurred)
     if identity in access.seen or not access.present:
         raise Duplicate  # redelivered, or the row is already gone: nothing to change
+    row = facts.revocation_guard(uow, access, occurred)  # its row, before the revocation
     access.revoke(command.reason, identity, occurred)
+    facts.guard(uow, row)
     uow.record(access)
 
 

@@ -3,12 +3,12 @@
 On Citus a person's ``User`` aggregate lives in the platform's chain, on one worker. A
 command that read it, and checked its version again at append, touched that worker
 whatever its organization, so a stopped platform worker stopped every organization's
-purchases, grants and publications. What these commands need of the person they name is
-one fact, registered and not deleted, and ``users`` holds it, with a copy on every node
-(``ledger.log.people``). So there their decisions (``ON_FACTS``) read their people from
-``users`` and ``ledger_subjects`` in one statement on the coordinator, and neither read nor
-check their ``User`` aggregates: the read and the append's check touch the organization's
-worker alone (and the keys' claims').
+purchases, grants, revocations and publications. What these commands need of the person
+they name is one fact, registered and not deleted, and ``users`` holds it, with a copy on
+every node (``ledger.log.people``). So there their decisions (``ON_FACTS``) read their
+people from ``users`` and ``ledger_subjects`` in one statement on the coordinator, and
+neither read nor check their ``User`` aggregates: the read and the append's check touch the
+organization's worker alone (and the keys' claims').
 
 What orders such a command with a user's deletion is no longer the aggregate's version but
 a row the command writes, whose foreign key to ``users`` checks the row on the append's
@@ -18,6 +18,9 @@ worker (``FOR KEY SHARE``), and which a deletion deletes on every node:
   ``purchases`` row of its customer (``customer_id REFERENCES users``);
 * ``access.grant``: upserts the ``content_access`` row of its user (``user_id REFERENCES
   users``);
+* ``access.revoke``: upserts that row too, with the values its ``Access`` aggregate holds,
+  just before its event deletes it, in the same append (``revocation_guard``; the
+  projection stays the event's mapping, and the row never outlives the append);
 * ``content.publish``: inserts the ``content`` row of its creator (``creator_id
   REFERENCES users``; publishing an existing id records nothing).
 
@@ -26,17 +29,24 @@ and the key is checked; one whose row is there updates it under a row lock that 
 deletion's cascade waits for. A deletion that commits first fails the command's foreign
 key: the command is decided again and finds the person gone (``was deleted``); one that
 commits second waits for the command and cascades over its row (``content``: sets its
-creator to NULL). Either way no row of a deleted person is left, as on one server
+creator to NULL). Either way no row of a deleted person is left, as on one server, and a
+revocation after a deletion is answered ``was deleted`` as there
 (``tests/integration/test_log_one_worker.py``).
 
-Left on the ``User`` aggregate, because no row orders them with a deletion (docs/scaling.md,
-"Grants' and publications' people as facts"): ``access.revoke`` (it deletes its row; a
-deletion committed between its fact and its append would leave it accepted, where one
-server answers ``was deleted``; and ``AccessRevoked`` names no organization, so the
-deletion goes to every shard: its append needs every worker whatever its decision), a
-deletion's part (``user.leave``: it deletes rows, and the deletion it belongs to
-needs the platform's chain anyway), and registrations, deletions and erasures (the
-platform's chain is theirs). A decision holding any of them reads the aggregates.
+Why a revocation's guard is an upsert of its row, not a routed ``SELECT ... FOR KEY SHARE``
+of the person's ``users`` row on the organization's shard (docs/scaling.md, "A revocation
+on facts (i28r)"): the upsert is the statement a grant already sends, routed by the row's
+whole key (``AccessRevoked`` names its organization since version 3), and the foreign key
+does the ordering by itself, where the lock needs a distributed row of that organization to
+join ``users`` with (Citus routes a reference table's row lock to the workers otherwise:
+``lock_shard_resources`` on every node), a new statement in the recorder, and its own
+"no row, decide again" for a person a deletion removed. Its cost: the row's NOT NULL values,
+which the aggregate holds for a present access (the only one a revocation records).
+
+Left on the ``User`` aggregate, because no row orders them with a deletion: a deletion's
+part (``user.leave``: it deletes rows, and the deletion it belongs to needs the platform's
+chain anyway), and registrations, deletions and erasures (the platform's chain is theirs).
+A decision holding any of them reads the aggregates.
 Heartbeats (``playback.progress``) are the playback store's, which decides them on
 ``users`` already (``ledger.playback``).
 
@@ -58,7 +68,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from uuid import UUID
 
-from ledger.commands.access import GrantAccess
+from ledger.commands.access import GrantAccess, RevokeAccess
 from ledger.commands.base import Command
 from ledger.commands.catalogue import PublishContent
 from ledger.commands.purchases import (
@@ -68,14 +78,26 @@ from ledger.commands.purchases import (
     StartPurchase,
 )
 from ledger.domain import ids
+from ledger.domain.aggregates import Access
 from ledger.log.chains import PLATFORM
 from ledger.privacy.subjects import Subjects
 from ledger.service.unit_of_work import UnitOfWork
+from projections import content_access
+from projections.changes import RowChange, Upsert
+from projections.registry import changes_for
 
-ON_FACTS = (StartPurchase, CompletePurchase, FailPurchase, GrantAccess, PublishContent)
+ON_FACTS = (
+    StartPurchase,
+    CompletePurchase,
+    FailPurchase,
+    GrantAccess,
+    RevokeAccess,
+    PublishContent,
+)
 """The commands decided on facts of their people: each writes a row of the person it names
-(``purchases``, ``content_access``, ``content``), whose foreign key to ``users`` orders it
-with a deletion (above)."""
+(``purchases``, ``content_access``, ``content``; a revocation upserts its row before
+deleting it, ``revocation_guard``), whose foreign key to ``users`` orders it with a
+deletion (above)."""
 
 
 APART = (RefundPurchase,)
@@ -158,3 +180,45 @@ def needed(uow: UnitOfWork, persons: Iterable[str], aggregates: list[UUID]) -> l
         return aggregates
     theirs = {ids.user_id(v) for v in persons}
     return [i for i in aggregates if i not in theirs]
+
+
+def revocation_guard(uow: UnitOfWork, access: Access, occurred_at: str) -> Upsert | None:
+    """On facts, before ``access`` (present) is revoked: its ``content_access`` row as the
+    aggregate holds it (the row's NOT NULL values among them, for a row a deletion's cascade
+    removed), to be upserted just before the revocation's deletion of it in the same append
+    (``guard``), so that the row's foreign key to ``users`` orders the revocation with a
+    deletion as a grant's upsert does (above). The projection stays the event's mapping;
+    the row never outlives the append. ``None`` on a single server, where the ``User``
+    aggregate orders it."""
+    if uow.facts is None or access.organization_id is None or access.access_type is None:
+        return None
+    values = {
+        "id": str(access.id),
+        "user_id": access.user_id,
+        "content_id": access.content_id,
+        "organization_id": access.organization_id,
+        "access_type": access.access_type,
+        "granted_at": access.granted_at,
+        "expires_at": access.expires_at,
+    }
+    return Upsert(content_access.TABLE, content_access.KEY, values, occurred_at, touch=False)
+
+
+def guard(uow: UnitOfWork, row: Upsert | None) -> None:
+    """The guard of a revocation about to be recorded (its event the next of ``uow``): kept
+    once the revocation is decided, so a rejected one leaves none."""
+    if row is not None:
+        uow.guards[len(uow.events)] = row
+
+
+def changes(uow: UnitOfWork) -> list[RowChange]:
+    """The row changes of the decision's events, each revocation's guard (above) just
+    before the changes of its event."""
+    if not uow.guards:
+        return changes_for(uow.events)
+    found: list[RowChange] = []
+    for index, event in enumerate(uow.events):
+        if index in uow.guards:
+            found.append(uow.guards[index])
+        found.extend(changes_for([event]))
+    return found

@@ -15,6 +15,7 @@ from ledger.log.chains import Route
 from ledger.log.people import Person
 from ledger.privacy.subjects import SubjectChange
 from ledger.service.cache import AggregateCache, DecisionStore
+from projections.changes import RowChange
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -60,6 +61,9 @@ class UnitOfWork:
     # (``ledger.service.facts``): the reader, and what it said of each id or subject met
     facts: Callable[[Collection[str]], Mapping[str, Person]] | None = None
     people: dict[str, Person] = field(default_factory=dict)
+    # a revocation decided on facts: its row's upsert, appended before the changes of the
+    # event at this index (``facts.revocation_guard``, ``facts.guard``)
+    guards: dict[int, RowChange] = field(default_factory=dict)
 
     def prefetch(self, aggregate_ids: Sequence[UUID]) -> None:
         """Loads the aggregates a decision will need, in one query."""

@@ -25,7 +25,7 @@ from ledger.config import Settings
 from ledger.database.connections import connect
 from tests.integration.test_golden_log import _by_id, _load, environment, golden_tables, placed
 from tests.integration.test_golden_v2 import GOLDEN, quiet_rebuild, stored, tables
-from tests.support import TABLES, cli, statuses
+from tests.support import TABLES, append, cli, statuses
 
 MONEY = ("PurchaseCompleted", "PurchaseFailed", "PurchaseRefunded")
 
@@ -107,3 +107,51 @@ def _v2_continued(
     assert done.returncode == 0, done.stdout + done.stderr
     done = cli(cli_env, "projections", "verify")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+LATE = "2026-11-01T12:00:00+00:00"
+
+
+def test_a_log_of_v3_continued_revokes_by_the_whole_key_and_rebuilds(
+    fresh: Callable[[], Settings],
+) -> None:
+    """v3's log loaded on a single server's schema (in a distributed run placed by ``ledger
+    db distribute`` after, as a real upgrade does: ``test_golden_log.placed``), then one of
+    its accesses revoked by the current version, whose ``AccessRevoked`` (version 3, migration
+    0031) names its organization: v3's revocations read with ``organization_id`` null (their
+    upcaster; their rows deleted by user and content), the new one deletes by the whole key,
+    and the mixed log rebuilds to the rows the appends made (docs/scaling.md, "A revocation
+    on facts (i28r)")."""
+    settings = fresh()
+    with connect(settings, autocommit=True) as conn:
+        v3 = stored("v3")
+        _load(conn, v3)
+        quiet_rebuild(settings)
+        placed(settings, conn)
+        row = conn.execute(
+            "SELECT user_id, content_id::text, organization_id::text FROM content_access"
+            " ORDER BY user_id, content_id LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        user_id, content_id, organization_id = row
+        revoke = {"type": "access.revoke", "user_id": user_id, "content_id": content_id}
+        with api.open_ledger(settings) as app:
+            assert statuses(append(app, revoke | {"occurred_at": LATE})) == ["accepted"]
+        gone = conn.execute(
+            "SELECT count(*) FROM content_access WHERE user_id = %s AND content_id = %s",
+            (user_id, content_id),
+        ).fetchone()
+        assert gone == (0,)
+        inline = tables(conn)
+        quiet_rebuild(settings)
+        assert tables(conn) == inline, (
+            "the rebuild of the mixed log gives the rows the appends made"
+        )
+        records = [r for r in ledger.read_events(settings) if r.topic == "AccessRevoked"]
+        assert len(records) > 1
+        assert {r.data["organization_id"] for r in records[:-1]} == {None}  # v3's, upcast
+        assert records[-1].data["organization_id"] == organization_id
+        env = environment(settings)
+        for check in (["audit", "verify"], ["projections", "verify"]):
+            done = cli(env, *check)
+            assert done.returncode == 0, done.stdout + done.stderr

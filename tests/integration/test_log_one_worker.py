@@ -8,12 +8,12 @@ append itself is a one-phase commit on the organization's worker. What is counte
 Citus writes to ``pg_dist_transaction`` on the coordinator for every transaction it commits
 in two phases (kept until the maintenance daemon's recovery, which the test holds off).
 
-And the person a purchase, a grant or a publication names taken as a fact of ``users``
-(``ledger.service.facts``), not read from the platform's chain: with the platform's worker
-stopped, the other worker's organizations go on purchasing, granting and publishing (a
-revocation, kept on the ``User`` aggregate, answers the retryable error); the answers about
-a person are a single server's; and a deletion committed between the fact and the append
-leaves no row of the deleted person.
+And the person a purchase, a grant, a revocation or a publication names taken as a fact of
+``users`` (``ledger.service.facts``), not read from the platform's chain: with the
+platform's worker stopped, the other worker's organizations go on purchasing, granting,
+revoking and publishing; the answers about a person are a single server's; and a deletion
+committed between the fact and the append leaves no row of the deleted person, and a
+revocation answered ``was deleted``.
 """
 
 from __future__ import annotations
@@ -98,6 +98,38 @@ def test_a_purchase_commits_on_its_organizations_worker_alone(
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (16,)
 
 
+def test_a_revocation_commits_on_its_organizations_worker_alone(
+    citus: CitusCluster, distributed: Settings, no_recovery: None, conn: Conn
+) -> None:
+    """A revocation names its organization (``AccessRevoked`` version 3), so its row's
+    deletion, and the upsert of the row before it (``facts.revocation_guard``), go to that
+    organization's shard alone: a one-phase commit on its worker. (A deletion by (user,
+    content), as before, went to every shard: a two-phase commit across both workers.)"""
+    schema = distributed.schema
+    log = f"{schema}.ledger_events"
+    a, b = (str(o) for o in citus.on_distinct_workers(conn, log, citus_support.organizations(), 2))
+    video = {a: "11111111-1111-4111-8111-111111111111", b: "22222222-2222-4222-8222-222222222222"}
+    people = ["alice", "bob", "carol"]
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(a, "A"), org(b, "B"), user("creator"), *(user(p) for p in people)]
+        setup += [publish(video[a], a), publish(video[b], b)]
+        setup += [grant(p, video[o]) for o in (a, b) for p in people]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * len(setup)
+        before = two_phase_commits(conn)
+        for o in (a, b):
+            for p in people:  # one append each
+                revoke = {"type": "access.revoke", "user_id": p, "content_id": video[o]}
+                assert statuses(append(ledger, revoke | {"occurred_at": t(3)})) == ["accepted"]
+        assert two_phase_commits(conn) == before
+    assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (0,)
+    revoked = conn.execute(
+        "SELECT ledger_event_organization(state), count(*) FROM ledger_events"
+        " WHERE topic = 'AccessRevoked' GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert revoked == sorted([(a, 3), (b, 3)])
+
+
 def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> Any:
     """A video and payment intents of the organization whose claims live on its own worker
     (a claim on the stopped worker fails its command: docs/scaling.md, "What is left" 1 b)."""
@@ -133,7 +165,7 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
             migrations.downgrade(other, settings.schema, 29)
             other.commit()
             assert legacy.legacy_claimed(other, settings.schema)  # read from the claims
-            assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30]
+            assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30, 31]
             other.commit()
         assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
     history = list(demo.history(purchases=120))
@@ -278,15 +310,14 @@ def test_a_process_started_with_the_marks_worker_stopped_appends_for_the_other_w
 def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant_and_publish(
     citus: CitusCluster, distributed: Settings, conn: Conn
 ) -> None:
-    """Issue 28 for grants and publications: they take the person they name as a fact of
-    ``users`` (their rows' foreign keys order them with a deletion), so with the platform's
-    worker stopped an organization of the other worker grants, publishes, and is refused a
-    deleted person's grant and publication as on one server, alone and in a group. A
-    revocation stays on the ``User`` aggregate (no row orders it with a deletion, and its
-    row's deletion goes to every shard): it answers the retryable error naming the remote
-    node, as does every command of an
-    organization on the stopped worker; nothing of theirs is written, and once the worker is
-    back they go through."""
+    """Issue 28 for grants, revocations and publications: they take the person they name as
+    a fact of ``users`` (their rows' foreign keys order them with a deletion; a revocation's
+    row upserted before its deletion, which its event's organization routes to its shard:
+    ``facts.revocation_guard``), so with the platform's worker stopped an organization of
+    the other worker grants, revokes, publishes, and is refused a deleted person's grant and
+    publication as on one server, alone and in a group. Every command of an organization on
+    the stopped worker answers the retryable error naming the remote node; nothing of theirs
+    is written, and once the worker is back they go through."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
     platform = _worker(citus, conn, log, PLATFORM)
@@ -318,23 +349,23 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant
                 ("accepted", None),
             ]
             revoke = {"type": "access.revoke", "user_id": "bob", "content_id": video_b}
-            for stopped in (revoke | {"occurred_at": t(4)}, grant("alice", video_a)):
-                with pytest.raises(Exception) as caught:
-                    append(ledger, stopped)
-                assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert statuses(append(ledger, revoke | {"occurred_at": t(4)})) == ["accepted"]
+            mixed = [revoke | {"user_id": "alice", "occurred_at": t(4)}]
+            mixed += [grant("bob", video_b, "preview", at=t(5))]
+            assert statuses(append(ledger, *mixed)) == ["accepted"] * 2  # a group, on facts
+            with pytest.raises(Exception) as caught:
+                append(ledger, grant("alice", video_a))
+            assert "remote node" in _messages(caught.value), _messages(caught.value)
         conn.commit()
         rows = conn.execute(
             "SELECT content_id::text, user_id, access_type FROM content_access"
         ).fetchall()
-        expected = [(video_b, "alice", "preview"), (video_b, "bob", "subscription")]
-        expected += [(later, "bob", "preview")]  # bob's of video_b not revoked; none of A's
+        expected = [(video_b, "bob", "preview"), (later, "bob", "preview")]  # none of A's
         assert sorted(rows) == sorted(expected)
         published = conn.execute("SELECT id::text FROM content ORDER BY 1").fetchall()
         assert sorted(published) == sorted([(video_a,), (video_b,), (later,)])
         conn.commit()
-        again = [revoke | {"occurred_at": t(4)}, grant("alice", video_a)]
-        assert statuses(append(ledger, again[0])) == ["accepted"]
-        assert statuses(append(ledger, again[1])) == ["accepted"]
+        assert statuses(append(ledger, grant("alice", video_a))) == ["accepted"]
     assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (3,)
     assert conn.execute(
         "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
@@ -440,7 +471,7 @@ def test_a_deletion_committed_between_the_fact_and_the_append_leaves_no_purchase
     assert events == (0,)
 
 
-@pytest.mark.parametrize("command", ["new grant", "grant again", "publication"])
+@pytest.mark.parametrize("command", ["new grant", "grant again", "publication", "revocation"])
 def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
     citus: CitusCluster,
     distributed: Settings,
@@ -450,10 +481,13 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
 ) -> None:
     """The race of the purchase's test above, for a grant (of a content the person had no
     access to: its row inserted; of one they had: the upsert of a row the deletion's cascade
-    removed) and a publication (its ``content`` row's ``creator_id``): decided on the fact
-    that carol is registered, her deletion committed by another writer before the append.
-    The row's foreign key refuses the append, the command is decided again and answers as
-    one server would: no row of carol's, no event of the command in the log."""
+    removed), a publication (its ``content`` row's ``creator_id``) and a revocation (of her
+    access, its row upserted before its deletion: the deletion's cascade removed it, so the
+    upsert inserts it and its key is checked): decided on the fact that carol is registered,
+    her deletion committed by another writer before the append. The row's foreign key
+    refuses the append, the command is decided again and answers as one server would (a
+    revocation too: ``was deleted``, not accepted): no row of carol's, no event of the
+    command in the log."""
     schema = distributed.schema
     b = next(iter(citus_support.organizations()))
     video, other_video = _videos(citus, conn, schema, b, 2)
@@ -470,6 +504,16 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
                 publish(other_video, str(b), creator="carol"),
                 "creator_id",
                 "%ContentPublished%",
+            ),
+            "revocation": (
+                {
+                    "type": "access.revoke",
+                    "user_id": "carol",
+                    "content_id": video,
+                    "occurred_at": t(3),
+                },
+                "user_id",
+                "%AccessRevoked%",
             ),
         }[command]
         if command == "new grant":

@@ -180,7 +180,7 @@ def test_a_round_trip_to_base_leaves_the_read_check_a_fresh_upgrade_makes(
             other.execute(found[4].up.encode())
         assert _read_check(other, settings.schema) != routable
         other.commit()
-        assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30]
+        assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30, 31]
         assert _read_check(other, settings.schema) == routable
         other.commit()
 
@@ -223,7 +223,8 @@ def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
     heartbeats refuses to be rolled back (they exist nowhere else); the upgrade of a log
     that holds heartbeats is tested in test_playback_store.py.
 
-    The previous version's log is a single chain: the events appended here (chained per
+    The previous version's log is a single chain (and its revocations of version 2): the
+    events appended here (chained per
     organization, which no down migration can undo) are copied into a schema migrated up
     to just before the chains (migration organization_chains), whose trigger chains them
     as that version did; that schema is then taken down past log_guards."""
@@ -237,11 +238,15 @@ def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
     with connect(empty_settings) as previous:
         migrations.upgrade(previous, empty_settings.schema, to=chains.version - 1)
         with previous.transaction():
+            # a revocation as that version wrote it: version 2, no organization (0031)
             previous.execute(
                 sql.SQL(
                     "INSERT INTO {}.ledger_events"
                     " (originator_id, originator_version, topic, state, recorded_at)"
-                    " SELECT originator_id, originator_version, topic, state, recorded_at"
+                    " SELECT originator_id, originator_version, topic, CASE topic"
+                    "   WHEN 'AccessRevoked' THEN convert_to((convert_from(state, 'UTF8')::jsonb"
+                    "     - 'organization_id' || '{{\"class_version\": 2}}')::text, 'UTF8')"
+                    "   ELSE state END, recorded_at"
                     " FROM {}.ledger_events ORDER BY notification_id"
                 ).format(old, new)
             )

@@ -1,9 +1,10 @@
 """A command decided on facts of ``users`` answers as one decided on the ``User`` aggregate
 (issue 28, ``ledger.service.facts``), whatever the people's histories.
 
-On a distributed log a purchase, a grant and a publication take the person they name as a
-fact of ``users`` and ``ledger_subjects``; everywhere else (and a revocation everywhere)
-from the ``User`` aggregate. The facts' reader is one
+On a distributed log a purchase, a grant, a revocation and a publication take the person
+they name as a fact of ``users`` and ``ledger_subjects`` (a revocation's row upserted before
+its deletion: ``facts.revocation_guard``, which must leave the tables as they were);
+everywhere else from the ``User`` aggregate. The facts' reader is one
 statement of PostgreSQL that a single server runs too, so here the two deciders run side by
 side on PostgreSQL: one ledger as a single server runs it, one told its log is distributed
 (its reads and checks stay the whole log's, a single server's: only the facts differ).
@@ -34,7 +35,7 @@ PEOPLE = ("ann", "ben", "cat")
 # decided without the platform's chain (facts.ON_FACTS, facts.APART)
 ON_FACTS = frozenset(
     {"purchase.start", "purchase.complete", "purchase.fail", "purchase.refund"}
-    | {"access.grant", "content.publish"}
+    | {"access.grant", "access.revoke", "content.publish"}
 )
 
 SETUP: list[dict[str, Any]] = [
@@ -145,9 +146,9 @@ def test_commands_on_facts_answer_and_write_as_on_the_user_aggregate(
             seen[on_facts] = (answers, dump_all(conn))
     assert seen[True][0] == seen[False][0]
     assert seen[True][1] == seen[False][1]
-    # the facts were read whenever a run of purchases, grants and publications alone named a
-    # person (a run with a registration, a deletion or a revocation is decided on the
-    # aggregates: no row of a revocation orders it with a deletion)
+    # the facts were read whenever a run of purchases, grants, revocations and publications
+    # alone named a person (a run with a registration or a deletion is decided on the
+    # aggregates)
     people = ("customer_id", "user_id", "creator_id")
     named = any(
         all(c["type"] in ON_FACTS for c in run) and any(p in c for c in run for p in people)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ledger.service import Ledger
-from tests.support import CONTENT, complete, grant, play, refund, start, t
+from ledger.upkeep.source import decode
+from projections.changes import Delete
+from projections.registry import changes_for
+from tests.support import CONTENT, ORG, complete, grant, play, refund, start, t
 from tests.unit.decisions.conftest import answers, rows, topics
 
 
@@ -136,3 +140,33 @@ def test_no_row_has_updated_at_before_created_at_after_a_late_grant(app: Ledger)
     (access,) = rows(app, "content_access")
     assert access["created_at"] <= access["updated_at"]
     assert access["last_accessed_at"] >= access["updated_at"]
+
+
+def test_a_revocation_names_the_organization_of_its_grant(app: Ledger) -> None:
+    """``AccessRevoked`` version 3 carries the content's organization (a revoke and a full
+    refund's alike), so its row's deletion matches the whole key (on a distributed log,
+    that organization's shard alone: docs/scaling.md "A revocation on facts")."""
+    answers(app, grant("bob"), revoke("bob"), complete("pi_1"), refund("pi_1", "re_1", 1999))
+    revoked = [
+        decode(n.topic, n.state)
+        for n in app.recorder.select_notifications(start=1, limit=10_000)
+        if n.topic == "AccessRevoked"
+    ]
+    assert [(e.organization_id, e.reason) for e in revoked] == [(ORG, None), (ORG, "refunded")]
+    # the events name people by subject (docs/privacy.md); the append resolves the rows'
+    match = {"organization_id": ORG, "user_id": revoked[0].user_id, "content_id": CONTENT}
+    assert changes_for(revoked[:1]) == [Delete("content_access", match)]
+
+
+def test_a_revocation_stored_before_its_organization_deletes_by_user_and_content() -> None:
+    """An ``AccessRevoked`` of version 2 (or 1) never named its organization: the upcast
+    gives ``None`` and the projection deletes its row by (user, content), as it was
+    written; the golden logs' revocations replay so (``test_golden_*``)."""
+    old = {"user_id": "bob", "content_id": CONTENT, "reason": None, "identity": "i"}
+    old |= {"stripe_payment_intent_id": None, "occurred_at": t(3), "class_version": 2}
+    old |= {"timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-03T12:00:00+00:00"}}
+    old |= {"source": "cli", "correlation_id": None, "idempotency_key": None}
+    event = decode("AccessRevoked", json.dumps(old).encode())
+    assert event.organization_id is None
+    match = {"user_id": "bob", "content_id": CONTENT}
+    assert changes_for([event]) == [Delete("content_access", match)]
