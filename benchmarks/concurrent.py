@@ -137,15 +137,22 @@ def _mean_size(settings: ledger.Settings, after: int) -> int:
 
 
 def bench_threads(
-    url: str, quick: bool, pairs: int, threads: int = 8, users: int = USERS, viewers: int = VIEWERS
+    url: str,
+    quick: bool,
+    pairs: int,
+    threads: int = 8,
+    users: int = USERS,
+    viewers: int = VIEWERS,
+    smoke: bool = False,
 ) -> list[dict[str, Any]]:
     """N threads of purchases, then of heartbeats, each vs raw INSERT+COMMIT from N threads.
     ``users`` and ``viewers``: the set-up's customers and its buyers of video 0 (fewer in a
-    smoke run: each side's set-up appends them, untimed)."""
+    smoke run: each side's set-up appends them, untimed). ``smoke``: half the ``quick``
+    counts, ten calls a thread, enough for every figure of the table; not a measurement."""
     sizes = event_sizes(url)
-    purchases = 160 if quick else 2000
-    beats = 320 if quick else 4000
-    raw_rows = 400 if quick else 8000
+    purchases = 80 if smoke else 160 if quick else 2000
+    beats = 160 if smoke else 320 if quick else 4000
+    raw_rows = 200 if smoke else 400 if quick else 8000
     latencies: list[float] = []
     groups: dict[str, list[tuple[int, float]]] = {"purchases": [], "heartbeats": []}
     cpu: dict[tuple[str, bool], list[dict[str, float | None]]] = {}
