@@ -185,7 +185,7 @@ def _breakdown(groups: list[Trace], enqueues: list[tuple[int, int]]) -> dict[str
             bisect.bisect_right(every, g["commit_end"]) - bisect.bisect_left(every, g["statement"])
         )
     out = {k: statistics.median(v) for k, v in parts.items() if v}
-    # the mean and the slowest tenth as well: with groups in flight at once (and under load)
+    # the mean and the slowest tenth as well: under load (and with groups in flight at once)
     # the cycle's tail, not its median, is what the rate loses
     for k in ("cycle", "statement", "gather"):
         if parts[k]:
@@ -230,7 +230,6 @@ def raw_split(url: str, schema: str, count: int, threads: int) -> dict[str, floa
 
 def cycle(url: str, beats: int, threads: int, split: bool) -> dict[str, float]:
     out: dict[str, float] = {"load": os.getloadavg()[0]}
-
     with workload.scratch_schema(url) as settings:
         count = beats // threads * threads
         out["raw_autocommit_rows_s"] = references.raw_inserts(
@@ -243,10 +242,7 @@ def cycle(url: str, beats: int, threads: int, split: bool) -> dict[str, float]:
         lanes = config.count(
             "LEDGER_PLAYBACK_LANES", os.environ.get("LEDGER_PLAYBACK_LANES") or "1"
         )
-        in_flight = config.count(
-            "LEDGER_PLAYBACK_IN_FLIGHT", os.environ.get("LEDGER_PLAYBACK_IN_FLIGHT") or "1"
-        )
-        settings = replace(scratch, playback_lanes=lanes, playback_in_flight=in_flight)
+        settings = replace(scratch, playback_lanes=lanes)
         mine = [range(t, VIEWERS, threads) for t in range(threads)]
         per_thread = [workload.heartbeat_commands(v, beats // threads, 1) for v in mine]
         with ledger.open_ledger(settings) as app:
@@ -285,10 +281,7 @@ def stand_in(beats: int, threads: int, server_ms: float) -> dict[str, float]:
             trace["statement_end"] = trace["commit_end"] = time.perf_counter_ns()
         return [ok] * len(items)
 
-    in_flight = config.count(
-        "LEDGER_PLAYBACK_IN_FLIGHT", os.environ.get("LEDGER_PLAYBACK_IN_FLIGHT") or "1"
-    )
-    settings = Settings("postgresql://localhost/ledger", playback_in_flight=in_flight)
+    settings = Settings("postgresql://localhost/ledger")
     app = types.SimpleNamespace(groups=Lanes(server, server, settings))
     per_thread = [
         workload.heartbeat_commands(range(t, VIEWERS, threads), beats // threads, 1)

@@ -55,7 +55,6 @@ BOUNDS = (
     "LEDGER_GROUP_MAX_BYTES",
     "LEDGER_QUEUE_MAX",
     "LEDGER_PLAYBACK_LANES",
-    "LEDGER_PLAYBACK_IN_FLIGHT",
 )
 
 
@@ -70,7 +69,6 @@ def test_a_bound_is_a_whole_number_above_zero(name: str, number: int) -> None:
         "LEDGER_GROUP_MAX_BYTES": "group_max_bytes",
         "LEDGER_QUEUE_MAX": "queue_max",
         "LEDGER_PLAYBACK_LANES": "playback_lanes",
-        "LEDGER_PLAYBACK_IN_FLIGHT": "playback_in_flight",
     }[name]
     assert getattr(settings, field) == number
 
@@ -101,6 +99,6 @@ def test_the_bounds_default_and_are_checked_in_the_settings() -> None:
     )
     with pytest.raises(ConfigurationError, match="LEDGER_QUEUE_MAX '0'"):
         Settings(url="postgresql:///x", queue_max=0)
-    assert (settings.playback_lanes, settings.playback_in_flight) == (1, 1)
-    with pytest.raises(ConfigurationError, match="LEDGER_PLAYBACK_IN_FLIGHT '0'"):
-        Settings(url="postgresql:///x", playback_in_flight=0)
+    assert settings.playback_lanes == 1
+    with pytest.raises(ConfigurationError, match="LEDGER_PLAYBACK_LANES '0'"):
+        Settings(url="postgresql:///x", playback_lanes=0)
