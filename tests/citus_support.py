@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,14 +110,14 @@ class PlacingFromHere:
     (``release``), for the tests whose body does a long while of appends and reads before
     it places anything: holding it through the whole body (``PLACING_MODULES``) left the
     other test process waiting at its next schema meanwhile (``test_rebuild.py``: its
-    demo history appended, a third of its bodies; docs/scaling.md "The stage wider
-    (i28c)"). From the first placing act to the end, as a body's hold: what follows it
+    demo history appended and read, nearly two thirds of its holds; docs/scaling.md "The
+    stage wider (i28c)"). From the first placing act to the end, as a body's hold: what follows it
     (the rebuild's switch, a verify's shadow, a downgrade, the drop of what it made) is
     never beside another process's placing. Nothing outside a distributed run on Citus."""
 
     def __init__(self, url: str, active: bool) -> None:
         self._placing = placing(url) if active else None
-        self._held: Any = None
+        self._held: AbstractContextManager[None] | None = None
 
     def __call__(self) -> None:
         if self._placing is not None and self._held is None:
