@@ -253,6 +253,20 @@ def _placing_in_the_body(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
+def placing_from_here(database_url: str) -> Iterator[citus_support.PlacingFromHere]:
+    """Call it where the test first places or drops tables (a rebuild, a verify, a role's or
+    a table's DDL): the cluster's placing lock is held from there to the test's end, in a
+    distributed run on Citus (``citus_support.PlacingFromHere``); elsewhere nothing."""
+    hold = citus_support.PlacingFromHere(
+        database_url, citus_support.distribute_requested() and _on_citus()
+    )
+    try:
+        yield hold
+    finally:
+        hold.release()
+
+
+@pytest.fixture
 def empty_settings(database_url: str) -> Iterator[Settings]:
     """Settings for a schema of this test's own, not yet migrated."""
     schema = f"t_{uuid.uuid4().hex[:16]}"

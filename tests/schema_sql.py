@@ -2,8 +2,11 @@
 under the project's 400 lines: what a schema is (``_CATALOG``, and on a Citus coordinator
 ``_PLACEMENT``), and what a reset needs of it (``_HOLDS``)."""
 
+# the names as text: a bare '' in the first branch made the column `name`, the other branches'
+# `relname || '.' || conname` cut to 63 bytes, so two constraints or columns differing past that
+# (`ledger_consumer_checkpoints.ledger_consumer_checkpoints_position_check`) were one
 _CATALOG = """
-SELECT 'schema', '', pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
+SELECT 'schema', ''::text, pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
        || ' ' || coalesce(obj_description(n.oid, 'pg_namespace'), '')
   FROM pg_namespace n WHERE n.oid = %(oid)s
 UNION ALL

@@ -23,6 +23,7 @@ from ledger.upkeep import shadow, source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
 from tests import forkserve, histories
+from tests.citus_support import PlacingFromHere
 from tests.forkserve import Forked
 from tests.support import HISTORY_GROUP, TABLES, cli, complete, dump_all, t
 
@@ -51,10 +52,13 @@ def quiet_rebuild(settings: Settings, only: list[str] | None = None) -> Any:
     return rebuild(settings, only, stream=io.StringIO())
 
 
-def test_rebuild_reproduces_every_row(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:
+def test_rebuild_reproduces_every_row(
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
+) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
     assert all(before[t] for t in TABLES)
+    placing_from_here()
     report = quiet_rebuild(settings)
     assert report.tables == TABLES and report.events > 0
     assert dump_all(conn) == before
@@ -85,6 +89,7 @@ def test_rebuilt_tables_are_defined_exactly_as_migrated(
     monkeypatch: pytest.MonkeyPatch,
     budget: int | None,
     keyed: int | None,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     """Every constraint and index of the rebuilt tables reads as the migration's: CHECK
     constraints stay on the tables while rows load (PostgreSQL renders some of them back
@@ -100,13 +105,18 @@ def test_rebuilt_tables_are_defined_exactly_as_migrated(
     if budget is not None:
         monkeypatch.setattr(shadow, "ROW_BUDGET", budget)
         monkeypatch.setattr(source, "BATCH", 5)
+    placing_from_here()
     report = quiet_rebuild(settings)
     assert (report.spills > 1) == (budget is not None)  # the last write counts as one
     assert conn.execute(DEFINITIONS, {"tables": list(TABLES)}).fetchall() == migrated
 
 
 def test_a_rebuild_with_little_memory_reproduces_every_row(
-    ledger_app: Ledger, settings: Settings, conn: Conn, monkeypatch: pytest.MonkeyPatch
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    monkeypatch: pytest.MonkeyPatch,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     """Rows spilled to the tables and read back, cascades applied in SQL to spilled rows."""
     load_demo(ledger_app)
@@ -121,6 +131,7 @@ def test_a_rebuild_with_little_memory_reproduces_every_row(
     before = dump_all(conn)
     monkeypatch.setattr(shadow, "ROW_BUDGET", 7)
     monkeypatch.setattr(source, "BATCH", 5)
+    placing_from_here()
     report = quiet_rebuild(settings)
     assert report.spills > 10
     assert dump_all(conn) == before
@@ -128,7 +139,7 @@ def test_a_rebuild_with_little_memory_reproduces_every_row(
 
 
 def test_rebuild_of_one_table_against_the_live_others(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
@@ -136,6 +147,7 @@ def test_rebuild_of_one_table_against_the_live_others(
     # on both layouts: since 0026 video_playback's key to content carries the organization,
     # which Citus holds between colocated tables (docs/scaling.md)
     assert len(keys) == 10
+    placing_from_here()
     for table in ("content", "purchases", "users"):
         quiet_rebuild(settings, [table])
         assert dump_all(conn) == before
@@ -157,9 +169,12 @@ def foreign_keys(conn: Conn) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def test_a_dropped_table_comes_back(ledger_app: Ledger, settings: Settings, conn: Conn) -> None:
+def test_a_dropped_table_comes_back(
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
+) -> None:
     load_demo(ledger_app, 30)
     before = dump_all(conn)
+    placing_from_here()
     conn.execute("DROP TABLE video_playback")
     assert [d.table for d in verify(settings)] == ["video_playback"]
     quiet_rebuild(settings)
@@ -167,11 +182,15 @@ def test_a_dropped_table_comes_back(ledger_app: Ledger, settings: Settings, conn
 
 
 def test_downgrade_upgrade_rebuild_round_trip(
-    ledger_app: Ledger, cli_env: dict[str, str], conn: Conn
+    ledger_app: Ledger,
+    cli_env: dict[str, str],
+    conn: Conn,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     load_demo(ledger_app)
     before = dump_all(conn)
     events = conn.execute("SELECT count(*), max(notification_id) FROM ledger_events").fetchone()
+    placing_from_here()
     assert cli(cli_env, "db", "downgrade", "--to", "base").returncode == 0
     assert conn.execute("SELECT to_regclass('purchases')").fetchone() == (None,)
     assert (
@@ -209,7 +228,11 @@ def wait_for(condition: Any, what: str, process: Forked) -> None:
 
 
 def test_sigkill_at_random_points_leaves_the_tables_whole(
-    ledger_app: Ledger, settings: Settings, cli_env: dict[str, str], conn: Conn
+    ledger_app: Ledger,
+    settings: Settings,
+    cli_env: dict[str, str],
+    conn: Conn,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     """The rebuild is killed at each of its stages, each seen happen (its migration lock in
     pg_locks, its progress line, its backend waiting for a live table's lock), while a
@@ -217,6 +240,7 @@ def test_sigkill_at_random_points_leaves_the_tables_whole(
     load_demo(ledger_app, 200)
     before = dump_all(conn)
     seeds = int(os.environ.get("LEDGER_FAULT_RUNS", "4"))
+    placing_from_here()  # each killed rebuild's shadow, then the rerun's switch
     for seed in range(seeds):
         point = KILL_POINTS[seed % len(KILL_POINTS)]
         name = f"rebuild-kill-{settings.schema}-{seed}"
@@ -251,7 +275,7 @@ def test_sigkill_at_random_points_leaves_the_tables_whole(
 
 
 def test_appends_during_a_rebuild_all_end_up_in_the_rebuilt_tables(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     load_demo(ledger_app, 200)
     accepted: list[str] = []
@@ -282,6 +306,7 @@ def test_appends_during_a_rebuild_all_end_up_in_the_rebuilt_tables(
         while not accepted:  # the appender is writing before the rebuild starts
             assert thread.is_alive() and time.monotonic() < deadline
             time.sleep(0.01)
+        placing_from_here()
         quiet_rebuild(settings)
         quiet_rebuild(settings, ["purchases"])
     finally:
@@ -299,15 +324,21 @@ def test_appends_during_a_rebuild_all_end_up_in_the_rebuilt_tables(
 
 
 def test_only_rejects_unknown_names(cli_env: dict[str, str]) -> None:
+    # refused before it connects: nothing placed, no hold
     done = cli(cli_env, "projections", "rebuild", "--only", "nonsense")
     assert done.returncode == 2 and "unknown projection" in done.stderr
 
 
 @pytest.mark.parametrize("table", ["purchases", "content_access"])
 def test_grants_survive_the_switch(
-    ledger_app: Ledger, settings: Settings, conn: Conn, table: str
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    table: str,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     load_demo(ledger_app, 20)
+    placing_from_here()  # the role's DDL, carried to every node, then the rebuild
     conn.execute(
         "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_test_grantee') THEN CREATE ROLE ledger_test_grantee; END IF; END $$"
     )

@@ -3,6 +3,7 @@ the test before did with them (``tests/schemas.py``)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from ledger import api
 from ledger.config import Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
+from ledger.upkeep.rebuild import rebuild
 from tests.schemas import SchemaPool, fingerprint
 from tests.support import append, catalogue, complete, statuses
 
@@ -239,3 +241,44 @@ def test_a_compacted_schema_is_reset_and_reused(pool: SchemaPool, database_url: 
     assert (pool.migrated, pool.reused) == (1, 1)
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert fingerprint(conn, again.schema) == pool.pristine
+
+
+def test_a_rebuilt_schema_is_reset_and_reused(pool: SchemaPool, database_url: str) -> None:
+    """A rebuild swaps in tables its shadow schema made, by the migrations' own statements:
+    the schema is then a migration's in every way the fingerprint sees (on PostgreSQL 18 the
+    NOT NULL constraints' names too), so it is reset and reused, not dropped and migrated
+    anew (``test_rebuild.py``'s every test)."""
+    used = pool.take()
+    app = api.open_ledger(used)
+    try:
+        assert statuses(append(app, *catalogue(), complete("pi_rebuilt"))) == ["accepted"] * 6
+    finally:
+        app.close()
+    rebuild(used, stream=io.StringIO())
+    pool.give(used.schema)
+    again = pool.take()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert pool.pristine is not None
+        left = fingerprint(conn, again.schema) ^ pool.pristine
+        assert left == frozenset()
+    assert (pool.migrated, pool.reused) == (1, 1)
+
+
+def test_a_name_differing_past_63_bytes_is_told_apart(pool: SchemaPool, database_url: str) -> None:
+    """The fingerprint's entries are named ``table.constraint`` (or ``table.column``), which
+    for a long table and constraint runs past PostgreSQL's 63 bytes of a ``name``: they are
+    compared whole, so a schema whose constraint was renamed at its end is replaced."""
+    used = pool.take()
+    long = "ledger_consumer_checkpoints.ledger_consumer_checkpoints_position_check"
+    assert len(long) > 63 and any(n == long for _, n, _ in pool.pristine or ())
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                sql.Identifier(used.schema, "ledger_consumer_checkpoints"),
+                sql.Identifier("ledger_consumer_checkpoints_position_check"),
+                sql.Identifier("ledger_consumer_checkpoints_position_checks"),
+            )
+        )
+    pool.give(used.schema)
+    pool.take()
+    assert (pool.migrated, pool.reused) == (2, 0)
