@@ -106,7 +106,6 @@ class Backend:
             open=False,
             timeout=5.0,
         )
-        checked.watch(self._reads)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.settings.schema)))

@@ -14,12 +14,10 @@ retry in the background.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import psycopg
-import psycopg_pool
 from eventsourcing.persistence import BaseInfrastructureFactory
 from eventsourcing.postgres import ConnectionPool, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment, EnvType
@@ -50,45 +48,16 @@ class CheckIdle:
     checkout (``ConnectionPool.check_connection``) costs a round trip per append or read;
     a connection in steady use was working a moment ago, and one that dies in use fails
     its request with a connection error (503) and is discarded by the pool.
-
-    A connection that fails its check means the server most likely ended them all: the
-    pool's own checkout loop would find the other dead ones one at a time, sleeping its
-    backoff (1 s, then 2, 4, ...) after each, so that a pool of four outlasts a 5 s
-    pool timeout. So the first failed check checks the whole pool (``pool.check()``:
-    one round trip per idle connection, every broken one replaced at once) before it
-    raises, and the checkout takes a new connection next. Bounded: one whole-pool check
-    at a time (a checkout that fails while another runs just raises), and only ever
-    started by a failed check, never repeated by itself.
     """
 
     def __init__(self, idle_seconds: float = CHECK_IDLE_S) -> None:
         self.idle_seconds = idle_seconds
-        self.pool: psycopg_pool.ConnectionPool[Any] | None = None
-        self._checking = threading.Lock()
-
-    def watch(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
-        """Checks ``pool`` whole when one of its connections fails its check."""
-        self.pool = pool
 
     def check(self, conn: Connection[Any]) -> None:
         used = getattr(conn, "_ledger_returned", None)
         if used is not None and time.monotonic() - used < self.idle_seconds and not conn.closed:
             return
-        try:
-            ConnectionPool.check_connection(conn)
-        except Exception:
-            self.check_pool()
-            raise
-
-    def check_pool(self) -> None:
-        """Checks every idle connection of the pool, unless a check already runs."""
-        pool = self.pool
-        if pool is None or not self._checking.acquire(blocking=False):
-            return
-        try:
-            pool.check()
-        finally:
-            self._checking.release()
+        ConnectionPool.check_connection(conn)
 
     def reset(self, conn: Connection[Any]) -> None:
         conn._ledger_returned = time.monotonic()  # type: ignore[attr-defined]
@@ -134,7 +103,6 @@ class LedgerDatastore(PostgresDatastore):
             reset=checked.reset,
             timeout=pool_timeout_s,
         )
-        checked.watch(self.pool)
         self._probe()
 
     def _probe(self) -> None:
