@@ -221,8 +221,14 @@ def assert_read_versions_sql(schema: str) -> sql.Composed:
 
 @lru_cache(maxsize=8)
 def has_purchase_rows_sql(schema: str) -> sql.Composed:
+    """The RESTRICT rule's read, by the content's organization too: every purchase of a
+    content carries it (``purchases``' key (organization_id, content_id) references
+    ``content``), so the answer is the same, and on Citus the read goes to the
+    organization's shard alone instead of every shard (a stopped worker of other
+    organizations no longer fails it: docs/scaling.md, i28o)."""
     return sql.SQL(
-        "SELECT EXISTS (SELECT 1 FROM {} WHERE content_id = %s AND customer_id <> ALL(%s::text[]))"
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE organization_id = %s AND content_id = %s "
+        "AND customer_id <> ALL(%s::text[]))"
     ).format(sql.Identifier(schema, "purchases"))
 
 

@@ -337,7 +337,7 @@ class Ledger(Application[UUID]):
         # protocols, a tenth of a group's time in Python: the events are known to be events
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.events.extend(uow.events)
-        changes = changes_for(uow.events)
+        changes = changes_for(uow.events, chains=uow.chains)
         named = subjects_in(changes)
         if named:  # the projected tables name people by their ids (docs/privacy.md)
             names = {s: u for s, u in uow.named.items() if s in named}

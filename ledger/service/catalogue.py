@@ -185,7 +185,7 @@ def delete_content(uow: UnitOfWork, command: DeleteContent, occurred: str, _: Fi
         raise NotFound(f"content {content_id} is not published", "content_id")
     if content.deleted:
         raise Duplicate
-    if uow.has_purchase_rows(content_id):
+    if uow.has_purchase_rows(content_id, content.organization_id):
         raise InvalidState(
             f"content {content_id} has purchases; purchases restrict its deletion",
             "content_id",
