@@ -67,11 +67,11 @@ def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
     video_a = _videos(citus, conn, schema, a, 1)[0]
     conn.commit()
     with api.open_ledger(distributed) as ledger:
-        setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
+        setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice"), user("bob")]
         setup += [publish(video_a, str(a)), publish(bought, str(b)), publish(free, str(b))]
         setup += [complete(intents[0], content_id=bought), grant("alice", free)]
-        setup += [complete(f"pi_a_{str(a)[:8]}", content_id=video_a), grant("alice", video_a)]
-        assert statuses(append(ledger, *setup)) == ["accepted"] * 11
+        setup += [complete(f"pi_a_{str(a)[:8]}", content_id=video_a), grant("bob", video_a)]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 12
         with citus.stopped(stopped):
             deleted = append(ledger, _delete(free))
             assert statuses(deleted) == ["accepted"], [r.error for r in deleted]
@@ -88,8 +88,9 @@ def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
         conn.commit()
         content = conn.execute("SELECT id::text FROM content").fetchall()
         assert sorted(content) == sorted([(bought,), (video_a,)])
-        access = conn.execute("SELECT content_id::text FROM content_access").fetchall()
-        assert access == [(video_a,)]  # free's grant deleted with it
+        access = conn.execute("SELECT content_id::text, user_id FROM content_access").fetchall()
+        expected = [(bought, "alice"), (video_a, "alice"), (video_a, "bob")]
+        assert sorted(access) == sorted(expected)  # free's grant deleted with it
         conn.commit()
         assert statuses(append(ledger, _delete(video_a))) == ["rejected:invalid_state"]
         assert statuses(append(ledger, _delete(bought))) == ["rejected:invalid_state"]
