@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any
-from uuid import UUID
 
 from ledger.domain import events as ev
-from ledger.log.chains import PLATFORM
 from projections import content, content_access, organizations, purchases, users, video_playback
-from projections.changes import Delete, RowChange
+from projections.changes import RowChange
 
 PROJECTIONS: tuple[ModuleType, ...] = (
     organizations,
@@ -57,42 +54,14 @@ def _route(kind: type, only: frozenset[str] | None) -> tuple[Mapper, ...]:
     return found
 
 
-def changes_for(
-    events: Iterable[Any],
-    only: frozenset[str] | None = None,
-    chains: Sequence[UUID] | None = None,
-) -> list[RowChange]:
+def changes_for(events: Iterable[Any], only: frozenset[str] | None = None) -> list[RowChange]:
     """Every row change the events make, event by event, tables in FK order.
 
     Each event goes only to the projections that map its class (a heartbeat to two,
     not six): on a rebuild this dispatch runs once per event of the log.
-
-    ``chains`` (the append's: each event's organization, ``ledger.service.chains``): a
-    content's deletion then deletes its rows in its organization (``in_organization``).
     """
     result: list[RowChange] = []
-    for index, event in enumerate(events):
+    for event in events:
         for mapper in _route(type(event), only):
-            if chains and isinstance(event, ev.ContentDeleted):
-                result.extend(in_organization(mapper(event), chains[index]))
-            else:
-                result.extend(mapper(event))
+            result.extend(mapper(event))
     return result
-
-
-def in_organization(changes: Iterable[RowChange], chain: UUID) -> Iterator[RowChange]:
-    """A content's deletion's row deletions, matched by its organization as well.
-
-    ``ContentDeleted`` names its content alone (the event predates the organizations'
-    keys, and old events cannot learn it), so its rows (``content``, ``content_access``,
-    ``video_playback``) were deleted by content id, which on Citus is every shard of each
-    table: every worker, so a stopped worker of other organizations failed the deletion.
-    Its chain is its content's organization (``chains.chain_of``), and every row of the
-    content carries it (their keys (organization_id, content_id) reference ``content``), so
-    the same rows are deleted, by a statement routed to the organization's shard. The
-    platform's chain names no organization: left as it is."""
-    for change in changes:
-        if isinstance(change, Delete) and chain != PLATFORM:
-            yield replace(change, match={**change.match, "organization_id": str(chain)})
-        else:
-            yield change

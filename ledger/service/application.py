@@ -46,7 +46,6 @@ from ledger.service.group_commit import GroupFailed
 from ledger.service.lanes import Lanes
 from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
-from projections.registry import changes_for
 
 MAX_ATTEMPTS = 20
 GROUP_ATTEMPTS = 2
@@ -337,7 +336,7 @@ class Ledger(Application[UUID]):
         # protocols, a tenth of a group's time in Python: the events are known to be events
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.events.extend(uow.events)
-        changes = changes_for(uow.events, chains=uow.chains)
+        changes = chains.row_changes(uow)
         named = subjects_in(changes)
         if named:  # the projected tables name people by their ids (docs/privacy.md)
             names = {s: u for s, u in uow.named.items() if s in named}
