@@ -91,7 +91,9 @@ def test_a_schema_distributed_with_organizations_a_reference_table_is_placed_ane
     tables it joins by foreign keys back to the coordinator and places them anew, every row
     kept, colocated with the log, and a third run changes nothing."""
     schema = distributed.schema
-    first, second, third = (str(o) for o in itertools.islice(citus_support.organizations(), 3))
+    first, second, third, fourth = (
+        str(o) for o in itertools.islice(citus_support.organizations(), 4)
+    )
     video = "5d3c1c2e-0f7a-4f57-8a53-6a7f1b2c3d4e"
     with api.open_ledger(distributed) as ledger:
         history = [org(first, "First"), org(second, "Second"), user("creator"), user("alice")]
@@ -121,6 +123,8 @@ def test_a_schema_distributed_with_organizations_a_reference_table_is_placed_ane
             )
         )
     assert distribution.places(conn, schema)["organizations"] == "reference"
+    with api.open_ledger(distributed) as ledger:  # this code on that layout registers too
+        assert statuses(append(ledger, org(third, "Third"))) == ["accepted"]
     before = dump_all(conn)
     placed = cli(_env(distributed), "db", "distribute")
     assert placed.returncode == 0, placed.stderr
@@ -140,5 +144,5 @@ def test_a_schema_distributed_with_organizations_a_reference_table_is_placed_ane
     assert again.returncode == 0, again.stderr
     assert "\tdone" not in again.stdout, again.stdout
     with api.open_ledger(distributed) as ledger:
-        assert statuses(append(ledger, org(third, "Third"))) == ["accepted"]
-    assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (3,)
+        assert statuses(append(ledger, org(fourth, "Fourth"))) == ["accepted"]
+    assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (4,)
