@@ -29,7 +29,7 @@ from psycopg import sql
 from ledger.database import legacy, migrations, placement
 from ledger.database.legacy import CLAIMS as CLAIMS
 from ledger.database.placement import COLUMN, NoCitus, Place, Step, citus_version, places_of
-from ledger.database.store_placement import distribute_store
+from ledger.database.store_placement import ANCHOR, distribute_store
 from ledger.errors import ConfigurationError
 from ledger.log import chains
 
@@ -276,7 +276,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         raise ConfigurationError(
             f"schema {schema!r} is not migrated up to {LOG_MIGRATION:04d}: run `ledger db upgrade`"
         )
-    if places(conn, schema).get(DISTRIBUTED[0]) != "distributed":
+    if places(conn, schema).get(ANCHOR) != "distributed":
         raise ConfigurationError("the money tables are not distributed: run `ledger db distribute`")
     now = log_places(conn, schema)
     steps: list[Step] = []
@@ -289,7 +289,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         steps.append(Step(table, "reference", True))
     _bound_lookup_nested(conn, schema)
-    anchor = sql.Identifier(schema, DISTRIBUTED[0]).as_string(conn)
+    anchor = sql.Identifier(schema, ANCHOR).as_string(conn)
     for table in LOG_DISTRIBUTED:
         if now[table] == "distributed":
             steps.append(Step(table, "distributed", False))
