@@ -4,9 +4,9 @@ No rule of the ledger spans two organizations, so the tables of the money side a
 ``organization_id``: each organization's rows live on one worker, colocated (a purchase, its
 access rows and, later, its events on the same worker, so one organization's work is one
 worker's). What every organization shares is a reference table, a copy on every node:
-``users`` (a customer buys from many organizations) and ``organizations``. ``content``,
-``purchases``, ``content_access`` and ``video_playback`` (which carries its content's
-organization since migration 0026) are distributed by it. The log follows
+``users`` (a customer buys from many organizations). ``organizations`` is distributed by
+its id (i28o), ``content``, ``purchases``, ``content_access`` and ``video_playback`` (which
+carries its content's organization since migration 0026) by ``organization_id``. The log follows
 (``distribute_log``, the last part of ``distribute``): its events and its chains' lock rows
 by organization beside the money tables, the tables its triggers read as reference tables,
 and the claims of the keys that are one namespace across
