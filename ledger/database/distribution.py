@@ -4,9 +4,9 @@ No rule of the ledger spans two organizations, so the tables of the money side a
 ``organization_id``: each organization's rows live on one worker, colocated (a purchase, its
 access rows and, later, its events on the same worker, so one organization's work is one
 worker's). What every organization shares is a reference table, a copy on every node:
-``users`` (a customer buys from many organizations) and ``organizations``. ``content``,
-``purchases``, ``content_access`` and ``video_playback`` (which carries its content's
-organization since migration 0026) are distributed by it. The log follows
+``users`` (a customer buys from many organizations). ``organizations`` is distributed by
+its id (i28o), ``content``, ``purchases``, ``content_access`` and ``video_playback`` (which
+carries its content's organization since migration 0026) by ``organization_id``. The log follows
 (``distribute_log``, the last part of ``distribute``): its events and its chains' lock rows
 by organization beside the money tables, the tables its triggers read as reference tables,
 and the claims of the keys that are one namespace across
@@ -29,18 +29,26 @@ from psycopg import sql
 from ledger.database import legacy, migrations, placement
 from ledger.database.legacy import CLAIMS as CLAIMS
 from ledger.database.placement import COLUMN, NoCitus, Place, Step, citus_version, places_of
-from ledger.database.store_placement import distribute_store
+from ledger.database.store_placement import ANCHOR, distribute_store
 from ledger.errors import ConfigurationError
 from ledger.log import chains
 
 __all__ = ["COLUMN", "NoCitus", "Place", "Step", "citus_version"]
-# in this order: a reference table's foreign keys point only at reference tables made before.
-# organizations stays a reference table: small (one row a tenant), written once per
-# tenant, and referenced by every distributed table's rows, whose foreign keys to it are
-# then checked on their own worker (docs/scaling.md, "The layout")
-REFERENCE: tuple[str, ...] = ("users", "organizations")
-# distributed by COLUMN and colocated with the first; in the order of their foreign keys
-DISTRIBUTED: tuple[str, ...] = ("content", "purchases", "content_access", "video_playback")
+# in this order: a reference table's foreign keys point only at reference tables made before
+REFERENCE: tuple[str, ...] = ("users",)
+# distributed by COLUMN (``BY``: another column) and colocated with the first; in the order of
+# their foreign keys. organizations by its id (i28o): a reference table was written on every
+# node, so any stopped worker failed every registration; by its id, beside its own rows, a
+# registration writes its organization's worker alone, and the money tables' foreign keys to
+# it (their organization_id) are still checked on their own worker (docs/scaling.md)
+DISTRIBUTED: tuple[str, ...] = (
+    "organizations",
+    "content",
+    "purchases",
+    "content_access",
+    "video_playback",
+)
+BY: dict[str, str] = {"organizations": "id"}
 # the migration from which every key of these tables carries the organization (Citus refuses
 # a key without it): 0013 purchases and content_access, 0015 content, 0026 video_playback
 KEYS_MIGRATION = 26
@@ -106,7 +114,7 @@ def _place(
 ) -> list[Step]:
     steps: list[Step] = []
     anchor: str | None = None  # the first distributed table: the others colocate with it
-    held: list[tuple[str, str, str]] = []  # foreign keys to content, made again at the end
+    held: list[tuple[str, str, str]] = []  # keys to what is placed, made again at the end
     moved = [
         t for t, p in now.items() if p != "local" and wanted.get(t, "local") not in ("local", p)
     ]
@@ -125,20 +133,21 @@ def _place(
             anchor = name
         if place == "local":
             continue
+        column = BY.get(table, COLUMN) if place == "distributed" else COLUMN
         if now.get(table) == place:
-            steps.append(Step(table, place, False))
+            steps.append(Step(table, place, False, column))
             continue
         if place == "reference":
             conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         else:
-            if table == "content":
-                held = _unhold(conn, schema)
+            if table in ("organizations", "content"):
+                held += _unhold(conn, schema, table)
             colocate = "default" if anchor == name else anchor
             conn.execute(
                 "SELECT create_distributed_table(%s::regclass, %s, colocate_with => %s)",
-                (name, COLUMN, colocate),
+                (name, column, colocate),
             )
-        steps.append(Step(table, place, True))
+        steps.append(Step(table, place, True, column))
     for owner, constraint, definition in held:  # between colocated tables now: Citus holds them
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
@@ -180,11 +189,11 @@ def _add_missing_keys(conn: psycopg.Connection[Any], schema: str, steps: list[St
             )
 
 
-def _unhold(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str, str]]:
-    """Before content is distributed: drops what Citus cannot hold on it, and the foreign
-    keys of the other tables to it (Citus refuses a key from a table not yet distributed to
-    a distributed one); returns those keys, to be made again once their tables are
-    distributed beside it."""
+def _unhold(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str, str]]:
+    """Before ``table`` (organizations, content) is distributed: drops what Citus cannot
+    hold on it, and the foreign keys of the other tables to it (Citus refuses a key from a
+    table not yet distributed to a distributed one); returns those keys, to be made again
+    once their tables are distributed beside it."""
     for owner, constraint in CITUS_CANNOT_HOLD:
         conn.execute(
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
@@ -195,7 +204,7 @@ def _unhold(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str, 
         "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
         " JOIN pg_class c ON c.oid = k.conrelid"
         " WHERE k.contype = 'f' AND k.confrelid = %s::regclass AND k.conrelid <> k.confrelid",
-        (sql.Identifier(schema, "content").as_string(conn),),
+        (sql.Identifier(schema, table).as_string(conn),),
     ).fetchall()
     for owner, constraint, _ in rows:
         conn.execute(
@@ -267,7 +276,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         raise ConfigurationError(
             f"schema {schema!r} is not migrated up to {LOG_MIGRATION:04d}: run `ledger db upgrade`"
         )
-    if places(conn, schema).get(DISTRIBUTED[0]) != "distributed":
+    if places(conn, schema).get(ANCHOR) != "distributed":
         raise ConfigurationError("the money tables are not distributed: run `ledger db distribute`")
     now = log_places(conn, schema)
     steps: list[Step] = []
@@ -280,7 +289,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
         conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         steps.append(Step(table, "reference", True))
     _bound_lookup_nested(conn, schema)
-    anchor = sql.Identifier(schema, DISTRIBUTED[0]).as_string(conn)
+    anchor = sql.Identifier(schema, ANCHOR).as_string(conn)
     for table in LOG_DISTRIBUTED:
         if now[table] == "distributed":
             steps.append(Step(table, "distributed", False))

@@ -24,7 +24,8 @@ STORE_BY_KEY: tuple[str, ...] = ("playback_keys", "playback_compacted_keys")
 STORE_REFERENCE: tuple[str, ...] = ("playback_state",)
 STORE_MIGRATION = 22
 HEADS = "playback_heads"  # migration 0027: each organization's positions
-# the anchor of the money tables' colocation group (``distribution.DISTRIBUTED[0]``)
+# what the log and the store colocate with: the money tables' group (``organizations`` leads
+# it since i28o, a reference table on a schema placed before: ``content`` is distributed in both)
 ANCHOR = "content"
 
 

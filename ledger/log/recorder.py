@@ -45,7 +45,7 @@ from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
 from ledger.database import distribution, legacy
-from ledger.log import claims, statements
+from ledger.log import claims, restrict, statements
 from ledger.log.chains import PLATFORM, Order, Route, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -362,14 +362,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             return people_of(conn, self.datastore.schema, values)
 
-    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
-        """Whether a purchases row of this content exists, of a customer other than those
-        ``excluding``: the one read of a projected table that a decision makes (the
-        RESTRICT rule of ``content.delete``)."""
+    def has_purchase_rows(
+        self, content_id: str, organization_id: str, excluding: Sequence[str] = ()
+    ) -> bool:
+        """The RESTRICT rule of ``content.delete``, by its organization (``restrict``)."""
         with self.datastore.get_connection() as conn:
-            query = statements.has_purchase_rows_sql(self.datastore.schema)
-            row = conn.execute(query, (content_id, list(excluding))).fetchone()
-        return bool(row and (row["exists"] if isinstance(row, dict) else row[0]))
+            return restrict.has_purchase_rows(
+                conn, self.datastore.schema, content_id, organization_id, excluding
+            )
 
 
 INSERT_ROWS = 1000

@@ -336,7 +336,7 @@ class Ledger(Application[UUID]):
         # protocols, a tenth of a group's time in Python: the events are known to be events
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.events.extend(uow.events)
-        changes = facts.changes(uow)  # the projections' changes, a revocation's guard
+        changes = chains.row_changes(uow)  # a revocation's guard, a deletion's organization
         named = subjects_in(changes)
         if named:  # the projected tables name people by their ids (docs/privacy.md)
             names = {s: u for s, u in uow.named.items() if s in named}

@@ -25,9 +25,13 @@ class DecisionStore(Protocol):
         """Every event of these aggregates after the versions given, in order. ``route``:
         where a distributed log reads them (``ledger.log.chains.Route``)."""
 
-    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
+    def has_purchase_rows(
+        self, content_id: str, organization_id: str, excluding: Sequence[str] = ()
+    ) -> bool:
         """Whether a purchases row of this content exists (the RESTRICT rule), of a
-        customer other than those ``excluding`` (users deleted earlier in the batch)."""
+        customer other than those ``excluding`` (users deleted earlier in the batch). Read
+        in the content's organization: its purchases carry it, and on Citus the read then
+        goes to that organization's worker alone."""
 
 
 class AggregateCache:

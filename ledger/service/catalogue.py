@@ -24,9 +24,9 @@ from ledger.service.unit_of_work import UnitOfWork
 
 def live_user(uow: UnitOfWork, user_id: str, field_name: str, shown: str | None = None) -> None:
     """A registered user not deleted: what a purchase, grant, revocation or publication
-    needs. On a distributed log a purchase, a grant and a publication take it as a fact of
-    ``users`` (``ledger.service.facts``), else from the ``User`` aggregate; the answers are
-    the same.
+    needs. On a distributed log a purchase, a grant, a revocation and a publication take it
+    as a fact of ``users`` (``ledger.service.facts``), else from the ``User`` aggregate; the
+    answers are the same.
 
     ``shown``: how the answer names a user the command did not name itself (one the log
     recorded): by their role, since the log knows them by a subject the caller never gave
@@ -185,7 +185,7 @@ def delete_content(uow: UnitOfWork, command: DeleteContent, occurred: str, _: Fi
         raise NotFound(f"content {content_id} is not published", "content_id")
     if content.deleted:
         raise Duplicate
-    if uow.has_purchase_rows(content_id):
+    if uow.has_purchase_rows(content_id, content.organization_id):
         raise InvalidState(
             f"content {content_id} has purchases; purchases restrict its deletion",
             "content_id",

@@ -10,12 +10,14 @@ platform's chain. All of a command's events go to one chain: no rule spans two.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
 from ledger.commands.base import Command
 from ledger.commands.catalogue import DeleteUser, EraseUser, RegisterUser
+from ledger.domain import events as ev
 from ledger.domain import ids
 from ledger.domain.catalogue import Content
 from ledger.domain.purchase import Purchase
@@ -24,6 +26,8 @@ from ledger.service.cache import AggregateCache
 from ledger.service.group_commit import GLOBAL
 from ledger.service.partition import by_organization
 from ledger.service.unit_of_work import UnitOfWork
+from projections.changes import Delete, RowChange
+from projections.registry import changes_for
 
 _PLATFORM_COMMANDS = (RegisterUser, DeleteUser, EraseUser)
 
@@ -99,3 +103,40 @@ def assign(uow: UnitOfWork, command: Command, before: int) -> None:
     """Gives the command's events (those from ``before`` on) their chain."""
     chain = chain_of(uow, command, uow.events[before:])
     uow.chains[before:] = [chain] * (len(uow.events) - before)
+
+
+def row_changes(uow: UnitOfWork) -> list[RowChange]:
+    """The rows the unit of work's events change (``changes_for``): each revocation's guard
+    (``facts.guard``, in ``uow.guards``) just before the changes of its event, and a
+    content's deletion's matched by its chain's organization as well (``in_organization``)."""
+    deleting = any(isinstance(event, ev.ContentDeleted) for event in uow.events)
+    if not uow.guards and not deleting:
+        return changes_for(uow.events)
+    found: list[RowChange] = []
+    for index, event in enumerate(uow.events):
+        if index in uow.guards:
+            found.append(uow.guards[index])
+        changes = changes_for([event])
+        if isinstance(event, ev.ContentDeleted):
+            found.extend(in_organization(changes, uow.chains[index]))
+        else:
+            found.extend(changes)
+    return found
+
+
+def in_organization(changes: Iterable[RowChange], chain: UUID) -> Iterator[RowChange]:
+    """A content's deletion's row deletions, matched by its organization as well.
+
+    ``ContentDeleted`` names its content alone (old events cannot learn more), so its rows
+    (``content``, ``content_access``, ``video_playback``) were deleted by content id, which
+    on Citus is every shard of each table: every worker, so a stopped worker of other
+    organizations failed the deletion. Its chain is its content's organization
+    (``chain_of``), and every row of the content carries it (their keys (organization_id,
+    content_id) reference ``content``): the same rows are deleted, by statements routed to
+    the organization's shard. The platform's chain names no organization: left as it is.
+    The projections map the event alone (a rebuild deletes by content id, as before)."""
+    for change in changes:
+        if isinstance(change, Delete) and chain != PLATFORM:
+            yield replace(change, match={**change.match, "organization_id": str(chain)})
+        else:
+            yield change

@@ -83,8 +83,7 @@ from ledger.log.chains import PLATFORM
 from ledger.privacy.subjects import Subjects
 from ledger.service.unit_of_work import UnitOfWork
 from projections import content_access
-from projections.changes import RowChange, Upsert
-from projections.registry import changes_for
+from projections.changes import Upsert
 
 ON_FACTS = (
     StartPurchase,
@@ -209,16 +208,3 @@ def guard(uow: UnitOfWork, row: Upsert | None) -> None:
     once the revocation is decided, so a rejected one leaves none."""
     if row is not None:
         uow.guards[len(uow.events)] = row
-
-
-def changes(uow: UnitOfWork) -> list[RowChange]:
-    """The row changes of the decision's events, each revocation's guard (above) just
-    before the changes of its event."""
-    if not uow.guards:
-        return changes_for(uow.events)
-    found: list[RowChange] = []
-    for index, event in enumerate(uow.events):
-        if index in uow.guards:
-            found.append(uow.guards[index])
-        found.extend(changes_for([event]))
-    return found

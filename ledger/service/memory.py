@@ -80,11 +80,15 @@ class MemoryRecorder(POPOApplicationRecorder):
         with self._database_lock:
             return {s: u for u, s in self.subjects.items() if s in wanted}
 
-    def has_purchase_rows(self, content_id: str, excluding: Sequence[str] = ()) -> bool:
+    def has_purchase_rows(
+        self, content_id: str, organization_id: str, excluding: Sequence[str] = ()
+    ) -> bool:
         with self._database_lock:
             purchases = self.rows.rows["purchases"].values()
             return any(
-                row.get("content_id") == content_id and row.get("customer_id") not in excluding
+                row.get("content_id") == content_id
+                and str(row.get("organization_id")) == organization_id
+                and row.get("customer_id") not in excluding
                 for row in purchases
             )
 

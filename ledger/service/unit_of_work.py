@@ -116,8 +116,9 @@ class UnitOfWork:
             self.written.add(aggregate.id)
             self.events.extend(new_events)
 
-    def has_purchase_rows(self, content_id: str) -> bool:
-        """Whether a purchases row of this content exists (the RESTRICT rule).
+    def has_purchase_rows(self, content_id: str, organization_id: str) -> bool:
+        """Whether a purchases row of this content exists (the RESTRICT rule), read in the
+        content's organization (its purchases carry it: one worker's shard on Citus).
 
         Read from the projection, which is consistent with the log (inline); in a
         batch, this batch's own events count too, in their order: its purchases add
@@ -141,7 +142,7 @@ class UnitOfWork:
             return True
         # the rows name people by id, the events by subject (``named``: docs/privacy.md)
         ids = {self.named.get(user, user) for user in deleted}
-        return self.store.has_purchase_rows(content_id, sorted(ids))
+        return self.store.has_purchase_rows(content_id, organization_id, sorted(ids))
 
     def guarded_reads(self) -> dict[UUID, int]:
         """Versions of what was read and not written (0: absent); the key guards the rest."""

@@ -1,0 +1,104 @@
+"""On the distributed log, a content's deletion touches its organization's worker alone (i28o).
+
+``content.delete`` read ``purchases`` by content (the RESTRICT rule) and deleted the
+content's rows (``content``, ``content_access``, ``video_playback``) by content id: on Citus
+each of those statements went to every shard of its table, so a stopped worker failed the
+deletion of every organization's content. Both now name the content's organization too
+(every purchase and every row of a content carries it), so a deletion of an organization on
+a running worker is answered as on one server while the other worker is stopped, the
+RESTRICT rule included. The single server and the memory store answer the same
+(``test_contract_rules.py::test_content_with_purchases_cannot_be_deleted``,
+``test_memory_parity.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledger import api
+from ledger.config import Settings
+from ledger.database import distribution
+from ledger.database.connections import connect
+from ledger.log.chains import PLATFORM
+from tests import citus_support
+from tests.citus_support import CitusCluster
+from tests.integration.test_log_one_worker import _home, _messages, _videos, _worker
+from tests.support import append, complete, grant, org, publish, statuses, t, user
+
+pytestmark = pytest.mark.citus
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def distributed(citus: CitusCluster, settings: Settings) -> Settings:
+    with connect(settings) as conn:
+        distribution.distribute(conn, settings.schema)  # `ledger db distribute`
+        conn.commit()
+    return settings
+
+
+def _delete(content_id: str, day: int = 5) -> dict[str, Any]:
+    return {"type": "content.delete", "content_id": content_id, "occurred_at": t(day)}
+
+
+def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """Organization B's rows, its contents' claims and the platform's chain on one worker;
+    organization A on the other, which is stopped: B deletes a content without purchases
+    (its grant's row goes with it), is refused one with purchases (``has purchases``), and
+    answers ``duplicate`` for the one deleted, as one server does; A's content and rows are
+    untouched, and A's deletion goes through once its worker is back. Before (the read and
+    the deletions by content id alone, on every shard), B's deletion failed with the error
+    naming the stopped worker."""
+    schema = distributed.schema
+    log = f"{schema}.ledger_events"
+    running = _worker(citus, conn, log, PLATFORM)
+    candidates = list(itertools.islice(citus_support.organizations(), 64))
+    b = next(o for o in candidates if _worker(citus, conn, log, o) == running)
+    a = next(o for o in candidates if _worker(citus, conn, log, o) != running)
+    stopped = _worker(citus, conn, log, a)
+    bought, intents = _home(citus, conn, schema, b)
+    free = next(v for v in _videos(citus, conn, schema, b, 2) if v != bought)
+    video_a = _videos(citus, conn, schema, a, 1)[0]
+    conn.commit()
+    with api.open_ledger(distributed) as ledger:
+        setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice"), user("bob")]
+        setup += [publish(video_a, str(a)), publish(bought, str(b)), publish(free, str(b))]
+        setup += [complete(intents[0], content_id=bought), grant("alice", free)]
+        setup += [complete(f"pi_a_{str(a)[:8]}", content_id=video_a), grant("bob", video_a)]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 12
+        with citus.stopped(stopped):
+            deleted = append(ledger, _delete(free))
+            assert statuses(deleted) == ["accepted"], [r.error for r in deleted]
+            refused = append(ledger, _delete(bought))
+            assert statuses(refused) == ["rejected:invalid_state"]
+            assert refused[0].error is not None
+            assert refused[0].error.message == (
+                f"content {bought} has purchases; purchases restrict its deletion"
+            )
+            assert statuses(append(ledger, _delete(free, 6))) == ["duplicate"]
+            with pytest.raises(Exception) as caught:  # A's own: its worker is the stopped one
+                append(ledger, _delete(video_a))
+            assert "remote node" in _messages(caught.value), _messages(caught.value)
+        conn.commit()
+        content = conn.execute("SELECT id::text FROM content").fetchall()
+        assert sorted(content) == sorted([(bought,), (video_a,)])
+        access = conn.execute("SELECT content_id::text, user_id FROM content_access").fetchall()
+        expected = [(bought, "alice"), (video_a, "alice"), (video_a, "bob")]
+        assert sorted(access) == sorted(expected)  # free's grant deleted with it
+        conn.commit()
+        assert statuses(append(ledger, _delete(video_a))) == ["rejected:invalid_state"]
+        assert statuses(append(ledger, _delete(bought))) == ["rejected:invalid_state"]
+    rows = conn.execute(
+        "SELECT organization_id, content_id::text FROM purchases ORDER BY 1"
+    ).fetchall()
+    assert sorted(rows) == sorted([(b, bought), (a, video_a)])
+    deletions = conn.execute(
+        "SELECT organization_id FROM ledger_events WHERE topic LIKE %s", ("%ContentDeleted%",)
+    ).fetchall()
+    assert deletions == [(b,)]  # one deletion, in B's chain
