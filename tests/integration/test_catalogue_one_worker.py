@@ -8,7 +8,9 @@ deletion of every organization's content. Both now name the content's organizati
 a running worker is answered as on one server while the other worker is stopped, the
 RESTRICT rule included. The single server and the memory store answer the same
 (``test_contract_rules.py::test_content_with_purchases_cannot_be_deleted``,
-``test_memory_parity.py``).
+``test_memory_parity.py``). And since i28p neither a deletion nor an organization's
+registration reads the platform's chain (``facts.APART``): with the *platform's* worker
+stopped, both go on for the organizations of the other worker.
 """
 
 from __future__ import annotations
