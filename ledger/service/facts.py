@@ -43,6 +43,10 @@ join ``users`` with (Citus routes a reference table's row lock to the workers ot
 "no row, decide again" for a person a deletion removed. Its cost: the row's NOT NULL values,
 which the aggregate holds for a present access (the only one a revocation records).
 
+Commands that name no person at all and read nothing of the platform's chain (``APART``: a
+refund, a content's deletion, an organization's registration) are decided without it too,
+with no fact to read.
+
 Left on the ``User`` aggregate, because no row orders them with a deletion: a deletion's
 part (``user.leave``: it deletes rows, and the deletion it belongs to needs the platform's
 chain anyway), and registrations, deletions and erasures (the platform's chain is theirs).
@@ -70,7 +74,7 @@ from uuid import UUID
 
 from ledger.commands.access import GrantAccess, RevokeAccess
 from ledger.commands.base import Command
-from ledger.commands.catalogue import PublishContent
+from ledger.commands.catalogue import DeleteContent, PublishContent, RegisterOrganization
 from ledger.commands.purchases import (
     CompletePurchase,
     FailPurchase,
@@ -99,13 +103,15 @@ deleting it, ``revocation_guard``), whose foreign key to ``users`` orders it wit
 deletion (above)."""
 
 
-APART = (RefundPurchase,)
-"""Commands that name no person and read nothing of the platform's chain (a refund: its
+APART = (RefundPurchase, DeleteContent, RegisterOrganization)
+"""Commands that name no person and read nothing of the platform's chain, decided without
+that chain too, so a stopped platform worker does not stop them either: a refund (its
 purchase and its refund id, found by their claims, and its customer's access, in the
-purchase's organization's chain): decided without that chain too, so a stopped platform
-worker does not stop them either. (``content.delete`` reads ``purchases`` across every
-shard, and ``organization.register`` writes a reference table on every node: a stopped
-worker stops them whatever their route.)"""
+purchase's organization's chain); a content's deletion (its ``Content`` aggregate, in its
+organization's chain, found by its claim when not cached, and the RESTRICT read of
+``purchases``, routed by the content's organization: its creator is never looked at);
+an organization's registration (its own ``Organization`` aggregate and chain, and its
+``organizations`` row, distributed by its id beside them since i28o)."""
 
 
 def on_facts(commands: Collection[Command]) -> bool:

@@ -8,7 +8,9 @@ deletion of every organization's content. Both now name the content's organizati
 a running worker is answered as on one server while the other worker is stopped, the
 RESTRICT rule included. The single server and the memory store answer the same
 (``test_contract_rules.py::test_content_with_purchases_cannot_be_deleted``,
-``test_memory_parity.py``).
+``test_memory_parity.py``). And since i28p neither a deletion nor an organization's
+registration reads the platform's chain (``facts.APART``): with the *platform's* worker
+stopped, both go on for the organizations of the other worker.
 """
 
 from __future__ import annotations
@@ -102,3 +104,64 @@ def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
         "SELECT organization_id FROM ledger_events WHERE topic LIKE %s", ("%ContentDeleted%",)
     ).fetchall()
     assert deletions == [(b,)]  # one deletion, in B's chain
+
+
+def test_with_the_platforms_worker_stopped_a_content_is_deleted_and_an_organization_registers(
+    citus: CitusCluster, distributed: Settings, conn: Conn
+) -> None:
+    """i28p: ``content.delete`` and ``organization.register`` name no person and read nothing
+    of the platform's chain (``facts.APART``), so with the *platform's* worker stopped an
+    organization on the other worker deletes a content without purchases (from a process
+    that has cached nothing too: its route found by the content's claim), is refused one
+    with purchases, and a new organization whose shard is on the running worker registers;
+    each repeat is ``duplicate``, as on one server. An organization of the stopped worker
+    fails naming the remote node. Before (their route kept the platform's chain), B's
+    deletion and C's registration failed naming the stopped worker."""
+    schema = distributed.schema
+    log = f"{schema}.ledger_events"
+    platform = _worker(citus, conn, log, PLATFORM)
+    candidates = list(itertools.islice(citus_support.organizations(), 64))
+    b, c = [o for o in candidates if _worker(citus, conn, log, o) != platform][:2]
+    a = next(o for o in candidates if _worker(citus, conn, log, o) == platform)
+    assert _worker(citus, conn, f"{schema}.organizations", c) != platform  # colocated
+    bought, intents = _home(citus, conn, schema, b)
+    free, kept, never = [v for v in _videos(citus, conn, schema, b, 4) if v != bought][:3]
+    conn.commit()
+    with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as cold:
+        setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
+        setup += [publish(bought, str(b)), publish(free, str(b)), publish(kept, str(b))]
+        setup += [complete(intents[0], content_id=bought), grant("alice", free)]
+        assert statuses(append(ledger, *setup)) == ["accepted"] * 9
+        assert cold.recorder.is_distributed()  # type: ignore[attr-defined]
+        with citus.stopped(platform):
+            deleted = append(cold, _delete(free))  # no aggregate cached: found by its claim
+            assert statuses(deleted) == ["accepted"], [r.error for r in deleted]
+            assert statuses(append(ledger, _delete(kept))) == ["accepted"]
+            refused = append(ledger, _delete(bought))
+            assert statuses(refused) == ["rejected:invalid_state"]
+            assert refused[0].error is not None
+            assert refused[0].error.message == (
+                f"content {bought} has purchases; purchases restrict its deletion"
+            )
+            assert statuses(append(ledger, _delete(free, 6))) == ["duplicate"]
+            assert statuses(append(cold, _delete(kept, 6))) == ["duplicate"]
+            assert statuses(append(cold, _delete(never))) == ["rejected:not_found"]  # no claim
+            assert statuses(append(ledger, org(str(c), "C"))) == ["accepted"]
+            assert statuses(append(cold, org(str(c), "C"))) == ["duplicate"]
+            with pytest.raises(Exception) as caught:  # A's chain is on the stopped worker
+                append(ledger, org(str(a), "A"))
+            assert "remote node" in _messages(caught.value), _messages(caught.value)
+        conn.commit()
+        assert conn.execute("SELECT id::text FROM content").fetchall() == [(bought,)]
+        assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (1,)
+        names = conn.execute("SELECT id, name FROM organizations ORDER BY name").fetchall()
+        assert names == [(a, "A"), (b, "B"), (c, "C")]
+        conn.commit()
+        assert statuses(append(ledger, org(str(a), "A"))) == ["duplicate"]
+    deletions = conn.execute(
+        "SELECT organization_id FROM ledger_events WHERE topic LIKE %s", ("%ContentDeleted%",)
+    ).fetchall()
+    assert deletions == [(b,), (b,)]  # in B's chain, none in the platform's
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_events WHERE organization_id = %s", (PLATFORM,)
+    ).fetchone() == (2,)  # creator and alice registered, nothing since

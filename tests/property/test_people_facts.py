@@ -9,8 +9,9 @@ statement of PostgreSQL that a single server runs too, so here the two deciders 
 side on PostgreSQL: one ledger as a single server runs it, one told its log is distributed
 (its reads and checks stay the whole log's, a single server's: only the facts differ).
 Random registrations, deletions, erasures, purchases (started, completed, failed,
-refunded), grants, revocations and publications of a few people, one command at a time and in groups: the
-same answers, word for word, and the same tables."""
+refunded), grants, revocations and publications of a few people, and the commands that name
+no one (``facts.APART``: refunds, content deletions, organizations' registrations), one
+command at a time and in groups: the same answers, word for word, and the same tables."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ PEOPLE = ("ann", "ben", "cat")
 ON_FACTS = frozenset(
     {"purchase.start", "purchase.complete", "purchase.fail", "purchase.refund"}
     | {"access.grant", "access.revoke", "content.publish"}
+    | {"content.delete", "organization.register"}  # name no one (i28p)
 )
+OTHER_ORG = "aaaaaaaa-0000-4000-8000-00000000000b"
 
 SETUP: list[dict[str, Any]] = [
     {"type": "organization.register", "organization_id": ORG, "name": "O", "occurred_at": t(1)},
@@ -64,7 +67,8 @@ def histories(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
         at = t(2 + number)
         intent = f"pi_{draw(st.integers(0, 3))}"
         kinds = ("register", "delete", "erase", "start", "complete", "fail")
-        kind = draw(st.sampled_from((*kinds, "grant", "revoke", "publish", "refund")))
+        named = ("grant", "revoke", "publish")
+        kind = draw(st.sampled_from((*kinds, *named, "refund", "unpublish", "organize")))
         video = draw(st.sampled_from((VIDEO, *LATER)))
         if kind in ("register", "delete", "erase"):
             command: dict[str, Any] = {"type": f"user.{kind}", "user_id": person}
@@ -78,6 +82,12 @@ def histories(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
                 "refund_id": f"re_{number}",
                 "amount_cents": draw(st.sampled_from((500, 1000))),
             }
+        elif kind == "unpublish":  # names no one; refused while the video has purchases
+            command = {"type": "content.delete", "content_id": video}
+        elif kind == "organize":  # names no one: a repeat is a duplicate, or a conflict
+            organization = draw(st.sampled_from((ORG, OTHER_ORG)))
+            command = {"type": "organization.register", "organization_id": organization}
+            command["name"] = draw(st.sampled_from(("O", "P")))
         elif kind == "publish":
             command = {"type": "content.publish", "content_id": video, "organization_id": ORG}
             command |= {"creator_id": person, "title": draw(st.sampled_from(("T", "U")))}
