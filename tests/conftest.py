@@ -187,6 +187,13 @@ def citus(database_url: str) -> citus_support.CitusCluster:
 
 
 @pytest.fixture
+def distributed(citus: citus_support.CitusCluster, settings: Settings) -> Settings:
+    """The test's schema placed by ``ledger db distribute`` on the cluster."""
+    _distribute(settings)
+    return settings
+
+
+@pytest.fixture
 def no_recovery(citus: citus_support.CitusCluster) -> Iterator[None]:
     """The coordinator's two-phase-commit recovery held off for the test, so every row it
     writes to ``pg_dist_transaction`` stays there to be counted."""

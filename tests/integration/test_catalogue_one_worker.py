@@ -23,28 +23,27 @@ import pytest
 
 from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution
-from ledger.database.connections import connect
 from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.integration.test_log_one_worker import _home, _messages, _videos, _worker
+from tests.stopped_workers import beside_the_platform, home_ids, messages, videos, worker_of
 from tests.support import append, complete, grant, org, publish, statuses, t, user
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
 
 
-@pytest.fixture
-def distributed(citus: CitusCluster, settings: Settings) -> Settings:
-    with connect(settings) as conn:
-        distribution.distribute(conn, settings.schema)  # `ledger db distribute`
-        conn.commit()
-    return settings
-
-
 def _delete(content_id: str, day: int = 5) -> dict[str, Any]:
     return {"type": "content.delete", "content_id": content_id, "occurred_at": t(day)}
+
+
+def _assert_restricted(refused: list[Any], content_id: str) -> None:
+    """A deletion refused by the RESTRICT rule, as one server refuses it."""
+    assert statuses(refused) == ["rejected:invalid_state"]
+    assert refused[0].error is not None
+    assert refused[0].error.message == (
+        f"content {content_id} has purchases; purchases restrict its deletion"
+    )
 
 
 def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
@@ -59,14 +58,11 @@ def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
     naming the stopped worker."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
-    running = _worker(citus, conn, log, PLATFORM)
-    candidates = list(itertools.islice(citus_support.organizations(), 64))
-    b = next(o for o in candidates if _worker(citus, conn, log, o) == running)
-    a = next(o for o in candidates if _worker(citus, conn, log, o) != running)
-    stopped = _worker(citus, conn, log, a)
-    bought, intents = _home(citus, conn, schema, b)
-    free = next(v for v in _videos(citus, conn, schema, b, 2) if v != bought)
-    video_a = _videos(citus, conn, schema, a, 1)[0]
+    _, b, a = beside_the_platform(citus, conn, log)
+    stopped = worker_of(citus, conn, log, a)
+    bought, intents = home_ids(citus, conn, schema, b)
+    free = next(v for v in videos(citus, conn, schema, b, 2) if v != bought)
+    video_a = videos(citus, conn, schema, a, 1)[0]
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice"), user("bob")]
@@ -77,16 +73,11 @@ def test_with_the_other_worker_stopped_a_content_is_deleted_as_on_one_server(
         with citus.stopped(stopped):
             deleted = append(ledger, _delete(free))
             assert statuses(deleted) == ["accepted"], [r.error for r in deleted]
-            refused = append(ledger, _delete(bought))
-            assert statuses(refused) == ["rejected:invalid_state"]
-            assert refused[0].error is not None
-            assert refused[0].error.message == (
-                f"content {bought} has purchases; purchases restrict its deletion"
-            )
+            _assert_restricted(append(ledger, _delete(bought)), bought)
             assert statuses(append(ledger, _delete(free, 6))) == ["duplicate"]
             with pytest.raises(Exception) as caught:  # A's own: its worker is the stopped one
                 append(ledger, _delete(video_a))
-            assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert "remote node" in messages(caught.value), messages(caught.value)
         conn.commit()
         content = conn.execute("SELECT id::text FROM content").fetchall()
         assert sorted(content) == sorted([(bought,), (video_a,)])
@@ -119,13 +110,13 @@ def test_with_the_platforms_worker_stopped_a_content_is_deleted_and_an_organizat
     deletion and C's registration failed naming the stopped worker."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
-    platform = _worker(citus, conn, log, PLATFORM)
+    platform = worker_of(citus, conn, log, PLATFORM)
     candidates = list(itertools.islice(citus_support.organizations(), 64))
-    b, c = [o for o in candidates if _worker(citus, conn, log, o) != platform][:2]
-    a = next(o for o in candidates if _worker(citus, conn, log, o) == platform)
-    assert _worker(citus, conn, f"{schema}.organizations", c) != platform  # colocated
-    bought, intents = _home(citus, conn, schema, b)
-    free, kept, never = [v for v in _videos(citus, conn, schema, b, 4) if v != bought][:3]
+    b, c = [o for o in candidates if worker_of(citus, conn, log, o) != platform][:2]
+    a = next(o for o in candidates if worker_of(citus, conn, log, o) == platform)
+    assert worker_of(citus, conn, f"{schema}.organizations", c) != platform  # colocated
+    bought, intents = home_ids(citus, conn, schema, b)
+    free, kept, never = [v for v in videos(citus, conn, schema, b, 4) if v != bought][:3]
     conn.commit()
     with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as cold:
         setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
@@ -137,12 +128,7 @@ def test_with_the_platforms_worker_stopped_a_content_is_deleted_and_an_organizat
             deleted = append(cold, _delete(free))  # no aggregate cached: found by its claim
             assert statuses(deleted) == ["accepted"], [r.error for r in deleted]
             assert statuses(append(ledger, _delete(kept))) == ["accepted"]
-            refused = append(ledger, _delete(bought))
-            assert statuses(refused) == ["rejected:invalid_state"]
-            assert refused[0].error is not None
-            assert refused[0].error.message == (
-                f"content {bought} has purchases; purchases restrict its deletion"
-            )
+            _assert_restricted(append(ledger, _delete(bought)), bought)
             assert statuses(append(ledger, _delete(free, 6))) == ["duplicate"]
             assert statuses(append(cold, _delete(kept, 6))) == ["duplicate"]
             assert statuses(append(cold, _delete(never))) == ["rejected:not_found"]  # no claim
@@ -150,7 +136,7 @@ def test_with_the_platforms_worker_stopped_a_content_is_deleted_and_an_organizat
             assert statuses(append(cold, org(str(c), "C"))) == ["duplicate"]
             with pytest.raises(Exception) as caught:  # A's chain is on the stopped worker
                 append(ledger, org(str(a), "A"))
-            assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert "remote node" in messages(caught.value), messages(caught.value)
         conn.commit()
         assert conn.execute("SELECT id::text FROM content").fetchall() == [(bought,)]
         assert conn.execute("SELECT count(*) FROM content_access").fetchone() == (1,)

@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 
 from ledger import api
 from ledger.config import Settings
-from ledger.database import distribution
 from ledger.database.connections import connect
 from ledger.domain import ids
 from ledger.errors import ConfigurationError
@@ -40,14 +39,6 @@ from tests.support import append, cli, complete, org, publish, statuses, user
 Conn = psycopg.Connection[Any]
 KEY = "shared-key-1"
 VIDEO = {0: "11111111-1111-4111-8111-111111111111", 1: "22222222-2222-4222-8222-222222222222"}
-
-
-@pytest.fixture
-def distributed(citus: CitusCluster, settings: Settings) -> Settings:
-    with connect(settings) as conn:
-        distribution.distribute(conn, settings.schema)  # `ledger db distribute`
-        conn.commit()
-    return settings
 
 
 @pytest.fixture

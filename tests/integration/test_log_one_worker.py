@@ -37,18 +37,11 @@ from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
 from tests.integration.test_golden_log import _golden
+from tests.stopped_workers import home_ids, messages, videos, worker_of
 from tests.support import append, complete, grant, org, publish, refund, start, statuses, t, user
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def distributed(citus: CitusCluster, settings: Settings) -> Settings:
-    with connect(settings) as conn:
-        distribution.distribute(conn, settings.schema)  # `ledger db distribute`
-        conn.commit()
-    return settings
 
 
 def two_phase_commits(conn: Conn) -> int:
@@ -130,20 +123,6 @@ def test_a_revocation_commits_on_its_organizations_worker_alone(
     assert revoked == sorted([(a, 3), (b, 3)])
 
 
-def _home(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> Any:
-    """A video and payment intents of the organization whose claims live on its own worker
-    (a claim on the stopped worker fails its command: docs/scaling.md, "What is left" 1 b)."""
-    claims = f"{schema}.ledger_key_claims"
-    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
-    video = _videos(citus, conn, schema, organization, 1)[0]
-    intents = [
-        i
-        for i in (f"pi_{str(organization)[:8]}_{n}" for n in range(1000))
-        if _worker(citus, conn, claims, ids.purchase_id(i)) == worker
-    ][:3]
-    return video, intents
-
-
 def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_route(
     fresh: Callable[[], Settings],
 ) -> None:
@@ -192,24 +171,10 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
 def _refund_on(citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID) -> str:
     """A refund id whose claim lives on the organization's worker."""
     claims = f"{schema}.ledger_key_claims"
-    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
+    worker = worker_of(citus, conn, f"{schema}.ledger_events", organization)
     found = (f"re_{str(organization)[:8]}_{n}" for n in range(1000))
     key = ids.command_key_id
-    return next(r for r in found if _worker(citus, conn, claims, key("refund_id", r)) == worker)
-
-
-def _videos(
-    citus: CitusCluster, conn: Conn, schema: str, organization: uuid.UUID, count: int
-) -> list[str]:
-    """``count`` content ids of the organization whose claims live on its own worker."""
-    claims = f"{schema}.ledger_key_claims"
-    worker = _worker(citus, conn, f"{schema}.ledger_events", organization)
-    found = (str(uuid.uuid5(organization, f"video-{n}")) for n in range(1000))
-    return list(
-        itertools.islice(
-            (v for v in found if _worker(citus, conn, claims, ids.content_id(v)) == worker), count
-        )
-    )
+    return next(r for r in found if worker_of(citus, conn, claims, key("refund_id", r)) == worker)
 
 
 def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purchase(
@@ -225,13 +190,13 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
     nothing, and goes through once the worker is back."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
-    platform = _worker(citus, conn, log, PLATFORM)
+    platform = worker_of(citus, conn, log, PLATFORM)
     candidates = list(itertools.islice(citus_support.organizations(), 64))
-    b = next(o for o in candidates if _worker(citus, conn, log, o) != platform)
-    a = next(o for o in candidates if _worker(citus, conn, log, o) == platform)
+    b = next(o for o in candidates if worker_of(citus, conn, log, o) != platform)
+    a = next(o for o in candidates if worker_of(citus, conn, log, o) == platform)
     (video_b, intents_b), (video_a, intents_a) = (
-        _home(citus, conn, schema, b),
-        _home(citus, conn, schema, a),
+        home_ids(citus, conn, schema, b),
+        home_ids(citus, conn, schema, a),
     )
     refund_b = _refund_on(citus, conn, schema, b)
     conn.commit()
@@ -257,7 +222,7 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_purch
             assert refused[0].error.message == "user 'dave' was deleted"
             with pytest.raises(Exception) as caught:
                 append(ledger, complete(intents_a[0], content_id=video_a))
-            assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert "remote node" in messages(caught.value), messages(caught.value)
             assert isinstance(caught.value, Exception)
         conn.commit()
         rows = conn.execute(
@@ -288,10 +253,10 @@ def test_a_process_started_with_the_marks_worker_stopped_appends_for_the_other_w
     organization on the other worker, and still knows the mark."""
     schema = distributed.schema
     log, claims = f"{schema}.ledger_events", f"{schema}.ledger_key_claims"
-    marks = _worker(citus, conn, claims, LEGACY_MARK)
+    marks = worker_of(citus, conn, claims, LEGACY_MARK)
     candidates = itertools.islice(citus_support.organizations(), 64)
-    b = next(o for o in candidates if _worker(citus, conn, log, o) != marks)
-    video, intents = _home(citus, conn, schema, b)
+    b = next(o for o in candidates if worker_of(citus, conn, log, o) != marks)
+    video, intents = home_ids(citus, conn, schema, b)
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         setup = [org(str(b), "B"), user("creator"), user("alice"), publish(video, str(b))]
@@ -320,12 +285,12 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant
     is written, and once the worker is back they go through."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
-    platform = _worker(citus, conn, log, PLATFORM)
+    platform = worker_of(citus, conn, log, PLATFORM)
     candidates = list(itertools.islice(citus_support.organizations(), 64))
-    b = next(o for o in candidates if _worker(citus, conn, log, o) != platform)
-    a = next(o for o in candidates if _worker(citus, conn, log, o) == platform)
-    video_b, later, refused_video = _videos(citus, conn, schema, b, 3)
-    video_a = _videos(citus, conn, schema, a, 1)[0]
+    b = next(o for o in candidates if worker_of(citus, conn, log, o) != platform)
+    a = next(o for o in candidates if worker_of(citus, conn, log, o) == platform)
+    video_b, later, refused_video = videos(citus, conn, schema, b, 3)
+    video_a = videos(citus, conn, schema, a, 1)[0]
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         setup = [org(str(a), "A"), org(str(b), "B"), user("creator"), user("alice")]
@@ -355,7 +320,7 @@ def test_with_the_platforms_worker_stopped_the_other_workers_organizations_grant
             assert statuses(append(ledger, *mixed)) == ["accepted"] * 2  # a group, on facts
             with pytest.raises(Exception) as caught:
                 append(ledger, grant("alice", video_a))
-            assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert "remote node" in messages(caught.value), messages(caught.value)
         conn.commit()
         rows = conn.execute(
             "SELECT content_id::text, user_id, access_type FROM content_access"
@@ -380,7 +345,7 @@ def test_grants_and_publications_answer_about_their_people_as_on_one_server(
     each naming its field; a revocation (on the ``User`` aggregate) the same."""
     schema = distributed.schema
     b = next(iter(citus_support.organizations()))
-    video, *fresh = _videos(citus, conn, schema, b, 4)
+    video, *fresh = videos(citus, conn, schema, b, 4)
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         setup = [org(str(b), "B"), user("creator"), user("dave"), user("erin")]
@@ -418,7 +383,7 @@ def test_a_purchase_answers_about_its_customer_as_on_one_server(
     (its subject gone), a customer of a started purchase deleted before its failure."""
     schema = distributed.schema
     b = next(iter(citus_support.organizations()))
-    video, intents = _home(citus, conn, schema, b)
+    video, intents = home_ids(citus, conn, schema, b)
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         setup = [org(str(b), "B"), user("creator"), user("dave"), user("erin"), user("fay")]
@@ -453,7 +418,7 @@ def test_a_deletion_committed_between_the_fact_and_the_append_leaves_no_purchase
     purchase row of the deleted person, no purchase event in the log."""
     schema = distributed.schema
     b = next(iter(citus_support.organizations()))
-    video, intents = _home(citus, conn, schema, b)
+    video, intents = home_ids(citus, conn, schema, b)
     conn.commit()
     with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as other:
         setup = [org(str(b), "B"), user("creator"), user("carol"), publish(video, str(b))]
@@ -490,7 +455,7 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
     command in the log."""
     schema = distributed.schema
     b = next(iter(citus_support.organizations()))
-    video, other_video = _videos(citus, conn, schema, b, 2)
+    video, other_video = videos(citus, conn, schema, b, 2)
     conn.commit()
     with api.open_ledger(distributed) as ledger, api.open_ledger(distributed) as other:
         setup = [org(str(b), "B"), user("creator"), user("carol"), publish(video, str(b))]
@@ -536,19 +501,6 @@ def test_a_deletion_between_the_fact_and_a_grant_or_publication_leaves_no_row(
         "SELECT count(*) FROM ledger_events WHERE topic LIKE %s", (topic,)
     ).fetchone()
     assert events == before
-
-
-def _worker(citus: CitusCluster, conn: Conn, table: str, value: object) -> citus_support.Worker:
-    return citus.placement(conn, table, value).worker
-
-
-def _messages(error: BaseException | None) -> str:
-    """The error and its causes, as one text."""
-    found: list[str] = []
-    while error is not None:
-        found.append(f"{type(error).__name__}: {error}")
-        error = error.__cause__ or error.__context__
-    return " <- ".join(found)
 
 
 def _carol_deleted_after_the_facts(

@@ -23,23 +23,13 @@ from psycopg import sql
 from ledger import api
 from ledger.config import Settings
 from ledger.database import distribution
-from ledger.database.connections import connect
-from ledger.log.chains import PLATFORM
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.integration.test_log_one_worker import _messages, _worker
+from tests.stopped_workers import beside_the_platform, messages, worker_of
 from tests.support import append, cli, complete, dump_all, org, publish, statuses, user
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def distributed(citus: CitusCluster, settings: Settings) -> Settings:
-    with connect(settings) as conn:
-        distribution.distribute(conn, settings.schema)  # `ledger db distribute`
-        conn.commit()
-    return settings
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -55,12 +45,9 @@ def test_with_the_other_worker_stopped_an_organization_registers_as_on_one_serve
     nothing, and goes through once its worker is back; then the table reads whole."""
     schema = distributed.schema
     log = f"{schema}.ledger_events"
-    running = _worker(citus, conn, log, PLATFORM)
-    candidates = list(itertools.islice(citus_support.organizations(), 64))
-    b = next(o for o in candidates if _worker(citus, conn, log, o) == running)
-    a = next(o for o in candidates if _worker(citus, conn, log, o) != running)
-    assert _worker(citus, conn, f"{schema}.organizations", b) == running  # colocated
-    stopped = _worker(citus, conn, f"{schema}.organizations", a)
+    running, b, a = beside_the_platform(citus, conn, log)
+    assert worker_of(citus, conn, f"{schema}.organizations", b) == running  # colocated
+    stopped = worker_of(citus, conn, f"{schema}.organizations", a)
     conn.commit()
     with api.open_ledger(distributed) as ledger:
         assert statuses(append(ledger, user("creator"), user("alice"))) == ["accepted"] * 2
@@ -69,7 +56,7 @@ def test_with_the_other_worker_stopped_an_organization_registers_as_on_one_serve
             assert statuses(append(ledger, org(str(b), "B"))) == ["duplicate"]
             with pytest.raises(Exception) as caught:
                 append(ledger, org(str(a), "A"))
-            assert "remote node" in _messages(caught.value), _messages(caught.value)
+            assert "remote node" in messages(caught.value), messages(caught.value)
         conn.commit()
         assert conn.execute("SELECT id, name FROM organizations").fetchall() == [(b, "B")]
         conn.commit()
