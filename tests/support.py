@@ -14,6 +14,7 @@ from psycopg import sql
 from ledger import api
 from ledger.commands import demo
 from ledger.commands.results import Result
+from ledger.config import Settings
 from ledger.service import Ledger
 from tests import commandline, histories
 
@@ -164,6 +165,16 @@ def catalogue() -> list[dict[str, Any]]:
 def append(ledger: Ledger, *commands: dict[str, Any] | str) -> list[Result]:
     lines = [c if isinstance(c, str) else json.dumps(c) for c in commands]
     return [result for _, result in api.append_lines(ledger, lines)]
+
+
+def catalogue_and_purchase(settings: Settings, intent: str) -> None:
+    """The catalogue and one completed purchase appended to ``settings``' schema: rows in
+    every money table (reference and, on Citus, distributed), keys between them."""
+    app = api.open_ledger(settings)
+    try:
+        assert statuses(append(app, *catalogue(), complete(intent))) == ["accepted"] * 6
+    finally:
+        app.close()
 
 
 # lines per transaction when a test needs a log built, not the path that wrote it

@@ -11,14 +11,13 @@ from datetime import date
 import psycopg
 import pytest
 
-from ledger import api
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
 from ledger.playback import partitions
 from ledger.upkeep.rebuild import rebuild
 from tests.schemas import SchemaPool, fingerprint
-from tests.support import append, catalogue, complete, statuses
+from tests.support import catalogue_and_purchase
 
 pytestmark = pytest.mark.citus
 
@@ -40,12 +39,7 @@ def test_a_distributed_schema_is_reset_and_reused_exactly_as_distributed(
     distributed_pool: SchemaPool, database_url: str
 ) -> None:
     used = distributed_pool.take()
-    app = api.open_ledger(used)
-    try:  # rows in reference tables (users, organizations) and distributed ones (content,
-        # purchases, content_access), keys between them
-        assert statuses(append(app, *catalogue(), complete("pi_pool"))) == ["accepted"] * 6
-    finally:
-        app.close()
+    catalogue_and_purchase(used, "pi_pool")
     distributed_pool.give(used.schema)
     again = distributed_pool.take()
     assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
@@ -56,11 +50,7 @@ def test_a_distributed_schema_is_reset_and_reused_exactly_as_distributed(
             (f"{again.schema}.%",),
         ).fetchone()
         assert placed is not None and placed[0] >= 5  # still distributed, under the new name
-    app = api.open_ledger(again)
-    try:
-        assert statuses(append(app, *catalogue(), complete("pi_pool"))) == ["accepted"] * 6
-    finally:
-        app.close()
+    catalogue_and_purchase(again, "pi_pool")
     with connect(again, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
 
@@ -128,11 +118,7 @@ def test_a_rebuilt_distributed_schema_is_reset_and_reused(
     Citus re-parsed them; the rebuilt table has the migration's, which the reset cannot give
     it back, docs/scaling.md "The stage wider (i28c)".)"""
     used = distributed_pool.take()
-    app = api.open_ledger(used)
-    try:
-        assert statuses(append(app, *catalogue(), complete("pi_rebuilt"))) == ["accepted"] * 6
-    finally:
-        app.close()
+    catalogue_and_purchase(used, "pi_rebuilt")
     rebuild(used, only, stream=io.StringIO())
     distributed_pool.give(used.schema)
     again = distributed_pool.take()
@@ -140,8 +126,4 @@ def test_a_rebuilt_distributed_schema_is_reset_and_reused(
         assert distributed_pool.pristine is not None
         assert fingerprint(conn, again.schema) ^ distributed_pool.pristine == frozenset()
     assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
-    app = api.open_ledger(again)  # and the ledger works on it
-    try:
-        assert statuses(append(app, *catalogue(), complete("pi_rebuilt"))) == ["accepted"] * 6
-    finally:
-        app.close()
+    catalogue_and_purchase(again, "pi_rebuilt")  # and the ledger works on it

@@ -18,7 +18,7 @@ from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.upkeep.rebuild import rebuild
 from tests.schemas import SchemaPool, fingerprint
-from tests.support import append, catalogue, complete, statuses
+from tests.support import append, catalogue, catalogue_and_purchase, statuses
 
 
 @pytest.fixture
@@ -101,11 +101,7 @@ def test_a_connection_left_open_on_a_given_back_schema_never_sees_the_next_users
         pool.give(used.schema)
         again = pool.take()
         assert pool.reused == 1
-        app = api.open_ledger(again)
-        try:
-            assert statuses(append(app, *catalogue(), complete("pi_next"))) == ["accepted"] * 6
-        finally:
-            app.close()
+        catalogue_and_purchase(again, "pi_next")
         # the old name is gone: what still uses it reads and writes nothing of the next test's
         with pytest.raises(psycopg.errors.UndefinedTable):
             left.execute("SELECT count(*) FROM purchases WHERE amount_paid_cents > %s", (0,))
@@ -249,11 +245,7 @@ def test_a_rebuilt_schema_is_reset_and_reused(pool: SchemaPool, database_url: st
     NOT NULL constraints' names too), so it is reset and reused, not dropped and migrated
     anew (``test_rebuild.py``'s every test)."""
     used = pool.take()
-    app = api.open_ledger(used)
-    try:
-        assert statuses(append(app, *catalogue(), complete("pi_rebuilt"))) == ["accepted"] * 6
-    finally:
-        app.close()
+    catalogue_and_purchase(used, "pi_rebuilt")
     rebuild(used, stream=io.StringIO())
     pool.give(used.schema)
     again = pool.take()
