@@ -278,3 +278,51 @@ def test_ledger_append_for_a_stopped_workers_organization_exits_two_and_others_a
 def pis(prefix: str = "pi_") -> Iterator[str]:
     """Payment intents, ``prefix`` and a number."""
     return (f"{prefix}{n}" for n in range(10_000))
+
+
+@pytest.mark.citus
+def test_a_key_whose_claim_is_on_a_stopped_worker_is_refused_retryably_and_nothing_else(
+    citus: CitusCluster, settings: Settings, conn: Conn, cli_env: dict[str, str]
+) -> None:
+    """A key is one namespace across organizations (docs/cli.md): a payment intent used by
+    one organization is refused to another, so its claim lives in one place, the shard of
+    the key's hash, whichever organization sends it (docs/scaling.md, "What is left" 1 b).
+    An organization of the worker that is up, completing a purchase whose intent's claim is
+    on the stopped worker, is answered the retryable error naming the remote node, with
+    nothing of it written, while its purchases whose claims are on its own worker are
+    accepted; once the worker is back the same line is accepted, and sent again it is a
+    duplicate: nothing twice."""
+    lost, kept, worker, _, kept_content = _two_organizations(citus, settings, conn)
+    claims = f"{settings.schema}.ledger_key_claims"
+    away = next(
+        i
+        for i in pis("pi_away")
+        if citus.placement(conn, claims, ids.purchase_id(i)).worker == worker
+    )
+    home = _kept(citus, conn, settings, worker, ids.purchase_id, pis("pi_home"), 1)[0]
+    conn.commit()
+    setup = [org(lost, "Lost"), org(kept, "Kept"), user("creator"), user("alice")]
+    setup += [publish(kept_content, kept)]
+    line = lambda intent: json.dumps(complete(intent, content_id=kept_content)) + "\n"  # noqa: E731
+    assert cli(cli_env, "append", "-", stdin="".join(json.dumps(c) + "\n" for c in setup))
+    with citus.stopped(worker):
+        refused = cli(cli_env, "append", "-", stdin=line(away))
+        accepted = cli(cli_env, "append", "-", stdin=line(home))
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stdout == ""
+    assert "remote node" in refused.stderr
+    assert "the first line not committed is line 1" in refused.stderr.splitlines()[-1]
+    assert "Traceback" not in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    assert [a["status"] for a in answers(accepted.stdout)] == ["accepted"]
+    intents = conn.execute("SELECT stripe_payment_intent_id FROM purchases").fetchall()
+    conn.commit()
+    assert intents == [(home,)]  # the refused line left no purchase, no event, no claim
+    held = conn.execute(
+        "SELECT count(*) FROM ledger_key_claims WHERE claim_id = %s", (ids.purchase_id(away),)
+    ).fetchone()
+    conn.commit()
+    assert held == (0,)
+    retried = cli(cli_env, "append", "-", stdin=line(away) + line(away))
+    assert retried.returncode == 0, retried.stderr
+    assert [a["status"] for a in answers(retried.stdout)] == ["accepted", "duplicate"]
