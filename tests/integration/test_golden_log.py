@@ -30,6 +30,7 @@ from ledger.commands import demo
 from ledger.config import Settings
 from ledger.database import distribution, legacy
 from ledger.database.connections import connect
+from ledger.log.chains import PLATFORM
 from ledger.upkeep.rebuild import rebuild
 from tests import citus_support
 from tests.fixtures.golden import make
@@ -44,14 +45,20 @@ def _stored_events() -> list[dict[str, Any]]:
 
 
 def _load(conn: psycopg.Connection[Any], events: list[dict[str, Any]]) -> list[str]:
-    """Inserts the stored rows in position order; returns the hashes the trigger computed."""
+    """Inserts the stored rows in position order; returns the hashes the trigger computed.
+
+    Each in its chain: a log of v4 on names it (``organization_id``); one written before the
+    chains (v1-v3, before migration 0014) does not, and its events are the platform's chain,
+    where migration 0014 left them (the column's default). The trigger draws each event's
+    position in its chain, and a log of v4 on says which it had (``position``), for the
+    caller to compare (``SELECT position ... ORDER BY notification_id``)."""
     hashes = []
     with conn.transaction(), conn.cursor() as cursor:
         for event in events:
             cursor.execute(
                 "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
-                " notification_id, recorded_at)"
-                " VALUES (%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s)"
+                " notification_id, recorded_at, organization_id)"
+                " VALUES (%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s, %s)"
                 " RETURNING encode(hash, 'hex')",
                 (
                     event["originator_id"],
@@ -60,6 +67,7 @@ def _load(conn: psycopg.Connection[Any], events: list[dict[str, Any]]) -> list[s
                     event["state"],
                     event["notification_id"],
                     event["recorded_at"],
+                    event.get("organization_id", str(PLATFORM)),
                 ),
             )
             row = cursor.fetchone()
