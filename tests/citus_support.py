@@ -82,6 +82,7 @@ PLACING_MODULES = frozenset(
         "test_golden_log",
         "test_golden_v2",
         "test_golden_v3",
+        "test_golden_v4",
         "test_http_scopes",
         "test_log_order",
         "test_migrations",

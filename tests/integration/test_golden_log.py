@@ -44,15 +44,20 @@ def _stored_events() -> list[dict[str, Any]]:
 
 
 def _load(conn: psycopg.Connection[Any], events: list[dict[str, Any]]) -> list[str]:
-    """Inserts the stored rows in position order; returns the hashes the trigger computed."""
+    """Inserts the stored rows in position order; returns the hashes the trigger computed.
+
+    Each in its chain: a log of v4 on names it (``organization_id``); one written before the
+    chains (v1-v3, before migration 0014) does not, and is inserted as it was (the column's
+    default puts its events in the platform's chain, where migration 0014 left them; a schema
+    migrated to before 0014 has no such column). The trigger draws each event's position in
+    its chain, and a log of v4 on says which it had (``position``), for the caller to compare
+    (``SELECT position ... ORDER BY notification_id``)."""
     hashes = []
     with conn.transaction(), conn.cursor() as cursor:
         for event in events:
+            chained = "organization_id" in event
             cursor.execute(
-                "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
-                " notification_id, recorded_at)"
-                " VALUES (%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s)"
-                " RETURNING encode(hash, 'hex')",
+                _CHAINED if chained else _UNCHAINED,
                 (
                     event["originator_id"],
                     event["originator_version"],
@@ -60,6 +65,7 @@ def _load(conn: psycopg.Connection[Any], events: list[dict[str, Any]]) -> list[s
                     event["state"],
                     event["notification_id"],
                     event["recorded_at"],
+                    *([event["organization_id"]] if chained else []),
                 ),
             )
             row = cursor.fetchone()
@@ -70,6 +76,20 @@ def _load(conn: psycopg.Connection[Any], events: list[dict[str, Any]]) -> list[s
             " max(notification_id)) FROM ledger_events"
         )
     return hashes
+
+
+_UNCHAINED = (
+    "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
+    " notification_id, recorded_at)"
+    " VALUES (%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s)"
+    " RETURNING encode(hash, 'hex')"
+)
+_CHAINED = (
+    "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
+    " notification_id, recorded_at, organization_id)"
+    " VALUES (%s, %s, %s, convert_to(%s, 'UTF8'), %s, %s, %s)"
+    " RETURNING encode(hash, 'hex')"
+)
 
 
 def _rows(conn: psycopg.Connection[Any], table: str) -> list[dict[str, Any]]:
