@@ -115,6 +115,7 @@ def _place(
     steps: list[Step] = []
     anchor: str | None = None  # the first distributed table: the others colocate with it
     held: list[tuple[str, str, str]] = []  # keys to what is placed, made again at the end
+    placing = False
     moved = [
         t for t, p in now.items() if p != "local" and wanted.get(t, "local") not in ("local", p)
     ]
@@ -137,18 +138,26 @@ def _place(
         if now.get(table) == place:
             steps.append(Step(table, place, False, column))
             continue
+        if not placing:
+            placing = True
+            # one connection per worker from here to the end of the transaction, as Citus
+            # itself switches to when it distributes a table keyed to a reference table:
+            # the keys to ``users`` held below come back after the tables were placed, which
+            # Citus refuses after a parallel placement ("cannot modify table ... because there
+            # was a parallel operation on a distributed table in the transaction")
+            conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+        # every table is placed while it is still the migration's own local table
+        held += _unhold(conn, schema, table, place)
         if place == "reference":
             conn.execute("SELECT create_reference_table(%s::regclass)", (name,))
         else:
-            if table in ("organizations", "content"):
-                held += _unhold(conn, schema, table)
             colocate = "default" if anchor == name else anchor
             conn.execute(
                 "SELECT create_distributed_table(%s::regclass, %s, colocate_with => %s)",
                 (name, column, colocate),
             )
         steps.append(Step(table, place, True, column))
-    for owner, constraint, definition in held:  # between colocated tables now: Citus holds them
+    for owner, constraint, definition in held:  # between placed tables now: Citus holds them
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
                 sql.Identifier(schema, owner), sql.Identifier(constraint), sql.SQL(definition)
@@ -189,12 +198,21 @@ def _add_missing_keys(conn: psycopg.Connection[Any], schema: str, steps: list[St
             )
 
 
-def _unhold(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str, str]]:
-    """Before ``table`` (organizations, content) is distributed: drops what Citus cannot
-    hold on it, and the foreign keys of the other tables to it (Citus refuses a key from a
-    table not yet distributed to a distributed one); returns those keys, to be made again
-    once their tables are distributed beside it."""
+def _unhold(
+    conn: psycopg.Connection[Any], schema: str, table: str, place: Place
+) -> list[tuple[str, str, str]]:
+    """Before ``table`` is placed: drops what Citus cannot hold on it, and the foreign keys
+    of the other tables to it; returns those keys, to be made again once their tables are
+    placed beside it. To a distributed table: Citus refuses a key from a table not yet
+    distributed. To a reference table (``users``): Citus would take the local tables that
+    key to it into its metadata (Citus local tables), and ``create_distributed_table`` then
+    makes such a table again from a copy of a transient name (``content_3841110697``): its
+    NOT NULL constraints named after the copy (PostgreSQL 18) and its CHECKs as Citus
+    re-parsed them, where a rebuild of that table alone swaps in the migration's
+    (docs/scaling.md, "The migration's names on the cluster")."""
     for owner, constraint in CITUS_CANNOT_HOLD:
+        if owner != table or place != "distributed":
+            continue
         conn.execute(
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
                 sql.Identifier(schema, owner), sql.Identifier(constraint)

@@ -314,3 +314,48 @@ def test_a_layout_of_before_migration_0015_is_placed_anew(
         assert [line.split("\t")[-1] for line in again.stdout.splitlines()] == [
             "in place already"
         ] * PLACED
+
+
+def _constraints(conn: Conn, schema: str) -> dict[tuple[str, str], str]:
+    """The constraints of the tables ``ledger db distribute`` places, by table and name."""
+    rows = conn.execute(
+        "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (schema, [*distribution.REFERENCE, *distribution.DISTRIBUTED]),
+    ).fetchall()
+    return {(str(table), str(name)): str(definition) for table, name, definition in rows}
+
+
+@pytest.mark.citus
+def test_the_placed_tables_keep_the_migrations_constraint_names_and_checks(
+    citus: CitusCluster, settings: Settings, conn: Conn
+) -> None:
+    """`ledger db distribute` places each table as the migration made it: the names of its
+    NOT NULL constraints (PostgreSQL 18 names them) and its CHECKs as the migration's text
+    read back. Before, placing ``users`` took the local tables keyed to it into Citus's
+    metadata, and each was then made again from a copy of a transient name
+    (``content_3841110697_id_not_null``, purchases' CHECKs as Citus re-parsed them), where a
+    rebuild of one table alone swapped in the migration's: the layout depended on which path
+    made it (docs/scaling.md, "The migration's names on the cluster")."""
+    schema = settings.schema
+    migrated = _constraints(conn, schema)
+    assert ("purchases", "purchases_status_check") in migrated
+    assert ("content", "content_id_not_null") in migrated  # PostgreSQL 18: NOT NULL named
+    cannot_hold = set(distribution.CITUS_CANNOT_HOLD)
+    wanted = {key: text for key, text in migrated.items() if key not in cannot_hold}
+    env = _env(settings)
+    first, second = (str(o) for o in islice(citus_support.organizations(), 2))
+    lines = "".join(json.dumps(c) + "\n" for c in _history(first, second))
+    done = cli(env, "append", "-", stdin=lines)
+    assert done.returncode == 0, done.stderr
+    placed = cli(env, "db", "distribute")
+    assert placed.returncode == 0, placed.stderr
+    assert _constraints(conn, schema) == wanted
+    for table in ("content", "purchases"):  # a rebuild of one table alone: the same
+        rebuilt = cli(env, "projections", "rebuild", "--only", table)
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert _constraints(conn, schema) == wanted, table
+    again = cli(env, "db", "distribute")
+    assert again.returncode == 0, again.stderr
+    assert _constraints(conn, schema) == wanted
