@@ -199,7 +199,8 @@ def _racing_on_the_distributed_store(
     row. So the heartbeat's write is held first, at its organization's head row
     (``playback_heads``), the erasure started and held at the subject's row, then the
     heartbeat let go: its ``video_playback`` upsert waits for the erasure (the row the
-    erasure's delete of ``users`` took with it by its foreign key)."""
+    erasure's delete of ``users`` took with it by its foreign key). Meanwhile a heartbeat
+    sent by a third writer is answered at once, ``no_access``."""
     with foreign(settings) as head:
         head.execute(
             "SELECT 1 FROM playback_heads WHERE organization_id = %s FOR UPDATE", (ORG,)
@@ -211,10 +212,24 @@ def _racing_on_the_distributed_store(
         ).fetchall()
         erasing, erase_answer = started(lambda: append(ledger_app, erase(person)))
         eraser = waiting(conn, backend(held))  # its parts done, its global part held
+        # a heartbeat that arrives now is not held behind the erasure: the parts deleted
+        # the access, so it is no_access at once, and writes nothing
+        late, late_answer = started(lambda: _sent_apart(settings, play(person, 80, at=t(5, 12))))
+        late.join(60)
+        assert statuses(late_answer) == ["rejected:no_access"]
         assert beat_answer == [] and erase_answer == []
         head.rollback()
         assert waiting(conn, eraser) == writer  # the heartbeat's write waits for the erasure
     return beating, beat_answer, erasing, erase_answer
+
+
+def _sent_apart(settings: Settings, command: dict[str, Any]) -> list[Result]:
+    """``command`` appended by a writer of its own, closed after."""
+    app = Ledger(settings)
+    try:
+        return append(app, command)
+    finally:
+        app.close()
 
 
 @pytest.mark.single_server(citus_support.GLOBAL_LOCK)
