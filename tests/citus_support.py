@@ -196,19 +196,9 @@ LIBRARY_RECORDER = (
     "the eventsourcing library's recorder suite: one global order of notification ids, and its"
     " fixture puts a trigger on the log, which Citus refuses on a distributed table"
 )
-LOCK_WAIT_SEEN = (
-    "a row lock's waiter looked for in the coordinator's pg_locks: on a distributed table the"
-    " lock and its waiter are a worker's sessions (citus_lock_waits, as test_shared_keys.py"
-    " and test_deletion_in_parts.py look there, would make it hold on both layouts)"
-)
 PLAYBACK_RECORD = (
     "calls the single server's group statement of heartbeats (playback_record, 0025), which a"
     " distributed store does not run: ledger/playback/distributed.py's, test_playback_on_citus.py"
-)
-STORE_LOCK = (
-    "an erasure and a heartbeat ordered by the playback store's advisory lock, the heartbeat"
-    " seen waiting for it: the distributed store orders them by the person's users row instead"
-    " (docs/events.md), and the heartbeat is not held behind the erasure's wait there"
 )
 STORE_POSITION = (
     "the playback store's positions as one integer order (a bare --after, a cursor refused): a"

@@ -145,6 +145,7 @@ def facts(
             "horizon": None,
             "seen": False,
             "key_fingerprint": None,
+            "key_claimed": None,  # the fingerprint its key holds in the store (``keys``)
             "log_key": False,
             "legacy": False,
         }
@@ -224,6 +225,7 @@ def facts(
         in_log |= _in_log(conn, schema, list(key_ids.values()), None)
     for n, h in enumerate(heartbeats):
         if h.key is not None:
+            rows[n]["key_claimed"] = stored.get(h.key)
             rows[n]["key_fingerprint"] = keys.recorded(stored.get(h.key), h, rows[n])
             rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
         rows[n]["legacy"] = pair_ids[n] in in_log
@@ -260,6 +262,7 @@ def _organizations(
 
 
 claim_keys = keys.claim  # the store's call (``ledger.playback.store``): keys first
+release_keys = keys.release  # and the claims of a race lost to an erasure given back
 
 
 def missing_days(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat]) -> set[Any]:

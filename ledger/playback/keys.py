@@ -15,6 +15,12 @@ with the same key and a different payload is a ``conflict`` while that claim sta
 one server, which wrote no key, would accept it (a key reused for another payload is the
 client's error either way; docs/scaling.md, "What is left" 5). A single server never runs
 this: its statement (``playback_record``) writes the key in the group's transaction.
+
+A claim whose group lost its race to the person's erasure (or the content's deletion) is
+given back (``release``) once the heartbeat is decided again and found ``not_found``: left,
+it outlived the erasure, its key and the digest of a payload naming the person in the
+store, which no heartbeat names, so no later erasure would find it (docs/privacy.md,
+"Races"; ``tests/integration/test_erasure_races.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.playback.decide import Heartbeat
+from ledger.domain.errors import NotFound
+from ledger.playback.decide import Decided, Heartbeat
 
 
 def recorded(used: str | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str | None:
@@ -75,3 +82,29 @@ def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat])
             raise psycopg.errors.UniqueViolation(
                 f"idempotency_key {key!r} was claimed meanwhile by a different heartbeat"
             )
+
+
+def release(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    heartbeats: list[Heartbeat],
+    rows: list[dict[str, Any]],
+    decided: Decided,
+) -> None:
+    """Gives back the claims of the group's heartbeats answered ``not_found`` whose key
+    holds their own fingerprint, unrecorded (``recorded`` found it a claim whose group never
+    committed): an earlier attempt claimed it, then its write met the foreign key of a
+    ``users`` or ``content`` row deleted meanwhile (an erasure, a deletion). Nothing else
+    can commit that heartbeat now: its write needs those rows. Each key with its
+    fingerprint, so a claim by another payload stays; the connection is in autocommit."""
+    table = sql.Identifier(schema, "playback_keys")
+    give = sql.SQL("DELETE FROM {} WHERE idempotency_key = %s AND fingerprint = %s").format(table)
+    for h, row, result in zip(heartbeats, rows, decided.results, strict=True):
+        if (
+            h.key is not None
+            and row["key_claimed"] == h.fingerprint
+            and row["key_fingerprint"] is None
+            and result is not None
+            and isinstance(result.error, NotFound)
+        ):
+            conn.execute(give, (h.key, h.fingerprint))

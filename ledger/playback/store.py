@@ -209,6 +209,7 @@ class PlaybackStore:
             try:
                 rows = distributed.facts(conn, self._schema, heartbeats)
                 decided = decide(heartbeats, self._facts(heartbeats, rows, lookups))
+                distributed.release_keys(conn, self._schema, heartbeats, rows, decided)
                 accepted = [h for h, _ in decided.accepted]
                 days = distributed.missing_days(conn, self._schema, accepted)
                 if not days:  # keys first, each on its shard (i28y)
