@@ -200,6 +200,10 @@ PLAYBACK_RECORD = (
     "calls the single server's group statement of heartbeats (playback_record, 0025), which a"
     " distributed store does not run: ledger/playback/distributed.py's, test_playback_on_citus.py"
 )
+REFERENCE_TRIGGER = (
+    "puts a trigger of its own on users to see who inserted a row: Citus makes users a"
+    " reference table, which takes no triggers (triggers are not supported on reference tables)"
+)
 STORE_POSITION = (
     "the playback store's positions as one integer order (a bare --after, a cursor refused): a"
     " distributed store takes and gives a cursor of every organization"

@@ -19,6 +19,7 @@ from ledger.config import ConfigurationError, Settings
 from ledger.database.connections import connect
 from ledger.database.roles import create_roles
 from ledger.service import Ledger
+from tests import citus_support
 from tests.support import append, catalogue, cli, event_count, statuses, user
 
 Conn = psycopg.Connection[Any]
@@ -66,6 +67,7 @@ def socket_url(conn: Conn) -> str:
     return make_conninfo(dbname=database, host=directory.strip().strip('"'), port=port)
 
 
+@pytest.mark.single_server(citus_support.REFERENCE_TRIGGER)
 def test_appends_through_a_unix_socket_land_as_the_role_libpq_picks(
     settings: Settings, cli_env: dict[str, str], conn: Conn, writer: str
 ) -> None:

@@ -187,9 +187,13 @@ def test_a_granted_or_commented_schema_is_replaced_not_reused(
 
 
 def test_the_settings_fixture_hands_out_a_schema_equal_to_a_fresh_migration(
-    settings: Settings, empty_settings: Settings, database_url: str
+    settings: Settings, empty_settings: Settings, database_url: str, settings_pool: SchemaPool
 ) -> None:
+    """Equal to a fresh migration made as the pool makes its schemas: in a distributed run
+    placed by ``ledger db distribute`` too (the pool's ``prepare``)."""
     api.upgrade(empty_settings)
+    if settings_pool.prepare is not None:
+        settings_pool.prepare(empty_settings)
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert fingerprint(conn, settings.schema) == fingerprint(conn, empty_settings.schema)
         count = conn.execute(
