@@ -2,6 +2,11 @@
 -- chains keeps the platform's chain in every decision's route (the mark gone). It drops
 -- what 0033 added and restates 0024's function, so it runs on a distributed schema too:
 -- rolls back on citus
+-- Each statement by EXECUTE: Citus sends a reference table's DDL to the workers as the
+-- text of its statement, which in a file of several statements would be all of them.
+DO $do$
+BEGIN
+    EXECUTE $sql$
 CREATE OR REPLACE FUNCTION ledger_assert_read_versions_in(
     ids uuid[], versions bigint[], chains uuid[]
 )
@@ -25,6 +30,9 @@ BEGIN
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
 END;
-$$;
-ALTER TABLE ledger_log_order DROP COLUMN legacy_versions;
-DROP TABLE ledger_legacy_versions;
+$$
+$sql$;
+    EXECUTE 'ALTER TABLE ledger_log_order DROP COLUMN legacy_versions';
+    EXECUTE 'DROP TABLE ledger_legacy_versions';
+END;
+$do$;
