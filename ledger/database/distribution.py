@@ -341,6 +341,7 @@ def distribute_log(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
     if chains.order(conn, schema) != "organization":
         chains.set_order(conn, schema, "organization")
     legacy.keep_mark(conn, schema)  # on the order's row, which the coordinator reads alone
+    legacy.keep_versions(conn, schema)  # their versions there, a reference table (0033)
     return steps
 
 

@@ -215,6 +215,8 @@ def create_roles(
         # stream (which cursor a feed takes): the owner's to change
         grant("SELECT", "ledger_log_order", writer, projector, reader)
         grant("SELECT", "ledger_stale_projections", writer, projector)
+        # the versions of before the chains (0033), read by the append's check (ledger.log.legacy)
+        grant("SELECT", "ledger_legacy_versions", writer)
         # the claims of keys that are one namespace (migration 0023), written by the append
         # on a distributed log: never given back; renewed by their holder, and taken over
         # once their lease ran out with no event of the key (ledger.log.claims, 0028)

@@ -45,7 +45,7 @@ from psycopg.errors import LockNotAvailable
 
 from ledger.config import Settings, pool_timeout_ms
 from ledger.database import distribution, legacy
-from ledger.log import claims, restrict, statements
+from ledger.log import claims, restrict, routed, statements
 from ledger.log.chains import PLATFORM, Order, Route, order
 from ledger.log.datastore import (
     LOCK_TIMEOUT_KEY,
@@ -89,6 +89,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self.order: Order | None = None  # the log's, read on the first append (chains.order)
         self.distributed_log = False  # on Citus (distribution.distribute_log), read with it
         self.legacy_claims = False  # its appends claim chains.LEGACY_TOPICS too: read with it
+        self.legacy_versions = False  # it keeps their versions (0033: routed): read with it
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -268,6 +269,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
             self.distributed_log = distribution.log_is_distributed(conn, self.datastore.schema)
             if self.distributed_log:  # the claims' mark: on the coordinator since 0030
                 self.legacy_claims = legacy.legacy_claimed(conn, self.datastore.schema)
+                kept = self.legacy_claims and legacy.versions_kept(conn, self.datastore.schema)
+                self.legacy_versions = kept
             self.order = order(conn, self.datastore.schema)
             conn.rollback()
 
@@ -299,11 +302,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
         service's ``DecisionStore``): a decision costs one round trip to read.
 
         On a distributed log with a ``route`` (``ledger.log.chains.Route``): read in its
-        chains' shards alone, and in the same round trip the claims of those of these
-        aggregates that a global key names (``ledger_key_claims``); one claimed in another
-        chain (a key another organization used, another organization's content) is then
-        read there too, a second round trip only in that case, and the chain kept in the
-        route for the append's check. Without a route, or on one server, the whole log."""
+        chains' shards alone, and where its keys' claims say, and in the platform's chain
+        for an aggregate begun there before the chains and not read yet (``routed``).
+        Without a route, or on one server, the whole log."""
         schema = self.datastore.schema
         ids, after = list(versions), list(versions.values())
         with self.datastore.get_connection() as conn:
@@ -311,25 +312,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
             if not (self.distributed_log and route is not None):
                 query = statements.events_after_sql(schema)
                 rows = conn.execute(query, (ids, after), prepare=True).fetchall()
-            else:
-                chains = route.reads()
-                keyed = [i for i in ids if i in route.claimable]
-                found, homes = conn.cursor(), conn.cursor()
-                with conn.pipeline():  # no chain yet: none read (an empty ANY reads every shard)
-                    if chains:
-                        query = statements.events_in_sql(schema)
-                        found.execute(query, (ids, after, chains), prepare=True)
-                    if keyed:
-                        homes.execute(statements.homes_sql(schema), (keyed,), prepare=True)
-                rows = found.fetchall() if chains else []
-                claimed = {r["organization_id"] for r in homes.fetchall()} if keyed else set()
-                elsewhere = claimed - set(chains)
-                route.found |= elsewhere
-                if elsewhere:
-                    more = (ids, after, sorted(elsewhere))
-                    query = statements.events_in_sql(schema)
-                    rows += conn.execute(query, more, prepare=True).fetchall()
-                    rows.sort(key=lambda r: (r["originator_id"], r["originator_version"]))
+            else:  # its chains, its keys' claims' and the platform's for what began there
+                kept = self.legacy_versions
+                rows = routed.events(conn, schema, ids, after, route, kept)
         return [
             StoredEvent(
                 originator_id=row["originator_id"],

@@ -315,7 +315,7 @@ class Ledger(Application[UUID]):
         if self.per_organization:
             distributed = getattr(self.recorder, "is_distributed", bool)  # memory: never
             on_facts = facts.on_facts(commands) and bool(distributed())
-            kept = on_facts and getattr(self.recorder, "legacy_claims", False)  # facts.py
+            kept = on_facts and facts.platform_kept(self.recorder)  # before the chains
             uow.route = chains.route(self.aggregates, commands, platform=not on_facts or kept)
             if on_facts and uow.route is not None:
                 uow.facts = self.recorder.people_of  # type: ignore[attr-defined]

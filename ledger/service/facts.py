@@ -56,9 +56,13 @@ Heartbeats (``playback.progress``) are the playback store's, which decides them 
 
 A log distributed from one written before the chains (migration 0014) keeps the first
 events of its organizations, accesses and playbacks in the platform's chain
-(``chains.LEGACY_TOPICS``; ``LedgerRecorder.legacy_claims``): there these decisions still
-take their people as facts, but their route keeps the platform's chain (``Ledger._route``),
-or a publication would not find an organization registered before the chains.
+(``chains.LEGACY_TOPICS``; ``LedgerRecorder.legacy_claims``). Their route leaves that chain
+out all the same once ``ledger db distribute`` has kept those aggregates' versions there
+(migration 0033, ``ledger.log.routed``): the read adds the platform's chain only for such
+an aggregate not read yet at that version (an organization registered then, an access opened
+then), so a publication still finds an organization registered before the chains. On such a
+log distributed before 0033, until ``ledger db distribute`` runs again, the route keeps the
+platform's chain (``platform_kept``).
 
 What the facts cannot tell, a person with neither a subject nor a ``users`` row (never
 registered, or deleted before subjects existed: answered ``is not registered`` and ``was
@@ -168,6 +172,13 @@ def live(uow: UnitOfWork, value: str) -> bool | None:
         reach_platform(uow)
         return None
     return person.live
+
+
+def platform_kept(recorder: object) -> bool:
+    """Whether a decision on facts keeps the platform's chain in its route: on a log
+    written before the chains whose versions there are not kept (above)."""
+    claimed = bool(getattr(recorder, "legacy_claims", False))
+    return claimed and not getattr(recorder, "legacy_versions", False)
 
 
 def reach_platform(uow: UnitOfWork) -> None:

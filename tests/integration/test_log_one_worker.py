@@ -129,9 +129,11 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
     """A log distributed from one written before the chains (the golden log of v1) keeps its
     organizations' registrations, and its accesses' and playbacks' first events, in the
     platform's chain (``chains.LEGACY_TOPICS``). A publication or a grant decided on facts
-    there still reads that chain (``Ledger._route``): a new content of an organization
-    registered then is published, not answered "not registered" (as it was while their
-    route left the platform's chain out), and a grant of one of its contents is accepted."""
+    there still reads that chain for them (``Ledger._route`` until i28m; since, the read
+    adds it for an aggregate begun there: ``ledger.log.routed``): a new content of an
+    organization registered then is published, not answered "not registered" (as it was
+    while their route left the platform's chain out and nothing added it back), and a
+    grant of one of its contents is accepted."""
     settings = fresh()
     with connect(settings, autocommit=True) as conn:
         _golden(settings, conn)
@@ -144,7 +146,7 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
             migrations.downgrade(other, settings.schema, 29)
             other.commit()
             assert legacy.legacy_claimed(other, settings.schema)  # read from the claims
-            assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30, 31]
+            assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30, 31, 33]
             other.commit()
         assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
     history = list(demo.history(purchases=120))
