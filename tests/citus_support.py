@@ -210,9 +210,8 @@ STORE_LOCK = (
     " (docs/events.md), and the heartbeat is not held behind the erasure's wait there"
 )
 STORE_POSITION = (
-    "the playback store's positions as one integer order (a bare --after, a cursor refused): a"
-    " distributed store takes and gives a cursor of every organization"
-    " (test_playback_per_organization.py)"
+    "the playback store's positions as one integer order (a cursor refused): a distributed"
+    " store takes and gives a cursor of every organization (test_playback_per_organization.py)"
 )
 
 
