@@ -205,9 +205,8 @@ REFERENCE_TRIGGER = (
     " reference table, which takes no triggers (triggers are not supported on reference tables)"
 )
 STORE_POSITION = (
-    "the playback store's positions as one integer order (a bare --after, a cursor refused): a"
-    " distributed store takes and gives a cursor of every organization"
-    " (test_playback_per_organization.py)"
+    "the playback store's positions as one integer order (a cursor refused): a distributed"
+    " store takes and gives a cursor of every organization (test_playback_per_organization.py)"
 )
 
 

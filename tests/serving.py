@@ -30,6 +30,8 @@ class Served:
     process: subprocess.Popen[str] | Forked
     url: str
     stderr: list[str] = field(default_factory=list)
+    # set once the process's stderr is closed and every line of it read (by ``serve``'s pump)
+    ended: threading.Event = field(default_factory=threading.Event)
 
     def client(self, token: str | None = TOKEN, **kwargs: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -46,6 +48,13 @@ class Served:
 
     def log(self) -> str:
         return "".join(self.stderr)
+
+    def whole_log(self, timeout: float = 30) -> str:
+        """The log to its last line, once the process has exited: ``log`` right after a
+        ``wait`` may miss what the reading thread has not appended yet (a traceback
+        printed as the process ended, say), and an assertion on it would pass unseen."""
+        assert self.ended.wait(timeout), "the service's stderr never closed: " + self.log()
+        return self.log()
 
 
 def server_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -87,7 +96,7 @@ def serve(
     assert process.stderr is not None
     lines: list[str] = []
     found: list[str] = []
-    ready = threading.Event()
+    ready, ended = threading.Event(), threading.Event()
 
     def pump() -> None:
         assert process.stderr is not None
@@ -97,6 +106,7 @@ def serve(
             if match and not found:
                 found.append(match.group(1))
                 ready.set()
+        ended.set()
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
@@ -108,7 +118,7 @@ def serve(
     if not found:
         process.wait(10)
         raise AssertionError(f"ledger serve exited {process.returncode}: {''.join(lines)}")
-    served = Served(process, found[0], lines)
+    served = Served(process, found[0], lines, ended)
     try:
         yield served
     finally:

@@ -19,6 +19,11 @@ from tests.support import catalogue, cli, complete, user
 
 Conn = psycopg.Connection[Any]
 CUSTOMERS = 50
+# the two batches in flight are one organization's, so the second waits for the first's
+# lock (its chain's on the distributed log); there an atomic batch of 500 purchases took
+# longer than the default 5s under load, and the second was answered 503 (i28f: 8 of 16
+# runs at load 8-22, SIGTERM and SIGINT alike): what is tested here is the stop, not the wait
+LOCK_TIMEOUT = {"LEDGER_LOCK_TIMEOUT": "60s"}
 
 
 def setup(served: Served) -> None:
@@ -86,8 +91,11 @@ def stop_with_batches_in_flight(served: Served, signum: int) -> int:
     status = served.process.wait(60)
     for sender in senders:
         sender.join()
-    assert "Traceback" not in served.log()
-    assert [a.status_code for a in answers] == [200, 200], served.log()
+    # the service's stderr in every message: a traceback seen once on the distributed layout
+    # (i28n) was not kept, so the next one is to be readable in the failure itself
+    log = served.whole_log()
+    assert "Traceback" not in log, log
+    assert [a.status_code for a in answers] == [200, 200], log
     assert {a["status"] for answer in answers for a in answer.json()} == {"accepted"}
     try:
         httpx.get(served.url + "/healthz", timeout=2)
@@ -100,9 +108,9 @@ def stop_with_batches_in_flight(served: Served, signum: int) -> int:
 def test_sigterm_answers_the_requests_in_flight_then_exits_zero(
     settings: Settings, conn: Conn
 ) -> None:
-    with serve(settings, real_process=True) as served:
+    with serve(settings, real_process=True, **LOCK_TIMEOUT) as served:
         status = stop_with_batches_in_flight(served, signal.SIGTERM)
-        assert status == 0, served.log()
+        assert status == 0, served.whole_log()
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1000,)
 
 
@@ -111,11 +119,11 @@ def test_sigint_answers_the_requests_in_flight_then_exits_130(
 ) -> None:
     """Ctrl-C on ``ledger serve`` stops it as SIGTERM does, with the status of an
     interruption: a shell or a supervisor can tell the two apart."""
-    with serve(settings, real_process=True) as served:
+    with serve(settings, real_process=True, **LOCK_TIMEOUT) as served:
         status = stop_with_batches_in_flight(served, signal.SIGINT)
-        assert status == 130, served.log()
+        assert status == 130, served.whole_log()
         # the service's own shutdown, not the CLI's KeyboardInterrupt (also 130)
-        assert "interrupted" not in served.log()
+        assert "interrupted" not in served.whole_log(), served.whole_log()
     assert conn.execute("SELECT count(*) FROM purchases").fetchone() == (1000,)
 
 

@@ -1,16 +1,25 @@
 """``ledger playback events --follow`` (issue 26): it hands out new heartbeats as they are
-recorded, stops on SIGTERM with the position to resume after, and resumes there."""
+recorded, stops on SIGTERM with where to resume after, and resumes there. On both layouts
+(issue 28): the store's own form of a reader's place is taken from the hint and given back,
+a position on one server, a cursor of every organization on the distributed store
+(docs/stream.md, "The playback store's stream")."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 from typing import Any
+from uuid import UUID
 
+import psycopg
 import pytest
 
+from ledger.config import Settings
+from ledger.playback import stream
+from ledger.reading.cursor import Cursor
 from ledger.service import Ledger
 from tests import citus_support
 from tests.support import append, catalogue, grant, play, t
@@ -31,9 +40,20 @@ def _lines(process: subprocess.Popen[str], count: int) -> list[dict[str, Any]]:
     return [json.loads(process.stdout.readline()) for _ in range(count)]
 
 
-@pytest.mark.single_server(citus_support.STORE_POSITION)
+STOPPED = re.compile(r"ledger: stopped after (position|cursor) (\S+); resume with --after (\S+)")
+
+
+def _stopped_at(err: str) -> tuple[str, str]:
+    """The hint's last line: (its kind, where to resume), the place it names twice."""
+    match = STOPPED.fullmatch(err.strip().splitlines()[-1])
+    assert match is not None, err
+    kind, place, again = match.groups()
+    assert place == again, err
+    return kind, place
+
+
 def test_following_sees_new_heartbeats_stops_on_sigterm_and_resumes(
-    ledger_app: Ledger, cli_env: dict[str, str]
+    ledger_app: Ledger, cli_env: dict[str, str], settings: Settings, conn: psycopg.Connection[Any]
 ) -> None:
     append(ledger_app, *catalogue(), grant("alice"), grant("bob"))
     (before,) = append(ledger_app, play("alice", 10, at=t(5)))
@@ -51,16 +71,21 @@ def test_following_sees_new_heartbeats_stops_on_sigterm_and_resumes(
         out, err = follower.communicate(timeout=30)
     finally:
         follower.kill()
-    assert follower.returncode == 0
+    assert follower.returncode == 0, err
     assert out == "", "nothing after the signal, and no partial line"
-    assert err.strip().splitlines()[-1] == (
-        f"ledger: stopped after position {new.position}; resume with --after {new.position}"
-    )
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
+    # the store's own form: a position on one server; on the distributed store, where each
+    # organization has its own positions, a cursor of every organization read so far
+    if stream.per_organization(conn, settings.schema):
+        expected = ("cursor", str(Cursor({UUID(line["organization_id"]): new.position})))
+    else:
+        expected = ("position", str(new.position))
+    kind, place = _stopped_at(err)
+    assert (kind, place) == expected, err
 
     # resumed where it stopped: the heartbeat sent meanwhile, and only it
     (meanwhile,) = append(ledger_app, play("alice", 30, at=t(5, 14)))
-    resumed = _follow(cli_env, "--after", str(new.position), "--limit", "1")
+    resumed = _follow(cli_env, "--after", place, "--limit", "1")
     try:
         out, err = resumed.communicate(timeout=60)
     finally:
