@@ -137,3 +137,37 @@ def test_a_key_claimed_by_a_group_that_never_committed_is_no_duplicate(
     assert conn.execute(
         "SELECT count(*) FROM playback_heartbeats WHERE idempotency_key = %s", (key,)
     ).fetchone() == (1,)
+
+
+def test_a_claim_left_by_a_delivery_without_its_time_is_recorded_once_at_its_moment(
+    citus: CitusCluster,
+    settings: Settings,
+    conn: Conn,
+    monkeypatch: pytest.MonkeyPatch,
+    two: tuple[Ledger, dict[str, str]],
+) -> None:
+    """A heartbeat without ``occurred_at`` is dated when it is identified; its key's claim
+    holds that moment (migration 0034). The process lost after the claim: sent again (a
+    new moment) it takes the claim's, is recorded once at it, and is a duplicate after."""
+    app, owners = two
+    key = keys_elsewhere(citus, conn, settings.schema, owners[VIDEOS[0]], 1)[0]
+    beat = keyed(VIEWERS[2], 30, VIDEOS[0], key)
+    del beat["occurred_at"]
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("lost between the key's commit and the group's")
+
+    with monkeypatch.context() as lost:
+        lost.setattr(distributed, "write", crash)
+        with pytest.raises(Crash):
+            append(app, beat)
+    claim = conn.execute(
+        "SELECT occurred_at FROM playback_keys WHERE idempotency_key = %s", (key,)
+    ).fetchone()
+    assert claim is not None and claim[0] is not None
+    assert statuses(append(app, beat)) == ["accepted"]
+    assert statuses(append(app, beat)) == ["duplicate"]
+    stored = conn.execute(
+        "SELECT occurred_at FROM playback_heartbeats WHERE idempotency_key = %s", (key,)
+    ).fetchall()
+    assert stored == [(claim[0],)]

@@ -46,7 +46,10 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
 # Delete an entry when its migration is on main.
-RESERVED: dict[int, str] = {}
+RESERVED: dict[int, str] = {
+    32: "issue 28, i28d's (handed out with i28k's 0034)",
+    33: "issue 28, i28m's (handed out with i28k's 0034)",
+}
 
 
 class MigrationError(Exception):
