@@ -19,7 +19,7 @@ from ledger import api
 from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.service import Ledger
-from tests.support import append, catalogue, cli, grant, play, statuses, t
+from tests.support import append, catalogue, cli, grant, play, statuses, t, user
 
 Conn = psycopg.Connection[Any]
 
@@ -76,6 +76,18 @@ def test_through_ledger_append_in_one_batch_and_across_batches(
         across.append(json.loads(done.stdout)["status"])
     assert across == ["accepted", "duplicate", "accepted", "duplicate"]
     assert [recorded(conn, k) for k in ("b1", "b2", "c1", "c2")] == [1, 0, 1, 1]
+
+
+def test_in_an_atomic_batch_a_redelivery_is_a_duplicate(ledger_app: Ledger, conn: Conn) -> None:
+    """An ``--atomic`` batch's heartbeats are checked before its money commands commit
+    (``PlaybackStore.check``): the redelivery is checked, and answered, as the key's
+    heartbeat."""
+    _granted(ledger_app)
+    assert statuses(append(ledger_app, beat("ka"))) == ["accepted"]
+    lines = [json.dumps(c) for c in (beat("ka"), user("zed"), beat("ka"))]
+    atomic = [r for _, r in api.append_lines(ledger_app, lines, atomic=True)]
+    assert statuses(atomic) == ["duplicate", "accepted", "duplicate"]
+    assert recorded(conn, "ka") == 1
 
 
 def test_the_same_payload_at_another_time_under_its_key_is_a_duplicate(
