@@ -19,12 +19,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from ledger import api
 from ledger.config import Settings
+from ledger.database import distribution
+from ledger.database.connections import connect
 from ledger.playback import distributed
 from ledger.service import Ledger
 from tests.citus_support import CitusCluster
 from tests.playback_placed import VIDEOS, VIEWERS, two_organizations
-from tests.support import append, play, statuses, t
+from tests.support import append, catalogue, grant, play, statuses, t
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
@@ -171,3 +174,29 @@ def test_a_claim_left_by_a_delivery_without_its_time_is_recorded_once_at_its_mom
         "SELECT occurred_at FROM playback_heartbeats WHERE idempotency_key = %s", (key,)
     ).fetchall()
     assert stored == [(claim[0],)]
+
+
+def test_a_single_servers_keys_take_their_heartbeats_moments_when_distributed(
+    settings: Settings, conn: Conn
+) -> None:
+    """A single server's statement writes its keys without a moment (it needs none);
+    ``ledger db distribute`` gives each its recorded heartbeat's, so a redelivery without
+    ``occurred_at`` after the switch is still the key's heartbeat: ``duplicate``."""
+    beat = {**play("alice", 40), "idempotency_key": "before-the-switch"}
+    del beat["occurred_at"]
+    with api.open_ledger(settings) as app:
+        assert set(statuses(append(app, *catalogue(), grant("alice"), beat))) == {"accepted"}
+    claim = "SELECT occurred_at FROM playback_keys WHERE idempotency_key = 'before-the-switch'"
+    assert conn.execute(claim).fetchall() == [(None,)]
+    with connect(settings) as placing:
+        distribution.distribute(placing, settings.schema)
+        placing.commit()
+    recorded = conn.execute(
+        "SELECT occurred_at FROM playback_heartbeats WHERE idempotency_key = 'before-the-switch'"
+    ).fetchall()
+    assert conn.execute(claim).fetchall() == recorded and len(recorded) == 1
+    with api.open_ledger(settings) as app:
+        assert statuses(append(app, beat)) == ["duplicate"]
+    assert conn.execute(
+        "SELECT count(*) FROM playback_heartbeats WHERE idempotency_key = 'before-the-switch'"
+    ).fetchone() == (1,)
