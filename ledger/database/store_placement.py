@@ -23,6 +23,7 @@ STORE_DISTRIBUTED: tuple[str, ...] = ("playback_heartbeats", "playback_base", "p
 STORE_BY_KEY: tuple[str, ...] = ("playback_keys", "playback_compacted_keys")
 STORE_REFERENCE: tuple[str, ...] = ("playback_state",)
 STORE_MIGRATION = 22
+KEY_MOMENT_MIGRATION = 34  # playback_keys.occurred_at: a claim's moment (ledger.playback.keys)
 HEADS = "playback_heads"  # migration 0027: each organization's positions
 # what the log and the store colocate with: the money tables' group (``organizations`` leads
 # it since i28o, a reference table on a schema placed before: ``content`` is distributed in both)
@@ -53,6 +54,8 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
     if not migrations.has_table(conn, schema, HEADS):  # before 0027: the coordinator's order
         tables.remove(HEADS)
     now = places_of(conn, schema, tables)
+    if now["playback_keys"] != "distributed":
+        _moments_from_records(conn, schema)
     anchor = sql.Identifier(schema, ANCHOR).as_string(conn)
     keys_anchor: str | None = None
     steps: list[Step] = []
@@ -83,6 +86,28 @@ def distribute_store(conn: psycopg.Connection[Any], schema: str) -> list[Step]:
     if HEADS in tables:
         _heads_from_records(conn, schema)
     return steps
+
+
+def _moments_from_records(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Each key a single server wrote, without a moment (its statement needs none), given
+    its recorded heartbeat's (the first), as migration 0034 gave the keys of before: on the
+    distributed layout every delivery of a key takes its claim's moment, and a key without
+    one has each of its redeliveries without ``occurred_at`` recorded again. Run while the
+    keys are still the coordinator's, before they are placed; a schema before 0034 has no
+    moments to give."""
+    if any(m.version <= KEY_MOMENT_MIGRATION for m in migrations.pending(conn, schema)):
+        return
+    conn.execute(
+        sql.SQL(
+            "UPDATE {keys} k SET occurred_at = h.first"
+            " FROM (SELECT idempotency_key, min(occurred_at) AS first FROM {records}"
+            " WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key) h"
+            " WHERE k.idempotency_key = h.idempotency_key AND k.occurred_at IS NULL"
+        ).format(
+            keys=sql.Identifier(schema, "playback_keys"),
+            records=sql.Identifier(schema, "playback_heartbeats"),
+        )
+    )
 
 
 def _heads_from_records(conn: psycopg.Connection[Any], schema: str) -> None:

@@ -81,6 +81,14 @@ class Heartbeat:
         moment = datetime.now(UTC)
         return cls._at(command, moment.isoformat(timespec="microseconds"), moment)
 
+    def moved(self, moment: datetime) -> Heartbeat:
+        """The same command identified at ``moment``, as ``of`` would with it as its
+        ``occurred_at``: on the distributed store a keyed heartbeat takes the moment its
+        key's claim holds, so every delivery of the key is one heartbeat
+        (``ledger.playback.keys.adopt``)."""
+        at = moment.astimezone(UTC)
+        return self._at(self.command, at.isoformat(timespec="microseconds"), at)
+
     @classmethod
     def _at(cls, command: RecordPlayback, occurred: str, moment: datetime) -> Heartbeat:
         """``occurred``: the moment's canonical text (``clock.canonical``), which its

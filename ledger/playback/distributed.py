@@ -134,7 +134,11 @@ def facts(
     conn: psycopg.Connection[Any], schema: str, heartbeats: list[Heartbeat]
 ) -> list[dict[str, Any]]:
     """The group's facts, one row per heartbeat in the shape of the single server's
-    ``facts`` statement (``ledger.playback.statements``), read by statements Citus plans."""
+    ``facts`` statement (``ledger.playback.statements``), read by statements Citus plans.
+    The keys are read first: a keyed heartbeat takes its key's claimed moment, replaced
+    in ``heartbeats`` (``keys.adopt``), before its stored record is looked for."""
+    claims = keys.held(conn, schema, heartbeats)
+    keys.adopt(heartbeats, claims)
     rows: list[dict[str, Any]] = [
         {
             "n": n,
@@ -199,18 +203,7 @@ def facts(
                     seen=r["seen"],
                 )
         pending = [n for n in gone if heartbeats[n].content_id not in read]
-    keyed = [h.key for h in heartbeats if h.key is not None]
-    stored: dict[str, str] = {}
-    if keyed:
-        stored = {
-            r["idempotency_key"]: r["fingerprint"]
-            for r in conn.execute(
-                sql.SQL(
-                    "SELECT idempotency_key, fingerprint FROM {} WHERE idempotency_key = ANY(%s)"
-                ).format(_t(schema, "playback_keys")),
-                (keyed,),
-            )
-        }
+    stored = {key: fingerprint for key, (fingerprint, _) in claims.items()}
     key_ids = {h.key: ids.command_key_id("idempotency_key", h.key) for h in heartbeats if h.key}
     pair_ids = {n: ids.playback_id(h.user_id, h.content_id) for n, h in enumerate(heartbeats)}
     # a pair's heartbeats recorded in the log before the store are its content's

@@ -16,6 +16,15 @@ one server, which wrote no key, would accept it (a key reused for another payloa
 client's error either way; docs/scaling.md, "What is left" 5). A single server never runs
 this: its statement (``playback_record``) writes the key in the group's transaction.
 
+A claim holds the moment of the heartbeat that took it (migration 0034). A heartbeat's
+fingerprint is its payload's, without its time, and one without ``occurred_at`` is dated
+when it is identified, so each delivery of its key had its own identity: a claim read as
+one whose group never committed recorded every redelivery, and two first deliveries at
+once were both recorded. Each delivery of a key held with its fingerprint now takes that
+moment (``adopt``): one identity, which ``seen`` and the heartbeats' unique key decide as
+they decide a heartbeat sent with its time; a claim taken meanwhile at another moment is
+a race lost (``claim``). Claims of before hold none, and a single server writes none.
+
 A claim whose group lost its race to the person's erasure (or the content's deletion) is
 given back (``release``) once the heartbeat is decided again and found ``not_found``: left,
 it outlived the erasure, its key and the digest of a payload naming the person in the
@@ -25,6 +34,7 @@ store, which no heartbeat names, so no later erasure would find it (docs/privacy
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -37,9 +47,9 @@ from ledger.playback.decide import Decided, Heartbeat
 def recorded(used: str | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str | None:
     """The key's stored fingerprint as ``decide`` is to read it. A key is claimed before its
     group's transaction (``claim``), so a key of this very heartbeat (the same
-    fingerprint: the same identity and time) whose heartbeat is not recorded, and was not
-    compacted away (it is not before its pair's horizon), is a claim whose group never
-    committed: not a duplicate, and the heartbeat is recorded now."""
+    fingerprint, and the heartbeat at the claim's moment: ``adopt``) whose heartbeat is
+    not recorded, and was not compacted away (it is not before its pair's horizon), is a
+    claim whose group never committed: not a duplicate, and the heartbeat is recorded now."""
     if used is None or used != heartbeat.fingerprint or row["organization_id"] is None:
         return used
     horizon = row["horizon"]
@@ -48,39 +58,83 @@ def recorded(used: str | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str
     return None
 
 
+Held = dict[str, tuple[str, datetime | None]]
+"""Each key's claim in the store: its fingerprint and its moment (None: a claim of before)."""
+
+
+def held(conn: psycopg.Connection[Any], schema: str, heartbeats: list[Heartbeat]) -> Held:
+    """The claims of the heartbeats' keys, in one statement (Citus reads their shards)."""
+    keyed = [h.key for h in heartbeats if h.key is not None]
+    if not keyed:
+        return {}
+    query = sql.SQL(
+        "SELECT idempotency_key, fingerprint, occurred_at FROM {} WHERE idempotency_key = ANY(%s)"
+    ).format(sql.Identifier(schema, "playback_keys"))
+    return {
+        r["idempotency_key"]: (r["fingerprint"], r["occurred_at"])
+        for r in conn.execute(query, (keyed,))
+    }
+
+
+def adopt(heartbeats: list[Heartbeat], claims: Held) -> None:
+    """Each keyed heartbeat whose key is held with its fingerprint and a moment, replaced
+    in the list by itself at that moment: every delivery of a key is then the heartbeat
+    that claimed it, one identity, so ``seen`` finds it once committed (``duplicate``), an
+    orphan claim is recorded at its moment, and two deliveries in flight collide on the
+    heartbeats' unique key. A heartbeat sent with its time takes the claim's too: the key
+    names one heartbeat, and one server answers the same payload at another time
+    ``duplicate`` by its key alone."""
+    for n, h in enumerate(heartbeats):
+        if h.key is None or h.key not in claims:
+            continue
+        fingerprint, moment = claims[h.key]
+        if fingerprint == h.fingerprint and moment is not None and moment != h.occurred_at:
+            heartbeats[n] = h.moved(moment)
+
+
 def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat]) -> None:
     """The accepted heartbeats' keys claimed before the group's transaction, each in a
     transaction of its own on its key's shard, all in one round trip (as the log's keys:
     ``ledger.log.claims``), so the group's transaction touches its organizations' workers
-    alone, and a group of one organization commits on its worker in one phase.
+    alone, and a group of one organization commits on its worker in one phase. Each claim
+    holds its heartbeat's moment (``adopt``).
 
     The connection is in autocommit. A key found with another fingerprint was claimed
-    meanwhile by a different command: raised as the unique violation the key's insert in
-    the group's transaction raised before, and the store decides the group again (then a
-    ``conflict``). A key claimed with this heartbeat's fingerprint whose group then never
-    commits is harmless: the next attempt finds it unrecorded (``recorded``)."""
-    keyed = {h.key: h.fingerprint for h in accepted if h.key is not None}
+    meanwhile by a different command, and one found with this fingerprint at another
+    moment by another delivery of this one (its facts were read before that claim): either
+    is raised as the unique violation the key's insert in the group's transaction raised
+    before, and the store decides the group again (then a ``conflict``, or the heartbeat at
+    that claim's moment). A key claimed with this heartbeat whose group then never commits
+    is harmless: the next attempt finds it unrecorded (``recorded``)."""
+    keyed = {h.key: h for h in accepted if h.key is not None}
     if not keyed:
         return
     table = sql.Identifier(schema, "playback_keys")
     take = sql.SQL(
-        "INSERT INTO {} (idempotency_key, fingerprint) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        "INSERT INTO {} (idempotency_key, fingerprint, occurred_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING"
     ).format(table)
-    holder = sql.SQL("SELECT fingerprint FROM {} WHERE idempotency_key = %s").format(table)
-    held: list[tuple[str, str, psycopg.Cursor[Any]]] = []
+    holder = sql.SQL("SELECT fingerprint, occurred_at FROM {} WHERE idempotency_key = %s").format(
+        table
+    )
+    taken: list[tuple[str, Heartbeat, psycopg.Cursor[Any]]] = []
     with conn.pipeline():
-        for key, fingerprint in keyed.items():
+        for key, h in keyed.items():
             taking, reading = conn.cursor(), conn.cursor()
             taking.execute(b"BEGIN")
-            taking.execute(take, (key, fingerprint), prepare=True)
+            taking.execute(take, (key, h.fingerprint, h.occurred_at), prepare=True)
             reading.execute(holder, (key,), prepare=True)
             taking.execute(b"COMMIT")
-            held.append((key, fingerprint, reading))
-    for key, fingerprint, reading in held:
+            taken.append((key, h, reading))
+    for key, h, reading in taken:
         row = reading.fetchone()
-        if row is None or row["fingerprint"] != fingerprint:
+        if row is None or row["fingerprint"] != h.fingerprint:
             raise psycopg.errors.UniqueViolation(
                 f"idempotency_key {key!r} was claimed meanwhile by a different heartbeat"
+            )
+        if row["occurred_at"] is not None and row["occurred_at"] != h.occurred_at:
+            raise psycopg.errors.UniqueViolation(
+                f"idempotency_key {key!r} was claimed meanwhile by another delivery"
             )
 
 

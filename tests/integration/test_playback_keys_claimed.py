@@ -19,12 +19,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from ledger import api
 from ledger.config import Settings
+from ledger.database import distribution
+from ledger.database.connections import connect
 from ledger.playback import distributed
 from ledger.service import Ledger
 from tests.citus_support import CitusCluster
 from tests.playback_placed import VIDEOS, VIEWERS, two_organizations
-from tests.support import append, play, statuses, t
+from tests.support import append, catalogue, grant, play, statuses, t
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
@@ -136,4 +139,64 @@ def test_a_key_claimed_by_a_group_that_never_committed_is_no_duplicate(
     assert statuses(append(app, keyed(VIEWERS[1], 21, VIDEOS[1], key))) == ["rejected:conflict"]
     assert conn.execute(
         "SELECT count(*) FROM playback_heartbeats WHERE idempotency_key = %s", (key,)
+    ).fetchone() == (1,)
+
+
+def test_a_claim_left_by_a_delivery_without_its_time_is_recorded_once_at_its_moment(
+    citus: CitusCluster,
+    settings: Settings,
+    conn: Conn,
+    monkeypatch: pytest.MonkeyPatch,
+    two: tuple[Ledger, dict[str, str]],
+) -> None:
+    """A heartbeat without ``occurred_at`` is dated when it is identified; its key's claim
+    holds that moment (migration 0034). The process lost after the claim: sent again (a
+    new moment) it takes the claim's, is recorded once at it, and is a duplicate after."""
+    app, owners = two
+    key = keys_elsewhere(citus, conn, settings.schema, owners[VIDEOS[0]], 1)[0]
+    beat = keyed(VIEWERS[2], 30, VIDEOS[0], key)
+    del beat["occurred_at"]
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("lost between the key's commit and the group's")
+
+    with monkeypatch.context() as lost:
+        lost.setattr(distributed, "write", crash)
+        with pytest.raises(Crash):
+            append(app, beat)
+    claim = conn.execute(
+        "SELECT occurred_at FROM playback_keys WHERE idempotency_key = %s", (key,)
+    ).fetchone()
+    assert claim is not None and claim[0] is not None
+    assert statuses(append(app, beat)) == ["accepted"]
+    assert statuses(append(app, beat)) == ["duplicate"]
+    stored = conn.execute(
+        "SELECT occurred_at FROM playback_heartbeats WHERE idempotency_key = %s", (key,)
+    ).fetchall()
+    assert stored == [(claim[0],)]
+
+
+def test_a_single_servers_keys_take_their_heartbeats_moments_when_distributed(
+    settings: Settings, conn: Conn
+) -> None:
+    """A single server's statement writes its keys without a moment (it needs none);
+    ``ledger db distribute`` gives each its recorded heartbeat's, so a redelivery without
+    ``occurred_at`` after the switch is still the key's heartbeat: ``duplicate``."""
+    beat = {**play("alice", 40), "idempotency_key": "before-the-switch"}
+    del beat["occurred_at"]
+    with api.open_ledger(settings) as app:
+        assert set(statuses(append(app, *catalogue(), grant("alice"), beat))) == {"accepted"}
+    claim = "SELECT occurred_at FROM playback_keys WHERE idempotency_key = 'before-the-switch'"
+    assert conn.execute(claim).fetchall() == [(None,)]
+    with connect(settings) as placing:
+        distribution.distribute(placing, settings.schema)
+        placing.commit()
+    recorded = conn.execute(
+        "SELECT occurred_at FROM playback_heartbeats WHERE idempotency_key = 'before-the-switch'"
+    ).fetchall()
+    assert conn.execute(claim).fetchall() == recorded and len(recorded) == 1
+    with api.open_ledger(settings) as app:
+        assert statuses(append(app, beat)) == ["duplicate"]
+    assert conn.execute(
+        "SELECT count(*) FROM playback_heartbeats WHERE idempotency_key = 'before-the-switch'"
     ).fetchone() == (1,)

@@ -46,7 +46,7 @@ SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
 # Delete an entry when its migration is on main.
-RESERVED: dict[int, str] = {32: "issue 28, handed out by the lead beside i28m's 0033"}
+RESERVED: dict[int, str] = {32: "issue 28: handed out to a branch (i28d) that needed no migration; unused"}
 
 
 class MigrationError(Exception):
