@@ -45,8 +45,9 @@ _DISTRIBUTED_DOWN = re.compile(r"^--\s*rolls back on citus\s*$", re.MULTILINE)
 SCHEMA_COMMENT = "created by `ledger db upgrade`"
 # Numbers handed to work still on its way to main (one branch each): a gap at a reserved
 # number is expected until its migration lands, and the file, once there, takes its place.
-# Delete an entry when its migration is on main.
-RESERVED: dict[int, str] = {32: "issue 28: handed out to a branch (i28d) that needed no migration; unused"}
+# Delete an entry when its migration is on main. A number handed out and never used stays,
+# so the gap it left is known.
+RESERVED: dict[int, str] = {32: "issue 28: handed to a branch (i28d) that needed none; unused"}
 
 
 class MigrationError(Exception):
