@@ -143,7 +143,11 @@ class SchemaPool:
         if self.placing.cluster_wide:
             with self.placing.tried() as free:
                 if free:
-                    renamed = self._reset(schema)
+                    try:
+                        renamed = self._reset(schema, busy=_StillInUse)
+                    except _StillInUse:
+                        self.free.append(schema)  # a test's process not yet gone: later
+                        return
                     if renamed is not None:
                         self.ready.append(renamed)
                     return
@@ -182,17 +186,28 @@ class SchemaPool:
             }
         return settings
 
-    def _reset(self, schema: str) -> str | None:
+    def _reset(self, schema: str, busy: type[Exception] | None = None) -> str | None:
         """Empties ``schema`` back to a migration's state under a new name (returned); None
         (and the schema dropped) when it cannot be, or is then not exactly that. The new
         name is what keeps a test from ever seeing another's rows: whatever still holds
         the old one (a process the last test left running, a pool it did not close, a
-        prepared statement) finds no such schema instead of the next test's tables."""
+        prepared statement) finds no such schema instead of the next test's tables. With
+        ``busy``, a schema still locked by another session (the reset's ``LOCK TABLE`` timed
+        out: nothing changed) raises it instead of being dropped: a reset right when the
+        test ends (``give``) may meet a process it killed not yet gone, and the take's
+        reset, later, finds it gone (two of ``test_cli_exits``' schemas were migrated anew
+        so, i28l)."""
         renamed = _name()
         self.used.append(renamed)
         for _ in range(2):  # once more on a new connection if a test terminated this one
             try:
                 same = self._emptied(self._connection(), schema, renamed) == self.pristine
+            except psycopg.errors.LockNotAvailable:
+                if busy is None:
+                    same = False
+                else:
+                    self.used.remove(renamed)
+                    raise busy() from None
             except (psycopg.Error, _NotReusable):
                 same = False
             if same or self._conn is None or not self._conn.broken:
@@ -328,6 +343,10 @@ class SchemaPool:
 
 class _NotReusable(Exception):
     """A schema the pool drops rather than resets."""
+
+
+class _StillInUse(Exception):
+    """A schema another session still holds a lock on: reset later, not dropped."""
 
 
 def _on_citus(conn: psycopg.Connection[Any]) -> bool:
