@@ -238,7 +238,10 @@ class SchemaPool:
         held = conn.execute(_HOLDS, {"old": schema, "new": renamed}).fetchone()
         if held is None:
             raise _NotReusable(f"{schema} is gone")
-        oid, tables, keys, pinned = held
+        oid, tables, keys, pinned, states = held
+        # the log's triggers a test left in another state (`ENABLE TRIGGER ALL` after a
+        # tampering: `O` where the migration's are `A`), put back as the migration left them
+        switched = [name for name, now in states if self.triggers.get(name, now) != now]
         # the tables a test made itself (a consumer's, a day's partition of the playback
         # store): dropped; whatever they took with them or left is compared below
         made = [table for table in tables if table not in self.tables]
@@ -285,11 +288,12 @@ class SchemaPool:
                             "UPDATE {} SET compacted_before = NULL, compacted_at = NULL"
                         ).format(sql.Identifier(schema, "playback_state"))
                     )
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-                        log, sql.SQL(state[self.triggers.get(_LOG_GUARD, "A")]), guard
+                for name in [_LOG_GUARD, *(name for name in switched if name != _LOG_GUARD)]:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                            log, sql.SQL(state[self.triggers.get(name, "A")]), sql.Identifier(name)
+                        )
                     )
-                )
                 conn.execute(
                     "SELECT setval(format('%%I.%%I', schemaname, sequencename), start_value, false)"
                     " FROM pg_sequences WHERE schemaname = %s",

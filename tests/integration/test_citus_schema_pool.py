@@ -150,3 +150,21 @@ def test_a_schema_still_locked_when_given_back_is_reset_at_the_next_take(
     assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert fingerprint(conn, again.schema) == distributed_pool.pristine
+
+
+def test_the_distributed_logs_triggers_switched_back_on_otherwise_are_put_back(
+    distributed_pool: SchemaPool, database_url: str
+) -> None:
+    """``test_audit_verify.py``'s tampering on the distributed log (``ENABLE TRIGGER ALL``
+    after it: ``O`` where the migration's guards are ``A``): put back by the reset, reused."""
+    used = distributed_pool.take()
+    log = sql.Identifier(used.schema, "ledger_events")
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER ALL").format(log))
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER ALL").format(log))
+    distributed_pool.give(used.schema)
+    again = distributed_pool.take()
+    assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, again.schema) == distributed_pool.pristine
