@@ -61,7 +61,8 @@ SELECT 'policy', p.tablename || '.' || p.policyname, p.cmd || ' ' || coalesce(p.
 
 
 # what a reset needs of a schema, in one round trip: its tables, the foreign keys between
-# them, the routines that pin their search_path to it (signature and path, renamed)
+# them, the routines that pin their search_path to it (signature and path, renamed), and the
+# log's triggers' states (a test that switched one back on with ENABLE, not ENABLE ALWAYS)
 _HOLDS = """
 SELECT n.oid, ARRAY(SELECT c.relname::text FROM pg_class c
                      WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') ORDER BY 1),
@@ -72,7 +73,10 @@ SELECT n.oid, ARRAY(SELECT c.relname::text FROM pg_class c
                                   quote_ident(%(new)s) || '.'),
                           replace(substr(setting, 13), quote_ident(%(old)s), quote_ident(%(new)s))]
                FROM pg_proc p, unnest(p.proconfig) AS setting
-              WHERE p.pronamespace = n.oid AND setting LIKE 'search_path=%%')
+              WHERE p.pronamespace = n.oid AND setting LIKE 'search_path=%%'),
+       ARRAY(SELECT ARRAY[t.tgname::text, t.tgenabled::text] FROM pg_trigger t
+               JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE c.relnamespace = n.oid AND c.relname = 'ledger_events' AND NOT t.tgisinternal)
   FROM pg_namespace n WHERE n.nspname = %(old)s
 """
 

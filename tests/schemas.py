@@ -143,7 +143,11 @@ class SchemaPool:
         if self.placing.cluster_wide:
             with self.placing.tried() as free:
                 if free:
-                    renamed = self._reset(schema)
+                    try:
+                        renamed = self._reset(schema, busy=_StillInUse)
+                    except _StillInUse:
+                        self.free.append(schema)  # a test's process not yet gone: later
+                        return
                     if renamed is not None:
                         self.ready.append(renamed)
                     return
@@ -182,17 +186,28 @@ class SchemaPool:
             }
         return settings
 
-    def _reset(self, schema: str) -> str | None:
+    def _reset(self, schema: str, busy: type[Exception] | None = None) -> str | None:
         """Empties ``schema`` back to a migration's state under a new name (returned); None
         (and the schema dropped) when it cannot be, or is then not exactly that. The new
         name is what keeps a test from ever seeing another's rows: whatever still holds
         the old one (a process the last test left running, a pool it did not close, a
-        prepared statement) finds no such schema instead of the next test's tables."""
+        prepared statement) finds no such schema instead of the next test's tables. With
+        ``busy``, a schema still locked by another session (the reset's ``LOCK TABLE`` timed
+        out: nothing changed) raises it instead of being dropped: a reset right when the
+        test ends (``give``) may meet a process it killed not yet gone, and the take's
+        reset, later, finds it gone (two of ``test_cli_exits``' schemas were migrated anew
+        so, i28l)."""
         renamed = _name()
         self.used.append(renamed)
         for _ in range(2):  # once more on a new connection if a test terminated this one
             try:
                 same = self._emptied(self._connection(), schema, renamed) == self.pristine
+            except psycopg.errors.LockNotAvailable:
+                if busy is None:
+                    same = False
+                else:
+                    self.used.remove(renamed)
+                    raise busy() from None
             except (psycopg.Error, _NotReusable):
                 same = False
             if same or self._conn is None or not self._conn.broken:
@@ -223,7 +238,10 @@ class SchemaPool:
         held = conn.execute(_HOLDS, {"old": schema, "new": renamed}).fetchone()
         if held is None:
             raise _NotReusable(f"{schema} is gone")
-        oid, tables, keys, pinned = held
+        oid, tables, keys, pinned, states = held
+        # the log's triggers a test left in another state (`ENABLE TRIGGER ALL` after a
+        # tampering: `O` where the migration's are `A`), put back as the migration left them
+        switched = [name for name, now in states if self.triggers.get(name, now) != now]
         # the tables a test made itself (a consumer's, a day's partition of the playback
         # store): dropped; whatever they took with them or left is compared below
         made = [table for table in tables if table not in self.tables]
@@ -270,11 +288,12 @@ class SchemaPool:
                             "UPDATE {} SET compacted_before = NULL, compacted_at = NULL"
                         ).format(sql.Identifier(schema, "playback_state"))
                     )
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-                        log, sql.SQL(state[self.triggers.get(_LOG_GUARD, "A")]), guard
+                for name in [_LOG_GUARD, *(name for name in switched if name != _LOG_GUARD)]:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                            log, sql.SQL(state[self.triggers.get(name, "A")]), sql.Identifier(name)
+                        )
                     )
-                )
                 conn.execute(
                     "SELECT setval(format('%%I.%%I', schemaname, sequencename), start_value, false)"
                     " FROM pg_sequences WHERE schemaname = %s",
@@ -328,6 +347,10 @@ class SchemaPool:
 
 class _NotReusable(Exception):
     """A schema the pool drops rather than resets."""
+
+
+class _StillInUse(Exception):
+    """A schema another session still holds a lock on: reset later, not dropped."""
 
 
 def _on_citus(conn: psycopg.Connection[Any]) -> bool:

@@ -10,6 +10,7 @@ from datetime import date
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ledger.config import Settings
 from ledger.database import distribution
@@ -130,3 +131,43 @@ def test_a_rebuilt_distributed_schema_is_reset_and_reused(
         assert fingerprint(conn, again.schema) ^ distributed_pool.pristine == frozenset()
     assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
     catalogue_and_purchase(again, "pi_rebuilt")  # and the ledger works on it
+
+
+def test_a_schema_still_locked_when_given_back_is_reset_at_the_next_take(
+    distributed_pool: SchemaPool, database_url: str
+) -> None:
+    """A session of the test's still holding a lock when the schema is given back (a
+    process it killed, not yet gone): the reset then waits for nothing and changes nothing,
+    and the schema is kept for the next take's reset instead of dropped (i28l)."""
+    used = distributed_pool.take()
+    with psycopg.connect(database_url) as holder:
+        holder.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                sql.Identifier(used.schema, "users")
+            )
+        )
+        distributed_pool.give(used.schema)
+        assert (distributed_pool.free, distributed_pool.ready) == ([used.schema], [])
+        holder.rollback()
+    again = distributed_pool.take()
+    assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, again.schema) == distributed_pool.pristine
+
+
+def test_the_distributed_logs_triggers_switched_back_on_otherwise_are_put_back(
+    distributed_pool: SchemaPool, database_url: str
+) -> None:
+    """``test_audit_verify.py``'s tampering on the distributed log (``ENABLE TRIGGER ALL``
+    after it: ``O`` where the migration's guards are ``A``): put back by the reset, reused."""
+    used = distributed_pool.take()
+    log = sql.Identifier(used.schema, "ledger_events")
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER ALL").format(log))
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER ALL").format(log))
+    distributed_pool.give(used.schema)
+    again = distributed_pool.take()
+    assert (distributed_pool.migrated, distributed_pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, again.schema) == distributed_pool.pristine

@@ -13,6 +13,7 @@ from ledger import api
 from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
+from tests.citus_support import PlacingFromHere
 from tests.support import append, catalogue, complete, refund
 
 Conn = psycopg.Connection[Any]
@@ -32,7 +33,7 @@ def run_writers(settings: Settings, batches: list[list[str]]) -> list[list[str]]
 
 
 def test_the_same_payments_from_eight_processes_are_accepted_exactly_once(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     append(ledger_app, *catalogue())
     payments = [
@@ -56,11 +57,12 @@ def test_the_same_payments_from_eight_processes_are_accepted_exactly_once(
     assert conn.execute(
         "SELECT count(*), count(DISTINCT stripe_payment_intent_id) FROM purchases"
     ).fetchone() == (20, 20)
+    placing_from_here()  # verify's scratch tables
     assert verify(settings) == []
 
 
 def test_concurrent_refunds_never_exceed_the_amount_paid(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     append(ledger_app, *catalogue(), complete("pi_1", amount=1000, fees=(100, 300)))
     batches = [
@@ -78,4 +80,5 @@ def test_concurrent_refunds_never_exceed_the_amount_paid(
     assert conn.execute(
         "SELECT count(*) FROM ledger_events WHERE topic = 'PurchaseRefunded'"
     ).fetchone() == (accepted,)
+    placing_from_here()
     assert verify(settings) == []

@@ -23,6 +23,7 @@ from ledger.domain import upcasters
 from ledger.log import shapes
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
+from tests.citus_support import PlacingFromHere
 from tests.integration.test_golden_log import golden_tables
 from tests.support import TABLES, cli, load_history
 
@@ -187,9 +188,10 @@ def load_golden(conn: Conn) -> int:
 
 
 def test_the_golden_log_is_accepted_and_rebuilds_exactly(
-    settings: Settings, conn: Conn, cli_env: dict[str, str]
+    settings: Settings, conn: Conn, cli_env: dict[str, str], placing_from_here: PlacingFromHere
 ) -> None:
     load_golden(conn)
+    placing_from_here()
     rebuild(settings, stream=open("/dev/null", "w"))  # noqa: SIM115
     conn.execute("SET TimeZone TO 'UTC'")
     expected = golden_tables(GOLDEN / "tables.json")
@@ -206,7 +208,9 @@ def test_the_golden_log_is_accepted_and_rebuilds_exactly(
     assert "ok   events: all 1242 events decode" in done.stdout
 
 
-def test_the_writer_role_cannot_store_garbage(settings: Settings, conn: Conn) -> None:
+def test_the_writer_role_cannot_store_garbage(
+    settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
+) -> None:
     """The issue's attack, as the writer role: refused at insert, nothing stored."""
     import uuid
 
@@ -214,6 +218,7 @@ def test_the_writer_role_cannot_store_garbage(settings: Settings, conn: Conn) ->
     from tests.integration.test_roles import drop_roles
 
     prefix = f"g{uuid.uuid4().hex[:8]}"
+    placing_from_here()  # the roles' DDL and grants, on every node
     try:
         names = create_roles(conn, settings.schema, prefix, login=True)
         url = psycopg.conninfo.make_conninfo(settings.url, user=names["writer"])
@@ -262,8 +267,10 @@ def test_every_reader_names_an_undecodable_event_in_one_line(
     topic: str,
     state: bytes,
     problem: str,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     load_history(ledger_app, 10)
+    placing_from_here()  # the trigger's switch, then a rebuild and a verify
     position = smuggle(conn, topic, state)
     named = f"position {position} ({topic}) does not decode: {problem}"
     for args, status in (

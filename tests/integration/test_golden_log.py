@@ -32,6 +32,7 @@ from ledger.database import distribution, legacy
 from ledger.database.connections import connect
 from ledger.upkeep.rebuild import rebuild
 from tests import citus_support
+from tests.citus_support import PlacingFromHere
 from tests.fixtures.golden import make
 from tests.support import TABLES, statuses
 
@@ -117,7 +118,7 @@ def _by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_the_golden_log_chains_and_rebuilds_to_the_rows_it_was_written_with(
-    settings: Settings, conn: psycopg.Connection[Any]
+    settings: Settings, conn: psycopg.Connection[Any], placing_from_here: PlacingFromHere
 ) -> None:
     events = _stored_events()
     assert len(events) > 1000, "the golden log is a real history"
@@ -130,6 +131,7 @@ def test_the_golden_log_chains_and_rebuilds_to_the_rows_it_was_written_with(
     ]
     assert mismatched == [], f"the chain no longer reproduces the stored hash at {mismatched[:5]}"
 
+    placing_from_here()
     with open("/dev/null", "w") as quiet:
         rebuild(settings, stream=quiet)
 
@@ -144,14 +146,22 @@ def test_the_golden_log_chains_and_rebuilds_to_the_rows_it_was_written_with(
             assert got == wanted, (table, got["id"])
 
 
-def _golden(settings: Settings, conn: psycopg.Connection[Any]) -> None:
+def _golden(
+    settings: Settings,
+    conn: psycopg.Connection[Any],
+    placing: Callable[[], None] | None = None,
+) -> None:
+    """The golden log loaded and rebuilt; ``placing`` called between (``placing_from_here``:
+    the load appends, the rebuild places its shadow tables)."""
     _load(conn, _stored_events())
+    if placing is not None:
+        placing()
     with open("/dev/null", "w") as quiet:
         rebuild(settings, stream=quiet)
 
 
 def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
-    fresh: Callable[[], Settings],
+    fresh: Callable[[], Settings], placing_from_here: PlacingFromHere
 ) -> None:
     """The fingerprints and identities v1 stored still recognise its commands: the
     whole history that wrote the golden log, delivered again, is not applied twice;
@@ -163,7 +173,7 @@ def test_redeliveries_of_the_commands_v1_recorded_change_nothing(
     holds are written then: ``distribution.distribute_log``)."""
     settings = fresh()
     with connect(settings, autocommit=True) as conn:
-        _golden(settings, conn)
+        _golden(settings, conn, placing_from_here)
         if placed(settings, conn):
             # v1's organizations and access live in the platform's chain: claimed there
             assert legacy.legacy_claimed(conn, settings.schema)
@@ -213,13 +223,13 @@ def _redelivered(settings: Settings, conn: psycopg.Connection[Any]) -> None:
 
 
 def test_the_3_cent_purchase_of_v1_never_shows_a_negative_payout(
-    settings: Settings, conn: psycopg.Connection[Any]
+    settings: Settings, conn: psycopg.Connection[Any], placing_from_here: PlacingFromHere
 ) -> None:
     """pi_gold_1: 3 cents split (2, 1, 0), refunded 1 cent on 2026-03-03 at 10:00, then
     2 at 11:00. v1 recorded the first refund's shares as (0, 0, 1): the creator, paid
     nothing, "returned" a cent. The audit recomputes every refund's shares by the
     current rule (platform ceil, creator floor, organization the rest): (1, 0, 0)."""
-    _golden(settings, conn)
+    _golden(settings, conn, placing_from_here)
     stored = conn.execute(
         "SELECT convert_from(state, 'UTF8')::json ->> 'creator_refund_cents' FROM ledger_events"
         " WHERE topic = 'PurchaseRefunded'"

@@ -24,6 +24,7 @@ from ledger.config import Settings
 from ledger.database.connections import connect
 from ledger.domain.provenance import UNRECORDED
 from ledger.upkeep.rebuild import rebuild
+from tests.citus_support import PlacingFromHere
 from tests.fixtures.golden import make
 from tests.integration.test_golden_log import (
     _by_id,
@@ -54,7 +55,7 @@ def quiet_rebuild(settings: Settings) -> None:
 
 
 def test_the_v2_golden_log_chains_and_rebuilds_to_its_rows(
-    settings: Settings, conn: psycopg.Connection[Any]
+    settings: Settings, conn: psycopg.Connection[Any], placing_from_here: PlacingFromHere
 ) -> None:
     events = stored("v2")
     assert len(events) > 1000
@@ -63,6 +64,7 @@ def test_the_v2_golden_log_chains_and_rebuilds_to_its_rows(
     assert {s["source"] for s in states} == {"cli", "api", "http", "stripe"}
     hashes = _load(conn, events)
     assert hashes == [e["hash"] for e in events]
+    placing_from_here()
     quiet_rebuild(settings)
     expected = golden_tables(GOLDEN / "v2" / "tables.json")
     got = tables(conn)
@@ -71,7 +73,7 @@ def test_the_v2_golden_log_chains_and_rebuilds_to_its_rows(
 
 
 def test_a_log_of_v1_continued_by_v2_appends_rebuilds_verifies_and_streams(
-    fresh: Callable[[], Settings],
+    fresh: Callable[[], Settings], placing_from_here: PlacingFromHere
 ) -> None:
     """v1's log loaded on a single server's schema; in a distributed run placed by
     ``ledger db distribute`` after, as a real upgrade does (``test_golden_log.placed``):
@@ -79,14 +81,18 @@ def test_a_log_of_v1_continued_by_v2_appends_rebuilds_verifies_and_streams(
     claims, and the commands on its aggregates were answered ``not_found``."""
     settings = fresh()
     with connect(settings, autocommit=True) as conn:
-        _v1_continued(settings, conn, environment(settings))
+        _v1_continued(settings, conn, environment(settings), placing_from_here)
 
 
 def _v1_continued(
-    settings: Settings, conn: psycopg.Connection[Any], cli_env: dict[str, str]
+    settings: Settings,
+    conn: psycopg.Connection[Any],
+    cli_env: dict[str, str],
+    placing: Callable[[], None],
 ) -> None:
     v1 = stored("v1")
     _load(conn, v1)
+    placing()  # the rebuild's shadow tables, then ``ledger db distribute``
     quiet_rebuild(settings)
     placed(settings, conn)
     # commands on v1's aggregates: each decision loads them through the library's

@@ -23,6 +23,7 @@ from ledger import api
 from ledger.commands.parsing import parse_command
 from ledger.config import Settings
 from ledger.database.connections import connect
+from tests.citus_support import PlacingFromHere
 from tests.integration.test_golden_log import _by_id, _load, environment, golden_tables, placed
 from tests.integration.test_golden_v2 import GOLDEN, quiet_rebuild, stored, tables
 from tests.support import TABLES, append, cli, statuses
@@ -31,7 +32,7 @@ MONEY = ("PurchaseCompleted", "PurchaseFailed", "PurchaseRefunded")
 
 
 def test_the_v3_golden_log_chains_and_rebuilds_to_its_rows(
-    settings: Settings, conn: psycopg.Connection[Any]
+    settings: Settings, conn: psycopg.Connection[Any], placing_from_here: PlacingFromHere
 ) -> None:
     events = stored("v3")
     states = [(e["topic"], json.loads(e["state"])) for e in events]
@@ -44,6 +45,7 @@ def test_the_v3_golden_log_chains_and_rebuilds_to_its_rows(
     assert {s["processor_occurred_at"] < s["occurred_at"] for s in lifted} == {True}
     assert len(lifted) == 3  # a completion, a refund and a failure, each dated early
     assert _load(conn, events) == [e["hash"] for e in events]
+    placing_from_here()
     quiet_rebuild(settings)
     expected = golden_tables(GOLDEN / "v3" / "tables.json")
     got = tables(conn)
@@ -52,7 +54,7 @@ def test_the_v3_golden_log_chains_and_rebuilds_to_its_rows(
 
 
 def test_a_log_of_v2_continued_by_v3_lifts_stripe_facts_rebuilds_and_verifies(
-    fresh: Callable[[], Settings],
+    fresh: Callable[[], Settings], placing_from_here: PlacingFromHere
 ) -> None:
     """v2's log loaded on a single server's schema; in a distributed run placed by
     ``ledger db distribute`` after, as a real upgrade does (``test_golden_log.placed``):
@@ -60,14 +62,18 @@ def test_a_log_of_v2_continued_by_v3_lifts_stripe_facts_rebuilds_and_verifies(
     claims, and the commands on its aggregates were answered ``not_found``."""
     settings = fresh()
     with connect(settings, autocommit=True) as conn:
-        _v2_continued(settings, conn, environment(settings))
+        _v2_continued(settings, conn, environment(settings), placing_from_here)
 
 
 def _v2_continued(
-    settings: Settings, conn: psycopg.Connection[Any], cli_env: dict[str, str]
+    settings: Settings,
+    conn: psycopg.Connection[Any],
+    cli_env: dict[str, str],
+    placing: Callable[[], None],
 ) -> None:
     v2 = stored("v2")
     _load(conn, v2)
+    placing()  # the rebuild's shadow tables, then ``ledger db distribute``
     quiet_rebuild(settings)
     placed(settings, conn)
     base = {"customer_id": "gold_bob", "content_id": "44444444-4444-4444-8444-444444444444"}
@@ -113,7 +119,7 @@ LATE = "2026-11-01T12:00:00+00:00"
 
 
 def test_a_log_of_v3_continued_revokes_by_the_whole_key_and_rebuilds(
-    fresh: Callable[[], Settings],
+    fresh: Callable[[], Settings], placing_from_here: PlacingFromHere
 ) -> None:
     """v3's log loaded on a single server's schema (in a distributed run placed by ``ledger
     db distribute`` after, as a real upgrade does: ``test_golden_log.placed``), then one of
@@ -126,6 +132,7 @@ def test_a_log_of_v3_continued_revokes_by_the_whole_key_and_rebuilds(
     with connect(settings, autocommit=True) as conn:
         v3 = stored("v3")
         _load(conn, v3)
+        placing_from_here()
         quiet_rebuild(settings)
         placed(settings, conn)
         row = conn.execute(

@@ -18,6 +18,7 @@ import psycopg
 
 from ledger.config import Settings
 from ledger.upkeep.rebuild import rebuild
+from tests.citus_support import PlacingFromHere
 from tests.serving import serve
 from tests.stripe_support import (
     SECRET,
@@ -58,7 +59,7 @@ def recorded(client: httpx.Client, topic: str, intent: str) -> dict[str, Any]:
 
 
 def test_same_second_and_early_stripe_facts_are_recorded_and_grant_access(
-    settings: Settings, conn: Conn
+    settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     with serve(settings, LEDGER_STRIPE_WEBHOOK_SECRETS=SECRET) as served, served.client() as client:
         assert (
@@ -142,6 +143,7 @@ def test_same_second_and_early_stripe_facts_are_recorded_and_grant_access(
         assert [(t["purchases"], t["refunds"]) for t in totals] == [(2, 1)]
     # a rebuild reproduces every row
     before = {table: dump(conn, table) for table in TABLES}
+    placing_from_here()
     with open("/dev/null", "w") as quiet:
         rebuild(settings, stream=quiet)
     assert {table: dump(conn, table) for table in TABLES} == before

@@ -20,6 +20,7 @@ from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
+from tests.citus_support import PlacingFromHere
 from tests.support import (
     CONTENT,
     CONTENT_2,
@@ -173,7 +174,7 @@ def _quiet_rebuild(settings: Settings, only: str | None = None) -> None:
 
 
 def test_rebuilds_reproduce_the_rows_with_their_organization(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     append(
         ledger_app,
@@ -184,6 +185,7 @@ def test_rebuilds_reproduce_the_rows_with_their_organization(
     )
     before = dump_all(conn)
     assert len(before["video_playback"]) == 2
+    placing_from_here()
     _quiet_rebuild(settings)
     assert dump_all(conn) == before
     _quiet_rebuild(settings, only="video_playback")
@@ -196,7 +198,7 @@ def test_rebuilds_reproduce_the_rows_with_their_organization(
 
 @pytest.mark.parametrize("label", ["v2", "v3"])
 def test_the_golden_logs_heartbeats_rebuild_with_their_organization_alone(
-    settings: Settings, conn: Conn, label: str
+    settings: Settings, conn: Conn, label: str, placing_from_here: PlacingFromHere
 ) -> None:
     """``rebuild --only video_playback`` over a log that holds heartbeats: their content's
     organization read from the live content table."""
@@ -204,6 +206,7 @@ def test_the_golden_logs_heartbeats_rebuild_with_their_organization_alone(
     from tests.integration.test_golden_v2 import stored
 
     _load(conn, stored(label))
+    placing_from_here()
     _quiet_rebuild(settings)
     before = dump_all(conn)
     assert before["video_playback"], "the golden log holds heartbeats"

@@ -28,6 +28,7 @@ from ledger.service import Ledger
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
 from tests import citus_support
+from tests.citus_support import PlacingFromHere
 from tests.integration.test_golden_log import _load
 from tests.integration.test_golden_v2 import GOLDEN, stored
 from tests.support import TABLES, append, catalogue, dump_all, grant, play, statuses, t
@@ -108,7 +109,7 @@ def test_answers_duplicates_keys_and_the_rows(ledger_app: Ledger, conn: Conn) ->
 
 
 def test_rebuild_and_verify_give_the_rows_the_store_made(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     append(ledger_app, *catalogue(), grant("alice", at=t(2)), grant("bob", at=t(2)))
     beats = [play("alice", p, at=t(3, 12, p)) for p in range(0, 60, 7)]
@@ -116,13 +117,18 @@ def test_rebuild_and_verify_give_the_rows_the_store_made(
     random.Random(26).shuffle(beats)
     assert "rejected" not in statuses(append(ledger_app, *beats))
     live = dump_all(conn)
+    placing_from_here()  # verify's scratch tables, then the rebuild
     assert verify(settings) == []
     _quiet_rebuild(settings)
     assert dump_all(conn) == live
 
 
 def test_two_processes_racing_on_one_pair_leave_the_newest(
-    ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    cli_env: dict[str, str],
+    placing_from_here: PlacingFromHere,
 ) -> None:
     append(ledger_app, *catalogue(), grant("alice", at=t(2)))
     minutes = list(range(60))
@@ -152,6 +158,7 @@ def test_two_processes_racing_on_one_pair_leave_the_newest(
     ).fetchone()
     assert row == (59, True)
     assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (60,)
+    placing_from_here()
     assert verify(settings) == []
 
 
@@ -213,12 +220,13 @@ def _heartbeats(*lines: dict[str, Any]) -> list[Heartbeat]:
 
 @pytest.mark.single_server(citus_support.PLAYBACK_RECORD)
 def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     """Migration 0025: a group flagged ``distinct`` skips the walk in order; on the same
     state, its answers and every row it writes are those of the walked form."""
     append(ledger_app, *catalogue(), grant("alice", at=t(2)), play("alice", 50, at=t(6)))
     days = {partitions.day(datetime.fromisoformat(t(day))) for day in (4, 5, 7)}
+    placing_from_here()  # the days' partitions made here
     partitions.create(conn, settings.schema, days)
     group = GroupEncoder(settings.schema).encode(
         _heartbeats(
@@ -262,11 +270,12 @@ def test_a_distinct_group_is_decided_alike_with_or_without_the_walk(
 
 @pytest.mark.single_server(citus_support.PLAYBACK_RECORD)
 def test_a_group_flagged_distinct_wrongly_applies_nothing_twice(
-    ledger_app: Ledger, settings: Settings, conn: Conn
+    ledger_app: Ledger, settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     """The store flags only groups whose heartbeats share nothing; a group flagged wrongly
     (the same heartbeat twice) collides on the store's primary key and writes nothing."""
     append(ledger_app, *catalogue(), grant("alice", at=t(2)))
+    placing_from_here()
     partitions.create(conn, settings.schema, {partitions.day(datetime.fromisoformat(t(5)))})
     same = play("alice", 40, at=t(5))
     group = json.loads(GroupEncoder(settings.schema).encode(_heartbeats(same, same)))

@@ -21,6 +21,7 @@ from ledger.log import chains
 from ledger.upkeep import source
 from ledger.upkeep.rebuild import rebuild
 from ledger.upkeep.verify import verify
+from tests.citus_support import PlacingFromHere
 from tests.support import (
     CONTENT,
     CONTENT_2,
@@ -95,7 +96,7 @@ def test_an_event_that_commits_late_is_read_by_the_catch_up(settings: Settings) 
 
 
 def test_a_rebuild_in_the_organization_order_reproduces_every_row(
-    settings: Settings, conn: Conn
+    settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     _organization_order(settings)
     history = [
@@ -111,6 +112,7 @@ def test_a_rebuild_in_the_organization_order_reproduces_every_row(
         assert set(statuses(append(ledger, *history))) == {"accepted"}
     before = dump_all(conn)
     assert len(before["purchases"]) == 6 and len(before["content_access"]) == 2
+    placing_from_here()
     report = rebuild(settings, stream=io.StringIO())
     assert report.events > len(history)
     assert dump_all(conn) == before

@@ -224,6 +224,27 @@ def test_a_table_a_test_made_itself_is_dropped_and_the_schema_reused(
         assert fingerprint(conn, again.schema) == pool.pristine
 
 
+def test_the_logs_triggers_switched_back_on_otherwise_are_put_back_and_the_schema_reused(
+    pool: SchemaPool, database_url: str
+) -> None:
+    """A tampering test turns the log's triggers off and on again with ``ENABLE TRIGGER
+    ALL`` (``O``, where the migration's guards are ``ENABLE ALWAYS``, ``A``), another marks
+    a projection stale (its trigger on where the migration left it off): the reset puts
+    each back as the migration left it, and the schema is reused (ten of a whole
+    distributed run's resets were refused so, i28l)."""
+    used = pool.take()
+    log = sql.Identifier(used.schema, "ledger_events")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER ALL").format(log))
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER ALL").format(log))
+        assert fingerprint(conn, used.schema) != pool.pristine
+    pool.give(used.schema)
+    again = pool.take()
+    assert (pool.migrated, pool.reused) == (1, 1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert fingerprint(conn, again.schema) == pool.pristine
+
+
 def test_a_compacted_schema_is_reset_and_reused(pool: SchemaPool, database_url: str) -> None:
     """A compaction sets the store's mark (``playback_state``, a row the migration makes):
     the reset puts it back as the migration leaves it, so the schema is reused."""

@@ -27,6 +27,7 @@ from ledger.config import ConfigurationError, Settings
 from ledger.database import migrations
 from ledger.database.connections import connect
 from ledger.service import Ledger
+from tests.citus_support import PlacingFromHere
 from tests.support import TABLES, answers, cli, dump_all, event_count, load_history, refund
 
 Conn = psycopg.Connection[Any]
@@ -52,10 +53,11 @@ def a_refund(conn: Conn) -> str:
 
 
 def test_upgrade_over_a_full_log_fills_the_tables_before_it_returns(
-    ledger_app: Ledger, conn: Conn, cli_env: dict[str, str]
+    ledger_app: Ledger, conn: Conn, cli_env: dict[str, str], placing_from_here: PlacingFromHere
 ) -> None:
     load(ledger_app)
     before = dump_all(conn)
+    placing_from_here()  # the round trip drops and makes the tables
     assert cli(cli_env, "db", "downgrade", "--to", "base").returncode == 0
     done = cli(cli_env, "db", "upgrade")
     assert done.returncode == 0, done.stderr
@@ -70,11 +72,16 @@ def test_upgrade_over_a_full_log_fills_the_tables_before_it_returns(
 
 
 def test_a_killed_upgrade_leaves_the_mark_and_appends_refuse_until_filled(
-    ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    cli_env: dict[str, str],
+    placing_from_here: PlacingFromHere,
 ) -> None:
     load(ledger_app)
     before = dump_all(conn)
     line = a_refund(conn)
+    placing_from_here()
     assert cli(cli_env, "db", "downgrade", "--to", "base").returncode == 0
     # what an upgrade killed after its migrations committed leaves: the tables, empty
     with connect(settings) as other:
@@ -107,13 +114,18 @@ def test_a_killed_upgrade_leaves_the_mark_and_appends_refuse_until_filled(
 
 
 def test_an_upgrade_killed_during_its_rebuild_is_detected(
-    ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    cli_env: dict[str, str],
+    placing_from_here: PlacingFromHere,
 ) -> None:
     """A real SIGKILL, once the upgrade's migrations have committed and its rebuild
     waits at the switch (held up by a ROW SHARE lock on the log, which only the
     switch's EXCLUSIVE lock minds)."""
     load(ledger_app, 40)
     before = dump_all(conn)
+    placing_from_here()
     assert cli(cli_env, "db", "downgrade", "--to", "base").returncode == 0
     with connect(settings, autocommit=True) as holder, holder.transaction():
         holder.execute("LOCK TABLE ledger_events IN ROW SHARE MODE")
@@ -144,7 +156,7 @@ def test_an_upgrade_killed_during_its_rebuild_is_detected(
 
 
 def test_a_round_trip_to_base_leaves_the_read_check_a_fresh_upgrade_makes(
-    settings: Settings, conn: Conn
+    settings: Settings, conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     """The read-version check (0004, its function made routable by 0019) belongs to the log:
     ``--to base`` keeps it, so the next upgrade does not make 0004's form again over 0019's
@@ -155,6 +167,7 @@ def test_a_round_trip_to_base_leaves_the_read_check_a_fresh_upgrade_makes(
     routable = _read_check(conn, settings.schema)
     assert "LEFT JOIN" in routable  # 0019's form, as a fresh upgrade leaves it
     conn.commit()
+    placing_from_here()
     with connect(settings) as other:
         migrations.downgrade(other, settings.schema, migrations.BASE)
         kept = other.execute(
@@ -215,7 +228,11 @@ def test_an_upgrade_over_an_empty_log_marks_nothing(empty_settings: Settings) ->
 
 
 def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
-    ledger_app: Ledger, settings: Settings, conn: Conn, empty_settings: Settings
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    empty_settings: Settings,
+    placing_from_here: PlacingFromHere,
 ) -> None:
     """The previous version's round trip left empty tables and no mark: the upgrade to
     this version (migration log_guards) notices that organizations are gone. The history
@@ -235,6 +252,7 @@ def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
     found = {m.name: m for m in migrations.discover()}
     guards, chains = found["log_guards"], found["organization_chains"]
     new, old = sql.Identifier(settings.schema), sql.Identifier(empty_settings.schema)
+    placing_from_here()  # the previous version's schema migrated, then taken down
     with connect(empty_settings) as previous:
         migrations.upgrade(previous, empty_settings.schema, to=chains.version - 1)
         with previous.transaction():
@@ -278,10 +296,11 @@ def test_a_database_left_empty_by_the_previous_version_is_filled_on_upgrade(
 
 @pytest.mark.parametrize("budget", ["abc", "1e3", "", "0", "-5", " 12x"])
 def test_a_bad_row_budget_is_one_configuration_error(
-    ledger_app: Ledger, cli_env: dict[str, str], budget: str
+    ledger_app: Ledger, cli_env: dict[str, str], budget: str, placing_from_here: PlacingFromHere
 ) -> None:
     load(ledger_app, 5)
     env = dict(cli_env, LEDGER_REBUILD_ROW_BUDGET=budget)
+    placing_from_here()  # a verify makes its scratch schema before it reads the budget
     for args in (("projections", "rebuild"), ("projections", "verify")):
         done = cli(env, *args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)

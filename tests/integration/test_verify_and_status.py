@@ -10,6 +10,7 @@ import psycopg
 from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
+from tests.citus_support import PlacingFromHere
 from tests.support import cli, load_history
 
 Conn = psycopg.Connection[Any]
@@ -19,14 +20,21 @@ def load(app: Ledger) -> None:
     load_history(app, 40)
 
 
-def test_verify_is_clean_on_an_honest_ledger(ledger_app: Ledger, cli_env: dict[str, str]) -> None:
+def test_verify_is_clean_on_an_honest_ledger(
+    ledger_app: Ledger, cli_env: dict[str, str], placing_from_here: PlacingFromHere
+) -> None:
     load(ledger_app)
+    placing_from_here()  # verify's scratch schema and tables
     done = cli(cli_env, "projections", "verify")
     assert done.returncode == 0 and "equal" in done.stdout
 
 
 def test_verify_lists_an_altered_a_missing_and_an_extra_row(
-    ledger_app: Ledger, settings: Settings, conn: Conn, cli_env: dict[str, str]
+    ledger_app: Ledger,
+    settings: Settings,
+    conn: Conn,
+    cli_env: dict[str, str],
+    placing_from_here: PlacingFromHere,
 ) -> None:
     load(ledger_app)
     altered = conn.execute(
@@ -42,6 +50,7 @@ def test_verify_lists_an_altered_a_missing_and_an_extra_row(
         "DELETE FROM video_playback WHERE id = (SELECT min(id::text)::uuid FROM video_playback) RETURNING user_id, content_id::text, organization_id::text"
     ).fetchone()
     conn.execute("INSERT INTO users (id) VALUES ('intruder')")
+    placing_from_here()
     differences = verify(settings)
     described = sorted(d.describe() for d in differences)
     assert len(differences) == 4
@@ -68,10 +77,11 @@ def test_verify_lists_an_altered_a_missing_and_an_extra_row(
 
 
 def test_status_reports_position_and_lag(
-    ledger_app: Ledger, cli_env: dict[str, str], conn: Conn
+    ledger_app: Ledger, cli_env: dict[str, str], conn: Conn, placing_from_here: PlacingFromHere
 ) -> None:
     load(ledger_app)
     head = conn.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
+    placing_from_here()  # a rebuild of users, then a table dropped
     assert cli(cli_env, "projections", "rebuild", "--only", "users").returncode == 0
     conn.execute("DROP TABLE video_playback")
     done = cli(cli_env, "projections", "status", "--format", "json")
