@@ -12,8 +12,12 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from ledger.config import Settings
+from ledger.database.connections import connect
+from tests import citus_support
+from tests.integration.test_group_commit import wait_for, waiting_for_the_log
 from tests.serving import TOKEN, Served, serve
 from tests.support import catalogue, cli, complete, user
 
@@ -178,3 +182,66 @@ def test_sigkill_under_load_keeps_every_answered_append(
     assert rows == set(logged)  # every logged purchase has its row, and no row lacks its event
     verified = cli(cli_env, "projections", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
+@pytest.mark.parametrize("path", ["/v1/commands", "/v1/commands/batch?atomic=true"])
+def test_a_request_cut_off_by_the_grace_answers_503_and_no_traceback(
+    path: str, settings: Settings, conn: Conn
+) -> None:
+    """A command still waiting for the log's lock when the shutdown's grace runs out
+    (``LEDGER_HTTP_BODY_TIMEOUT`` + 15 s) is cancelled by uvicorn, which logged it with a
+    traceback and answered a plain-text 500 (the probable traceback of i28n's SIGINT run,
+    docs/scaling.md). It is answered 503 ``unavailable`` in JSON, logged in one line, and
+    the command, which may commit after that answer, is recorded once when sent again.
+    Both ways in: a single command waits in the group commit's feed, a batch (the i28n
+    run's) in a writer's thread."""
+    command = user("cut-off")
+    body = command if path == "/v1/commands" else [command]
+    rid = "cut-off-request-1"
+    answers: list[httpx.Response] = []
+    # the body's time at its minimum (a grace of 16 s); the lock waited for far longer
+    with serve(
+        settings, real_process=True, LEDGER_HTTP_BODY_TIMEOUT="1", LEDGER_LOCK_TIMEOUT="120s"
+    ) as served:
+        with connect(settings) as holder:
+            holder.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
+            try:
+
+                def send() -> None:
+                    with served.client() as client:
+                        answers.append(client.post(path, json=body, headers={"X-Request-Id": rid}))
+
+                sender = threading.Thread(target=send)
+                sender.start()
+                wait_for(lambda: waiting_for_the_log(conn) == 1)  # the service's append
+                served.process.send_signal(signal.SIGINT)
+                sender.join(90)  # answered after the grace, the lock still held
+                assert not sender.is_alive(), served.log()
+            finally:
+                holder.commit()  # the lock released: the cut-off append may go on
+        status = served.process.wait(60)
+        log = served.whole_log()
+    assert "Traceback" not in log, log
+    assert status == 130, log
+    [answer] = answers
+    assert answer.status_code == 503, (answer.text, log)
+    assert answer.headers["content-type"] == "application/json", log
+    assert answer.headers["x-request-id"] == rid
+    assert int(answer.headers["retry-after"]) >= 1
+    refusal = answer.json()
+    assert refusal["status"] == "rejected" and refusal["error"]["code"] == "unavailable", refusal
+    assert "send it again" in refusal["error"]["message"], refusal
+    # one line names the request, none its frames
+    assert len([line for line in log.splitlines() if rid in line]) == 1, log
+    # sent again (the same idempotency key): recorded once, whether the cut-off append
+    # committed after its answer (duplicate) or not (accepted)
+    with serve(settings) as again, again.client() as client:
+        retried = client.post(path, json=body).json()
+    [again_status] = (
+        [retried["status"]] if isinstance(retried, dict) else [r["status"] for r in retried]
+    )
+    assert again_status in {"duplicate", "accepted"}, retried
+    # the log holds the one registration (nothing else was appended to this schema)
+    assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == (1,)
+    assert conn.execute("SELECT id FROM users").fetchall() == [("cut-off",)]
