@@ -13,24 +13,40 @@ The request path pays for none of it when a request arrives whole, as the checko
 flow's do: a sum and a comparison per read, and no timer (the deadlines are armed only
 when a read leaves a header section or a body incomplete). Answers the connection gives
 itself (431, 408, 400) are JSON result objects, like every other answer of the service.
+
+A request still running when the shutdown's grace runs out is cancelled by uvicorn, whose
+``run_asgi`` logged that as an error with its traceback and answered a plain-text 500:
+here it is logged in one line and answered 503 ``unavailable`` (``_cut_off``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
 from prometheus_client import Counter
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
-from ledger.http.answers import error_body
+from ledger.http.answers import Unavailable, error_body
 from ledger.http.gate import REQUEST_ID, new_request_id
 
+log = logging.getLogger("ledger.http")
 HEAD, BODY = 0, 1  # what the connection is reading: a request's header section, its body
+CUT_OFF = (
+    "the service stopped before it could answer (its shutdown's time ran out): the command "
+    "may or may not have been recorded; send it again with the same key to learn which"
+)
 
 
 @dataclass
@@ -216,6 +232,13 @@ class BoundedProtocol(HttpToolsProtocol):
         self.limits.count("answer_unread")
         self.transport.abort()
 
+    # --- a request cut off by the shutdown -------------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Every request (pipelined ones too) runs its application through ``_cut_off``:
+        uvicorn's own handling of everything else in ``run_asgi`` is left as it is."""
+        super()._start_asgi_task(cycle, partial(_cut_off, cycle, app))
+
     # --- the connection's own answers ----------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
@@ -237,3 +260,54 @@ class BoundedProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head))
         self.transport.close()
+
+
+async def _cut_off(
+    cycle: RequestResponseCycle,
+    app: ASGI3Application,
+    scope: Scope,
+    receive: ASGIReceiveCallable,
+    send: ASGISendCallable,
+) -> None:
+    """``app``, and the answer to its cancellation: uvicorn cancels what still runs once
+    the shutdown's grace is over (``LEDGER_HTTP_BODY_TIMEOUT`` + 15 s, ledger/http/server.py),
+    and its ``run_asgi`` logged that with a traceback and answered a plain-text 500. The
+    request is logged in one line and answered as a database not had in time is: 503
+    ``unavailable`` with ``Retry-After``, since its command, handed to a thread, may still
+    commit after the answer (or not): sent again, it is answered ``duplicate`` or
+    ``accepted``. If the answer had begun, the connection is closed. Nothing else is
+    caught: every other error keeps uvicorn's handling."""
+    try:
+        await app(scope, receive, send)
+    except asyncio.CancelledError:
+        rid = scope.get("state", {}).get("request_id") or new_request_id()
+        started = cycle.response_started
+        log.error(
+            "request %s (%s %s) cut off by the shutdown's time limit: %s; its command may "
+            "have been recorded",
+            rid,
+            scope.get("method"),
+            scope.get("path"),
+            "its answer cut short" if started else "answered 503",
+        )
+        if started:
+            cycle.transport.close()
+            cycle.disconnected = True  # so uvicorn does not report the answer as unfinished
+            return
+        error = Unavailable(CUT_OFF)
+        body = orjson.dumps(error_body(error.code, error.message))
+        headers = [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                    (REQUEST_ID, rid.encode()),
+                    (b"connection", b"close"),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -29,7 +29,8 @@ from ledger.http.protocol import Limits, bounded_protocol
 log = logging.getLogger("ledger.http")
 # at shutdown, a request in flight is waited for as long as its body may still take to
 # arrive (LEDGER_HTTP_BODY_TIMEOUT, then it is answered 408), and this much more for its
-# append to commit (LEDGER_LOCK_TIMEOUT bounds the wait for the log's lock)
+# append to commit (LEDGER_LOCK_TIMEOUT bounds the wait for the log's lock); what still
+# runs then is cancelled, logged in one line and answered 503 (protocol.py, ``_cut_off``)
 GRACE_MARGIN_SECONDS = 15
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 

@@ -12,10 +12,15 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from ledger.config import Settings
+from ledger.database.connections import connect
+from ledger.http.protocol import CUT_OFF
+from ledger.log import chains
+from tests.integration.test_group_commit import wait_for, waiting_for_the_log
 from tests.serving import TOKEN, Served, serve
-from tests.support import catalogue, cli, complete, user
+from tests.support import catalogue, cli, complete, foreign_user_state, user
 
 Conn = psycopg.Connection[Any]
 CUSTOMERS = 50
@@ -178,3 +183,86 @@ def test_sigkill_under_load_keeps_every_answered_append(
     assert rows == set(logged)  # every logged purchase has its row, and no row lacks its event
     verified = cli(cli_env, "projections", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def the_platform_chain_held(holder: Conn) -> None:
+    """An event of the platform's chain (a user's registration's) inserted and left
+    uncommitted: on one server the insert holds the log's EXCLUSIVE lock, on the distributed
+    log the chain's lock on its worker; a registration appended meanwhile waits for it."""
+    holder.execute(
+        "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
+        " organization_id) VALUES (gen_random_uuid(), 1, 'UserRegistered', %s, %s)",
+        (foreign_user_state("holder").encode(), chains.PLATFORM),
+    )
+
+
+def waiting_appends(conn: Conn, schema: str) -> int:
+    """Appends waiting for the log's lock (one server) or a chain's (the distributed log,
+    where a worker's lock waits are seen in ``citus_lock_waits``)."""
+    if chains.order(conn, schema) == "global":
+        return waiting_for_the_log(conn)
+    row = conn.execute("SELECT count(*) FROM citus_lock_waits").fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("path", ["/v1/commands", "/v1/commands/batch?atomic=true"])
+def test_a_request_cut_off_by_the_grace_answers_503_and_no_traceback(
+    path: str, settings: Settings, conn: Conn
+) -> None:
+    """A command still waiting for the log's lock when the shutdown's grace runs out
+    (``LEDGER_HTTP_BODY_TIMEOUT`` + 15 s) is cancelled by uvicorn, which logged it with a
+    traceback and answered a plain-text 500 (the probable traceback of i28n's SIGINT run,
+    docs/scaling.md). It is answered 503 ``unavailable`` in JSON, logged in one line, and
+    the command, which may commit after that answer, is recorded once when sent again.
+    Both ways in: a single command waits in the group commit's feed, a batch (the i28n
+    run's) in a writer's thread."""
+    command = user("cut-off")
+    body = command if path == "/v1/commands" else [command]
+    rid = "cut-off-request-1"
+    answers: list[httpx.Response] = []
+    # the body's time at its minimum (a grace of 16 s); the lock waited for far longer
+    with serve(
+        settings, real_process=True, LEDGER_HTTP_BODY_TIMEOUT="1", LEDGER_LOCK_TIMEOUT="120s"
+    ) as served:
+        with connect(settings) as holder:
+            the_platform_chain_held(holder)
+            try:
+
+                def send() -> None:
+                    with served.client() as client:
+                        answers.append(client.post(path, json=body, headers={"X-Request-Id": rid}))
+
+                sender = threading.Thread(target=send)
+                sender.start()
+                wait_for(lambda: waiting_appends(conn, settings.schema) == 1)  # the service's
+                served.process.send_signal(signal.SIGINT)
+                sender.join(90)  # answered after the grace, the lock still held
+                assert not sender.is_alive(), served.log()
+            finally:
+                holder.rollback()  # the lock released: the cut-off append may go on
+        status = served.process.wait(60)
+        log = served.whole_log()
+    assert "Traceback" not in log, log
+    assert status == 130, log
+    [answer] = answers
+    assert answer.status_code == 503, (answer.text, log)
+    assert answer.headers["content-type"] == "application/json", log
+    assert answer.headers["x-request-id"] == rid
+    assert int(answer.headers["retry-after"]) >= 1
+    refusal = answer.json()
+    assert refusal["status"] == "rejected" and refusal["error"]["code"] == "unavailable", refusal
+    assert refusal["error"]["message"] == CUT_OFF, refusal  # not a lock's timeout, say
+    # one line names the request, none its frames
+    [line] = [line for line in log.splitlines() if rid in line]
+    assert "cut off by the shutdown's time limit: answered 503" in line, log
+    # sent again (the same idempotency key): recorded once, whether the cut-off append
+    # committed after its answer (duplicate) or not (accepted)
+    with serve(settings) as again, again.client() as client:
+        retried = client.post(path, json=body).json()
+    [again_status] = (
+        [retried["status"]] if isinstance(retried, dict) else [r["status"] for r in retried]
+    )
+    assert again_status in {"duplicate", "accepted"}, retried
+    # the log holds the one registration (the holder's was rolled back)
+    assert conn.execute("SELECT count(*) FROM ledger_events").fetchone() == (1,)
+    assert conn.execute("SELECT id FROM users").fetchall() == [("cut-off",)]
