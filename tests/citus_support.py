@@ -210,6 +210,16 @@ STORE_POSITION = (
 )
 
 
+def waits_name(session: psycopg.Connection[Any]) -> int:
+    """``session``'s backend as lock waits name it: its pid on one server (``pg_locks``); on
+    the distributed layout its global pid (node and pid), as ``citus_lock_waits`` has it."""
+    if not distribute_requested():
+        return session.info.backend_pid
+    found = session.execute("SELECT citus_backend_gpid()").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
 @dataclass(frozen=True)
 class Worker:
     host: str

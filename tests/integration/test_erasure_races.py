@@ -55,16 +55,6 @@ def foreign(settings: Settings) -> Iterator[Conn]:
         held.rollback()
 
 
-def backend(held: Conn) -> int:
-    """``held``'s backend as lock waits name it: its pid on one server; on the distributed
-    layout its global pid (node and pid), as ``citus_lock_waits`` has it."""
-    if not citus_support.distribute_requested():
-        return held.info.backend_pid
-    found = held.execute("SELECT citus_backend_gpid()").fetchone()
-    assert found is not None
-    return int(found[0])
-
-
 def waiting(conn: Conn, blocker: int, locktype: str | None = None) -> int:
     """The backend that waits for a lock ``blocker`` holds, once it does: on one server
     from ``pg_locks`` (of ``locktype``, if given), on the distributed layout from
@@ -135,7 +125,7 @@ def test_an_erasure_waits_for_a_heartbeat_being_recorded_then_erases_it(
         ).fetchall()
         beat = {**play(person, 70, at=t(5, 10)), "idempotency_key": key}
         beating, beat_answer = started(lambda: append(other, beat))
-        writer = waiting(conn, backend(held))  # decided, written, its stamp held
+        writer = waiting(conn, citus_support.waits_name(held))  # decided, written, its stamp held
         erasing, erase_answer = started(lambda: append(ledger_app, erase(person)))
         eraser = waiting(conn, writer, STORE_LOCK)  # the erasure waits for the heartbeat
         assert erase_answer == [] and beat_answer == []
@@ -170,7 +160,7 @@ def test_a_heartbeat_that_waits_for_an_erasure_finds_no_one(
             # the store's writers' lock and the log's, and the heartbeat waits for the former
             held.execute("SELECT 1 FROM ledger_subjects WHERE user_id = %s FOR UPDATE", (person,))
             erasing, erase_answer = started(lambda: append(ledger_app, erase(person)))
-            eraser = waiting(conn, backend(held))
+            eraser = waiting(conn, citus_support.waits_name(held))
             beating, beat_answer = started(lambda: append(other, beat))
             waiting(conn, eraser, STORE_LOCK)  # the heartbeat waits for the store's lock
         assert erase_answer == [] and beat_answer == []
@@ -206,12 +196,16 @@ def _racing_on_the_distributed_store(
             "SELECT 1 FROM playback_heads WHERE organization_id = %s FOR UPDATE", (ORG,)
         ).fetchall()
         beating, beat_answer = started(lambda: append(other, beat))
-        writer = waiting(conn, backend(head))  # decided, its key claimed, its write held
+        writer = waiting(
+            conn, citus_support.waits_name(head)
+        )  # decided, its key claimed, its write held
         held.execute(
             "SELECT 1 FROM ledger_subjects WHERE user_id = %s FOR UPDATE", (person,)
         ).fetchall()
         erasing, erase_answer = started(lambda: append(ledger_app, erase(person)))
-        eraser = waiting(conn, backend(held))  # its parts done, its global part held
+        eraser = waiting(
+            conn, citus_support.waits_name(held)
+        )  # its parts done, its global part held
         # a heartbeat that arrives now is not held behind the erasure: the parts deleted
         # the access, so it is no_access at once, and writes nothing
         late, late_answer = started(lambda: _sent_apart(settings, play(person, 80, at=t(5, 12))))

@@ -135,7 +135,7 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
                 target=lambda: answered.extend(append(other, keyed(play("bob", 30, at=t(7)), "R")))
             )
             beat.start()
-            _wait_for_a_waiter(conn, _global_pid(holder))
+            _wait_for_a_waiter(conn, citus_support.waits_name(holder))
             # on the distributed store the heartbeat's key is claimed before its group's
             # transaction (ledger/playback/keys.py, i28y): the money command, deciding while
             # the heartbeat waits, finds it; on one server it is still uncommitted
@@ -156,18 +156,8 @@ def test_a_heartbeat_and_a_money_command_racing_with_a_new_key_may_both_be_accep
     ]
 
 
-def _global_pid(holder: Conn) -> int:
-    """``holder``'s backend as lock waits name it: its pid on one server; on the distributed
-    layout its global pid (node and pid), as ``citus_lock_waits`` has it."""
-    if not citus_support.distribute_requested():
-        return holder.info.backend_pid
-    found = holder.execute("SELECT citus_backend_gpid()").fetchone()
-    assert found is not None
-    return int(found[0])
-
-
 def _wait_for_a_waiter(conn: Conn, holder: int) -> None:
-    """Until a session waits for ``holder`` (``_global_pid``): the heartbeat's statement
+    """Until a session waits for ``holder`` (``citus_support.waits_name``): the heartbeat's statement
     has read its facts and its upsert waits for the row ``holder`` locked. On the
     distributed layout the wait is a worker's, seen in ``citus_lock_waits``."""
     query = (
