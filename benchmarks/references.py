@@ -20,6 +20,7 @@ import psutil
 import psycopg
 from psycopg import pq, sql
 
+from benchmarks.cpu import cpu_seconds, used_between
 from ledger.config import Settings
 from projections.registry import TABLES
 
@@ -63,14 +64,7 @@ class Meter:
                     "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,)
                 ).fetchall()
             ]
-        used = {}
-        for pid in pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            used[pid] = times.user + times.system
-        return used
+        return cpu_seconds(pids)
 
     def start(self) -> None:
         self._before = self._backends()
@@ -80,7 +74,7 @@ class Meter:
         self.client = time.process_time() - self._started
         after = self._backends()
         if after:
-            self.server = sum(v - self._before.get(pid, 0.0) for pid, v in after.items())
+            self.server = used_between(self._before, after)
 
     def per(self, count: int) -> dict[str, float | None]:
         """Milliseconds of CPU per operation, client and server."""

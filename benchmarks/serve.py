@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import psutil
 
+from benchmarks.cpu import cpu_seconds, used_between
 from benchmarks.workload import VIDEOS, drop, purchase_lines, scratch, setup_lines, video
 from ledger import api
 from ledger.commands.parsing import parse_command
@@ -240,25 +241,8 @@ class LoadGenerator:
             self.process.join()
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
-    used: dict[int, float] = {}
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        used[process.pid] = times.user + times.system
-    return used
-
-
-def _postgres() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
-
-
-def _used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds between two readings: a process that started meanwhile counts whole, one
-    that ended meanwhile is lost (a backend's last moments), never counted negative."""
-    return sum(max(0.0, spent - before.get(pid, 0.0)) for pid, spent in after.items())
+def _postgres() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
 
 def _group_totals(service: Service) -> tuple[float, float]:
@@ -275,11 +259,11 @@ def over_http(
     """Throughput and latency of ``lines`` sent by ``clients`` clients, and where the CPU
     went: the service's process and every PostgreSQL process (its backends, and the WAL
     writer that flushes the commits), per command; the mean group commit."""
-    served = psutil.Process(service.process.pid)
+    served = service.process.pid
     groups_before = _group_totals(service)
-    cpu_before = _cpu_seconds([served]), _cpu_seconds(_postgres())
+    cpu_before = cpu_seconds([served]), cpu_seconds(_postgres())
     ok, elapsed, latencies = generator.run(service.host, service.port, lines, clients)
-    cpu_after = _cpu_seconds([served]), _cpu_seconds(_postgres())
+    cpu_after = cpu_seconds([served]), cpu_seconds(_postgres())
     groups_after = _group_totals(service)
     assert ok == len(lines), f"{len(lines) - ok} requests were not answered 2xx"
     cuts = statistics.quantiles(latencies, n=100)
@@ -288,8 +272,8 @@ def over_http(
         "rate": ok / elapsed,
         "p50_ms": cuts[49] * 1000,
         "p99_ms": cuts[98] * 1000,
-        "service_cpu_ms": _used(cpu_before[0], cpu_after[0]) / ok * 1000,
-        "postgres_cpu_ms": _used(cpu_before[1], cpu_after[1]) / ok * 1000,
+        "service_cpu_ms": used_between(cpu_before[0], cpu_after[0]) / ok * 1000,
+        "postgres_cpu_ms": used_between(cpu_before[1], cpu_after[1]) / ok * 1000,
         "group": (groups_after[1] - groups_before[1]) / groups if groups else 0.0,
     }
 
