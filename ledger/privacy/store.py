@@ -29,15 +29,17 @@ def _delete_sql(schema: str) -> sql.Composed:
     # the person's row of ``ledger_subjects`` (none for a person registered before
     # subjects, erased by id), and everything the playback store (migration 0011) retains
     # of them, which names them by id: their heartbeats, the idempotency keys those
-    # heartbeats used (retained, or compacted: migration 0016 says whose), and their
-    # compacted rows (docs/privacy.md)
+    # heartbeats used (retained, or compacted: migration 0016 says whose), the keys their
+    # heartbeats claimed on the distributed store (migration 0035 says whose: a claim
+    # whose group never committed, its process killed, is named by no heartbeat), and
+    # their compacted rows (docs/privacy.md)
     return sql.SQL(
         "WITH gone AS (DELETE FROM {subjects} WHERE subject = %(subject)s), "
         "heartbeats AS (DELETE FROM {hb} WHERE user_id = %(user_id)s "
         "RETURNING idempotency_key), "
         "compacted AS (DELETE FROM {compacted} WHERE user_id = %(user_id)s "
         "RETURNING idempotency_key), "
-        "keys AS (DELETE FROM {keys} WHERE idempotency_key IN "
+        "keys AS (DELETE FROM {keys} WHERE user_id = %(user_id)s OR idempotency_key IN "
         "(SELECT idempotency_key FROM heartbeats WHERE idempotency_key IS NOT NULL "
         "UNION ALL SELECT idempotency_key FROM compacted)) "
         "DELETE FROM {base} WHERE user_id = %(user_id)s"
