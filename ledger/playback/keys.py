@@ -30,6 +30,12 @@ given back (``release``) once the heartbeat is decided again and found ``not_fou
 it outlived the erasure, its key and the digest of a payload naming the person in the
 store, which no heartbeat names, so no later erasure would find it (docs/privacy.md,
 "Races"; ``tests/integration/test_erasure_races.py``).
+
+A claim holds its person (``user_id``, migration 0035: the store names people by id), so
+an erasure finds and deletes it by them (``ledger.privacy.store``), a claim left by a
+process killed between its claim and its write included, which nothing else names
+(``tests/integration/test_playback_key_owner.py``). Claims of before hold none, and a
+single server writes none: its keys are written with their heartbeats, which name them.
 """
 
 from __future__ import annotations
@@ -97,7 +103,8 @@ def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat])
     transaction of its own on its key's shard, all in one round trip (as the log's keys:
     ``ledger.log.claims``), so the group's transaction touches its organizations' workers
     alone, and a group of one organization commits on its worker in one phase. Each claim
-    holds its heartbeat's moment (``adopt``).
+    holds its heartbeat's moment (``adopt``) and its person (migration 0035), by whom an
+    erasure finds it even if no heartbeat ever names the key.
 
     The connection is in autocommit. A key found with another fingerprint was claimed
     meanwhile by a different command, and one found with this fingerprint at another
@@ -111,8 +118,8 @@ def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat])
         return
     table = sql.Identifier(schema, "playback_keys")
     take = sql.SQL(
-        "INSERT INTO {} (idempotency_key, fingerprint, occurred_at) VALUES (%s, %s, %s)"
-        " ON CONFLICT DO NOTHING"
+        "INSERT INTO {} (idempotency_key, fingerprint, occurred_at, user_id)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
     ).format(table)
     holder = sql.SQL("SELECT fingerprint, occurred_at FROM {} WHERE idempotency_key = %s").format(
         table
@@ -122,7 +129,7 @@ def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat])
         for key, h in keyed.items():
             taking, reading = conn.cursor(), conn.cursor()
             taking.execute(b"BEGIN")
-            taking.execute(take, (key, h.fingerprint, h.occurred_at), prepare=True)
+            taking.execute(take, (key, h.fingerprint, h.occurred_at, h.user_id), prepare=True)
             reading.execute(holder, (key,), prepare=True)
             taking.execute(b"COMMIT")
             taken.append((key, h, reading))

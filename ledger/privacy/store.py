@@ -29,8 +29,12 @@ def _delete_sql(schema: str) -> sql.Composed:
     # the person's row of ``ledger_subjects`` (none for a person registered before
     # subjects, erased by id), and everything the playback store (migration 0011) retains
     # of them, which names them by id: their heartbeats, the idempotency keys those
-    # heartbeats used (retained, or compacted: migration 0016 says whose), and their
-    # compacted rows (docs/privacy.md)
+    # heartbeats used (retained, or compacted: migration 0016 says whose), the keys their
+    # heartbeats claimed on the distributed store (migration 0035 says whose: a claim
+    # whose group never committed, its process killed, is named by no heartbeat), and
+    # their compacted rows (docs/privacy.md). The claims by person a third arm of the
+    # keys' IN list, not an OR beside it: an OR with the list's subquery is a scan of every
+    # key at each erasure, the arm an index probe (``playback_keys_user``)
     return sql.SQL(
         "WITH gone AS (DELETE FROM {subjects} WHERE subject = %(subject)s), "
         "heartbeats AS (DELETE FROM {hb} WHERE user_id = %(user_id)s "
@@ -39,7 +43,8 @@ def _delete_sql(schema: str) -> sql.Composed:
         "RETURNING idempotency_key), "
         "keys AS (DELETE FROM {keys} WHERE idempotency_key IN "
         "(SELECT idempotency_key FROM heartbeats WHERE idempotency_key IS NOT NULL "
-        "UNION ALL SELECT idempotency_key FROM compacted)) "
+        "UNION ALL SELECT idempotency_key FROM compacted "
+        "UNION ALL SELECT idempotency_key FROM {keys} WHERE user_id = %(user_id)s)) "
         "DELETE FROM {base} WHERE user_id = %(user_id)s"
     ).format(
         subjects=sql.Identifier(schema, TABLE),

@@ -81,10 +81,11 @@ def test_a_rollback_of_the_logs_migrations_on_a_distributed_schema_is_refused_wr
     # the projected tables' rollback is still open to it, and leaves the log as it was
     down = cli(_env(settings), "db", "downgrade", "--to", "0025")
     assert down.returncode == 0, down.stderr
-    # (0029's down replaces a function, 0027's, 0028's, 0030's and 0034's drop what they
-    # added, 0031's a catalogue row, 0033's a reference table, a column and a function: they
-    # run on Citus too)
+    # (0029's down replaces a function, 0027's, 0028's, 0030's, 0034's and 0035's drop what
+    # they added, 0031's a catalogue row, 0033's a reference table, a column and a function:
+    # they run on Citus too)
     assert down.stdout == (
+        "rolled back 0035_playback_key_owner\n"
         "rolled back 0034_playback_key_moment\n"
         "rolled back 0033_legacy_versions\n"
         "rolled back 0031_revocation_organization\n"
