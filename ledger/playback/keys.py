@@ -23,7 +23,10 @@ one whose group never committed recorded every redelivery, and two first deliver
 once were both recorded. Each delivery of a key held with its fingerprint now takes that
 moment (``adopt``): one identity, which ``seen`` and the heartbeats' unique key decide as
 they decide a heartbeat sent with its time; a claim taken meanwhile at another moment is
-a race lost (``claim``). Claims of before hold none, and a single server writes none.
+a race lost (``claim``). A single server writes none. Claims of before (0034 gave each
+its recorded heartbeat's moment) whose heartbeat is not there hold none: one compacted has
+its owner's row (migration 0016), read as used (``held``, ``recorded``: ``duplicate``); one
+whose group never committed is given the moment of the next delivery recorded (``claim``).
 
 A claim whose group lost its race to the person's erasure (or the content's deletion) is
 given back (``release``) once the heartbeat is decided again and found ``not_found``: left,
