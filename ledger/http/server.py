@@ -33,6 +33,22 @@ log = logging.getLogger("ledger.http")
 # runs then is cancelled, logged in one line and answered 503 (protocol.py, ``_cut_off``)
 GRACE_MARGIN_SECONDS = 15
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
+# uvicorn's own line when the grace runs out, its format exactly (uvicorn/server.py)
+UVICORN_CANCEL = "Cancel %s running task(s), timeout graceful shutdown exceeded"
+
+
+class _CancelledSaidOnce(logging.Filter):
+    """Drops uvicorn's ``Cancel N running task(s), timeout graceful shutdown exceeded``:
+    each of those tasks is a request run through ``_cut_off`` (ledger/http/protocol.py),
+    which logs its own line naming the request and its answer (503), so an operator read
+    each cut-off twice, the second time without which request. Every other record of
+    uvicorn's logger passes (docs/scaling.md, "A request cut off by the shutdown's grace")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != UVICORN_CANCEL
+
+
+CANCELLED_SAID_ONCE = _CancelledSaidOnce()
 
 
 class _Server(uvicorn.Server):
@@ -116,6 +132,8 @@ def serve(settings: Settings, config: HttpConfig, host: str, port: int) -> int:
                 proxy_headers=False,
             )
         )
+        # after uvicorn.Config, which configures uvicorn's loggers
+        logging.getLogger("uvicorn.error").addFilter(CANCELLED_SAID_ONCE)
         server.run()
     finally:
         backend.close()

@@ -203,7 +203,7 @@ def facts(
                     seen=r["seen"],
                 )
         pending = [n for n in gone if heartbeats[n].content_id not in read]
-    stored = {key: fingerprint for key, (fingerprint, _) in claims.items()}
+    stored = {key: c.fingerprint for key, c in claims.items()}
     key_ids = {h.key: ids.command_key_id("idempotency_key", h.key) for h in heartbeats if h.key}
     pair_ids = {n: ids.playback_id(h.user_id, h.content_id) for n, h in enumerate(heartbeats)}
     # a pair's heartbeats recorded in the log before the store are its content's
@@ -219,7 +219,7 @@ def facts(
     for n, h in enumerate(heartbeats):
         if h.key is not None:
             rows[n]["key_claimed"] = stored.get(h.key)
-            rows[n]["key_fingerprint"] = keys.recorded(stored.get(h.key), h, rows[n])
+            rows[n]["key_fingerprint"] = keys.recorded(claims.get(h.key), h, rows[n])
             rows[n]["log_key"] = h.key not in stored and key_ids[h.key] in in_log
         rows[n]["legacy"] = pair_ids[n] in in_log
     return rows

@@ -23,7 +23,10 @@ one whose group never committed recorded every redelivery, and two first deliver
 once were both recorded. Each delivery of a key held with its fingerprint now takes that
 moment (``adopt``): one identity, which ``seen`` and the heartbeats' unique key decide as
 they decide a heartbeat sent with its time; a claim taken meanwhile at another moment is
-a race lost (``claim``). Claims of before hold none, and a single server writes none.
+a race lost (``claim``). A single server writes none. Claims of before (0034 gave each
+its recorded heartbeat's moment) whose heartbeat is not there hold none: one compacted has
+its owner's row (migration 0016), read as used (``held``, ``recorded``: ``duplicate``); one
+whose group never committed is given the moment of the next delivery recorded (``claim``).
 
 A claim whose group lost its race to the person's erasure (or the content's deletion) is
 given back (``release``) once the heartbeat is decided again and found ``not_found``: left,
@@ -41,7 +44,7 @@ single server writes none: its keys are written with their heartbeats, which nam
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -50,13 +53,29 @@ from ledger.domain.errors import NotFound
 from ledger.playback.decide import Decided, Heartbeat
 
 
-def recorded(used: str | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str | None:
+class Claim(NamedTuple):
+    """A key's claim in the store."""
+
+    fingerprint: str
+    moment: datetime | None  # None: a claim of before migration 0034
+    compacted: bool = False  # a claim of before whose heartbeat was compacted (0016's owner)
+
+
+Held = dict[str, Claim]
+"""Each key's claim in the store."""
+
+
+def recorded(claim: Claim | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str | None:
     """The key's stored fingerprint as ``decide`` is to read it. A key is claimed before its
     group's transaction (``claim``), so a key of this very heartbeat (the same
     fingerprint, and the heartbeat at the claim's moment: ``adopt``) whose heartbeat is
-    not recorded, and was not compacted away (it is not before its pair's horizon), is a
-    claim whose group never committed: not a duplicate, and the heartbeat is recorded now."""
-    if used is None or used != heartbeat.fingerprint or row["organization_id"] is None:
+    not recorded, and was not compacted away (it is not before its pair's horizon, and a
+    claim of before without a moment has no compacted owner), is a claim whose group never
+    committed: not a duplicate, and the heartbeat is recorded now."""
+    if claim is None:
+        return None
+    used = claim.fingerprint
+    if used != heartbeat.fingerprint or row["organization_id"] is None or claim.compacted:
         return used
     horizon = row["horizon"]
     if row["seen"] or (horizon is not None and heartbeat.occurred_at < horizon):
@@ -64,22 +83,31 @@ def recorded(used: str | None, heartbeat: Heartbeat, row: dict[str, Any]) -> str
     return None
 
 
-Held = dict[str, tuple[str, datetime | None]]
-"""Each key's claim in the store: its fingerprint and its moment (None: a claim of before)."""
-
-
 def held(conn: psycopg.Connection[Any], schema: str, heartbeats: list[Heartbeat]) -> Held:
-    """The claims of the heartbeats' keys, in one statement (Citus reads their shards)."""
+    """The claims of the heartbeats' keys, in one statement (Citus reads their shards).
+    A claim of before migration 0034 (no moment) is looked for among the compacted keys'
+    owners (migration 0016) too, in a second: its heartbeat recorded once, then folded
+    away, it has no record to find and no moment to take, yet it is no claim whose group
+    never committed. Claims with a moment (all since 0034) need no second statement: a
+    delivery at a compacted claim's moment is before its pair's horizon."""
     keyed = [h.key for h in heartbeats if h.key is not None]
     if not keyed:
         return {}
     query = sql.SQL(
         "SELECT idempotency_key, fingerprint, occurred_at FROM {} WHERE idempotency_key = ANY(%s)"
     ).format(sql.Identifier(schema, "playback_keys"))
-    return {
-        r["idempotency_key"]: (r["fingerprint"], r["occurred_at"])
+    claims = {
+        r["idempotency_key"]: Claim(r["fingerprint"], r["occurred_at"])
         for r in conn.execute(query, (keyed,))
     }
+    timeless = [key for key, c in claims.items() if c.moment is None]
+    if timeless:
+        owned = sql.SQL("SELECT idempotency_key FROM {} WHERE idempotency_key = ANY(%s)").format(
+            sql.Identifier(schema, "playback_compacted_keys")
+        )
+        for r in conn.execute(owned, (timeless,)):
+            claims[r["idempotency_key"]] = claims[r["idempotency_key"]]._replace(compacted=True)
+    return claims
 
 
 def adopt(heartbeats: list[Heartbeat], claims: Held) -> None:
@@ -93,7 +121,7 @@ def adopt(heartbeats: list[Heartbeat], claims: Held) -> None:
     for n, h in enumerate(heartbeats):
         if h.key is None or h.key not in claims:
             continue
-        fingerprint, moment = claims[h.key]
+        fingerprint, moment, _ = claims[h.key]
         if fingerprint == h.fingerprint and moment is not None and moment != h.occurred_at:
             heartbeats[n] = h.moved(moment)
 
@@ -112,37 +140,68 @@ def claim(conn: psycopg.Connection[Any], schema: str, accepted: list[Heartbeat])
     is raised as the unique violation the key's insert in the group's transaction raised
     before, and the store decides the group again (then a ``conflict``, or the heartbeat at
     that claim's moment). A key claimed with this heartbeat whose group then never commits
-    is harmless: the next attempt finds it unrecorded (``recorded``)."""
+    is harmless: the next attempt finds it unrecorded (``recorded``).
+
+    A claim of before migration 0034 found with this fingerprint and no moment (its group
+    never committed, and its heartbeat was not compacted: ``recorded``) is given this
+    heartbeat's moment, in a second round trip: deleted and taken again in one transaction
+    on its shard (the writer may not UPDATE a key: ``ledger db roles``), so every later
+    delivery takes that moment (``duplicate``); of two deliveries at once, the one whose
+    delete waited finds the other's claim, at another moment, and decides again."""
     keyed = {h.key: h for h in accepted if h.key is not None}
     if not keyed:
         return
     table = sql.Identifier(schema, "playback_keys")
-    take = sql.SQL(
-        "INSERT INTO {} (idempotency_key, fingerprint, occurred_at, user_id)"
-        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
-    ).format(table)
-    holder = sql.SQL("SELECT fingerprint, occurred_at FROM {} WHERE idempotency_key = %s").format(
-        table
-    )
-    taken: list[tuple[str, Heartbeat, psycopg.Cursor[Any]]] = []
-    with conn.pipeline():
-        for key, h in keyed.items():
-            taking, reading = conn.cursor(), conn.cursor()
-            taking.execute(b"BEGIN")
-            taking.execute(take, (key, h.fingerprint, h.occurred_at, h.user_id), prepare=True)
-            reading.execute(holder, (key,), prepare=True)
-            taking.execute(b"COMMIT")
-            taken.append((key, h, reading))
-    for key, h, reading in taken:
-        row = reading.fetchone()
+    taken = _take(conn, table, keyed, timeless=False)
+    old = {k: h for k, h, row in taken if row is not None and _theirs(row, h, None)}
+    if old:
+        taken = [t for t in taken if t[0] not in old] + _take(conn, table, old, timeless=True)
+    for key, h, row in taken:
         if row is None or row["fingerprint"] != h.fingerprint:
             raise psycopg.errors.UniqueViolation(
                 f"idempotency_key {key!r} was claimed meanwhile by a different heartbeat"
             )
-        if row["occurred_at"] is not None and row["occurred_at"] != h.occurred_at:
+        if row["occurred_at"] != h.occurred_at:
             raise psycopg.errors.UniqueViolation(
                 f"idempotency_key {key!r} was claimed meanwhile by another delivery"
             )
+
+
+def _theirs(row: dict[str, Any], h: Heartbeat, moment: datetime | None) -> bool:
+    return bool(row["fingerprint"] == h.fingerprint and row["occurred_at"] == moment)
+
+
+def _take(
+    conn: psycopg.Connection[Any],
+    table: sql.Identifier,
+    keyed: dict[str, Heartbeat],
+    timeless: bool,
+) -> list[tuple[str, Heartbeat, dict[str, Any] | None]]:
+    """Each key claimed in a transaction of its own, in one pipeline, and its claim read
+    back in it; with ``timeless``, its claim of before (its fingerprint, no moment) deleted
+    first."""
+    take = sql.SQL(
+        "INSERT INTO {} (idempotency_key, fingerprint, occurred_at, user_id)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    ).format(table)
+    drop = sql.SQL(
+        "DELETE FROM {} WHERE idempotency_key = %s AND fingerprint = %s AND occurred_at IS NULL"
+    ).format(table)
+    holder = sql.SQL("SELECT fingerprint, occurred_at FROM {} WHERE idempotency_key = %s").format(
+        table
+    )
+    reads: list[tuple[str, Heartbeat, psycopg.Cursor[Any]]] = []
+    with conn.pipeline():
+        for key, h in keyed.items():
+            taking, reading = conn.cursor(), conn.cursor()
+            taking.execute(b"BEGIN")
+            if timeless:
+                taking.execute(drop, (key, h.fingerprint))
+            taking.execute(take, (key, h.fingerprint, h.occurred_at, h.user_id), prepare=True)
+            reading.execute(holder, (key,), prepare=True)
+            taking.execute(b"COMMIT")
+            reads.append((key, h, reading))
+    return [(key, h, reading.fetchone()) for key, h, reading in reads]
 
 
 def release(

@@ -255,6 +255,11 @@ def test_a_request_cut_off_by_the_grace_answers_503_and_no_traceback(
     # one line names the request, none its frames
     [line] = [line for line in log.splitlines() if rid in line]
     assert "cut off by the shutdown's time limit: answered 503" in line, log
+    # and only that line: uvicorn's "Cancel 1 running task(s), timeout graceful shutdown
+    # exceeded" said it again without the request (filtered: ledger/http/server.py)
+    said = [entry for entry in log.splitlines() if not entry.startswith("ledger: serving on")]
+    assert said == [line], log
+    assert "running task(s)" not in log, log
     # sent again (the same idempotency key): recorded once, whether the cut-off append
     # committed after its answer (duplicate) or not (accepted)
     with serve(settings) as again, again.client() as client:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -149,3 +150,42 @@ def test_two_processes_sending_one_keyed_heartbeat_at_once_record_it_once(
     finally:
         other.close()
     assert recorded(conn) == ROUNDS + 1
+
+
+def of_before(conn: Conn, key: str) -> None:
+    """The key's claim made a key of before migration 0034: no moment (a single server's
+    keys hold none already; a distributed store's claims of before held none)."""
+    conn.execute("UPDATE playback_keys SET occurred_at = NULL WHERE idempotency_key = %s", (key,))
+    held = conn.execute(
+        "SELECT occurred_at FROM playback_keys WHERE idempotency_key = %s", (key,)
+    ).fetchall()
+    assert held == [(None,)]
+
+
+def test_a_key_of_before_whose_heartbeat_was_compacted_stays_a_duplicate(
+    settings: Settings, ledger_app: Ledger, conn: Conn
+) -> None:
+    """A keyed heartbeat recorded, compacted (its record folded into the base, its key's
+    owner kept: migration 0016), its key's claim without a moment (a key of before 0034).
+    Sent again without its time, at another time, or at its own, it is the key's heartbeat:
+    ``duplicate`` each time, as one server answers by its key; nothing is recorded again and
+    the base is as the compaction left it."""
+    _granted(ledger_app)
+    first = {**play("alice", 11, at=t(4, 11)), "idempotency_key": "kc-old"}
+    assert statuses(append(ledger_app, first)) == ["accepted"]
+    done = api.playback_compact(settings, datetime.fromisoformat(t(5)))
+    assert (done.records, done.pairs) == (1, 1)
+    of_before(conn, "kc-old")
+    base = "SELECT position_seconds, occurred_at, horizon FROM playback_base"
+    folded = conn.execute(base).fetchall()
+    assert [r[0] for r in folded] == [11]
+    again = {k: v for k, v in first.items() if k != "occurred_at"}
+    answers = [
+        statuses(append(ledger_app, c))[0]
+        for c in (again, again, {**first, "occurred_at": t(6)}, first)
+    ]
+    assert answers == ["duplicate"] * 4
+    assert recorded(conn) == 0
+    assert conn.execute(base).fetchall() == folded
+    other = {**again, "position_seconds": 12}
+    assert statuses(append(ledger_app, other)) == ["rejected:conflict"]
