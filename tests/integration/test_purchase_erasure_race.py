@@ -6,12 +6,12 @@ sleep standing in for an event.
 
 What an erasure keeps of a purchase (docs/privacy.md, "``user.erase``"): the money facts,
 in the log under the person's subject, which no row names any more, so ``audit revenue``
-counts them to the cent; the ``purchases`` row goes (by the organization's part on the
-distributed layout, by the ``users`` row's cascade on one server). What orders the two:
-on one server the log's table lock; on the distributed log the rows, the organization's
-chain row (which the erasure's part for that organization takes too) and the ``users`` row
-(which the purchase's row references and the erasure's global part deletes; docs/scaling.md,
-"A purchase's customer as a fact")."""
+counts them to the cent; the ``purchases`` row goes (by the erasure's part for the
+organization on the distributed layout, else by the cascade of its delete of the ``users``
+row). What orders the two: on one server the log's table lock; on the distributed log the
+rows, the organization's chain row (which the erasure's part for that organization takes
+too) and the ``users`` row (which the purchase's row references and the erasure's global
+part deletes; docs/scaling.md, "A purchase's customer as a fact")."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def plus_one_purchase(report: Any) -> Any:
     }
     assert len(report["rows"]) == 1 and len(report["totals"]) == 1
     return {
-        part: [{k: v + added.get(k, 0) if k in added else v for k, v in report[part][0].items()}]
+        part: [{**row, **{k: row[k] + n for k, n in added.items()}} for row in report[part]]
         for part in ("rows", "totals")
     }
 
