@@ -1,7 +1,8 @@
-"""``user.erase`` racing a heartbeat and a purchase from another writer (issues 27 and 28,
-docs/privacy.md, "Races"): real concurrency, two ledgers on their own connections, each
-interleaving forced by a foreign transaction holding a lock and each wait observed, never a
-sleep standing in for an event. A wait is seen in ``pg_locks`` through ``pg_blocking_pids``
+"""``user.erase`` racing a heartbeat from another writer (issues 27 and 28, docs/privacy.md,
+"Races"; a purchase's race is ``test_purchase_erasure_race.py``'s, on both layouts too):
+real concurrency, two ledgers on their own connections, each interleaving forced by a
+foreign transaction holding a lock and each wait observed, never a sleep standing in for
+an event. A wait is seen in ``pg_locks`` through ``pg_blocking_pids``
 on one server, and in ``citus_lock_waits`` on the distributed layout, where the lock and its
 waiter are a worker's sessions and both ends are named by their global pid (node and pid).
 After both commit, nothing of the person survives, on either layout.
@@ -31,8 +32,8 @@ from ledger.config import Settings
 from ledger.service import Ledger
 from ledger.upkeep.verify import verify
 from tests import citus_support
-from tests.integration.test_erasure import erase, history, pg_dump, totals, traces
-from tests.support import CONTENT, ORG, append, complete, play, statuses, t
+from tests.integration.test_erasure import erase, history, pg_dump, traces
+from tests.support import CONTENT, ORG, append, play, statuses, t
 
 Conn = psycopg.Connection[Any]
 STORE_LOCK = "advisory"
@@ -224,29 +225,3 @@ def _sent_apart(settings: Settings, command: dict[str, Any]) -> list[Result]:
         return append(app, command)
     finally:
         app.close()
-
-
-@pytest.mark.single_server(citus_support.GLOBAL_LOCK)
-def test_a_purchase_that_waits_for_an_erasure_finds_no_one(
-    ledger_app: Ledger, other: Ledger, settings: Settings, conn: Conn
-) -> None:
-    person = f"racing-{uuid.uuid4().hex}"
-    append(ledger_app, *history(person))
-    # the other writer knows the person (their subject and user aggregate cached)
-    assert statuses(append(other, complete("pi_known", customer=person, at=t(5)))) == ["accepted"]
-    before = totals(conn, settings.schema)
-    with foreign(settings) as held:
-        held.execute("SELECT 1 FROM ledger_subjects WHERE user_id = %s FOR UPDATE", (person,))
-        erasing, erase_answer = started(lambda: append(ledger_app, erase(person)))
-        eraser = waiting(conn, held.info.backend_pid)
-        buy = complete("pi_racing", customer=person, at=t(5, 13))
-        buying, buy_answer = started(lambda: append(other, buy))
-        waiting(conn, eraser, "relation")  # the purchase waits for the log's lock
-        assert erase_answer == [] and buy_answer == []
-        held.rollback()
-        erasing.join(60)
-        buying.join(60)
-    assert statuses(erase_answer) == ["accepted"]
-    assert statuses(buy_answer) == ["rejected:not_found"]
-    assert totals(conn, settings.schema) == before  # nothing counted twice, nothing lost
-    nothing_survives(conn, settings, person, "pi_racing")
