@@ -18,9 +18,9 @@ from tests.stripe_support import (
     refund_object,
     split_metadata,
 )
-from tests.stripe_webhooks import Webhook, purchase, succeeded, webhook
+from tests.stripe_webhooks import Webhook, purchase, serve, succeeded, webhook
 
-__all__ = ["webhook"]  # the fixtures, from tests/stripe_webhooks.py
+__all__ = ["serve", "webhook"]  # the fixtures, from tests/stripe_webhooks.py
 
 
 def test_a_refund_before_its_payment_is_409_with_retry_after_then_recorded(
