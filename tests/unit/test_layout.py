@@ -36,7 +36,7 @@ def test_no_module_of_the_ledger_or_the_projections_exceeds_400_lines() -> None:
 def test_no_module_of_the_tests_exceeds_400_lines() -> None:
     """Every ``.py`` under ``tests/``: the test modules, their support modules (``tests/*.py``),
     the property model and the golden logs' generator. A module that grows past the bound is
-    split by theme, its shared helpers in a support module (docs/testing.md, "Layout")."""
+    split by theme, its shared helpers in a support module (docs/testing.md, "How the suite is organised")."""
     modules = sorted((ROOT / "tests").rglob("*.py"))
     assert len(modules) > 150  # the walk found the tree
     assert ROOT / "tests" / "unit" / "test_layout.py" in modules
