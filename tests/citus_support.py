@@ -86,9 +86,12 @@ PLACING_MODULES = frozenset(
         "test_http_scopes",
         "test_log_order",
         "test_migrations",
+        "test_operator_answers_in_one_line",
         "test_operator_safety",
         "test_playback_compaction",
         "test_roles",
+        "test_roles_bound_logins",
+        "test_roles_own_objects",
         "test_schema_pool",
     )
 )

@@ -4,83 +4,37 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from ledger import api
-from ledger.config import ConfigurationError, Settings
+from ledger.config import Settings
 from ledger.database.connections import connect
-from ledger.database.roles import bind_login, create_roles, role_names
+from ledger.database.roles import role_names
 from ledger.reading.tables import tenant
 from ledger.upkeep.rebuild import rebuild
+from tests.runtime_roles import (
+    Conn,
+    as_role,
+    drop_roles,
+    roles,
+    seed,
+)
 from tests.support import (
     CONTENT,
-    CONTENT_2,
     ORG,
     ORG_2,
     append,
-    catalogue,
     complete,
-    grant,
-    org,
-    play,
-    publish,
-    user,
 )
 from tests.support import (
     cli as cli_run,
 )
 
-Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def roles(settings: Settings) -> Iterator[dict[str, str]]:
-    prefix = f"r{uuid.uuid4().hex[:8]}"
-    with connect(settings, autocommit=True) as conn:
-        names = create_roles(conn, settings.schema, prefix, login=True)
-    yield names
-    drop_roles(settings, [*names.values(), f"{prefix}_bound_a", f"{prefix}_bound_b"])
-
-
-def drop_roles(settings: Settings, names: Iterable[str]) -> None:
-    """The test's schema first (its objects), then the roles and what they still own,
-    taking turns with ``ledger db roles`` elsewhere (both change the database's grants)."""
-    with psycopg.connect(settings.url, autocommit=True) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ledger db roles'))")
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.schema))
-        )
-        for name in names:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-def as_role(settings: Settings, role: str) -> Settings:
-    return Settings(url=make_conninfo(settings.url, user=role), schema=settings.schema)
-
-
-def seed(settings: Settings, roles: dict[str, str]) -> None:
-    with api.open_ledger(as_role(settings, roles["writer"])) as app:
-        results = append(
-            app,
-            *catalogue(),
-            org(ORG_2, "Other"),
-            user("carol"),
-            publish(CONTENT_2, ORG_2, title="Theirs"),
-            complete("pi_1"),
-            complete("pi_2", customer="carol", content_id=CONTENT_2),
-            grant("bob"),
-            play("alice", 10),
-        )
-    assert {r.status for r in results} == {"accepted"}
+__all__ = ["roles"]  # the fixture, from tests/runtime_roles.py
 
 
 def test_the_writer_appends_but_cannot_alter_the_log_or_the_schema(
@@ -230,243 +184,6 @@ def test_roles_command_is_safe_to_rerun(settings: Settings, cli_env: dict[str, s
             assert f"reader\t{prefix}_reader" in done.stdout
     finally:
         drop_roles(settings, role_names(prefix).values())
-
-
-def bound(settings: Settings, roles: dict[str, str], name: str, organization: str) -> Settings:
-    prefix = roles["owner"].removesuffix("_owner")
-    with connect(settings, autocommit=True) as conn:
-        assert bind_login(conn, settings.schema, prefix, uuid.UUID(organization), name)
-    return as_role(settings, name)
-
-
-def test_a_bound_login_sees_only_its_organization_whatever_it_sets(
-    settings: Settings, roles: dict[str, str]
-) -> None:
-    seed(settings, roles)
-    prefix = roles["owner"].removesuffix("_owner")
-    login = bound(settings, roles, f"{prefix}_bound_a", ORG)
-
-    def visible(conn: Conn) -> tuple[list[str], set[str], int]:
-        intents = [r[0] for r in conn.execute("SELECT stripe_payment_intent_id FROM purchases")]
-        organizations = {r[0] for r in conn.execute("SELECT id::text FROM organizations")}
-        playback = conn.execute("SELECT count(*) FROM video_playback").fetchone()
-        return intents, organizations, int(playback[0]) if playback else -1
-
-    mine = (["pi_1"], {ORG}, 1)
-    with connect(login, autocommit=True) as conn:
-        assert visible(conn) == mine
-        assert {r[0] for r in conn.execute("SELECT id FROM users")} == {"alice", "bob", "creator"}
-        conn.execute(sql.SQL("SET ledger.organization_id = {}").format(sql.Literal(ORG_2)))
-        assert visible(conn) == mine
-        conn.execute("SELECT set_config('ledger.organization_id', %s, false)", (ORG_2,))
-        assert visible(conn) == mine
-        with tenant(conn, ORG_2):  # the trusted pool's way: no effect on a bound login
-            assert visible(conn) == mine
-        conn.execute("RESET ledger.organization_id")
-        conn.execute("RESET ALL")
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.schema)))
-        assert visible(conn) == mine
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["tenant"])))
-        assert visible(conn) == ([], set(), 0)  # the group itself is bound to nothing
-        conn.execute("RESET ROLE")
-        for statement in (
-            "SELECT * FROM ledger_events",
-            f"UPDATE ledger_tenant_logins SET organization_id = '{ORG_2}'",
-            f"INSERT INTO ledger_tenant_logins (login, organization_id) VALUES ('x', '{ORG_2}')",
-            "DELETE FROM ledger_tenant_logins",
-            "UPDATE purchases SET status = 'failed'",
-            "SELECT * FROM ledger_projection_state",
-            "CREATE TABLE intruder (id int)",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-                conn.execute(statement)
-        for role in ("reader", "writer", "owner"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles[role])))
-        # its own binding only
-        assert conn.execute("SELECT login FROM ledger_tenant_logins").fetchall() == [
-            (f"{prefix}_bound_a",)
-        ]
-    other = bound(settings, roles, f"{prefix}_bound_b", ORG_2)
-    with connect(other, autocommit=True) as conn:
-        assert visible(conn) == (["pi_2"], {ORG_2}, 0)
-    # the policies survive a rebuild
-    rebuild(settings, stream=io.StringIO())
-    with connect(login, autocommit=True) as conn:
-        assert visible(conn) == mine
-
-
-def test_binding_refuses_a_login_that_would_see_more(
-    settings: Settings, roles: dict[str, str], conn: Conn
-) -> None:
-    prefix = roles["owner"].removesuffix("_owner")
-    for role in ("reader", "writer", "tenant"):
-        with pytest.raises(ConfigurationError):
-            bind_login(conn, settings.schema, prefix, uuid.UUID(ORG), roles[role])
-    name = f"{prefix}_bound_a"
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
-    conn.execute(
-        sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["reader"]), sql.Identifier(name))
-    )
-    with pytest.raises(ConfigurationError, match="member of"):
-        bind_login(conn, settings.schema, prefix, uuid.UUID(ORG), name)
-    assert conn.execute("SELECT count(*) FROM ledger_tenant_logins").fetchone() == (0,)
-
-
-def test_the_cli_binds_a_login_and_checks_its_flags(
-    settings: Settings, cli_env: dict[str, str]
-) -> None:
-    prefix = f"c{uuid.uuid4().hex[:8]}"
-    login = f"{prefix}_login"
-    try:
-        done = cli_run(
-            cli_env, "db", "roles", "--prefix", prefix, "--organization", ORG, "--login", login
-        )
-        assert done.returncode == 0, done.stderr
-        assert f"login\t{login}\tbound to organization {ORG}" in done.stdout
-        assert "no organization" in done.stderr  # nothing registered yet: said, not refused
-        with connect(settings, autocommit=True) as conn:
-            assert conn.execute(
-                "SELECT login, organization_id::text FROM ledger_tenant_logins"
-            ).fetchall() == [(login, ORG)]
-            logins = conn.execute(
-                "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE %s ORDER BY 1",
-                (f"{prefix}%",),
-            ).fetchall()
-        assert dict(logins)[login] is True
-        assert not any(can for name, can in logins if name != login)  # groups stay NOLOGIN
-        for args in (
-            ["--organization", ORG],
-            ["--organization", "not-a-uuid", "--login", login],
-            ["--login", login],
-        ):
-            bad = cli_run(cli_env, "db", "roles", "--prefix", prefix, *args)
-            assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, args
-        # the old flag keeps its meaning: the group roles may log in
-        assert cli_run(cli_env, "db", "roles", "--prefix", prefix, "--login").returncode == 0
-        with connect(settings, autocommit=True) as conn:
-            can = conn.execute(
-                "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (f"{prefix}_reader",)
-            ).fetchone()
-        assert can == (True,)
-    finally:
-        drop_roles(settings, [*role_names(prefix).values(), login])
-
-
-def test_roles_change_only_the_ledgers_own_objects(database_url: str) -> None:
-    """Another application shares the schema (created before the ledger's, like public):
-    its objects, the schema's owner and PUBLIC's grants stay as they were."""
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    prefix = f"o{uuid.uuid4().hex[:8]}"
-    other = f"{prefix}_app"
-    settings = Settings(url=database_url, schema=schema)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(other)))
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        conn.execute("CREATE TABLE their_orders (id serial PRIMARY KEY)")
-        conn.execute("CREATE FUNCTION their_function() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-        conn.execute("CREATE TYPE their_type AS (a int)")
-        conn.execute("GRANT SELECT ON their_orders TO PUBLIC")
-        for statement in (
-            "ALTER TABLE their_orders OWNER TO {}",
-            "ALTER FUNCTION their_function() OWNER TO {}",
-            "ALTER TYPE their_type OWNER TO {}",
-        ):
-            conn.execute(sql.SQL(statement).format(sql.Identifier(other)))
-    try:
-        api.upgrade(settings)
-        with connect(settings, autocommit=True) as conn:
-            before = _owners_and_grants(conn, schema)
-            names = create_roles(conn, settings.schema, prefix)
-            after = _owners_and_grants(conn, schema)
-            ledger_owned = conn.execute(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tableowner <> %s",
-                (schema, names["owner"]),
-            ).fetchone()
-        theirs = {k: v for k, v in before.items() if "their" in k[1]}
-        assert len(theirs) == 4 and {k: after[k] for k in theirs} == theirs
-        assert ledger_owned == (1,)  # their_orders only
-        # the schema keeps its owner and every grant it had (PUBLIC's usage included);
-        # only grants to the ledger's roles are added
-        (owner_before, acl_before), (owner_after, acl_after) = (
-            before[("schema", schema)],
-            after[("schema", schema)],
-        )
-        kept, added = set(acl_before.strip("{}").split(",")), set(acl_after.strip("{}").split(","))
-        assert owner_after == owner_before and kept <= added
-        assert any(entry.startswith("=U") for entry in added)  # PUBLIC keeps its usage
-        assert all(entry.startswith(prefix) for entry in added - kept)
-    finally:
-        drop_roles(settings, [*role_names(prefix).values(), other])
-
-
-def _owners_and_grants(conn: Conn, schema: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """Owner and ACL of the schema and of every table, sequence, function and type in it."""
-    rows = conn.execute(
-        "SELECT 'schema', nspname, nspowner::regrole::text, coalesce(nspacl::text, '')"
-        "  FROM pg_namespace WHERE nspname = %(s)s"
-        " UNION ALL SELECT 'class', c.relname, c.relowner::regrole::text,"
-        "  coalesce(c.relacl::text, '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        "  WHERE n.nspname = %(s)s AND c.relkind IN ('r', 'S')"
-        " UNION ALL SELECT 'function', p.proname, p.proowner::regrole::text,"
-        "  coalesce(p.proacl::text, '') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-        "  WHERE n.nspname = %(s)s"
-        " UNION ALL SELECT 'type', t.typname, t.typowner::regrole::text, coalesce(t.typacl::text, '')"
-        "  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
-        "  WHERE n.nspname = %(s)s AND t.typtype = 'c' AND t.typrelid IN"
-        "  (SELECT oid FROM pg_class WHERE relkind = 'c')",
-        {"s": schema},
-    ).fetchall()
-    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
-
-
-def test_the_migrations_create_exactly_the_objects_roles_may_take_over(conn: Conn) -> None:
-    from ledger.database import migrations
-
-    owned = migrations.owned_objects()
-    found = {
-        kind: {r[0] for r in conn.execute(query)}
-        for kind, query in (
-            ("table", "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"),
-            (
-                "sequence",
-                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()",
-            ),
-            (
-                "function",
-                "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace",
-            ),
-            (
-                "type",
-                "SELECT typname FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid"
-                " WHERE t.typnamespace = current_schema()::regnamespace AND c.relkind = 'c'",
-            ),
-        )
-    }
-    assert found == {kind: set(names) for kind, names in owned.items()}
-
-
-def test_downgrade_to_base_works_after_roles(
-    settings: Settings, roles: dict[str, str], cli_env: dict[str, str]
-) -> None:
-    seed(settings, roles)
-    down = cli_run(cli_env, "db", "downgrade", "--to", "base")
-    assert down.returncode == 0, down.stderr
-    assert "rolled back 0002_projected_tables" in down.stdout
-    up = cli_run(cli_env, "db", "upgrade")
-    assert up.returncode == 0, up.stderr
-    # the new tables have no grants yet: rerunning roles restores them, policies included
-    prefix = roles["owner"].removesuffix("_owner")
-    assert cli_run(cli_env, "db", "roles", "--prefix", prefix, "--login").returncode == 0
-    with api.open_ledger(as_role(settings, roles["writer"])) as app:
-        assert append(app, complete("pi_3", customer="bob"))[0].status == "accepted"
-    with connect(as_role(settings, roles["reader"]), autocommit=True) as conn, tenant(conn, ORG):
-        assert {r[0] for r in conn.execute("SELECT stripe_payment_intent_id FROM purchases")} == {
-            "pi_1",
-            "pi_3",
-        }
 
 
 def test_the_owner_runs_migrations_and_rebuilds(

@@ -1,6 +1,6 @@
-"""The house keeps its shape: small modules, a top of ``ledger/`` that reads as the
-architecture (docs/architecture.md), one table of the public names, and a domain that
-loads nothing else."""
+"""The house keeps its shape: small modules (the tests' as well), a top of ``ledger/`` that
+reads as the architecture (docs/architecture.md), one table of the public names, and a
+domain that loads nothing else."""
 
 from __future__ import annotations
 
@@ -23,11 +23,24 @@ def _lines(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines())
 
 
+def _too_long(modules: list[Path]) -> dict[str, int]:
+    return {str(p.relative_to(ROOT)): _lines(p) for p in modules if _lines(p) > MAX_LINES}
+
+
 def test_no_module_of_the_ledger_or_the_projections_exceeds_400_lines() -> None:
     modules = sorted([*(ROOT / "ledger").rglob("*.py"), *(ROOT / "projections").rglob("*.py")])
     assert len(modules) > 50  # the walk found the tree
-    too_long = {str(p.relative_to(ROOT)): _lines(p) for p in modules if _lines(p) > MAX_LINES}
-    assert too_long == {}
+    assert _too_long(modules) == {}
+
+
+def test_no_module_of_the_tests_exceeds_400_lines() -> None:
+    """Every ``.py`` under ``tests/``: the test modules, their support modules (``tests/*.py``),
+    the property model and the golden logs' generator. A module that grows past the bound is
+    split by theme, its shared helpers in a support module (docs/testing.md, "How the suite is organised")."""
+    modules = sorted((ROOT / "tests").rglob("*.py"))
+    assert len(modules) > 150  # the walk found the tree
+    assert ROOT / "tests" / "unit" / "test_layout.py" in modules
+    assert _too_long(modules) == {}
 
 
 def test_the_top_of_the_ledger_holds_only_its_five_modules() -> None:
