@@ -193,7 +193,9 @@ def test_a_round_trip_to_base_leaves_the_read_check_a_fresh_upgrade_makes(
             other.execute(found[4].up.encode())
         assert _read_check(other, settings.schema) != routable
         other.commit()
-        assert [m.version for m in migrations.upgrade(other, settings.schema)] == [30, 31, 33, 34]
+        assert [m.version for m in migrations.upgrade(other, settings.schema)] == [
+            v for v in sorted(found) if v > 29
+        ]
         assert _read_check(other, settings.schema) == routable
         other.commit()
 
