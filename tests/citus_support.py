@@ -328,7 +328,7 @@ class CitusCluster:
             command = ["runuser", "-u", "citus", "--", *command]
         subprocess.run(command, cwd="/", check=True, capture_output=True, timeout=120)
 
-    def _wait_reachable(self, worker: Worker, seconds: float = 30.0) -> None:
+    def _wait_reachable(self, worker: Worker, seconds: float = 120.0) -> None:
         deadline = time.monotonic() + seconds
         with psycopg.connect(self.url, autocommit=True) as conn:
             while True:

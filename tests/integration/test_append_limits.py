@@ -87,7 +87,7 @@ def lock_holders(conn: Conn) -> list[int]:
     return [pid for (pid,) in rows]
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:

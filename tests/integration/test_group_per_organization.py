@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -55,9 +56,16 @@ from tests.support import (
 Conn = psycopg.Connection[Any]
 
 
+# the first group waits at the log's lock (``log_locked``) while the test queues its
+# callers one by one, each seen queued before the next starts: on a loaded machine that
+# can take longer than the default lock timeout (5 s), and the first group would fail
+# with ``LockTimeout``. How long a group may wait is not what these tests are about.
+HELD = "300s"
+
+
 @pytest.fixture
 def per_organization(settings: Settings) -> Iterator[Ledger]:
-    app = Ledger(settings, per_organization=True)
+    app = Ledger(replace(settings, lock_timeout=HELD), per_organization=True)
     yield app
     app.close()
 
@@ -97,7 +105,7 @@ def test_on_a_single_server_a_group_is_the_head_of_the_queue_as_before(
     # with LEDGER_TEST_DISTRIBUTE=1 ``settings`` is distributed, where groups are per
     # organization (the test above)
     single = fresh()
-    ledger_app = api.open_ledger(single)
+    ledger_app = api.open_ledger(replace(single, lock_timeout=HELD))
     try:
         with connect(single, autocommit=True) as conn:
             setup = append(

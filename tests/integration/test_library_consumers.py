@@ -185,9 +185,9 @@ def test_the_librarys_projection_runner_follows_the_live_log(
     )
     with runner:
         caught_up = max(r.position or 0 for r in append(ledger_app, user("carol")))
-        runner.wait(caught_up, timeout=30)
+        runner.wait(caught_up, timeout=120)
         for round_ in range(3):
             later = append(ledger_app, user(f"late-{round_}"))[0].position
             assert later is not None
-            runner.wait(later, timeout=30)
+            runner.wait(later, timeout=120)
         assert runner.view.max_tracking_id("Ledger") == later

@@ -230,7 +230,7 @@ def test_following_sees_new_events_and_stops_when_told(ledger_app: Ledger) -> No
     positions = [r.position for r in append(ledger_app, user("dave"), user("erin"))]
     _until(lambda: seen and seen[-1] == positions[-1])
     stop.set()
-    follower.join(10)
+    follower.join(60)
     assert not follower.is_alive()
     assert seen == list(range(1, positions[-1] + 1))
 
@@ -273,7 +273,7 @@ def test_following_until_a_position_stops_there_even_if_it_is_a_hole(
     assert idle.wait(60), "the follower polls, finding nothing new"
     assert follower.is_alive(), "3 might still come: it waits"
     assert append(ledger_app, user("c"))[0].position == 4
-    follower.join(10)
+    follower.join(60)
     assert not follower.is_alive() and result == [[1, 2]]
 
 
@@ -345,7 +345,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(
     assert status == 0 and events.stderr.read() == b""
 
 
-def _until(condition: Any, timeout: float = 30) -> None:
+def _until(condition: Any, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"

@@ -272,7 +272,9 @@ def many_chains(settings: Settings) -> Settings:
 
 
 @hsettings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     size=st.integers(min_value=1, max_value=30),

@@ -89,7 +89,9 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @settings(
-    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(history=histories(), erased=st.lists(st.sampled_from(PEOPLE), min_size=1, max_size=3))
 def test_erasing_random_people_keeps_money_chain_and_rebuild(

@@ -133,7 +133,9 @@ def _answers(ledger: Ledger, runs: list[list[dict[str, Any]]]) -> list[tuple[Any
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(runs=histories())
 def test_commands_on_facts_answer_and_write_as_on_the_user_aggregate(

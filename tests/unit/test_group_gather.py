@@ -56,7 +56,7 @@ def test_the_lead_handed_on_gathers_the_caller_the_last_group_answered() -> None
         the lead is gathering: without the gathering a1 would go in a group of its own."""
         answers.append(lane.append("a0"))
         try:
-            wait_for(lambda: any(gathering(t) for t in others), 10)
+            wait_for(lambda: any(gathering(t) for t in others), 60)
         except AssertionError:
             failures.append("nobody gathered")
         answers.append(lane.append("a1"))
