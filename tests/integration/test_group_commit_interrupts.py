@@ -26,6 +26,7 @@ from tests.group_callers import (
     ListCallers,
     command,
     log_locked,
+    patient,
     wait_for,
     waiting_for_the_log,
 )
@@ -75,6 +76,11 @@ def interrupted_when(condition: Callable[[], bool]) -> Iterator[list[str]]:
     finally:
         interrupter.join(timeout=60)
         assert not interrupter.is_alive()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return patient(settings)
 
 
 def test_an_interrupt_of_a_list_waiting_in_the_queue_takes_out_only_its_commands(

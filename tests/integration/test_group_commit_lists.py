@@ -24,6 +24,7 @@ from tests.group_callers import (
     ListCallers,
     command,
     log_locked,
+    patient,
     wait_for,
     waiting_for_the_log,
 )
@@ -85,6 +86,11 @@ def log_of(conn: Conn) -> list[tuple[Any, ...]]:
     ).fetchall()
     first: dict[Any, int] = {}
     return [(n, first.setdefault(o, len(first)), v, topic) for n, o, v, topic in rows]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return patient(settings)
 
 
 @hyp_settings(max_examples=12)
