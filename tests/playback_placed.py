@@ -8,11 +8,14 @@ from itertools import islice
 from typing import Any
 
 import psycopg
+import pytest
 
 from ledger import api
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
+from ledger.playback import distributed
+from ledger.playback.store import PlaybackStore
 from ledger.service import Ledger
 from tests import citus_support
 from tests.citus_support import CitusCluster
@@ -46,3 +49,26 @@ def two_organizations(
         setup += [grant(v, content_id=video) for v in VIEWERS]
     assert set(statuses(append(app, *setup))) == {"accepted"}
     return app, owners
+
+
+class Crash(Exception):
+    """The process lost before its group's write."""
+
+
+def lost_before_the_write(
+    monkeypatch: pytest.MonkeyPatch, app: Ledger, beat: Any, *, placed: bool = True
+) -> None:
+    """``beat`` appended by a process lost before its group's write: on the distributed
+    store (``placed``) after its keys' claims committed (its write never runs), on one
+    server before its group's one statement (which writes the key with the heartbeat)."""
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash("lost before the group's write")
+
+    with monkeypatch.context() as lost:
+        if placed:
+            lost.setattr(distributed, "write", crash)
+        else:
+            lost.setattr(PlaybackStore, "_attempt", crash)
+        with pytest.raises(Crash):
+            append(app, beat)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import orjson
@@ -190,6 +191,24 @@ def load_history(ledger: Ledger, purchases: int, *more: dict[str, Any]) -> list[
     exact (``tests/histories.py``)."""
     lines = [orjson.dumps(c) for c in [*demo.history(purchases=purchases), *more]]
     return [result for _, result in histories.append_lines(ledger, lines, HISTORY_GROUP)]
+
+
+def at_once(apps: tuple[Ledger, ...], command: dict[str, Any]) -> list[list[Result]]:
+    """``command`` sent by each ledger from a thread of its own, all released together (a
+    barrier): each delivery dated when its ledger identifies it."""
+    start = threading.Barrier(len(apps))
+    answered: list[list[Result]] = [[] for _ in apps]
+
+    def send(which: int) -> None:
+        start.wait()
+        answered[which] = append(apps[which], command)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(apps))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answered
 
 
 def statuses(results: list[Result]) -> list[str]:

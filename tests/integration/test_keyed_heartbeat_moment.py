@@ -10,17 +10,15 @@ answers on both layouts (run with ``LEDGER_TEST_DISTRIBUTE=1`` for the distribut
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from ledger import api
-from ledger.commands.results import Result
 from ledger.config import Settings
 from ledger.service import Ledger
-from tests.support import append, catalogue, cli, grant, play, statuses, t, user
+from tests.support import append, at_once, catalogue, cli, grant, play, statuses, t, user
 
 Conn = psycopg.Connection[Any]
 
@@ -112,24 +110,6 @@ def test_the_same_payload_at_another_time_under_its_key_is_a_duplicate(
 ROUNDS = 12
 
 
-def at_once(apps: tuple[Ledger, ...], command: dict[str, Any]) -> list[list[str]]:
-    """``command`` sent by each ledger from a thread of its own, all released together (a
-    barrier): each delivery dated when its ledger identifies it."""
-    start = threading.Barrier(len(apps))
-    answered: list[list[Result]] = [[] for _ in apps]
-
-    def send(which: int) -> None:
-        start.wait()
-        answered[which] = append(apps[which], command)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(apps))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [statuses(a) for a in answered]
-
-
 def test_two_processes_sending_one_keyed_heartbeat_at_once_record_it_once(
     settings: Settings, ledger_app: Ledger, conn: Conn
 ) -> None:
@@ -144,7 +124,8 @@ def test_two_processes_sending_one_keyed_heartbeat_at_once_record_it_once(
         assert statuses(append(other, beat("warm", 1))) == ["accepted"]
         for n in range(ROUNDS):
             key = f"race-{n}"
-            both = sorted(s for r in at_once((ledger_app, other), beat(key, 20 + n)) for s in r)
+            answered = at_once((ledger_app, other), beat(key, 20 + n))
+            both = sorted(s for r in answered for s in statuses(r))
             assert both == ["accepted", "duplicate"], (n, both)
             assert recorded(conn, key) == 1, n
     finally:

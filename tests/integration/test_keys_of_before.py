@@ -14,7 +14,6 @@ before whose heartbeat was compacted is tested on both layouts in
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,20 +21,14 @@ import psycopg
 import pytest
 
 from ledger import api
-from ledger.commands.results import Result
 from ledger.config import Settings
-from ledger.playback import distributed
 from ledger.service import Ledger
 from tests.citus_support import CitusCluster
-from tests.playback_placed import VIDEOS, VIEWERS, two_organizations
-from tests.support import append, play, statuses, t
+from tests.playback_placed import VIDEOS, VIEWERS, lost_before_the_write, two_organizations
+from tests.support import append, at_once, play, statuses, t
 
 pytestmark = pytest.mark.citus
 Conn = psycopg.Connection[Any]
-
-
-class Crash(Exception):
-    """The process lost between the key's commit and the group's."""
 
 
 @pytest.fixture
@@ -61,14 +54,7 @@ def untimed(viewer: str, position: int, key: str) -> dict[str, Any]:
 def orphan_of_before(monkeypatch: pytest.MonkeyPatch, app: Ledger, conn: Conn, beat: Any) -> None:
     """``beat`` appended by a process lost between its key's claim and its group's write,
     its claim then made one of before 0034 (no moment): its fingerprint, no record."""
-
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash("lost between the key's commit and the group's")
-
-    with monkeypatch.context() as lost:
-        lost.setattr(distributed, "write", crash)
-        with pytest.raises(Crash):
-            append(app, beat)
+    lost_before_the_write(monkeypatch, app, beat)
     key = beat["idempotency_key"]
     conn.execute("UPDATE playback_keys SET occurred_at = NULL WHERE idempotency_key = %s", (key,))
     assert claim(conn, key) == [(None,)]
@@ -107,24 +93,6 @@ def test_a_claim_of_before_that_never_committed_is_recorded_once_at_the_moment_i
 
 
 ROUNDS = 6
-
-
-def at_once(apps: tuple[Ledger, ...], command: dict[str, Any]) -> list[list[Result]]:
-    """``command`` sent by each ledger from a thread of its own, all released together (a
-    barrier): each delivery dated when its ledger identifies it."""
-    start = threading.Barrier(len(apps))
-    answered: list[list[Result]] = [[] for _ in apps]
-
-    def send(which: int) -> None:
-        start.wait()
-        answered[which] = append(apps[which], command)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(apps))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answered
 
 
 def test_two_processes_redelivering_a_claim_of_before_at_once_record_it_once(

@@ -19,35 +19,17 @@ import psycopg
 import pytest
 
 from ledger.config import Settings
-from ledger.playback import distributed
-from ledger.playback.store import PlaybackStore
 from ledger.service import Ledger
 from tests import citus_support
 from tests.integration.test_erasure import erase, history, pg_dump, traces
+from tests.playback_placed import lost_before_the_write
 from tests.support import append, grant, play, statuses, t, user
 
 Conn = psycopg.Connection[Any]
 
 
-class Crash(Exception):
-    """The process lost before its group's write."""
-
-
-def lost_before_the_write(monkeypatch: pytest.MonkeyPatch, app: Ledger, beat: Any) -> None:
-    """``beat`` appended by a process lost before its group's write: on the distributed
-    store after its key's claim committed (its write never runs), on one server before its
-    group's one statement (which writes the key with the heartbeat)."""
-
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash("lost before the group's write")
-
-    with monkeypatch.context() as lost:
-        if citus_support.distribute_requested():
-            lost.setattr(distributed, "write", crash)
-        else:
-            lost.setattr(PlaybackStore, "_attempt", crash)
-        with pytest.raises(Crash):
-            append(app, beat)
+def placed() -> bool:
+    return citus_support.distribute_requested()
 
 
 def claims_of(conn: Conn, key: str) -> list[tuple[Any, ...]]:
@@ -81,7 +63,7 @@ def test_a_claim_left_by_a_process_lost_before_its_write_goes_with_the_erasure(
     key = f"lost-{person}"
     assert set(statuses(append(ledger_app, *history(person)))) == {"accepted"}
     beat = {**play(person, 75, at=t(5, 14)), "idempotency_key": key}
-    lost_before_the_write(monkeypatch, ledger_app, beat)
+    lost_before_the_write(monkeypatch, ledger_app, beat, placed=placed())
     # the claim on the distributed store; on one server nothing of it was written
     claimed = citus_support.distribute_requested()
     assert held(conn, key) == ((1,) if claimed else (0,))
@@ -110,8 +92,8 @@ def test_a_claim_left_by_a_lost_process_is_recorded_once_and_erased_with_its_hea
     }
     beat = {**play(person, 75, at=t(5, 14)), "idempotency_key": key}
     other_beat = {**play(other, 76, at=t(5, 15)), "idempotency_key": other_key}
-    lost_before_the_write(monkeypatch, ledger_app, beat)
-    lost_before_the_write(monkeypatch, ledger_app, other_beat)
+    lost_before_the_write(monkeypatch, ledger_app, beat, placed=placed())
+    lost_before_the_write(monkeypatch, ledger_app, other_beat, placed=placed())
     assert statuses(append(ledger_app, beat)) == ["accepted"]
     assert statuses(append(ledger_app, beat)) == ["duplicate"]
     assert recorded(conn, key) == (1,)

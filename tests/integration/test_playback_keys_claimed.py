@@ -23,10 +23,9 @@ from ledger import api
 from ledger.config import Settings
 from ledger.database import distribution
 from ledger.database.connections import connect
-from ledger.playback import distributed
 from ledger.service import Ledger
 from tests.citus_support import CitusCluster
-from tests.playback_placed import VIDEOS, VIEWERS, two_organizations
+from tests.playback_placed import VIDEOS, VIEWERS, lost_before_the_write, two_organizations
 from tests.support import append, catalogue, grant, play, statuses, t
 
 pytestmark = pytest.mark.citus
@@ -101,22 +100,6 @@ def test_a_keyed_group_of_one_organization_commits_on_its_worker_alone(
     assert conn.execute("SELECT count(*) FROM playback_heartbeats").fetchone() == (17,)
 
 
-class Crash(Exception):
-    """The process lost between the keys' commit and the group's."""
-
-
-def lost_after_the_claims(monkeypatch: pytest.MonkeyPatch, app: Ledger, beat: Any) -> None:
-    """``beat`` appended by a process lost between its keys' claims and its group's write."""
-
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash("lost between the key's commit and the group's")
-
-    with monkeypatch.context() as lost:
-        lost.setattr(distributed, "write", crash)
-        with pytest.raises(Crash):
-            append(app, beat)
-
-
 def test_a_key_claimed_by_a_group_that_never_committed_is_no_duplicate(
     citus: CitusCluster,
     settings: Settings,
@@ -131,7 +114,7 @@ def test_a_key_claimed_by_a_group_that_never_committed_is_no_duplicate(
     app, owners = two
     key = keys_elsewhere(citus, conn, settings.schema, owners[VIDEOS[1]], 1)[0]
     beat = keyed(VIEWERS[1], 20, VIDEOS[1], key)
-    lost_after_the_claims(monkeypatch, app, beat)
+    lost_before_the_write(monkeypatch, app, beat)
     assert conn.execute(
         "SELECT count(*) FROM playback_keys WHERE idempotency_key = %s", (key,)
     ).fetchone() == (1,)
@@ -160,7 +143,7 @@ def test_a_claim_left_by_a_delivery_without_its_time_is_recorded_once_at_its_mom
     key = keys_elsewhere(citus, conn, settings.schema, owners[VIDEOS[0]], 1)[0]
     beat = keyed(VIEWERS[2], 30, VIDEOS[0], key)
     del beat["occurred_at"]
-    lost_after_the_claims(monkeypatch, app, beat)
+    lost_before_the_write(monkeypatch, app, beat)
     claim = conn.execute(
         "SELECT occurred_at FROM playback_keys WHERE idempotency_key = %s", (key,)
     ).fetchone()

@@ -22,8 +22,13 @@ from ledger.playback import distributed, partitions
 from ledger.playback.statements import NEWEST_WINS
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.playback_on_citus import VIDEO_B, _distributed
-from tests.support import append, grant, org, play, publish, statuses, t, user
+from tests.playback_on_citus import (
+    VIDEO_B,
+    _distributed,
+    alice_granted_video_b,
+    granted_in_each,
+)
+from tests.support import append, play, statuses, t
 
 pytestmark = pytest.mark.citus
 
@@ -80,15 +85,7 @@ def test_each_organizations_heartbeats_live_on_its_own_worker(
     videos = {first: "aaaaaaaa-0000-4000-8000-000000000001", second: VIDEO_B}
     app = api.open_ledger(settings)
     try:
-        setup = [user("creator"), user("alice"), user("bob")]
-        for organization, video in videos.items():
-            setup += [
-                org(organization, name=f"org {organization[:4]}"),
-                publish(video, organization_id=organization),
-                grant("alice", content_id=video),
-                grant("bob", content_id=video),
-            ]
-        assert set(statuses(append(app, *setup))) == {"accepted"}
+        granted_in_each(app, videos)
         beats = [
             play("alice", 10, content_id=videos[first], at=t(5)),
             play("bob", 20, content_id=videos[first], at=t(5)),
@@ -147,15 +144,7 @@ def test_a_groups_heartbeats_write_only_their_organizations_worker(
     videos = {first: "aaaaaaaa-0000-4000-8000-000000000001", second: VIDEO_B}
     app = api.open_ledger(settings)
     try:
-        setup = [user("creator"), user("alice"), user("bob")]
-        for organization, video in videos.items():
-            setup += [
-                org(organization, name=f"org {organization[:4]}"),
-                publish(video, organization_id=organization),
-                grant("alice", content_id=video),
-                grant("bob", content_id=video),
-            ]
-        assert set(statuses(append(app, *setup))) == {"accepted"}
+        granted_in_each(app, videos)
         beats = [
             play("alice", 10, content_id=videos[first], at=t(5)),
             play("bob", 97, content_id=videos[first], at=t(5)),
@@ -207,14 +196,7 @@ def test_a_content_deleted_after_its_organization_was_known_is_not_found(
     organization = str(next(citus_support.organizations()))
     app = api.open_ledger(settings)
     try:
-        setup = [
-            user("creator"),
-            user("alice"),
-            org(organization),
-            publish(VIDEO_B, organization_id=organization),
-            grant("alice", content_id=VIDEO_B),
-        ]
-        assert set(statuses(append(app, *setup))) == {"accepted"}
+        alice_granted_video_b(app, organization)
         assert statuses(append(app, play("alice", 10, content_id=VIDEO_B, at=t(5)))) == ["accepted"]
         assert (settings.schema, VIDEO_B) in distributed._KNOWN
         deleted = {"type": "content.delete", "content_id": VIDEO_B}

@@ -18,8 +18,8 @@ from ledger.database import distribution, migrations, store_placement
 from ledger.database.connections import connect
 from tests import citus_support
 from tests.citus_support import CitusCluster
-from tests.playback_on_citus import VIDEO_B, _distributed
-from tests.support import append, grant, org, play, publish, statuses, t, user
+from tests.playback_on_citus import VIDEO_B, _distributed, alice_granted_video_b
+from tests.support import play, t
 
 pytestmark = pytest.mark.citus
 
@@ -101,15 +101,7 @@ def test_0026_rolls_back_and_forth_on_the_distributed_layout(
     organization = str(next(citus_support.organizations()))
     app = api.open_ledger(settings)
     try:
-        setup = [
-            user("creator"),
-            user("alice"),
-            org(organization),
-            publish(VIDEO_B, organization_id=organization),
-            grant("alice", content_id=VIDEO_B),
-            play("alice", 10, content_id=VIDEO_B, at=t(5)),
-        ]
-        assert set(statuses(append(app, *setup))) == {"accepted"}
+        alice_granted_video_b(app, organization, play("alice", 10, content_id=VIDEO_B, at=t(5)))
     finally:
         app.close()
     with connect(settings) as down:
