@@ -82,6 +82,16 @@ def log_locked(settings: Settings) -> Iterator[Conn]:
         holder.commit()
 
 
+def no_lock_on_the_log(conn: Conn) -> bool:
+    """No session holds or awaits a lock on the log. Waited for, not read once: a backend of
+    a closed connection is gone a moment after its client, and on the distributed layout
+    another test's placing of a table colocated with this log locks it for a moment."""
+    found = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
+    ).fetchone()
+    return found == (0,)
+
+
 def patient(settings: Settings) -> Settings:
     """``settings`` with waits at the log bounded by 300 s, not the default 5 s: the group
     tests hold the log while they queue callers one by one, each seen queued, which can

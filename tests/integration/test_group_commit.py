@@ -26,6 +26,7 @@ from tests.group_callers import (
     Conn,
     command,
     log_locked,
+    no_lock_on_the_log,
     patient,
     transactions,
     wait_for,
@@ -200,9 +201,7 @@ def test_closing_answers_every_queued_caller_then_refuses_and_leaves_no_thread(
     assert conn.execute("SELECT count(*) FROM users WHERE id = 'late'").fetchone() == (0,)
     leaked = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     assert leaked == []
-    assert conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
-    ).fetchone() == (0,)
+    wait_for(lambda: no_lock_on_the_log(conn))
 
 
 def test_an_error_of_the_group_reaches_each_of_its_callers_and_a_failing_observer_none(

@@ -26,6 +26,7 @@ from tests.group_callers import (
     ListCallers,
     command,
     log_locked,
+    no_lock_on_the_log,
     patient,
     wait_for,
     waiting_for_the_log,
@@ -145,9 +146,7 @@ def test_an_interrupt_of_a_list_while_it_leads_hands_the_lead_past_its_own_comma
     assert statuses([outcomes[0]]) == ["accepted"]  # type: ignore[list-item]
     assert event_count(conn) == before + 1
     assert conn.execute("SELECT count(*) FROM users WHERE id LIKE 'm%'").fetchone() == (0,)
-    assert conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
-    ).fetchone() == (0,)
+    wait_for(lambda: no_lock_on_the_log(conn))
 
 
 def test_an_interrupt_after_the_leader_took_its_group_answers_it_and_hands_the_lead_on(
