@@ -146,10 +146,7 @@ def test_on_a_log_written_before_the_chains_the_platforms_chain_stays_in_the_rou
             other.commit()
             assert legacy.legacy_claimed(other, settings.schema)  # read from the claims
             assert [m.version for m in migrations.upgrade(other, settings.schema)] == [
-                30,
-                31,
-                33,
-                34,
+                m.version for m in migrations.discover() if m.version > 29
             ]
             other.commit()
         assert conn.execute("SELECT legacy_claims FROM ledger_log_order").fetchone() == (True,)
