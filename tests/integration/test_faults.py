@@ -110,37 +110,58 @@ def test_terminated_backends_never_double_a_command(
 ) -> None:
     append(ledger_app, *catalogue())
     payload = stream(150, "pi_term_")
-    # after every commit the appender's connections are cut (a transaction in flight then,
-    # mid-way; the pool's idle ones, at their next use), so its work goes on by retries on
-    # new connections and commits between the cuts; how long the pool waits for a connection
-    # is not what is tested (1 s, not the default 10 s)
-    env = dict(cli_env, PGAPPNAME="ledger-fault-victim", LEDGER_POOL_TIMEOUT="1s")
+    # first, one cut that cannot be missed: the appender's first transaction held at the log's
+    # lock, mid-way, and cut there (read only between commits, the cuts could all come after
+    # its last one on a loaded machine: killed 0 once in CI). Then after every commit the
+    # appender's connections are cut (a transaction in flight then, mid-way; the pool's idle
+    # ones, at their next use), so its work goes on by retries on new connections and commits
+    # between the cuts; how long the pool waits for a connection is not what is tested (1 s,
+    # not the default 10 s), nor how long an append waits at the held log (120 s, not 5 s)
+    env = dict(
+        cli_env,
+        PGAPPNAME="ledger-fault-victim",
+        LEDGER_POOL_TIMEOUT="1s",
+        LEDGER_LOCK_TIMEOUT="120s",
+    )
     stop = threading.Event()
-    killed = 0
+    killed = held = 0
 
-    def killer() -> None:
-        nonlocal killed
+    def cut(admin: Conn, waiting: bool) -> int:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'ledger-fault-victim'"
+            " AND (NOT %s OR wait_event_type = 'Lock')",
+            (waiting,),
+        ).fetchall()
+        return sum(1 for (done,) in rows if done)
+
+    def killer(holder: Conn) -> None:
+        nonlocal killed, held
         with connect(settings, autocommit=True) as admin:
+            deadline = time.monotonic() + 120
+            while not held and time.monotonic() < deadline:
+                held += cut(admin, waiting=True)
+                time.sleep(0.005)
+            holder.rollback()  # the log let go
+            killed += held
             last = event_count(admin)
             while not stop.is_set():
                 now = event_count(admin)
                 if now > last:  # a commit went through: cut whatever comes next
-                    rows = admin.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE application_name = 'ledger-fault-victim'"
-                    ).fetchall()
-                    killed += sum(1 for (done,) in rows if done)
+                    killed += cut(admin, waiting=False)
                     last = now
                 time.sleep(0.005)
 
-    thread = threading.Thread(target=killer)
-    thread.start()
-    try:
-        first = cli(env, "append", "-", stdin=payload)
-    finally:
-        stop.set()
-        thread.join()
-    assert killed > 0
+    with connect(settings) as holder:
+        holder.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
+        thread = threading.Thread(target=killer, args=(holder,))
+        thread.start()
+        try:
+            first = cli(env, "append", "-", stdin=payload)
+        finally:
+            stop.set()
+            thread.join()
+    assert held > 0 and killed >= held  # cut mid-way at the held log, then after commits
     # the appender answered what it could; an error it could not settle is exit 2
     assert first.returncode in (0, 2), first.stderr
     accepted = [
