@@ -211,6 +211,18 @@ def at_once(apps: tuple[Ledger, ...], command: dict[str, Any]) -> list[list[Resu
     return answered
 
 
+def log_of(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """The log's events in order, without what the clock stamps (the state's timestamp).
+    A person's aggregates are keyed by their random subject (docs/privacy.md), so each
+    aggregate is named by where it first appears, not by its id."""
+    rows = conn.execute(
+        "SELECT notification_id, originator_id, originator_version, topic "
+        "FROM ledger_events ORDER BY notification_id"
+    ).fetchall()
+    first: dict[Any, int] = {}
+    return [(n, first.setdefault(o, len(first)), v, topic) for n, o, v, topic in rows]
+
+
 def statuses(results: list[Result]) -> list[str]:
     return [r.status if r.error is None else f"{r.status}:{r.error.code}" for r in results]
 

@@ -34,6 +34,7 @@ from tests.support import (
     complete,
     dump_all,
     event_count,
+    log_of,
     play,
     refund,
     statuses,
@@ -74,18 +75,6 @@ def choices() -> st.SearchStrategy[dict[str, Any]]:
             st.sampled_from(["hb-1", "hb-2", "hb-3"]),
         ),
     )
-
-
-def log_of(conn: Conn) -> list[tuple[Any, ...]]:
-    """The log's events in order, without what the clock stamps (the state's timestamp).
-    A person's aggregates are keyed by their random subject (docs/privacy.md), so each
-    aggregate is named by where it first appears, not by its id."""
-    rows = conn.execute(
-        "SELECT notification_id, originator_id, originator_version, topic "
-        "FROM ledger_events ORDER BY notification_id"
-    ).fetchall()
-    first: dict[Any, int] = {}
-    return [(n, first.setdefault(o, len(first)), v, topic) for n, o, v, topic in rows]
 
 
 @pytest.fixture

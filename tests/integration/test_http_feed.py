@@ -33,6 +33,7 @@ from tests.support import (
     dump_all,
     event_count,
     grant,
+    log_of,
     play,
     refund,
     t,
@@ -89,18 +90,6 @@ async def all_clients(url: str, sends: list[tuple[str, dict[str, Any]]]) -> dict
     shares = [sends[n::CLIENTS] for n in range(CLIENTS)]
     await asyncio.gather(*(client_sends(url, mine, seen) for mine in shares))
     return seen
-
-
-def log_of(conn: Conn) -> list[tuple[Any, ...]]:
-    """The log's events in order, without what the clock stamps. A person's aggregates are
-    keyed by their random subject (docs/privacy.md): each aggregate is named by where it
-    first appears, not by its id."""
-    rows = conn.execute(
-        "SELECT notification_id, originator_id, originator_version, topic "
-        "FROM ledger_events ORDER BY notification_id"
-    ).fetchall()
-    first: dict[Any, int] = {}
-    return [(n, first.setdefault(o, len(first)), v, topic) for n, o, v, topic in rows]
 
 
 def test_concurrent_single_commands_answer_and_write_as_a_sequential_replay(
